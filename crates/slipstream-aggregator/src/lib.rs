@@ -1,0 +1,2 @@
+//! slipstream-aggregator: see the crate description; filled in by its issue.
+#![forbid(unsafe_code)]

@@ -1,0 +1,180 @@
+//! `forward`: the OTLP exporter that sends every accepted request downstream.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ByteSize, Errors};
+
+/// Default limit on the bytes waiting in the forward queue.
+pub const DEFAULT_QUEUE_MAX_BYTES: ByteSize = ByteSize::mib(256);
+/// Default time allowed for one export call downstream.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default first retry delay.
+pub const DEFAULT_INITIAL_INTERVAL: Duration = Duration::from_millis(200);
+/// Default longest retry delay.
+pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(30);
+/// Default number of export calls in flight.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Default delay a refused client is asked to wait before retrying.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// `forward`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// Downstream OTLP endpoint: for gRPC `http://host:4317`, for HTTP the base URL
+    /// `http://host:4318` (the signal path `/v1/traces` etc. is appended). `null` turns
+    /// forwarding off: spans are aggregated and then discarded.
+    pub endpoint: Option<String>,
+    /// `grpc` or `http` (protobuf).
+    pub protocol: ForwardProtocol,
+    /// Extra headers (gRPC metadata) sent with every export, e.g. an authorization token.
+    pub headers: BTreeMap<String, String>,
+    /// `none` or `gzip`. Requests that arrived compressed are forwarded decompressed and
+    /// re-compressed only when this says so.
+    pub compression: ForwardCompression,
+    /// Time allowed for one export call.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Number of export calls in flight at once.
+    pub concurrency: usize,
+    /// The bounded queue between the receivers and the exporter.
+    pub queue: QueueConfig,
+    /// Retries of failed exports.
+    pub retry: RetryConfig,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            endpoint: None,
+            protocol: ForwardProtocol::Grpc,
+            headers: BTreeMap::new(),
+            compression: ForwardCompression::None,
+            timeout: DEFAULT_TIMEOUT,
+            concurrency: DEFAULT_CONCURRENCY,
+            queue: QueueConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Downstream protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardProtocol {
+    /// OTLP/gRPC.
+    #[default]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    Http,
+}
+
+/// Compression of forwarded requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardCompression {
+    /// Send as is.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+}
+
+/// `forward.queue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most bytes of requests waiting to be forwarded. When a new request would pass it, the
+    /// receivers refuse it with a retryable answer (gRPC UNAVAILABLE with RetryInfo, HTTP 503
+    /// with Retry-After): the client keeps it and retries, nothing is dropped.
+    pub max_bytes: ByteSize,
+    /// Delay suggested to refused clients (RetryInfo / Retry-After).
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            retry_after: DEFAULT_RETRY_AFTER,
+        }
+    }
+}
+
+/// `forward.retry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Delay before the first retry; it doubles up to `max_interval`, with jitter. A delay the
+    /// downstream asks for (RetryInfo, Retry-After) is honoured when longer.
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Longest delay between retries.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Give up on a request after retrying this long, counting it as dropped
+    /// (`reason="retries_exhausted"`). `null` (the default) retries until the downstream
+    /// accepts it, holding the queue and so pushing back on clients instead of losing data.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed_time: Option<Duration>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_interval: DEFAULT_INITIAL_INTERVAL,
+            max_interval: DEFAULT_MAX_INTERVAL,
+            max_elapsed_time: None,
+        }
+    }
+}
+
+impl ForwardConfig {
+    pub(crate) fn validate(&self, path: &str, errs: &mut Errors) {
+        if let Some(e) = &self.endpoint {
+            errs.check(
+                e.starts_with("http://") || e.starts_with("https://"),
+                format!("{path}.endpoint"),
+                format!("`{e}` is not a URL (expected http://host:port)"),
+            );
+        }
+        errs.check(
+            self.concurrency >= 1,
+            format!("{path}.concurrency"),
+            "expected at least 1",
+        );
+        errs.check(
+            !self.timeout.is_zero(),
+            format!("{path}.timeout"),
+            "expected a duration above 0",
+        );
+        errs.check(
+            self.queue.max_bytes.0 > 0,
+            format!("{path}.queue.max_bytes"),
+            "expected a size above 0",
+        );
+        errs.check(
+            !self.retry.initial_interval.is_zero(),
+            format!("{path}.retry.initial_interval"),
+            "expected a duration above 0",
+        );
+        errs.check(
+            self.retry.max_interval >= self.retry.initial_interval,
+            format!("{path}.retry.max_interval"),
+            "expected at least retry.initial_interval",
+        );
+        for k in self.headers.keys() {
+            errs.check(
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                format!("{path}.headers.{k}"),
+                "expected a header name of letters, digits, - and _",
+            );
+        }
+    }
+}

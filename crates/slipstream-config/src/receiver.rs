@@ -1,0 +1,131 @@
+//! `receivers`: the OTLP gRPC and HTTP servers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ByteSize, Errors, check_socket_addr};
+
+/// Default OTLP/gRPC listen address (the OTel Collector's).
+pub const DEFAULT_GRPC_ENDPOINT: &str = "0.0.0.0:4317";
+/// Default OTLP/HTTP listen address (the OTel Collector's).
+pub const DEFAULT_HTTP_ENDPOINT: &str = "0.0.0.0:4318";
+/// Default largest gRPC message accepted, compressed (the OTel Collector's 4 MiB).
+pub const DEFAULT_GRPC_MAX_RECV_MSG_SIZE: ByteSize = ByteSize::mib(4);
+/// Default largest HTTP request body accepted, compressed (the OTel Collector's 20 MiB).
+pub const DEFAULT_HTTP_MAX_REQUEST_BODY_SIZE: ByteSize = ByteSize::mib(20);
+/// Default largest size a body may reach once decompressed.
+pub const DEFAULT_MAX_DECOMPRESSED_SIZE: ByteSize = ByteSize::mib(64);
+/// Default largest number of spans one request may carry (0 = no limit).
+pub const DEFAULT_MAX_SPANS_PER_REQUEST: usize = 0;
+
+/// `receivers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiversConfig {
+    /// The OTLP receiver.
+    pub otlp: OtlpReceiverConfig,
+}
+
+/// `receivers.otlp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpReceiverConfig {
+    /// OTLP over gRPC (trace, metrics and logs services); `null` turns it off.
+    pub grpc: Option<GrpcReceiverConfig>,
+    /// OTLP over HTTP (`/v1/traces`, `/v1/metrics`, `/v1/logs`); `null` turns it off.
+    pub http: Option<HttpReceiverConfig>,
+    /// Largest size a request body may reach after gzip/zstd decompression; a larger one is
+    /// refused (413 / RESOURCE_EXHAUSTED) however small it was on the wire.
+    pub max_decompressed_size: ByteSize,
+    /// Largest number of spans in one trace request; 0 means no limit. A larger request is
+    /// refused as too large.
+    pub max_spans_per_request: usize,
+}
+
+impl Default for OtlpReceiverConfig {
+    fn default() -> Self {
+        OtlpReceiverConfig {
+            grpc: Some(GrpcReceiverConfig::default()),
+            http: Some(HttpReceiverConfig::default()),
+            max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE,
+            max_spans_per_request: DEFAULT_MAX_SPANS_PER_REQUEST,
+        }
+    }
+}
+
+/// `receivers.otlp.grpc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcReceiverConfig {
+    /// Listen address, `host:port`.
+    pub endpoint: String,
+    /// Largest gRPC message accepted, as received (before decompression).
+    pub max_recv_msg_size: ByteSize,
+}
+
+impl Default for GrpcReceiverConfig {
+    fn default() -> Self {
+        GrpcReceiverConfig {
+            endpoint: DEFAULT_GRPC_ENDPOINT.to_owned(),
+            max_recv_msg_size: DEFAULT_GRPC_MAX_RECV_MSG_SIZE,
+        }
+    }
+}
+
+/// `receivers.otlp.http`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpReceiverConfig {
+    /// Listen address, `host:port`.
+    pub endpoint: String,
+    /// Largest request body accepted, as received (before decompression).
+    pub max_request_body_size: ByteSize,
+}
+
+impl Default for HttpReceiverConfig {
+    fn default() -> Self {
+        HttpReceiverConfig {
+            endpoint: DEFAULT_HTTP_ENDPOINT.to_owned(),
+            max_request_body_size: DEFAULT_HTTP_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+impl ReceiversConfig {
+    pub(crate) fn validate(&self, path: &str, errs: &mut Errors) {
+        let o = &self.otlp;
+        let p = format!("{path}.otlp");
+        if let Some(g) = &o.grpc {
+            check_socket_addr(errs, &format!("{p}.grpc.endpoint"), &g.endpoint);
+            errs.check(
+                g.max_recv_msg_size.0 > 0,
+                format!("{p}.grpc.max_recv_msg_size"),
+                "expected a size above 0",
+            );
+        }
+        if let Some(h) = &o.http {
+            check_socket_addr(errs, &format!("{p}.http.endpoint"), &h.endpoint);
+            errs.check(
+                h.max_request_body_size.0 > 0,
+                format!("{p}.http.max_request_body_size"),
+                "expected a size above 0",
+            );
+        }
+        if let (Some(g), Some(h)) = (&o.grpc, &o.http) {
+            errs.check(
+                g.endpoint != h.endpoint,
+                format!("{p}.http.endpoint"),
+                "the gRPC and HTTP receivers cannot share one address",
+            );
+        }
+        errs.check(
+            o.grpc.is_some() || o.http.is_some(),
+            p.clone(),
+            "expected at least one of grpc and http",
+        );
+        errs.check(
+            o.max_decompressed_size.0 > 0,
+            format!("{p}.max_decompressed_size"),
+            "expected a size above 0",
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! Self-telemetry: counters and gauges the components update and the admin server renders.
+//!
+//! Every metric slipstream emits about itself is declared once, as a [`MetricDesc`] const in
+//! [`names`], and listed in [`names::ALL`]; the reference table in `docs/metrics.md` is checked
+//! against that list. Components update counters per request or per tick, never per span.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Counter or gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up; the name ends in `_total`.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl MetricKind {
+    /// The Prometheus `# TYPE` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// A metric's name, type, help text and label names.
+#[derive(Debug)]
+pub struct MetricDesc {
+    /// Full Prometheus name.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// One line saying what it counts.
+    pub help: &'static str,
+    /// Label names, in order.
+    pub labels: &'static [&'static str],
+}
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Sets the value.
+    #[inline]
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Adds `d` (may be negative).
+    #[inline]
+    pub fn add(&self, d: i64) {
+        self.0.fetch_add(d, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+enum Value {
+    Counter(Arc<Counter>),
+    Gauge(Arc<Gauge>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    desc: &'static MetricDesc,
+    label_values: Vec<String>,
+    value: Value,
+}
+
+/// The set of self-metrics of one running slipstream. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    entries: Arc<Mutex<Vec<Entry>>>,
+}
+
+impl Registry {
+    /// A new, empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn find_or_insert(
+        &self,
+        desc: &'static MetricDesc,
+        labels: &[&str],
+        make: impl FnOnce() -> Value,
+    ) -> Value {
+        assert_eq!(
+            desc.labels.len(),
+            labels.len(),
+            "{}: wrong number of label values",
+            desc.name
+        );
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = entries.iter().find(|e| {
+            std::ptr::eq(e.desc, desc)
+                && e.label_values
+                    .iter()
+                    .map(String::as_str)
+                    .eq(labels.iter().copied())
+        }) {
+            return match &e.value {
+                Value::Counter(c) => Value::Counter(c.clone()),
+                Value::Gauge(g) => Value::Gauge(g.clone()),
+            };
+        }
+        let value = make();
+        let out = match &value {
+            Value::Counter(c) => Value::Counter(c.clone()),
+            Value::Gauge(g) => Value::Gauge(g.clone()),
+        };
+        entries.push(Entry {
+            desc,
+            label_values: labels.iter().map(|s| (*s).to_owned()).collect(),
+            value,
+        });
+        out
+    }
+
+    /// The counter `desc` with these label values (created at zero on first use).
+    pub fn counter(&self, desc: &'static MetricDesc, labels: &[&str]) -> Arc<Counter> {
+        assert_eq!(
+            desc.kind,
+            MetricKind::Counter,
+            "{} is not a counter",
+            desc.name
+        );
+        match self.find_or_insert(desc, labels, || Value::Counter(Arc::default())) {
+            Value::Counter(c) => c,
+            Value::Gauge(_) => unreachable!(),
+        }
+    }
+
+    /// The gauge `desc` with these label values (created at zero on first use).
+    pub fn gauge(&self, desc: &'static MetricDesc, labels: &[&str]) -> Arc<Gauge> {
+        assert_eq!(desc.kind, MetricKind::Gauge, "{} is not a gauge", desc.name);
+        match self.find_or_insert(desc, labels, || Value::Gauge(Arc::default())) {
+            Value::Gauge(g) => g,
+            Value::Counter(_) => unreachable!(),
+        }
+    }
+
+    /// The current value of a counter or gauge, if it was ever created.
+    pub fn value(&self, name: &str, labels: &[&str]) -> Option<i128> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|e| {
+                e.desc.name == name
+                    && e.label_values
+                        .iter()
+                        .map(String::as_str)
+                        .eq(labels.iter().copied())
+            })
+            .map(|e| match &e.value {
+                Value::Counter(c) => i128::from(c.get()),
+                Value::Gauge(g) => i128::from(g.get()),
+            })
+    }
+
+    /// Renders every metric in the Prometheus text exposition format 0.0.4.
+    pub fn render_prometheus(&self) -> String {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::with_capacity(entries.len() * 96);
+        for desc in names::ALL {
+            let mut rows = entries
+                .iter()
+                .filter(|e| std::ptr::eq(e.desc, *desc))
+                .peekable();
+            if rows.peek().is_none() {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {} {}", desc.name, desc.help);
+            let _ = writeln!(out, "# TYPE {} {}", desc.name, desc.kind.as_str());
+            for e in rows {
+                out.push_str(desc.name);
+                if !desc.labels.is_empty() {
+                    out.push('{');
+                    for (i, (k, v)) in desc.labels.iter().zip(&e.label_values).enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+                    }
+                    out.push('}');
+                }
+                let _ = match &e.value {
+                    Value::Counter(c) => writeln!(out, " {}", c.get()),
+                    Value::Gauge(g) => writeln!(out, " {}", g.get()),
+                };
+            }
+        }
+        out
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The declarations of every self-metric.
+pub mod names {
+    use super::{MetricDesc, MetricKind};
+
+    macro_rules! metric {
+        ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
+            #[doc = $help]
+            pub static $id: MetricDesc =
+                MetricDesc { name: $name, kind: MetricKind::$kind, help: $help, labels: &[$($l),*] };
+        };
+    }
+
+    metric!(
+        RECEIVED_ITEMS,
+        "slipstream_receiver_accepted_items_total",
+        Counter,
+        ["signal", "transport"],
+        "Items (spans, metric data points, log records) accepted by the receivers."
+    );
+    metric!(
+        RECEIVED_REQUESTS,
+        "slipstream_receiver_requests_total",
+        Counter,
+        ["signal", "transport", "outcome"],
+        "Export requests answered by the receivers, by outcome (accepted, refused)."
+    );
+    metric!(
+        REFUSED_REQUESTS,
+        "slipstream_receiver_refused_requests_total",
+        Counter,
+        ["signal", "transport", "reason"],
+        "Export requests refused by the receivers, by reason; the client keeps and may retry them."
+    );
+    metric!(
+        RECEIVED_BYTES,
+        "slipstream_receiver_bytes_total",
+        Counter,
+        ["signal", "transport"],
+        "Request body bytes received, as they arrived on the wire."
+    );
+    metric!(
+        FORWARDED_ITEMS,
+        "slipstream_forward_sent_requests_total",
+        Counter,
+        ["signal"],
+        "Requests delivered downstream by the forward exporter."
+    );
+    metric!(
+        FORWARDED_BYTES,
+        "slipstream_forward_sent_bytes_total",
+        Counter,
+        ["signal"],
+        "Request bytes delivered downstream by the forward exporter (before compression)."
+    );
+    metric!(
+        FORWARD_RETRIES,
+        "slipstream_forward_retries_total",
+        Counter,
+        ["signal", "reason"],
+        "Export attempts downstream that failed and were retried, by reason."
+    );
+    metric!(
+        DROPPED_REQUESTS,
+        "slipstream_forward_dropped_requests_total",
+        Counter,
+        ["signal", "reason"],
+        "Accepted requests that were never delivered downstream, by reason."
+    );
+    metric!(
+        QUEUE_BYTES,
+        "slipstream_forward_queue_bytes",
+        Gauge,
+        [],
+        "Bytes of requests waiting in the forward queue."
+    );
+    metric!(
+        QUEUE_REQUESTS,
+        "slipstream_forward_queue_requests",
+        Gauge,
+        [],
+        "Requests waiting in the forward queue."
+    );
+    metric!(
+        QUEUE_CAPACITY_BYTES,
+        "slipstream_forward_queue_capacity_bytes",
+        Gauge,
+        [],
+        "Configured size limit of the forward queue."
+    );
+
+    /// Every self-metric, in the order they are rendered.
+    pub static ALL: &[&MetricDesc] = &[
+        &RECEIVED_ITEMS,
+        &RECEIVED_REQUESTS,
+        &REFUSED_REQUESTS,
+        &RECEIVED_BYTES,
+        &FORWARDED_ITEMS,
+        &FORWARDED_BYTES,
+        &FORWARD_RETRIES,
+        &DROPPED_REQUESTS,
+        &QUEUE_BYTES,
+        &QUEUE_REQUESTS,
+        &QUEUE_CAPACITY_BYTES,
+    ];
+}

@@ -1,0 +1,98 @@
+use super::*;
+
+fn span(kind: SpanKind) -> SpanRecord<'static> {
+    SpanRecord {
+        kind,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn status_error_is_bad_on_any_kind() {
+    let rules = OutcomeRules::default();
+    for kind in [
+        SpanKind::Server,
+        SpanKind::Client,
+        SpanKind::Consumer,
+        SpanKind::Internal,
+    ] {
+        let s = SpanRecord {
+            status: StatusCode::Error,
+            ..span(kind)
+        };
+        assert_eq!(rules.classify(&s), Outcome::Bad, "{kind:?}");
+    }
+    assert_eq!(rules.classify(&span(SpanKind::Server)), Outcome::Good);
+}
+
+#[test]
+fn http_5xx_is_bad_on_server_spans_only() {
+    let rules = OutcomeRules::default();
+    for (code, want) in [
+        (200, Outcome::Good),
+        (404, Outcome::Good),
+        (499, Outcome::Good),
+        (500, Outcome::Bad),
+        (503, Outcome::Bad),
+        (599, Outcome::Bad),
+        (600, Outcome::Good),
+    ] {
+        let s = SpanRecord {
+            http_status_code: Some(code),
+            ..span(SpanKind::Server)
+        };
+        assert_eq!(rules.classify(&s), want, "server {code}");
+    }
+    let client = SpanRecord {
+        http_status_code: Some(503),
+        ..span(SpanKind::Client)
+    };
+    assert_eq!(rules.classify(&client), Outcome::Good);
+    let rules = OutcomeRules {
+        http_rule_on_client_spans: true,
+        ..rules
+    };
+    assert_eq!(rules.classify(&client), Outcome::Bad);
+}
+
+#[test]
+fn grpc_server_failures_are_bad() {
+    let rules = OutcomeRules::default();
+    let bad = [2, 4, 12, 13, 14, 15];
+    for code in 0..=16 {
+        let s = SpanRecord {
+            rpc_grpc_status_code: Some(code),
+            ..span(SpanKind::Server)
+        };
+        let want = if bad.contains(&code) {
+            Outcome::Bad
+        } else {
+            Outcome::Good
+        };
+        assert_eq!(rules.classify(&s), want, "grpc {code}");
+    }
+    let s = SpanRecord {
+        rpc_grpc_status_code: Some(99),
+        ..span(SpanKind::Server)
+    };
+    assert_eq!(rules.classify(&s), Outcome::Good);
+}
+
+#[test]
+fn manual_clock_is_shared_between_clones() {
+    let c = ManualClock::new(10);
+    let d = c.clone();
+    c.advance(5);
+    assert_eq!(d.now_unix_nanos(), 15);
+    d.set(3);
+    assert_eq!(c.now_unix_nanos(), 3);
+}
+
+#[test]
+fn attr_value_as_i64_accepts_strings() {
+    assert_eq!(AttrValue::Str(" 503").as_i64(), Some(503));
+    assert_eq!(AttrValue::Int(200).as_i64(), Some(200));
+    assert_eq!(AttrValue::Double(404.0).as_i64(), Some(404));
+    assert_eq!(AttrValue::Bool(true).as_i64(), None);
+    assert_eq!(AttrValue::Absent.as_i64(), None);
+}

@@ -1,0 +1,1 @@
+//! Walks the OTLP protobuf wire format for the fields an SLI needs.

@@ -1,0 +1,2 @@
+//! slipstream-slo: see the crate description; filled in by its issue.
+#![forbid(unsafe_code)]
