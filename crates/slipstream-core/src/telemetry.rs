@@ -1,8 +1,9 @@
 //! Self-telemetry: counters and gauges the components update and the admin server renders.
 //!
-//! Every metric slipstream emits about itself is declared once, as a [`MetricDesc`] const in
-//! [`names`], and listed in [`names::ALL`]; the reference table in `docs/metrics.md` is checked
-//! against that list. Components update counters per request or per tick, never per span.
+//! Every metric slipstream emits about itself is declared once, as a [`MetricDesc`] static in
+//! a `names` table of the crate that updates it (this crate's [`names`] for the receiver and
+//! forwarding metrics), with each table's `ALL` list; the reference table in `docs/metrics.md`
+//! is checked against those lists. Metrics render in the order they were first registered. Components update counters per request or per tick, never per span.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -190,17 +191,16 @@ impl Registry {
     pub fn render_prometheus(&self) -> String {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::with_capacity(entries.len() * 96);
-        for desc in names::ALL {
-            let mut rows = entries
-                .iter()
-                .filter(|e| std::ptr::eq(e.desc, *desc))
-                .peekable();
-            if rows.peek().is_none() {
+        let mut seen: Vec<&'static MetricDesc> = Vec::new();
+        for first in entries.iter() {
+            let desc = first.desc;
+            if seen.iter().any(|d| std::ptr::eq(*d, desc)) {
                 continue;
             }
+            seen.push(desc);
             let _ = writeln!(out, "# HELP {} {}", desc.name, desc.help);
             let _ = writeln!(out, "# TYPE {} {}", desc.name, desc.kind.as_str());
-            for e in rows {
+            for e in entries.iter().filter(|e| std::ptr::eq(e.desc, desc)) {
                 out.push_str(desc.name);
                 if !desc.labels.is_empty() {
                     out.push('{');
@@ -230,13 +230,20 @@ fn escape_label(v: &str) -> String {
 
 /// The declarations of every self-metric.
 pub mod names {
-    use super::{MetricDesc, MetricKind};
+    use super::MetricDesc;
 
+    /// Declares a self-metric: `metric!(IDENT, "name", Counter|Gauge, ["label", ...], "help");`
+    #[macro_export]
     macro_rules! metric {
         ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
             #[doc = $help]
             pub static $id: MetricDesc =
-                MetricDesc { name: $name, kind: MetricKind::$kind, help: $help, labels: &[$($l),*] };
+                $crate::telemetry::MetricDesc {
+                    name: $name,
+                    kind: $crate::telemetry::MetricKind::$kind,
+                    help: $help,
+                    labels: &[$($l),*],
+                };
         };
     }
 

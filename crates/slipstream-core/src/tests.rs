@@ -96,3 +96,41 @@ fn attr_value_as_i64_accepts_strings() {
     assert_eq!(AttrValue::Bool(true).as_i64(), None);
     assert_eq!(AttrValue::Absent.as_i64(), None);
 }
+
+#[test]
+fn registry_renders_prometheus_text_in_registration_order() {
+    let r = Registry::new();
+    let refused = r.counter(
+        &telemetry::names::REFUSED_REQUESTS,
+        &["traces", "grpc", "queue_full"],
+    );
+    refused.add(3);
+    r.gauge(&telemetry::names::QUEUE_BYTES, &[]).set(42);
+    // The same label values give the same counter.
+    r.counter(
+        &telemetry::names::REFUSED_REQUESTS,
+        &["traces", "grpc", "queue_full"],
+    )
+    .inc();
+    r.counter(
+        &telemetry::names::REFUSED_REQUESTS,
+        &["logs", "http", "say \"hi\""],
+    )
+    .inc();
+    let text = r.render_prometheus();
+    let want = "# HELP slipstream_receiver_refused_requests_total Export requests refused by the receivers, by reason; the client keeps and may retry them.\n\
+# TYPE slipstream_receiver_refused_requests_total counter\n\
+slipstream_receiver_refused_requests_total{signal=\"traces\",transport=\"grpc\",reason=\"queue_full\"} 4\n\
+slipstream_receiver_refused_requests_total{signal=\"logs\",transport=\"http\",reason=\"say \\\"hi\\\"\"} 1\n\
+# HELP slipstream_forward_queue_bytes Bytes of requests waiting in the forward queue.\n\
+# TYPE slipstream_forward_queue_bytes gauge\n\
+slipstream_forward_queue_bytes 42\n";
+    assert_eq!(text, want);
+    assert_eq!(
+        r.value(
+            "slipstream_receiver_refused_requests_total",
+            &["traces", "grpc", "queue_full"]
+        ),
+        Some(4)
+    );
+}
