@@ -60,19 +60,14 @@ pub struct Backpressure {
 /// `body` is an encoded OTLP `Export*ServiceRequest` in protobuf: for protobuf requests the
 /// bytes that arrived (decompressed), never re-encoded.
 pub trait ForwardSink: Send + Sync + 'static {
-    /// Whether a request of `len` bytes would be accepted now. The receivers ask before they
-    /// aggregate, so a refused request leaves no trace in the SLIs and can be retried.
-    fn has_room(&self, len: usize) -> Result<(), Backpressure>;
-
-    /// Queues a request for forwarding. It may still refuse if the queue filled meanwhile.
+    /// Queues a request for forwarding, or refuses it when the queue is full. The receivers
+    /// call this before they aggregate, so a refused request leaves no trace in the SLIs and
+    /// the client can retry it.
     fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure>;
 }
 
 /// Forwarding turned off: every request is accepted and discarded.
 impl ForwardSink for () {
-    fn has_room(&self, _len: usize) -> Result<(), Backpressure> {
-        Ok(())
-    }
     fn forward(&self, _signal: Signal, _body: Bytes) -> Result<(), Backpressure> {
         Ok(())
     }

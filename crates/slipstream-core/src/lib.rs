@@ -11,6 +11,7 @@
 
 mod forward;
 mod outcome;
+pub mod rpc;
 mod span;
 pub mod telemetry;
 mod time;

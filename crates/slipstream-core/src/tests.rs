@@ -134,3 +134,36 @@ slipstream_forward_queue_bytes 42\n";
         Some(4)
     );
 }
+
+#[test]
+fn retry_info_round_trips_through_status_details() {
+    use prost::Message;
+    let s = rpc::RpcStatus::new(rpc::GrpcCode::Unavailable, "full")
+        .with_retry_delay(std::time::Duration::from_millis(1500));
+    let back = rpc::RpcStatus::decode(&s.encode_to_vec()[..]).unwrap();
+    assert_eq!(back.code, 14);
+    assert_eq!(
+        back.retry_delay(),
+        Some(std::time::Duration::from_millis(1500))
+    );
+    assert_eq!(
+        rpc::RpcStatus::new(rpc::GrpcCode::Unavailable, "x").retry_delay(),
+        None
+    );
+    assert!(rpc::grpc_code_is_retryable(14, false));
+    assert!(!rpc::grpc_code_is_retryable(8, false));
+    assert!(rpc::grpc_code_is_retryable(8, true));
+    assert!(!rpc::grpc_code_is_retryable(3, true));
+}
+
+#[test]
+fn base64_round_trips_with_and_without_padding() {
+    for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0, 255, 128, 7, 9]] {
+        let e = rpc::base64_encode(data);
+        assert!(!e.contains('='));
+        assert_eq!(rpc::base64_decode(&e).unwrap(), data);
+    }
+    assert_eq!(rpc::base64_encode(b"hello"), "aGVsbG8");
+    assert_eq!(rpc::base64_decode("aGVsbG8=").unwrap(), b"hello");
+    assert_eq!(rpc::base64_decode("a*b"), None);
+}

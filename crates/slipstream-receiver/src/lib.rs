@@ -1,4 +1,26 @@
 //! The OTLP receivers: gRPC and HTTP servers, admission, and the span scanner.
+//!
+//! [`Receivers::bind`] opens the OTLP/gRPC (default :4317) and OTLP/HTTP (default :4318)
+//! listeners; both hand each request body, once read within its size limit and decompressed
+//! within its own limit, to the shared [`Pipeline`]. The pipeline validates the request (trace
+//! requests with the wire-format [`scanner`], which extracts the fields an SLI needs without
+//! building the prost tree; metrics and logs with a full decode), offers the protobuf bytes
+//! to the forward queue (a refusal becomes the OTLP spec's retryable answer), then hands the
+//! spans to the aggregator on the same worker thread. JSON bodies are decoded with serde once
+//! and continue as protobuf. gRPC is framed by hand on hyper's HTTP/2, so limits apply before
+//! decompression and forwarded bytes are the bytes that arrived.
 #![forbid(unsafe_code)]
 
+mod body;
+mod grpc;
+mod http;
+mod pipeline;
 pub mod scanner;
+mod server;
+
+pub use body::ResponseBody;
+pub use pipeline::{ExportError, Limits, Pipeline, Transport};
+pub use server::{Handler, Receivers, RunningReceivers, serve_http};
+
+#[cfg(test)]
+mod tests;

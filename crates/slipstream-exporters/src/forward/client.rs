@@ -1,0 +1,466 @@
+//! The OTLP exporter that drains the forward queue: gRPC or HTTP/protobuf, with retries.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use prost::Message;
+use rand::Rng;
+use slipstream_config::forward::{ForwardCompression, ForwardConfig, ForwardProtocol};
+use slipstream_core::rpc::{RpcStatus, base64_decode, grpc_code_is_retryable};
+use slipstream_core::telemetry::names;
+use slipstream_core::{Registry, Signal};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::queue::{ForwardQueue, Item};
+
+/// How often the downstream's reachability is probed while it is not known to be up.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Starts the forward exporter.
+#[derive(Debug)]
+pub struct Forwarder;
+
+/// The running forward exporter.
+#[derive(Debug)]
+pub struct ForwarderHandle {
+    queue: Arc<ForwardQueue>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    probe: Option<JoinHandle<()>>,
+    reachable: Arc<AtomicBool>,
+    registry: Registry,
+}
+
+/// What shutdown left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Requests still undelivered when the deadline passed (counted as dropped, `shutdown`).
+    pub undelivered: usize,
+}
+
+/// Why one export attempt failed.
+#[derive(Debug)]
+struct Failure {
+    retryable: bool,
+    /// A delay the downstream asked for.
+    delay: Option<Duration>,
+    /// Label value of the retry/drop counter.
+    reason: &'static str,
+    detail: String,
+}
+
+#[derive(Debug)]
+struct Target {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    protocol: ForwardProtocol,
+    headers: HeaderMap,
+    gzip: bool,
+    timeout: Duration,
+    initial: Duration,
+    max_interval: Duration,
+    max_elapsed: Option<Duration>,
+}
+
+impl Forwarder {
+    /// Starts forwarding to `cfg.endpoint`; returns the queue the receivers push into and the
+    /// handle that drains it at shutdown. The caller checks `cfg.endpoint` is set.
+    pub fn start(
+        cfg: &ForwardConfig,
+        registry: &Registry,
+    ) -> Result<(Arc<ForwardQueue>, ForwarderHandle), String> {
+        let endpoint = cfg.endpoint.clone().ok_or("forward.endpoint is not set")?;
+        let uri: Uri = endpoint
+            .parse()
+            .map_err(|e| format!("forward.endpoint `{endpoint}`: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "forward.endpoint `{endpoint}`: only http:// endpoints are supported in this version"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("forward.endpoint `{endpoint}` has no host"))?
+            .clone();
+        let mut headers = HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                .map_err(|e| format!("forward.headers.{k}: {e}"))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|e| format!("forward.headers.{k}: {e}"))?;
+            headers.insert(name, value);
+        }
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(90));
+        if cfg.protocol == ForwardProtocol::Grpc {
+            builder
+                .http2_only(true)
+                .http2_initial_stream_window_size(8 << 20)
+                .http2_initial_connection_window_size(16 << 20)
+                .http2_max_frame_size(1 << 20);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.timeout));
+        let target = Arc::new(Target {
+            client: builder.build(connector),
+            base: endpoint.trim_end_matches('/').to_owned(),
+            protocol: cfg.protocol,
+            headers,
+            gzip: cfg.compression == ForwardCompression::Gzip,
+            timeout: cfg.timeout,
+            initial: cfg.retry.initial_interval,
+            max_interval: cfg.retry.max_interval,
+            max_elapsed: cfg.retry.max_elapsed_time,
+        });
+        let (queue, rx) = ForwardQueue::new(
+            cfg.queue.max_bytes.as_usize(),
+            cfg.queue.retry_after,
+            registry,
+        );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let reachable = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(dispatch(
+            rx,
+            queue.clone(),
+            target,
+            cfg.concurrency,
+            shutdown_rx,
+            reachable.clone(),
+            registry.clone(),
+        ));
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(80);
+        let probe = tokio::spawn(probe_loop(host, port, reachable.clone()));
+        Ok((
+            queue.clone(),
+            ForwarderHandle {
+                queue,
+                shutdown,
+                task,
+                probe: Some(probe),
+                reachable,
+                registry: registry.clone(),
+            },
+        ))
+    }
+}
+
+impl ForwarderHandle {
+    /// Whether the downstream answered recently (a TCP connect or an export got through).
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+
+    /// A flag that follows [`ForwarderHandle::is_reachable`], for readiness checks.
+    pub fn reachable_flag(&self) -> Arc<AtomicBool> {
+        self.reachable.clone()
+    }
+
+    /// The queue the receivers push into.
+    pub fn queue(&self) -> &Arc<ForwardQueue> {
+        &self.queue
+    }
+
+    /// Stops taking requests and delivers what is queued, for at most `deadline`. Whatever is
+    /// still undelivered then is counted as dropped with reason `shutdown`.
+    pub async fn shutdown(mut self, deadline: Duration) -> DrainReport {
+        self.queue.close();
+        let _ = self.shutdown.send(true);
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+            let _ = (&mut self.task).await;
+        }
+        let undelivered = self.queue.requests();
+        for signal in Signal::ALL {
+            let n = self.queue.requests_of(signal);
+            if n > 0 {
+                self.registry
+                    .counter(&names::DROPPED_REQUESTS, &[signal.as_str(), "shutdown"])
+                    .add(n as u64);
+            }
+        }
+        if undelivered > 0 {
+            tracing::warn!(
+                undelivered,
+                "shutdown deadline passed with requests still undelivered; dropped"
+            );
+        }
+        DrainReport { undelivered }
+    }
+}
+
+async fn probe_loop(host: String, port: u16, reachable: Arc<AtomicBool>) {
+    loop {
+        if !reachable.load(Ordering::Acquire) {
+            let ok = tokio::time::timeout(
+                PROBE_INTERVAL,
+                tokio::net::TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            if ok {
+                reachable.store(true, Ordering::Release);
+            }
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+async fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<Item>,
+    queue: Arc<ForwardQueue>,
+    target: Arc<Target>,
+    concurrency: usize,
+    mut shutdown: watch::Receiver<bool>,
+    reachable: Arc<AtomicBool>,
+    registry: Registry,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut inflight = JoinSet::new();
+    let mut closing = false;
+    loop {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let item = tokio::select! {
+            item = rx.recv() => item,
+            _ = shutdown.wait_for(|s| *s), if !closing => {
+                closing = true;
+                rx.close();
+                drop(permit);
+                continue;
+            }
+        };
+        let Some(item) = item else { break };
+        while inflight.try_join_next().is_some() {}
+        let (queue, target, reachable, registry) = (
+            queue.clone(),
+            target.clone(),
+            reachable.clone(),
+            registry.clone(),
+        );
+        inflight.spawn(async move {
+            let (signal, len) = (item.signal, item.body.len());
+            deliver(&target, item, &reachable, &registry).await;
+            queue.release(signal, len);
+            drop(permit);
+        });
+    }
+    while inflight.join_next().await.is_some() {}
+}
+
+/// Sends one request until it is delivered, rejected for good, or retries run out.
+async fn deliver(target: &Target, item: Item, reachable: &AtomicBool, registry: &Registry) {
+    let signal = item.signal.as_str();
+    let body = if target.gzip {
+        gzip(&item.body)
+    } else {
+        item.body.clone()
+    };
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    loop {
+        let result = match tokio::time::timeout(
+            target.timeout,
+            send_once(target, item.signal, body.clone()),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Failure {
+                retryable: true,
+                delay: None,
+                reason: "timeout",
+                detail: format!("no answer within {:?}", target.timeout),
+            }),
+        };
+        let failure = match result {
+            Ok(()) => {
+                reachable.store(true, Ordering::Release);
+                registry.counter(&names::FORWARDED_ITEMS, &[signal]).inc();
+                registry
+                    .counter(&names::FORWARDED_BYTES, &[signal])
+                    .add(item.body.len() as u64);
+                return;
+            }
+            Err(f) => f,
+        };
+        if failure.reason == "unreachable" {
+            reachable.store(false, Ordering::Release);
+        }
+        if !failure.retryable {
+            registry
+                .counter(&names::DROPPED_REQUESTS, &[signal, "rejected_downstream"])
+                .inc();
+            tracing::warn!(signal, detail = %failure.detail, "downstream rejected a request permanently; dropped");
+            return;
+        }
+        let backoff = backoff(target.initial, target.max_interval, attempt);
+        let delay = failure.delay.map_or(backoff, |d| d.max(backoff));
+        if let Some(max) = target.max_elapsed
+            && started.elapsed() + delay > max
+        {
+            registry
+                .counter(&names::DROPPED_REQUESTS, &[signal, "retries_exhausted"])
+                .inc();
+            tracing::warn!(signal, detail = %failure.detail, "giving up on a request after {max:?} of retries; dropped");
+            return;
+        }
+        registry
+            .counter(&names::FORWARD_RETRIES, &[signal, failure.reason])
+            .inc();
+        tracing::debug!(signal, attempt, reason = failure.reason, detail = %failure.detail, ?delay, "export failed; retrying");
+        tokio::time::sleep(delay).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Exponential backoff with ±20% jitter.
+fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let base = initial.saturating_mul(1u32 << attempt.min(20)).min(max);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    base.mul_f64(jitter).min(max)
+}
+
+fn gzip(data: &[u8]) -> Bytes {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(data).expect("writing to a Vec cannot fail");
+    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+}
+
+async fn send_once(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
+    match target.protocol {
+        ForwardProtocol::Grpc => send_grpc(target, signal, body).await,
+        ForwardProtocol::Http => send_http(target, signal, body).await,
+    }
+}
+
+fn unreachable(e: impl std::fmt::Display) -> Failure {
+    Failure {
+        retryable: true,
+        delay: None,
+        reason: "unreachable",
+        detail: e.to_string(),
+    }
+}
+
+async fn send_grpc(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
+    let mut framed = BytesMut::with_capacity(body.len() + 5);
+    framed.put_u8(u8::from(target.gzip));
+    framed.put_u32(body.len() as u32);
+    framed.put_slice(&body);
+    let mut req = Request::post(format!("{}{}", target.base, signal.grpc_path()))
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .body(Full::new(framed.freeze()))
+        .map_err(|e| Failure {
+            retryable: false,
+            delay: None,
+            reason: "invalid",
+            detail: e.to_string(),
+        })?;
+    if target.gzip {
+        req.headers_mut()
+            .insert("grpc-encoding", HeaderValue::from_static("gzip"));
+    }
+    req.headers_mut().extend(target.headers.clone());
+    let resp = target.client.request(req).await.map_err(unreachable)?;
+    let http_status = resp.status();
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.map_err(unreachable)?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let status_of = |name: &str| trailers.get(name).or_else(|| parts.headers.get(name));
+    let Some(code) = status_of("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        // No gRPC status at all: a proxy or a non-gRPC server answered.
+        let retryable = matches!(http_status.as_u16(), 429 | 502 | 503 | 504);
+        return Err(Failure {
+            retryable,
+            delay: None,
+            reason: "http_status",
+            detail: format!("HTTP {http_status} without grpc-status"),
+        });
+    };
+    if code == 0 {
+        return Ok(());
+    }
+    let message = status_of("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let delay = status_of("grpc-status-details-bin")
+        .and_then(|v| v.to_str().ok())
+        .and_then(base64_decode)
+        .and_then(|b| RpcStatus::decode(&b[..]).ok())
+        .and_then(|s| s.retry_delay());
+    Err(Failure {
+        retryable: grpc_code_is_retryable(code, delay.is_some()),
+        delay,
+        reason: "grpc_status",
+        detail: format!("grpc-status {code}: {message}"),
+    })
+}
+
+async fn send_http(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
+    let mut req = Request::post(format!("{}{}", target.base, signal.http_path()))
+        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Full::new(body))
+        .map_err(|e| Failure {
+            retryable: false,
+            delay: None,
+            reason: "invalid",
+            detail: e.to_string(),
+        })?;
+    if target.gzip {
+        req.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    req.headers_mut().extend(target.headers.clone());
+    let resp = target.client.request(req).await.map_err(unreachable)?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    // Read the body so the connection can be reused.
+    let _ = resp.into_body().collect().await;
+    if status.is_success() {
+        return Ok(());
+    }
+    Err(Failure {
+        retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
+        delay: retry_after,
+        reason: "http_status",
+        detail: format!("HTTP {status}"),
+    })
+}

@@ -1,0 +1,126 @@
+//! The byte-bounded queue between the receivers and the forwarder.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use slipstream_core::telemetry::{Gauge, names};
+use slipstream_core::{Backpressure, ForwardSink, Registry, Signal};
+use tokio::sync::mpsc;
+
+/// One request waiting to be forwarded.
+#[derive(Debug)]
+pub(crate) struct Item {
+    pub(crate) signal: Signal,
+    pub(crate) body: Bytes,
+}
+
+/// A queue of requests bounded by their total size. Pushing is lock-free: an atomic byte count
+/// and an unbounded channel whose length that count bounds.
+#[derive(Debug)]
+pub struct ForwardQueue {
+    tx: mpsc::UnboundedSender<Item>,
+    bytes: AtomicUsize,
+    requests: AtomicUsize,
+    per_signal: [AtomicUsize; 3],
+    capacity: usize,
+    retry_after: Duration,
+    closed: AtomicBool,
+    bytes_gauge: Arc<Gauge>,
+    requests_gauge: Arc<Gauge>,
+}
+
+impl ForwardQueue {
+    /// A queue holding at most `capacity` bytes; refused clients are told to wait `retry_after`.
+    pub(crate) fn new(
+        capacity: usize,
+        retry_after: Duration,
+        registry: &Registry,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Item>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        registry
+            .gauge(&names::QUEUE_CAPACITY_BYTES, &[])
+            .set(capacity as i64);
+        let q = ForwardQueue {
+            tx,
+            bytes: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            per_signal: Default::default(),
+            capacity,
+            retry_after,
+            closed: AtomicBool::new(false),
+            bytes_gauge: registry.gauge(&names::QUEUE_BYTES, &[]),
+            requests_gauge: registry.gauge(&names::QUEUE_REQUESTS, &[]),
+        };
+        (Arc::new(q), rx)
+    }
+
+    /// Bytes waiting (queued or in flight).
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Requests waiting (queued or in flight).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Acquire)
+    }
+
+    /// Requests of `signal` waiting (queued or in flight).
+    pub fn requests_of(&self, signal: Signal) -> usize {
+        self.per_signal[signal_index(signal)].load(Ordering::Acquire)
+    }
+
+    /// Stops accepting requests (shutdown).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Marks one request as done (delivered or given up), freeing its bytes.
+    pub(crate) fn release(&self, signal: Signal, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        self.requests.fetch_sub(1, Ordering::AcqRel);
+        self.per_signal[signal_index(signal)].fetch_sub(1, Ordering::AcqRel);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.bytes_gauge.set(self.bytes() as i64);
+        self.requests_gauge.set(self.requests() as i64);
+    }
+}
+
+impl ForwardSink for ForwardQueue {
+    fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure> {
+        let refuse = Backpressure {
+            retry_after: self.retry_after,
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(refuse);
+        }
+        let len = body.len();
+        let before = self.bytes.fetch_add(len, Ordering::AcqRel);
+        // One request larger than the whole queue is let in when the queue is empty, or it
+        // could never be delivered.
+        if before > 0 && before + len > self.capacity {
+            self.bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(refuse);
+        }
+        self.requests.fetch_add(1, Ordering::AcqRel);
+        self.per_signal[signal_index(signal)].fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(Item { signal, body }).is_err() {
+            self.release(signal, len);
+            return Err(refuse);
+        }
+        self.publish();
+        Ok(())
+    }
+}
+
+fn signal_index(signal: Signal) -> usize {
+    match signal {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    }
+}

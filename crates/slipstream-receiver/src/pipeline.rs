@@ -1,0 +1,277 @@
+//! What happens to an export request once its body is read, whatever the transport: validate,
+//! admit, forward, aggregate, count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+use slipstream_core::telemetry::{Counter, names};
+use slipstream_core::{ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord};
+
+use crate::scanner;
+
+/// Why a request was not accepted; each maps onto an OTLP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// The body cannot be decoded (HTTP 400, gRPC INVALID_ARGUMENT). Not retryable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The body is over a size limit (HTTP 413, gRPC RESOURCE_EXHAUSTED). Not retryable.
+    #[error("{0}")]
+    TooLarge(String),
+    /// slipstream cannot take it now (HTTP 503 with Retry-After, gRPC UNAVAILABLE with
+    /// RetryInfo). The client keeps the data and retries after the delay.
+    #[error("slipstream is overloaded (forward queue full); retry after {0:?}")]
+    Backpressure(Duration),
+}
+
+impl ExportError {
+    /// The `reason` label of the refusal counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ExportError::Invalid(_) => "invalid",
+            ExportError::TooLarge(_) => "too_large",
+            ExportError::Backpressure(_) => "queue_full",
+        }
+    }
+}
+
+/// The transport a request came in on, as a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP.
+    Http,
+}
+
+impl Transport {
+    /// `grpc` or `http`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SignalCounters {
+    items: Arc<Counter>,
+    accepted: Arc<Counter>,
+    refused: Arc<Counter>,
+    bytes: Arc<Counter>,
+}
+
+/// Limits applied to every request, whatever the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body after decompression.
+    pub max_decompressed_size: usize,
+    /// Largest number of spans per trace request (0 = none).
+    pub max_spans_per_request: usize,
+}
+
+/// The shared back half of both receivers.
+pub struct Pipeline {
+    forward: Arc<dyn ForwardSink>,
+    sink: Arc<dyn ObservationSink>,
+    spec: ScanSpec,
+    limits: Limits,
+    registry: Registry,
+    counters: Vec<SignalCounters>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("spec", &self.spec)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn index(signal: Signal, transport: Transport) -> usize {
+    let s = match signal {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    };
+    s * 2 + usize::from(transport == Transport::Http)
+}
+
+impl Pipeline {
+    /// A pipeline that forwards accepted requests to `forward` and hands their spans to `sink`.
+    pub fn new(
+        forward: Arc<dyn ForwardSink>,
+        sink: Arc<dyn ObservationSink>,
+        spec: ScanSpec,
+        limits: Limits,
+        registry: Registry,
+    ) -> Self {
+        let mut counters = Vec::with_capacity(6);
+        for signal in Signal::ALL {
+            for transport in [Transport::Grpc, Transport::Http] {
+                let l = [signal.as_str(), transport.as_str()];
+                counters.push(SignalCounters {
+                    items: registry.counter(&names::RECEIVED_ITEMS, &l),
+                    accepted: registry
+                        .counter(&names::RECEIVED_REQUESTS, &[l[0], l[1], "accepted"]),
+                    refused: registry.counter(&names::RECEIVED_REQUESTS, &[l[0], l[1], "refused"]),
+                    bytes: registry.counter(&names::RECEIVED_BYTES, &l),
+                });
+            }
+        }
+        Pipeline {
+            forward,
+            sink,
+            spec,
+            limits,
+            registry,
+            counters,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Counts `n` bytes received on the wire.
+    pub(crate) fn count_wire_bytes(&self, signal: Signal, transport: Transport, n: usize) {
+        self.counters[index(signal, transport)].bytes.add(n as u64);
+    }
+
+    /// Counts a request refused before it reached [`Pipeline::export`] (wrong method, media
+    /// type, size, encoding, ...), or by it.
+    pub(crate) fn count_refused(&self, signal: Signal, transport: Transport, reason: &str) {
+        self.counters[index(signal, transport)].refused.inc();
+        self.registry
+            .counter(
+                &names::REFUSED_REQUESTS,
+                &[signal.as_str(), transport.as_str(), reason],
+            )
+            .inc();
+    }
+
+    /// Handles one decoded protobuf request body: validates it, admits it to the forward
+    /// queue, records its spans, counts it. On error nothing was forwarded or recorded.
+    pub fn export(
+        &self,
+        signal: Signal,
+        transport: Transport,
+        body: Bytes,
+    ) -> Result<(), ExportError> {
+        let result = self.export_inner(signal, body);
+        let c = &self.counters[index(signal, transport)];
+        match &result {
+            Ok(items) => {
+                c.accepted.inc();
+                c.items.add(*items);
+            }
+            Err(e) => self.count_refused(signal, transport, e.reason()),
+        }
+        result.map(|_| ())
+    }
+
+    fn export_inner(&self, signal: Signal, body: Bytes) -> Result<u64, ExportError> {
+        if body.len() > self.limits.max_decompressed_size {
+            return Err(ExportError::TooLarge(format!(
+                "request is {} bytes, more than the limit of {}",
+                body.len(),
+                self.limits.max_decompressed_size
+            )));
+        }
+        match signal {
+            Signal::Traces => {
+                let mut spans: Vec<SpanRecord<'_>> = Vec::with_capacity(estimate_spans(body.len()));
+                scanner::scan_traces(&body, &self.spec, &mut spans).map_err(|e| {
+                    ExportError::Invalid(format!("invalid ExportTraceServiceRequest: {e}"))
+                })?;
+                let max = self.limits.max_spans_per_request;
+                if max > 0 && spans.len() > max {
+                    return Err(ExportError::TooLarge(format!(
+                        "request holds {} spans, more than the limit of {max}",
+                        spans.len()
+                    )));
+                }
+                self.admit(signal, body.clone())?;
+                self.sink.record(&spans);
+                Ok(spans.len() as u64)
+            }
+            Signal::Metrics => {
+                let req = ExportMetricsServiceRequest::decode(&body[..]).map_err(|e| {
+                    ExportError::Invalid(format!("invalid ExportMetricsServiceRequest: {e}"))
+                })?;
+                let points = count_data_points(&req);
+                self.admit(signal, body)?;
+                Ok(points)
+            }
+            Signal::Logs => {
+                let req = ExportLogsServiceRequest::decode(&body[..]).map_err(|e| {
+                    ExportError::Invalid(format!("invalid ExportLogsServiceRequest: {e}"))
+                })?;
+                let records = req
+                    .resource_logs
+                    .iter()
+                    .flat_map(|r| &r.scope_logs)
+                    .map(|s| s.log_records.len() as u64)
+                    .sum();
+                self.admit(signal, body)?;
+                Ok(records)
+            }
+        }
+    }
+
+    fn admit(&self, signal: Signal, body: Bytes) -> Result<(), ExportError> {
+        self.forward
+            .forward(signal, body)
+            .map_err(|b| ExportError::Backpressure(b.retry_after))
+    }
+
+    /// Decodes an OTLP/JSON body (serde, once) and re-encodes it as protobuf for the rest of
+    /// the pipeline; returns the protobuf bytes.
+    pub fn json_to_protobuf(signal: Signal, json: &[u8]) -> Result<Bytes, ExportError> {
+        fn conv<M: Message + serde::de::DeserializeOwned>(
+            json: &[u8],
+            what: &str,
+        ) -> Result<Bytes, ExportError> {
+            let msg: M = serde_json::from_slice(json)
+                .map_err(|e| ExportError::Invalid(format!("invalid OTLP/JSON {what}: {e}")))?;
+            Ok(Bytes::from(msg.encode_to_vec()))
+        }
+        match signal {
+            Signal::Traces => conv::<ExportTraceServiceRequest>(json, "ExportTraceServiceRequest"),
+            Signal::Metrics => {
+                conv::<ExportMetricsServiceRequest>(json, "ExportMetricsServiceRequest")
+            }
+            Signal::Logs => conv::<ExportLogsServiceRequest>(json, "ExportLogsServiceRequest"),
+        }
+    }
+}
+
+/// A first guess at the number of spans in a request, to size the scan buffer once.
+fn estimate_spans(len: usize) -> usize {
+    (len / 256).clamp(4, 8192)
+}
+
+fn count_data_points(req: &ExportMetricsServiceRequest) -> u64 {
+    req.resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        } as u64)
+        .sum()
+}

@@ -1,0 +1,215 @@
+//! Listeners: accept loops on hyper with HTTP/1.1 and HTTP/2 (prior knowledge) on one port,
+//! tuned for large OTLP requests, with graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use slipstream_config::receiver::OtlpReceiverConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::body::ResponseBody;
+use crate::pipeline::Pipeline;
+use crate::{grpc, http as otlp_http};
+
+/// HTTP/2 stream window: large requests flow without waiting for window updates.
+const H2_STREAM_WINDOW: u32 = 8 << 20;
+/// HTTP/2 connection window.
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+/// HTTP/2 largest frame.
+const H2_MAX_FRAME: u32 = 1 << 20;
+/// How long open connections get to finish their requests at shutdown.
+const CONNECTION_DRAIN: Duration = Duration::from_secs(5);
+
+/// A request handler for [`serve_http`].
+pub type Handler = Arc<
+    dyn Fn(
+            Request<Incoming>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The bound OTLP receivers, ready to serve.
+#[derive(Debug)]
+pub struct Receivers {
+    grpc: Option<TcpListener>,
+    http: Option<TcpListener>,
+    pipeline: Arc<Pipeline>,
+    max_recv: usize,
+    max_body: usize,
+}
+
+/// The running receivers.
+#[derive(Debug)]
+pub struct RunningReceivers {
+    /// Where OTLP/gRPC listens, when enabled.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where OTLP/HTTP listens, when enabled.
+    pub http_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningReceivers {
+    /// Waits until every listener has stopped (after the shutdown signal) and its connections
+    /// have finished or been cut after a short grace period.
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Receivers {
+    /// Binds the configured listeners; an address in use is an error here, before anything runs.
+    pub async fn bind(
+        cfg: &OtlpReceiverConfig,
+        pipeline: Arc<Pipeline>,
+    ) -> std::io::Result<Receivers> {
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+        };
+        let grpc = match &cfg.grpc {
+            Some(g) => Some(bind(g.endpoint.clone()).await?),
+            None => None,
+        };
+        let http = match &cfg.http {
+            Some(h) => Some(bind(h.endpoint.clone()).await?),
+            None => None,
+        };
+        Ok(Receivers {
+            grpc,
+            http,
+            pipeline,
+            max_recv: cfg
+                .grpc
+                .as_ref()
+                .map_or(0, |g| g.max_recv_msg_size.as_usize()),
+            max_body: cfg
+                .http
+                .as_ref()
+                .map_or(0, |h| h.max_request_body_size.as_usize()),
+        })
+    }
+
+    /// Starts serving; the listeners stop accepting when `shutdown` turns true.
+    pub fn serve(self, shutdown: watch::Receiver<bool>) -> RunningReceivers {
+        let mut tasks = Vec::new();
+        let mut running = RunningReceivers {
+            grpc_addr: None,
+            http_addr: None,
+            tasks: Vec::new(),
+        };
+        if let Some(l) = self.grpc {
+            running.grpc_addr = l.local_addr().ok();
+            let p = self.pipeline.clone();
+            let max = self.max_recv;
+            let h: Handler = Arc::new(move |req| {
+                let p = p.clone();
+                Box::pin(async move { grpc::handle(&p, max, req).await })
+            });
+            tasks.push(tokio::spawn(serve_http(
+                l,
+                h,
+                shutdown.clone(),
+                "otlp/grpc",
+            )));
+        }
+        if let Some(l) = self.http {
+            running.http_addr = l.local_addr().ok();
+            let p = self.pipeline.clone();
+            let max = self.max_body;
+            let h: Handler = Arc::new(move |req| {
+                let p = p.clone();
+                Box::pin(async move { otlp_http::handle(&p, max, req).await })
+            });
+            tasks.push(tokio::spawn(serve_http(
+                l,
+                h,
+                shutdown.clone(),
+                "otlp/http",
+            )));
+        }
+        running.tasks = tasks;
+        running
+    }
+}
+
+/// Accepts connections on `listener` and serves `handler` on each (HTTP/1.1 and HTTP/2) until
+/// `shutdown` turns true; then lets open requests finish for a few seconds.
+pub async fn serve_http(
+    listener: TcpListener,
+    handler: Handler,
+    mut shutdown: watch::Receiver<bool>,
+    name: &'static str,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(H2_MAX_FRAME)
+        .max_concurrent_streams(1024);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(listener = name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let h = handler.clone();
+                let svc = service_fn(move |req| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(listener = name, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        listener = name,
+        "stopped accepting; finishing open requests"
+    );
+    if tokio::time::timeout(CONNECTION_DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            "connections still open after {CONNECTION_DRAIN:?}; closing them"
+        );
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

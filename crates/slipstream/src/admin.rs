@@ -1,0 +1,92 @@
+//! The admin server: `/healthz`, `/readyz` and `/metrics` (self-telemetry).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use slipstream_core::Registry;
+use slipstream_receiver::{Handler, ResponseBody, serve_http};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What `/readyz` checks.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// The OTLP listeners are bound and serving.
+    pub listening: Arc<AtomicBool>,
+    /// The forward downstream was reached; `None` when forwarding is off.
+    pub downstream: Option<Arc<AtomicBool>>,
+}
+
+impl Readiness {
+    /// `Ok` when ready, else why not.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if !self.listening.load(Ordering::Acquire) {
+            return Err("receivers are not listening yet");
+        }
+        if let Some(d) = &self.downstream
+            && !d.load(Ordering::Acquire)
+        {
+            return Err("the forward downstream is not reachable");
+        }
+        Ok(())
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Binds the admin listener and serves it until `shutdown`.
+pub async fn start(
+    endpoint: &str,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(endpoint)
+        .await
+        .with_context(|| format!("cannot listen on {endpoint} (admin)"))?;
+    let addr = listener.local_addr()?;
+    let handler: Handler = Arc::new(move |req| {
+        let (registry, readiness) = (registry.clone(), readiness.clone());
+        Box::pin(async move {
+            const PLAIN: &str = "text/plain; charset=utf-8";
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into(), PLAIN);
+            }
+            match req.uri().path() {
+                "/healthz" => text(StatusCode::OK, "ok\n".into(), PLAIN),
+                "/readyz" => match readiness.check() {
+                    Ok(()) => text(StatusCode::OK, "ready\n".into(), PLAIN),
+                    Err(why) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                        PLAIN,
+                    ),
+                },
+                "/metrics" => text(
+                    StatusCode::OK,
+                    registry.render_prometheus(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                ),
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "not found: try /healthz, /readyz or /metrics\n".into(),
+                    PLAIN,
+                ),
+            }
+        })
+    });
+    Ok((
+        addr,
+        tokio::spawn(serve_http(listener, handler, shutdown, "admin")),
+    ))
+}

@@ -1,0 +1,163 @@
+//! The wiring: builds every component from the config and plugs them together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use slipstream_config::{Config, LogConfig, LogFormat, Mode};
+use slipstream_core::{ForwardSink, ObservationSink, Registry, ScanSpec};
+use slipstream_exporters::ForwarderHandle;
+use slipstream_exporters::forward::Forwarder;
+use slipstream_receiver::{Limits, Pipeline, Receivers, RunningReceivers};
+use tokio::sync::watch;
+
+use crate::admin::{self, Readiness};
+
+/// Sets up `tracing` from the config; `RUST_LOG` wins over `log.level` when set.
+pub fn init_logging(cfg: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs slipstream until SIGTERM or SIGINT, then shuts down gracefully.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let runtime = match cfg.mode {
+        Mode::Gateway => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        Mode::Sidecar => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let app = App::start(cfg).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new requests; draining the forward queue");
+        app.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A running slipstream.
+#[derive(Debug)]
+pub struct App {
+    /// The self-metrics.
+    pub registry: Registry,
+    /// Where OTLP/gRPC listens.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where OTLP/HTTP listens.
+    pub http_addr: Option<SocketAddr>,
+    /// Where the admin server listens.
+    pub admin_addr: Option<SocketAddr>,
+    cfg: Config,
+    shutdown: watch::Sender<bool>,
+    receivers: RunningReceivers,
+    forwarder: Option<ForwarderHandle>,
+    admin: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    /// Builds and starts every component; returns once all listeners are bound.
+    pub async fn start(cfg: Config) -> anyhow::Result<App> {
+        let registry = Registry::new();
+        let (forward, forwarder): (Arc<dyn ForwardSink>, Option<ForwarderHandle>) =
+            if cfg.forward.endpoint.is_some() {
+                let (queue, handle) =
+                    Forwarder::start(&cfg.forward, &registry).map_err(anyhow::Error::msg)?;
+                (queue, Some(handle))
+            } else {
+                (Arc::new(()), None)
+            };
+        let sink: Arc<dyn ObservationSink> = Arc::new(());
+        let limits = Limits {
+            max_decompressed_size: cfg.receivers.otlp.max_decompressed_size.as_usize(),
+            max_spans_per_request: cfg.receivers.otlp.max_spans_per_request,
+        };
+        let pipeline = Arc::new(Pipeline::new(
+            forward,
+            sink,
+            ScanSpec::default(),
+            limits,
+            registry.clone(),
+        ));
+        let receivers = Receivers::bind(&cfg.receivers.otlp, pipeline).await?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let listening = Arc::new(AtomicBool::new(false));
+        let readiness = Readiness {
+            listening: listening.clone(),
+            downstream: forwarder.as_ref().map(ForwarderHandle::reachable_flag),
+        };
+        let (admin_addr, admin) = match &cfg.admin.endpoint {
+            Some(ep) => {
+                let (addr, task) =
+                    admin::start(ep, registry.clone(), readiness, shutdown_rx.clone()).await?;
+                (Some(addr), Some(task))
+            }
+            None => (None, None),
+        };
+        let receivers = receivers.serve(shutdown_rx);
+        listening.store(true, Ordering::Release);
+        tracing::info!(
+            grpc = ?receivers.grpc_addr,
+            http = ?receivers.http_addr,
+            admin = ?admin_addr,
+            forward = cfg.forward.endpoint.as_deref().unwrap_or("off"),
+            "slipstream listening"
+        );
+        Ok(App {
+            registry,
+            grpc_addr: receivers.grpc_addr,
+            http_addr: receivers.http_addr,
+            admin_addr,
+            cfg,
+            shutdown,
+            receivers,
+            forwarder,
+            admin,
+        })
+    }
+
+    /// Stops accepting, lets open requests finish, drains the forward queue within
+    /// `shutdown.drain_timeout`, then stops the admin server.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.receivers.join().await;
+        if let Some(f) = self.forwarder {
+            let report = f.shutdown(self.cfg.shutdown.drain_timeout).await;
+            if report.undelivered == 0 {
+                tracing::info!("forward queue drained");
+            }
+        }
+        if let Some(a) = self.admin {
+            let _ = a.await;
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! slipstream, the program: the command line ([`cli`]), the wiring of the pipeline ([`app`])
+//! and the admin server ([`admin`]).
+//!
+//! The components (receiver, aggregator, SLO engine, exporters, state) never see each other;
+//! this crate builds each from its config section and plugs them together through the traits
+//! of `slipstream-core`.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod cli;
