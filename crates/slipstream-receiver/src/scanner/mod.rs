@@ -1,1 +1,600 @@
 //! Walks the OTLP protobuf wire format for the fields an SLI needs.
+//!
+//! [`scan_traces`] reads an encoded `ExportTraceServiceRequest` in place and produces one
+//! [`SpanRecord`] per span, without building the prost tree: strings borrow from the request
+//! and the fields an SLI does not need (ids, events, links, scopes, other attributes' values)
+//! are skipped by their length. It is the receiver's hot path, about six times cheaper than a
+//! full decode (see `docs/benchmarks.md`).
+//!
+//! # Semantics
+//!
+//! For every input a full prost decode accepts, the scanner returns what one would read from
+//! the decoded tree (the property tests in `tests.rs` check exactly this):
+//!
+//! - fields may come in any order; unknown fields are skipped by wire type (groups included,
+//!   within prost's nesting limit of 100);
+//! - a scalar field that appears twice keeps its last value; an embedded message that appears
+//!   twice (`resource`, `status`, an attribute's `value`) is merged, so a resource's attributes
+//!   are those of all its occurrences, and in an `AnyValue` the last oneof member set wins;
+//! - enum values outside the known range map through [`SpanKind::from_i32`] and
+//!   [`StatusCode::from_i32`]; missing fields read as their defaults;
+//! - when an attribute key appears more than once, the **first** occurrence counts, as with
+//!   `attributes.iter().find(|kv| kv.key == key)` on the decoded tree (and the collector's
+//!   `pcommon.Map.Get`), whatever the type of its value;
+//! - dimension values that are arrays, key-value lists, bytes or string-table references read
+//!   as [`AttrValue::Absent`];
+//! - [`SpanRecord::http_status_code`] is `http.response.status_code` read as an integer
+//!   ([`AttrValue::as_i64`]: an int, or a string or integral double holding one), or else
+//!   `http.status_code` read the same way; [`SpanRecord::rpc_grpc_status_code`] is
+//!   `rpc.grpc.status_code` read the same way.
+//!
+//! A request that prost rejects is rejected too, with one deliberate exception: the interior
+//! of fields the scanner skips (ids, trace state, events, links, scopes, status messages,
+//! attribute values and keys it does not extract, nested arrays and key-value lists) is
+//! checked only for fitting in its length, not decoded, so invalid UTF-8 or a malformed nested
+//! message there goes unnoticed. Strings the scanner does return are always valid UTF-8.
+//!
+//! [`ScanSpec`] keys beyond [`MAX_DIMENSIONS`] in total are ignored (configuration validation
+//! refuses such specs).
+
+use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode};
+
+use wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT};
+
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+/// Why a request could not be scanned. Offsets are bytes from the start of the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// A varint runs past the end of its message.
+    #[error("truncated varint at byte {offset}")]
+    TruncatedVarint {
+        /// Where the varint starts.
+        offset: usize,
+    },
+    /// A varint is longer than 10 bytes or does not fit in 64 bits.
+    #[error("varint at byte {offset} does not fit in 64 bits")]
+    VarintOverflow {
+        /// Where the varint starts.
+        offset: usize,
+    },
+    /// A field key does not fit in 32 bits.
+    #[error("field key {key} at byte {offset} does not fit in 32 bits")]
+    InvalidKey {
+        /// The key as read.
+        key: u64,
+        /// Where the key starts.
+        offset: usize,
+    },
+    /// A field key names field number 0.
+    #[error("field number 0 at byte {offset}")]
+    FieldZero {
+        /// Where the key starts.
+        offset: usize,
+    },
+    /// A wire type that does not exist (6, 7), or that does not match the field's type.
+    #[error("invalid wire type {wire_type} for field {field} of {message} at byte {offset}")]
+    InvalidWireType {
+        /// The wire type in the key.
+        wire_type: u8,
+        /// The field number in the key.
+        field: u32,
+        /// The message the field belongs to.
+        message: &'static str,
+        /// Where the key starts.
+        offset: usize,
+    },
+    /// A length prefix says more bytes than its message has left.
+    #[error("length {len} at byte {offset} runs past the end ({available} bytes left)")]
+    LengthPastEnd {
+        /// The length as read.
+        len: u64,
+        /// Where the length prefix starts.
+        offset: usize,
+        /// How many bytes the enclosing message has after the prefix.
+        available: usize,
+    },
+    /// A `fixed32`/`fixed64` value runs past the end of its message.
+    #[error("fixed{bits} field {field} at byte {offset} runs past the end")]
+    TruncatedFixed {
+        /// 32 or 64.
+        bits: u8,
+        /// The field number.
+        field: u32,
+        /// Where the value starts.
+        offset: usize,
+    },
+    /// A string the scanner returns is not valid UTF-8.
+    #[error("invalid UTF-8 in {what} at byte {offset}")]
+    InvalidUtf8 {
+        /// Which string: `service.name`, `span name`, `attribute http.route`, ...
+        what: String,
+        /// Where the string's bytes start.
+        offset: usize,
+    },
+    /// An end-group key without the matching start-group.
+    #[error("unexpected end of group {field} at byte {offset}")]
+    UnexpectedEndGroup {
+        /// The field number in the end-group key.
+        field: u32,
+        /// Where the key starts.
+        offset: usize,
+    },
+    /// A group that its message ends inside.
+    #[error("group {field} at byte {offset} is not closed")]
+    UnterminatedGroup {
+        /// The group's field number.
+        field: u32,
+        /// Where the start-group key starts.
+        offset: usize,
+    },
+    /// Groups nested deeper than prost's recursion limit.
+    #[error("fields nested too deep at byte {offset}")]
+    RecursionLimit {
+        /// Where the field that exceeds the limit starts.
+        offset: usize,
+    },
+}
+
+/// Scans an encoded ExportTraceServiceRequest. On success `out` holds one SpanRecord per span
+/// (in order); strings borrow from `buf`. Returns Err on malformed input (and then `out`'s
+/// content is unspecified; the caller discards it).
+///
+/// `out` is cleared first; its capacity is kept, so a caller that presizes it scans without
+/// allocating. See the [module documentation](self) for how repeated, merged and unknown fields
+/// are read.
+pub fn scan_traces<'a>(
+    buf: &'a [u8],
+    spec: &ScanSpec,
+    out: &mut Vec<SpanRecord<'a>>,
+) -> Result<(), ScanError> {
+    out.clear();
+    let keys = Keys::new(spec);
+    let mut r = Reader::new(buf);
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(REQUEST)?;
+        if field == 1 {
+            Reader::expect(wt, LEN, field, REQUEST, at)?;
+            scan_resource_spans(r.message()?, &keys, out)?;
+        } else {
+            r.skip(field, wt, at, RECURSION_LIMIT)?;
+        }
+    }
+    Ok(())
+}
+
+// === message names, as errors name them ===
+
+const REQUEST: &str = "ExportTraceServiceRequest";
+const RESOURCE_SPANS: &str = "ResourceSpans";
+const RESOURCE: &str = "Resource";
+const SCOPE_SPANS: &str = "ScopeSpans";
+const SPAN: &str = "Span";
+const STATUS: &str = "Status";
+const KEY_VALUE: &str = "KeyValue";
+const ANY_VALUE: &str = "AnyValue";
+
+/// Nesting depth of each message below the request, for the skip budget of unknown groups.
+const DEPTH_RESOURCE_SPANS: u32 = 1;
+const DEPTH_RESOURCE: u32 = 2;
+const DEPTH_SCOPE_SPANS: u32 = 2;
+const DEPTH_SPAN: u32 = 3;
+const DEPTH_STATUS: u32 = 4;
+
+// === key lookup ===
+
+/// Targets a key fills, as bits: 0..MAX_DIMENSIONS are dimension slots, then the fixed ones.
+type Targets = u16;
+
+const T_SERVICE_NAME: u32 = MAX_DIMENSIONS as u32;
+const T_SERVICE_VERSION: u32 = MAX_DIMENSIONS as u32 + 1;
+const T_HTTP_STATUS: u32 = MAX_DIMENSIONS as u32;
+const T_HTTP_STATUS_OLD: u32 = MAX_DIMENSIONS as u32 + 1;
+const T_GRPC_STATUS: u32 = MAX_DIMENSIONS as u32 + 2;
+const DIM_MASK: Targets = (1 << MAX_DIMENSIONS) - 1;
+
+const MAX_KEYS: usize = MAX_DIMENSIONS + 3;
+
+/// The attribute keys one level (resource or span) extracts, each with the targets it fills.
+#[derive(Debug)]
+struct KeyTable<'s> {
+    keys: [&'s [u8]; MAX_KEYS],
+    targets: [Targets; MAX_KEYS],
+    len: usize,
+    /// Bit `min(len, 63)` is set for every key length present: most keys are rejected here.
+    lengths: u64,
+}
+
+impl<'s> KeyTable<'s> {
+    fn new() -> Self {
+        Self {
+            keys: [&[]; MAX_KEYS],
+            targets: [0; MAX_KEYS],
+            len: 0,
+            lengths: 0,
+        }
+    }
+
+    fn add(&mut self, key: &'s str, target: u32) {
+        let key = key.as_bytes();
+        let bit = 1 << target;
+        if let Some(i) = self.keys[..self.len].iter().position(|k| *k == key) {
+            self.targets[i] |= bit;
+        } else {
+            self.keys[self.len] = key;
+            self.targets[self.len] = bit;
+            self.len += 1;
+            self.lengths |= 1 << key.len().min(63);
+        }
+    }
+
+    /// The targets `key` fills; 0 for keys not extracted.
+    #[inline]
+    fn lookup(&self, key: &[u8]) -> Targets {
+        if self.lengths & (1 << key.len().min(63)) == 0 {
+            return 0;
+        }
+        for i in 0..self.len {
+            if self.keys[i] == key {
+                return self.targets[i];
+            }
+        }
+        0
+    }
+}
+
+/// Both levels' key tables, built once per request from the [`ScanSpec`].
+#[derive(Debug)]
+struct Keys<'s> {
+    resource: KeyTable<'s>,
+    span: KeyTable<'s>,
+}
+
+impl<'s> Keys<'s> {
+    fn new(spec: &'s ScanSpec) -> Self {
+        let mut resource = KeyTable::new();
+        let mut span = KeyTable::new();
+        resource.add("service.name", T_SERVICE_NAME);
+        resource.add("service.version", T_SERVICE_VERSION);
+        span.add("http.response.status_code", T_HTTP_STATUS);
+        span.add("http.status_code", T_HTTP_STATUS_OLD);
+        span.add("rpc.grpc.status_code", T_GRPC_STATUS);
+        // Slots are numbered in ScanSpec order: resource keys, then span keys.
+        let n_res = spec.resource_keys.len().min(MAX_DIMENSIONS);
+        for (slot, key) in spec.resource_keys.iter().take(n_res).enumerate() {
+            resource.add(key, slot as u32);
+        }
+        for (i, key) in spec.span_keys.iter().enumerate() {
+            let slot = n_res + i;
+            if slot >= MAX_DIMENSIONS {
+                break;
+            }
+            span.add(key, slot as u32);
+        }
+        Self { resource, span }
+    }
+}
+
+// === messages ===
+
+/// `ResourceSpans`: the resource first (it may come after the spans, or in several pieces
+/// that merge), then the spans, each starting from a copy of the resource-level values.
+fn scan_resource_spans<'a>(
+    r: Reader<'a>,
+    keys: &Keys<'_>,
+    out: &mut Vec<SpanRecord<'a>>,
+) -> Result<(), ScanError> {
+    const BUDGET: u32 = RECURSION_LIMIT - DEPTH_RESOURCE_SPANS;
+    let mut template = SpanRecord::default();
+    let mut found: Targets = 0;
+    let mut has_scopes = false;
+    let mut pass = r.clone();
+    while !pass.is_empty() {
+        let at = pass.offset();
+        let (field, wt) = pass.key(RESOURCE_SPANS)?;
+        match field {
+            1 => {
+                Reader::expect(wt, LEN, field, RESOURCE_SPANS, at)?;
+                scan_resource(pass.message()?, keys, &mut template, &mut found)?;
+            }
+            2 => {
+                pass.skip_known(field, wt, LEN, RESOURCE_SPANS, at)?;
+                has_scopes = true;
+            }
+            3 => pass.skip_known(field, wt, LEN, RESOURCE_SPANS, at)?,
+            _ => pass.skip(field, wt, at, BUDGET)?,
+        }
+    }
+    if !has_scopes {
+        return Ok(());
+    }
+    // Second pass, for the spans: the first one checked this level's structure.
+    let mut r = r;
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(RESOURCE_SPANS)?;
+        if field == 2 {
+            scan_scope_spans(r.message()?, keys, &template, out)?;
+        } else {
+            r.skip(field, wt, at, BUDGET)?;
+        }
+    }
+    Ok(())
+}
+
+/// `Resource`: its attributes fill `service_name`, `service_version` and the resource
+/// dimensions of `template`; `found` tracks which were seen, across merged occurrences.
+fn scan_resource<'a>(
+    mut r: Reader<'a>,
+    keys: &Keys<'_>,
+    template: &mut SpanRecord<'a>,
+    found: &mut Targets,
+) -> Result<(), ScanError> {
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(RESOURCE)?;
+        match field {
+            1 => {
+                Reader::expect(wt, LEN, field, RESOURCE, at)?;
+                let (targets, value) =
+                    scan_attribute(r.message()?, &keys.resource, *found, DEPTH_RESOURCE + 1)?;
+                if targets != 0 {
+                    *found |= targets;
+                    fill_dims(&mut template.dims, targets, value);
+                    let s = match value {
+                        AttrValue::Str(s) => Some(s),
+                        _ => None,
+                    };
+                    if targets & (1 << T_SERVICE_NAME) != 0 {
+                        template.service_name = s;
+                    }
+                    if targets & (1 << T_SERVICE_VERSION) != 0 {
+                        template.service_version = s;
+                    }
+                }
+            }
+            2 => r.skip_known(field, wt, VARINT, RESOURCE, at)?,
+            3 => r.skip_known(field, wt, LEN, RESOURCE, at)?,
+            _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_RESOURCE)?,
+        }
+    }
+    Ok(())
+}
+
+/// `ScopeSpans`: the scope is skipped; each span becomes a record.
+fn scan_scope_spans<'a>(
+    mut r: Reader<'a>,
+    keys: &Keys<'_>,
+    template: &SpanRecord<'a>,
+    out: &mut Vec<SpanRecord<'a>>,
+) -> Result<(), ScanError> {
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(SCOPE_SPANS)?;
+        match field {
+            2 => {
+                Reader::expect(wt, LEN, field, SCOPE_SPANS, at)?;
+                let record = scan_span(r.message()?, keys, template)?;
+                out.push(record);
+            }
+            1 | 3 => r.skip_known(field, wt, LEN, SCOPE_SPANS, at)?,
+            _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_SCOPE_SPANS)?,
+        }
+    }
+    Ok(())
+}
+
+/// `Span`.
+#[inline]
+fn scan_span<'a>(
+    mut r: Reader<'a>,
+    keys: &Keys<'_>,
+    template: &SpanRecord<'a>,
+) -> Result<SpanRecord<'a>, ScanError> {
+    let mut rec = *template;
+    let mut found: Targets = 0;
+    let mut http = AttrValue::Absent;
+    let mut http_old = AttrValue::Absent;
+    let mut grpc = AttrValue::Absent;
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(SPAN)?;
+        match field {
+            9 => {
+                Reader::expect(wt, LEN, field, SPAN, at)?;
+                let (targets, value) =
+                    scan_attribute(r.message()?, &keys.span, found, DEPTH_SPAN + 1)?;
+                if targets != 0 {
+                    found |= targets;
+                    fill_dims(&mut rec.dims, targets, value);
+                    if targets & (1 << T_HTTP_STATUS) != 0 {
+                        http = value;
+                    }
+                    if targets & (1 << T_HTTP_STATUS_OLD) != 0 {
+                        http_old = value;
+                    }
+                    if targets & (1 << T_GRPC_STATUS) != 0 {
+                        grpc = value;
+                    }
+                }
+            }
+            5 => {
+                Reader::expect(wt, LEN, field, SPAN, at)?;
+                let (name, offset) = r.bytes()?;
+                rec.name = utf8(name, offset, || "span name".to_owned())?;
+            }
+            6 => {
+                Reader::expect(wt, VARINT, field, SPAN, at)?;
+                rec.kind = SpanKind::from_i32(r.varint()? as i32);
+            }
+            7 => {
+                Reader::expect(wt, I64, field, SPAN, at)?;
+                rec.start_unix_nano = r.fixed64(field)?;
+            }
+            8 => {
+                Reader::expect(wt, I64, field, SPAN, at)?;
+                rec.end_unix_nano = r.fixed64(field)?;
+            }
+            15 => {
+                Reader::expect(wt, LEN, field, SPAN, at)?;
+                scan_status(r.message()?, &mut rec.status)?;
+            }
+            1..=4 | 11 | 13 => r.skip_known(field, wt, LEN, SPAN, at)?,
+            10 | 12 | 14 => r.skip_known(field, wt, VARINT, SPAN, at)?,
+            16 => r.skip_known(field, wt, I32, SPAN, at)?,
+            _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_SPAN)?,
+        }
+    }
+    rec.http_status_code = http.as_i64().or_else(|| http_old.as_i64());
+    rec.rpc_grpc_status_code = grpc.as_i64();
+    Ok(rec)
+}
+
+/// `Status`: only the code is read; merged occurrences keep the last code set.
+fn scan_status(mut r: Reader<'_>, status: &mut StatusCode) -> Result<(), ScanError> {
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(STATUS)?;
+        match field {
+            3 => {
+                Reader::expect(wt, VARINT, field, STATUS, at)?;
+                *status = StatusCode::from_i32(r.varint()? as i32);
+            }
+            2 => r.skip_known(field, wt, LEN, STATUS, at)?,
+            _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_STATUS)?,
+        }
+    }
+    Ok(())
+}
+
+/// `KeyValue` at nesting `depth`: returns the targets its key fills that are not `found` yet,
+/// and its value (decoded only then).
+#[inline]
+fn scan_attribute<'a>(
+    mut kv: Reader<'a>,
+    table: &KeyTable<'_>,
+    found: Targets,
+    depth: u32,
+) -> Result<(Targets, AttrValue<'a>), ScanError> {
+    let whole = kv.clone();
+    let mut key: &[u8] = &[];
+    let mut first_value = None;
+    let mut values = 0u32;
+    while !kv.is_empty() {
+        let at = kv.offset();
+        let (field, wt) = kv.key(KEY_VALUE)?;
+        match field {
+            1 => {
+                Reader::expect(wt, LEN, field, KEY_VALUE, at)?;
+                key = kv.bytes()?.0;
+            }
+            2 => {
+                Reader::expect(wt, LEN, field, KEY_VALUE, at)?;
+                let value = kv.message()?;
+                if values == 0 {
+                    first_value = Some(value);
+                }
+                values += 1;
+            }
+            3 => kv.skip_known(field, wt, VARINT, KEY_VALUE, at)?,
+            _ => kv.skip(field, wt, at, RECURSION_LIMIT - depth)?,
+        }
+    }
+    let targets = table.lookup(key) & !found;
+    if targets == 0 {
+        return Ok((0, AttrValue::Absent));
+    }
+    let mut value = AttrValue::Absent;
+    match first_value {
+        Some(v) if values == 1 => scan_any_value(v, key, depth + 1, &mut value)?,
+        Some(_) => {
+            // The value field appears more than once: the occurrences merge, in order.
+            let mut kv = whole;
+            while !kv.is_empty() {
+                let at = kv.offset();
+                let (field, wt) = kv.key(KEY_VALUE)?;
+                if field == 2 {
+                    scan_any_value(kv.message()?, key, depth + 1, &mut value)?;
+                } else {
+                    kv.skip(field, wt, at, RECURSION_LIMIT - depth)?;
+                }
+            }
+        }
+        None => {}
+    }
+    Ok((targets, value))
+}
+
+/// `AnyValue` at nesting `depth`, merged into `value`: the last oneof member set wins, and an
+/// occurrence that sets none keeps the previous value.
+fn scan_any_value<'a>(
+    mut r: Reader<'a>,
+    key: &[u8],
+    depth: u32,
+    value: &mut AttrValue<'a>,
+) -> Result<(), ScanError> {
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(ANY_VALUE)?;
+        match field {
+            1 => {
+                Reader::expect(wt, LEN, field, ANY_VALUE, at)?;
+                let (s, offset) = r.bytes()?;
+                *value = AttrValue::Str(utf8(s, offset, || {
+                    String::from_utf8_lossy(key).into_owned()
+                })?);
+            }
+            2 => {
+                Reader::expect(wt, VARINT, field, ANY_VALUE, at)?;
+                *value = AttrValue::Bool(r.varint()? != 0);
+            }
+            3 => {
+                Reader::expect(wt, VARINT, field, ANY_VALUE, at)?;
+                *value = AttrValue::Int(r.varint()? as i64);
+            }
+            4 => {
+                Reader::expect(wt, I64, field, ANY_VALUE, at)?;
+                *value = AttrValue::Double(f64::from_bits(r.fixed64(field)?));
+            }
+            5..=7 => {
+                r.skip_known(field, wt, LEN, ANY_VALUE, at)?;
+                *value = AttrValue::Absent;
+            }
+            8 => {
+                r.skip_known(field, wt, VARINT, ANY_VALUE, at)?;
+                *value = AttrValue::Absent;
+            }
+            _ => r.skip(field, wt, at, RECURSION_LIMIT - depth)?,
+        }
+    }
+    Ok(())
+}
+
+// === helpers ===
+
+/// Stores `value` in every dimension slot among `targets`.
+#[inline]
+fn fill_dims<'a>(
+    dims: &mut [AttrValue<'a>; MAX_DIMENSIONS],
+    targets: Targets,
+    value: AttrValue<'a>,
+) {
+    let mut slots = targets & DIM_MASK;
+    while slots != 0 {
+        dims[slots.trailing_zeros() as usize] = value;
+        slots &= slots - 1;
+    }
+}
+
+/// Checks that a string the scanner returns is UTF-8; `what` names it in the error.
+#[inline]
+fn utf8(bytes: &[u8], offset: usize, what: impl FnOnce() -> String) -> Result<&str, ScanError> {
+    std::str::from_utf8(bytes).map_err(|_| ScanError::InvalidUtf8 {
+        what: what(),
+        offset,
+    })
+}

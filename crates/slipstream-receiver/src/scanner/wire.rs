@@ -1,0 +1,256 @@
+//! The protobuf wire format, read in place: varints, keys, fixed-width values, length-delimited
+//! payloads and the skipping of fields the scanner does not read.
+//!
+//! Offsets in errors are absolute: a [`Reader`] over an embedded message remembers where its
+//! bytes start in the request.
+
+use super::ScanError;
+
+/// Wire type 0: `int32`, `int64`, `uint32`, `bool`, `enum`, ...
+pub(super) const VARINT: u8 = 0;
+/// Wire type 1: `fixed64`, `sfixed64`, `double`.
+pub(super) const I64: u8 = 1;
+/// Wire type 2: strings, bytes, embedded messages, packed repeated fields.
+pub(super) const LEN: u8 = 2;
+/// Wire type 3: start of a (deprecated) group.
+const SGROUP: u8 = 3;
+/// Wire type 4: end of a group.
+const EGROUP: u8 = 4;
+/// Wire type 5: `fixed32`, `sfixed32`, `float`.
+pub(super) const I32: u8 = 5;
+
+/// How deep prost lets messages and groups nest before it refuses the request
+/// (`prost::RECURSION_LIMIT`). The scanner applies the same budget when it skips groups, so it
+/// accepts exactly the nesting a full decode accepts.
+pub(super) const RECURSION_LIMIT: u32 = 100;
+
+/// A cursor over one message's bytes.
+#[derive(Debug, Clone)]
+pub(super) struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// Offset of `data[0]` in the whole request.
+    base: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over the whole request.
+    pub(super) fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            base: 0,
+        }
+    }
+
+    /// Whether every byte of the message was read.
+    #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    /// Absolute offset of the next byte.
+    #[inline]
+    pub(super) fn offset(&self) -> usize {
+        self.base + self.pos
+    }
+
+    /// Reads a base-128 varint, as prost does: at most 10 bytes, the 10th at most 1.
+    #[inline]
+    pub(super) fn varint(&mut self) -> Result<u64, ScanError> {
+        match self.data.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_slow(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, ScanError> {
+        let start = self.pos;
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.data.get(start + i) else {
+                return Err(ScanError::TruncatedVarint {
+                    offset: self.base + start,
+                });
+            };
+            if i == 9 && b > 1 {
+                break;
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.pos = start + i + 1;
+                return Ok(value);
+            }
+        }
+        Err(ScanError::VarintOverflow {
+            offset: self.base + start,
+        })
+    }
+
+    /// Reads a field key: the field number (at least 1) and a valid wire type.
+    #[inline]
+    pub(super) fn key(&mut self, message: &'static str) -> Result<(u32, u8), ScanError> {
+        let offset = self.offset();
+        let key = self.varint()?;
+        let Ok(key32) = u32::try_from(key) else {
+            return Err(ScanError::InvalidKey { key, offset });
+        };
+        let wire_type = (key32 & 7) as u8;
+        let field = key32 >> 3;
+        if wire_type > I32 {
+            return Err(ScanError::InvalidWireType {
+                wire_type,
+                field,
+                message,
+                offset,
+            });
+        }
+        if field == 0 {
+            return Err(ScanError::FieldZero { offset });
+        }
+        Ok((field, wire_type))
+    }
+
+    /// Reads a length prefix and returns the payload's bytes and absolute offset.
+    #[inline]
+    pub(super) fn bytes(&mut self) -> Result<(&'a [u8], usize), ScanError> {
+        let offset = self.offset();
+        let len = self.varint()?;
+        let start = self.pos;
+        let available = self.data.len() - start;
+        if len > available as u64 {
+            return Err(ScanError::LengthPastEnd {
+                len,
+                offset,
+                available,
+            });
+        }
+        let end = start + len as usize;
+        self.pos = end;
+        Ok((&self.data[start..end], self.base + start))
+    }
+
+    /// Reads a length prefix and returns a reader over the embedded message.
+    #[inline]
+    pub(super) fn message(&mut self) -> Result<Reader<'a>, ScanError> {
+        let (data, base) = self.bytes()?;
+        Ok(Reader { data, pos: 0, base })
+    }
+
+    /// Reads a little-endian `fixed64`.
+    #[inline]
+    pub(super) fn fixed64(&mut self, field: u32) -> Result<u64, ScanError> {
+        match self.data.get(self.pos..self.pos + 8) {
+            Some(b) => {
+                self.pos += 8;
+                let mut le = [0u8; 8];
+                le.copy_from_slice(b);
+                Ok(u64::from_le_bytes(le))
+            }
+            None => Err(ScanError::TruncatedFixed {
+                bits: 64,
+                field,
+                offset: self.offset(),
+            }),
+        }
+    }
+
+    /// Skips `n` bytes of a fixed-width value.
+    #[inline]
+    fn skip_fixed(&mut self, n: usize, field: u32) -> Result<(), ScanError> {
+        if self.data.len() - self.pos < n {
+            return Err(ScanError::TruncatedFixed {
+                bits: (n * 8) as u8,
+                field,
+                offset: self.offset(),
+            });
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// Checks that a known field arrived with the wire type its declaration implies, as prost's
+    /// `check_wire_type` does.
+    #[inline]
+    pub(super) fn expect(
+        wire_type: u8,
+        expected: u8,
+        field: u32,
+        message: &'static str,
+        key_offset: usize,
+    ) -> Result<(), ScanError> {
+        if wire_type == expected {
+            Ok(())
+        } else {
+            Err(ScanError::InvalidWireType {
+                wire_type,
+                field,
+                message,
+                offset: key_offset,
+            })
+        }
+    }
+
+    /// Skips a known field of the given wire type after checking it is the expected one.
+    #[inline]
+    pub(super) fn skip_known(
+        &mut self,
+        field: u32,
+        wire_type: u8,
+        expected: u8,
+        message: &'static str,
+        key_offset: usize,
+    ) -> Result<(), ScanError> {
+        Self::expect(wire_type, expected, field, message, key_offset)?;
+        // A known field never has a group wire type, so the budget is not used.
+        self.skip(field, wire_type, key_offset, RECURSION_LIMIT)
+    }
+
+    /// Skips an unknown field by its wire type, groups included, with `budget` levels of
+    /// nesting left (prost's recursion limit minus the depth of the enclosing message).
+    pub(super) fn skip(
+        &mut self,
+        field: u32,
+        wire_type: u8,
+        key_offset: usize,
+        budget: u32,
+    ) -> Result<(), ScanError> {
+        if budget == 0 {
+            return Err(ScanError::RecursionLimit { offset: key_offset });
+        }
+        match wire_type {
+            VARINT => self.varint().map(drop),
+            I64 => self.skip_fixed(8, field),
+            LEN => self.bytes().map(drop),
+            I32 => self.skip_fixed(4, field),
+            SGROUP => loop {
+                if self.is_empty() {
+                    return Err(ScanError::UnterminatedGroup {
+                        field,
+                        offset: key_offset,
+                    });
+                }
+                let inner_offset = self.offset();
+                let (inner, inner_type) = self.key("group")?;
+                if inner_type == EGROUP {
+                    if inner != field {
+                        return Err(ScanError::UnexpectedEndGroup {
+                            field: inner,
+                            offset: inner_offset,
+                        });
+                    }
+                    return Ok(());
+                }
+                self.skip(inner, inner_type, inner_offset, budget - 1)?;
+            },
+            _ => Err(ScanError::UnexpectedEndGroup {
+                field,
+                offset: key_offset,
+            }),
+        }
+    }
+}
