@@ -1,14 +1,635 @@
-//! `slo`: SLOs, the service catalog and alerting.
+//! `slo`: SLOs, the service catalog, SLO templates, alert policies and silences.
+//!
+//! ```yaml
+//! slo:
+//!   evaluation_interval: 10s
+//!   catalog:
+//!     checkout:
+//!       owner: team-payments
+//!       tier: tier-1
+//!       runbook_url: https://runbooks.example/checkout
+//!       links: { dashboard: https://grafana.example/d/checkout }
+//!   templates:
+//!     availability: { objective: 99.9 }
+//!     latency: { objective: 99, threshold: 1s }
+//!   objectives:
+//!     - name: checkout-availability
+//!       service: checkout
+//!       sli: { kind: availability }
+//!       objective: 99.9
+//!       period: 30d
+//!     - name: checkout-latency
+//!       service: checkout
+//!       match_labels: { http.route: /api/pay }
+//!       sli: { kind: latency, threshold: 300ms }
+//!       objective: 99
+//!       period: calendar_month
+//!       alerts:
+//!         - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }
+//!         - { severity: ticket, long_window: 3d, short_window: 6h, budget_percent: 10 }
+//!   silences:
+//!     - service: checkout
+//!       kind: maintenance
+//!       starts_at: 2025-01-04T22:00:00Z
+//!       ends_at: 2025-01-05T02:00:00Z
+//!       comment: database migration
+//! ```
 
-use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Errors;
 
+/// Default time between two evaluations of every SLO.
+pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
+/// Default rolling period of an SLO: 30 days.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(30 * 86_400);
+/// Default minimum number of requests a window must hold before its burn rate may fire an
+/// alert.
+pub const DEFAULT_MIN_EVENTS: u64 = 10;
+/// Default objective of the templated availability SLO, in percent.
+pub const DEFAULT_TEMPLATE_AVAILABILITY_OBJECTIVE: f64 = 99.9;
+/// Default objective of the templated latency SLO, in percent.
+pub const DEFAULT_TEMPLATE_LATENCY_OBJECTIVE: f64 = 99.0;
+/// Default latency threshold of the templated latency SLO.
+pub const DEFAULT_TEMPLATE_LATENCY_THRESHOLD: Duration = Duration::from_secs(1);
+/// The longest period an SLO may have.
+pub const MAX_PERIOD: Duration = Duration::from_secs(400 * 86_400);
+/// The shortest window an alert policy may use (the window store's finest granularity).
+pub const MIN_WINDOW: Duration = Duration::from_secs(60);
+
 /// `slo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SloConfig {
+    /// Time between two evaluations of every SLO: burn rates, budgets and alert states are
+    /// recomputed, and alert events emitted, this often.
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// While an alert keeps firing, its event is sent again this often; `null` sends one event
+    /// per transition only (firing, resolved).
+    #[serde(with = "humantime_serde")]
+    pub repeat_interval: Option<Duration>,
+    /// Minimum number of requests both windows of an alert policy row must hold before the row
+    /// may fire, so a low-traffic service does not page on one failure. An objective may
+    /// override it. 0 turns the guard off.
+    pub min_events: u64,
+    /// The service catalog, keyed by `service.name`: who owns each service and where its
+    /// runbook is. Services seen in traffic but missing here are reported by the status API and
+    /// the `slipstream_slo_services_uncataloged` self-metric.
+    pub catalog: BTreeMap<String, CatalogEntry>,
+    /// SLOs created for every service seen in traffic that has no explicit objective.
+    pub templates: TemplatesConfig,
+    /// The explicit SLOs.
+    pub objectives: Vec<ObjectiveConfig>,
+    /// Silences and maintenance windows: matching alert events are not sent (they are counted),
+    /// while SLIs and budgets keep being computed.
+    pub silences: Vec<SilenceConfig>,
+}
+
+impl Default for SloConfig {
+    fn default() -> Self {
+        SloConfig {
+            evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
+            repeat_interval: None,
+            min_events: DEFAULT_MIN_EVENTS,
+            catalog: BTreeMap::new(),
+            templates: TemplatesConfig::default(),
+            objectives: Vec::new(),
+            silences: Vec::new(),
+        }
+    }
+}
+
+/// `slo.catalog.<service>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct SloConfig {}
+pub struct CatalogEntry {
+    /// The owning team; becomes the `owner` label of the service's SLI series and alerts.
+    pub owner: Option<String>,
+    /// Criticality tier (`tier-1`, `critical`, ...); becomes the `tier` label.
+    pub tier: Option<String>,
+    /// Runbook for the service; the `runbook_url` annotation of its alerts unless the SLO sets
+    /// its own.
+    pub runbook_url: Option<String>,
+    /// Further links (dashboard, repository, on-call schedule), by name; each becomes an
+    /// annotation of the service's alerts.
+    pub links: BTreeMap<String, String>,
+    /// Extra labels put on every SLI series and alert of the service.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `slo.templates`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    /// The availability SLO given to every discovered service without an explicit objective,
+    /// named `<service>-availability`; `null` turns it off.
+    pub availability: Option<TemplateConfig>,
+    /// The latency SLO given to every discovered service without an explicit objective, named
+    /// `<service>-latency`; `threshold` is required; `null` turns it off.
+    pub latency: Option<TemplateConfig>,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        TemplatesConfig {
+            availability: Some(TemplateConfig {
+                objective: DEFAULT_TEMPLATE_AVAILABILITY_OBJECTIVE,
+                ..TemplateConfig::default()
+            }),
+            latency: Some(TemplateConfig {
+                objective: DEFAULT_TEMPLATE_LATENCY_OBJECTIVE,
+                threshold: Some(DEFAULT_TEMPLATE_LATENCY_THRESHOLD),
+                ..TemplateConfig::default()
+            }),
+        }
+    }
+}
+
+/// `slo.templates.availability` and `slo.templates.latency`: an objective without a name and
+/// a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateConfig {
+    /// Target share of good requests, in percent (`99.9`).
+    pub objective: f64,
+    /// Latency templates only: a request is good when it took at most this long.
+    #[serde(with = "humantime_serde")]
+    pub threshold: Option<Duration>,
+    /// The SLO period: a duration (`30d`, `28d`, `7d`) for a rolling window, or
+    /// `calendar_month`.
+    pub period: Period,
+    /// Alert policy rows; `null` (the default) means the standard multi-window table scaled to
+    /// the period, `[]` means no alerts.
+    pub alerts: Option<Vec<AlertPolicyConfig>>,
+    /// Overrides `slo.min_events`.
+    pub min_events: Option<u64>,
+    /// Extra labels on the SLI series and alerts.
+    pub labels: BTreeMap<String, String>,
+    /// Alert annotations; `{{service}}` in them is replaced by the service name.
+    pub annotations: AnnotationsConfig,
+}
+
+impl Default for TemplateConfig {
+    fn default() -> Self {
+        TemplateConfig {
+            objective: DEFAULT_TEMPLATE_AVAILABILITY_OBJECTIVE,
+            threshold: None,
+            period: Period::default(),
+            alerts: None,
+            min_events: None,
+            labels: BTreeMap::new(),
+            annotations: AnnotationsConfig::default(),
+        }
+    }
+}
+
+/// `slo.objectives[i]`: one SLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    /// Unique name, used as the `slo` label (`checkout-availability`): letters, digits, `-`,
+    /// `_`, `.` and `:`.
+    pub name: String,
+    /// The `service.name` whose requests this SLO counts.
+    pub service: String,
+    /// Further selection on the series' dimension values (configured in the aggregator), e.g.
+    /// `{ http.route: /api/pay }`; every entry must equal. Empty selects all of the service.
+    pub match_labels: BTreeMap<String, String>,
+    /// What makes a request good.
+    pub sli: SliConfig,
+    /// Target share of good requests, in percent (`99.9`), strictly between 0 and 100.
+    pub objective: f64,
+    /// The SLO period: a duration (`30d`, `28d`, `7d`) for a rolling window, or
+    /// `calendar_month` (budget resets on the first of each month, UTC).
+    pub period: Period,
+    /// Alert policy rows; `null` (the default) means the standard multi-window table scaled to
+    /// the period (page 1h/5m at 2% of the budget, page 6h/30m at 5%, ticket 1d/2h and 3d/6h at
+    /// 10%), `[]` means no alerts.
+    pub alerts: Option<Vec<AlertPolicyConfig>>,
+    /// Overrides `slo.min_events`.
+    pub min_events: Option<u64>,
+    /// Extra labels on the SLI series and alerts.
+    pub labels: BTreeMap<String, String>,
+    /// Alert annotations.
+    pub annotations: AnnotationsConfig,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        ObjectiveConfig {
+            name: String::new(),
+            service: String::new(),
+            match_labels: BTreeMap::new(),
+            sli: SliConfig::Availability,
+            objective: 0.0,
+            period: Period::default(),
+            alerts: None,
+            min_events: None,
+            labels: BTreeMap::new(),
+            annotations: AnnotationsConfig::default(),
+        }
+    }
+}
+
+/// `sli`: the kind of indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SliConfig {
+    /// `{ kind: availability }`: a request is bad when its outcome is an error (span status,
+    /// HTTP 5xx, failing gRPC codes).
+    #[default]
+    Availability,
+    /// `{ kind: latency, threshold: 300ms }`: a request is good when it took at most
+    /// `threshold`.
+    Latency {
+        /// The longest duration a good request may take.
+        #[serde(with = "humantime_serde")]
+        threshold: Duration,
+    },
+}
+
+/// The period over which an SLO's error budget is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// The last `d` (`30d`, `28d`, `7d`, any duration of at least one hour).
+    Rolling(Duration),
+    /// From 00:00 UTC on the first day of the current month (`calendar_month`).
+    CalendarMonth,
+}
+
+impl Default for Period {
+    fn default() -> Self {
+        Period::Rolling(DEFAULT_PERIOD)
+    }
+}
+
+impl Period {
+    /// The nominal length: the rolling duration, or 30 days for a calendar month (used to
+    /// scale alert factors and budgets).
+    pub fn nominal(self) -> Duration {
+        match self {
+            Period::Rolling(d) => d,
+            Period::CalendarMonth => Duration::from_secs(30 * 86_400),
+        }
+    }
+
+    /// The longest span of history the period can reach back: the rolling duration, or 31
+    /// days for a calendar month.
+    pub fn longest(self) -> Duration {
+        match self {
+            Period::Rolling(d) => d,
+            Period::CalendarMonth => Duration::from_secs(31 * 86_400),
+        }
+    }
+}
+
+impl Serialize for Period {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Period::Rolling(d) => s.collect_str(&humantime::format_duration(*d)),
+            Period::CalendarMonth => s.serialize_str("calendar_month"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Period;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 30d, 28d or 7d, or `calendar_month`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Period, E> {
+                if v.trim() == "calendar_month" {
+                    return Ok(Period::CalendarMonth);
+                }
+                humantime::parse_duration(v)
+                    .map(Period::Rolling)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "`{v}` is not a period ({e}); expected a duration such as 30d, 28d \
+                             or 7d, or `calendar_month`"
+                        ))
+                    })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Alert severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Wake someone up now.
+    Page,
+    /// Look at it during working hours.
+    Ticket,
+}
+
+impl Severity {
+    /// `page` or `ticket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Page => "page",
+            Severity::Ticket => "ticket",
+        }
+    }
+}
+
+/// `alerts[i]`: one multi-window burn-rate alert row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertPolicyConfig {
+    /// `page` or `ticket`. A firing page holds back the tickets of the same SLO.
+    pub severity: Severity,
+    /// The long window (e.g. `1h`): it must burn above the factor, so one blip cannot fire.
+    #[serde(with = "humantime_serde")]
+    pub long_window: Duration,
+    /// The short window (e.g. `5m`): it must burn above the factor too, and the alert resolves
+    /// as soon as it no longer does.
+    #[serde(with = "humantime_serde")]
+    pub short_window: Duration,
+    /// The burn-rate factor both windows must exceed. Give this or `budget_percent`.
+    #[serde(default)]
+    pub burn_rate: Option<f64>,
+    /// The share of the period's error budget, in percent, that burning for the whole long
+    /// window would consume; the factor is `budget_percent / 100 * period / long_window`
+    /// (2% over 1h of 30 days gives 14.4). Give this or `burn_rate`.
+    #[serde(default)]
+    pub budget_percent: Option<f64>,
+}
+
+/// `annotations`: texts that travel with an SLO's alerts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnnotationsConfig {
+    /// One line saying what is wrong.
+    pub summary: Option<String>,
+    /// What it means for users and what to look at first.
+    pub description: Option<String>,
+    /// The runbook; overrides the catalog's `runbook_url` of the service.
+    pub runbook_url: Option<String>,
+}
+
+/// What a silence is for; it becomes the `reason` label of
+/// `slipstream_slo_suppressed_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SilenceKind {
+    /// An ad-hoc silence (someone is already on it).
+    #[default]
+    Silence,
+    /// A planned maintenance window.
+    Maintenance,
+}
+
+impl SilenceKind {
+    /// `silence` or `maintenance`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceKind::Silence => "silence",
+            SilenceKind::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// `slo.silences[i]`: alert events that are not sent while it is active. At least one of
+/// `slo`, `service` and `severity` must be given; every given one must match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SilenceConfig {
+    /// `silence` or `maintenance`.
+    pub kind: SilenceKind,
+    /// Only events of this SLO (by name).
+    pub slo: Option<String>,
+    /// Only events of SLOs of this service.
+    pub service: Option<String>,
+    /// Only events of this severity.
+    pub severity: Option<Severity>,
+    /// Active from (RFC 3339, e.g. `2025-01-04T22:00:00Z`); `null` means since always.
+    #[serde(with = "humantime_serde")]
+    pub starts_at: Option<SystemTime>,
+    /// Active until (RFC 3339), exclusive; `null` means until removed.
+    #[serde(with = "humantime_serde")]
+    pub ends_at: Option<SystemTime>,
+    /// Why, and who to ask.
+    pub comment: String,
+}
+
+// === validation ===
+
+fn check_objective(errs: &mut Errors, path: &str, v: f64) {
+    errs.check(
+        v.is_finite() && v > 0.0 && v < 100.0,
+        path,
+        format!("expected a percentage strictly between 0 and 100 (e.g. 99.9), got {v}"),
+    );
+}
+
+fn check_url(errs: &mut Errors, path: &str, v: &str) {
+    errs.check(
+        v.starts_with("http://") || v.starts_with("https://"),
+        path,
+        format!("`{v}` is not a URL (expected http:// or https://...)"),
+    );
+}
+
+fn check_period(errs: &mut Errors, path: &str, p: Period) {
+    if let Period::Rolling(d) = p {
+        errs.check(
+            d >= Duration::from_secs(3600) && d <= MAX_PERIOD,
+            path,
+            format!(
+                "expected a period between 1h and 400d, got {}",
+                humantime::format_duration(d)
+            ),
+        );
+    }
+}
+
+fn check_alerts(errs: &mut Errors, path: &str, alerts: &[AlertPolicyConfig], period: Period) {
+    for (i, a) in alerts.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        errs.check(
+            a.short_window >= MIN_WINDOW && a.short_window.as_nanos() % MIN_WINDOW.as_nanos() == 0,
+            format!("{p}.short_window"),
+            "expected a whole number of minutes, at least 1m",
+        );
+        errs.check(
+            a.long_window > a.short_window,
+            format!("{p}.long_window"),
+            "expected a long window longer than the short window",
+        );
+        errs.check(
+            a.long_window.as_nanos() % MIN_WINDOW.as_nanos() == 0,
+            format!("{p}.long_window"),
+            "expected a whole number of minutes",
+        );
+        errs.check(
+            a.long_window <= period.longest(),
+            format!("{p}.long_window"),
+            "expected a long window no longer than the SLO period",
+        );
+        match (a.burn_rate, a.budget_percent) {
+            (Some(f), None) => errs.check(
+                f.is_finite() && f > 0.0,
+                format!("{p}.burn_rate"),
+                format!("expected a burn-rate factor above 0, got {f}"),
+            ),
+            (None, Some(b)) => errs.check(
+                b.is_finite() && b > 0.0 && b <= 100.0,
+                format!("{p}.budget_percent"),
+                format!("expected a percentage above 0 and at most 100, got {b}"),
+            ),
+            _ => errs.push(
+                p,
+                "expected exactly one of `burn_rate` (a factor such as 14.4) and \
+                 `budget_percent` (a share of the budget such as 2)",
+            ),
+        }
+    }
+}
+
+fn check_annotations(errs: &mut Errors, path: &str, a: &AnnotationsConfig) {
+    if let Some(u) = &a.runbook_url {
+        check_url(errs, &format!("{path}.runbook_url"), u);
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+impl TemplateConfig {
+    fn validate(&self, path: &str, errs: &mut Errors, latency: bool) {
+        check_objective(errs, &format!("{path}.objective"), self.objective);
+        check_period(errs, &format!("{path}.period"), self.period);
+        match (latency, self.threshold) {
+            (true, None) => errs.push(
+                format!("{path}.threshold"),
+                "expected a latency threshold such as 300ms",
+            ),
+            (true, Some(t)) => errs.check(
+                !t.is_zero(),
+                format!("{path}.threshold"),
+                "expected a threshold above 0",
+            ),
+            (false, Some(_)) => errs.push(
+                format!("{path}.threshold"),
+                "an availability template takes no threshold",
+            ),
+            (false, None) => {}
+        }
+        if let Some(a) = &self.alerts {
+            check_alerts(errs, &format!("{path}.alerts"), a, self.period);
+        }
+        check_annotations(errs, &format!("{path}.annotations"), &self.annotations);
+    }
+}
 
 impl SloConfig {
-    pub(crate) fn validate(&self, _path: &str, _errs: &mut Errors) {}
+    /// Validates this section on its own, as `Config::validate` does, with paths under `slo`.
+    pub fn errors(&self) -> Vec<crate::ConfigError> {
+        let mut errs = Errors::default();
+        self.validate("slo", &mut errs);
+        errs.into_vec()
+    }
+
+    pub(crate) fn validate(&self, path: &str, errs: &mut Errors) {
+        errs.check(
+            !self.evaluation_interval.is_zero()
+                && self.evaluation_interval <= Duration::from_secs(300),
+            format!("{path}.evaluation_interval"),
+            "expected an interval above 0 and at most 5m",
+        );
+        if let Some(r) = self.repeat_interval {
+            errs.check(
+                r >= self.evaluation_interval,
+                format!("{path}.repeat_interval"),
+                "expected at least the evaluation interval, or null for no repeats",
+            );
+        }
+        for (service, c) in &self.catalog {
+            let p = format!("{path}.catalog.{service}");
+            errs.check(
+                !service.trim().is_empty(),
+                p.clone(),
+                "expected a service name",
+            );
+            if let Some(u) = &c.runbook_url {
+                check_url(errs, &format!("{p}.runbook_url"), u);
+            }
+            for (k, u) in &c.links {
+                check_url(errs, &format!("{p}.links.{k}"), u);
+            }
+        }
+        if let Some(t) = &self.templates.availability {
+            t.validate(&format!("{path}.templates.availability"), errs, false);
+        }
+        if let Some(t) = &self.templates.latency {
+            t.validate(&format!("{path}.templates.latency"), errs, true);
+        }
+        let mut names = BTreeSet::new();
+        for (i, o) in self.objectives.iter().enumerate() {
+            let p = format!("{path}.objectives[{i}]");
+            if !valid_name(&o.name) {
+                errs.push(
+                    format!("{p}.name"),
+                    format!(
+                        "`{}` is not an SLO name (expected letters, digits, `-`, `_`, `.`, `:`)",
+                        o.name
+                    ),
+                );
+            } else if !names.insert(o.name.as_str()) {
+                errs.push(
+                    format!("{p}.name"),
+                    format!("`{}` is already the name of another objective", o.name),
+                );
+            }
+            errs.check(
+                !o.service.trim().is_empty(),
+                format!("{p}.service"),
+                "expected the service.name the SLO is about",
+            );
+            if let SliConfig::Latency { threshold } = o.sli {
+                errs.check(
+                    !threshold.is_zero(),
+                    format!("{p}.sli.threshold"),
+                    "expected a threshold above 0",
+                );
+            }
+            check_objective(errs, &format!("{p}.objective"), o.objective);
+            check_period(errs, &format!("{p}.period"), o.period);
+            if let Some(a) = &o.alerts {
+                check_alerts(errs, &format!("{p}.alerts"), a, o.period);
+            }
+            check_annotations(errs, &format!("{p}.annotations"), &o.annotations);
+        }
+        for (i, s) in self.silences.iter().enumerate() {
+            let p = format!("{path}.silences[{i}]");
+            errs.check(
+                s.slo.is_some() || s.service.is_some() || s.severity.is_some(),
+                p.clone(),
+                "expected at least one of `slo`, `service` and `severity` (a silence of \
+                 everything is a disabled alerting)",
+            );
+            if let (Some(a), Some(b)) = (s.starts_at, s.ends_at) {
+                errs.check(
+                    b > a,
+                    format!("{p}.ends_at"),
+                    "expected a time after starts_at",
+                );
+            }
+        }
+    }
 }

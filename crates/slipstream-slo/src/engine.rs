@@ -1,0 +1,652 @@
+//! The SLO engine: specs, window stores, evaluation on a tick, the alert state machine,
+//! silences, the snapshot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipstream_config::ConfigError;
+use slipstream_config::slo::{
+    CatalogEntry, Period, Severity, SilenceKind, SloConfig, TemplatesConfig,
+};
+use slipstream_core::telemetry::{Counter, Gauge};
+use slipstream_core::{Clock, Registry, UnixNanos};
+
+use crate::model::{
+    AlertEvent, AlertState, AlertStatus, Silence, SilenceId, SloId, SloSnapshot, SloStatus,
+    WindowStatus,
+};
+use crate::names;
+use crate::spec::{CURRENT_BURN_WINDOW, SloSource, SloSpec};
+use crate::window::{Counts, DAY, Stored, WindowStore};
+
+/// How far in the future (relative to the clock) a slot may start before its counts are
+/// refused (`reason="future"`).
+pub const MAX_FUTURE: Duration = Duration::from_secs(120);
+/// How many recent events [`SloEngine::recent_events`] keeps.
+pub const RECENT_EVENTS: usize = 1024;
+/// How many `service.version` values are remembered per service (the least recently seen go).
+pub const MAX_VERSIONS_PER_SERVICE: usize = 32;
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The first instant of the UTC calendar month holding `t`.
+pub fn month_start(t: UnixNanos) -> UnixNanos {
+    let days = (t / DAY) as i64;
+    // Civil-from-days (H. Hinnant), then days-from-civil for day 1 of that month.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let first = days - (d - 1);
+    first.max(0) as u64 * DAY
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RowState {
+    firing: bool,
+    since: UnixNanos,
+    notified: bool,
+    last_sent: UnixNanos,
+    held_counted: bool,
+    superseded_counted: bool,
+    superseded: bool,
+}
+
+#[derive(Debug)]
+struct SloState {
+    spec: SloSpec,
+    windows: Vec<Duration>,
+    store: WindowStore,
+    rows: Vec<RowState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VersionSeen {
+    first: UnixNanos,
+    last: UnixNanos,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Dropped {
+    too_old: u64,
+    future: u64,
+    unknown_slo: u64,
+    invalid: u64,
+}
+
+#[derive(Debug)]
+struct Metrics {
+    /// [severity][state]: page/ticket x firing/resolved.
+    events: [[Arc<Counter>; 2]; 2],
+    suppressed_silence: Arc<Counter>,
+    suppressed_maintenance: Arc<Counter>,
+    suppressed_superseded: Arc<Counter>,
+    dropped_too_old: Arc<Counter>,
+    dropped_future: Arc<Counter>,
+    dropped_unknown: Arc<Counter>,
+    dropped_invalid: Arc<Counter>,
+    evaluations: Arc<Counter>,
+    objectives_explicit: Arc<Gauge>,
+    objectives_template: Arc<Gauge>,
+    firing_page: Arc<Gauge>,
+    firing_ticket: Arc<Gauge>,
+    uncataloged: Arc<Gauge>,
+}
+
+impl Metrics {
+    fn new(r: &Registry) -> Metrics {
+        let ev = |sev, st| r.counter(&names::EVENTS, &[sev, st]);
+        Metrics {
+            events: [
+                [ev("page", "firing"), ev("page", "resolved")],
+                [ev("ticket", "firing"), ev("ticket", "resolved")],
+            ],
+            suppressed_silence: r.counter(&names::SUPPRESSED_EVENTS, &["silence"]),
+            suppressed_maintenance: r.counter(&names::SUPPRESSED_EVENTS, &["maintenance"]),
+            suppressed_superseded: r.counter(&names::SUPPRESSED_EVENTS, &["superseded"]),
+            dropped_too_old: r.counter(&names::DROPPED_OBSERVATIONS, &["too_old"]),
+            dropped_future: r.counter(&names::DROPPED_OBSERVATIONS, &["future"]),
+            dropped_unknown: r.counter(&names::DROPPED_OBSERVATIONS, &["unknown_slo"]),
+            dropped_invalid: r.counter(&names::DROPPED_OBSERVATIONS, &["invalid"]),
+            evaluations: r.counter(&names::EVALUATIONS, &[]),
+            objectives_explicit: r.gauge(&names::OBJECTIVES, &["explicit"]),
+            objectives_template: r.gauge(&names::OBJECTIVES, &["template"]),
+            firing_page: r.gauge(&names::ALERTS_FIRING, &["page"]),
+            firing_ticket: r.gauge(&names::ALERTS_FIRING, &["ticket"]),
+            uncataloged: r.gauge(&names::SERVICES_UNCATALOGED, &[]),
+        }
+    }
+}
+
+/// The SLO engine. The binary builds it from the `slo` section, feeds it per-slot counts
+/// ([`observe`](Self::observe)), calls [`tick`](Self::tick) every
+/// [`evaluation_interval`](Self::evaluation_interval) and publishes the
+/// [`snapshot`](Self::snapshot) and the events `tick` returns.
+#[derive(Debug)]
+pub struct SloEngine {
+    clock: Arc<dyn Clock>,
+    evaluation_interval: Duration,
+    repeat_interval: Option<Duration>,
+    min_events: u64,
+    catalog: BTreeMap<String, CatalogEntry>,
+    templates: TemplatesConfig,
+    explicit_services: HashSet<String>,
+    slos: Vec<SloState>,
+    by_name: HashMap<String, SloId>,
+    by_service: HashMap<String, Vec<SloId>>,
+    seen: BTreeSet<String>,
+    versions: HashMap<String, BTreeMap<String, VersionSeen>>,
+    silences: Vec<(SilenceId, Silence)>,
+    next_silence: u64,
+    recent: VecDeque<AlertEvent>,
+    snapshot: Arc<SloSnapshot>,
+    dropped: Dropped,
+    metrics: Metrics,
+}
+
+impl SloEngine {
+    /// An engine for `config` (validated again here: every error comes back, with its path
+    /// under `slo`), reading time from `clock` and registering its self-metrics on
+    /// `registry`.
+    pub fn new(
+        config: &SloConfig,
+        clock: Arc<dyn Clock>,
+        registry: &Registry,
+    ) -> Result<SloEngine, Vec<ConfigError>> {
+        let errors = config.errors();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut engine = SloEngine {
+            clock,
+            evaluation_interval: config.evaluation_interval,
+            repeat_interval: config.repeat_interval,
+            min_events: config.min_events,
+            catalog: config.catalog.clone(),
+            templates: config.templates.clone(),
+            explicit_services: config
+                .objectives
+                .iter()
+                .map(|o| o.service.clone())
+                .collect(),
+            slos: Vec::new(),
+            by_name: HashMap::new(),
+            by_service: HashMap::new(),
+            seen: BTreeSet::new(),
+            versions: HashMap::new(),
+            silences: Vec::new(),
+            next_silence: 0,
+            recent: VecDeque::new(),
+            snapshot: Arc::new(SloSnapshot::default()),
+            dropped: Dropped::default(),
+            metrics: Metrics::new(registry),
+        };
+        for o in &config.objectives {
+            let spec =
+                SloSpec::from_objective(o, config.catalog.get(&o.service), config.min_events);
+            engine.insert(spec);
+        }
+        for s in &config.silences {
+            engine.add_silence(s.into());
+        }
+        Ok(engine)
+    }
+
+    fn insert(&mut self, spec: SloSpec) -> SloId {
+        let id = SloId(self.slos.len() as u32);
+        match spec.source {
+            SloSource::Explicit => self.metrics.objectives_explicit.add(1),
+            SloSource::Template => self.metrics.objectives_template.add(1),
+        }
+        self.by_name.insert(spec.name.clone(), id);
+        self.by_service
+            .entry(spec.service.clone())
+            .or_default()
+            .push(id);
+        self.slos.push(SloState {
+            windows: spec.windows(),
+            store: WindowStore::new(spec.longest_window()),
+            rows: vec![RowState::default(); spec.policy.len()],
+            spec,
+        });
+        id
+    }
+
+    /// How often [`tick`](Self::tick) should be called (`slo.evaluation_interval`).
+    pub fn evaluation_interval(&self) -> Duration {
+        self.evaluation_interval
+    }
+
+    /// The spec of `id`.
+    pub fn spec(&self, id: SloId) -> Option<&SloSpec> {
+        self.slos.get(id.0 as usize).map(|s| &s.spec)
+    }
+
+    /// The id of the SLO named `name`.
+    pub fn id(&self, name: &str) -> Option<SloId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Every SLO id with its spec, in id order.
+    pub fn slos(&self) -> impl Iterator<Item = (SloId, &SloSpec)> {
+        self.slos
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (SloId(i as u32), &s.spec))
+    }
+
+    /// The SLOs a series of `service` with these dimension values counts towards: those of
+    /// the service whose `match_labels` all equal a value in `labels`.
+    pub fn matching<'a>(
+        &'a self,
+        service: &str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = SloId> + 'a {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |id| {
+                self.slos[id.0 as usize]
+                    .spec
+                    .match_labels
+                    .iter()
+                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+    }
+
+    /// Tells the engine `service` was seen in traffic. The first time, a service without an
+    /// explicit objective gets the templated SLOs; their ids are returned (empty otherwise).
+    /// A service missing from the catalog is counted in `slipstream_slo_services_uncataloged`.
+    pub fn service_seen(&mut self, service: &str) -> Vec<SloId> {
+        if self.seen.contains(service) {
+            return Vec::new();
+        }
+        self.seen.insert(service.to_owned());
+        if !self.catalog.contains_key(service) {
+            self.metrics.uncataloged.add(1);
+        }
+        let mut out = Vec::new();
+        if self.explicit_services.contains(service) {
+            return out;
+        }
+        let catalog = self.catalog.get(service).cloned();
+        let templates = self.templates.clone();
+        for (kind, t) in [
+            ("availability", &templates.availability),
+            ("latency", &templates.latency),
+        ] {
+            let Some(t) = t else { continue };
+            let spec = SloSpec::from_template(t, kind, service, catalog.as_ref(), self.min_events);
+            if self.by_name.contains_key(&spec.name) {
+                continue;
+            }
+            out.push(self.insert(spec));
+        }
+        out
+    }
+
+    /// Services seen in traffic that the catalog does not list, sorted.
+    pub fn uncataloged_services(&self) -> Vec<&str> {
+        self.seen
+            .iter()
+            .filter(|s| !self.catalog.contains_key(*s))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Adds the counts of one event-time slot: `good` of `total` requests whose end time
+    /// falls in the slot starting at `slot_start` (slots of at most one minute, aligned).
+    /// Counts for the same slot may come several times; they add up.
+    pub fn observe(&mut self, id: SloId, slot_start: UnixNanos, good: u64, total: u64) {
+        let now = self.clock.now_unix_nanos();
+        let Some(slo) = self.slos.get_mut(id.0 as usize) else {
+            self.dropped.unknown_slo += 1;
+            return;
+        };
+        if good > total {
+            self.dropped.invalid += 1;
+            return;
+        }
+        if slot_start > now.saturating_add(nanos(MAX_FUTURE)) {
+            self.dropped.future += 1;
+            return;
+        }
+        if slo.store.add(slot_start, total - good, total) == Stored::TooOld {
+            self.dropped.too_old += 1;
+        }
+    }
+
+    /// Records that `service` ran `version` (its `service.version`) at `seen_at`. The first
+    /// call for a version marks when it first appeared; later calls extend when it was last
+    /// seen.
+    pub fn observe_version(&mut self, service: &str, version: &str, seen_at: UnixNanos) {
+        let map = self.versions.entry(service.to_owned()).or_default();
+        if let Some(v) = map.get_mut(version) {
+            v.first = v.first.min(seen_at);
+            v.last = v.last.max(seen_at);
+            return;
+        }
+        if map.len() >= MAX_VERSIONS_PER_SERVICE
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, v)| v.last)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(
+            version.to_owned(),
+            VersionSeen {
+                first: seen_at,
+                last: seen_at,
+            },
+        );
+    }
+
+    /// Adds a silence (admin API); events it matches are suppressed from now on.
+    pub fn add_silence(&mut self, silence: Silence) -> SilenceId {
+        let id = SilenceId(self.next_silence);
+        self.next_silence += 1;
+        self.silences.push((id, silence));
+        id
+    }
+
+    /// Removes a silence; false when there was none with that id.
+    pub fn remove_silence(&mut self, id: SilenceId) -> bool {
+        let before = self.silences.len();
+        self.silences.retain(|(i, _)| *i != id);
+        self.silences.len() != before
+    }
+
+    /// The silences, expired ones excluded once a tick has passed their end.
+    pub fn silences(&self) -> &[(SilenceId, Silence)] {
+        &self.silences
+    }
+
+    /// The latest snapshot (as of the last tick).
+    pub fn snapshot(&self) -> Arc<SloSnapshot> {
+        self.snapshot.clone()
+    }
+
+    /// The most recent events sent (at most [`RECENT_EVENTS`]), oldest first.
+    pub fn recent_events(&self) -> impl Iterator<Item = &AlertEvent> {
+        self.recent.iter()
+    }
+
+    /// Bytes held for the windows of `id`.
+    pub fn window_memory_bytes(&self, id: SloId) -> Option<usize> {
+        self.slos.get(id.0 as usize).map(|s| s.store.memory_bytes())
+    }
+
+    fn versions_in(
+        &self,
+        service: &str,
+        since: UnixNanos,
+    ) -> (Vec<String>, Option<(String, UnixNanos)>) {
+        let Some(map) = self.versions.get(service) else {
+            return (Vec::new(), None);
+        };
+        let mut seen: Vec<(&String, &VersionSeen)> =
+            map.iter().filter(|(_, v)| v.last >= since).collect();
+        seen.sort_by_key(|(k, v)| (v.first, (*k).clone()));
+        let newest = seen.last().map(|(k, v)| ((*k).clone(), v.first));
+        (seen.into_iter().map(|(k, _)| k.clone()).collect(), newest)
+    }
+
+    /// Evaluates every SLO at the clock's time: window ratios and burn rates, budgets, alert
+    /// states. Returns the events to send (also kept in
+    /// [`recent_events`](Self::recent_events)) and publishes a new snapshot.
+    pub fn tick(&mut self) -> Vec<AlertEvent> {
+        let now = self.clock.now_unix_nanos();
+        self.silences
+            .retain(|(_, s)| s.ends_at.is_none_or(|e| e > now));
+        let mut events = Vec::new();
+        let mut statuses = Vec::with_capacity(self.slos.len());
+        let (mut firing_page, mut firing_ticket) = (0i64, 0i64);
+        for i in 0..self.slos.len() {
+            let (status, evs) = self.evaluate(i, now);
+            firing_page += status
+                .alerts
+                .iter()
+                .filter(|a| a.firing && a.row.severity == Severity::Page)
+                .count() as i64;
+            firing_ticket += status
+                .alerts
+                .iter()
+                .filter(|a| a.firing && a.row.severity == Severity::Ticket)
+                .count() as i64;
+            statuses.push(status);
+            events.extend(evs);
+        }
+        for e in &events {
+            let s = usize::from(e.severity == Severity::Ticket);
+            let st = usize::from(e.state == AlertState::Resolved);
+            self.metrics.events[s][st].inc();
+            if self.recent.len() == RECENT_EVENTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(e.clone());
+        }
+        self.metrics.firing_page.set(firing_page);
+        self.metrics.firing_ticket.set(firing_ticket);
+        self.metrics.evaluations.inc();
+        let d = std::mem::take(&mut self.dropped);
+        self.metrics.dropped_too_old.add(d.too_old);
+        self.metrics.dropped_future.add(d.future);
+        self.metrics.dropped_unknown.add(d.unknown_slo);
+        self.metrics.dropped_invalid.add(d.invalid);
+        self.snapshot = Arc::new(SloSnapshot {
+            at: now,
+            slos: statuses,
+            uncataloged_services: self
+                .uncataloged_services()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        });
+        events
+    }
+
+    fn evaluate(&mut self, i: usize, now: UnixNanos) -> (SloStatus, Vec<AlertEvent>) {
+        let slo = &mut self.slos[i];
+        slo.store.advance(now);
+        let spec = &slo.spec;
+        let budget = spec.error_budget();
+        let burn = |c: Counts| c.error_ratio().map(|r| r / budget);
+        let windows: Vec<WindowStatus> = slo
+            .windows
+            .iter()
+            .map(|&w| {
+                let counts = slo.store.query(now, nanos(w));
+                WindowStatus {
+                    window: w,
+                    counts,
+                    error_ratio: counts.error_ratio(),
+                    burn_rate: burn(counts),
+                }
+            })
+            .collect();
+        let find = |w: Duration| {
+            windows
+                .iter()
+                .find(|s| s.window == w)
+                .map(|s| s.counts)
+                .unwrap_or_else(|| slo.store.query(now, nanos(w)))
+        };
+        let period_counts = match spec.period {
+            Period::Rolling(d) => slo.store.query(now, nanos(d)),
+            Period::CalendarMonth => slo.store.query_since(now, month_start(now)),
+        };
+        let budget_remaining = (period_counts.total > 0.0)
+            .then(|| 1.0 - period_counts.bad / (budget * period_counts.total));
+        let current_burn_rate = burn(find(CURRENT_BURN_WINDOW));
+        let time_to_exhaustion = match (budget_remaining, current_burn_rate) {
+            (Some(r), _) if r <= 0.0 => Some(Duration::ZERO),
+            (Some(r), Some(b)) if b > 0.0 => {
+                Duration::try_from_secs_f64(r * spec.period.nominal().as_secs_f64() / b).ok()
+            }
+            _ => None,
+        };
+
+        // The condition state machine of every row, pages first.
+        let min = spec.min_events as f64;
+        let mut page_firing = false;
+        let mut rows_eval = Vec::with_capacity(spec.policy.len());
+        for (row, st) in spec.policy.iter().zip(slo.rows.iter_mut()) {
+            let long = find(row.long);
+            let short = find(row.short);
+            let (lb, sb) = (burn(long), burn(short));
+            let hot =
+                |c: Counts, b: Option<f64>| c.total >= min && b.is_some_and(|b| b > row.factor);
+            if !st.firing {
+                if hot(long, lb) && hot(short, sb) {
+                    st.firing = true;
+                    st.since = now;
+                }
+            } else if !hot(short, sb) {
+                st.firing = false;
+            }
+            if st.firing && row.severity == Severity::Page {
+                page_firing = true;
+            }
+            rows_eval.push((lb, sb));
+        }
+
+        // Notifications: supersession, silences, repeats.
+        let mut pending: Vec<(usize, AlertState, bool, bool)> = Vec::new();
+        let mut suppressed: Vec<SilenceKind> = Vec::new();
+        let mut superseded_count = 0u64;
+        let spec_name = spec.name.clone();
+        let spec_service = spec.service.clone();
+        let silences: Vec<Option<SilenceKind>> = spec
+            .policy
+            .iter()
+            .map(|r| {
+                self.silences
+                    .iter()
+                    .find(|(_, s)| s.matches(&spec_name, &spec_service, r.severity, now))
+                    .map(|(_, s)| s.kind)
+            })
+            .collect();
+        let slo = &mut self.slos[i];
+        for (k, (row, st)) in slo.spec.policy.iter().zip(slo.rows.iter_mut()).enumerate() {
+            let superseded = st.firing && row.severity == Severity::Ticket && page_firing;
+            st.superseded = superseded;
+            let effective = st.firing && !superseded;
+            if superseded && !st.notified {
+                if !st.superseded_counted {
+                    superseded_count += 1;
+                    st.superseded_counted = true;
+                }
+            } else if !superseded {
+                st.superseded_counted = false;
+            }
+            if effective != st.notified {
+                let state = if effective {
+                    AlertState::Firing
+                } else {
+                    AlertState::Resolved
+                };
+                match silences[k] {
+                    Some(kind) => {
+                        if !st.held_counted {
+                            suppressed.push(kind);
+                            st.held_counted = true;
+                        }
+                    }
+                    None => {
+                        pending.push((k, state, false, superseded));
+                        st.notified = effective;
+                        st.last_sent = now;
+                        st.held_counted = false;
+                    }
+                }
+            } else {
+                st.held_counted = false;
+                if let Some(rep) = self.repeat_interval
+                    && effective
+                    && silences[k].is_none()
+                    && now.saturating_sub(st.last_sent) >= nanos(rep)
+                {
+                    pending.push((k, AlertState::Firing, true, false));
+                    st.last_sent = now;
+                }
+            }
+        }
+        self.metrics.suppressed_superseded.add(superseded_count);
+        for kind in suppressed {
+            match kind {
+                SilenceKind::Silence => self.metrics.suppressed_silence.inc(),
+                SilenceKind::Maintenance => self.metrics.suppressed_maintenance.inc(),
+            }
+        }
+
+        let slo = &self.slos[i];
+        let spec = &slo.spec;
+        let mut events = Vec::with_capacity(pending.len());
+        for (k, state, repeat, superseded_by_page) in pending {
+            let row = spec.policy[k];
+            let (versions, newest_version) =
+                self.versions_in(&spec.service, now.saturating_sub(nanos(row.long)));
+            let mut labels = spec.labels.clone();
+            labels.insert("slo".to_owned(), spec.name.clone());
+            labels.insert("service".to_owned(), spec.service.clone());
+            labels.insert("severity".to_owned(), row.severity.as_str().to_owned());
+            events.push(AlertEvent {
+                slo_id: SloId(i as u32),
+                slo: spec.name.clone(),
+                service: spec.service.clone(),
+                severity: row.severity,
+                state,
+                repeat,
+                superseded_by_page,
+                row,
+                long_burn_rate: rows_eval[k].0,
+                short_burn_rate: rows_eval[k].1,
+                budget_remaining,
+                versions,
+                newest_version,
+                at: now,
+                firing_since: slo.rows[k].since,
+                labels,
+                annotations: spec.annotations.clone(),
+            });
+        }
+        let status = SloStatus {
+            id: SloId(i as u32),
+            name: spec.name.clone(),
+            service: spec.service.clone(),
+            sli: spec.sli,
+            source: spec.source,
+            objective: spec.objective,
+            period: spec.period,
+            labels: spec.labels.clone(),
+            windows,
+            period_counts,
+            budget_remaining,
+            current_burn_rate,
+            time_to_exhaustion,
+            alerts: spec
+                .policy
+                .iter()
+                .zip(&slo.rows)
+                .map(|(row, st)| AlertStatus {
+                    row: *row,
+                    firing: st.firing,
+                    since: st.firing.then_some(st.since),
+                    superseded: st.superseded,
+                    notified: st.notified,
+                })
+                .collect(),
+        };
+        (status, events)
+    }
+}
