@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what slipstream's test suite needs on a fresh Debian machine: the Python
+# OpenTelemetry SDK (a real OTLP client) in tests/.venv, and Prometheus + Alertmanager from
+# Debian's packages. Safe to run again; it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || need_apt+=(prometheus-alertmanager)
+python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "test-deps: apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # The packages start their services; the tests start their own instances.
+  for s in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    $SUDO systemctl stop "$s" >/dev/null 2>&1 || $SUDO service "$s" stop >/dev/null 2>&1 || true
+  done
+fi
+
+if [ ! -x tests/.venv/bin/python ] || ! tests/.venv/bin/python -c 'import opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+  echo "test-deps: Python OpenTelemetry SDK into tests/.venv"
+  python3 -m venv tests/.venv
+  tests/.venv/bin/pip install -q --disable-pip-version-check \
+    'opentelemetry-sdk>=1.27,<2' 'opentelemetry-exporter-otlp-proto-grpc>=1.27,<2' 'opentelemetry-exporter-otlp-proto-http>=1.27,<2'
+fi
+
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+echo "test-deps: ready"

@@ -1,0 +1,144 @@
+//! Downstream down: once the forward queue is full the receivers answer with the OTLP spec's
+//! retryable backpressure; when the downstream returns, everything accepted is delivered.
+
+use std::time::Duration;
+
+use slipstream_core::rpc::{RpcStatus, base64_decode};
+use slipstream_e2e::{
+    Sink, SinkMode, free_port, http_get, otlp, raw, self_metric, spans_in, start, test_config,
+};
+
+fn request(i: usize) -> Vec<u8> {
+    otlp::trace_request("orders", 10, |j| {
+        format!("req {i} span {j} {}", "x".repeat(100))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_while_down_then_everything_accepted_is_delivered() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let app = start(test_config(
+        Some(("grpc", &url)),
+        "  queue:\n    max_bytes: 16KiB\n    retry_after: 2s\n",
+    ))
+    .await;
+    let admin = app.admin_addr.unwrap();
+    let (status, body) = http_get(admin, "/readyz").await;
+    assert_eq!(
+        status, 503,
+        "not ready while the downstream is unreachable: {body}"
+    );
+
+    // Fill the queue over HTTP until refused.
+    let mut accepted = 0usize;
+    let refused = loop {
+        let r = raw::post_http(
+            app.http_addr.unwrap(),
+            "/v1/traces",
+            &[("content-type", "application/x-protobuf")],
+            request(accepted),
+        )
+        .await;
+        if r.status == 200 {
+            accepted += 1;
+            assert!(accepted < 1000, "the queue never filled");
+            continue;
+        }
+        break r;
+    };
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("2"));
+    // gRPC gets UNAVAILABLE with RetryInfo.
+    let r = raw::post_grpc(
+        app.grpc_addr.unwrap(),
+        raw::TRACES,
+        &[],
+        raw::grpc_frame(&request(9999)),
+    )
+    .await;
+    assert_eq!(r.grpc_status(), Some(14));
+    let details = r
+        .header("grpc-status-details-bin")
+        .expect("RetryInfo details");
+    let status =
+        <RpcStatus as prost::Message>::decode(&base64_decode(&details).unwrap()[..]).unwrap();
+    assert_eq!(status.retry_delay(), Some(Duration::from_secs(2)));
+    assert!(
+        self_metric(
+            admin,
+            "slipstream_receiver_refused_requests_total",
+            &["reason=\"queue_full\""]
+        )
+        .await
+            >= 2.0
+    );
+
+    // The downstream comes back, first answering UNAVAILABLE for a while, then accepting.
+    let sink = Sink::start_at(port).await;
+    sink.set_mode(SinkMode::Unavailable);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sink.set_mode(SinkMode::Accept);
+    let got = sink
+        .wait_for(Duration::from_secs(30), "every accepted request", |r| {
+            r.len() >= accepted
+        })
+        .await;
+    assert_eq!(got.len(), accepted, "delivered once each");
+    assert_eq!(spans_in(&got).len(), accepted * 10);
+    assert!(self_metric(admin, "slipstream_forward_retries_total", &[]).await > 0.0);
+    assert_eq!(
+        self_metric(admin, "slipstream_forward_dropped_requests_total", &[]).await,
+        0.0
+    );
+    let start = std::time::Instant::now();
+    while http_get(admin, "/readyz").await.0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "ready once the downstream is back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Room again: new requests are accepted.
+    let r = raw::post_http(
+        app.http_addr.unwrap(),
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        request(0),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_the_queue_within_the_deadline() {
+    let sink = Sink::start().await;
+    sink.set_mode(SinkMode::Unavailable);
+    let app = start(test_config(
+        Some(("http", &sink.url())),
+        "shutdown:\n  drain_timeout: 20s\n",
+    ))
+    .await;
+    for i in 0..20 {
+        let r = raw::post_http(
+            app.http_addr.unwrap(),
+            "/v1/traces",
+            &[("content-type", "application/x-protobuf")],
+            request(i),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let s = sink.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.set_mode(SinkMode::Accept);
+    });
+    app.shutdown().await;
+    assert_eq!(
+        sink.received().len(),
+        20,
+        "shutdown waited for the queue to drain"
+    );
+}

@@ -1,0 +1,226 @@
+//! A real OpenTelemetry SDK exporter sends spans to slipstream, which forwards them to a
+//! downstream sink: every span arrives; protobuf bodies arrive byte for byte.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
+use opentelemetry_otlp::{
+    Compression, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use slipstream_e2e::{Sink, otlp, raw, self_metric, spans_in, start, test_config};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Emits `n` server spans for `service` through `exporter`, then flushes and shuts down.
+async fn emit(exporter: SpanExporter, service: &str, n: usize) {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("e2e");
+    for i in 0..n {
+        let mut span = tracer
+            .span_builder(format!("GET /item/{}", i % 7))
+            .with_kind(SpanKind::Server)
+            .with_attributes([KeyValue::new(
+                "http.response.status_code",
+                if i % 10 == 0 { 503 } else { 200 },
+            )])
+            .start(&tracer);
+        span.end();
+    }
+    tokio::task::spawn_blocking(move || {
+        provider.force_flush().expect("flush");
+        provider.shutdown().expect("shutdown");
+    })
+    .await
+    .unwrap();
+}
+
+async fn sdk_to_slipstream(
+    exporter: impl FnOnce(&slipstream::app::App) -> SpanExporter,
+    forward_protocol: &str,
+) {
+    let sink = Sink::start().await;
+    let app = start(test_config(Some((forward_protocol, &sink.url())), "")).await;
+    let n = 300;
+    emit(exporter(&app), "checkout", n).await;
+    let got = sink
+        .wait_for(WAIT, "all spans downstream", |r| spans_in(r).len() >= n)
+        .await;
+    let spans = spans_in(&got);
+    assert_eq!(spans.len(), n, "every span arrives once");
+    assert!(
+        spans
+            .iter()
+            .all(|(svc, name)| svc == "checkout" && name.starts_with("GET /item/"))
+    );
+    let admin = app.admin_addr.unwrap();
+    assert_eq!(
+        self_metric(
+            admin,
+            "slipstream_receiver_accepted_items_total",
+            &["signal=\"traces\""]
+        )
+        .await,
+        n as f64
+    );
+    assert_eq!(
+        self_metric(admin, "slipstream_forward_dropped_requests_total", &[]).await,
+        0.0
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_grpc_with_gzip() {
+    sdk_to_slipstream(
+        |app| {
+            SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(format!("http://{}", app.grpc_addr.unwrap()))
+                .with_compression(Compression::Gzip)
+                .build()
+                .unwrap()
+        },
+        "grpc",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_http_protobuf() {
+    sdk_to_slipstream(
+        |app| {
+            SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(format!("http://{}/v1/traces", app.http_addr.unwrap()))
+                .build()
+                .unwrap()
+        },
+        "http",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_http_json_arrives_downstream_as_protobuf() {
+    sdk_to_slipstream(
+        |app| {
+            SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpJson)
+                .with_endpoint(format!("http://{}/v1/traces", app.http_addr.unwrap()))
+                .with_compression(Compression::Gzip)
+                .build()
+                .unwrap()
+        },
+        "grpc",
+    )
+    .await;
+}
+
+/// A protobuf request with an unknown field and a non-canonical varint: any decode and
+/// re-encode would change these bytes, so arriving intact proves they were forwarded as they came.
+fn non_canonical_request() -> Vec<u8> {
+    let mut bytes = otlp::trace_request("payments", 5, |i| format!("charge {i}"));
+    // Field 999, varint 1 written in two bytes (0x81 0x00): legal, unknown, non-canonical.
+    bytes.extend_from_slice(&[0xb8, 0x3e, 0x81, 0x00]);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_bodies_are_forwarded_byte_for_byte() {
+    let sink = Sink::start().await;
+    let app = start(test_config(Some(("grpc", &sink.url())), "")).await;
+    let body = non_canonical_request();
+    let r = raw::post_http(
+        app.http_addr.unwrap(),
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = raw::post_grpc(
+        app.grpc_addr.unwrap(),
+        raw::TRACES,
+        &[],
+        raw::grpc_frame(&body),
+    )
+    .await;
+    assert_eq!(r.grpc_status(), Some(0));
+    let got = sink.wait_for(WAIT, "both requests", |r| r.len() >= 2).await;
+    for r in &got {
+        assert_eq!(
+            r.path,
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        assert_eq!(
+            &r.body[..],
+            &body[..],
+            "forwarded bytes are the bytes that arrived"
+        );
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_grpc_and_http() {
+    let python = slipstream_e2e::python::interpreter();
+    let sink = Sink::start().await;
+    let app = start(test_config(Some(("http", &sink.url())), "")).await;
+    for (protocol, endpoint) in [
+        ("grpc", format!("http://{}", app.grpc_addr.unwrap())),
+        (
+            "http/protobuf",
+            format!("http://{}/v1/traces", app.http_addr.unwrap()),
+        ),
+    ] {
+        let out = tokio::process::Command::new(&python)
+            .arg(slipstream_e2e::python::script("send_spans.py"))
+            .args([
+                "--protocol",
+                protocol,
+                "--endpoint",
+                &endpoint,
+                "--spans",
+                "120",
+                "--service",
+                protocol,
+            ])
+            .output()
+            .await
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "send_spans.py {protocol} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got = sink
+        .wait_for(WAIT, "240 spans", |r| spans_in(r).len() >= 240)
+        .await;
+    let spans = spans_in(&got);
+    assert_eq!(spans.len(), 240);
+    assert_eq!(spans.iter().filter(|(s, _)| s == "grpc").count(), 120);
+    assert_eq!(
+        spans.iter().filter(|(s, _)| s == "http/protobuf").count(),
+        120
+    );
+    assert!(
+        got.iter().all(|r| r.path == "/v1/traces"),
+        "forwarded over OTLP/HTTP"
+    );
+    app.shutdown().await;
+}

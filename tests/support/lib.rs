@@ -1,0 +1,314 @@
+//! Support for slipstream's end-to-end tests: a downstream OTLP sink that records what it is
+//! sent, free ports, and a slipstream started on them.
+#![forbid(unsafe_code)]
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use slipstream::app::App;
+use slipstream_config::Config;
+use tokio::net::TcpListener;
+
+pub mod otlp;
+pub mod python;
+pub mod raw;
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A slipstream config for tests: loopback ports, forwarding to `forward` (a base URL) when
+/// given, plus `extra` YAML appended at the top level.
+pub fn test_config(forward: Option<(&str, &str)>, extra: &str) -> Config {
+    let mut yaml = format!(
+        "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{}\n",
+        free_port(),
+        free_port(),
+        free_port()
+    );
+    if let Some((protocol, url)) = forward {
+        yaml.push_str(&format!(
+            "forward:\n  endpoint: {url}\n  protocol: {protocol}\n  retry:\n    initial_interval: 50ms\n    max_interval: 200ms\n"
+        ));
+    }
+    yaml.push_str(extra);
+    Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// Starts slipstream in this process on `cfg`.
+pub async fn start(cfg: Config) -> App {
+    App::start(cfg).await.expect("slipstream starts")
+}
+
+/// How the sink answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SinkMode {
+    /// Accept everything.
+    Accept = 0,
+    /// gRPC UNAVAILABLE / HTTP 503: retry later.
+    Unavailable = 1,
+}
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request path.
+    pub path: String,
+    /// The message bytes (gRPC frame removed, decompressed).
+    pub body: Bytes,
+}
+
+/// A downstream OTLP server (gRPC and HTTP on one port) that records every request.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    mode: Arc<AtomicU8>,
+}
+
+impl Sink {
+    /// Starts a sink on a free port.
+    pub async fn start() -> Sink {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+    }
+
+    /// Starts a sink on `port` (which must be free).
+    pub async fn start_at(port: u16) -> Sink {
+        Self::start_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await
+    }
+
+    async fn start_on(listener: TcpListener) -> Sink {
+        let sink = Sink {
+            addr: listener.local_addr().unwrap(),
+            received: Arc::default(),
+            mode: Arc::new(AtomicU8::new(SinkMode::Accept as u8)),
+        };
+        let s = sink.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(s.handle(req).await) }
+                    });
+                    let _ = Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        sink
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes how it answers from now on.
+    pub fn set_mode(&self, mode: SinkMode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds on what was received, or panics after `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let start = Instant::now();
+        loop {
+            let got = self.received();
+            if pred(&got) {
+                return got;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; the sink has {} requests",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
+        let path = req.uri().path().to_owned();
+        let grpc = req
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let gzip_http = req
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v == "gzip");
+        let raw = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let unavailable = self.mode.load(Ordering::SeqCst) == SinkMode::Unavailable as u8;
+        if grpc {
+            if unavailable {
+                return grpc_status(14, "sink unavailable");
+            }
+            let compressed = raw.first() == Some(&1);
+            let body = raw.slice(5.min(raw.len())..);
+            let body = if compressed { gunzip(&body) } else { body };
+            self.received.lock().unwrap().push(Received { path, body });
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let frames = vec![
+                Ok(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            let body = futures_iter(frames);
+            let mut r = Response::new(BoxBody::new(body));
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            r
+        } else {
+            if unavailable {
+                let mut r = Response::new(BoxBody::new(Full::new(Bytes::new())));
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("0"));
+                return r;
+            }
+            let body = if gzip_http { gunzip(&raw) } else { raw };
+            self.received.lock().unwrap().push(Received { path, body });
+            let mut r = Response::new(BoxBody::new(Full::new(Bytes::new())));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("application/x-protobuf"),
+            );
+            r
+        }
+    }
+}
+
+fn grpc_status(code: u8, message: &'static str) -> Response<BoxBody<Bytes, Infallible>> {
+    let mut r = Response::new(BoxBody::new(Full::new(Bytes::new())));
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    h.insert("grpc-message", HeaderValue::from_static(message));
+    r
+}
+
+fn futures_iter(
+    frames: Vec<Result<Frame<Bytes>, Infallible>>,
+) -> impl hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static {
+    // A body of ready frames, yielded in order.
+    struct Frames(std::collections::VecDeque<Result<Frame<Bytes>, Infallible>>);
+    impl hyper::body::Body for Frames {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            std::task::Poll::Ready(self.0.pop_front())
+        }
+    }
+    Frames(frames.into())
+}
+
+/// Decompresses gzip.
+pub fn gunzip(data: &[u8]) -> Bytes {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    Bytes::from(out)
+}
+
+/// Compresses with gzip.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// The spans in the trace requests of `received`, as (service.name, span name) pairs.
+pub fn spans_in(received: &[Received]) -> Vec<(String, String)> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message;
+    let mut out = Vec::new();
+    for r in received.iter().filter(|r| r.path.contains("trace")) {
+        let req = ExportTraceServiceRequest::decode(&r.body[..])
+            .expect("the sink got a valid trace request");
+        for rs in &req.resource_spans {
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|res| res.attributes.iter().find(|kv| kv.key == "service.name"))
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    out.push((service.clone(), s.name.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reads one self-metric from the admin server's `/metrics`: the sum of every series of
+/// `name` whose labels include all of `labels` (`key="value"` strings).
+pub async fn self_metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
+    let text = http_get(admin, "/metrics").await.1;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let resp = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .expect("GET");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
