@@ -541,13 +541,15 @@ impl SloEngine {
             let superseded = st.firing && row.severity == Severity::Ticket && page_firing;
             st.superseded = superseded;
             let effective = st.firing && !superseded;
-            if superseded && !st.notified {
-                if !st.superseded_counted {
-                    superseded_count += 1;
-                    st.superseded_counted = true;
-                }
-            } else if !superseded {
+            // A ticket held back by a page is counted once; one already sent is resolved
+            // (marked superseded) instead.
+            if !superseded {
                 st.superseded_counted = false;
+            } else if !st.superseded_counted {
+                if !st.notified {
+                    superseded_count += 1;
+                }
+                st.superseded_counted = true;
             }
             if effective != st.notified {
                 let state = if effective {
