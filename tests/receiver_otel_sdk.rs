@@ -160,7 +160,22 @@ async fn protobuf_bodies_are_forwarded_byte_for_byte() {
     )
     .await;
     assert_eq!(r.grpc_status(), Some(0));
-    let got = sink.wait_for(WAIT, "both requests", |r| r.len() >= 2).await;
+    // zstd over HTTP: forwarded decompressed, otherwise untouched.
+    let zstd_body = zstd::encode_all(&body[..], 3).unwrap();
+    let r = raw::post_http(
+        app.http_addr.unwrap(),
+        "/v1/traces",
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "zstd"),
+        ],
+        zstd_body,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let got = sink
+        .wait_for(WAIT, "three requests", |r| r.len() >= 3)
+        .await;
     for r in &got {
         assert_eq!(
             r.path,
@@ -172,6 +187,105 @@ async fn protobuf_bodies_are_forwarded_byte_for_byte() {
             "forwarded bytes are the bytes that arrived"
         );
     }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_logs_are_forwarded_the_same_way() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+    };
+    use prost::Message;
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue_depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint::default(); 3],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 4],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let sink = Sink::start().await;
+    let app = start(test_config(Some(("grpc", &sink.url())), "")).await;
+    let pb = [("content-type", "application/x-protobuf")];
+    assert_eq!(
+        raw::post_http(app.http_addr.unwrap(), "/v1/metrics", &pb, metrics.clone())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        raw::post_http(app.http_addr.unwrap(), "/v1/logs", &pb, logs.clone())
+            .await
+            .status,
+        200
+    );
+    let m = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    let l = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    assert_eq!(
+        raw::post_grpc(app.grpc_addr.unwrap(), m, &[], raw::grpc_frame(&metrics))
+            .await
+            .grpc_status(),
+        Some(0)
+    );
+    assert_eq!(
+        raw::post_grpc(app.grpc_addr.unwrap(), l, &[], raw::grpc_frame(&logs))
+            .await
+            .grpc_status(),
+        Some(0)
+    );
+    let got = sink.wait_for(WAIT, "four requests", |r| r.len() >= 4).await;
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.path == m && r.body[..] == metrics[..])
+            .count(),
+        2
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.path == l && r.body[..] == logs[..])
+            .count(),
+        2
+    );
+    let admin = app.admin_addr.unwrap();
+    assert_eq!(
+        self_metric(
+            admin,
+            "slipstream_receiver_accepted_items_total",
+            &["signal=\"metrics\""]
+        )
+        .await,
+        6.0
+    );
+    assert_eq!(
+        self_metric(
+            admin,
+            "slipstream_receiver_accepted_items_total",
+            &["signal=\"logs\""]
+        )
+        .await,
+        8.0
+    );
     app.shutdown().await;
 }
 
