@@ -49,6 +49,7 @@ pub fn month_start(t: UnixNanos) -> UnixNanos {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct RowState {
+    condition: bool,
     firing: bool,
     since: UnixNanos,
     notified: bool,
@@ -506,8 +507,9 @@ impl SloEngine {
             let (lb, sb) = (burn(long), burn(short));
             let hot =
                 |c: Counts, b: Option<f64>| c.total >= min && b.is_some_and(|b| b > row.factor);
+            st.condition = hot(long, lb) && hot(short, sb);
             if !st.firing {
-                if hot(long, lb) && hot(short, sb) {
+                if st.condition {
                     st.firing = true;
                     st.since = now;
                 }
@@ -642,6 +644,7 @@ impl SloEngine {
                 .zip(&slo.rows)
                 .map(|(row, st)| AlertStatus {
                     row: *row,
+                    condition: st.condition,
                     firing: st.firing,
                     since: st.firing.then_some(st.since),
                     superseded: st.superseded,

@@ -148,7 +148,12 @@ pub struct WindowStatus {
 pub struct AlertStatus {
     /// Windows, factor, severity.
     pub row: PolicyRow,
-    /// The row's condition state: fired and its short window still burns above the factor.
+    /// Both windows burn above the factor now (with enough requests): what a Prometheus
+    /// alert `long > f and short > f` without `for:` evaluates.
+    pub condition: bool,
+    /// The row's state: it fires from the evaluation where `condition` first holds until the
+    /// short window alone stops burning above the factor (so a long window that dips below
+    /// the factor while the short one still burns keeps it firing).
     pub firing: bool,
     /// Since when it fires.
     pub since: Option<UnixNanos>,
