@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it: installs what the tests need (Python OTel SDK,
+# Prometheus, Alertmanager, cargo-nextest), then format check, clippy with warnings as errors,
+# every test of the workspace, doc tests, and a compile check of the benches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== tests"
+cargo nextest run --workspace --no-fail-fast
+echo "== doc tests"
+cargo test --workspace --doc
+echo "== benches compile"
+cargo bench --workspace --no-run
