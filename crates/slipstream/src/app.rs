@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
+use slipstream_aggregator::Aggregator;
 use slipstream_config::{Config, LogConfig, LogFormat, Mode};
-use slipstream_core::{ForwardSink, ObservationSink, Registry, ScanSpec};
+use slipstream_core::{ForwardSink, ObservationSink, Registry, SystemClock};
 use slipstream_exporters::ForwarderHandle;
 use slipstream_exporters::forward::Forwarder;
 use slipstream_receiver::{Limits, Pipeline, Receivers, RunningReceivers};
@@ -76,6 +77,9 @@ pub struct App {
     pub http_addr: Option<SocketAddr>,
     /// Where the admin server listens.
     pub admin_addr: Option<SocketAddr>,
+    /// The streaming aggregator: per-series SLIs.
+    pub aggregator: Arc<Aggregator>,
+    ticker: tokio::task::JoinHandle<()>,
     cfg: Config,
     shutdown: watch::Sender<bool>,
     receivers: RunningReceivers,
@@ -95,7 +99,12 @@ impl App {
             } else {
                 (Arc::new(()), None)
             };
-        let sink: Arc<dyn ObservationSink> = Arc::new(());
+        let aggregator = Arc::new(Aggregator::new(
+            &cfg.aggregator,
+            Arc::new(SystemClock),
+            &registry,
+        ));
+        let sink: Arc<dyn ObservationSink> = aggregator.clone();
         let limits = Limits {
             max_decompressed_size: cfg.receivers.otlp.max_decompressed_size.as_usize(),
             max_spans_per_request: cfg.receivers.otlp.max_spans_per_request,
@@ -103,7 +112,7 @@ impl App {
         let pipeline = Arc::new(Pipeline::new(
             forward,
             sink,
-            ScanSpec::default(),
+            aggregator.scan_spec().clone(),
             limits,
             registry.clone(),
         ));
@@ -123,6 +132,7 @@ impl App {
             }
             None => (None, None),
         };
+        let ticker = tokio::spawn(tick_loop(aggregator.clone(), shutdown_rx.clone()));
         let receivers = receivers.serve(shutdown_rx);
         listening.store(true, Ordering::Release);
         tracing::info!(
@@ -137,6 +147,8 @@ impl App {
             grpc_addr: receivers.grpc_addr,
             http_addr: receivers.http_addr,
             admin_addr,
+            aggregator,
+            ticker,
             cfg,
             shutdown,
             receivers,
@@ -150,6 +162,8 @@ impl App {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.receivers.join().await;
+        // The last requests are in the shards: merge them into a final snapshot.
+        let _ = self.ticker.await;
         if let Some(f) = self.forwarder {
             let report = f.shutdown(self.cfg.shutdown.drain_timeout).await;
             if report.undelivered == 0 {
@@ -160,4 +174,26 @@ impl App {
             let _ = a.await;
         }
     }
+}
+
+/// Merges the aggregator's shards on its tick interval, and once more at shutdown.
+async fn tick_loop(aggregator: Arc<Aggregator>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(aggregator.tick_interval());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let a = aggregator.clone();
+                // Merging is CPU work off the request path; keep it off the I/O workers.
+                let _ = tokio::task::spawn_blocking(move || a.tick()).await;
+            }
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+    let a = aggregator.clone();
+    let _ = tokio::task::spawn_blocking(move || a.tick()).await;
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }
