@@ -14,7 +14,7 @@ const WORKBOOK: &str = "  templates: { availability: null, latency: null }
       period: 30d
 ";
 
-fn firing<'a>(evs: &'a [AlertEvent], long_min: u64) -> Vec<&'a AlertEvent> {
+fn firing(evs: &[AlertEvent], long_min: u64) -> Vec<&AlertEvent> {
     evs.iter()
         .filter(|e| e.state == AlertState::Firing && e.row.long.as_secs() == long_min * 60)
         .collect()
