@@ -1,0 +1,223 @@
+//! Series keys: the bytes a shard looks a series up by, and the labels they decode to.
+//!
+//! A key is the concatenation of its parts, each a tag byte and a value: `service.name`
+//! first, then every configured dimension in order (resource, span, span name, span kind).
+//! Building one writes into a reused buffer, so looking a series up allocates nothing.
+
+use std::sync::Arc;
+
+use slipstream_core::{AttrValue, SpanRecord};
+
+const ABSENT: u8 = 0;
+const STR: u8 = 1;
+const INT: u8 = 2;
+const BOOL: u8 = 3;
+const DOUBLE: u8 = 4;
+const KIND: u8 = 5;
+
+/// Label name of the OTel overflow attribute.
+pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
+/// Label name of the service.
+pub const SERVICE_LABEL: &str = "service.name";
+/// Label name of the span-name pseudo-dimension.
+pub const SPAN_NAME_LABEL: &str = "span.name";
+/// Label name of the span-kind pseudo-dimension.
+pub const SPAN_KIND_LABEL: &str = "span.kind";
+
+/// Which parts of a span make up its series key.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyLayout {
+    /// Number of attribute dimensions used from `SpanRecord::dims`.
+    pub(crate) dims: usize,
+    pub(crate) span_name: bool,
+    pub(crate) span_kind: bool,
+    /// Label names, in key order, `service.name` first.
+    pub(crate) names: Arc<[Arc<str>]>,
+}
+
+impl KeyLayout {
+    pub(crate) fn new(
+        resource: &[String],
+        span: &[String],
+        span_name: bool,
+        span_kind: bool,
+    ) -> Self {
+        let mut names: Vec<Arc<str>> = vec![SERVICE_LABEL.into()];
+        names.extend(resource.iter().chain(span).map(|s| Arc::from(s.as_str())));
+        if span_name {
+            names.push(SPAN_NAME_LABEL.into());
+        }
+        if span_kind {
+            names.push(SPAN_KIND_LABEL.into());
+        }
+        KeyLayout {
+            dims: resource.len() + span.len(),
+            span_name,
+            span_kind,
+            names: names.into(),
+        }
+    }
+
+    /// Writes the key of `span` into `out` (cleared first).
+    #[inline]
+    pub(crate) fn write(&self, span: &SpanRecord<'_>, out: &mut Vec<u8>) {
+        out.clear();
+        match span.service_name {
+            Some(s) => put_str(out, s),
+            None => out.push(ABSENT),
+        }
+        for d in &span.dims[..self.dims] {
+            match *d {
+                AttrValue::Absent => out.push(ABSENT),
+                AttrValue::Str(s) => put_str(out, s),
+                AttrValue::Int(i) => {
+                    out.push(INT);
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+                AttrValue::Bool(b) => out.extend_from_slice(&[BOOL, u8::from(b)]),
+                AttrValue::Double(f) => {
+                    out.push(DOUBLE);
+                    out.extend_from_slice(&f.to_bits().to_le_bytes());
+                }
+            }
+        }
+        if self.span_name {
+            put_str(out, span.name);
+        }
+        if self.span_kind {
+            out.extend_from_slice(&[KIND, span.kind as u8]);
+        }
+    }
+
+    /// Whether two spans have the same key (cheaper than writing it).
+    #[inline]
+    pub(crate) fn same(&self, a: &SpanRecord<'_>, b: &SpanRecord<'_>) -> bool {
+        a.service_name == b.service_name
+            && a.dims[..self.dims] == b.dims[..self.dims]
+            && (!self.span_name || a.name == b.name)
+            && (!self.span_kind || a.kind == b.kind)
+    }
+
+    /// The labels a key stands for.
+    pub(crate) fn labels(&self, key: &[u8]) -> Labels {
+        let mut values = Vec::with_capacity(self.names.len());
+        let mut rest = key;
+        while !rest.is_empty() {
+            let (v, r) = take_part(rest);
+            values.push(v);
+            rest = r;
+        }
+        let pairs = self
+            .names
+            .iter()
+            .cloned()
+            .zip(values.into_iter().map(Box::<str>::from))
+            .collect();
+        Labels { pairs }
+    }
+}
+
+#[inline]
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.push(STR);
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The first part of a key (the service), as raw bytes.
+pub(crate) fn service_part(key: &[u8]) -> &[u8] {
+    let (_, rest) = take_part(key);
+    &key[..key.len() - rest.len()]
+}
+
+/// The service name of a key (empty when the span had none).
+pub(crate) fn service_name(key: &[u8]) -> String {
+    take_part(key).0
+}
+
+fn take_part(b: &[u8]) -> (String, &[u8]) {
+    match b[0] {
+        STR => {
+            let n = u32::from_le_bytes(b[1..5].try_into().expect("4 bytes")) as usize;
+            let s = String::from_utf8_lossy(&b[5..5 + n]).into_owned();
+            (s, &b[5 + n..])
+        }
+        INT => (
+            i64::from_le_bytes(b[1..9].try_into().expect("8 bytes")).to_string(),
+            &b[9..],
+        ),
+        BOOL => ((b[1] != 0).to_string(), &b[2..]),
+        KIND => (
+            slipstream_core::SpanKind::from_i32(i32::from(b[1]))
+                .as_str()
+                .to_owned(),
+            &b[2..],
+        ),
+        DOUBLE => (
+            f64::from_bits(u64::from_le_bytes(b[1..9].try_into().expect("8 bytes"))).to_string(),
+            &b[9..],
+        ),
+        _ => (String::new(), &b[1..]),
+    }
+}
+
+// === impl Labels ===
+
+/// The labels of a series: `service.name`, then each dimension; absent values are empty.
+/// Overflow series carry `otel.metric.overflow="true"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Labels {
+    pairs: Vec<(Arc<str>, Box<str>)>,
+}
+
+impl Labels {
+    /// The global overflow series: only `otel.metric.overflow="true"`.
+    pub(crate) fn global_overflow() -> Self {
+        Labels {
+            pairs: vec![(OVERFLOW_LABEL.into(), "true".into())],
+        }
+    }
+
+    /// A service's overflow series: `service.name` and `otel.metric.overflow="true"`.
+    pub(crate) fn service_overflow(service: &str) -> Self {
+        Labels {
+            pairs: vec![
+                (SERVICE_LABEL.into(), service.into()),
+                (OVERFLOW_LABEL.into(), "true".into()),
+            ],
+        }
+    }
+
+    /// `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The value of label `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// The service name (empty for the global overflow series or a span without one).
+    pub fn service(&self) -> &str {
+        self.get(SERVICE_LABEL).unwrap_or("")
+    }
+
+    /// Whether this is an overflow series.
+    pub fn is_overflow(&self) -> bool {
+        self.get(OVERFLOW_LABEL) == Some("true")
+    }
+}
+
+impl std::fmt::Display for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("{")?;
+        for (i, (k, v)) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k}={v:?}")?;
+        }
+        f.write_str("}")
+    }
+}

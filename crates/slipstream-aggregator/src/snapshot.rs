@@ -1,0 +1,222 @@
+//! What readers see: an immutable snapshot of every series and its slots, published on each
+//! tick. Series and slots are shared (`Arc`) between consecutive snapshots, so publishing
+//! costs a pointer per series and only what changed is copied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipstream_core::UnixNanos;
+
+use crate::histogram::{Histogram, SparseHistogram};
+use crate::key::Labels;
+
+/// The counts of one series in one event-time slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotData {
+    /// Start of the slot (Unix nanoseconds); it covers `[start, start + slot width)` of span
+    /// end times.
+    pub start_unix_nanos: UnixNanos,
+    /// Requests.
+    pub total: u64,
+    /// Bad requests (per the outcome rules).
+    pub bad: u64,
+    /// Latencies (end - start), nanoseconds.
+    pub histogram: SparseHistogram,
+}
+
+/// A `service.version` seen on a series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSeen {
+    /// The version.
+    pub version: Arc<str>,
+    /// End time of the first span seen with it (Unix nanoseconds).
+    pub first_seen_unix_nanos: UnixNanos,
+}
+
+/// Identifies a live series; reused after the series expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(pub u32);
+
+/// One series: its labels, retained slots (ascending, only non-empty ones) and versions.
+#[derive(Debug, Clone)]
+pub struct SeriesData {
+    pub(crate) id: SeriesId,
+    pub(crate) labels: Arc<Labels>,
+    pub(crate) slots: Vec<Arc<SlotData>>,
+    pub(crate) versions: Vec<VersionSeen>,
+    pub(crate) last_seen: UnixNanos,
+}
+
+impl SeriesData {
+    /// The series id.
+    pub fn id(&self) -> SeriesId {
+        self.id
+    }
+
+    /// `service.name` and the dimensions.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    /// The retained non-empty slots, oldest first.
+    pub fn slots(&self) -> &[Arc<SlotData>] {
+        &self.slots
+    }
+
+    /// The `service.version` values seen, oldest first (bounded by
+    /// `max_versions_per_series`).
+    pub fn versions(&self) -> &[VersionSeen] {
+        &self.versions
+    }
+
+    /// When the series last received an observation (tick time, Unix nanoseconds).
+    pub fn last_seen_unix_nanos(&self) -> UnixNanos {
+        self.last_seen
+    }
+
+    /// Totals and merged histogram of the slots starting in `[from, to)`.
+    pub fn stats_between(&self, from: UnixNanos, to: UnixNanos) -> WindowStats {
+        let mut w = WindowStats::default();
+        let lo = self.slots.partition_point(|s| s.start_unix_nanos < from);
+        for s in self.slots[lo..]
+            .iter()
+            .take_while(|s| s.start_unix_nanos < to)
+        {
+            w.total += s.total;
+            w.bad += s.bad;
+            w.histogram.merge_sparse(&s.histogram);
+        }
+        w
+    }
+}
+
+/// Counts and latencies over a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Requests.
+    pub total: u64,
+    /// Bad requests.
+    pub bad: u64,
+    /// Latencies, nanoseconds.
+    pub histogram: Histogram,
+}
+
+/// The quantiles slipstream reports.
+pub const QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
+
+impl WindowStats {
+    /// `(total - bad) / total`; `None` without traffic.
+    pub fn success_ratio(&self) -> Option<f64> {
+        (self.total > 0).then(|| (self.total - self.bad) as f64 / self.total as f64)
+    }
+
+    /// `bad / total`; `None` without traffic.
+    pub fn error_ratio(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.bad as f64 / self.total as f64)
+    }
+
+    /// Latency quantile `q` (0..=1), within 0.79% of the exact one; `None` without traffic.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        self.histogram.quantile(q).map(Duration::from_nanos)
+    }
+
+    /// p50, p90, p95, p99 and p99.9 (see [`QUANTILES`]).
+    pub fn quantiles(&self) -> Option<[Duration; 5]> {
+        let mut out = [Duration::ZERO; 5];
+        for (o, q) in out.iter_mut().zip(QUANTILES) {
+            *o = self.quantile(q)?;
+        }
+        Some(out)
+    }
+}
+
+/// Cumulative counts since start, for the self-metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Spans aggregated into a series.
+    pub observations: u64,
+    /// Of those, spans that went to an overflow series.
+    pub overflow_observations: u64,
+    /// Spans dropped because they ended before the retained slots.
+    pub dropped_late: u64,
+    /// Spans dropped because a shard's pending accumulators were full.
+    pub dropped_shard_full: u64,
+    /// Spans whose end time was too far in the future, clamped to now.
+    pub clamped_future: u64,
+    /// Spans whose duration was above the histogram range, clamped to its top.
+    pub clamped_duration: u64,
+    /// Spans not counted as requests because of their kind.
+    pub filtered: u64,
+    /// Series created.
+    pub series_created: u64,
+    /// Series expired for being idle.
+    pub series_expired: u64,
+    /// Series live now (overflow series included).
+    pub series_active: u64,
+    /// Worker shards registered now.
+    pub shards: u64,
+    /// Ticks run.
+    pub ticks: u64,
+}
+
+// === impl Snapshot ===
+
+/// Every series as of one tick. Immutable; get the latest with `Aggregator::snapshot`.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub(crate) taken_at: UnixNanos,
+    pub(crate) slot_ns: u64,
+    pub(crate) retention_slots: u64,
+    pub(crate) series: Vec<Arc<SeriesData>>,
+    pub(crate) totals: Totals,
+}
+
+impl Snapshot {
+    /// The tick time this snapshot was taken at (Unix nanoseconds).
+    pub fn taken_at(&self) -> UnixNanos {
+        self.taken_at
+    }
+
+    /// Width of a slot.
+    pub fn slot_width(&self) -> Duration {
+        Duration::from_nanos(self.slot_ns)
+    }
+
+    /// The longest window that can be asked for.
+    pub fn retention(&self) -> Duration {
+        Duration::from_nanos(self.slot_ns * self.retention_slots)
+    }
+
+    /// Start of the slot holding `taken_at` (the current, still filling slot).
+    pub fn current_slot_start(&self) -> UnixNanos {
+        self.taken_at / self.slot_ns.max(1) * self.slot_ns
+    }
+
+    /// Every series (with data or within its idle timeout), in id order.
+    pub fn series(&self) -> &[Arc<SeriesData>] {
+        &self.series
+    }
+
+    /// The series whose labels are exactly `labels` (in order).
+    pub fn find(&self, labels: &[(&str, &str)]) -> Option<&Arc<SeriesData>> {
+        self.series
+            .iter()
+            .find(|s| s.labels.iter().eq(labels.iter().copied()))
+    }
+
+    /// Stats of `series` over the window of `window` ending with the current slot, rounded up
+    /// to whole slots and capped at the retention: `1m` with 10 s slots is the current slot
+    /// and the five before it.
+    pub fn window(&self, series: &SeriesData, window: Duration) -> WindowStats {
+        let slots = (window.as_nanos() as u64)
+            .div_ceil(self.slot_ns.max(1))
+            .clamp(1, self.retention_slots.max(1));
+        let to = self.current_slot_start() + self.slot_ns;
+        series.stats_between(to.saturating_sub(slots * self.slot_ns), to)
+    }
+
+    /// Cumulative counters (the values the self-metrics were set from).
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+}

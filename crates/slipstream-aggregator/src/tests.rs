@@ -1,0 +1,426 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipstream_config::AggregatorConfig;
+use slipstream_core::{
+    AttrValue, ManualClock, ObservationSink, Registry, SpanKind, SpanRecord, StatusCode,
+};
+
+use super::*;
+
+const SEC: u64 = 1_000_000_000;
+const T0: u64 = 1_700_000_000 * SEC;
+
+fn setup(cfg: AggregatorConfig) -> (Aggregator, ManualClock, Registry) {
+    let clock = ManualClock::new(T0);
+    let registry = Registry::new();
+    let agg = Aggregator::new(&cfg, Arc::new(clock.clone()), &registry);
+    (agg, clock, registry)
+}
+
+fn span<'a>(service: &'a str, env: &'a str, end: u64, dur: u64) -> SpanRecord<'a> {
+    let mut dims = [AttrValue::Absent; slipstream_core::MAX_DIMENSIONS];
+    dims[0] = AttrValue::Str(env);
+    SpanRecord {
+        service_name: Some(service),
+        name: "GET /",
+        kind: SpanKind::Server,
+        start_unix_nano: end - dur,
+        end_unix_nano: end,
+        dims,
+        ..SpanRecord::default()
+    }
+}
+
+fn labels<'a>(service: &'a str, env: &'a str) -> [(&'a str, &'a str); 2] {
+    [("service.name", service), ("deployment.environment", env)]
+}
+
+#[test]
+fn counts_requests_and_bad_ones_per_series() {
+    let (agg, _clock, _) = setup(AggregatorConfig::default());
+    let mut error = span("checkout", "prod", T0 - SEC, 5_000_000);
+    error.status = StatusCode::Error;
+    let mut http500 = span("checkout", "prod", T0 - SEC, 7_000_000);
+    http500.http_status_code = Some(503);
+    let mut client500 = http500;
+    client500.kind = SpanKind::Client;
+    let mut internal = span("checkout", "prod", T0 - SEC, 1);
+    internal.kind = SpanKind::Internal;
+    let mut consumer = span("checkout", "prod", T0 - SEC, 2_000_000);
+    consumer.kind = SpanKind::Consumer;
+    consumer.rpc_grpc_status_code = Some(14);
+    agg.record(&[
+        span("checkout", "prod", T0 - SEC, 1_000_000),
+        error,
+        http500,
+        client500,
+        internal,
+        consumer,
+        span("cart", "prod", T0 - SEC, 3_000_000),
+    ]);
+    let snap = agg.tick();
+    let checkout = snap.find(&labels("checkout", "prod")).unwrap();
+    let w = snap.window(checkout, Duration::from_secs(60));
+    // Client and internal spans are not requests by default.
+    assert_eq!((w.total, w.bad), (4, 3));
+    assert_eq!(w.success_ratio(), Some(0.25));
+    let cart = snap.find(&labels("cart", "prod")).unwrap();
+    assert_eq!(snap.window(cart, Duration::from_secs(60)).total, 1);
+    assert_eq!(snap.totals().filtered, 2);
+    assert_eq!(snap.totals().observations, 5);
+    assert_eq!(
+        snap.series().len(),
+        2,
+        "no empty overflow series is published"
+    );
+}
+
+#[test]
+fn rolling_windows_merge_slots() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.slot_width = Duration::from_secs(10);
+    let (agg, clock, _) = setup(cfg);
+    // One request per 10 s slot for 20 minutes, latency growing with time.
+    for i in 0..120u64 {
+        let now = T0 + i * 10 * SEC;
+        clock.set(now);
+        agg.record(&[span("api", "prod", now, (i + 1) * 1_000_000)]);
+        if i % 7 == 0 {
+            agg.tick();
+        }
+    }
+    let snap = agg.tick();
+    let s = snap.find(&labels("api", "prod")).unwrap();
+    assert_eq!(snap.window(s, Duration::from_secs(60)).total, 6);
+    assert_eq!(snap.window(s, Duration::from_secs(300)).total, 30);
+    assert_eq!(snap.window(s, Duration::from_secs(3600)).total, 120);
+    // The 1m window holds requests 115..=120 ms: p50 is the 3rd of 6, 117 ms (within 0.79%).
+    let p50 = snap
+        .window(s, Duration::from_secs(60))
+        .quantile(0.5)
+        .unwrap();
+    let err = (p50.as_nanos() as f64 - 117e6).abs() / 117e6;
+    assert!(err <= 1.0 / 128.0, "{p50:?}");
+    let q = snap
+        .window(s, Duration::from_secs(3600))
+        .quantiles()
+        .unwrap();
+    assert!(q.windows(2).all(|w| w[0] <= w[1]), "{q:?}");
+    // Per-slot data for the SLO engine: 120 slots of one request each.
+    assert_eq!(s.slots().len(), 120);
+    assert!(
+        s.slots()
+            .iter()
+            .all(|sl| sl.total == 1 && sl.start_unix_nanos % (10 * SEC) == 0)
+    );
+}
+
+#[test]
+fn late_spans_update_their_slot_older_ones_are_dropped_future_ones_clamped() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.retention = Duration::from_secs(600);
+    let (agg, clock, registry) = setup(cfg);
+    agg.record(&[span("api", "prod", T0 - 5 * 60 * SEC, 1_000)]);
+    agg.tick();
+    clock.advance(30 * SEC);
+    agg.record(&[
+        // Late but retained: lands in the slot five minutes back.
+        span("api", "prod", T0 - 5 * 60 * SEC, 2_000),
+        // Older than the retention.
+        span("api", "prod", T0 - 11 * 60 * SEC, 1_000),
+        // Far in the future: clamped to now.
+        span("api", "prod", T0 + 3600 * SEC, 1_000),
+    ]);
+    let snap = agg.tick();
+    let s = snap.find(&labels("api", "prod")).unwrap();
+    let slot5 = (T0 - 5 * 60 * SEC) / (60 * SEC) * 60 * SEC;
+    let old = s
+        .slots()
+        .iter()
+        .find(|x| x.start_unix_nanos == slot5)
+        .unwrap();
+    assert_eq!(old.total, 2);
+    assert_eq!(snap.window(s, Duration::from_secs(60)).total, 1);
+    assert_eq!(snap.totals().dropped_late, 1);
+    assert_eq!(snap.totals().clamped_future, 1);
+    assert_eq!(
+        registry.value("slipstream_aggregator_dropped_spans_total", &["late"]),
+        Some(1)
+    );
+    // Ten minutes on, that slot has left the retention.
+    clock.advance(10 * 60 * SEC);
+    let snap = agg.tick();
+    let s = snap.find(&labels("api", "prod")).unwrap();
+    assert!(s.slots().iter().all(|x| x.start_unix_nanos > slot5));
+}
+
+#[test]
+fn series_limits_send_new_series_to_overflow() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.max_series = 4;
+    cfg.max_series_per_service = 2;
+    let (agg, _clock, registry) = setup(cfg);
+    let envs = ["e0", "e1", "e2", "e3"];
+    let mut spans = Vec::new();
+    for e in envs {
+        spans.push(span("a", e, T0, 1_000));
+    }
+    agg.record(&spans);
+    let snap = agg.tick();
+    // Two series of a, the rest in a's overflow series.
+    assert!(snap.find(&labels("a", "e0")).is_some());
+    assert!(snap.find(&labels("a", "e1")).is_some());
+    let a_over = snap
+        .find(&[("service.name", "a"), ("otel.metric.overflow", "true")])
+        .unwrap();
+    assert_eq!(snap.window(a_over, Duration::from_secs(60)).total, 2);
+    // b gets one series; then the global limit (4 with a's overflow) is reached.
+    spans.clear();
+    for e in envs {
+        spans.push(span("b", e, T0, 1_000));
+    }
+    agg.record(&spans);
+    let snap = agg.tick();
+    assert!(snap.find(&labels("b", "e0")).is_some());
+    let global = snap.find(&[("otel.metric.overflow", "true")]).unwrap();
+    assert!(global.labels().is_overflow());
+    assert_eq!(snap.window(global, Duration::from_secs(60)).total, 3);
+    assert_eq!(snap.totals().overflow_observations, 5);
+    assert_eq!(
+        registry.value("slipstream_aggregator_overflow_observations_total", &[]),
+        Some(5)
+    );
+    assert_eq!(
+        registry.value("slipstream_aggregator_series_active", &[]),
+        Some(5)
+    );
+}
+
+#[test]
+fn idle_series_expire_and_come_back() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.series_idle_timeout = Duration::from_secs(120);
+    cfg.retention = Duration::from_secs(600);
+    let (agg, clock, registry) = setup(cfg);
+    agg.record(&[
+        span("old", "prod", T0, 1_000),
+        span("new", "prod", T0, 1_000),
+    ]);
+    agg.tick();
+    for _ in 0..4 {
+        clock.advance(60 * SEC);
+        let now = clock.now_unix_nanos();
+        agg.record(&[span("new", "prod", now, 1_000)]);
+        agg.tick();
+    }
+    let snap = agg.snapshot();
+    assert!(snap.find(&labels("old", "prod")).is_none());
+    assert!(snap.find(&labels("new", "prod")).is_some());
+    assert_eq!(snap.totals().series_expired, 1);
+    assert_eq!(
+        registry.value("slipstream_aggregator_series_expired_total", &[]),
+        Some(1)
+    );
+    // The expired series returns, as a new series, on this thread's shard too.
+    let now = clock.now_unix_nanos();
+    agg.record(&[span("old", "prod", now, 1_000)]);
+    agg.tick();
+    agg.record(&[span("old", "prod", now, 1_000)]);
+    let snap = agg.tick();
+    let old = snap.find(&labels("old", "prod")).unwrap();
+    assert_eq!(snap.window(old, Duration::from_secs(60)).total, 2);
+    assert_eq!(snap.window(old, Duration::from_secs(600)).total, 2);
+}
+
+#[test]
+fn a_series_retired_while_its_shard_still_records_is_recreated() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.series_idle_timeout = Duration::from_secs(60);
+    let (agg, clock, _) = setup(cfg);
+    let shard = agg.shard();
+    shard.record(&[span("s", "prod", T0, 1_000)]);
+    agg.tick();
+    clock.advance(61 * SEC);
+    // The series is retired on this tick; the shard still maps its key to it.
+    let snap = agg.tick();
+    assert_eq!(snap.totals().series_expired, 1);
+    let now = clock.now_unix_nanos();
+    shard.record(&[span("s", "prod", now, 1_000)]);
+    let snap = agg.tick();
+    let s = snap.find(&labels("s", "prod")).unwrap();
+    assert_eq!(snap.window(s, Duration::from_secs(60)).total, 1);
+    assert_eq!(snap.totals().series_created, 2);
+}
+
+#[test]
+fn versions_are_tracked_per_series() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.max_versions_per_series = 2;
+    let (agg, _clock, _) = setup(cfg);
+    let mut spans = Vec::new();
+    for (i, v) in ["1.0", "1.1", "1.0", "1.2"].iter().enumerate() {
+        let mut s = span("api", "prod", T0 - 10 * SEC + i as u64, 1_000);
+        s.service_version = Some(v);
+        spans.push(s);
+    }
+    agg.record(&spans);
+    let snap = agg.tick();
+    let s = snap.find(&labels("api", "prod")).unwrap();
+    let seen: Vec<_> = s.versions().iter().map(|v| &*v.version).collect();
+    assert_eq!(seen, ["1.1", "1.2"]);
+    assert_eq!(s.versions()[1].first_seen_unix_nanos, T0 - 10 * SEC + 3);
+}
+
+#[test]
+fn dimensions_span_name_kind_and_typed_values() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.resource_dimensions = vec!["k8s.namespace.name".into()];
+    cfg.span_dimensions = vec!["http.route".into(), "retry".into()];
+    cfg.span_name_dimension = true;
+    cfg.span_kind_dimension = true;
+    let (agg, _clock, _) = setup(cfg.clone());
+    assert_eq!(agg.scan_spec().span_keys, ["http.route", "retry"]);
+    let mut s = span("api", "shop", T0, 1_000);
+    s.dims[1] = AttrValue::Str("/users/{id}");
+    s.dims[2] = AttrValue::Int(3);
+    s.name = "GET /users/{id}";
+    let mut t = s;
+    t.dims[2] = AttrValue::Bool(true);
+    t.service_name = None;
+    agg.record(&[s, t]);
+    let snap = agg.tick();
+    let a = snap
+        .find(&[
+            ("service.name", "api"),
+            ("k8s.namespace.name", "shop"),
+            ("http.route", "/users/{id}"),
+            ("retry", "3"),
+            ("span.name", "GET /users/{id}"),
+            ("span.kind", "server"),
+        ])
+        .unwrap();
+    assert_eq!(a.labels().service(), "api");
+    assert!(
+        snap.find(&[
+            ("service.name", ""),
+            ("k8s.namespace.name", "shop"),
+            ("http.route", "/users/{id}"),
+            ("retry", "true"),
+            ("span.name", "GET /users/{id}"),
+            ("span.kind", "server"),
+        ])
+        .is_some()
+    );
+}
+
+#[test]
+fn long_durations_are_clamped_and_shard_overload_is_counted() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.histogram_max_value = Duration::from_secs(10);
+    cfg.max_pending_per_shard = 16;
+    let (agg, _clock, _) = setup(cfg);
+    let mut spans = vec![span("a", "x", T0, 20 * SEC)];
+    let envs: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+    for e in &envs {
+        spans.push(span("b", e, T0, 1_000));
+    }
+    agg.record(&spans);
+    let snap = agg.tick();
+    let a = snap.find(&labels("a", "x")).unwrap();
+    let q = snap
+        .window(a, Duration::from_secs(60))
+        .quantile(1.0)
+        .unwrap();
+    assert!((q.as_secs_f64() - 10.0).abs() < 0.1, "{q:?}");
+    assert_eq!(snap.totals().clamped_duration, 1);
+    assert_eq!(snap.totals().dropped_shard_full, 5);
+    assert_eq!(snap.totals().observations, 16);
+}
+
+#[test]
+fn threads_record_into_their_own_shards() {
+    let (agg, _clock, registry) = setup(AggregatorConfig::default());
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let agg = agg.clone();
+            s.spawn(move || {
+                for i in 0..100u64 {
+                    agg.record(&[span("api", "prod", T0 - SEC, (t * 100 + i + 1) * 1_000)]);
+                }
+            });
+        }
+    });
+    let snap = agg.tick();
+    let s = snap.find(&labels("api", "prod")).unwrap();
+    let w = snap.window(s, Duration::from_secs(60));
+    assert_eq!(w.total, 400);
+    assert_eq!(w.histogram.total(), 400);
+    // The threads ended: once their thread-locals are gone, the shards are forgotten.
+    let mut shards = snap.totals().shards;
+    for _ in 0..200 {
+        if shards == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        shards = agg.tick().totals().shards;
+    }
+    assert_eq!(shards, 0);
+    assert_eq!(
+        registry.value("slipstream_aggregator_observations_total", &[]),
+        Some(400)
+    );
+}
+
+#[test]
+fn histogram_buckets_tile_the_range() {
+    let mut prev_high = None::<u64>;
+    for b in 0..bucket_of(u64::MAX) {
+        let lo = bucket_low(b);
+        if let Some(h) = prev_high {
+            assert_eq!(lo, h + 1, "bucket {b}");
+        }
+        assert_eq!(bucket_of(lo), b);
+        assert_eq!(bucket_of(bucket_high(b)), b);
+        let width = bucket_high(b) - lo + 1;
+        assert!(lo < 64 || width * 64 <= lo, "bucket {b} too wide");
+        prev_high = Some(bucket_high(b));
+    }
+    assert_eq!(histogram::chunks_for(3_600 * SEC), 37);
+}
+
+#[test]
+fn sparse_histograms_hold_large_counts_and_merge() {
+    let a = SparseHistogram::from_sorted([(5, 3_000_000), (700, 1)]);
+    let b = a.merged_with([(5, 1), (6, 2), (701, 4)]);
+    assert_eq!(b.total(), 3_000_008);
+    assert_eq!(
+        b.iter().collect::<Vec<_>>(),
+        [(5, 3_000_001), (6, 2), (700, 1), (701, 4)]
+    );
+    assert_eq!(b.count_at_or_below(6), 3_000_003);
+    assert_eq!(b.quantile(1.0), Some(bucket_value(701)));
+    let mut dense = Histogram::new();
+    dense.merge_sparse(&b);
+    assert_eq!(SparseHistogram::from_dense(&dense), b);
+    assert_eq!(dense.count_at_or_below(bucket_low(700)), 3_000_004);
+}
+
+#[test]
+fn default_series_labels_are_service_and_environment() {
+    let cfg = AggregatorConfig::default();
+    assert_eq!(
+        agg_default_labels(&cfg),
+        ["service.name", "deployment.environment"]
+    );
+}
+
+fn agg_default_labels(cfg: &AggregatorConfig) -> Vec<String> {
+    let layout = key::KeyLayout::new(
+        &cfg.resource_dimensions,
+        &cfg.span_dimensions,
+        cfg.span_name_dimension,
+        cfg.span_kind_dimension,
+    );
+    layout.names.iter().map(|s| s.to_string()).collect()
+}
