@@ -203,16 +203,28 @@ const MAX_KEYS: usize = MAX_DIMENSIONS + 3;
 #[derive(Debug)]
 struct KeyTable<'s> {
     keys: [&'s [u8]; MAX_KEYS],
+    /// The first 8 bytes of each key, zero-padded: most candidates are rejected on these.
+    prefixes: [u64; MAX_KEYS],
     targets: [Targets; MAX_KEYS],
     len: usize,
     /// Bit `min(len, 63)` is set for every key length present: most keys are rejected here.
     lengths: u64,
 }
 
+/// The first 8 bytes of `key`, zero-padded, as one word.
+#[inline]
+fn prefix(key: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = key.len().min(8);
+    word[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(word)
+}
+
 impl<'s> KeyTable<'s> {
     fn new() -> Self {
         Self {
             keys: [&[]; MAX_KEYS],
+            prefixes: [0; MAX_KEYS],
             targets: [0; MAX_KEYS],
             len: 0,
             lengths: 0,
@@ -226,6 +238,7 @@ impl<'s> KeyTable<'s> {
             self.targets[i] |= bit;
         } else {
             self.keys[self.len] = key;
+            self.prefixes[self.len] = prefix(key);
             self.targets[self.len] = bit;
             self.len += 1;
             self.lengths |= 1 << key.len().min(63);
@@ -238,8 +251,9 @@ impl<'s> KeyTable<'s> {
         if self.lengths & (1 << key.len().min(63)) == 0 {
             return 0;
         }
+        let p = prefix(key);
         for i in 0..self.len {
-            if self.keys[i] == key {
+            if self.prefixes[i] == p && self.keys[i] == key {
                 return self.targets[i];
             }
         }
@@ -378,8 +392,11 @@ fn scan_scope_spans<'a>(
         match field {
             2 => {
                 Reader::expect(wt, LEN, field, SCOPE_SPANS, at)?;
-                let record = scan_span(r.message()?, keys, template)?;
-                out.push(record);
+                let span = r.message()?;
+                // Filled in place: no copy of the record through the stack.
+                out.push(*template);
+                let last = out.len() - 1;
+                scan_span(span, keys, &mut out[last])?;
             }
             1 | 3 => r.skip_known(field, wt, LEN, SCOPE_SPANS, at)?,
             _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_SCOPE_SPANS)?,
@@ -388,14 +405,13 @@ fn scan_scope_spans<'a>(
     Ok(())
 }
 
-/// `Span`.
-#[inline]
+/// `Span`, into `rec`, which holds the resource-level values.
+#[inline(always)]
 fn scan_span<'a>(
     mut r: Reader<'a>,
     keys: &Keys<'_>,
-    template: &SpanRecord<'a>,
-) -> Result<SpanRecord<'a>, ScanError> {
-    let mut rec = *template;
+    rec: &mut SpanRecord<'a>,
+) -> Result<(), ScanError> {
     let mut found: Targets = 0;
     let mut http = AttrValue::Absent;
     let mut http_old = AttrValue::Absent;
@@ -451,7 +467,7 @@ fn scan_span<'a>(
     }
     rec.http_status_code = http.as_i64().or_else(|| http_old.as_i64());
     rec.rpc_grpc_status_code = grpc.as_i64();
-    Ok(rec)
+    Ok(())
 }
 
 /// `Status`: only the code is read; merged occurrences keep the last code set.
@@ -473,13 +489,32 @@ fn scan_status(mut r: Reader<'_>, status: &mut StatusCode) -> Result<(), ScanErr
 
 /// `KeyValue` at nesting `depth`: returns the targets its key fills that are not `found` yet,
 /// and its value (decoded only then).
-#[inline]
+#[inline(always)]
 fn scan_attribute<'a>(
     mut kv: Reader<'a>,
     table: &KeyTable<'_>,
     found: Targets,
     depth: u32,
 ) -> Result<(Targets, AttrValue<'a>), ScanError> {
+    // Fast path for the layout every encoder writes: the key, then one value, each shorter
+    // than 128 bytes.
+    let d = kv.rest();
+    if let [0x0a, klen, ..] = *d {
+        let klen = usize::from(klen);
+        if klen < 0x80 && d.len() >= klen + 4 && d[klen + 2] == 0x12 {
+            let vlen = usize::from(d[klen + 3]);
+            if vlen < 0x80 && d.len() == klen + 4 + vlen {
+                let key = &d[2..2 + klen];
+                let targets = table.lookup(key) & !found;
+                if targets == 0 {
+                    return Ok((0, AttrValue::Absent));
+                }
+                let mut value = AttrValue::Absent;
+                scan_any_value(kv.sub(klen + 4, d.len()), key, depth + 1, &mut value)?;
+                return Ok((targets, value));
+            }
+        }
+    }
     let whole = kv.clone();
     let mut key: &[u8] = &[];
     let mut first_value = None;
@@ -537,6 +572,24 @@ fn scan_any_value<'a>(
     depth: u32,
     value: &mut AttrValue<'a>,
 ) -> Result<(), ScanError> {
+    // Fast paths for an AnyValue that is one short string or one small integer.
+    match *r.rest() {
+        [0x0a, len, ref s @ ..] if usize::from(len) == s.len() && len < 0x80 => {
+            *value = AttrValue::Str(utf8(s, r.offset() + 2, || {
+                String::from_utf8_lossy(key).into_owned()
+            })?);
+            return Ok(());
+        }
+        [0x18, v] if v < 0x80 => {
+            *value = AttrValue::Int(i64::from(v));
+            return Ok(());
+        }
+        [0x18, lo, hi] if lo >= 0x80 && hi < 0x80 => {
+            *value = AttrValue::Int(i64::from(lo & 0x7f) | i64::from(hi) << 7);
+            return Ok(());
+        }
+        _ => {}
+    }
     while !r.is_empty() {
         let at = r.offset();
         let (field, wt) = r.key(ANY_VALUE)?;

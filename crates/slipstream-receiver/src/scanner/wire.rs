@@ -55,6 +55,22 @@ impl<'a> Reader<'a> {
         self.base + self.pos
     }
 
+    /// The bytes not read yet.
+    #[inline]
+    pub(super) fn rest(&self) -> &'a [u8] {
+        &self.data[self.pos..]
+    }
+
+    /// A reader over `rest()[start..end]`, for a payload whose bounds the caller checked.
+    #[inline]
+    pub(super) fn sub(&self, start: usize, end: usize) -> Reader<'a> {
+        Reader {
+            data: &self.data[self.pos + start..self.pos + end],
+            pos: 0,
+            base: self.base + self.pos + start,
+        }
+    }
+
     /// Reads a base-128 varint, as prost does: at most 10 bytes, the 10th at most 1.
     #[inline]
     pub(super) fn varint(&mut self) -> Result<u64, ScanError> {
