@@ -4,35 +4,66 @@
 use slipstream_core::telemetry::{MetricDesc, names};
 
 fn declared() -> Vec<&'static MetricDesc> {
-    names::ALL.to_vec()
+    let mut all = names::ALL.to_vec();
+    all.extend_from_slice(slipstream_aggregator::names::ALL);
+    all.extend_from_slice(slipstream_slo::names::ALL);
+    all
 }
 
 fn row(d: &MetricDesc) -> String {
     let labels = if d.labels.is_empty() {
         "".to_owned()
     } else {
-        d.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+        d.labels
+            .iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    format!("| `{}` | {} | {} | {} |", d.name, d.kind.as_str(), labels, d.help)
+    format!(
+        "| `{}` | {} | {} | {} |",
+        d.name,
+        d.kind.as_str(),
+        labels,
+        d.help
+    )
 }
 
 #[test]
 fn metrics_doc_matches_the_declared_metrics() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/metrics.md"
+    ))
+    .unwrap();
     let documented: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
     let expected: Vec<String> = declared().iter().map(|d| row(d)).collect();
-    let missing: Vec<&String> = expected.iter().filter(|r| !documented.contains(&r.as_str())).collect();
-    let extra: Vec<&&str> = documented.iter().filter(|d| !expected.iter().any(|e| e == **d)).collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|r| !documented.contains(&r.as_str()))
+        .collect();
+    let extra: Vec<&&str> = documented
+        .iter()
+        .filter(|d| !expected.iter().any(|e| e == **d))
+        .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "docs/metrics.md is out of date.\nRows to add or fix:\n{}\nRows to remove:\n{}\nThe whole table:\n{}",
-        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
         extra.iter().map(|s| **s).collect::<Vec<_>>().join("\n"),
         expected.join("\n")
     );
     for d in declared() {
         if d.kind == slipstream_core::telemetry::MetricKind::Counter {
-            assert!(d.name.ends_with("_total"), "{}: counters end in _total", d.name);
+            assert!(
+                d.name.ends_with("_total"),
+                "{}: counters end in _total",
+                d.name
+            );
         }
         assert!(d.name.starts_with("slipstream_"), "{}", d.name);
     }
