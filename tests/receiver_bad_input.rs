@@ -3,6 +3,20 @@
 
 use slipstream_e2e::{Sink, gzip, otlp, raw, self_metric, spans_in, start, test_config};
 
+/// (what, method, path, headers, body, HTTP status, refusal reason counted)
+type HttpCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    Option<&'a str>,
+);
+
+/// (what, path, headers, framed body, grpc-status)
+type GrpcCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, i32);
+
 fn valid_request(service: &str) -> Vec<u8> {
     otlp::trace_request(service, 1, |_| "GET /".to_owned())
 }
@@ -41,15 +55,7 @@ async fn bad_http_requests_get_their_status_and_a_valid_one_still_succeeds() {
         "]".repeat(5000)
     );
     // (what, method, path, headers, body, status, reason counted)
-    let cases: Vec<(
-        &str,
-        &str,
-        &str,
-        Vec<(&str, &str)>,
-        Vec<u8>,
-        u16,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<HttpCase<'_>> = vec![
         (
             "wrong method",
             "GET",
@@ -258,7 +264,7 @@ async fn bad_grpc_requests_get_their_status_and_a_valid_one_still_succeeds() {
     let mut mismatched = raw::grpc_frame(&valid_request("x"));
     mismatched.truncate(mismatched.len() - 3);
     // (what, path, headers, framed body, grpc-status)
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, i32)> = vec![
+    let cases: Vec<GrpcCase<'_>> = vec![
         (
             "garbage message",
             raw::TRACES,

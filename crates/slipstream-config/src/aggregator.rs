@@ -195,7 +195,9 @@ impl AggregatorConfig {
         if whole_secs(self.slot_width) {
             let slots = self.retention.as_nanos() / self.slot_width.as_nanos();
             errs.check(
-                self.retention.as_nanos() % self.slot_width.as_nanos() == 0
+                self.retention
+                    .as_nanos()
+                    .is_multiple_of(self.slot_width.as_nanos())
                     && (1..=10_080).contains(&slots),
                 format!("{path}.retention"),
                 "expected a multiple of slot_width, between 1 and 10080 slots",
