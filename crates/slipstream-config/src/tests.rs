@@ -131,7 +131,11 @@ fn field_paths(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
     if let serde_yaml::Value::Mapping(m) = value {
         for (k, v) in m {
             let key = k.as_str().unwrap();
-            let path = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
+            let path = if prefix.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{prefix}.{key}")
+            };
             out.push(path.clone());
             field_paths(v, &path, out);
         }
@@ -140,15 +144,32 @@ fn field_paths(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
 
 #[test]
 fn reference_documents_every_field() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/configuration.md"
+    ))
+    .unwrap();
     let value = serde_yaml::to_value(Config::default()).unwrap();
     let mut paths = Vec::new();
     field_paths(&value, "", &mut paths);
-    let sections = ["log", "receivers", "receivers.otlp", "shutdown", "forward.queue", "forward.retry", "admin", "aggregator", "slo"];
+    let sections = [
+        "log",
+        "receivers",
+        "receivers.otlp",
+        "shutdown",
+        "forward.queue",
+        "forward.retry",
+        "admin",
+        "aggregator",
+        "slo",
+    ];
     let missing: Vec<_> = paths
         .iter()
         .filter(|p| !sections.contains(&p.as_str()))
         .filter(|p| !doc.contains(&format!("`{p}`")))
         .collect();
-    assert!(missing.is_empty(), "docs/configuration.md does not document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not document: {missing:?}"
+    );
 }
