@@ -57,15 +57,23 @@ pub(crate) struct Counters {
     pub(crate) filtered: u64,
 }
 
+/// Observations an accumulator keeps as raw bucket indices before it takes chunks.
+const INLINE: usize = 8;
+
 /// The counts of one series in one slot, recorded since the last tick.
+///
+/// A low-rate series' first observations are kept inline as bucket indices; past
+/// [`INLINE`], the accumulator takes a chunk map and 64-bucket chunks from the delta.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Acc {
     pub(crate) local: u32,
     pub(crate) slot: u64,
     pub(crate) total: u64,
     pub(crate) bad: u64,
-    /// Offset of this accumulator's chunk map in `Delta::maps`.
+    /// Offset of this accumulator's chunk map in `Delta::maps`, [`NONE`] while inline.
     map: u32,
+    inline: [u16; INLINE],
+    n_inline: u8,
 }
 
 /// Everything recorded since the last tick; swapped out whole by the ticker.
@@ -87,18 +95,61 @@ pub(crate) struct Delta {
 
 impl Delta {
     /// `(bucket, count)` pairs of an accumulator, ascending.
-    pub(crate) fn buckets(&self, acc: &Acc) -> impl Iterator<Item = (u32, u64)> + '_ {
+    pub(crate) fn buckets(&self, acc: &Acc) -> Vec<(u32, u64)> {
+        let mut out: Vec<(u32, u64)> = Vec::new();
+        if acc.map == NONE {
+            let mut inline = acc.inline;
+            let inline = &mut inline[..acc.n_inline as usize];
+            inline.sort_unstable();
+            for &b in inline.iter() {
+                match out.last_mut() {
+                    Some((lb, n)) if *lb == u32::from(b) => *n += 1,
+                    _ => out.push((u32::from(b), 1)),
+                }
+            }
+            return out;
+        }
         let map = &self.maps[acc.map as usize..acc.map as usize + self.nchunks];
-        map.iter()
-            .enumerate()
-            .filter(|(_, c)| **c != NONE)
-            .flat_map(move |(ci, &c)| {
-                self.chunks[c as usize]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n > 0)
-                    .map(move |(i, &n)| ((ci * CHUNK + i) as u32, u64::from(n)))
-            })
+        for (ci, &c) in map.iter().enumerate().filter(|(_, c)| **c != NONE) {
+            for (i, &n) in self.chunks[c as usize].iter().enumerate() {
+                if n > 0 {
+                    out.push(((ci * CHUNK + i) as u32, u64::from(n)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds one observation in bucket `b` to accumulator `a`.
+    #[inline]
+    fn add(&mut self, a: usize, b: u32) {
+        let acc = &mut self.accs[a];
+        if acc.map == NONE {
+            if (acc.n_inline as usize) < INLINE {
+                acc.inline[acc.n_inline as usize] = b as u16;
+                acc.n_inline += 1;
+                return;
+            }
+            acc.map = self.maps.len() as u32;
+            let inline = acc.inline;
+            acc.n_inline = 0;
+            self.maps.extend(std::iter::repeat_n(NONE, self.nchunks));
+            for x in inline {
+                self.add_chunked(a, u32::from(x));
+            }
+        }
+        self.add_chunked(a, b);
+    }
+
+    #[inline]
+    fn add_chunked(&mut self, a: usize, b: u32) {
+        let b = b as usize;
+        let m = &mut self.maps[self.accs[a].map as usize + b / CHUNK];
+        if *m == NONE {
+            *m = self.chunks.len() as u32;
+            self.chunks.push([0; CHUNK]);
+        }
+        self.chunks[*m as usize][b % CHUNK] += 1;
     }
 
     /// Empties the delta, keeping its capacity.
@@ -208,13 +259,7 @@ impl Shard {
             let acc = &mut d.accs[a as usize];
             acc.total += 1;
             acc.bad += u64::from(bad);
-            let b = bucket_of(dur) as usize;
-            let m = &mut d.maps[acc.map as usize + b / CHUNK];
-            if *m == NONE {
-                *m = d.chunks.len() as u32;
-                d.chunks.push([0; CHUNK]);
-            }
-            d.chunks[*m as usize][b % CHUNK] += 1;
+            d.add(a as usize, bucket_of(dur));
             d.counters.observed += 1;
             let ls = &mut self.series[local as usize];
             ls.last_seen = now;
@@ -275,14 +320,14 @@ impl Shard {
             return None;
         }
         let a = d.accs.len() as u32;
-        let map = d.maps.len() as u32;
-        d.maps.extend(std::iter::repeat_n(NONE, cfg.nchunks));
         d.accs.push(Acc {
             local,
             slot,
             total: 0,
             bad: 0,
-            map,
+            map: NONE,
+            inline: [0; INLINE],
+            n_inline: 0,
         });
         let i = match ls.acc {
             [NONE, NONE] => {

@@ -38,13 +38,30 @@ pub struct VersionSeen {
 pub struct SeriesId(pub u32);
 
 /// One series: its labels, retained slots (ascending, only non-empty ones) and versions.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SeriesData {
     pub(crate) id: SeriesId,
     pub(crate) labels: Arc<Labels>,
     pub(crate) slots: Vec<Arc<SlotData>>,
     pub(crate) versions: Vec<VersionSeen>,
     pub(crate) last_seen: UnixNanos,
+}
+
+impl Clone for SeriesData {
+    /// Copies keep the slot vector's capacity: the window store copies a series on each tick
+    /// it changes while a snapshot shares it, and same-sized blocks are reused by the
+    /// allocator instead of fragmenting the heap as the vector grows.
+    fn clone(&self) -> Self {
+        let mut slots = Vec::with_capacity(self.slots.capacity());
+        slots.extend(self.slots.iter().cloned());
+        SeriesData {
+            id: self.id,
+            labels: self.labels.clone(),
+            slots,
+            versions: self.versions.clone(),
+            last_seen: self.last_seen,
+        }
+    }
 }
 
 impl SeriesData {

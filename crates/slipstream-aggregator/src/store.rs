@@ -292,7 +292,7 @@ impl Store {
         let data = SeriesData {
             id: SeriesId(g),
             labels: StdArc::new(labels),
-            slots: Vec::new(),
+            slots: Vec::with_capacity(self.cfg.retention_slots as usize + 1),
             versions: Vec::new(),
             last_seen: now,
         };

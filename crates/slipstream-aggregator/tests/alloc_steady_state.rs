@@ -103,7 +103,10 @@ fn recording_allocates_nothing_in_steady_state() {
     for round in 0..6 {
         let now = clock.now_unix_nanos();
         for r in requests(now) {
-            agg.record(&r);
+            // Ten spans per series and slot: past the inline buffer, into chunks.
+            for _ in 0..10 {
+                agg.record(&r);
+            }
         }
         agg.tick();
         clock.advance(if round == 2 { 60 * SEC } else { SEC });
@@ -112,7 +115,9 @@ fn recording_allocates_nothing_in_steady_state() {
         let reqs = requests(clock.now_unix_nanos());
         COUNTING.with(|c| c.set(true));
         for r in &reqs {
-            agg.record(r);
+            for _ in 0..10 {
+                agg.record(r);
+            }
         }
         COUNTING.with(|c| c.set(false));
         agg.tick();
