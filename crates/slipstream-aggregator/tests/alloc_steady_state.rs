@@ -60,8 +60,10 @@ const SEC: u64 = 1_000_000_000;
 #[test]
 fn recording_allocates_nothing_in_steady_state() {
     let clock = ManualClock::new(1_700_000_000 * SEC);
-    let mut cfg = AggregatorConfig::default();
-    cfg.span_dimensions = vec!["http.route".into()];
+    let cfg = AggregatorConfig {
+        span_dimensions: vec!["http.route".into()],
+        ..Default::default()
+    };
     let agg = Aggregator::new(&cfg, Arc::new(clock.clone()), &Registry::new());
     let services: Vec<String> = (0..50).map(|i| format!("service-{i}")).collect();
     let routes: Vec<String> = (0..20).map(|i| format!("/api/v1/thing-{i}")).collect();

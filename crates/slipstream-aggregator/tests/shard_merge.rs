@@ -87,8 +87,11 @@ fn aggregate(observations: &[Obs], shards: usize, request: usize) -> Arc<Snapsho
     agg.tick()
 }
 
+/// One slot as (start, total, bad, histogram buckets).
+type SlotRow = (u64, u64, u64, Vec<(u32, u64)>);
+
 /// Every series' labels and slots, in a comparable form.
-fn contents(s: &Snapshot) -> Vec<(String, Vec<(u64, u64, u64, Vec<(u32, u64)>)>)> {
+fn contents(s: &Snapshot) -> Vec<(String, Vec<SlotRow>)> {
     let mut out: Vec<_> = s
         .series()
         .iter()
