@@ -1,3 +1,185 @@
-//! criterion bench: aggregator (filled in by its issue).
+//! criterion bench: the aggregator's hot path and its tick.
+//!
+//! `record`: requests of 512 server spans, each span of a series drawn at random among 1,000
+//! or 100,000 (`service.name` x `deployment.environment`), so every span pays a full series
+//! lookup (a real request shares one resource and hits the per-request cache instead). Each
+//! series has its own typical latency and spreads over three octaves above it. One or
+//! two threads, each with its own shard; the time is the recording thread's CPU time per
+//! request (so that other load on the machine does not count), throughput in spans. The shards are merged (untimed) after each sample, as the tick would.
+//!
+//! `tick`: merging one span per series from one shard into the window store and publishing
+//! the snapshot.
+//!
+//! `cargo bench -p slipstream-benches --bench aggregator -- --measurement-time 3 --warm-up-time 1`
 #![allow(missing_docs)]
-fn main() {}
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpu_time::ThreadTime;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use slipstream_aggregator::Aggregator;
+use slipstream_config::AggregatorConfig;
+use slipstream_core::{
+    AttrValue, Clock, MAX_DIMENSIONS, Registry, SpanKind, SpanRecord, StatusCode, SystemClock,
+};
+
+const SPANS: usize = 512;
+const REQUESTS: usize = 64;
+
+struct Names {
+    services: Vec<String>,
+    envs: Vec<String>,
+}
+
+impl Names {
+    fn new(series: usize) -> Self {
+        let services = (series / 100).max(1);
+        Names {
+            services: (0..services).map(|i| format!("service-{i:05}")).collect(),
+            envs: (0..100).map(|i| format!("env-{i:03}")).collect(),
+        }
+    }
+
+    fn requests(&self, series: usize, now: u64) -> Vec<Vec<SpanRecord<'_>>> {
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let services = self.services.len();
+        (0..REQUESTS)
+            .map(|_| {
+                (0..SPANS)
+                    .map(|_| {
+                        let r = next();
+                        let s = (r % series as u64) as usize;
+                        let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
+                        dims[0] = AttrValue::Str(&self.envs[s / services]);
+                        // Each series has its own typical latency (50 us .. 25 ms) and spreads
+                        // over three octaves above it, as an endpoint's p50..p99 does.
+                        let base = 50_000u64 << (s % 10);
+                        let dur = (base << ((r >> 20) % 3)) + (r >> 40) % base;
+                        SpanRecord {
+                            service_name: Some(&self.services[s % services]),
+                            service_version: Some("2.3.1"),
+                            name: "GET /api/v1/items/{id}",
+                            kind: SpanKind::Server,
+                            status: if r % 50 == 0 {
+                                StatusCode::Error
+                            } else {
+                                StatusCode::Unset
+                            },
+                            start_unix_nano: now - 1_000_000_000 - dur,
+                            end_unix_nano: now - 1_000_000_000,
+                            http_status_code: Some(200),
+                            dims,
+                            ..SpanRecord::default()
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn aggregator(series: usize) -> Aggregator {
+    let cfg = AggregatorConfig {
+        max_series: series * 2,
+        max_series_per_service: series,
+        ..AggregatorConfig::default()
+    };
+    Aggregator::new(&cfg, Arc::new(SystemClock), &Registry::new())
+}
+
+fn record(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    for series in [1_000, 100_000] {
+        let names = Names::new(series);
+        let reqs = names.requests(series, SystemClock.now_unix_nanos());
+        for threads in [1usize, 2] {
+            let agg = aggregator(series);
+            let shards: Vec<_> = (0..threads).map(|_| agg.shard()).collect();
+            // Every series seen once: the bench measures steady state, not creation.
+            for h in &shards {
+                for r in &reqs {
+                    h.record(r);
+                }
+            }
+            agg.tick();
+            g.bench_function(
+                BenchmarkId::new(format!("{series}_series"), format!("{threads}_threads")),
+                |b| {
+                    b.iter_custom(|iters| {
+                        let per_thread: Vec<Duration> = std::thread::scope(|s| {
+                            let handles: Vec<_> = shards
+                                .iter()
+                                .enumerate()
+                                .map(|(t, h)| {
+                                    let reqs = &reqs;
+                                    s.spawn(move || {
+                                        let start = ThreadTime::now();
+                                        for i in 0..iters as usize {
+                                            h.record(&reqs[(i + t * 17) % REQUESTS]);
+                                        }
+                                        start.elapsed()
+                                    })
+                                })
+                                .collect();
+                            handles.into_iter().map(|h| h.join().unwrap()).collect()
+                        });
+                        agg.tick();
+                        per_thread.iter().sum::<Duration>() / threads as u32
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+fn tick(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tick");
+    g.sample_size(20);
+    for series in [1_000, 100_000] {
+        let names = Names::new(series);
+        let services = names.services.len();
+        let agg = aggregator(series);
+        let shard = agg.shard();
+        let now = SystemClock.now_unix_nanos();
+        // One span per series, in requests of 512.
+        let all: Vec<SpanRecord<'_>> = (0..series)
+            .map(|s| {
+                let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
+                dims[0] = AttrValue::Str(&names.envs[s / services]);
+                SpanRecord {
+                    service_name: Some(&names.services[s % services]),
+                    kind: SpanKind::Server,
+                    start_unix_nano: now - 1_000_000_000 - (s as u64 % 1000) * 10_000,
+                    end_unix_nano: now - 1_000_000_000,
+                    dims,
+                    ..SpanRecord::default()
+                }
+            })
+            .collect();
+        let fill = || {
+            for r in all.chunks(SPANS) {
+                shard.record(r);
+            }
+        };
+        fill();
+        agg.tick();
+        g.throughput(Throughput::Elements(series as u64));
+        g.bench_function(BenchmarkId::new("merge", format!("{series}_series")), |b| {
+            b.iter_batched(fill, |()| agg.tick(), BatchSize::PerIteration)
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, record, tick);
+criterion_main!(benches);

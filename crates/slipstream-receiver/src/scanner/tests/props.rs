@@ -35,6 +35,8 @@ fn value_strategy() -> impl Strategy<Value = Option<AnyValue>> {
         "[0-9]{1,3}",
         " ?-?[0-9]{1,4} ?",
         "\\PC{0,6}",
+        // Past the one-byte length of the fast paths.
+        "[a-z]{120,140}",
         Just(String::new()),
     ];
     let double = prop_oneof![
@@ -571,7 +573,11 @@ fn check_against_prost(buf: &[u8], spec: &ScanSpec) -> Result<Option<usize>, Tes
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // PROPTEST_CASES raises the count for a longer search.
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases.max(512),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn matches_prost_on_prost_encodings(req in request_strategy(), spec in spec_strategy()) {
@@ -635,7 +641,10 @@ proptest! {
 
 proptest! {
     // Quadratic in the request size: fewer cases.
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases / 5,
+        ..ProptestConfig::default()
+    })]
 
     /// Every truncation errs or yields a prefix of the full result, as prost would read it.
     #[test]
