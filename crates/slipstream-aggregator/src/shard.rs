@@ -63,25 +63,28 @@ const INLINE: usize = 8;
 /// The counts of one series in one slot, recorded since the last tick.
 ///
 /// A low-rate series' first observations are kept inline as bucket indices; past
-/// [`INLINE`], the accumulator takes a chunk map and 64-bucket chunks from the delta.
+/// [`INLINE`], the accumulator takes a run of contiguous 64-bucket chunks from the delta,
+/// covering the octaves it has seen (grown, by copying, when an observation falls outside).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Acc {
     pub(crate) local: u32,
     pub(crate) slot: u64,
     pub(crate) total: u64,
     pub(crate) bad: u64,
-    /// Offset of this accumulator's chunk map in `Delta::maps`, [`NONE`] while inline.
-    map: u32,
-    inline: [u16; INLINE],
+    /// Index of this accumulator's first chunk in `Delta::chunks`, [`NONE`] while inline.
+    run: u32,
+    /// Chunk number (octave) of the run's first chunk.
+    base: u8,
+    /// Chunks in the run.
+    span: u8,
     n_inline: u8,
+    inline: [u16; INLINE],
 }
 
 /// Everything recorded since the last tick; swapped out whole by the ticker.
 #[derive(Debug, Default)]
 pub(crate) struct Delta {
     pub(crate) accs: Vec<Acc>,
-    /// Per accumulator, `nchunks` indices into `chunks` (or [`NONE`]).
-    maps: Vec<u32>,
     chunks: Vec<[u32; CHUNK]>,
     /// Local series that have accumulators in this delta.
     pub(crate) touched: Vec<u32>,
@@ -97,7 +100,7 @@ impl Delta {
     /// `(bucket, count)` pairs of an accumulator, ascending.
     pub(crate) fn buckets(&self, acc: &Acc) -> Vec<(u32, u64)> {
         let mut out: Vec<(u32, u64)> = Vec::new();
-        if acc.map == NONE {
+        if acc.run == NONE {
             let mut inline = acc.inline;
             let inline = &mut inline[..acc.n_inline as usize];
             inline.sort_unstable();
@@ -109,11 +112,12 @@ impl Delta {
             }
             return out;
         }
-        let map = &self.maps[acc.map as usize..acc.map as usize + self.nchunks];
-        for (ci, &c) in map.iter().enumerate().filter(|(_, c)| **c != NONE) {
-            for (i, &n) in self.chunks[c as usize].iter().enumerate() {
+        let run = &self.chunks[acc.run as usize..acc.run as usize + acc.span as usize];
+        for (i, chunk) in run.iter().enumerate() {
+            let first = (acc.base as usize + i) * CHUNK;
+            for (j, &n) in chunk.iter().enumerate() {
                 if n > 0 {
-                    out.push(((ci * CHUNK + i) as u32, u64::from(n)));
+                    out.push(((first + j) as u32, u64::from(n)));
                 }
             }
         }
@@ -124,16 +128,30 @@ impl Delta {
     #[inline]
     fn add(&mut self, a: usize, b: u32) {
         let acc = &mut self.accs[a];
-        if acc.map == NONE {
+        if acc.run == NONE {
             if (acc.n_inline as usize) < INLINE {
                 acc.inline[acc.n_inline as usize] = b as u16;
                 acc.n_inline += 1;
                 return;
             }
-            acc.map = self.maps.len() as u32;
             let inline = acc.inline;
+            let lo = inline
+                .iter()
+                .map(|x| *x as usize / CHUNK)
+                .min()
+                .unwrap_or(0);
+            let hi = inline
+                .iter()
+                .map(|x| *x as usize / CHUNK)
+                .max()
+                .unwrap_or(0);
+            let (lo, hi) = (lo.min(b as usize / CHUNK), hi.max(b as usize / CHUNK));
+            acc.run = self.chunks.len() as u32;
+            acc.base = lo as u8;
+            acc.span = (hi - lo + 1) as u8;
             acc.n_inline = 0;
-            self.maps.extend(std::iter::repeat_n(NONE, self.nchunks));
+            self.chunks
+                .extend(std::iter::repeat_n([0; CHUNK], hi - lo + 1));
             for x in inline {
                 self.add_chunked(a, u32::from(x));
             }
@@ -144,18 +162,47 @@ impl Delta {
     #[inline]
     fn add_chunked(&mut self, a: usize, b: u32) {
         let b = b as usize;
-        let m = &mut self.maps[self.accs[a].map as usize + b / CHUNK];
-        if *m == NONE {
-            *m = self.chunks.len() as u32;
-            self.chunks.push([0; CHUNK]);
+        let c = b / CHUNK;
+        let acc = self.accs[a];
+        let (base, span) = (acc.base as usize, acc.span as usize);
+        if c < base || c >= base + span {
+            self.grow(a, c);
         }
-        self.chunks[*m as usize][b % CHUNK] += 1;
+        let acc = &self.accs[a];
+        self.chunks[acc.run as usize + c - acc.base as usize][b % CHUNK] += 1;
+    }
+
+    /// Moves accumulator `a`'s run to a wider one that covers chunk `c`, at least doubling
+    /// it so that the space left behind stays within twice what the run finally needs.
+    #[cold]
+    fn grow(&mut self, a: usize, c: usize) {
+        let acc = self.accs[a];
+        let (base, span) = (acc.base as usize, acc.span as usize);
+        let lo = base.min(c);
+        let hi = (base + span - 1).max(c);
+        let want = (hi - lo + 1).max((span * 2).min(self.nchunks));
+        let mut new_base = if c < base {
+            (hi + 1).saturating_sub(want)
+        } else {
+            lo
+        };
+        if new_base + want > self.nchunks {
+            new_base = self.nchunks - want;
+        }
+        let run = self.chunks.len();
+        self.chunks.extend(std::iter::repeat_n([0; CHUNK], want));
+        let from = acc.run as usize;
+        let to = run + (base - new_base);
+        self.chunks.copy_within(from..from + span, to);
+        let acc = &mut self.accs[a];
+        acc.run = run as u32;
+        acc.base = new_base as u8;
+        acc.span = want as u8;
     }
 
     /// Empties the delta, keeping its capacity.
     pub(crate) fn clear(&mut self) {
         self.accs.clear();
-        self.maps.clear();
         self.chunks.clear();
         self.touched.clear();
         self.new_keys.clear();
@@ -182,12 +229,72 @@ impl LocalSeries {
     }
 }
 
+/// Longest key stored inside the map entry itself.
+const INLINE_KEY: usize = 54;
+
+/// A series key as the shard's map holds it: short keys inline (no pointer to chase on
+/// lookup), long ones on the heap. Hashes and compares as the `[u8]` it holds.
+#[derive(Clone)]
+enum ShardKey {
+    Inline { len: u8, buf: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl ShardKey {
+    fn new(k: &[u8]) -> Self {
+        if k.len() <= INLINE_KEY {
+            let mut buf = [0; INLINE_KEY];
+            buf[..k.len()].copy_from_slice(k);
+            ShardKey::Inline {
+                len: k.len() as u8,
+                buf,
+            }
+        } else {
+            ShardKey::Heap(k.into())
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            ShardKey::Inline { len, buf } => &buf[..*len as usize],
+            ShardKey::Heap(b) => b,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for ShardKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::hash::Hash for ShardKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl PartialEq for ShardKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for ShardKey {}
+
+impl std::fmt::Debug for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
+    }
+}
+
 // === impl Shard ===
 
 /// A worker's series map and pending counts.
 #[derive(Debug)]
 pub(crate) struct Shard {
-    keys: FxHashMap<Box<[u8]>, u32>,
+    keys: FxHashMap<ShardKey, u32>,
     series: Vec<LocalSeries>,
     free: Vec<u32>,
     pub(crate) delta: Delta,
@@ -301,9 +408,10 @@ impl Shard {
                 (self.series.len() - 1) as u32
             }
         };
-        let key: Box<[u8]> = self.scratch.as_slice().into();
-        self.keys.insert(key.clone(), l);
-        self.delta.new_keys.push((l, key));
+        self.keys.insert(ShardKey::new(&self.scratch), l);
+        self.delta
+            .new_keys
+            .push((l, self.scratch.as_slice().into()));
         l
     }
 
@@ -325,9 +433,11 @@ impl Shard {
             slot,
             total: 0,
             bad: 0,
-            map: NONE,
-            inline: [0; INLINE],
+            run: NONE,
+            base: 0,
+            span: 0,
             n_inline: 0,
+            inline: [0; INLINE],
         });
         let i = match ls.acc {
             [NONE, NONE] => {
@@ -364,7 +474,7 @@ impl Shard {
                     false
                 } else {
                     if retired {
-                        taken.new_keys.push((*l, k.clone()));
+                        taken.new_keys.push((*l, k.as_slice().into()));
                     }
                     true
                 }

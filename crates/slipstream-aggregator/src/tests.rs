@@ -424,3 +424,26 @@ fn agg_default_labels(cfg: &AggregatorConfig) -> Vec<String> {
     );
     layout.names.iter().map(|s| s.to_string()).collect()
 }
+
+#[test]
+fn shard_histograms_grow_in_both_directions_without_losing_counts() {
+    let (agg, _clock, _) = setup(AggregatorConfig::default());
+    let shard = agg.shard();
+    let mut expected = Histogram::new();
+    let mut rng = 0x1234_5678_9ABC_DEF1u64;
+    for _ in 0..5_000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // Log-uniform over 1 ns .. 1 h, in random order: runs start narrow and must grow
+        // downwards and upwards.
+        let dur = ((1u64 << (rng % 42)) + (rng >> 32) % (1u64 << (rng % 42))).min(3_600 * SEC);
+        expected.record(dur);
+        shard.record(&[span("api", "prod", T0 - SEC, dur)]);
+    }
+    let snap = agg.tick();
+    let s = snap.find(&labels("api", "prod")).unwrap();
+    let w = snap.window(s, Duration::from_secs(60));
+    assert_eq!(w.total, 5_000);
+    assert_eq!(w.histogram, expected);
+}
