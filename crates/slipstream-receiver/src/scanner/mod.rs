@@ -566,6 +566,7 @@ fn scan_attribute<'a>(
 
 /// `AnyValue` at nesting `depth`, merged into `value`: the last oneof member set wins, and an
 /// occurrence that sets none keeps the previous value.
+#[inline]
 fn scan_any_value<'a>(
     mut r: Reader<'a>,
     key: &[u8],

@@ -74,10 +74,14 @@ impl<'a> Reader<'a> {
     /// Reads a base-128 varint, as prost does: at most 10 bytes, the 10th at most 1.
     #[inline]
     pub(super) fn varint(&mut self) -> Result<u64, ScanError> {
-        match self.data.get(self.pos) {
-            Some(&b) if b < 0x80 => {
+        match *self.rest() {
+            [b, ..] if b < 0x80 => {
                 self.pos += 1;
                 Ok(u64::from(b))
+            }
+            [lo, hi, ..] if hi < 0x80 => {
+                self.pos += 2;
+                Ok(u64::from(lo & 0x7f) | u64::from(hi) << 7)
             }
             _ => self.varint_slow(),
         }
@@ -222,8 +226,13 @@ impl<'a> Reader<'a> {
         key_offset: usize,
     ) -> Result<(), ScanError> {
         Self::expect(wire_type, expected, field, message, key_offset)?;
-        // A known field never has a group wire type, so the budget is not used.
-        self.skip(field, wire_type, key_offset, RECURSION_LIMIT)
+        // A known field never has a group wire type.
+        match wire_type {
+            VARINT => self.varint().map(drop),
+            I64 => self.skip_fixed(8, field),
+            LEN => self.bytes().map(drop),
+            _ => self.skip_fixed(4, field),
+        }
     }
 
     /// Skips an unknown field by its wire type, groups included, with `budget` levels of
