@@ -187,7 +187,8 @@ const DEPTH_STATUS: u32 = 4;
 
 // === key lookup ===
 
-/// Targets a key fills, as bits: 0..MAX_DIMENSIONS are dimension slots, then the fixed ones.
+/// Targets a key fills, as bits: 0..MAX_DIMENSIONS are dimension slots, then the fixed ones,
+/// numbered separately in the resource table (`T_SERVICE_*`) and the span table (`T_*_STATUS*`).
 type Targets = u16;
 
 const T_SERVICE_NAME: u32 = MAX_DIMENSIONS as u32;
