@@ -86,8 +86,6 @@ pub(crate) struct Acc {
 pub(crate) struct Delta {
     pub(crate) accs: Vec<Acc>,
     chunks: Vec<[u32; CHUNK]>,
-    /// Local series that have accumulators in this delta.
-    pub(crate) touched: Vec<u32>,
     /// Series keys created since the last tick, to be resolved to global series.
     pub(crate) new_keys: Vec<(u32, Box<[u8]>)>,
     /// `service.version` values first seen: (local series, version, span end time).
@@ -204,29 +202,46 @@ impl Delta {
     pub(crate) fn clear(&mut self) {
         self.accs.clear();
         self.chunks.clear();
-        self.touched.clear();
         self.new_keys.clear();
         self.versions.clear();
         self.counters = Counters::default();
     }
 }
 
-#[derive(Debug)]
-struct LocalSeries {
+/// What a span needs of its series, stored in the shard's map entry next to the key so that
+/// a lookup brings it into cache with the key.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    local: u32,
+    /// The delta epoch `acc` refers to; older references are stale.
+    epoch: u32,
     /// The accumulators of the (up to) two slots this series last recorded into.
     acc: [u32; 2],
     last_seen: UnixNanos,
-    versions: Vec<Box<str>>,
+    /// The last `service.version` seen, when it fits.
+    ver_len: u8,
+    ver: [u8; VERSION_INLINE],
 }
 
-impl LocalSeries {
-    fn new(now: UnixNanos) -> Self {
-        LocalSeries {
+const VERSION_INLINE: usize = 15;
+
+impl Hot {
+    fn new(local: u32, now: UnixNanos) -> Self {
+        Hot {
+            local,
+            epoch: 0,
             acc: [NONE; 2],
             last_seen: now,
-            versions: Vec::new(),
+            ver_len: u8::MAX,
+            ver: [0; VERSION_INLINE],
         }
     }
+}
+
+/// The `service.version` values a local series has seen (bounded).
+#[derive(Debug, Default)]
+struct Cold {
+    versions: Vec<Box<str>>,
 }
 
 /// Longest key stored inside the map entry itself.
@@ -294,9 +309,12 @@ impl std::fmt::Debug for ShardKey {
 /// A worker's series map and pending counts.
 #[derive(Debug)]
 pub(crate) struct Shard {
-    keys: FxHashMap<ShardKey, u32>,
-    series: Vec<LocalSeries>,
+    keys: FxHashMap<ShardKey, Hot>,
+    /// Where spans go once the map is full.
+    overflow: Hot,
+    cold: Vec<Cold>,
     free: Vec<u32>,
+    epoch: u32,
     pub(crate) delta: Delta,
     scratch: Vec<u8>,
 }
@@ -305,8 +323,10 @@ impl Shard {
     pub(crate) fn new(cfg: &ShardConfig) -> Self {
         Shard {
             keys: FxHashMap::default(),
-            series: vec![LocalSeries::new(0)],
+            overflow: Hot::new(OVERFLOW_LOCAL, 0),
+            cold: vec![Cold::default()],
             free: Vec::new(),
+            epoch: 1,
             delta: Delta {
                 nchunks: cfg.nchunks,
                 ..Delta::default()
@@ -333,160 +353,185 @@ impl Shard {
         let now_slot = now / cfg.slot_ns;
         let oldest_slot = (now_slot + 1).saturating_sub(cfg.retention_slots);
         let future_limit = now.saturating_add(cfg.future_skew_ns);
-        let mut prev: Option<(&SpanRecord<'_>, u32)> = None;
+        let Shard {
+            keys,
+            overflow,
+            cold,
+            free,
+            epoch,
+            delta,
+            scratch,
+        } = self;
+        let epoch = *epoch;
+        let mut prev: Option<(&SpanRecord<'_>, &mut Hot)> = None;
         for span in spans {
             if !cfg.counts_kind(span.kind) {
-                self.delta.counters.filtered += 1;
+                delta.counters.filtered += 1;
                 continue;
             }
-            let local = match prev {
-                Some((p, l)) if cfg.layout.same(p, span) => l,
-                _ => self.lookup(cfg, span, now),
+            let hot = match prev.take() {
+                Some((p, h)) if cfg.layout.same(p, span) => h,
+                _ => {
+                    cfg.layout.write(span, scratch);
+                    if let Some(h) = keys.get_mut(scratch.as_slice()) {
+                        h
+                    } else if keys.len() >= cfg.max_local {
+                        &mut *overflow
+                    } else {
+                        let l = match free.pop() {
+                            Some(l) => {
+                                cold[l as usize] = Cold::default();
+                                l
+                            }
+                            None => {
+                                cold.push(Cold::default());
+                                (cold.len() - 1) as u32
+                            }
+                        };
+                        delta.new_keys.push((l, scratch.as_slice().into()));
+                        keys.entry(ShardKey::new(scratch))
+                            .or_insert(Hot::new(l, now))
+                    }
+                }
             };
-            prev = Some((span, local));
             let mut slot = span.end_unix_nano / cfg.slot_ns;
             if span.end_unix_nano > future_limit {
-                self.delta.counters.future += 1;
+                delta.counters.future += 1;
                 slot = now_slot;
             } else if slot < oldest_slot {
-                self.delta.counters.late += 1;
+                delta.counters.late += 1;
+                prev = Some((span, hot));
                 continue;
             }
             let mut dur = span.duration_nanos();
             if dur > cfg.max_value {
-                self.delta.counters.duration += 1;
+                delta.counters.duration += 1;
                 dur = cfg.max_value;
             }
-            let Some(a) = self.acc_for(cfg, local, slot) else {
-                self.delta.counters.shard_full += 1;
+            let Some(a) = acc_for(cfg, delta, epoch, hot, slot) else {
+                delta.counters.shard_full += 1;
+                prev = Some((span, hot));
                 continue;
             };
             let bad = cfg.rules.classify(span) == Outcome::Bad;
-            let d = &mut self.delta;
-            let acc = &mut d.accs[a as usize];
+            let acc = &mut delta.accs[a as usize];
             acc.total += 1;
             acc.bad += u64::from(bad);
-            d.add(a as usize, bucket_of(dur));
-            d.counters.observed += 1;
-            let ls = &mut self.series[local as usize];
-            ls.last_seen = now;
+            delta.add(a as usize, bucket_of(dur));
+            delta.counters.observed += 1;
+            hot.last_seen = now;
             if let Some(v) = span.service_version
-                && local != OVERFLOW_LOCAL
+                && hot.local != OVERFLOW_LOCAL
                 && cfg.max_versions > 0
-                && !ls.versions.iter().any(|x| **x == *v)
+                && !(usize::from(hot.ver_len) == v.len() && hot.ver[..v.len()] == *v.as_bytes())
             {
-                if ls.versions.len() >= cfg.max_versions {
-                    ls.versions.remove(0);
-                }
-                ls.versions.push(v.into());
-                d.versions.push((local, v.into(), span.end_unix_nano));
+                note_version(
+                    cfg,
+                    delta,
+                    &mut cold[hot.local as usize],
+                    hot,
+                    v,
+                    span.end_unix_nano,
+                );
             }
+            prev = Some((span, hot));
         }
     }
 
-    #[inline]
-    fn lookup(&mut self, cfg: &ShardConfig, span: &SpanRecord<'_>, now: UnixNanos) -> u32 {
-        cfg.layout.write(span, &mut self.scratch);
-        if let Some(&l) = self.keys.get(self.scratch.as_slice()) {
-            return l;
-        }
-        self.insert(cfg, now)
-    }
-
-    #[cold]
-    fn insert(&mut self, cfg: &ShardConfig, now: UnixNanos) -> u32 {
-        if self.keys.len() >= cfg.max_local {
-            return OVERFLOW_LOCAL;
-        }
-        let l = match self.free.pop() {
-            Some(l) => {
-                self.series[l as usize] = LocalSeries::new(now);
-                l
-            }
-            None => {
-                self.series.push(LocalSeries::new(now));
-                (self.series.len() - 1) as u32
-            }
-        };
-        self.keys.insert(ShardKey::new(&self.scratch), l);
-        self.delta
-            .new_keys
-            .push((l, self.scratch.as_slice().into()));
-        l
-    }
-
-    #[inline]
-    fn acc_for(&mut self, cfg: &ShardConfig, local: u32, slot: u64) -> Option<u32> {
-        let ls = &mut self.series[local as usize];
-        let d = &mut self.delta;
-        for a in ls.acc {
-            if a != NONE && d.accs[a as usize].slot == slot {
-                return Some(a);
-            }
-        }
-        if d.accs.len() >= cfg.max_pending {
-            return None;
-        }
-        let a = d.accs.len() as u32;
-        d.accs.push(Acc {
-            local,
-            slot,
-            total: 0,
-            bad: 0,
-            run: NONE,
-            base: 0,
-            span: 0,
-            n_inline: 0,
-            inline: [0; INLINE],
-        });
-        let i = match ls.acc {
-            [NONE, NONE] => {
-                d.touched.push(local);
-                0
-            }
-            [NONE, _] => 0,
-            [_, NONE] => 1,
-            [x, y] => usize::from(d.accs[x as usize].slot > d.accs[y as usize].slot),
-        };
-        ls.acc[i] = a;
-        Some(a)
-    }
-
-    /// Swaps the pending counts out for `spare` (an empty delta) and forgets the accumulator
-    /// references of the series they touched. Then, when `sweep` says so, removes series
-    /// idle since `sweep.idle_before` and those whose global series was retired; a retired
-    /// one that recorded since is announced again so the tick resolves it afresh.
+    /// Swaps the pending counts out for `spare` (an empty delta); accumulator references into
+    /// it go stale with the epoch. Then, when `sweep` says so, removes series idle since
+    /// `sweep.idle_before` and those whose global series was retired; a retired one that
+    /// recorded since is announced again so the tick resolves it afresh.
     pub(crate) fn take(&mut self, spare: &mut Delta, sweep: Option<Sweep<'_>>) {
         std::mem::swap(&mut self.delta, spare);
         let taken = spare;
+        let taken_epoch = self.epoch;
+        self.epoch = self.epoch.wrapping_add(1).max(1);
         if let Some(sw) = sweep {
-            let series = &self.series;
             let mut removed = Vec::new();
-            self.keys.retain(|k, l| {
-                let ls = &series[*l as usize];
-                let touched = ls.acc != [NONE; 2];
+            self.keys.retain(|k, h| {
+                let touched = h.epoch == taken_epoch && h.acc != [NONE; 2];
                 let retired = sw
                     .global_of
-                    .get(*l as usize)
+                    .get(h.local as usize)
                     .is_some_and(|g| (sw.retired)(*g));
-                if !touched && (retired || ls.last_seen < sw.idle_before) {
-                    removed.push(*l);
+                if !touched && (retired || h.last_seen < sw.idle_before) {
+                    removed.push(h.local);
                     false
                 } else {
                     if retired {
-                        taken.new_keys.push((*l, k.as_slice().into()));
+                        taken.new_keys.push((h.local, k.as_slice().into()));
                     }
                     true
                 }
             });
             for l in removed {
-                self.series[l as usize] = LocalSeries::new(0);
+                self.cold[l as usize] = Cold::default();
                 self.free.push(l);
             }
         }
-        for &l in &taken.touched {
-            self.series[l as usize].acc = [NONE; 2];
+    }
+}
+
+/// The accumulator of `hot`'s series for `slot` in this delta, created when needed.
+#[inline]
+fn acc_for(cfg: &ShardConfig, d: &mut Delta, epoch: u32, hot: &mut Hot, slot: u64) -> Option<u32> {
+    if hot.epoch != epoch {
+        hot.epoch = epoch;
+        hot.acc = [NONE; 2];
+    }
+    for a in hot.acc {
+        if a != NONE && d.accs[a as usize].slot == slot {
+            return Some(a);
         }
+    }
+    if d.accs.len() >= cfg.max_pending {
+        return None;
+    }
+    let a = d.accs.len() as u32;
+    d.accs.push(Acc {
+        local: hot.local,
+        slot,
+        total: 0,
+        bad: 0,
+        run: NONE,
+        base: 0,
+        span: 0,
+        n_inline: 0,
+        inline: [0; INLINE],
+    });
+    let i = match hot.acc {
+        [NONE, _] => 0,
+        [_, NONE] => 1,
+        [x, y] => usize::from(d.accs[x as usize].slot > d.accs[y as usize].slot),
+    };
+    hot.acc[i] = a;
+    Some(a)
+}
+
+/// A `service.version` not the last one seen on this series: remember it, and report it
+/// when it is new.
+#[cold]
+fn note_version(
+    cfg: &ShardConfig,
+    d: &mut Delta,
+    cold: &mut Cold,
+    hot: &mut Hot,
+    v: &str,
+    end: UnixNanos,
+) {
+    if !cold.versions.iter().any(|x| **x == *v) {
+        if cold.versions.len() >= cfg.max_versions {
+            cold.versions.remove(0);
+        }
+        cold.versions.push(v.into());
+        d.versions.push((hot.local, v.into(), end));
+    }
+    if v.len() <= VERSION_INLINE {
+        hot.ver_len = v.len() as u8;
+        hot.ver[..v.len()].copy_from_slice(v.as_bytes());
+    } else {
+        hot.ver_len = u8::MAX;
     }
 }
 
