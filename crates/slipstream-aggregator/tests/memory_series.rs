@@ -21,11 +21,11 @@ fn rss_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Fills `series` series with `per_slot` spans in each of 60 one-minute slots and returns the
-/// resident set growth per series.
+/// Fills `series` series with `per_slot` spans in each of 60 one-minute slots, ticking every
+/// 5 s (the default), and returns the resident set growth per series.
 fn bytes_per_series(series: usize, per_slot: usize) -> Option<f64> {
     let before = rss_bytes()?;
-    let start = 1_700_000_000 * SEC;
+    let start = 1_700_000_000 / 60 * 60 * SEC;
     let clock = ManualClock::new(start);
     let mut cfg = AggregatorConfig::default();
     cfg.max_series = series;
@@ -43,29 +43,38 @@ fn bytes_per_series(series: usize, per_slot: usize) -> Option<f64> {
         rng
     };
     let mut req = Vec::with_capacity(per_slot);
-    for minute in 0..60 {
-        clock.set(start + minute * 60 * SEC + 30 * SEC);
-        let end = start + minute * 60 * SEC + 29 * SEC;
-        for i in 0..series {
-            req.clear();
-            let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
-            dims[0] = AttrValue::Str(&envs[i / 1000]);
-            for _ in 0..per_slot {
-                let r = next();
-                // 0.25 ms .. 64 ms, log-uniform: a realistic spread of latencies.
-                let dur = (250_000u64 << (r % 8)) + (r >> 40) % 250_000;
-                req.push(SpanRecord {
-                    service_name: Some(&services[i % 1000]),
-                    kind: SpanKind::Server,
-                    start_unix_nano: end - dur,
-                    end_unix_nano: end,
-                    dims,
-                    ..SpanRecord::default()
-                });
+    // The default tick interval, 5 s: each series' spans of a minute spread over 12 ticks.
+    for minute in 0..60u64 {
+        for tick in 0..12u64 {
+            let now = start + minute * 60 * SEC + tick * 5 * SEC + 4 * SEC;
+            clock.set(now);
+            let end = now - SEC;
+            for i in 0..series {
+                req.clear();
+                let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
+                dims[0] = AttrValue::Str(&envs[i / 1000]);
+                for j in 0..per_slot as u64 {
+                    if (j + i as u64) % 12 != tick {
+                        continue;
+                    }
+                    let r = next();
+                    // 0.25 ms .. 64 ms, log-uniform: a realistic spread of latencies.
+                    let dur = (250_000u64 << (r % 8)) + (r >> 40) % 250_000;
+                    req.push(SpanRecord {
+                        service_name: Some(&services[i % 1000]),
+                        kind: SpanKind::Server,
+                        start_unix_nano: end - dur,
+                        end_unix_nano: end,
+                        dims,
+                        ..SpanRecord::default()
+                    });
+                }
+                if !req.is_empty() {
+                    agg.record(&req);
+                }
             }
-            agg.record(&req);
+            agg.tick();
         }
-        agg.tick();
     }
     let snap = agg.snapshot();
     assert_eq!(snap.series().len(), series);
