@@ -370,26 +370,49 @@ fn unreachable(e: impl std::fmt::Display) -> Failure {
     }
 }
 
-async fn send_grpc(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
-    let mut framed = BytesMut::with_capacity(body.len() + 5);
-    framed.put_u8(u8::from(target.gzip));
-    framed.put_u32(body.len() as u32);
-    framed.put_slice(&body);
-    let mut req = Request::post(format!("{}{}", target.base, signal.grpc_path()))
-        .header(header::CONTENT_TYPE, "application/grpc")
-        .header(header::TE, "trailers")
-        .body(Full::new(framed.freeze()))
+/// A POST to `path` under the endpoint with `fixed` headers, the gzip marker under
+/// `encoding_header` when compressing, and the configured extra headers.
+fn build_request(
+    target: &Target,
+    path: &str,
+    fixed: &[(HeaderName, &'static str)],
+    encoding_header: HeaderName,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, Failure> {
+    let mut req = Request::post(format!("{}{path}", target.base))
+        .body(Full::new(body))
         .map_err(|e| Failure {
             retryable: false,
             delay: None,
             reason: "invalid",
             detail: e.to_string(),
         })?;
-    if target.gzip {
-        req.headers_mut()
-            .insert("grpc-encoding", HeaderValue::from_static("gzip"));
+    let h = req.headers_mut();
+    for (name, value) in fixed {
+        h.insert(name.clone(), HeaderValue::from_static(value));
     }
-    req.headers_mut().extend(target.headers.clone());
+    if target.gzip {
+        h.insert(encoding_header, HeaderValue::from_static("gzip"));
+    }
+    h.extend(target.headers.clone());
+    Ok(req)
+}
+
+async fn send_grpc(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
+    let mut framed = BytesMut::with_capacity(body.len() + 5);
+    framed.put_u8(u8::from(target.gzip));
+    framed.put_u32(body.len() as u32);
+    framed.put_slice(&body);
+    let req = build_request(
+        target,
+        signal.grpc_path(),
+        &[
+            (header::CONTENT_TYPE, "application/grpc"),
+            (header::TE, "trailers"),
+        ],
+        HeaderName::from_static("grpc-encoding"),
+        framed.freeze(),
+    )?;
     let resp = target.client.request(req).await.map_err(unreachable)?;
     let http_status = resp.status();
     let (parts, body) = resp.into_parts();
@@ -430,20 +453,13 @@ async fn send_grpc(target: &Target, signal: Signal, body: Bytes) -> Result<(), F
 }
 
 async fn send_http(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
-    let mut req = Request::post(format!("{}{}", target.base, signal.http_path()))
-        .header(header::CONTENT_TYPE, "application/x-protobuf")
-        .body(Full::new(body))
-        .map_err(|e| Failure {
-            retryable: false,
-            delay: None,
-            reason: "invalid",
-            detail: e.to_string(),
-        })?;
-    if target.gzip {
-        req.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    req.headers_mut().extend(target.headers.clone());
+    let req = build_request(
+        target,
+        signal.http_path(),
+        &[(header::CONTENT_TYPE, "application/x-protobuf")],
+        header::CONTENT_ENCODING,
+        body,
+    )?;
     let resp = target.client.request(req).await.map_err(unreachable)?;
     let status = resp.status();
     let retry_after = resp
