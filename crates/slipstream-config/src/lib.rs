@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod aggregator;
 mod env;
+pub mod exporters;
 pub mod forward;
 pub mod receiver;
 pub mod slo;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use admin::AdminConfig;
 pub use aggregator::AggregatorConfig;
 pub use env::substitute_env;
+pub use exporters::ExportersConfig;
 pub use forward::ForwardConfig;
 pub use receiver::ReceiversConfig;
 pub use slo::SloConfig;
@@ -47,6 +49,8 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     /// SLOs, the service catalog and alerting.
     pub slo: SloConfig,
+    /// Where SLI series and burn-rate events are exported.
+    pub exporters: ExportersConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
 }
@@ -245,6 +249,7 @@ impl Config {
         self.admin.validate("admin", &mut errs);
         self.aggregator.validate("aggregator", &mut errs);
         self.slo.validate("slo", &mut errs);
+        self.exporters.validate("exporters", &mut errs);
         errs.check(
             !self.log.level.trim().is_empty(),
             "log.level",

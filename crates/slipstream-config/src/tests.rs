@@ -162,6 +162,9 @@ fn reference_documents_every_field() {
         "admin",
         "aggregator",
         "slo",
+        "exporters",
+        "exporters.prometheus",
+        "exporters.stdout",
     ];
     let missing: Vec<_> = paths
         .iter()

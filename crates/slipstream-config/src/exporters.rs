@@ -1,0 +1,362 @@
+//! `exporters`: where SLI series and burn-rate events go.
+//!
+//! Every exporter is off unless configured, except the Prometheus pull endpoint. Push
+//! exporters share [`DeliveryConfig`]: a bounded queue, a timeout and retries.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::forward::{ForwardProtocol, RetryConfig};
+use crate::{Errors, check_socket_addr};
+
+/// Default listen address of the Prometheus pull endpoint.
+pub const DEFAULT_PROMETHEUS_ENDPOINT: &str = "0.0.0.0:8889";
+/// Default interval between pushes of SLI series (remote write, OTLP metrics).
+pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(15);
+/// Default interval at which firing alerts are re-sent to Alertmanager.
+pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
+/// Default number of batches (or events) a push exporter holds while its target is slow.
+pub const DEFAULT_EXPORT_QUEUE_SIZE: usize = 1024;
+/// Default time allowed for one push.
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default header carrying the webhook signature.
+pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Slipstream-Signature";
+
+/// `exporters`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportersConfig {
+    /// SLI series on a Prometheus scrape endpoint.
+    pub prometheus: PrometheusConfig,
+    /// SLI series pushed with Prometheus remote write; `null` (default) is off.
+    pub remote_write: Option<RemoteWriteConfig>,
+    /// SLI series pushed as OTLP metrics; `null` (default) is off.
+    pub otlp_metrics: Option<OtlpExportConfig>,
+    /// Burn-rate events posted to Alertmanager; `null` (default) is off.
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// Burn-rate events posted as JSON to a webhook; `null` (default) is off.
+    pub webhook: Option<WebhookConfig>,
+    /// Burn-rate events sent as OTLP log records; `null` (default) is off.
+    pub otlp_logs: Option<OtlpExportConfig>,
+    /// Burn-rate events written to stdout as JSON lines.
+    pub stdout: StdoutConfig,
+}
+
+/// Metric names of the SLO series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricNaming {
+    /// `slipstream_slo_*` names.
+    #[default]
+    Slipstream,
+    /// Sloth's recording-rule names (`slo:sli_error:ratio_rate5m`, ...) with `sloth_*` labels,
+    /// besides the `slipstream_*` names, so Sloth's dashboards work unchanged.
+    Sloth,
+}
+
+/// `exporters.prometheus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// Listen address of the scrape endpoint (`/metrics`); `null` turns it off.
+    pub endpoint: Option<String>,
+    /// `slipstream` or `sloth` (adds Sloth-compatible series).
+    pub naming: MetricNaming,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            endpoint: Some(DEFAULT_PROMETHEUS_ENDPOINT.to_owned()),
+            naming: MetricNaming::Slipstream,
+        }
+    }
+}
+
+/// How a push exporter delivers: queue, timeout, headers, retries (the same fields in every
+/// push exporter's section; [`RemoteWriteConfig::delivery`] and friends collect them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Batches (or events) held while the target is slow or down.
+    pub queue_size: usize,
+    /// Time allowed for one request.
+    pub timeout: Duration,
+    /// Extra headers on every request.
+    pub headers: BTreeMap<String, String>,
+    /// Retries of failed requests.
+    pub retry: RetryConfig,
+}
+
+macro_rules! delivery_fields {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The queue, timeout, headers and retries of this exporter.
+            pub fn delivery(&self) -> DeliveryConfig {
+                DeliveryConfig {
+                    queue_size: self.queue_size,
+                    timeout: self.timeout,
+                    headers: self.headers.clone(),
+                    retry: self.retry.clone(),
+                }
+            }
+        }
+    )*};
+}
+delivery_fields!(
+    RemoteWriteConfig,
+    OtlpExportConfig,
+    AlertmanagerConfig,
+    WebhookConfig
+);
+
+/// `exporters.remote_write`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteConfig {
+    /// Remote-write URL, e.g. `http://prometheus:9090/api/v1/write`.
+    pub endpoint: String,
+    /// Interval between pushes.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// `slipstream` or `sloth` (adds Sloth-compatible series).
+    pub naming: MetricNaming,
+    /// Batches (or events) held while the target is slow or down; past it the oldest is
+    /// dropped and counted (`reason="queue_full"`). Ingestion never waits on an exporter.
+    pub queue_size: usize,
+    /// Time allowed for one request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra headers on every request, e.g. `authorization: Bearer ${env:TOKEN}`.
+    pub headers: BTreeMap<String, String>,
+    /// Retries of failed requests (same fields as `forward.retry`).
+    pub retry: RetryConfig,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        RemoteWriteConfig {
+            endpoint: String::new(),
+            interval: DEFAULT_PUSH_INTERVAL,
+            naming: MetricNaming::Slipstream,
+            queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
+            timeout: DEFAULT_EXPORT_TIMEOUT,
+            headers: BTreeMap::new(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `exporters.otlp_metrics` and `exporters.otlp_logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpExportConfig {
+    /// OTLP endpoint: `http://host:4317` for gRPC, the base URL `http://host:4318` for HTTP.
+    pub endpoint: String,
+    /// `grpc` or `http` (protobuf).
+    pub protocol: ForwardProtocol,
+    /// Interval between pushes (metrics only; events are sent as they happen).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Batches (or events) held while the target is slow or down; past it the oldest is
+    /// dropped and counted (`reason="queue_full"`). Ingestion never waits on an exporter.
+    pub queue_size: usize,
+    /// Time allowed for one request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra headers on every request, e.g. `authorization: Bearer ${env:TOKEN}`.
+    pub headers: BTreeMap<String, String>,
+    /// Retries of failed requests (same fields as `forward.retry`).
+    pub retry: RetryConfig,
+}
+
+impl Default for OtlpExportConfig {
+    fn default() -> Self {
+        OtlpExportConfig {
+            endpoint: String::new(),
+            protocol: ForwardProtocol::Grpc,
+            interval: DEFAULT_PUSH_INTERVAL,
+            queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
+            timeout: DEFAULT_EXPORT_TIMEOUT,
+            headers: BTreeMap::new(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `exporters.alertmanager`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager base URLs (`http://alertmanager:9093`); every alert goes to each of them,
+    /// as Prometheus does.
+    pub endpoints: Vec<String>,
+    /// Firing alerts are re-sent this often so Alertmanager keeps them active.
+    #[serde(with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// Batches (or events) held while the target is slow or down; past it the oldest is
+    /// dropped and counted (`reason="queue_full"`). Ingestion never waits on an exporter.
+    pub queue_size: usize,
+    /// Time allowed for one request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra headers on every request, e.g. `authorization: Bearer ${env:TOKEN}`.
+    pub headers: BTreeMap<String, String>,
+    /// Retries of failed requests (same fields as `forward.retry`).
+    pub retry: RetryConfig,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        AlertmanagerConfig {
+            endpoints: Vec::new(),
+            resend_interval: DEFAULT_RESEND_INTERVAL,
+            queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
+            timeout: DEFAULT_EXPORT_TIMEOUT,
+            headers: BTreeMap::new(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `exporters.webhook`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// URL each event is POSTed to as JSON.
+    pub url: String,
+    /// When set, each body is signed with HMAC-SHA256 under this secret and the signature
+    /// (`sha256=<hex>`) sent in `signature_header`.
+    pub secret: Option<String>,
+    /// Header carrying the signature.
+    pub signature_header: String,
+    /// Batches (or events) held while the target is slow or down; past it the oldest is
+    /// dropped and counted (`reason="queue_full"`). Ingestion never waits on an exporter.
+    pub queue_size: usize,
+    /// Time allowed for one request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra headers on every request, e.g. `authorization: Bearer ${env:TOKEN}`.
+    pub headers: BTreeMap<String, String>,
+    /// Retries of failed requests (same fields as `forward.retry`).
+    pub retry: RetryConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: String::new(),
+            secret: None,
+            signature_header: DEFAULT_SIGNATURE_HEADER.to_owned(),
+            queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
+            timeout: DEFAULT_EXPORT_TIMEOUT,
+            headers: BTreeMap::new(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `exporters.stdout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutConfig {
+    /// Write each burn-rate event to stdout as one JSON line.
+    pub enabled: bool,
+}
+
+fn check_url(errs: &mut Errors, path: &str, url: &str) {
+    errs.check(
+        url.starts_with("http://") || url.starts_with("https://"),
+        path,
+        format!("`{url}` is not a URL (expected http://host:port/...)"),
+    );
+}
+
+impl DeliveryConfig {
+    fn validate(&self, path: &str, errs: &mut Errors) {
+        errs.check(
+            self.queue_size >= 1,
+            format!("{path}.queue_size"),
+            "expected at least 1",
+        );
+        errs.check(
+            !self.timeout.is_zero(),
+            format!("{path}.timeout"),
+            "expected a duration above 0",
+        );
+        errs.check(
+            !self.retry.initial_interval.is_zero()
+                && self.retry.max_interval >= self.retry.initial_interval,
+            format!("{path}.retry"),
+            "expected initial_interval above 0 and max_interval at least initial_interval",
+        );
+    }
+}
+
+impl ExportersConfig {
+    pub(crate) fn validate(&self, path: &str, errs: &mut Errors) {
+        if let Some(e) = &self.prometheus.endpoint {
+            check_socket_addr(errs, &format!("{path}.prometheus.endpoint"), e);
+        }
+        if let Some(rw) = &self.remote_write {
+            let p = format!("{path}.remote_write");
+            check_url(errs, &format!("{p}.endpoint"), &rw.endpoint);
+            errs.check(
+                !rw.interval.is_zero(),
+                format!("{p}.interval"),
+                "expected a duration above 0",
+            );
+            rw.delivery().validate(&p, errs);
+        }
+        for (name, otlp) in [
+            ("otlp_metrics", &self.otlp_metrics),
+            ("otlp_logs", &self.otlp_logs),
+        ] {
+            if let Some(o) = otlp {
+                let p = format!("{path}.{name}");
+                check_url(errs, &format!("{p}.endpoint"), &o.endpoint);
+                errs.check(
+                    !o.interval.is_zero(),
+                    format!("{p}.interval"),
+                    "expected a duration above 0",
+                );
+                o.delivery().validate(&p, errs);
+            }
+        }
+        if let Some(am) = &self.alertmanager {
+            let p = format!("{path}.alertmanager");
+            errs.check(
+                !am.endpoints.is_empty(),
+                format!("{p}.endpoints"),
+                "expected at least one Alertmanager URL",
+            );
+            for (i, e) in am.endpoints.iter().enumerate() {
+                check_url(errs, &format!("{p}.endpoints[{i}]"), e);
+            }
+            errs.check(
+                !am.resend_interval.is_zero(),
+                format!("{p}.resend_interval"),
+                "expected a duration above 0",
+            );
+            am.delivery().validate(&p, errs);
+        }
+        if let Some(w) = &self.webhook {
+            let p = format!("{path}.webhook");
+            check_url(errs, &format!("{p}.url"), &w.url);
+            if let Some(s) = &w.secret {
+                errs.check(
+                    !s.is_empty(),
+                    format!("{p}.secret"),
+                    "expected a non-empty secret (or null for unsigned bodies)",
+                );
+            }
+            errs.check(
+                !w.signature_header.is_empty(),
+                format!("{p}.signature_header"),
+                "expected a header name",
+            );
+            w.delivery().validate(&p, errs);
+        }
+    }
+}
