@@ -9,6 +9,7 @@
 //! plugs the implementation in. Time is read through a [`Clock`] so tests can drive it.
 #![forbid(unsafe_code)]
 
+pub mod export;
 mod forward;
 mod outcome;
 pub mod rpc;
@@ -16,6 +17,7 @@ mod span;
 pub mod telemetry;
 mod time;
 
+pub use export::{BurnRateEvent, MetricFamily, MetricsSnapshot, MetricsSource};
 pub use forward::{Backpressure, ForwardSink, Signal};
 pub use outcome::{GrpcBadCodes, Outcome, OutcomeRules};
 pub use span::{

@@ -167,3 +167,47 @@ fn base64_round_trips_with_and_without_padding() {
     assert_eq!(rpc::base64_decode("aGVsbG8=").unwrap(), b"hello");
     assert_eq!(rpc::base64_decode("a*b"), None);
 }
+
+#[test]
+fn windows_format_like_prometheus_durations() {
+    use crate::export::format_duration;
+    use std::time::Duration;
+    assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+    assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+    assert_eq!(format_duration(Duration::from_secs(3 * 86_400)), "3d");
+    assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+    assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+}
+
+#[test]
+fn burn_rate_event_json_names_windows_and_nulls() {
+    use crate::export::{BurnRateEvent, EventState};
+    use std::time::Duration;
+    let e = BurnRateEvent {
+        state: EventState::Firing,
+        slo: "checkout-availability".into(),
+        service: "checkout".into(),
+        severity: "page".into(),
+        long_window: Duration::from_secs(3600),
+        short_window: Duration::from_secs(300),
+        factor: 14.4,
+        objective: 0.999,
+        long_burn_rate: Some(20.0),
+        short_burn_rate: None,
+        budget_remaining: Some(0.5),
+        versions: vec!["1.2.0".into()],
+        newest_version: Some("1.2.0".into()),
+        newest_version_since: Some(7),
+        repeat: false,
+        at: 10,
+        firing_since: 10,
+        labels: Default::default(),
+        annotations: Default::default(),
+    };
+    let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["state"], "firing");
+    assert_eq!(v["long_window"], "1h");
+    assert_eq!(v["short_window"], "5m");
+    assert!(v["short_burn_rate"].is_null());
+    assert_eq!(e.alert_key(), "checkout-availability/1h/5m");
+}

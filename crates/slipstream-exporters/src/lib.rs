@@ -4,8 +4,22 @@
 //! the OTLP exporter that drains it downstream with retries, untouched bytes in, untouched
 //! bytes out. Each exporter owns a bounded queue and counts every failure; a slow or dead
 //! downstream pushes back on clients but never blocks another exporter.
+//!
+//! SLI series arrive as [`slipstream_core::MetricsSnapshot`]s (from a
+//! [`slipstream_core::MetricsSource`]) and burn-rate events as
+//! [`slipstream_core::BurnRateEvent`]s; the binary builds both from the aggregator's and the
+//! SLO engine's snapshots. [`delivery`] is the bounded queue with retries every push exporter
+//! uses.
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
+pub mod delivery;
 pub mod forward;
+pub mod otlp_logs;
+pub mod otlp_metrics;
+pub mod prometheus;
+pub mod remote_write;
+pub mod stdout;
+pub mod webhook;
 
 pub use forward::{ForwardQueue, Forwarder, ForwarderHandle};

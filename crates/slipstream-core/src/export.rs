@@ -1,0 +1,207 @@
+//! What the exporters receive: SLI series as metric families, and burn-rate events.
+//!
+//! The binary turns the aggregator's and the SLO engine's snapshots into these types once per
+//! export cycle; each exporter (Prometheus text, remote write, OTLP metrics, Alertmanager,
+//! webhook, OTLP logs, stdout) only renders and delivers them. Keeping the model here lets the
+//! exporters depend on core alone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::UnixNanos;
+
+/// The type of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// A monotonically increasing total (Prometheus counter, OTLP cumulative monotonic sum).
+    Counter,
+    /// A value that goes up and down (Prometheus gauge, OTLP gauge).
+    Gauge,
+    /// A latency distribution (Prometheus histogram, OTLP exponential histogram).
+    Histogram,
+}
+
+impl MetricKind {
+    /// `counter`, `gauge` or `histogram`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A distribution of latencies, in seconds.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HistogramValue {
+    /// Number of observations.
+    pub count: u64,
+    /// Sum of the observations, in seconds.
+    pub sum: f64,
+    /// Non-empty buckets in ascending order: `(lower, upper, count)` in seconds, each holding
+    /// the observations `v` with `lower < v <= upper` (the first bucket may start at 0).
+    /// Renderers derive cumulative `le` buckets or exponential buckets from them.
+    pub buckets: Vec<(f64, f64, u64)>,
+}
+
+/// The value of one point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PointValue {
+    /// Counter or gauge value.
+    Number(f64),
+    /// Histogram.
+    Histogram(HistogramValue),
+}
+
+/// One labelled point of a family.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    /// Label names and values, sorted by name, unique; names are Prometheus-safe
+    /// (`[a-zA-Z_][a-zA-Z0-9_]*`).
+    pub labels: Vec<(String, String)>,
+    /// The `service.name` the point belongs to, when it belongs to one: OTLP exporters group
+    /// points into one resource per service with it.
+    pub service: Option<String>,
+    /// The value.
+    pub value: PointValue,
+    /// For counters and histograms: when the accumulation started (OTLP start time).
+    pub start_time: UnixNanos,
+}
+
+/// One metric family: a name and its points.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricFamily {
+    /// Full metric name as exported (e.g. `slipstream_sli_requests_total`,
+    /// `slo:sli_error:ratio_rate5m`).
+    pub name: String,
+    /// One-line help text.
+    pub help: String,
+    /// UCUM-ish unit for OTLP (`s`, `1`, `{request}`); empty when none.
+    pub unit: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// Its points.
+    pub points: Vec<Point>,
+}
+
+/// Every SLI series at one export instant. Immutable once built.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct MetricsSnapshot {
+    /// When the values were computed.
+    pub at: UnixNanos,
+    /// The families, in a stable order.
+    pub families: Vec<MetricFamily>,
+}
+
+/// Whether a burn-rate event announces a firing or a resolved alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    /// Both windows burn above the factor.
+    Firing,
+    /// The short window no longer does.
+    Resolved,
+}
+
+/// A burn-rate alert event, as every event exporter sends it. Its JSON form (serde) is the
+/// webhook body and the stdout line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BurnRateEvent {
+    /// Firing or resolved.
+    pub state: EventState,
+    /// The SLO's name.
+    pub slo: String,
+    /// The service.
+    pub service: String,
+    /// `page` or `ticket`.
+    pub severity: String,
+    /// The policy row's long window.
+    #[serde(with = "duration_string")]
+    pub long_window: Duration,
+    /// The policy row's short window.
+    #[serde(with = "duration_string")]
+    pub short_window: Duration,
+    /// The burn-rate factor both windows must exceed.
+    pub factor: f64,
+    /// The SLO objective as a fraction (0.999).
+    pub objective: f64,
+    /// Burn rate over the long window (`null` without traffic).
+    pub long_burn_rate: Option<f64>,
+    /// Burn rate over the short window (`null` without traffic).
+    pub short_burn_rate: Option<f64>,
+    /// Share of the period's error budget left (negative when overspent).
+    pub budget_remaining: Option<f64>,
+    /// `service.version` values seen in the long window, in order of first appearance.
+    pub versions: Vec<String>,
+    /// The newest of them.
+    pub newest_version: Option<String>,
+    /// When the newest version was first seen (Unix nanoseconds).
+    pub newest_version_since: Option<UnixNanos>,
+    /// True for a firing event re-sent on the repeat interval.
+    pub repeat: bool,
+    /// When the event was produced (evaluation time, Unix nanoseconds).
+    pub at: UnixNanos,
+    /// When the alert started firing (Unix nanoseconds).
+    pub firing_since: UnixNanos,
+    /// Labels: `alertname`, `slo`, `service`, `severity`, `long_window`, `short_window`, then
+    /// the SLO's and the catalog's (`owner`, `tier`, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Annotations: `summary`, `description`, `runbook_url`, catalog links.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl BurnRateEvent {
+    /// A key identifying the alert (SLO and policy row) across its events.
+    pub fn alert_key(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.slo,
+            format_duration(self.long_window),
+            format_duration(self.short_window)
+        )
+    }
+}
+
+/// Formats a window the way Prometheus and the docs write it: `5m`, `1h`, `3d`, `1h30m`.
+pub fn format_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
+}
+
+mod duration_string {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+}
+
+/// Where the SLI series are read from, once per export cycle.
+pub trait MetricsSource: Send + Sync + 'static {
+    /// The series as of now.
+    fn collect(&self) -> MetricsSnapshot;
+}
+
+impl<F> MetricsSource for F
+where
+    F: Fn() -> MetricsSnapshot + Send + Sync + 'static,
+{
+    fn collect(&self) -> MetricsSnapshot {
+        self()
+    }
+}

@@ -1,0 +1,1 @@
+//! `alertmanager` (in progress).

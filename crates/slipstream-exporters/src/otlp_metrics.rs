@@ -1,0 +1,1 @@
+//! `otlp_metrics` (in progress).
