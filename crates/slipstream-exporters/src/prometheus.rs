@@ -1,1 +1,0 @@
-//! `prometheus` (in progress).
