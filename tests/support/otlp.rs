@@ -44,3 +44,66 @@ pub fn trace_request(service: &str, n: usize, name: impl Fn(usize) -> String) ->
     }
     .encode_to_vec()
 }
+
+/// One minute of traffic of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Minute {
+    /// Share of the minute's requests that fail (span status ERROR).
+    pub error_share: f64,
+    /// The `service.version` running.
+    pub version: &'static str,
+}
+
+/// Steady traffic of `service`: for each minute `m` of `minutes`, one request of `per_minute`
+/// server spans ending evenly spread over the minute starting at `start + m` minutes (Unix
+/// nanoseconds), each taking 20 ms; the first `error_share * per_minute` of them fail.
+pub fn scenario(
+    service: &str,
+    start: u64,
+    per_minute: usize,
+    minutes: impl IntoIterator<Item = Minute>,
+) -> Vec<ExportTraceServiceRequest> {
+    use opentelemetry_proto::tonic::trace::v1::Status;
+    const MIN: u64 = 60_000_000_000;
+    minutes
+        .into_iter()
+        .enumerate()
+        .map(|(m, minute)| {
+            let bad = (minute.error_share * per_minute as f64).round() as usize;
+            let spans = (0..per_minute)
+                .map(|i| {
+                    let end = start + m as u64 * MIN + (i as u64 * MIN) / per_minute as u64;
+                    Span {
+                        trace_id: [(m as u64).to_be_bytes(), (i as u64).to_be_bytes()].concat(),
+                        span_id: ((m * per_minute + i) as u64 + 1).to_be_bytes().to_vec(),
+                        name: "GET /cart".into(),
+                        kind: 2,
+                        start_time_unix_nano: end - 20_000_000,
+                        end_time_unix_nano: end,
+                        status: (i < bad).then(|| Status {
+                            code: 2,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            kv("service.name", service),
+                            kv("service.version", minute.version),
+                        ],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+        })
+        .collect()
+}

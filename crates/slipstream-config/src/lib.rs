@@ -251,6 +251,11 @@ impl Config {
         self.slo.validate("slo", &mut errs);
         self.exporters.validate("exporters", &mut errs);
         errs.check(
+            self.aggregator.slot_width <= std::time::Duration::from_secs(60),
+            "aggregator.slot_width",
+            "the SLO engine needs slots of at most 1m (its windows have 1-minute resolution)",
+        );
+        errs.check(
             !self.log.level.trim().is_empty(),
             "log.level",
             "expected a log filter such as `info`",

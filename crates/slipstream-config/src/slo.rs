@@ -426,6 +426,31 @@ pub struct SilenceConfig {
 
 // === validation ===
 
+impl SilenceConfig {
+    /// Every problem of this silence (as given to the admin API), with paths under `path`.
+    pub fn errors(&self, path: &str) -> Vec<crate::ConfigError> {
+        let mut errs = Errors::default();
+        self.validate(path, &mut errs);
+        errs.into_vec()
+    }
+
+    fn validate(&self, p: &str, errs: &mut Errors) {
+        errs.check(
+            self.slo.is_some() || self.service.is_some() || self.severity.is_some(),
+            p,
+            "expected at least one of `slo`, `service` and `severity` (a silence of \
+             everything is a disabled alerting)",
+        );
+        if let (Some(a), Some(b)) = (self.starts_at, self.ends_at) {
+            errs.check(
+                b > a,
+                format!("{p}.ends_at"),
+                "expected a time after starts_at",
+            );
+        }
+    }
+}
+
 fn check_objective(errs: &mut Errors, path: &str, v: f64) {
     errs.check(
         v.is_finite() && v > 0.0 && v < 100.0,
@@ -616,20 +641,7 @@ impl SloConfig {
             check_annotations(errs, &format!("{p}.annotations"), &o.annotations);
         }
         for (i, s) in self.silences.iter().enumerate() {
-            let p = format!("{path}.silences[{i}]");
-            errs.check(
-                s.slo.is_some() || s.service.is_some() || s.severity.is_some(),
-                p.clone(),
-                "expected at least one of `slo`, `service` and `severity` (a silence of \
-                 everything is a disabled alerting)",
-            );
-            if let (Some(a), Some(b)) = (s.starts_at, s.ends_at) {
-                errs.check(
-                    b > a,
-                    format!("{p}.ends_at"),
-                    "expected a time after starts_at",
-                );
-            }
+            s.validate(&format!("{path}.silences[{i}]"), errs);
         }
     }
 }

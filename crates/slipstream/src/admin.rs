@@ -1,4 +1,5 @@
-//! The admin server: `/healthz`, `/readyz` and `/metrics` (self-telemetry).
+//! The admin server: `/healthz`, `/readyz`, `/metrics` (self-telemetry) and the JSON API
+//! under `/api/v1/` (see [`crate::api`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use slipstream_receiver::{Handler, ResponseBody, serve_http};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::live::Live;
 
 /// What `/readyz` checks.
 #[derive(Debug, Clone)]
@@ -49,6 +52,7 @@ pub async fn start(
     endpoint: &str,
     registry: Registry,
     readiness: Readiness,
+    live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(endpoint)
@@ -56,9 +60,15 @@ pub async fn start(
         .with_context(|| format!("cannot listen on {endpoint} (admin)"))?;
     let addr = listener.local_addr()?;
     let handler: Handler = Arc::new(move |req| {
-        let (registry, readiness) = (registry.clone(), readiness.clone());
+        let (registry, readiness, live) = (registry.clone(), readiness.clone(), live.clone());
         Box::pin(async move {
             const PLAIN: &str = "text/plain; charset=utf-8";
+            if req.uri().path().starts_with("/api/") {
+                if let Some(r) = crate::api::handle(&live, req).await {
+                    return r;
+                }
+                return text(StatusCode::NOT_FOUND, "not found\n".into(), PLAIN);
+            }
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into(), PLAIN);
             }
@@ -79,7 +89,7 @@ pub async fn start(
                 ),
                 _ => text(
                     StatusCode::NOT_FOUND,
-                    "not found: try /healthz, /readyz or /metrics\n".into(),
+                    "not found: try /healthz, /readyz, /metrics or /api/v1/slos\n".into(),
                     PLAIN,
                 ),
             }

@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use slipstream_aggregator::Aggregator;
 use slipstream_config::{Config, LogConfig, LogFormat, Mode};
-use slipstream_core::{ForwardSink, ObservationSink, Registry, SystemClock};
+use slipstream_core::{Clock, ForwardSink, ObservationSink, Registry, SystemClock};
 use slipstream_exporters::ForwarderHandle;
 use slipstream_exporters::forward::Forwarder;
 use slipstream_receiver::{Limits, Pipeline, Receivers, RunningReceivers};
 use tokio::sync::watch;
 
 use crate::admin::{self, Readiness};
+use crate::evaluate::Evaluator;
+use crate::live::{EventSink, Live};
 
 /// Sets up `tracing` from the config; `RUST_LOG` wins over `log.level` when set.
 pub fn init_logging(cfg: &LogConfig) {
@@ -79,6 +81,8 @@ pub struct App {
     pub admin_addr: Option<SocketAddr>,
     /// The streaming aggregator: per-series SLIs.
     pub aggregator: Arc<Aggregator>,
+    /// The SLO state: evaluator, published results, silences.
+    pub live: Arc<Live>,
     ticker: tokio::task::JoinHandle<()>,
     cfg: Config,
     shutdown: watch::Sender<bool>,
@@ -90,6 +94,16 @@ pub struct App {
 impl App {
     /// Builds and starts every component; returns once all listeners are bound.
     pub async fn start(cfg: Config) -> anyhow::Result<App> {
+        Self::start_with(cfg, Arc::new(SystemClock), true).await
+    }
+
+    /// [`App::start`] reading time from `clock`; with `background_ticks` false nothing is
+    /// merged or evaluated until [`App::step`] is called (tests drive time themselves).
+    pub async fn start_with(
+        cfg: Config,
+        clock: Arc<dyn Clock>,
+        background_ticks: bool,
+    ) -> anyhow::Result<App> {
         let registry = Registry::new();
         let (forward, forwarder): (Arc<dyn ForwardSink>, Option<ForwarderHandle>) =
             if cfg.forward.endpoint.is_some() {
@@ -99,10 +113,23 @@ impl App {
             } else {
                 (Arc::new(()), None)
             };
-        let aggregator = Arc::new(Aggregator::new(
-            &cfg.aggregator,
-            Arc::new(SystemClock),
-            &registry,
+        let aggregator = Arc::new(Aggregator::new(&cfg.aggregator, clock.clone(), &registry));
+        let engine =
+            slipstream_slo::SloEngine::new(&cfg.slo, clock.clone(), &registry).map_err(|errs| {
+                anyhow::anyhow!(
+                    "invalid slo section: {}",
+                    errs.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+        let sinks: Vec<Box<dyn EventSink>> = Vec::new();
+        let live = Arc::new(Live::new(
+            Evaluator::new(aggregator.clone(), engine, clock.clone()),
+            cfg.slo.catalog.clone(),
+            &*clock,
+            sinks,
         ));
         let sink: Arc<dyn ObservationSink> = aggregator.clone();
         let limits = Limits {
@@ -126,13 +153,24 @@ impl App {
         };
         let (admin_addr, admin) = match &cfg.admin.endpoint {
             Some(ep) => {
-                let (addr, task) =
-                    admin::start(ep, registry.clone(), readiness, shutdown_rx.clone()).await?;
+                let (addr, task) = admin::start(
+                    ep,
+                    registry.clone(),
+                    readiness,
+                    live.clone(),
+                    shutdown_rx.clone(),
+                )
+                .await?;
                 (Some(addr), Some(task))
             }
             None => (None, None),
         };
-        let ticker = tokio::spawn(tick_loop(aggregator.clone(), shutdown_rx.clone()));
+        let ticker = tokio::spawn(tick_loop(
+            live.clone(),
+            aggregator.tick_interval(),
+            background_ticks,
+            shutdown_rx.clone(),
+        ));
         let receivers = receivers.serve(shutdown_rx);
         listening.store(true, Ordering::Release);
         tracing::info!(
@@ -148,6 +186,7 @@ impl App {
             http_addr: receivers.http_addr,
             admin_addr,
             aggregator,
+            live,
             ticker,
             cfg,
             shutdown,
@@ -155,6 +194,15 @@ impl App {
             forwarder,
             admin,
         })
+    }
+
+    /// Merges the shards and evaluates the SLOs now, whatever the interval; returns what the
+    /// step produced (its events were also handed to the exporters).
+    pub async fn step(&self) -> crate::evaluate::Step {
+        let live = self.live.clone();
+        tokio::task::spawn_blocking(move || live.step(true))
+            .await
+            .expect("evaluation step panicked")
     }
 
     /// Stops accepting, lets open requests finish, drains the forward queue within
@@ -176,22 +224,27 @@ impl App {
     }
 }
 
-/// Merges the aggregator's shards on its tick interval, and once more at shutdown.
-async fn tick_loop(aggregator: Arc<Aggregator>, mut shutdown: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(aggregator.tick_interval());
+/// Merges the aggregator's shards on its tick interval (feeding and evaluating the SLOs when
+/// due), and once more at shutdown.
+async fn tick_loop(
+    live: Arc<Live>,
+    interval: std::time::Duration,
+    background: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = interval.tick() => {
-                let a = aggregator.clone();
+            _ = interval.tick(), if background => {
+                let l = live.clone();
                 // Merging is CPU work off the request path; keep it off the I/O workers.
-                let _ = tokio::task::spawn_blocking(move || a.tick()).await;
+                let _ = tokio::task::spawn_blocking(move || l.step(false)).await;
             }
             () = stopped(&mut shutdown) => break,
         }
     }
-    let a = aggregator.clone();
-    let _ = tokio::task::spawn_blocking(move || a.tick()).await;
+    let _ = tokio::task::spawn_blocking(move || live.step(true)).await;
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

@@ -7,5 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod cli;
+pub mod evaluate;
+pub mod live;
+pub mod replay;
+pub mod series;

@@ -1,0 +1,180 @@
+//! The live SLO state: the evaluator behind a lock, the latest published results, and the
+//! hand-off of alert events to the event exporters. The tick loop, the admin API and the
+//! metrics exporters share one [`Live`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use slipstream_aggregator::Snapshot;
+use slipstream_config::exporters::MetricNaming;
+use slipstream_config::slo::CatalogEntry;
+use slipstream_core::export::{BurnRateEvent, MetricsSnapshot};
+use slipstream_core::{Clock, UnixNanos};
+use slipstream_slo::{AlertEvent, AlertState, Silence, SilenceId, SloSnapshot};
+
+use crate::evaluate::{Evaluator, SeriesTotals, Step};
+use crate::series;
+
+/// Where burn-rate events go after each evaluation.
+pub trait EventSink: Send + Sync {
+    /// Hands the events of one evaluation over; must not block.
+    fn publish(&self, events: &[BurnRateEvent]);
+}
+
+/// The latest results, as readers see them.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// The aggregator snapshot of the last step.
+    pub series: Arc<Snapshot>,
+    /// Cumulative counts per series.
+    pub totals: Arc<Vec<Arc<SeriesTotals>>>,
+    /// The SLO snapshot of the last evaluation.
+    pub slos: Arc<SloSnapshot>,
+}
+
+/// The live SLO state.
+pub struct Live {
+    evaluator: Mutex<Evaluator>,
+    published: RwLock<Arc<Published>>,
+    catalog: BTreeMap<String, CatalogEntry>,
+    started: UnixNanos,
+    sinks: Vec<Box<dyn EventSink>>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("started", &self.started)
+            .field("sinks", &self.sinks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Live {
+    /// Live state over `evaluator`; `catalog` gives the owner and tier labels of series.
+    pub fn new(
+        evaluator: Evaluator,
+        catalog: BTreeMap<String, CatalogEntry>,
+        clock: &dyn Clock,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Self {
+        Live {
+            evaluator: Mutex::new(evaluator),
+            published: RwLock::new(Arc::new(Published::default())),
+            catalog,
+            started: clock.now_unix_nanos(),
+            sinks,
+        }
+    }
+
+    /// Runs one evaluation step (see [`Evaluator::step`]), publishes its results and hands
+    /// its events to the sinks. Blocking CPU work: call it off the I/O threads.
+    pub fn step(&self, force: bool) -> Step {
+        let (step, events) = {
+            let mut ev = lock(&self.evaluator);
+            let step = ev.step(force);
+            let events: Vec<BurnRateEvent> = step
+                .events
+                .iter()
+                .map(|e| {
+                    let objective = ev.engine().spec(e.slo_id).map_or(0.0, |s| s.objective);
+                    series::burn_rate_event(e, objective)
+                })
+                .collect();
+            (step, events)
+        };
+        {
+            let mut p = self
+                .published
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slos = step.slos.clone().unwrap_or_else(|| p.slos.clone());
+            *p = Arc::new(Published {
+                series: step.series.clone(),
+                totals: step.totals.clone(),
+                slos,
+            });
+        }
+        for e in &step.events {
+            log_event(e);
+        }
+        if !events.is_empty() {
+            for s in &self.sinks {
+                s.publish(&events);
+            }
+        }
+        step
+    }
+
+    /// The latest results.
+    pub fn published(&self) -> Arc<Published> {
+        self.published
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The SLI series as of the last step, named per `naming`.
+    pub fn metrics(&self, naming: MetricNaming) -> MetricsSnapshot {
+        let p = self.published();
+        series::build(
+            series::Inputs {
+                series: &p.series,
+                totals: &p.totals,
+                slos: &p.slos,
+                catalog: &self.catalog,
+                started: self.started,
+            },
+            naming,
+        )
+    }
+
+    /// Runs `f` on the evaluator (silences, recent events).
+    pub fn with_evaluator<R>(&self, f: impl FnOnce(&mut Evaluator) -> R) -> R {
+        f(&mut lock(&self.evaluator))
+    }
+
+    /// Adds a silence; returns its id.
+    pub fn add_silence(&self, s: Silence) -> SilenceId {
+        self.with_evaluator(|e| e.engine_mut().add_silence(s))
+    }
+
+    /// Removes a silence; false when unknown.
+    pub fn remove_silence(&self, id: SilenceId) -> bool {
+        self.with_evaluator(|e| e.engine_mut().remove_silence(id))
+    }
+
+    /// The silences in force.
+    pub fn silences(&self) -> Vec<(SilenceId, Silence)> {
+        self.with_evaluator(|e| e.engine().silences().to_vec())
+    }
+
+    /// The most recent events, oldest first.
+    pub fn recent_events(&self) -> Vec<AlertEvent> {
+        self.with_evaluator(|e| e.engine().recent_events().cloned().collect())
+    }
+}
+
+fn log_event(e: &AlertEvent) {
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+    match e.state {
+        AlertState::Firing => tracing::warn!(
+            slo = %e.slo,
+            service = %e.service,
+            severity = e.severity.as_str(),
+            long_burn_rate = %rate(e.long_burn_rate),
+            short_burn_rate = %rate(e.short_burn_rate),
+            "burn-rate alert firing"
+        ),
+        AlertState::Resolved => tracing::info!(
+            slo = %e.slo,
+            service = %e.service,
+            severity = e.severity.as_str(),
+            "burn-rate alert resolved"
+        ),
+    }
+}

@@ -1,0 +1,419 @@
+//! `slipstream replay`: backtesting. Recorded traces go through the same scanner, aggregator
+//! and SLO engine as live traffic, on a clock driven by the spans' end times, and the alert
+//! events come out with the times they would have fired.
+//!
+//! Input formats:
+//! - OTLP JSON lines: one `ExportTraceServiceRequest` in OTLP/JSON per line, as the OTel
+//!   Collector's file exporter writes them (lines of other signals hold no spans and are
+//!   skipped).
+//! - Length-prefixed protobuf: each record a 4-byte big-endian length, then that many bytes of
+//!   a protobuf `ExportTraceServiceRequest`.
+//!
+//! The clock: before the spans of a request are recorded, the clock moves to the latest end
+//! time seen so far, running an evaluation at each multiple of `slo.evaluation_interval` it
+//! passes, exactly as the live pipeline evaluates on its interval. A request whose spans all
+//! end earlier than the clock is recorded as late traffic, as live.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use slipstream_aggregator::Aggregator;
+use slipstream_config::Config;
+use slipstream_core::{Clock, ManualClock, ObservationSink, Registry, Signal, SpanRecord};
+use slipstream_receiver::Pipeline;
+use slipstream_receiver::scanner::scan_traces;
+use slipstream_slo::{AlertEvent, SloEngine, SloSnapshot};
+
+use crate::evaluate::Evaluator;
+use crate::live::Live;
+
+/// How the input file is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// Decide from the first byte: `{` means JSON lines, anything else protobuf.
+    Auto,
+    /// OTLP JSON lines.
+    Json,
+    /// Length-prefixed protobuf.
+    Protobuf,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    Text,
+    /// One JSON object per line (`{"event": ...}` and `{"slos": ...}`).
+    Json,
+}
+
+/// What `replay` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// The configuration (SLOs, aggregator, catalog).
+    pub config: Config,
+    /// The recorded traces.
+    pub input: PathBuf,
+    /// Input framing.
+    pub format: InputFormat,
+    /// Output format.
+    pub output: OutputFormat,
+    /// Also print the SLO table every this much event time.
+    pub every: Option<Duration>,
+    /// Show a progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayReport {
+    /// Every alert event, in order.
+    pub events: Vec<AlertEvent>,
+    /// The SLOs at the end of the input.
+    pub slos: Arc<SloSnapshot>,
+    /// Requests read.
+    pub requests: u64,
+    /// Spans read.
+    pub spans: u64,
+    /// Records that could not be decoded (skipped, with a warning).
+    pub invalid: u64,
+    /// Wall time spent.
+    pub elapsed: Duration,
+}
+
+/// The replay machinery: the same components as `run`, minus the network.
+struct Replayer {
+    clock: ManualClock,
+    aggregator: Arc<Aggregator>,
+    live: Live,
+    interval: u64,
+    next_evaluation: Option<u64>,
+    events: Vec<AlertEvent>,
+    every: Option<u64>,
+    next_print: Option<u64>,
+    output: OutputFormat,
+    out: Box<dyn Write>,
+}
+
+impl Replayer {
+    fn new(opts: &ReplayOptions, out: Box<dyn Write>) -> anyhow::Result<Self> {
+        let clock = ManualClock::new(0);
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let registry = Registry::new();
+        let aggregator = Arc::new(Aggregator::new(
+            &opts.config.aggregator,
+            shared.clone(),
+            &registry,
+        ));
+        let engine = SloEngine::new(&opts.config.slo, shared.clone(), &registry)
+            .map_err(|e| anyhow::anyhow!("invalid slo section: {e:?}"))?;
+        let interval = u64::try_from(engine.evaluation_interval().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let live = Live::new(
+            Evaluator::new(aggregator.clone(), engine, shared.clone()),
+            opts.config.slo.catalog.clone(),
+            &*shared,
+            Vec::new(),
+        );
+        Ok(Replayer {
+            clock,
+            aggregator,
+            live,
+            interval,
+            next_evaluation: None,
+            events: Vec::new(),
+            every: opts.every.map(|d| (d.as_nanos() as u64).max(1)),
+            next_print: None,
+            output: opts.output,
+            out,
+        })
+    }
+
+    /// Moves the clock to `t`, evaluating at every interval boundary on the way.
+    fn advance_to(&mut self, t: u64) -> anyhow::Result<()> {
+        let next = *self
+            .next_evaluation
+            .get_or_insert((t / self.interval + 1) * self.interval);
+        if self.next_print.is_none()
+            && let Some(e) = self.every
+        {
+            self.next_print = Some((t / e + 1) * e);
+        }
+        let mut next = next;
+        while next <= t {
+            self.clock.set(next);
+            self.evaluate(false)?;
+            next += self.interval;
+        }
+        self.next_evaluation = Some(next);
+        if t > self.clock.now_unix_nanos() {
+            self.clock.set(t);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, force: bool) -> anyhow::Result<()> {
+        let step = self.live.step(force);
+        for e in &step.events {
+            print_event(&mut self.out, self.output, e)?;
+        }
+        self.events.extend(step.events);
+        let now = self.clock.now_unix_nanos();
+        if let (Some(p), Some(every)) = (self.next_print, self.every)
+            && now >= p
+        {
+            print_slos(&mut self.out, self.output, &self.live.published().slos)?;
+            self.next_print = Some((now / every + 1) * every);
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, body: &[u8]) -> anyhow::Result<u64> {
+        let mut spans: Vec<SpanRecord<'_>> = Vec::with_capacity((body.len() / 256).max(4));
+        scan_traces(body, self.aggregator.scan_spec(), &mut spans)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(t) = spans.iter().map(|s| s.end_unix_nano).max() {
+            self.advance_to(t)?;
+        }
+        self.aggregator.record(&spans);
+        Ok(spans.len() as u64)
+    }
+
+    fn finish(mut self, mut report: ReplayReport) -> anyhow::Result<ReplayReport> {
+        // One last evaluation at the next boundary, so the last spans count.
+        if let Some(next) = self.next_evaluation {
+            self.clock.set(next);
+            self.evaluate(true)?;
+        }
+        report.slos = self.live.published().slos.clone();
+        print_slos(&mut self.out, self.output, &report.slos)?;
+        self.out.flush()?;
+        report.events = self.events;
+        Ok(report)
+    }
+}
+
+fn print_event(out: &mut dyn Write, format: OutputFormat, e: &AlertEvent) -> std::io::Result<()> {
+    match format {
+        OutputFormat::Json => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "event": crate::api::event_json(e) })
+            )
+        }
+        OutputFormat::Text => {
+            let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+            let at = crate::api::time(Some(e.at));
+            let versions = match &e.newest_version {
+                Some((v, since)) => format!(
+                    "  versions {} (newest {v} since {})",
+                    e.versions.join(","),
+                    crate::api::time(Some(*since)).as_str().unwrap_or("-")
+                ),
+                None => String::new(),
+            };
+            writeln!(
+                out,
+                "{}  {:<8} {:<6} {}  {}/{} burn {}/{} (factor {:.2})  budget left {}{}",
+                at.as_str().unwrap_or("-"),
+                e.state.as_str().to_uppercase(),
+                e.severity.as_str(),
+                e.slo,
+                slipstream_core::export::format_duration(e.row.long),
+                slipstream_core::export::format_duration(e.row.short),
+                rate(e.long_burn_rate),
+                rate(e.short_burn_rate),
+                e.row.factor,
+                e.budget_remaining
+                    .map_or_else(|| "-".to_owned(), |b| format!("{:.1}%", b * 100.0)),
+                versions
+            )
+        }
+    }
+}
+
+fn print_slos(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    slos: &SloSnapshot,
+) -> std::io::Result<()> {
+    match format {
+        OutputFormat::Json => {
+            let all: Vec<_> = slos.slos.iter().map(crate::api::slo_json).collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "at": crate::api::time(Some(slos.at)), "slos": all })
+            )
+        }
+        OutputFormat::Text => {
+            let at = crate::api::time(Some(slos.at));
+            writeln!(out, "SLOs at {}", at.as_str().unwrap_or("-"))?;
+            writeln!(
+                out,
+                "  {:<36} {:<14} {:>9} {:>10} {:>10} {:>10} {:>12} {:>8}",
+                "slo",
+                "service",
+                "objective",
+                "err 5m",
+                "err 1h",
+                "err 1d",
+                "budget left",
+                "firing"
+            )?;
+            for s in &slos.slos {
+                let ratio = |w: u64| {
+                    s.window(Duration::from_secs(w))
+                        .and_then(|w| w.error_ratio)
+                        .map_or_else(|| "-".to_owned(), |r| format!("{:.4}%", r * 100.0))
+                };
+                let firing: Vec<&str> = s
+                    .alerts
+                    .iter()
+                    .filter(|a| a.firing)
+                    .map(|a| a.row.severity.as_str())
+                    .collect();
+                writeln!(
+                    out,
+                    "  {:<36} {:<14} {:>8}% {:>10} {:>10} {:>10} {:>12} {:>8}",
+                    s.name,
+                    s.service,
+                    s.objective * 100.0,
+                    ratio(300),
+                    ratio(3600),
+                    ratio(86_400),
+                    s.budget_remaining
+                        .map_or_else(|| "-".to_owned(), |b| format!("{:.2}%", b * 100.0)),
+                    if firing.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        firing.join(",")
+                    }
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads records (protobuf request bodies) from the input.
+enum Records {
+    Json(BufReader<std::fs::File>, String),
+    Protobuf(BufReader<std::fs::File>),
+}
+
+impl Records {
+    fn open(path: &Path, format: InputFormat) -> anyhow::Result<(Records, u64)> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let format = match format {
+            InputFormat::Auto => {
+                let head = r.fill_buf()?;
+                match head.iter().find(|b| !b.is_ascii_whitespace()) {
+                    Some(b'{') => InputFormat::Json,
+                    _ => InputFormat::Protobuf,
+                }
+            }
+            f => f,
+        };
+        Ok((
+            match format {
+                InputFormat::Json => Records::Json(r, String::new()),
+                _ => Records::Protobuf(r),
+            },
+            len,
+        ))
+    }
+
+    /// The next record and the bytes it took in the file; `None` at the end.
+    fn next(&mut self) -> anyhow::Result<Option<(Result<Bytes, String>, u64)>> {
+        match self {
+            Records::Json(r, line) => loop {
+                line.clear();
+                let n = r.read_line(line)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let body = Pipeline::json_to_protobuf(Signal::Traces, line.as_bytes())
+                    .map_err(|e| e.to_string());
+                return Ok(Some((body, n as u64)));
+            },
+            Records::Protobuf(r) => {
+                let mut len = [0u8; 4];
+                match r.read_exact(&mut len) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+                let n = u32::from_be_bytes(len) as usize;
+                let mut buf = vec![0u8; n];
+                r.read_exact(&mut buf).context(
+                    "the file ends inside a record (truncated length-prefixed protobuf)",
+                )?;
+                Ok(Some((Ok(Bytes::from(buf)), n as u64 + 4)))
+            }
+        }
+    }
+}
+
+/// Runs a replay, printing events and SLO tables to `out`.
+pub fn replay(opts: &ReplayOptions, out: Box<dyn Write>) -> anyhow::Result<ReplayReport> {
+    let started = Instant::now();
+    let (mut records, len) = Records::open(&opts.input, opts.format)?;
+    let mut replayer = Replayer::new(opts, out)?;
+    let bar = if opts.progress {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(len),
+            indicatif::ProgressDrawTarget::stderr_with_hz(5),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {msg} ({elapsed}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut report = ReplayReport::default();
+    let mut n = 0u64;
+    while let Some((body, size)) = records.next()? {
+        n += 1;
+        match body {
+            Ok(body) => match replayer.record(&body) {
+                Ok(k) => {
+                    report.requests += 1;
+                    report.spans += k;
+                }
+                Err(e) => {
+                    report.invalid += 1;
+                    tracing::warn!("record {n}: invalid ExportTraceServiceRequest, skipped: {e}");
+                }
+            },
+            Err(e) => {
+                report.invalid += 1;
+                tracing::warn!("record {n}: skipped: {e}");
+            }
+        }
+        bar.inc(size);
+        if n.is_multiple_of(256) {
+            bar.set_message(format!("{} spans", report.spans));
+        }
+    }
+    bar.finish_and_clear();
+    let mut report = replayer.finish(report)?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
