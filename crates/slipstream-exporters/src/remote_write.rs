@@ -1,1 +1,0 @@
-//! `remote_write` (in progress).

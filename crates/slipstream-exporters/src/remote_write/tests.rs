@@ -1,0 +1,201 @@
+use prost::Message;
+use slipstream_core::MetricsSnapshot;
+use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
+
+use super::*;
+
+fn point(labels: &[(&str, &str)], value: PointValue) -> Point {
+    Point {
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        service: Some("checkout".to_owned()),
+        value,
+        start_time: 0,
+    }
+}
+
+fn family(name: &str, kind: MetricKind, points: Vec<Point>) -> MetricFamily {
+    MetricFamily {
+        name: name.to_owned(),
+        help: String::new(),
+        unit: "",
+        kind,
+        points,
+    }
+}
+
+fn names(ts: &TimeSeries) -> Vec<(&str, &str)> {
+    ts.labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect()
+}
+
+#[test]
+fn wire_format_matches_the_prompb_field_numbers() {
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![Label {
+                name: "__name__".to_owned(),
+                value: "a".to_owned(),
+            }],
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: 5,
+            }],
+        }],
+    };
+    let mut want = vec![0x0a, 28, 0x0a, 13, 0x0a, 8];
+    want.extend_from_slice(b"__name__");
+    want.extend_from_slice(&[0x12, 1, b'a', 0x12, 11, 0x09]);
+    want.extend_from_slice(&1.0f64.to_le_bytes());
+    want.extend_from_slice(&[0x10, 5]);
+    assert_eq!(req.encode_to_vec(), want);
+}
+
+#[test]
+fn series_are_named_like_the_text_format_with_sorted_labels() {
+    let snap = MetricsSnapshot {
+        at: 1_700_000_000_123_456_789,
+        families: vec![
+            family(
+                "slipstream_sli_requests_total",
+                MetricKind::Counter,
+                vec![point(
+                    &[("slo", "a"), ("zone", "x")],
+                    PointValue::Number(12.0),
+                )],
+            ),
+            family(
+                "slo:sli_error:ratio_rate5m",
+                MetricKind::Gauge,
+                vec![point(&[("Upper", "u")], PointValue::Number(0.5))],
+            ),
+            family(
+                "lat_seconds",
+                MetricKind::Histogram,
+                vec![point(
+                    &[("a", "1"), ("z", "2")],
+                    PointValue::Histogram(HistogramValue {
+                        count: 3,
+                        sum: 0.75,
+                        buckets: vec![(0.0, 0.25, 1), (0.25, 1.0, 2)],
+                    }),
+                )],
+            ),
+        ],
+    };
+    let series = timeseries(&snap, 42);
+    let got: Vec<(Vec<(&str, &str)>, f64)> = series
+        .iter()
+        .map(|ts| {
+            assert_eq!(ts.samples.len(), 1);
+            assert_eq!(ts.samples[0].timestamp, 1_700_000_000_123);
+            (names(ts), ts.samples[0].value)
+        })
+        .collect();
+    let want: Vec<(Vec<(&str, &str)>, f64)> = vec![
+        (
+            vec![
+                ("__name__", "slipstream_sli_requests_total"),
+                ("slo", "a"),
+                ("zone", "x"),
+            ],
+            12.0,
+        ),
+        (
+            vec![("Upper", "u"), ("__name__", "slo:sli_error:ratio_rate5m")],
+            0.5,
+        ),
+        (
+            vec![
+                ("__name__", "lat_seconds_bucket"),
+                ("a", "1"),
+                ("le", "0.25"),
+                ("z", "2"),
+            ],
+            1.0,
+        ),
+        (
+            vec![
+                ("__name__", "lat_seconds_bucket"),
+                ("a", "1"),
+                ("le", "1.0"),
+                ("z", "2"),
+            ],
+            3.0,
+        ),
+        (
+            vec![
+                ("__name__", "lat_seconds_bucket"),
+                ("a", "1"),
+                ("le", "+Inf"),
+                ("z", "2"),
+            ],
+            3.0,
+        ),
+        (
+            vec![("__name__", "lat_seconds_sum"), ("a", "1"), ("z", "2")],
+            0.75,
+        ),
+        (
+            vec![("__name__", "lat_seconds_count"), ("a", "1"), ("z", "2")],
+            3.0,
+        ),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_snapshot_without_time_is_stamped_now() {
+    let snap = MetricsSnapshot {
+        at: 0,
+        families: vec![family(
+            "g",
+            MetricKind::Gauge,
+            vec![point(&[], PointValue::Number(1.0))],
+        )],
+    };
+    assert_eq!(timeseries(&snap, 42)[0].samples[0].timestamp, 42);
+}
+
+#[test]
+fn large_snapshots_split_into_batches_that_decode_back() {
+    let points: Vec<Point> = (0..4500)
+        .map(|i| point(&[("i", &i.to_string())], PointValue::Number(f64::from(i))))
+        .collect();
+    let snap = MetricsSnapshot {
+        at: 1_000_000,
+        families: vec![family("g", MetricKind::Gauge, points)],
+    };
+    let bodies = encode(&snap, 0, MAX_SERIES_PER_REQUEST);
+    let decoded: Vec<WriteRequest> = bodies.iter().map(|b| decode(b).unwrap()).collect();
+    assert_eq!(
+        decoded
+            .iter()
+            .map(|r| r.timeseries.len())
+            .collect::<Vec<_>>(),
+        [2000, 2000, 500]
+    );
+    let values: Vec<f64> = decoded
+        .iter()
+        .flat_map(|r| &r.timeseries)
+        .map(|ts| ts.samples[0].value)
+        .collect();
+    assert_eq!(values, (0..4500).map(f64::from).collect::<Vec<_>>());
+    // Snappy block format, not the framed stream format.
+    assert!(!bodies[0].starts_with(b"\xff\x06\x00\x00sNaPpY"));
+    assert_eq!(
+        snap::raw::decompress_len(&bodies[0]).unwrap(),
+        decoded[0].encoded_len()
+    );
+}
+
+#[test]
+fn an_empty_snapshot_is_one_empty_request() {
+    let bodies = encode(&MetricsSnapshot::default(), 0, MAX_SERIES_PER_REQUEST);
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(decode(&bodies[0]).unwrap(), WriteRequest::default());
+}
