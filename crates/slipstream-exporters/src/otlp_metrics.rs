@@ -1,1 +1,0 @@
-//! `otlp_metrics` (in progress).
