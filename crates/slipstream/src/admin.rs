@@ -100,3 +100,51 @@ pub async fn start(
         tokio::spawn(serve_http(listener, handler, shutdown, "admin")),
     ))
 }
+
+/// Binds the SLI-series scrape endpoint (`exporters.prometheus.endpoint`) and serves
+/// `/metrics` from `live` until `shutdown`: text format 0.0.4, or OpenMetrics when the scraper's
+/// `Accept` header asks for it.
+pub async fn start_prometheus(
+    endpoint: &str,
+    naming: slipstream_config::exporters::MetricNaming,
+    live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    use slipstream_exporters::prometheus;
+    let listener = TcpListener::bind(endpoint)
+        .await
+        .with_context(|| format!("cannot listen on {endpoint} (exporters.prometheus)"))?;
+    let addr = listener.local_addr()?;
+    let handler: Handler = Arc::new(move |req| {
+        let live = live.clone();
+        Box::pin(async move {
+            const PLAIN: &str = "text/plain; charset=utf-8";
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into(), PLAIN);
+            }
+            if req.uri().path() != "/metrics" {
+                return text(StatusCode::NOT_FOUND, "not found: try /metrics\n".into(), PLAIN);
+            }
+            let format = prometheus::negotiate(
+                req.headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let body = tokio::task::spawn_blocking(move || {
+                prometheus::render(&live.metrics(naming), format)
+            })
+            .await
+            .unwrap_or_default();
+            let mut r = Response::new(ResponseBody::full(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            r
+        })
+    });
+    Ok((
+        addr,
+        tokio::spawn(serve_http(listener, handler, shutdown, "prometheus")),
+    ))
+}

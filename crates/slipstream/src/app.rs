@@ -79,6 +79,8 @@ pub struct App {
     pub http_addr: Option<SocketAddr>,
     /// Where the admin server listens.
     pub admin_addr: Option<SocketAddr>,
+    /// Where the SLI-series scrape endpoint listens.
+    pub prometheus_addr: Option<SocketAddr>,
     /// The streaming aggregator: per-series SLIs.
     pub aggregator: Arc<Aggregator>,
     /// The SLO state: evaluator, published results, silences.
@@ -89,6 +91,7 @@ pub struct App {
     receivers: RunningReceivers,
     forwarder: Option<ForwarderHandle>,
     admin: Option<tokio::task::JoinHandle<()>>,
+    prometheus: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -165,6 +168,19 @@ impl App {
             }
             None => (None, None),
         };
+        let (prometheus_addr, prometheus) = match &cfg.exporters.prometheus.endpoint {
+            Some(ep) => {
+                let (addr, task) = admin::start_prometheus(
+                    ep,
+                    cfg.exporters.prometheus.naming,
+                    live.clone(),
+                    shutdown_rx.clone(),
+                )
+                .await?;
+                (Some(addr), Some(task))
+            }
+            None => (None, None),
+        };
         let ticker = tokio::spawn(tick_loop(
             live.clone(),
             aggregator.tick_interval(),
@@ -177,6 +193,7 @@ impl App {
             grpc = ?receivers.grpc_addr,
             http = ?receivers.http_addr,
             admin = ?admin_addr,
+            prometheus = ?prometheus_addr,
             forward = cfg.forward.endpoint.as_deref().unwrap_or("off"),
             "slipstream listening"
         );
@@ -185,6 +202,7 @@ impl App {
             grpc_addr: receivers.grpc_addr,
             http_addr: receivers.http_addr,
             admin_addr,
+            prometheus_addr,
             aggregator,
             live,
             ticker,
@@ -193,6 +211,7 @@ impl App {
             receivers,
             forwarder,
             admin,
+            prometheus,
         })
     }
 
@@ -220,6 +239,9 @@ impl App {
         }
         if let Some(a) = self.admin {
             let _ = a.await;
+        }
+        if let Some(p) = self.prometheus {
+            let _ = p.await;
         }
     }
 }

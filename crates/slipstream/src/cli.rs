@@ -98,7 +98,7 @@ pub fn main() -> ExitCode {
                 }
             };
             crate::app::init_logging(&slipstream_config::LogConfig {
-                level: "warn".to_owned(),
+                level: "warn,slipstream::live=error".to_owned(),
                 ..cfg.log.clone()
             });
             let opts = ReplayOptions {

@@ -302,9 +302,21 @@ fn print_slos(
     }
 }
 
-/// Reads records (protobuf request bodies) from the input.
+/// A decoded record: the protobuf request body (or why it could not be decoded) and the bytes
+/// it took in the file.
+type Record = (Result<Bytes, String>, u64);
+
+/// Lines of OTLP JSON handed to a decoding thread at once.
+const JSON_CHUNK: usize = 16;
+
+/// Reads records (protobuf request bodies) from the input, in file order. JSON lines are
+/// decoded on every core (the costly part of a JSON replay), in chunks whose results are
+/// collected in order.
 enum Records {
-    Json(BufReader<std::fs::File>, String),
+    Json(
+        crossbeam_channel::Receiver<crossbeam_channel::Receiver<Vec<Record>>>,
+        std::vec::IntoIter<Record>,
+    ),
     Protobuf(BufReader<std::fs::File>),
 }
 
@@ -326,28 +338,32 @@ impl Records {
         };
         Ok((
             match format {
-                InputFormat::Json => Records::Json(r, String::new()),
+                InputFormat::Json => Records::Json(spawn_json_decoders(r), Vec::new().into_iter()),
                 _ => Records::Protobuf(r),
             },
             len,
         ))
     }
 
-    /// The next record and the bytes it took in the file; `None` at the end.
-    fn next(&mut self) -> anyhow::Result<Option<(Result<Bytes, String>, u64)>> {
+    /// The next record; `None` at the end.
+    fn next(&mut self) -> anyhow::Result<Option<Record>> {
         match self {
-            Records::Json(r, line) => loop {
-                line.clear();
-                let n = r.read_line(line)?;
-                if n == 0 {
+            Records::Json(chunks, current) => loop {
+                if let Some(r) = current.next() {
+                    return Ok(Some(r));
+                }
+                let Ok(chunk) = chunks.recv() else {
                     return Ok(None);
+                };
+                let records = chunk
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("a JSON decoding thread failed"))?;
+                if let Some((Err(e), 0)) = records.first()
+                    && records.len() == 1
+                {
+                    anyhow::bail!("cannot read the input: {e}");
                 }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let body = Pipeline::json_to_protobuf(Signal::Traces, line.as_bytes())
-                    .map_err(|e| e.to_string());
-                return Ok(Some((body, n as u64)));
+                *current = records.into_iter();
             },
             Records::Protobuf(r) => {
                 let mut len = [0u8; 4];
@@ -365,6 +381,66 @@ impl Records {
             }
         }
     }
+}
+
+/// Starts a reader thread and one decoding thread per core; returns, in file order, one
+/// receiver per chunk of lines.
+fn spawn_json_decoders(
+    mut reader: BufReader<std::fs::File>,
+) -> crossbeam_channel::Receiver<crossbeam_channel::Receiver<Vec<Record>>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<(
+        Vec<String>,
+        crossbeam_channel::Sender<Vec<Record>>,
+    )>(workers * 2);
+    let (order_tx, order_rx) = crossbeam_channel::bounded(workers * 4);
+    for _ in 0..workers {
+        let jobs = jobs_rx.clone();
+        std::thread::spawn(move || {
+            for (lines, done) in jobs {
+                let records = lines
+                    .iter()
+                    .map(|l| {
+                        let body = Pipeline::json_to_protobuf(Signal::Traces, l.as_bytes())
+                            .map_err(|e| e.to_string());
+                        (body, l.len() as u64)
+                    })
+                    .collect();
+                let _ = done.send(records);
+            }
+        });
+    }
+    std::thread::spawn(move || {
+        loop {
+            let mut lines = Vec::with_capacity(JSON_CHUNK);
+            let mut failed = None;
+            while lines.len() < JSON_CHUNK {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) if line.trim().is_empty() => continue,
+                    Ok(_) => lines.push(line),
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if let Some(e) = failed {
+                let _ = tx.send(vec![(Err(e), 0)]);
+                let _ = order_tx.send(rx);
+                return;
+            }
+            if lines.is_empty() {
+                return;
+            }
+            if order_tx.send(rx).is_err() || jobs_tx.send((lines, tx)).is_err() {
+                return;
+            }
+        }
+    });
+    order_rx
 }
 
 /// Runs a replay, printing events and SLO tables to `out`.

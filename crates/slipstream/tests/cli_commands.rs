@@ -94,7 +94,8 @@ fn run_serves_until_sigterm_then_exits_zero() {
     let path = write_config(
         "run",
         &format!(
-            "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{admin}\n",
+            "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\n",
+            free_port(),
             free_port(),
             free_port()
         ),

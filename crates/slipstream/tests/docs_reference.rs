@@ -68,3 +68,47 @@ fn metrics_doc_matches_the_declared_metrics() {
         assert!(d.name.starts_with("slipstream_"), "{}", d.name);
     }
 }
+
+#[test]
+fn sli_series_doc_matches_the_declared_families() {
+    use slipstream::series::SERIES;
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/sli-series.md"
+    ))
+    .unwrap();
+    let documented: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+    let expected: Vec<String> = SERIES
+        .iter()
+        .map(|d| {
+            let labels = d
+                .labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "| `{}` | {} | `{}` | {} | {} |",
+                d.name,
+                d.kind.as_str(),
+                d.unit,
+                labels,
+                d.help
+            )
+        })
+        .collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|r| !documented.contains(&r.as_str()))
+        .collect();
+    let extra: Vec<&&str> = documented
+        .iter()
+        .filter(|d| !expected.iter().any(|e| e == **d))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "docs/sli-series.md is out of date.\nmissing rows:\n{}\nrows for nothing declared:\n{}",
+        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        extra.iter().map(|s| **s).collect::<Vec<_>>().join("\n")
+    );
+}
