@@ -1,1 +1,487 @@
-//! `delivery` (in progress).
+//! The bounded delivery queue every push exporter sends through, and its HTTP helper.
+//!
+//! [`Delivery::start`] spawns one worker task that takes items in order and hands each to the
+//! exporter's send function until it succeeds:
+//!
+//! - [`Delivery::push`] never blocks and never awaits. The queue holds at most `queue_size`
+//!   items; a push into a full queue drops the oldest item (`reason="queue_full"`), so a slow
+//!   or dead target never holds up ingestion, the SLO engine or another exporter.
+//! - [`SendError::Retryable`] is retried with exponential backoff and ±20% jitter, from
+//!   `retry.initial_interval` doubling up to `retry.max_interval`; a longer delay the server
+//!   asked for (`Retry-After`) is honoured. When `retry.max_elapsed_time` is set and the next
+//!   attempt would start past it, the item is dropped (`reason="retries_exhausted"`); unset, it
+//!   is retried until the target takes it (new pushes keep queueing meanwhile, dropping the
+//!   oldest).
+//! - [`SendError::Permanent`] drops the item at once (`reason="rejected"`).
+//! - Every attempt is bounded by `timeout`; one that runs over counts as a `timeout` failure
+//!   and is retried.
+//! - [`Delivery::shutdown`] delivers what is queued within a deadline and counts the rest as
+//!   dropped (`reason="shutdown"`).
+//!
+//! Counters (see [`crate::names`]): `slipstream_exporter_sent_total`,
+//! `slipstream_exporter_failures_total` (every failed attempt, by reason),
+//! `slipstream_exporter_dropped_total` (by reason) and the gauge
+//! `slipstream_exporter_queue_length`, each labelled with the exporter's name.
+//!
+//! [`post`] is the HTTP POST every HTTP exporter uses; it classifies answers into success,
+//! retryable and permanent failures. It speaks plain `http://` only (HTTP/1.1); `https://`
+//! targets are not supported in this version.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+use slipstream_config::exporters::DeliveryConfig;
+use slipstream_core::Registry;
+use slipstream_core::telemetry::{Counter, Gauge};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::names;
+
+/// Why one delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Worth trying again (connection refused, timeout, 429, 5xx).
+    Retryable {
+        /// Label value of `slipstream_exporter_failures_total` (`unreachable`, `timeout`,
+        /// `http_status`, ...).
+        reason: &'static str,
+        /// A delay the target asked for; honoured when longer than the backoff.
+        retry_after: Option<Duration>,
+    },
+    /// The target refused the item for good (a 4xx other than 429): it is dropped.
+    Permanent {
+        /// Label value of `slipstream_exporter_failures_total` (`http_status`, `invalid`, ...).
+        reason: &'static str,
+    },
+}
+
+impl SendError {
+    /// The failure counter's `reason` label value.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SendError::Retryable { reason, .. } | SendError::Permanent { reason } => reason,
+        }
+    }
+}
+
+/// Items waiting, and whether the worker holds one it has not delivered yet.
+#[derive(Debug)]
+struct State<T> {
+    items: VecDeque<T>,
+    in_flight: bool,
+    closed: bool,
+}
+
+/// What the handles and the worker share.
+#[derive(Debug)]
+struct Shared<T> {
+    exporter: &'static str,
+    capacity: usize,
+    state: Mutex<State<T>>,
+    notify: Notify,
+    registry: Registry,
+    sent: Arc<Counter>,
+    length: Arc<Gauge>,
+}
+
+/// How the worker retries.
+#[derive(Debug, Clone)]
+struct Policy {
+    timeout: Duration,
+    initial: Duration,
+    max_interval: Duration,
+    max_elapsed: Option<Duration>,
+}
+
+/// A bounded queue drained by a worker task that delivers each item with retries. Dropping it
+/// without [`Delivery::shutdown`] stops the worker and loses what is queued.
+#[derive(Debug)]
+pub struct Delivery<T> {
+    shared: Arc<Shared<T>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable handle that pushes into a [`Delivery`]'s queue (for timers and other
+/// tasks that feed the same queue).
+#[derive(Debug)]
+pub struct DeliveryQueue<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for DeliveryQueue<T> {
+    fn clone(&self) -> Self {
+        DeliveryQueue {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+// === impl Delivery ===
+
+impl<T: Send + Sync + 'static> Delivery<T> {
+    /// Starts the worker of exporter `exporter` (the `exporter` label value) on the current
+    /// tokio runtime. `send` is called once per attempt with the item; its future cannot borrow
+    /// the item, so clone what it needs (a [`Bytes`] clone is a reference count).
+    pub fn start<F, Fut>(
+        exporter: &'static str,
+        cfg: &DeliveryConfig,
+        registry: &Registry,
+        send: F,
+    ) -> Self
+    where
+        F: Fn(&T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), SendError>> + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            exporter,
+            capacity: cfg.queue_size.max(1),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                in_flight: false,
+                closed: false,
+            }),
+            notify: Notify::new(),
+            registry: registry.clone(),
+            sent: registry.counter(&names::SENT, &[exporter]),
+            length: registry.gauge(&names::QUEUE_LENGTH, &[exporter]),
+        });
+        let policy = Policy {
+            timeout: cfg.timeout,
+            initial: cfg.retry.initial_interval,
+            max_interval: cfg.retry.max_interval.max(cfg.retry.initial_interval),
+            max_elapsed: cfg.retry.max_elapsed_time,
+        };
+        let task = tokio::spawn(work(shared.clone(), policy, send));
+        Delivery {
+            shared,
+            task: Some(task),
+        }
+    }
+}
+
+impl<T> Delivery<T> {
+    /// Queues `item` without waiting; drops the oldest queued item when the queue is full.
+    pub fn push(&self, item: T) {
+        self.shared.push(item);
+    }
+
+    /// A handle other tasks can push through.
+    pub fn queue(&self) -> DeliveryQueue<T> {
+        DeliveryQueue {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Items waiting (the one being sent not included).
+    pub fn queued(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// Stops taking items and delivers what is queued for at most `deadline`; whatever is
+    /// still undelivered then (the item being retried included) is counted as dropped
+    /// (`reason="shutdown"`). Returns that number.
+    pub async fn shutdown(mut self, deadline: Duration) -> usize {
+        self.shared.lock().closed = true;
+        self.shared.notify.notify_one();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(deadline, &mut task).await.is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+        let undelivered = {
+            let mut st = self.shared.lock();
+            let n = st.items.len() + usize::from(st.in_flight);
+            st.items.clear();
+            st.in_flight = false;
+            n
+        };
+        self.shared.length.set(0);
+        if undelivered > 0 {
+            self.shared.drop_items("shutdown", undelivered);
+            tracing::warn!(
+                exporter = self.shared.exporter,
+                undelivered,
+                "shutdown deadline passed with items still undelivered; dropped"
+            );
+        }
+        undelivered
+    }
+}
+
+impl<T> Drop for Delivery<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl<T> DeliveryQueue<T> {
+    /// Queues `item` without waiting; drops the oldest queued item when the queue is full.
+    pub fn push(&self, item: T) {
+        self.shared.push(item);
+    }
+}
+
+// === impl Shared ===
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn drop_items(&self, reason: &str, n: usize) {
+        self.registry
+            .counter(&names::DROPPED, &[self.exporter, reason])
+            .add(n as u64);
+    }
+
+    fn push(&self, item: T) {
+        let mut st = self.lock();
+        if st.closed {
+            drop(st);
+            self.drop_items("shutdown", 1);
+            return;
+        }
+        let mut dropped = false;
+        if st.items.len() >= self.capacity {
+            st.items.pop_front();
+            dropped = true;
+        }
+        st.items.push_back(item);
+        self.length.set(st.items.len() as i64);
+        drop(st);
+        if dropped {
+            self.drop_items("queue_full", 1);
+            tracing::debug!(
+                exporter = self.exporter,
+                "export queue full; dropped the oldest item"
+            );
+        }
+        self.notify.notify_one();
+    }
+
+    /// The next item, marked in flight; `None` once closed and empty.
+    async fn next(&self) -> Option<T> {
+        loop {
+            {
+                let mut st = self.lock();
+                if let Some(item) = st.items.pop_front() {
+                    st.in_flight = true;
+                    self.length.set(st.items.len() as i64);
+                    return Some(item);
+                }
+                if st.closed {
+                    return None;
+                }
+            }
+            // `notify_one` stores a permit when nobody waits, so no wake-up is lost.
+            self.notify.notified().await;
+        }
+    }
+}
+
+async fn work<T, F, Fut>(shared: Arc<Shared<T>>, policy: Policy, send: F)
+where
+    F: Fn(&T) -> Fut,
+    Fut: Future<Output = Result<(), SendError>>,
+{
+    while let Some(item) = shared.next().await {
+        deliver(&shared, &policy, &send, &item).await;
+        shared.lock().in_flight = false;
+    }
+}
+
+/// Sends one item until it is delivered, rejected, or retries run out.
+async fn deliver<T, F, Fut>(shared: &Shared<T>, policy: &Policy, send: &F, item: &T)
+where
+    F: Fn(&T) -> Fut,
+    Fut: Future<Output = Result<(), SendError>>,
+{
+    let exporter = shared.exporter;
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    loop {
+        let result = match tokio::time::timeout(policy.timeout, send(item)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Retryable {
+                reason: "timeout",
+                retry_after: None,
+            }),
+        };
+        let error = match result {
+            Ok(()) => {
+                shared.sent.inc();
+                return;
+            }
+            Err(e) => e,
+        };
+        shared
+            .registry
+            .counter(&names::FAILURES, &[exporter, error.reason()])
+            .inc();
+        let retry_after = match error {
+            SendError::Permanent { reason } => {
+                shared.drop_items("rejected", 1);
+                tracing::warn!(
+                    exporter,
+                    reason,
+                    "the target rejected an item permanently; dropped"
+                );
+                return;
+            }
+            SendError::Retryable { retry_after, .. } => retry_after,
+        };
+        let pause = backoff(policy.initial, policy.max_interval, attempt);
+        let delay = retry_after.map_or(pause, |d| d.max(pause));
+        if let Some(max) = policy.max_elapsed
+            && started.elapsed() + delay > max
+        {
+            shared.drop_items("retries_exhausted", 1);
+            tracing::warn!(
+                exporter,
+                reason = error.reason(),
+                "giving up on an item after {max:?} of retries; dropped"
+            );
+            return;
+        }
+        tracing::debug!(
+            exporter,
+            attempt,
+            reason = error.reason(),
+            ?delay,
+            "delivery failed; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Exponential backoff with ±20% jitter: `initial` doubled `attempt` times, at most `max`.
+pub(crate) fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let base = initial.saturating_mul(1u32 << attempt.min(20)).min(max);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    base.mul_f64(jitter).min(max)
+}
+
+// === HTTP ===
+
+/// The HTTP client push exporters share (plain `http://`, HTTP/1.1, pooled connections).
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A pooled HTTP client whose connects give up after `connect_timeout`.
+pub fn http_client(connect_timeout: Duration) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+/// The configured extra headers as a header map; `section` names the config section in
+/// errors (`exporters.webhook`).
+pub fn header_map(section: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+            .map_err(|e| format!("{section}.headers.{k}: {e}"))?;
+        let value = HeaderValue::from_str(v).map_err(|e| format!("{section}.headers.{k}: {e}"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// Parses an `http://` URL; `field` names the config field in errors.
+pub fn http_url(field: &str, url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("{field} `{url}`: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.authority().is_some() => Ok(uri),
+        Some("https") => Err(format!(
+            "{field} `{url}`: https:// is not supported in this version; use http://"
+        )),
+        _ => Err(format!("{field} `{url}`: expected http://host:port/...")),
+    }
+}
+
+/// POSTs `body` to `url` with `headers` and `content_type`, waiting at most `timeout` for the
+/// whole answer. Classification: 2xx is success; a connection error is retryable
+/// (`unreachable`), so is running past `timeout` (`timeout`); 429, 502, 503 and 504 are
+/// retryable honouring a `Retry-After` given in seconds, other 5xx retryable, and every other
+/// status (4xx, 3xx) permanent (`http_status`).
+pub async fn post(
+    client: &HttpClient,
+    url: &Uri,
+    headers: &HeaderMap,
+    content_type: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    let mut req = Request::post(url.clone())
+        .body(Full::new(body))
+        .map_err(|_| SendError::Permanent { reason: "invalid" })?;
+    let h = req.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type)
+            .map_err(|_| SendError::Permanent { reason: "invalid" })?,
+    );
+    h.extend(headers.clone());
+    let exchange = async {
+        let resp = client.request(req).await.map_err(|_| unreachable())?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Read the body so the connection can be reused.
+        let _ = resp.into_body().collect().await;
+        classify(status, retry_after)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(SendError::Retryable {
+            reason: "timeout",
+            retry_after: None,
+        }),
+    }
+}
+
+fn unreachable() -> SendError {
+    SendError::Retryable {
+        reason: "unreachable",
+        retry_after: None,
+    }
+}
+
+/// Success, retryable or permanent, from an HTTP status.
+pub(crate) fn classify(status: StatusCode, retry_after: Option<Duration>) -> Result<(), SendError> {
+    if status.is_success() {
+        Ok(())
+    } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        Err(SendError::Retryable {
+            reason: "http_status",
+            retry_after,
+        })
+    } else {
+        Err(SendError::Permanent {
+            reason: "http_status",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

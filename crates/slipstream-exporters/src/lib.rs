@@ -15,6 +15,7 @@
 pub mod alertmanager;
 pub mod delivery;
 pub mod forward;
+pub mod names;
 pub mod otlp_logs;
 pub mod otlp_metrics;
 pub mod prometheus;
