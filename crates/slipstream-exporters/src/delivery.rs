@@ -91,6 +91,8 @@ struct Shared<T> {
     notify: Notify,
     registry: Registry,
     sent: Arc<Counter>,
+    /// Moved by differences, so that queues sharing an exporter name (one per Alertmanager)
+    /// add up.
     length: Arc<Gauge>,
 }
 
@@ -201,12 +203,13 @@ impl<T> Delivery<T> {
         }
         let undelivered = {
             let mut st = self.shared.lock();
-            let n = st.items.len() + usize::from(st.in_flight);
+            let queued = st.items.len();
+            let n = queued + usize::from(st.in_flight);
             st.items.clear();
             st.in_flight = false;
+            self.shared.length.add(-(queued as i64));
             n
         };
-        self.shared.length.set(0);
         if undelivered > 0 {
             self.shared.drop_items("shutdown", undelivered);
             tracing::warn!(
@@ -260,7 +263,9 @@ impl<T> Shared<T> {
             dropped = true;
         }
         st.items.push_back(item);
-        self.length.set(st.items.len() as i64);
+        if !dropped {
+            self.length.add(1);
+        }
         drop(st);
         if dropped {
             self.drop_items("queue_full", 1);
@@ -279,7 +284,7 @@ impl<T> Shared<T> {
                 let mut st = self.lock();
                 if let Some(item) = st.items.pop_front() {
                     st.in_flight = true;
-                    self.length.set(st.items.len() as i64);
+                    self.length.add(-1);
                     return Some(item);
                 }
                 if st.closed {

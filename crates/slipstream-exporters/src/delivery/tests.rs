@@ -440,3 +440,35 @@ fn only_plain_http_urls_are_accepted() {
     );
     assert!(http_url("x", "alertmanager:9093").is_err());
 }
+
+#[tokio::test]
+async fn queues_sharing_an_exporter_name_add_up_in_the_length_gauge() {
+    let registry = Registry::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let start = |gate: Arc<Semaphore>| {
+        Delivery::start(EXPORTER, &config(10, None), &registry, move |_: &u32| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok(())
+            }
+        })
+    };
+    let (a, b) = (start(gate.clone()), start(gate.clone()));
+    for i in 0..3 {
+        a.push(i);
+        b.push(i);
+    }
+    let length = || value(&registry, "slipstream_exporter_queue_length", &[EXPORTER]);
+    // Each worker holds one item in flight; two wait in each queue.
+    eventually("both workers busy", || a.queued() == 2 && b.queued() == 2).await;
+    assert_eq!(length(), 4);
+    gate.add_permits(6);
+    assert_eq!(a.shutdown(Duration::from_secs(1)).await, 0);
+    assert_eq!(b.shutdown(Duration::from_secs(1)).await, 0);
+    assert_eq!(length(), 0);
+    assert_eq!(
+        value(&registry, "slipstream_exporter_sent_total", &[EXPORTER]),
+        6
+    );
+}
