@@ -12,39 +12,10 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use slipstream_e2e::sdk::emit;
 use slipstream_e2e::{Sink, otlp, raw, self_metric, spans_in, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Emits `n` server spans for `service` through `exporter`, then flushes and shuts down.
-async fn emit(exporter: SpanExporter, service: &str, n: usize) {
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
-        .with_resource(
-            Resource::builder()
-                .with_service_name(service.to_owned())
-                .build(),
-        )
-        .build();
-    let tracer = provider.tracer("e2e");
-    for i in 0..n {
-        let mut span = tracer
-            .span_builder(format!("GET /item/{}", i % 7))
-            .with_kind(SpanKind::Server)
-            .with_attributes([KeyValue::new(
-                "http.response.status_code",
-                if i % 10 == 0 { 503 } else { 200 },
-            )])
-            .start(&tracer);
-        span.end();
-    }
-    tokio::task::spawn_blocking(move || {
-        provider.force_flush().expect("flush");
-        provider.shutdown().expect("shutdown");
-    })
-    .await
-    .unwrap();
-}
 
 async fn sdk_to_slipstream(
     exporter: impl FnOnce(&slipstream::app::App) -> SpanExporter,
@@ -53,7 +24,7 @@ async fn sdk_to_slipstream(
     let sink = Sink::start().await;
     let app = start(test_config(Some((forward_protocol, &sink.url())), "")).await;
     let n = 300;
-    emit(exporter(&app), "checkout", n).await;
+    emit(exporter(&app), "checkout", n, |i| i % 10 == 0).await;
     let got = sink
         .wait_for(WAIT, "all spans downstream", |r| spans_in(r).len() >= n)
         .await;

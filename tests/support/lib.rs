@@ -21,8 +21,10 @@ use slipstream_config::Config;
 use tokio::net::TcpListener;
 
 pub mod otlp;
+pub mod procs;
 pub mod python;
 pub mod raw;
+pub mod sdk;
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {

