@@ -1,5 +1,6 @@
 //! The OTLP exporter that drains the forward queue: gRPC or HTTP/protobuf, with retries.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,22 +50,45 @@ pub struct DrainReport {
 
 /// Why one export attempt failed.
 #[derive(Debug)]
-struct Failure {
-    retryable: bool,
+pub(crate) struct Failure {
+    pub(crate) retryable: bool,
     /// A delay the downstream asked for.
-    delay: Option<Duration>,
+    pub(crate) delay: Option<Duration>,
     /// Label value of the retry/drop counter.
-    reason: &'static str,
-    detail: String,
+    pub(crate) reason: &'static str,
+    pub(crate) detail: String,
 }
 
+impl From<Failure> for crate::delivery::SendError {
+    /// For the delivery queue: retryable failures keep the delay the target asked for.
+    fn from(f: Failure) -> Self {
+        if f.retryable {
+            crate::delivery::SendError::Retryable {
+                reason: f.reason,
+                retry_after: f.delay,
+            }
+        } else {
+            crate::delivery::SendError::Permanent { reason: f.reason }
+        }
+    }
+}
+
+/// An OTLP endpoint and how to talk to it (gRPC or HTTP/protobuf, extra headers, gzip):
+/// the forward exporter's and the OTLP metrics exporter's sending half.
 #[derive(Debug)]
-struct Target {
+pub(crate) struct OtlpTarget {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
     protocol: ForwardProtocol,
     headers: HeaderMap,
     gzip: bool,
+    host: String,
+    port: u16,
+}
+
+#[derive(Debug)]
+struct Target {
+    otlp: OtlpTarget,
     timeout: Duration,
     initial: Duration,
     max_interval: Duration,
@@ -79,44 +103,17 @@ impl Forwarder {
         registry: &Registry,
     ) -> Result<(Arc<ForwardQueue>, ForwarderHandle), String> {
         let endpoint = cfg.endpoint.clone().ok_or("forward.endpoint is not set")?;
-        let uri: Uri = endpoint
-            .parse()
-            .map_err(|e| format!("forward.endpoint `{endpoint}`: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "forward.endpoint `{endpoint}`: only http:// endpoints are supported in this version"
-            ));
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("forward.endpoint `{endpoint}` has no host"))?
-            .clone();
-        let mut headers = HeaderMap::new();
-        for (k, v) in &cfg.headers {
-            let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
-                .map_err(|e| format!("forward.headers.{k}: {e}"))?;
-            let value =
-                HeaderValue::from_str(v).map_err(|e| format!("forward.headers.{k}: {e}"))?;
-            headers.insert(name, value);
-        }
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(90));
-        if cfg.protocol == ForwardProtocol::Grpc {
-            builder
-                .http2_only(true)
-                .http2_initial_stream_window_size(8 << 20)
-                .http2_initial_connection_window_size(16 << 20)
-                .http2_max_frame_size(1 << 20);
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.timeout));
+        let otlp = OtlpTarget::new(
+            "forward",
+            &endpoint,
+            cfg.protocol,
+            &cfg.headers,
+            cfg.compression == ForwardCompression::Gzip,
+            cfg.timeout,
+        )?;
+        let (host, port) = (otlp.host.clone(), otlp.port);
         let target = Arc::new(Target {
-            client: builder.build(connector),
-            base: endpoint.trim_end_matches('/').to_owned(),
-            protocol: cfg.protocol,
-            headers,
-            gzip: cfg.compression == ForwardCompression::Gzip,
+            otlp,
             timeout: cfg.timeout,
             initial: cfg.retry.initial_interval,
             max_interval: cfg.retry.max_interval,
@@ -138,12 +135,6 @@ impl Forwarder {
             reachable.clone(),
             registry.clone(),
         ));
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = authority.port_u16().unwrap_or(80);
         let probe = tokio::spawn(probe_loop(host, port, reachable.clone()));
         Ok((
             queue.clone(),
@@ -156,6 +147,73 @@ impl Forwarder {
                 registry: registry.clone(),
             },
         ))
+    }
+}
+
+// === impl OtlpTarget ===
+
+impl OtlpTarget {
+    /// A target for `endpoint` (`http://host:port`, the base URL for HTTP); `section` names
+    /// the config section in errors (`forward`, `exporters.otlp_metrics`).
+    pub(crate) fn new(
+        section: &str,
+        endpoint: &str,
+        protocol: ForwardProtocol,
+        headers: &BTreeMap<String, String>,
+        gzip: bool,
+        connect_timeout: Duration,
+    ) -> Result<Self, String> {
+        let uri: Uri = endpoint
+            .parse()
+            .map_err(|e| format!("{section}.endpoint `{endpoint}`: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "{section}.endpoint `{endpoint}`: only http:// endpoints are supported in this version"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{section}.endpoint `{endpoint}` has no host"))?
+            .clone();
+        let header_map = crate::delivery::header_map(section, headers)?;
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(90));
+        if protocol == ForwardProtocol::Grpc {
+            builder
+                .http2_only(true)
+                .http2_initial_stream_window_size(8 << 20)
+                .http2_initial_connection_window_size(16 << 20)
+                .http2_max_frame_size(1 << 20);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        Ok(OtlpTarget {
+            client: builder.build(connector),
+            base: endpoint.trim_end_matches('/').to_owned(),
+            protocol,
+            headers: header_map,
+            gzip,
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+        })
+    }
+
+    /// The body as sent: gzip-compressed when configured.
+    pub(crate) fn encode_body(&self, body: &Bytes) -> Bytes {
+        if self.gzip { gzip(body) } else { body.clone() }
+    }
+
+    /// One export of an (already encoded) body over gRPC or HTTP.
+    pub(crate) async fn send(&self, signal: Signal, body: Bytes) -> Result<(), Failure> {
+        match self.protocol {
+            ForwardProtocol::Grpc => send_grpc(self, signal, body).await,
+            ForwardProtocol::Http => send_http(self, signal, body).await,
+        }
     }
 }
 
@@ -275,28 +333,22 @@ async fn dispatch(
 /// Sends one request until it is delivered, rejected for good, or retries run out.
 async fn deliver(target: &Target, item: Item, reachable: &AtomicBool, registry: &Registry) {
     let signal = item.signal.as_str();
-    let body = if target.gzip {
-        gzip(&item.body)
-    } else {
-        item.body.clone()
-    };
+    let body = target.otlp.encode_body(&item.body);
     let started = Instant::now();
     let mut attempt: u32 = 0;
     loop {
-        let result = match tokio::time::timeout(
-            target.timeout,
-            send_once(target, item.signal, body.clone()),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(Failure {
-                retryable: true,
-                delay: None,
-                reason: "timeout",
-                detail: format!("no answer within {:?}", target.timeout),
-            }),
-        };
+        let result =
+            match tokio::time::timeout(target.timeout, target.otlp.send(item.signal, body.clone()))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(Failure {
+                    retryable: true,
+                    delay: None,
+                    reason: "timeout",
+                    detail: format!("no answer within {:?}", target.timeout),
+                }),
+            };
         let failure = match result {
             Ok(()) => {
                 reachable.store(true, Ordering::Release);
@@ -354,13 +406,6 @@ fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
 }
 
-async fn send_once(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
-    match target.protocol {
-        ForwardProtocol::Grpc => send_grpc(target, signal, body).await,
-        ForwardProtocol::Http => send_http(target, signal, body).await,
-    }
-}
-
 fn unreachable(e: impl std::fmt::Display) -> Failure {
     Failure {
         retryable: true,
@@ -373,7 +418,7 @@ fn unreachable(e: impl std::fmt::Display) -> Failure {
 /// A POST to `path` under the endpoint with `fixed` headers, the gzip marker under
 /// `encoding_header` when compressing, and the configured extra headers.
 fn build_request(
-    target: &Target,
+    target: &OtlpTarget,
     path: &str,
     fixed: &[(HeaderName, &'static str)],
     encoding_header: HeaderName,
@@ -398,7 +443,7 @@ fn build_request(
     Ok(req)
 }
 
-async fn send_grpc(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
+async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), Failure> {
     let mut framed = BytesMut::with_capacity(body.len() + 5);
     framed.put_u8(u8::from(target.gzip));
     framed.put_u32(body.len() as u32);
@@ -452,7 +497,7 @@ async fn send_grpc(target: &Target, signal: Signal, body: Bytes) -> Result<(), F
     })
 }
 
-async fn send_http(target: &Target, signal: Signal, body: Bytes) -> Result<(), Failure> {
+async fn send_http(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), Failure> {
     let req = build_request(
         target,
         signal.http_path(),

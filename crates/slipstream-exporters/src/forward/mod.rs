@@ -9,6 +9,7 @@
 mod client;
 mod queue;
 
+pub(crate) use client::OtlpTarget;
 pub use client::{Forwarder, ForwarderHandle};
 pub use queue::ForwardQueue;
 
