@@ -123,7 +123,11 @@ pub async fn start_prometheus(
                 return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into(), PLAIN);
             }
             if req.uri().path() != "/metrics" {
-                return text(StatusCode::NOT_FOUND, "not found: try /metrics\n".into(), PLAIN);
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "not found: try /metrics\n".into(),
+                    PLAIN,
+                );
             }
             let format = prometheus::negotiate(
                 req.headers()

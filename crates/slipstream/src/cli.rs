@@ -39,6 +39,12 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Write Prometheus rules or Grafana dashboards for the configured SLOs.
+    Generate {
+        /// What to write.
+        #[command(subcommand)]
+        what: Generate,
+    },
     /// Backtest: run recorded traces through the SLO pipeline on their own clock and print
     /// the alert events with the times they would have fired, then the SLO table.
     Replay {
@@ -64,6 +70,68 @@ pub enum Command {
     },
 }
 
+/// What `generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Prometheus recording rules (Sloth names) and multi-window multi-burn-rate alerts over
+    /// the series slipstream exports.
+    PrometheusRules {
+        /// The YAML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Also generate the templated SLOs of this service (repeatable).
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Grafana dashboards (JSON): executive, on-call and debug views.
+    Grafana {
+        /// The YAML configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Also list the templated SLOs of this service (repeatable).
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+        /// Directory the dashboards are written to.
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+    },
+}
+
+fn generate(what: Generate) -> anyhow::Result<()> {
+    use crate::generate as g;
+    match what {
+        Generate::PrometheusRules {
+            config,
+            services,
+            output,
+        } => {
+            let cfg = Config::load(&config)?;
+            let rules = g::prometheus_rules(&g::slos(&cfg, &services)?);
+            match output {
+                Some(p) => std::fs::write(&p, rules)?,
+                None => print!("{rules}"),
+            }
+        }
+        Generate::Grafana {
+            config,
+            services,
+            output_dir,
+        } => {
+            let cfg = Config::load(&config)?;
+            std::fs::create_dir_all(&output_dir)?;
+            for (name, d) in g::grafana(&g::slos(&cfg, &services)?) {
+                let path = output_dir.join(name);
+                std::fs::write(&path, serde_json::to_string_pretty(&d)?)?;
+                println!("{}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,6 +147,13 @@ pub fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Generate { what } => match generate(what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("slipstream generate: {e:#}");
                 ExitCode::from(EXIT_USAGE)
             }
         },

@@ -30,6 +30,8 @@ pub struct Step {
     pub events: Vec<AlertEvent>,
     /// Cumulative counts per live series, in series-id order.
     pub totals: Arc<Vec<Arc<SeriesTotals>>>,
+    /// Cumulative good and total requests per SLO (by id), since start.
+    pub slo_totals: Arc<BTreeMap<SloId, (u64, u64)>>,
 }
 
 /// Everything one series counted since slipstream started seeing it: the values behind the
@@ -59,6 +61,7 @@ pub struct Evaluator {
     previous: Arc<Snapshot>,
     next_evaluation: UnixNanos,
     totals: BTreeMap<SeriesId, Arc<SeriesTotals>>,
+    slo_totals: BTreeMap<SloId, (u64, u64)>,
 }
 
 impl Evaluator {
@@ -72,6 +75,7 @@ impl Evaluator {
             previous: Arc::new(Snapshot::default()),
             next_evaluation: 0,
             totals: BTreeMap::new(),
+            slo_totals: BTreeMap::new(),
         }
     }
 
@@ -110,6 +114,7 @@ impl Evaluator {
             slos,
             events,
             totals: Arc::new(self.totals.values().cloned().collect()),
+            slo_totals: Arc::new(self.slo_totals.clone()),
         }
     }
 
@@ -182,6 +187,9 @@ impl Evaluator {
                 let (good, total) = delta(spec.sli, slot, prev);
                 if total > 0 {
                     self.engine.observe(id, slot.start_unix_nanos, good, total);
+                    let t = self.slo_totals.entry(id).or_default();
+                    t.0 += good;
+                    t.1 += total;
                 }
             }
         }

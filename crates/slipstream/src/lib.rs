@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod evaluate;
+pub mod generate;
 pub mod live;
 pub mod replay;
 pub mod series;

@@ -30,6 +30,8 @@ pub struct Published {
     pub totals: Arc<Vec<Arc<SeriesTotals>>>,
     /// The SLO snapshot of the last evaluation.
     pub slos: Arc<SloSnapshot>,
+    /// Cumulative good and total requests per SLO.
+    pub slo_totals: Arc<BTreeMap<slipstream_slo::SloId, (u64, u64)>>,
 }
 
 /// The live SLO state.
@@ -97,6 +99,7 @@ impl Live {
                 series: step.series.clone(),
                 totals: step.totals.clone(),
                 slos,
+                slo_totals: step.slo_totals.clone(),
             });
         }
         for e in &step.events {
@@ -126,6 +129,7 @@ impl Live {
                 series: &p.series,
                 totals: &p.totals,
                 slos: &p.slos,
+                slo_totals: &p.slo_totals,
                 catalog: &self.catalog,
                 started: self.started,
             },

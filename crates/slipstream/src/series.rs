@@ -95,6 +95,15 @@ series!(
     "Good / total requests of the series over a rolling window (absent without traffic)."
 );
 series!(
+    SLO_REQUESTS,
+    "slipstream_slo_requests_total",
+    Counter,
+    "{request}",
+    ["outcome"],
+    false,
+    "Requests counted towards the SLO since slipstream started, by outcome (good, bad); the input of the generated Prometheus rules."
+);
+series!(
     SLO_OBJECTIVE,
     "slipstream_slo_objective_ratio",
     Gauge,
@@ -237,6 +246,7 @@ pub const SERIES: &[SeriesDesc] = &[
     LATENCY,
     LATENCY_QUANTILE,
     SUCCESS_RATIO,
+    SLO_REQUESTS,
     SLO_OBJECTIVE,
     SLO_ERROR_RATIO,
     SLO_BURN_RATE,
@@ -361,6 +371,8 @@ pub struct Inputs<'a> {
     pub totals: &'a [std::sync::Arc<SeriesTotals>],
     /// The SLO snapshot.
     pub slos: &'a SloSnapshot,
+    /// Cumulative good and total requests per SLO.
+    pub slo_totals: &'a BTreeMap<slipstream_slo::SloId, (u64, u64)>,
     /// The service catalog (owner and tier labels).
     pub catalog: &'a BTreeMap<String, CatalogEntry>,
     /// When the process started (start time of SLO counters).
@@ -425,7 +437,8 @@ pub fn build(inp: Inputs<'_>, naming: MetricNaming) -> MetricsSnapshot {
         }
     }
     for slo in &inp.slos.slos {
-        slo_families(&mut f, slo, naming, inp.started, at);
+        let totals = inp.slo_totals.get(&slo.id).copied().unwrap_or((0, 0));
+        slo_families(&mut f, slo, totals, naming, inp.started, at);
     }
     f.finish(at)
 }
@@ -464,7 +477,14 @@ fn latency(t: &SeriesTotals) -> PointValue {
     })
 }
 
-fn slo_families(f: &mut Families, slo: &SloStatus, naming: MetricNaming, started: u64, at: u64) {
+fn slo_families(
+    f: &mut Families,
+    slo: &SloStatus,
+    (good, total): (u64, u64),
+    naming: MetricNaming,
+    started: u64,
+    at: u64,
+) {
     let service = Some(slo.service.as_str());
     let mut base: Vec<(String, String)> = slo
         .labels
@@ -480,6 +500,10 @@ fn slo_families(f: &mut Families, slo: &SloStatus, naming: MetricNaming, started
         base.push((k.to_owned(), v));
     }
     let num = PointValue::Number;
+    for (outcome, n) in [("good", good), ("bad", total - good)] {
+        let l = with(&base, &[("outcome", outcome.to_owned())]);
+        f.push(&SLO_REQUESTS, "", point(l, service, num(n as f64), started));
+    }
     f.push(
         &SLO_OBJECTIVE,
         "",

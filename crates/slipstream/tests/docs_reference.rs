@@ -109,7 +109,11 @@ fn sli_series_doc_matches_the_declared_families() {
     assert!(
         missing.is_empty() && extra.is_empty(),
         "docs/sli-series.md is out of date.\nmissing rows:\n{}\nrows for nothing declared:\n{}",
-        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
         extra.iter().map(|s| **s).collect::<Vec<_>>().join("\n")
     );
 }
