@@ -1,6 +1,6 @@
 //! SLI series pushed with Prometheus remote write 1.0.
 //!
-//! Every `interval` the remote writer collects a [`MetricsSnapshot`], encodes it as
+//! Every `interval` the [`RemoteWriter`] collects a [`MetricsSnapshot`], encodes it as
 //! `prometheus.WriteRequest`s ([`encode`]: protobuf, snappy block compression, at most
 //! [`MAX_SERIES_PER_REQUEST`] series each) and hands them to the delivery queue, which
 //! retries 5xx, 429 and connection errors with backoff and drops other 4xx answers as
@@ -13,14 +13,22 @@
 //! milliseconds.
 
 mod proto;
+pub(crate) mod push;
 
 pub use proto::{Label, Sample, TimeSeries, WriteRequest};
 
-use bytes::Bytes;
-use prost::Message;
-use slipstream_core::MetricsSnapshot;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use prost::Message;
+use slipstream_config::exporters::RemoteWriteConfig;
+use slipstream_core::{MetricsSnapshot, MetricsSource, Registry};
+
+use crate::delivery::{self, Delivery};
 use crate::prometheus::{for_each_sample, format_le};
+use push::Periodic;
 
 /// Most series in one request; a larger snapshot is split (Prometheus' own default
 /// `max_samples_per_send` is 2000).
@@ -32,6 +40,83 @@ pub const CONTENT_TYPE: &str = "application/x-protobuf";
 pub const CONTENT_ENCODING: &str = "snappy";
 /// `X-Prometheus-Remote-Write-Version` of remote write 1.0.
 pub const PROTOCOL_VERSION: &str = "0.1.0";
+
+/// The `exporter` label value of the remote writer's self-metrics.
+pub const EXPORTER: &str = "remote_write";
+
+/// Starts the remote-write exporter.
+#[derive(Debug)]
+pub struct RemoteWriter;
+
+/// The running remote-write exporter.
+#[derive(Debug)]
+pub struct RemoteWriterHandle {
+    push: Periodic<Bytes>,
+}
+
+impl RemoteWriter {
+    /// Pushes `source`'s series to `cfg.endpoint` every `cfg.interval`, the first push at once,
+    /// through a delivery queue (exporter `remote_write`). Needs a tokio runtime. Fails on an
+    /// endpoint that is not an `http://` URL or on a header that is not valid HTTP.
+    pub fn start(
+        cfg: &RemoteWriteConfig,
+        source: Arc<dyn MetricsSource>,
+        registry: &Registry,
+    ) -> Result<RemoteWriterHandle, String> {
+        let url = delivery::http_url("exporters.remote_write.endpoint", &cfg.endpoint)?;
+        let headers = request_headers(&cfg.headers)?;
+        let client = delivery::http_client(cfg.timeout);
+        let timeout = cfg.timeout;
+        let queue = Delivery::start(EXPORTER, &cfg.delivery(), registry, move |body: &Bytes| {
+            let (client, url, headers, body) =
+                (client.clone(), url.clone(), headers.clone(), body.clone());
+            async move { delivery::post(&client, &url, &headers, CONTENT_TYPE, body, timeout).await }
+        });
+        let push = Periodic::start(cfg.interval, source, queue, |snapshot| {
+            encode(snapshot, now_ms(), MAX_SERIES_PER_REQUEST)
+        });
+        Ok(RemoteWriterHandle { push })
+    }
+}
+
+impl RemoteWriterHandle {
+    /// Pushes one last snapshot and delivers what is queued, all within `deadline`; returns
+    /// the number of requests left undelivered (counted as dropped, `reason="shutdown"`).
+    pub async fn shutdown(self, deadline: Duration) -> usize {
+        self.push.shutdown(deadline).await
+    }
+}
+
+/// The remote-write headers, then the configured ones (which win on a clash).
+fn request_headers(
+    configured: &std::collections::BTreeMap<String, String>,
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(CONTENT_ENCODING),
+    );
+    headers.insert(
+        HeaderName::from_static("x-prometheus-remote-write-version"),
+        HeaderValue::from_static(PROTOCOL_VERSION),
+    );
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("slipstream/", env!("CARGO_PKG_VERSION"))),
+    );
+    for (name, value) in delivery::header_map("exporters.remote_write", configured)? {
+        if let Some(name) = name {
+            headers.insert(name, value);
+        }
+    }
+    Ok(headers)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// The snapshot as remote-write time series, in family order, each with one sample at the
 /// snapshot's time (`at`, or `now` when the snapshot has none).

@@ -1,0 +1,501 @@
+//! Against a real Prometheus (the Debian package; `scripts/test-deps.sh` installs it): SLI
+//! series pushed with remote write and scraped from `render()` land with exactly the values
+//! of the snapshot, in both exposition formats; a Prometheus that comes up late gets the
+//! series once it is up, and the failures before are counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use slipstream_config::exporters::RemoteWriteConfig;
+use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
+use slipstream_core::{MetricsSnapshot, Registry};
+use slipstream_exporters::prometheus::{Format, negotiate, render};
+use slipstream_exporters::remote_write::RemoteWriter;
+
+// === Prometheus as a child process ===
+
+/// A Prometheus child process with its own config and storage; killed on drop.
+struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn prometheus_binary() -> PathBuf {
+    let missing = "the `prometheus` binary is not installed: run scripts/test-deps.sh, which \
+                   installs the Debian package (or point PROMETHEUS_BIN at one)";
+    if let Ok(p) = std::env::var("PROMETHEUS_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "PROMETHEUS_BIN={}: {missing}", p.display());
+        return p;
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = PathBuf::from(dir).join("prometheus");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{missing}");
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `port` with these `scrape_configs` (YAML list items) and the
+    /// remote-write receiver on, and waits until it is ready.
+    async fn start(port: u16, scrape_configs: &str) -> Prometheus {
+        let bin = prometheus_binary();
+        let dir = std::env::temp_dir().join(format!(
+            "slipstream-prom-{}-{port}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:{}\n",
+            if scrape_configs.is_empty() {
+                " []".to_owned()
+            } else {
+                format!("\n{scrape_configs}")
+            }
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new(&bin)
+            .arg("--web.enable-remote-write-receiver")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut prom = Prometheus { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = get(&format!("http://127.0.0.1:{port}/-/ready")).await {
+                return prom;
+            }
+            if let Ok(Some(status)) = prom.child.try_wait() {
+                panic!("prometheus exited with {status}:\n{}", prom.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready after 20 s:\n{}",
+                prom.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// Every series matching `selector` at the latest instant: labels to value.
+    async fn query(&self, selector: &str) -> BTreeMap<BTreeMap<String, String>, f64> {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={}",
+            self.port,
+            percent_encode(selector)
+        );
+        let (status, body) = get(&url).await.expect("query");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut out = BTreeMap::new();
+        for r in v["data"]["result"].as_array().unwrap() {
+            let labels = r["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect();
+            let value: f64 = match r["value"][1].as_str().unwrap() {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                s => s.parse().unwrap(),
+            };
+            out.insert(labels, value);
+        }
+        out
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn get(url: &str) -> Result<(u16, String), String> {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(url.parse().unwrap()))
+        .await
+        .map_err(|_| "timeout".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+// === the snapshot and what Prometheus must hold ===
+
+const SELECTOR: &str = r#"{__name__=~"rwtest_.+|slo:sli_error:ratio_rate5m"}"#;
+
+fn point(labels: &[(&str, &str)], value: PointValue) -> Point {
+    Point {
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        service: Some("checkout".to_owned()),
+        value,
+        start_time: 0,
+    }
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A counter, a gauge with a colon name and a histogram, stamped now.
+fn snapshot() -> MetricsSnapshot {
+    MetricsSnapshot {
+        at: now_nanos(),
+        families: vec![
+            MetricFamily {
+                name: "rwtest_requests_total".to_owned(),
+                help: "Requests.".to_owned(),
+                unit: "{request}",
+                kind: MetricKind::Counter,
+                points: vec![
+                    point(
+                        &[("service", "checkout"), ("slo", "availability")],
+                        PointValue::Number(1234.0),
+                    ),
+                    point(
+                        &[("service", "cart \"x\"\\y"), ("slo", "availability")],
+                        PointValue::Number(0.5),
+                    ),
+                ],
+            },
+            MetricFamily {
+                name: "slo:sli_error:ratio_rate5m".to_owned(),
+                help: "Sloth's error ratio over 5m.".to_owned(),
+                unit: "1",
+                kind: MetricKind::Gauge,
+                points: vec![point(
+                    &[
+                        ("sloth_id", "checkout-availability"),
+                        ("sloth_slo", "availability"),
+                    ],
+                    PointValue::Number(0.0125),
+                )],
+            },
+            MetricFamily {
+                name: "rwtest_latency_seconds".to_owned(),
+                help: "Latency.".to_owned(),
+                unit: "s",
+                kind: MetricKind::Histogram,
+                points: vec![point(
+                    &[("service", "checkout"), ("slo", "latency")],
+                    PointValue::Histogram(HistogramValue {
+                        count: 10,
+                        sum: 3.1,
+                        buckets: vec![(0.0, 0.1, 3), (0.1, 0.25, 5), (0.5, 1.0, 2)],
+                    }),
+                )],
+            },
+        ],
+    }
+}
+
+/// What the snapshot must read as, written out by hand.
+fn expected() -> BTreeMap<BTreeMap<String, String>, f64> {
+    let series: &[(&[(&str, &str)], f64)] = &[
+        (
+            &[
+                ("__name__", "rwtest_requests_total"),
+                ("service", "checkout"),
+                ("slo", "availability"),
+            ],
+            1234.0,
+        ),
+        (
+            &[
+                ("__name__", "rwtest_requests_total"),
+                ("service", "cart \"x\"\\y"),
+                ("slo", "availability"),
+            ],
+            0.5,
+        ),
+        (
+            &[
+                ("__name__", "slo:sli_error:ratio_rate5m"),
+                ("sloth_id", "checkout-availability"),
+                ("sloth_slo", "availability"),
+            ],
+            0.0125,
+        ),
+        (&[("le", "0.1")], 3.0),
+        (&[("le", "0.25")], 8.0),
+        (&[("le", "0.5")], 8.0),
+        (&[("le", "1.0")], 10.0),
+        (&[("le", "+Inf")], 10.0),
+        (&[("__name__", "rwtest_latency_seconds_sum")], 3.1),
+        (&[("__name__", "rwtest_latency_seconds_count")], 10.0),
+    ];
+    series
+        .iter()
+        .map(|(labels, v)| {
+            let mut m: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            if !m.contains_key("__name__") || m.contains_key("le") {
+                m.entry("__name__".to_owned())
+                    .or_insert_with(|| "rwtest_latency_seconds_bucket".to_owned());
+            }
+            if m["__name__"].starts_with("rwtest_latency") {
+                m.insert("service".to_owned(), "checkout".to_owned());
+                m.insert("slo".to_owned(), "latency".to_owned());
+            }
+            (m, *v)
+        })
+        .collect()
+}
+
+/// The series of one source: those whose `job` is `job` (`""`: remote written), without
+/// `job` and `instance`.
+fn of_job(
+    all: &BTreeMap<BTreeMap<String, String>, f64>,
+    job: &str,
+) -> BTreeMap<BTreeMap<String, String>, f64> {
+    all.iter()
+        .filter(|(l, _)| l.get("job").map_or("", String::as_str) == job)
+        .map(|(l, v)| {
+            let mut l = l.clone();
+            l.remove("job");
+            l.remove("instance");
+            (l, *v)
+        })
+        .collect()
+}
+
+/// Polls `selector` until `check` holds for what Prometheus returns, for at most `limit`.
+async fn wait_for(
+    prom: &Prometheus,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&BTreeMap<BTreeMap<String, String>, f64>) -> bool,
+) -> BTreeMap<BTreeMap<String, String>, f64> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = prom.query(SELECTOR).await;
+        if check(&got) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not there after {limit:?}; Prometheus holds\n{got:#?}\nlog:\n{}",
+            prom.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+// === the scrape endpoint ===
+
+/// Serves `render()` of a fresh snapshot on `/metrics` (format negotiated from `Accept`, or
+/// forced with `?format=text`), as the binary does; records the formats it served.
+async fn serve_metrics() -> (SocketAddr, Arc<Mutex<BTreeSet<Format>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(Mutex::new(BTreeSet::new()));
+    let served2 = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let served = served2.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let served = served.clone();
+                    async move {
+                        let format = if req.uri().query() == Some("format=text") {
+                            Format::Text
+                        } else {
+                            negotiate(
+                                req.headers()
+                                    .get(hyper::header::ACCEPT)
+                                    .and_then(|v| v.to_str().ok()),
+                            )
+                        };
+                        served.lock().unwrap().insert(format);
+                        Ok::<_, hyper::Error>(
+                            Response::builder()
+                                .header(hyper::header::CONTENT_TYPE, format.content_type())
+                                .body(Full::new(Bytes::from(render(&snapshot(), format))))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, served)
+}
+
+fn scrape_configs(target: SocketAddr) -> String {
+    format!(
+        "  - job_name: scrape_negotiated\n    static_configs:\n      - targets: ['{target}']\n\
+         \x20 - job_name: scrape_text\n    params:\n      format: [text]\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+}
+
+fn remote_write_config(port: u16, interval: Duration) -> RemoteWriteConfig {
+    let mut cfg = RemoteWriteConfig::default();
+    cfg.endpoint = format!("http://127.0.0.1:{port}/api/v1/write");
+    cfg.interval = interval;
+    cfg.timeout = Duration::from_secs(2);
+    cfg.retry.initial_interval = Duration::from_millis(100);
+    cfg.retry.max_interval = Duration::from_millis(400);
+    cfg
+}
+
+/// A self-metric of `exporter`, summed over its other labels (`reason`).
+fn exporter_metric(registry: &Registry, name: &str, exporter: &str) -> f64 {
+    let prefix = format!("{name}{{exporter=\"{exporter}\"");
+    registry
+        .render_prometheus()
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+// === tests ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
+    let (target, served) = serve_metrics().await;
+    let port = free_port();
+    let prom = Prometheus::start(port, &scrape_configs(target)).await;
+    let registry = Registry::new();
+    let writer = RemoteWriter::start(
+        &remote_write_config(port, Duration::from_millis(200)),
+        Arc::new(snapshot),
+        &registry,
+    )
+    .unwrap();
+    let want = expected();
+    let got = wait_for(&prom, Duration::from_secs(20), "all three sources", |got| {
+        ["", "scrape_negotiated", "scrape_text"]
+            .iter()
+            .all(|job| of_job(got, job) == want)
+    })
+    .await;
+    assert_eq!(of_job(&got, ""), want, "remote written");
+    assert_eq!(
+        of_job(&got, "scrape_negotiated"),
+        want,
+        "scraped (OpenMetrics)"
+    );
+    assert_eq!(of_job(&got, "scrape_text"), want, "scraped (text 0.0.4)");
+    writer.shutdown(Duration::from_secs(2)).await;
+    assert!(exporter_metric(&registry, "slipstream_exporter_sent_total", "remote_write") > 0.0);
+    // Prometheus negotiated OpenMetrics on the job without the `format` parameter.
+    let served: Vec<Format> = served.lock().unwrap().iter().copied().collect();
+    assert_eq!(served, [Format::Text, Format::OpenMetrics]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_counted() {
+    let port = free_port();
+    let registry = Registry::new();
+    let writer = RemoteWriter::start(
+        &remote_write_config(port, Duration::from_millis(200)),
+        Arc::new(snapshot),
+        &registry,
+    )
+    .unwrap();
+    let failures = || {
+        exporter_metric(
+            &registry,
+            "slipstream_exporter_failures_total",
+            "remote_write",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failures() < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no failures counted while Prometheus is down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let prom = Prometheus::start(port, "").await;
+    let want = expected();
+    wait_for(
+        &prom,
+        Duration::from_secs(20),
+        "remote written after the outage",
+        |got| of_job(got, "") == want,
+    )
+    .await;
+    assert!(failures() >= 2.0);
+    writer.shutdown(Duration::from_secs(2)).await;
+}
