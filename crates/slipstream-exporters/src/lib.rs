@@ -14,6 +14,7 @@
 
 pub mod alertmanager;
 pub mod delivery;
+pub mod events;
 pub mod forward;
 pub mod names;
 pub mod otlp_logs;
