@@ -7,6 +7,23 @@
 //!   the config (`kind`, `slo`, `service`, `severity`, `starts_at`, `ends_at`, `comment`).
 //!   Answers 201 with the silence and its `id`, or 400 with every error.
 //! - `DELETE /api/v1/silences/{id}`: removes one (204, or 404).
+//! - `GET /api/v1/slos/{name}`: one SLO with its history (one point a minute, the last day)
+//!   and its recent events.
+//! - `GET /api/v1/series?sort=traffic|errors&limit=N&window=5m`: the top series by requests or
+//!   by bad requests over the window.
+//!
+//! `docs/openapi.yaml` documents all of it; a test checks it against the server.
+
+/// Every route: (method, path pattern as in `docs/openapi.yaml`).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/slos"),
+    ("GET", "/api/v1/slos/{name}"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/series"),
+    ("GET", "/api/v1/silences"),
+    ("POST", "/api/v1/silences"),
+    ("DELETE", "/api/v1/silences/{id}"),
+];
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -145,6 +162,42 @@ pub async fn handle(live: &Live, req: http::Request<Incoming>) -> Option<Respons
                 }),
             )
         }
+        (Method::GET, p) if p.starts_with("/api/v1/slos/") => {
+            let name = percent_decode(&p["/api/v1/slos/".len()..]);
+            let published = live.published();
+            match published.slos.slo(&name) {
+                Some(slo) => {
+                    let mut v = slo_json(slo);
+                    v["history"] = live
+                        .history(&name)
+                        .iter()
+                        .map(|h| {
+                            json!({
+                                "at": time(Some(h.at)),
+                                "budget_remaining": h.budget_remaining,
+                                "windows": h.windows.iter().map(|(w, r, b)| json!({
+                                    "window": window_label(*w),
+                                    "error_ratio": r,
+                                    "burn_rate": b,
+                                })).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect();
+                    v["events"] = live
+                        .recent_events()
+                        .iter()
+                        .filter(|e| e.slo == name)
+                        .map(event_json)
+                        .collect();
+                    json_response(StatusCode::OK, &v)
+                }
+                None => error(StatusCode::NOT_FOUND, format!("no SLO named `{name}`")),
+            }
+        }
+        (Method::GET, "/api/v1/series") => match series_query(live, req.uri().query()) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        },
         (Method::GET, "/api/v1/events") => {
             let events: Vec<Value> = live.recent_events().iter().map(event_json).collect();
             json_response(StatusCode::OK, &json!({ "events": events }))
@@ -201,4 +254,88 @@ pub async fn handle(live: &Live, req: http::Request<Incoming>) -> Option<Respons
         _ => return None,
     };
     Some(resp)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(Ok(v)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn series_query(live: &Live, query: Option<&str>) -> Result<Value, String> {
+    let (mut sort, mut limit, mut window) =
+        ("traffic".to_owned(), 20usize, Duration::from_secs(300));
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "sort" if v == "traffic" || v == "errors" => sort = v.to_owned(),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or("limit: expected 1 to 1000")?;
+            }
+            "window" => {
+                window = humantime::parse_duration(v).map_err(|e| format!("window: {e}"))?;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{pair}` (sort=traffic|errors, limit, window)"
+                ));
+            }
+        }
+    }
+    let p = live.published();
+    let mut rows: Vec<(u64, u64, Value)> = p
+        .series
+        .series()
+        .iter()
+        .map(|s| {
+            let w = p.series.window(s, window);
+            let labels: serde_json::Map<String, Value> = s
+                .labels()
+                .iter()
+                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                .collect();
+            let quantiles = w.quantiles().map(|q| {
+                json!({
+                    "p50": q[0].as_secs_f64(), "p90": q[1].as_secs_f64(), "p95": q[2].as_secs_f64(),
+                    "p99": q[3].as_secs_f64(), "p999": q[4].as_secs_f64(),
+                })
+            });
+            let row = json!({
+                "labels": labels,
+                "total": w.total,
+                "bad": w.bad,
+                "error_ratio": w.error_ratio(),
+                "latency_seconds": quantiles,
+            });
+            (w.total, w.bad, row)
+        })
+        .filter(|(t, _, _)| *t > 0)
+        .collect();
+    if sort == "errors" {
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    } else {
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    }
+    rows.truncate(limit);
+    Ok(json!({
+        "window": window_label(window),
+        "sort": sort,
+        "series": rows.into_iter().map(|r| r.2).collect::<Vec<_>>(),
+    }))
 }

@@ -34,6 +34,22 @@ pub struct Published {
     pub slo_totals: Arc<BTreeMap<slipstream_slo::SloId, (u64, u64)>>,
 }
 
+/// One SLO at one evaluation, as kept for the status page's charts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPoint {
+    /// Evaluation time.
+    pub at: UnixNanos,
+    /// `(window, error ratio, burn rate)` of every evaluated window.
+    pub windows: Vec<(std::time::Duration, Option<f64>, Option<f64>)>,
+    /// Budget remaining over the period.
+    pub budget_remaining: Option<f64>,
+}
+
+/// Points kept per SLO: a day at one a minute.
+pub const HISTORY_POINTS: usize = 1440;
+/// Least event time between two kept points.
+pub const HISTORY_STEP: u64 = 60_000_000_000;
+
 /// The live SLO state.
 pub struct Live {
     evaluator: Mutex<Evaluator>,
@@ -41,6 +57,7 @@ pub struct Live {
     catalog: BTreeMap<String, CatalogEntry>,
     started: UnixNanos,
     sinks: Vec<Box<dyn EventSink>>,
+    history: Mutex<BTreeMap<String, std::collections::VecDeque<HistoryPoint>>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -70,6 +87,7 @@ impl Live {
             catalog,
             started: clock.now_unix_nanos(),
             sinks,
+            history: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -102,6 +120,9 @@ impl Live {
                 slo_totals: step.slo_totals.clone(),
             });
         }
+        if let Some(slos) = &step.slos {
+            self.record_history(slos);
+        }
         for e in &step.events {
             log_event(e);
         }
@@ -111,6 +132,41 @@ impl Live {
             }
         }
         step
+    }
+
+    fn record_history(&self, slos: &SloSnapshot) {
+        let mut h = lock(&self.history);
+        h.retain(|name, _| slos.slo(name).is_some());
+        for s in &slos.slos {
+            let points = h.entry(s.name.clone()).or_default();
+            if points
+                .back()
+                .is_some_and(|p| slos.at < p.at.saturating_add(HISTORY_STEP))
+            {
+                continue;
+            }
+            if points.len() == HISTORY_POINTS {
+                points.pop_front();
+            }
+            points.push_back(HistoryPoint {
+                at: slos.at,
+                windows: s
+                    .windows
+                    .iter()
+                    .map(|w| (w.window, w.error_ratio, w.burn_rate))
+                    .collect(),
+                budget_remaining: s.budget_remaining,
+            });
+        }
+    }
+
+    /// The kept evaluations of the SLO named `name`, oldest first (at most one a minute, the
+    /// last day).
+    pub fn history(&self, name: &str) -> Vec<HistoryPoint> {
+        lock(&self.history)
+            .get(name)
+            .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The latest results.
