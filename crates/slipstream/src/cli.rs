@@ -39,6 +39,20 @@ pub enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Print the SLO table of a running slipstream (from its admin API).
+    Status {
+        /// The admin server (`admin.endpoint`).
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            default_value = "127.0.0.1:8888",
+            env = "SLIPSTREAM_ADMIN"
+        )]
+        admin: String,
+        /// `table` (colour on a terminal) or `json` (the API's answer).
+        #[arg(short, long, value_enum, default_value_t = StatusOutput::Table)]
+        output: StatusOutput,
+    },
     /// Write Prometheus rules or Grafana dashboards for the configured SLOs.
     Generate {
         /// What to write.
@@ -68,6 +82,15 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+/// Output of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusOutput {
+    /// A table; coloured when stdout is a terminal.
+    Table,
+    /// JSON, as `/api/v1/slos` gives it.
+    Json,
 }
 
 /// What `generate` writes.
@@ -148,6 +171,24 @@ pub fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Status { admin, output } => match crate::status::get(&admin, "/api/v1/slos") {
+            Ok(v) => {
+                match output {
+                    StatusOutput::Json => {
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    }
+                    StatusOutput::Table => {
+                        let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                        print!("{}", crate::status::table(&v, tty));
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("slipstream status: {e:#}");
+                ExitCode::FAILURE
             }
         },
         Command::Generate { what } => match generate(what) {

@@ -15,3 +15,4 @@ pub mod generate;
 pub mod live;
 pub mod replay;
 pub mod series;
+pub mod status;

@@ -146,7 +146,16 @@ fn run_serves_until_sigterm_then_exits_zero() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["run", "--help"], &["validate", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["validate", "--help"],
+        &["replay", "--help"],
+        &["status", "--help"],
+        &["generate", "--help"],
+        &["generate", "prometheus-rules", "--help"],
+        &["generate", "grafana", "--help"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(
@@ -154,4 +163,111 @@ fn every_command_has_help() {
             "{args:?}"
         );
     }
+}
+
+/// POSTs an OTLP/JSON trace request of `n` server spans of `service` ending now, the first
+/// `bad` of them with status ERROR.
+fn post_spans(port: u16, service: &str, n: usize, bad: usize) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let spans: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"traceId":"{:032x}","spanId":"{:016x}","name":"GET /","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","status":{{"code":{}}}}}"#,
+                i + 1,
+                i + 1,
+                now - 5_000_000,
+                now,
+                if i < bad { 2 } else { 0 }
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/traces HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+}
+
+#[test]
+fn status_prints_the_slo_table_of_a_running_slipstream() {
+    let (admin, http) = (free_port(), free_port());
+    let path = write_config(
+        "status",
+        &format!(
+            "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{http}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  catalog:\n    checkout: {{ owner: team-payments }}\n"
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while get(admin, "/readyz") != Some(200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    post_spans(http, "checkout", 100, 20);
+    post_spans(http, "search", 10, 0);
+    let status = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["status", "--admin", &format!("127.0.0.1:{admin}")])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let start = Instant::now();
+    let table = loop {
+        let t = status(&[]);
+        if t.contains("checkout-availability") && t.contains("search-latency") {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no SLOs yet:\n{t}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Piped: no colour codes. Sorted by budget burn: checkout (20% errors) first.
+    assert!(!table.contains('\x1b'), "{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("SLO"), "{table}");
+    assert!(lines[1].starts_with("checkout-availability"), "{table}");
+    assert!(lines[1].contains("page 1h/5m"), "{table}");
+    assert!(table.contains("not in the catalog: search"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&status(&["--output", "json"])).unwrap();
+    assert_eq!(json["slos"].as_array().unwrap().len(), 4);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // With nothing listening, a clear error and a failing exit code.
+    let out = Command::new(BIN)
+        .args(["status", "--admin", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin server"));
 }
