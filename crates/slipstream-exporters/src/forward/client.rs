@@ -13,7 +13,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prost::Message;
-use rand::Rng;
 use slipstream_config::forward::{ForwardCompression, ForwardConfig, ForwardProtocol};
 use slipstream_core::rpc::{RpcStatus, base64_decode, grpc_code_is_retryable};
 use slipstream_core::telemetry::names;
@@ -22,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::queue::{ForwardQueue, Item};
+use crate::delivery::backoff;
 
 /// How often the downstream's reachability is probed while it is not known to be up.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -388,13 +388,6 @@ async fn deliver(target: &Target, item: Item, reachable: &AtomicBool, registry: 
         tokio::time::sleep(delay).await;
         attempt = attempt.saturating_add(1);
     }
-}
-
-/// Exponential backoff with ±20% jitter.
-fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let base = initial.saturating_mul(1u32 << attempt.min(20)).min(max);
-    let jitter = rand::rng().random_range(0.8..1.2);
-    base.mul_f64(jitter).min(max)
 }
 
 fn gzip(data: &[u8]) -> Bytes {
