@@ -2,16 +2,15 @@
 //! decodes to the snapshot's values, exponential histograms keep count and sum and place
 //! every observation within the documented error, and failed pushes are retried.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod metrics_support;
 
-use bytes::{Buf, Bytes};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use metrics_support::{
+    Log, Served, exporter_metric, now_nanos, point, respond, serve, wait_for_requests,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -20,86 +19,29 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use prost::Message;
 use slipstream_config::exporters::OtlpExportConfig;
 use slipstream_config::forward::ForwardProtocol;
-use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
+use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, PointValue};
 use slipstream_core::{MetricsSnapshot, Registry};
 use slipstream_exporters::otlp_metrics::{OtlpMetricsExporter, lower_boundary};
-use tokio::sync::mpsc;
 
-/// One request as the server saw it.
-#[derive(Debug)]
-struct Received {
-    path: String,
-    content_type: String,
-    body: Bytes,
-}
-
-/// Serves HTTP/1.1 and HTTP/2 (prior knowledge); answers the first `fail_first` requests
-/// with 503 (gRPC: `grpc-status: 14`), the rest with success.
-async fn serve(fail_first: usize) -> (String, mpsc::UnboundedReceiver<Received>, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let seen = Arc::new(AtomicUsize::new(0));
-    let seen2 = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (tx, seen) = (tx.clone(), seen2.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let (tx, seen) = (tx.clone(), seen.clone());
-                    async move {
-                        let path = req.uri().path().to_owned();
-                        let content_type = req
-                            .headers()
-                            .get(hyper::header::CONTENT_TYPE)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        let grpc = content_type == "application/grpc";
-                        let body = req.into_body().collect().await?.to_bytes();
-                        let n = seen.fetch_add(1, Ordering::SeqCst);
-                        let fail = n < fail_first;
-                        if !fail {
-                            let _ = tx.send(Received {
-                                path,
-                                content_type: content_type.clone(),
-                                body,
-                            });
-                        }
-                        let resp = if grpc {
-                            Response::builder()
-                                .header("content-type", "application/grpc")
-                                .header("grpc-status", if fail { "14" } else { "0" })
-                        } else {
-                            Response::builder()
-                                .status(if fail { 503 } else { 200 })
-                                .header("content-type", "application/x-protobuf")
-                        };
-                        Ok::<_, hyper::Error>(resp.body(Full::new(Bytes::new())).unwrap())
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+/// An OTLP receiver (gRPC and HTTP) failing the first `fail_first` requests: 503, or
+/// `grpc-status: 14` (UNAVAILABLE) over gRPC.
+async fn receiver(fail_first: usize) -> (String, Log) {
+    let (addr, log) = serve(move |n, r| {
+        let fail = n < fail_first;
+        if r.header("content-type") == "application/grpc" {
+            let status = if fail { "14" } else { "0" };
+            let headers = [
+                ("content-type", "application/grpc"),
+                ("grpc-status", status),
+            ];
+            respond(200, &headers, "")
+        } else {
+            let headers = [("content-type", "application/x-protobuf")];
+            respond(if fail { 503 } else { 200 }, &headers, "")
         }
-    });
-    (format!("http://{addr}"), rx, seen)
-}
-
-fn point(service: Option<&str>, labels: &[(&str, &str)], value: PointValue) -> Point {
-    Point {
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        service: service.map(str::to_owned),
-        value,
-        start_time: 1_000,
-    }
+    })
+    .await;
+    (format!("http://{addr}"), log)
 }
 
 fn histogram() -> HistogramValue {
@@ -119,10 +61,7 @@ fn histogram() -> HistogramValue {
 
 fn snapshot() -> MetricsSnapshot {
     MetricsSnapshot {
-        at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
+        at: now_nanos(),
         families: vec![
             MetricFamily {
                 name: "slipstream_sli_requests_total".to_owned(),
@@ -175,14 +114,14 @@ fn config(endpoint: String, protocol: ForwardProtocol) -> OtlpExportConfig {
     cfg
 }
 
-fn decode(r: &Received, protocol: ForwardProtocol) -> ExportMetricsServiceRequest {
+fn decode(r: &Served, protocol: ForwardProtocol) -> ExportMetricsServiceRequest {
     match protocol {
         ForwardProtocol::Grpc => {
             assert_eq!(
-                r.path,
+                r.uri.path(),
                 "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
             );
-            assert_eq!(r.content_type, "application/grpc");
+            assert_eq!(r.header("content-type"), "application/grpc");
             let mut b = r.body.clone();
             assert_eq!(b.get_u8(), 0, "uncompressed");
             let len = b.get_u32() as usize;
@@ -190,8 +129,8 @@ fn decode(r: &Received, protocol: ForwardProtocol) -> ExportMetricsServiceReques
             ExportMetricsServiceRequest::decode(b).unwrap()
         }
         ForwardProtocol::Http => {
-            assert_eq!(r.path, "/v1/metrics");
-            assert_eq!(r.content_type, "application/x-protobuf");
+            assert_eq!(r.uri.path(), "/v1/metrics");
+            assert_eq!(r.header("content-type"), "application/x-protobuf");
             ExportMetricsServiceRequest::decode(r.body.clone()).unwrap()
         }
     }
@@ -295,28 +234,14 @@ fn check_request(req: &ExportMetricsServiceRequest) {
     assert_eq!(number(&internal[0]), 7.0);
 }
 
-/// A self-metric of `exporter`, summed over its other labels (`reason`).
-fn exporter_metric(registry: &Registry, name: &str, exporter: &str) -> f64 {
-    let prefix = format!("{name}{{exporter=\"{exporter}\"");
-    registry
-        .render_prometheus()
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
 async fn export_once(protocol: ForwardProtocol) {
-    let (endpoint, mut rx, _) = serve(0).await;
+    let (endpoint, log) = receiver(0).await;
     let registry = Registry::new();
     let exporter =
         OtlpMetricsExporter::start(&config(endpoint, protocol), Arc::new(snapshot), &registry)
             .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-        .await
-        .expect("an export within 10 s")
-        .unwrap();
-    check_request(&decode(&got, protocol));
+    let got = wait_for_requests(&log, 1).await;
+    check_request(&decode(&got[0], protocol));
     exporter.shutdown(Duration::from_secs(2)).await;
     assert!(exporter_metric(&registry, "slipstream_exporter_sent_total", "otlp_metrics") >= 1.0);
 }
@@ -334,41 +259,37 @@ async fn exports_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_exports_are_retried_and_counted() {
     for protocol in [ForwardProtocol::Http, ForwardProtocol::Grpc] {
-        let (endpoint, mut rx, _) = serve(3).await;
+        let (endpoint, log) = receiver(3).await;
         let registry = Registry::new();
         let mut cfg = config(endpoint, protocol);
         // Longer than the test: only retries can deliver after the failures.
-        cfg.interval = Duration::from_secs(60);
+        cfg.interval = Duration::from_secs(3600);
         let exporter = OtlpMetricsExporter::start(&cfg, Arc::new(snapshot), &registry).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("delivered after retries")
-            .unwrap();
-        check_request(&decode(&got, protocol));
-        assert!(
-            exporter_metric(
-                &registry,
-                "slipstream_exporter_failures_total",
-                "otlp_metrics"
-            ) >= 3.0,
-            "{}",
-            registry.render_prometheus()
+        let got = wait_for_requests(&log, 4).await;
+        // The same request each time, the fourth delivered.
+        assert!(got[1..4].iter().all(|r| r.body == got[0].body));
+        check_request(&decode(&got[3], protocol));
+        let failures = exporter_metric(
+            &registry,
+            "slipstream_exporter_failures_total",
+            "otlp_metrics",
         );
+        assert_eq!(failures, 3.0, "{}", registry.render_prometheus());
         exporter.shutdown(Duration::from_secs(2)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_pushes_one_last_snapshot() {
-    let (endpoint, mut rx, _) = serve(0).await;
+    let (endpoint, log) = receiver(0).await;
     let mut cfg = config(endpoint, ForwardProtocol::Http);
     cfg.interval = Duration::from_secs(3600);
     let registry = Registry::new();
     let exporter = OtlpMetricsExporter::start(&cfg, Arc::new(snapshot), &registry).unwrap();
     // The first tick pushes at once; the next would be in an hour.
-    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
-    assert!(first.is_ok());
-    exporter.shutdown(Duration::from_secs(2)).await;
-    let last = rx.try_recv().expect("a push at shutdown");
-    check_request(&decode(&last, ForwardProtocol::Http));
+    wait_for_requests(&log, 1).await;
+    assert_eq!(exporter.shutdown(Duration::from_secs(2)).await, 0);
+    let got = log.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    check_request(&decode(&got[1], ForwardProtocol::Http));
 }

@@ -3,23 +3,23 @@
 //! of the snapshot, in both exposition formats; a Prometheus that comes up late gets the
 //! series once it is up, and the failures before are counted.
 
+mod metrics_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
+use metrics_support::{Log, exporter_metric, now_nanos, point, respond, serve};
 use slipstream_config::exporters::RemoteWriteConfig;
-use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
+use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, PointValue};
 use slipstream_core::{MetricsSnapshot, Registry};
 use slipstream_exporters::prometheus::{Format, negotiate, render};
 use slipstream_exporters::remote_write::RemoteWriter;
@@ -188,25 +188,6 @@ async fn get(url: &str) -> Result<(u16, String), String> {
 
 const SELECTOR: &str = r#"{__name__=~"rwtest_.+|slo:sli_error:ratio_rate5m"}"#;
 
-fn point(labels: &[(&str, &str)], value: PointValue) -> Point {
-    Point {
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        service: Some("checkout".to_owned()),
-        value,
-        start_time: 0,
-    }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
 /// A counter, a gauge with a colon name and a histogram, stamped now.
 fn snapshot() -> MetricsSnapshot {
     MetricsSnapshot {
@@ -219,10 +200,12 @@ fn snapshot() -> MetricsSnapshot {
                 kind: MetricKind::Counter,
                 points: vec![
                     point(
+                        Some("checkout"),
                         &[("service", "checkout"), ("slo", "availability")],
                         PointValue::Number(1234.0),
                     ),
                     point(
+                        Some("checkout"),
                         &[("service", "cart \"x\"\\y"), ("slo", "availability")],
                         PointValue::Number(0.5),
                     ),
@@ -234,6 +217,7 @@ fn snapshot() -> MetricsSnapshot {
                 unit: "1",
                 kind: MetricKind::Gauge,
                 points: vec![point(
+                    Some("checkout"),
                     &[
                         ("sloth_id", "checkout-availability"),
                         ("sloth_slo", "availability"),
@@ -247,6 +231,7 @@ fn snapshot() -> MetricsSnapshot {
                 unit: "s",
                 kind: MetricKind::Histogram,
                 points: vec![point(
+                    Some("checkout"),
                     &[("service", "checkout"), ("slo", "latency")],
                     PointValue::Histogram(HistogramValue {
                         count: 10,
@@ -356,47 +341,18 @@ async fn wait_for(
 // === the scrape endpoint ===
 
 /// Serves `render()` of a fresh snapshot on `/metrics` (format negotiated from `Accept`, or
-/// forced with `?format=text`), as the binary does; records the formats it served.
-async fn serve_metrics() -> (SocketAddr, Arc<Mutex<BTreeSet<Format>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = Arc::new(Mutex::new(BTreeSet::new()));
-    let served2 = served.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let served = served2.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let served = served.clone();
-                    async move {
-                        let format = if req.uri().query() == Some("format=text") {
-                            Format::Text
-                        } else {
-                            negotiate(
-                                req.headers()
-                                    .get(hyper::header::ACCEPT)
-                                    .and_then(|v| v.to_str().ok()),
-                            )
-                        };
-                        served.lock().unwrap().insert(format);
-                        Ok::<_, hyper::Error>(
-                            Response::builder()
-                                .header(hyper::header::CONTENT_TYPE, format.content_type())
-                                .body(Full::new(Bytes::from(render(&snapshot(), format))))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, served)
+/// forced with `?format=text`), as the binary does.
+async fn serve_metrics() -> (SocketAddr, Log) {
+    serve(|_, r| {
+        let format = if r.uri.query() == Some("format=text") {
+            Format::Text
+        } else {
+            negotiate(r.headers.get("accept").and_then(|v| v.to_str().ok()))
+        };
+        let content_type = [("content-type", format.content_type())];
+        respond(200, &content_type, render(&snapshot(), format))
+    })
+    .await
 }
 
 fn scrape_configs(target: SocketAddr) -> String {
@@ -416,22 +372,11 @@ fn remote_write_config(port: u16, interval: Duration) -> RemoteWriteConfig {
     cfg
 }
 
-/// A self-metric of `exporter`, summed over its other labels (`reason`).
-fn exporter_metric(registry: &Registry, name: &str, exporter: &str) -> f64 {
-    let prefix = format!("{name}{{exporter=\"{exporter}\"");
-    registry
-        .render_prometheus()
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
 // === tests ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
-    let (target, served) = serve_metrics().await;
+    let (target, scrapes) = serve_metrics().await;
     let port = free_port();
     let prom = Prometheus::start(port, &scrape_configs(target)).await;
     let registry = Registry::new();
@@ -457,9 +402,15 @@ async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
     assert_eq!(of_job(&got, "scrape_text"), want, "scraped (text 0.0.4)");
     writer.shutdown(Duration::from_secs(2)).await;
     assert!(exporter_metric(&registry, "slipstream_exporter_sent_total", "remote_write") > 0.0);
-    // Prometheus negotiated OpenMetrics on the job without the `format` parameter.
-    let served: Vec<Format> = served.lock().unwrap().iter().copied().collect();
-    assert_eq!(served, [Format::Text, Format::OpenMetrics]);
+    // Prometheus' Accept header got OpenMetrics on the job without the `format` parameter.
+    let negotiated: BTreeSet<Format> = scrapes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.uri.query().is_none())
+        .map(|r| negotiate(r.headers.get("accept").and_then(|v| v.to_str().ok())))
+        .collect();
+    assert_eq!(negotiated, BTreeSet::from([Format::OpenMetrics]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
