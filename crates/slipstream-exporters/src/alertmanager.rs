@@ -132,24 +132,24 @@ impl AlertmanagerExporter {
         if events.is_empty() {
             return;
         }
-        let batch: Batch = {
-            let mut firing = self.firing.lock().unwrap_or_else(|e| e.into_inner());
-            events
-                .iter()
-                .map(|event| {
-                    let alert = alert(event);
-                    match event.state {
-                        EventState::Firing => {
-                            firing.insert(alert.labels.clone(), alert.clone());
-                        }
-                        EventState::Resolved => {
-                            firing.remove(&alert.labels);
-                        }
+        // The queues are pushed while the set is locked, so a re-send of the set taken
+        // before a resolve can never be queued after the resolved alert and revive it.
+        let mut firing = self.firing.lock().unwrap_or_else(|e| e.into_inner());
+        let batch: Batch = events
+            .iter()
+            .map(|event| {
+                let alert = alert(event);
+                match event.state {
+                    EventState::Firing => {
+                        firing.insert(alert.labels.clone(), alert.clone());
                     }
-                    alert
-                })
-                .collect()
-        };
+                    EventState::Resolved => {
+                        firing.remove(&alert.labels);
+                    }
+                }
+                alert
+            })
+            .collect();
         for q in &self.queues {
             q.push(batch.clone());
         }
@@ -180,13 +180,12 @@ async fn resend_loop(firing: Firing, queues: Vec<DeliveryQueue<Batch>>, every: D
     tick.tick().await;
     loop {
         tick.tick().await;
-        let batch: Batch = {
-            let firing = firing.lock().unwrap_or_else(|e| e.into_inner());
-            firing.values().cloned().collect()
-        };
-        if batch.is_empty() {
+        // Pushed under the lock: see `publish`.
+        let firing = firing.lock().unwrap_or_else(|e| e.into_inner());
+        if firing.is_empty() {
             continue;
         }
+        let batch: Batch = firing.values().cloned().collect();
         for q in &queues {
             q.push(batch.clone());
         }

@@ -216,7 +216,7 @@ async fn retries_stop_after_max_elapsed_time() {
     eventually("the drop", || dropped(&registry, "retries_exhausted") == 1).await;
     assert!(t0.elapsed() <= Duration::from_millis(500));
     let attempts = script.calls().len() as i128;
-    assert!(attempts >= 3, "{attempts} attempts");
+    assert!(attempts >= 2, "{attempts} attempts");
     assert_eq!(
         value(
             &registry,
