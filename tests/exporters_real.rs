@@ -5,9 +5,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
+use slipstream_config::exporters::{AlertmanagerConfig, RemoteWriteConfig};
 use slipstream_e2e::otlp::{Minute, scenario};
-use slipstream_e2e::procs::Prometheus;
+use slipstream_e2e::procs::{Alertmanager, Prometheus};
 use slipstream_e2e::raw::post_http;
+use slipstream_e2e::sdk::{emit, http_exporter};
 use slipstream_e2e::{http_get, start, test_config};
 
 const MIN: u64 = 60_000_000_000;
@@ -47,6 +49,22 @@ slo:
 ",
     );
     cfg.exporters.prometheus.naming = slipstream_config::exporters::MetricNaming::Sloth;
+    // The same Prometheus scrapes slipstream and receives its remote writes.
+    let target: std::net::SocketAddr = cfg
+        .exporters
+        .prometheus
+        .endpoint
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let prom = Prometheus::start(&[target]).await;
+    cfg.exporters.remote_write = Some(RemoteWriteConfig {
+        endpoint: prom.remote_write_url(),
+        interval: Duration::from_millis(500),
+        naming: slipstream_config::exporters::MetricNaming::Sloth,
+        ..Default::default()
+    });
     let app = start(cfg).await;
 
     // Five minutes of recorded traffic ending now: 60 requests a minute, half of the fourth
@@ -107,9 +125,40 @@ slo:
     assert_eq!(api_slo["period_total"], 300.0);
     assert_eq!(api_slo["period_bad"], 30.0);
 
-    // A real Prometheus scraping that endpoint sees the same values.
-    let prom = Prometheus::start(&[app.prometheus_addr.unwrap()]).await;
+    // A real Prometheus scraping that endpoint sees the same values, and so do the series
+    // slipstream remote-writes to it (no `job` label).
     let within = Duration::from_secs(20);
+    for (how, job) in [
+        ("scraped", "job=\"slipstream\""),
+        ("remote-written", "job=\"\""),
+    ] {
+        let got = prom
+            .wait_for(
+                &format!("slipstream_sli_errors_total{{{job},service_name=\"checkout\"}}"),
+                within,
+                |r| r.first().is_some_and(|x| x.1 == 30.0),
+            )
+            .await;
+        assert_eq!(got.len(), 1, "{how}: {got:?}");
+        let got = prom
+            .wait_for(
+                &format!(
+                    "slipstream_slo_burn_rate{{{job},slo=\"checkout-availability\",window=\"1h\"}}"
+                ),
+                within,
+                |r| !r.is_empty(),
+            )
+            .await;
+        assert_eq!(got[0].1, burn_1h, "{how}");
+        let got = prom
+            .wait_for(
+                &format!("slo:sli_error:ratio_rate1h{{{job},sloth_service=\"checkout\"}}"),
+                within,
+                |r| !r.is_empty(),
+            )
+            .await;
+        assert_eq!(got[0].1, ratio_1h, "{how}");
+    }
     let got = prom
         .wait_for(
             "slipstream_sli_requests_total{job=\"slipstream\",service_name=\"checkout\"}",
@@ -150,5 +199,94 @@ slo:
         .query("histogram_quantile(0.5, slipstream_sli_latency_seconds_bucket{job=\"slipstream\"})")
         .await;
     assert!((got[0].1 - 0.020).abs() < 0.020 * 0.008, "{got:?}");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burn_rate_incident_from_real_otlp_traffic_fires_and_resolves_in_alertmanager() {
+    let am = Alertmanager::start(None).await;
+    let mut cfg = test_config(
+        None,
+        "aggregator:
+  tick_interval: 1s
+slo:
+  evaluation_interval: 1s
+  templates: { availability: null, latency: null }
+  catalog:
+    checkout: { owner: team-payments, runbook_url: https://runbooks.example/checkout }
+  objectives:
+    - name: checkout-availability
+      service: checkout
+      sli: { kind: availability }
+      objective: 99.9
+      alerts:
+        - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }
+",
+    );
+    cfg.exporters.alertmanager = Some(AlertmanagerConfig {
+        endpoints: vec![format!("http://{}", am.addr)],
+        resend_interval: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let app = start(cfg).await;
+    let http = app.http_addr.unwrap();
+
+    // The incident: 50 requests, every one answered 503, from the real OTel SDK.
+    emit(http_exporter(http), "checkout", 50, |_| true).await;
+    let ours = |a: &serde_json::Value| a["labels"]["slo"] == "checkout-availability";
+    let start_wait = std::time::Instant::now();
+    let alert = loop {
+        let alerts = am.alerts().await;
+        if let Some(a) = alerts.iter().find(|a| ours(a)) {
+            break a.clone();
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "no alert in Alertmanager: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(alert["status"]["state"], "active", "{alert:#}");
+    let labels = &alert["labels"];
+    assert_eq!(labels["alertname"], "SlipstreamErrorBudgetBurn");
+    assert_eq!(labels["service"], "checkout");
+    assert_eq!(labels["severity"], "page");
+    assert_eq!(labels["long_window"], "1h");
+    assert_eq!(labels["short_window"], "5m");
+    assert_eq!(labels["owner"], "team-payments");
+    assert_eq!(
+        alert["annotations"]["runbook_url"],
+        "https://runbooks.example/checkout"
+    );
+
+    // Recovery: enough good requests that the 5m window burns below 14.4 (50 bad of 10,050
+    // is a burn rate of 5).
+    for _ in 0..5 {
+        emit(http_exporter(http), "checkout", 2000, |_| false).await;
+    }
+    let start_wait = std::time::Instant::now();
+    loop {
+        let alerts = am.alerts().await;
+        let active = alerts
+            .iter()
+            .any(|a| ours(a) && a["status"]["state"] == "active");
+        if !active {
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "the alert is still active after recovery: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events: serde_json::Value =
+        serde_json::from_str(&http_get(app.admin_addr.unwrap(), "/api/v1/events").await.1).unwrap();
+    let states: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["firing", "resolved"]);
     app.shutdown().await;
 }

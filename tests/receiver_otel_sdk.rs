@@ -3,15 +3,9 @@
 
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
-use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider};
 use opentelemetry_otlp::{
     Compression, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::runtime::Tokio;
-use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use slipstream_e2e::sdk::emit;
 use slipstream_e2e::{Sink, otlp, raw, self_metric, spans_in, start, test_config};
 

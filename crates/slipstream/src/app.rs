@@ -15,7 +15,10 @@ use tokio::sync::watch;
 
 use crate::admin::{self, Readiness};
 use crate::evaluate::Evaluator;
-use crate::live::{EventSink, Live};
+use crate::live::{EventExportersSink, EventSink, Live};
+use slipstream_core::MetricsSource;
+use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
+use slipstream_exporters::remote_write::{RemoteWriter, RemoteWriterHandle};
 
 /// Sets up `tracing` from the config; `RUST_LOG` wins over `log.level` when set.
 pub fn init_logging(cfg: &LogConfig) {
@@ -92,6 +95,9 @@ pub struct App {
     forwarder: Option<ForwarderHandle>,
     admin: Option<tokio::task::JoinHandle<()>>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
+    events: Arc<EventExportersSink>,
+    remote_write: Option<RemoteWriterHandle>,
+    otlp_metrics: Option<OtlpMetricsExporter>,
 }
 
 impl App {
@@ -127,7 +133,11 @@ impl App {
                         .join("; ")
                 )
             })?;
-        let sinks: Vec<Box<dyn EventSink>> = Vec::new();
+        let events = Arc::new(EventExportersSink::new(
+            slipstream_exporters::events::EventExporters::start(&cfg.exporters, &registry)
+                .map_err(anyhow::Error::msg)?,
+        ));
+        let sinks: Vec<Arc<dyn EventSink>> = vec![events.clone()];
         let live = Arc::new(Live::new(
             Evaluator::new(aggregator.clone(), engine, clock.clone()),
             cfg.slo.catalog.clone(),
@@ -168,6 +178,30 @@ impl App {
             }
             None => (None, None),
         };
+        let source = |naming| -> Arc<dyn MetricsSource> {
+            let live = live.clone();
+            Arc::new(move || live.metrics(naming))
+        };
+        let remote_write = cfg
+            .exporters
+            .remote_write
+            .as_ref()
+            .map(|c| RemoteWriter::start(c, source(c.naming), &registry))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let otlp_metrics = cfg
+            .exporters
+            .otlp_metrics
+            .as_ref()
+            .map(|c| {
+                OtlpMetricsExporter::start(
+                    c,
+                    source(slipstream_config::exporters::MetricNaming::Slipstream),
+                    &registry,
+                )
+            })
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let (prometheus_addr, prometheus) = match &cfg.exporters.prometheus.endpoint {
             Some(ep) => {
                 let (addr, task) = admin::start_prometheus(
@@ -212,6 +246,9 @@ impl App {
             forwarder,
             admin,
             prometheus,
+            events,
+            remote_write,
+            otlp_metrics,
         })
     }
 
@@ -236,6 +273,37 @@ impl App {
             if report.undelivered == 0 {
                 tracing::info!("forward queue drained");
             }
+        }
+        // The final step published its events and series: deliver them.
+        let deadline = self.cfg.shutdown.drain_timeout;
+        let events = self.events.take();
+        let (e, r, o) = tokio::join!(
+            async {
+                match events {
+                    Some(e) => e.shutdown(deadline).await,
+                    None => 0,
+                }
+            },
+            async {
+                match self.remote_write {
+                    Some(r) => r.shutdown(deadline).await,
+                    None => 0,
+                }
+            },
+            async {
+                match self.otlp_metrics {
+                    Some(o) => o.shutdown(deadline).await,
+                    None => 0,
+                }
+            },
+        );
+        if e + r + o > 0 {
+            tracing::warn!(
+                events = e,
+                remote_write = r,
+                otlp_metrics = o,
+                "exporters still held items at the drain deadline; counted as dropped"
+            );
         }
         if let Some(a) = self.admin {
             let _ = a.await;

@@ -21,6 +21,31 @@ pub trait EventSink: Send + Sync {
     fn publish(&self, events: &[BurnRateEvent]);
 }
 
+/// The event exporters of the config, shared by the evaluation step (which publishes) and the
+/// shutdown (which takes them to drain their queues).
+#[derive(Debug, Default)]
+pub struct EventExportersSink(Mutex<Option<slipstream_exporters::events::EventExporters>>);
+
+impl EventExportersSink {
+    /// Holds `exporters`.
+    pub fn new(exporters: slipstream_exporters::events::EventExporters) -> Self {
+        EventExportersSink(Mutex::new(Some(exporters)))
+    }
+
+    /// Takes the exporters out (later events are not sent).
+    pub fn take(&self) -> Option<slipstream_exporters::events::EventExporters> {
+        lock(&self.0).take()
+    }
+}
+
+impl EventSink for EventExportersSink {
+    fn publish(&self, events: &[BurnRateEvent]) {
+        if let Some(e) = lock(&self.0).as_ref() {
+            e.publish(events);
+        }
+    }
+}
+
 /// The latest results, as readers see them.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
@@ -56,7 +81,7 @@ pub struct Live {
     published: RwLock<Arc<Published>>,
     catalog: BTreeMap<String, CatalogEntry>,
     started: UnixNanos,
-    sinks: Vec<Box<dyn EventSink>>,
+    sinks: Vec<Arc<dyn EventSink>>,
     history: Mutex<BTreeMap<String, std::collections::VecDeque<HistoryPoint>>>,
 }
 
@@ -79,7 +104,7 @@ impl Live {
         evaluator: Evaluator,
         catalog: BTreeMap<String, CatalogEntry>,
         clock: &dyn Clock,
-        sinks: Vec<Box<dyn EventSink>>,
+        sinks: Vec<Arc<dyn EventSink>>,
     ) -> Self {
         Live {
             evaluator: Mutex::new(evaluator),
