@@ -21,7 +21,9 @@ use slipstream_config::exporters::OtlpExportConfig;
 use slipstream_config::forward::ForwardProtocol;
 use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, PointValue};
 use slipstream_core::{MetricsSnapshot, Registry};
-use slipstream_exporters::otlp_metrics::{OtlpMetricsExporter, lower_boundary};
+use slipstream_exporters::otlp_metrics::{
+    OtlpMetricsExporter, exponential_buckets, lower_boundary,
+};
 
 /// An OTLP receiver (gRPC and HTTP) failing the first `fail_first` requests: 503, or
 /// `grpc-status: 14` (UNAVAILABLE) over gRPC.
@@ -171,13 +173,10 @@ fn check_histogram(dp: &ExponentialHistogramDataPoint, input: &HistogramValue) {
     assert_eq!(dp.count, input.count);
     assert_eq!(dp.sum, Some(input.sum));
     assert_eq!(dp.start_time_unix_nano, 1_000);
-    let mut exported = vec![(0.0, 0.0); dp.zero_count as usize];
-    let b = dp.positive.as_ref().unwrap();
-    for (k, &n) in b.bucket_counts.iter().enumerate() {
-        let i = b.offset + k as i32;
-        let bounds = (lower_boundary(i, dp.scale), lower_boundary(i + 1, dp.scale));
-        exported.extend(std::iter::repeat_n(bounds, n as usize));
-    }
+    let exported: Vec<(f64, f64)> = exponential_buckets(dp)
+        .into_iter()
+        .flat_map(|(l, u, n)| std::iter::repeat_n((l, u), n as usize))
+        .collect();
     let observations: Vec<(f64, f64)> = input
         .buckets
         .iter()

@@ -212,6 +212,28 @@ pub fn exponential_point(h: &HistogramValue) -> ExponentialHistogramDataPoint {
     point
 }
 
+/// The buckets of an exponential histogram point as `(lower, upper, count)`: the zero bucket
+/// as `(0, 0, zero_count)` when it holds anything, then every positive bucket
+/// `(base^i, base^(i+1)]` from the offset on (empty ones included). Negative buckets are not
+/// read (latencies have none).
+pub fn exponential_buckets(p: &ExponentialHistogramDataPoint) -> Vec<(f64, f64, u64)> {
+    let mut out = Vec::new();
+    if p.zero_count > 0 {
+        out.push((0.0, 0.0, p.zero_count));
+    }
+    if let Some(b) = &p.positive {
+        for (k, &n) in b.bucket_counts.iter().enumerate() {
+            let i = b.offset + k as i32;
+            out.push((
+                lower_boundary(i, p.scale),
+                lower_boundary(i + 1, p.scale),
+                n,
+            ));
+        }
+    }
+    out
+}
+
 /// The index `i` of the exponential bucket `(base^i, base^(i+1)]` holding `v > 0` at
 /// `scale`, `base = 2^(2^-scale)`. Exact at powers of two; for positive scales the
 /// logarithm's rounding is corrected against the bucket boundaries.

@@ -18,8 +18,8 @@
 mod convert;
 
 pub use convert::{
-    DEFAULT_SERVICE, MAX_BUCKETS, MAX_SCALE, MIN_SCALE, SCOPE, bucket_index, exponential_point,
-    lower_boundary, to_request,
+    DEFAULT_SERVICE, MAX_BUCKETS, MAX_SCALE, MIN_SCALE, SCOPE, bucket_index, exponential_buckets,
+    exponential_point, lower_boundary, to_request,
 };
 
 use std::sync::Arc;

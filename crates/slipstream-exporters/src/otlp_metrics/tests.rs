@@ -5,31 +5,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use slipstream_core::MetricsSnapshot;
-use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
+use slipstream_core::export::{HistogramValue, MetricKind, PointValue};
 
 use super::*;
-
-fn point(service: Option<&str>, labels: &[(&str, &str)], value: PointValue) -> Point {
-    Point {
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        service: service.map(str::to_owned),
-        value,
-        start_time: 111,
-    }
-}
-
-fn family(name: &str, kind: MetricKind, points: Vec<Point>) -> MetricFamily {
-    MetricFamily {
-        name: name.to_owned(),
-        help: format!("help {name}"),
-        unit: "s",
-        kind,
-        points,
-    }
-}
+use crate::prometheus::tests::{family, point};
 
 #[test]
 fn indices_match_the_definition() {
@@ -59,15 +38,10 @@ fn indices_match_the_definition() {
 
 /// The exported buckets as (lower, upper] per observation, ascending.
 fn expand(p: &ExponentialHistogramDataPoint) -> Vec<(f64, f64)> {
-    let mut out = vec![(0.0, 0.0); p.zero_count as usize];
-    if let Some(b) = &p.positive {
-        for (k, &n) in b.bucket_counts.iter().enumerate() {
-            let i = b.offset + k as i32;
-            let bounds = (lower_boundary(i, p.scale), lower_boundary(i + 1, p.scale));
-            out.extend(std::iter::repeat_n(bounds, n as usize));
-        }
-    }
-    out
+    exponential_buckets(p)
+        .into_iter()
+        .flat_map(|(l, u, n)| std::iter::repeat_n((l, u), n as usize))
+        .collect()
 }
 
 #[test]
@@ -243,7 +217,7 @@ fn requests_group_points_by_service_and_map_kinds() {
     );
     assert_eq!(
         checkout[0].description,
-        "help slipstream_sli_requests_total"
+        "Help of slipstream_sli_requests_total."
     );
     assert_eq!(checkout[0].unit, "s");
     match checkout[0].data.as_ref().unwrap() {

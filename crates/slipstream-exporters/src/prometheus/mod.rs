@@ -250,4 +250,4 @@ fn escape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

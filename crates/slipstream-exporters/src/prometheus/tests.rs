@@ -5,23 +5,26 @@ use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, P
 
 use super::*;
 
-fn point(labels: &[(&str, &str)], value: PointValue) -> Point {
+/// A point of `service` with these labels and value, started at 111 ns (shared by the
+/// exporters' unit tests).
+pub(crate) fn point(service: Option<&str>, labels: &[(&str, &str)], value: PointValue) -> Point {
     Point {
         labels: labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        service: None,
+        service: service.map(str::to_owned),
         value,
-        start_time: 0,
+        start_time: 111,
     }
 }
 
-fn family(name: &str, kind: MetricKind, points: Vec<Point>) -> MetricFamily {
+/// A family with help `Help of <name>.` and unit `s`.
+pub(crate) fn family(name: &str, kind: MetricKind, points: Vec<Point>) -> MetricFamily {
     MetricFamily {
         name: name.to_owned(),
         help: format!("Help of {name}."),
-        unit: "",
+        unit: "s",
         kind,
         points,
     }
@@ -36,10 +39,12 @@ fn snapshot() -> MetricsSnapshot {
                 MetricKind::Counter,
                 vec![
                     point(
+                        None,
                         &[("service", "checkout"), ("slo", "availability")],
                         PointValue::Number(1234.0),
                     ),
                     point(
+                        None,
                         &[("service", "a\"b\\c\nd"), ("slo", "x")],
                         PointValue::Number(0.5),
                     ),
@@ -49,6 +54,7 @@ fn snapshot() -> MetricsSnapshot {
                 "slo:sli_error:ratio_rate5m",
                 MetricKind::Gauge,
                 vec![point(
+                    None,
                     &[("sloth_id", "checkout-availability")],
                     PointValue::Number(0.0025),
                 )],
@@ -57,6 +63,7 @@ fn snapshot() -> MetricsSnapshot {
                 "slipstream_sli_latency_seconds",
                 MetricKind::Histogram,
                 vec![point(
+                    None,
                     &[("service", "checkout"), ("slo", "latency")],
                     PointValue::Histogram(HistogramValue {
                         count: 10,
@@ -127,6 +134,7 @@ fn labels_sort_around_le_and_unlabelled_points_have_no_braces() {
                 "h",
                 MetricKind::Histogram,
                 vec![point(
+                    None,
                     &[("a", "1"), ("z", "2")],
                     PointValue::Histogram(HistogramValue {
                         count: 1,
@@ -138,7 +146,7 @@ fn labels_sort_around_le_and_unlabelled_points_have_no_braces() {
             family(
                 "g",
                 MetricKind::Gauge,
-                vec![point(&[], PointValue::Number(-2.0))],
+                vec![point(None, &[], PointValue::Number(-2.0))],
             ),
         ],
     };
@@ -213,8 +221,8 @@ fn mismatched_points_are_left_out() {
             "c_total",
             MetricKind::Counter,
             vec![
-                point(&[], PointValue::Histogram(HistogramValue::default())),
-                point(&[("k", "v")], PointValue::Number(1.0)),
+                point(None, &[], PointValue::Histogram(HistogramValue::default())),
+                point(None, &[("k", "v")], PointValue::Number(1.0)),
             ],
         )],
     };
@@ -351,7 +359,11 @@ fn both_formats_parse_back_to_the_snapshot() {
     snap.families.push(family(
         "weird_total",
         MetricKind::Counter,
-        vec![point(&[("k", "\\\\\"\n\n")], PointValue::Number(f64::NAN))],
+        vec![point(
+            None,
+            &[("k", "\\\\\"\n\n")],
+            PointValue::Number(f64::NAN),
+        )],
     ));
     for format in [Format::Text, Format::OpenMetrics] {
         let text = String::from_utf8(render(&snap, format)).unwrap();

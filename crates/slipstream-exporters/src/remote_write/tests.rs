@@ -1,30 +1,9 @@
 use prost::Message;
 use slipstream_core::MetricsSnapshot;
-use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
+use slipstream_core::export::{HistogramValue, MetricKind, Point, PointValue};
 
 use super::*;
-
-fn point(labels: &[(&str, &str)], value: PointValue) -> Point {
-    Point {
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        service: Some("checkout".to_owned()),
-        value,
-        start_time: 0,
-    }
-}
-
-fn family(name: &str, kind: MetricKind, points: Vec<Point>) -> MetricFamily {
-    MetricFamily {
-        name: name.to_owned(),
-        help: String::new(),
-        unit: "",
-        kind,
-        points,
-    }
-}
+use crate::prometheus::tests::{family, point};
 
 fn names(ts: &TimeSeries) -> Vec<(&str, &str)> {
     ts.labels
@@ -64,6 +43,7 @@ fn series_are_named_like_the_text_format_with_sorted_labels() {
                 "slipstream_sli_requests_total",
                 MetricKind::Counter,
                 vec![point(
+                    Some("checkout"),
                     &[("slo", "a"), ("zone", "x")],
                     PointValue::Number(12.0),
                 )],
@@ -71,12 +51,17 @@ fn series_are_named_like_the_text_format_with_sorted_labels() {
             family(
                 "slo:sli_error:ratio_rate5m",
                 MetricKind::Gauge,
-                vec![point(&[("Upper", "u")], PointValue::Number(0.5))],
+                vec![point(
+                    Some("checkout"),
+                    &[("Upper", "u")],
+                    PointValue::Number(0.5),
+                )],
             ),
             family(
                 "lat_seconds",
                 MetricKind::Histogram,
                 vec![point(
+                    Some("checkout"),
                     &[("a", "1"), ("z", "2")],
                     PointValue::Histogram(HistogramValue {
                         count: 3,
@@ -155,7 +140,7 @@ fn a_snapshot_without_time_is_stamped_now() {
         families: vec![family(
             "g",
             MetricKind::Gauge,
-            vec![point(&[], PointValue::Number(1.0))],
+            vec![point(Some("checkout"), &[], PointValue::Number(1.0))],
         )],
     };
     assert_eq!(timeseries(&snap, 42)[0].samples[0].timestamp, 42);
@@ -164,7 +149,13 @@ fn a_snapshot_without_time_is_stamped_now() {
 #[test]
 fn large_snapshots_split_into_batches_that_decode_back() {
     let points: Vec<Point> = (0..4500)
-        .map(|i| point(&[("i", &i.to_string())], PointValue::Number(f64::from(i))))
+        .map(|i| {
+            point(
+                Some("checkout"),
+                &[("i", &i.to_string())],
+                PointValue::Number(f64::from(i)),
+            )
+        })
         .collect();
     let snap = MetricsSnapshot {
         at: 1_000_000,
