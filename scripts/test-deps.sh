@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what slipstream's test suite needs on a fresh Debian machine: the Python
-# OpenTelemetry SDK (a real OTLP client) in tests/.venv, and Prometheus + Alertmanager from
-# Debian's packages. Safe to run again; it skips what is already there.
+# OpenTelemetry SDK (a real OTLP client) in tests/.venv, Prometheus + Alertmanager and headless
+# Chromium from Debian's packages. Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,8 @@ need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || need_apt+=(prometheus-alertmanager)
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+# Headless Chromium for the status page's end-to-end test.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "test-deps: apt-get install ${need_apt[*]}"
