@@ -15,6 +15,7 @@ pub mod exporters;
 pub mod forward;
 pub mod receiver;
 pub mod slo;
+pub mod state;
 mod units;
 
 use std::fmt;
@@ -29,6 +30,7 @@ pub use exporters::ExportersConfig;
 pub use forward::ForwardConfig;
 pub use receiver::ReceiversConfig;
 pub use slo::SloConfig;
+pub use state::StateConfig;
 pub use units::ByteSize;
 
 /// The whole document.
@@ -51,6 +53,8 @@ pub struct Config {
     pub slo: SloConfig,
     /// Where SLI series and burn-rate events are exported.
     pub exporters: ExportersConfig,
+    /// Persistence of the SLO state across restarts.
+    pub state: StateConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
 }
@@ -250,6 +254,7 @@ impl Config {
         self.aggregator.validate("aggregator", &mut errs);
         self.slo.validate("slo", &mut errs);
         self.exporters.validate("exporters", &mut errs);
+        self.state.validate("state", &mut errs);
         errs.check(
             self.aggregator.slot_width <= std::time::Duration::from_secs(60),
             "aggregator.slot_width",
