@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -417,9 +418,18 @@ async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
 async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_counted() {
     let port = free_port();
     let registry = Registry::new();
+    let gauge_gone = Arc::new(AtomicBool::new(false));
+    let gone = gauge_gone.clone();
+    let source = move || {
+        let mut s = snapshot();
+        if gone.load(Ordering::SeqCst) {
+            s.families.retain(|f| f.kind != MetricKind::Gauge);
+        }
+        s
+    };
     let writer = RemoteWriter::start(
         &remote_write_config(port, Duration::from_millis(200)),
-        Arc::new(snapshot),
+        Arc::new(source),
         &registry,
     )
     .unwrap();
@@ -439,7 +449,7 @@ async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_coun
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let prom = Prometheus::start(port, "").await;
-    let want = expected();
+    let mut want = expected();
     wait_for(
         &prom,
         Duration::from_secs(20),
@@ -448,5 +458,17 @@ async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_coun
     )
     .await;
     assert!(failures() >= 2.0);
+    // A series that leaves the snapshot is marked stale, as a scrape would: it disappears at
+    // once rather than after the 5-minute lookback.
+    gauge_gone.store(true, Ordering::SeqCst);
+    want.retain(|labels, _| labels["__name__"] != "slo:sli_error:ratio_rate5m");
+    assert_eq!(want.len(), expected().len() - 1);
+    wait_for(
+        &prom,
+        Duration::from_secs(10),
+        "the gauge marked stale",
+        |got| of_job(got, "") == want,
+    )
+    .await;
     writer.shutdown(Duration::from_secs(2)).await;
 }

@@ -10,14 +10,17 @@
 //! keep the family name (`_total` included), histograms become `_bucket{le}`, `_sum` and
 //! `_count`. Labels are sorted by name, `__name__` among them (first, unless a label name
 //! starts with an upper-case letter). Every sample carries the snapshot's time in
-//! milliseconds.
+//! milliseconds. A series that was in the previous push and is missing from this one gets a
+//! staleness marker ([`Staleness`]), so it disappears from queries at once, as it would from a
+//! scrape.
 
 mod proto;
 pub(crate) mod push;
 
 pub use proto::{Label, Sample, TimeSeries, WriteRequest};
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -72,8 +75,15 @@ impl RemoteWriter {
                 (client.clone(), url.clone(), headers.clone(), body.clone());
             async move { delivery::post(&client, &url, &headers, CONTENT_TYPE, body, timeout).await }
         });
-        let push = Periodic::start(cfg.interval, source, queue, |snapshot| {
-            encode(snapshot, now_ms(), MAX_SERIES_PER_REQUEST)
+        let staleness = Mutex::new(Staleness::default());
+        let push = Periodic::start(cfg.interval, source, queue, move |snapshot| {
+            let now = now_ms();
+            let mut series = timeseries(snapshot, now);
+            staleness
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .mark(&mut series, timestamp_ms(snapshot, now));
+            compress(series, MAX_SERIES_PER_REQUEST)
         });
         Ok(RemoteWriterHandle { push })
     }
@@ -118,14 +128,19 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The snapshot as remote-write time series, in family order, each with one sample at the
-/// snapshot's time (`at`, or `now` when the snapshot has none).
-pub fn timeseries(snapshot: &MetricsSnapshot, now_ms: i64) -> Vec<TimeSeries> {
-    let timestamp = if snapshot.at == 0 {
+/// The snapshot's time in milliseconds (`at`, or `now_ms` when the snapshot has none).
+fn timestamp_ms(snapshot: &MetricsSnapshot, now_ms: i64) -> i64 {
+    if snapshot.at == 0 {
         now_ms
     } else {
         i64::try_from(snapshot.at / 1_000_000).unwrap_or(i64::MAX)
-    };
+    }
+}
+
+/// The snapshot as remote-write time series, in family order, each with one sample at the
+/// snapshot's time (`at`, or `now_ms` when the snapshot has none).
+pub fn timeseries(snapshot: &MetricsSnapshot, now_ms: i64) -> Vec<TimeSeries> {
+    let timestamp = timestamp_ms(snapshot, now_ms);
     let mut out = Vec::new();
     for family in &snapshot.families {
         for point in &family.points {
@@ -160,7 +175,12 @@ pub fn timeseries(snapshot: &MetricsSnapshot, now_ms: i64) -> Vec<TimeSeries> {
 /// each (at least one body, possibly empty, so an empty snapshot still shows the target is
 /// reachable).
 pub fn encode(snapshot: &MetricsSnapshot, now_ms: i64, max_series: usize) -> Vec<Bytes> {
-    let series = timeseries(snapshot, now_ms);
+    compress(timeseries(snapshot, now_ms), max_series)
+}
+
+/// Series as snappy-compressed `WriteRequest` bodies of at most `max_series` series each
+/// (at least one body).
+fn compress(series: Vec<TimeSeries>, max_series: usize) -> Vec<Bytes> {
     let mut encoder = snap::raw::Encoder::new();
     let compress = |encoder: &mut snap::raw::Encoder, timeseries: Vec<TimeSeries>| {
         let raw = WriteRequest { timeseries }.encode_to_vec();
@@ -180,6 +200,44 @@ pub fn encode(snapshot: &MetricsSnapshot, now_ms: i64, max_series: usize) -> Vec
         bodies.push(compress(&mut encoder, chunk));
     }
     bodies
+}
+
+/// The bits of Prometheus' staleness marker (`value.StaleNaN`), the sample value that ends a
+/// series.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Remembers the series of the previous push, so that a series missing from the next
+/// snapshot (a ratio whose window lost its traffic, a series evicted by the aggregator) gets a
+/// staleness marker, as Prometheus gives a series that vanishes from a scrape, instead of
+/// reading as its last value for the 5-minute lookback.
+#[derive(Debug, Default)]
+pub struct Staleness {
+    previous: HashSet<Vec<Label>>,
+}
+
+impl Staleness {
+    /// Appends one stale marker at `timestamp` (ms) for every series of the previous call
+    /// missing from `series`, and remembers `series` for the next call.
+    pub fn mark(&mut self, series: &mut Vec<TimeSeries>, timestamp: i64) {
+        let current: HashSet<Vec<Label>> = series.iter().map(|ts| ts.labels.clone()).collect();
+        let previous = std::mem::replace(&mut self.previous, current);
+        let mut gone: Vec<Vec<Label>> = previous
+            .into_iter()
+            .filter(|labels| !self.previous.contains(labels))
+            .collect();
+        gone.sort_by(|a, b| {
+            a.iter()
+                .map(|l| (&l.name, &l.value))
+                .cmp(b.iter().map(|l| (&l.name, &l.value)))
+        });
+        series.extend(gone.into_iter().map(|labels| TimeSeries {
+            labels,
+            samples: vec![Sample {
+                value: f64::from_bits(STALE_NAN_BITS),
+                timestamp,
+            }],
+        }));
+    }
 }
 
 /// Decodes a body [`encode`] made (for tests and tools).

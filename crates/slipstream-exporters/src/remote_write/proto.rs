@@ -21,7 +21,7 @@ pub struct TimeSeries {
 }
 
 /// `prometheus.Label`.
-#[derive(Clone, PartialEq, Eq, prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
 pub struct Label {
     /// Label name.
     #[prost(string, tag = "1")]

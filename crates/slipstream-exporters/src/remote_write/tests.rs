@@ -190,3 +190,45 @@ fn an_empty_snapshot_is_one_empty_request() {
     assert_eq!(bodies.len(), 1);
     assert_eq!(decode(&bodies[0]).unwrap(), WriteRequest::default());
 }
+
+#[test]
+fn series_that_disappear_get_one_stale_marker() {
+    let gauge = |names: &[&str]| MetricsSnapshot {
+        at: 5_000_000,
+        families: vec![family(
+            "g",
+            MetricKind::Gauge,
+            names
+                .iter()
+                .map(|n| point(Some("checkout"), &[("k", n)], PointValue::Number(1.0)))
+                .collect(),
+        )],
+    };
+    let mut staleness = Staleness::default();
+    let mut push = |names: &[&str], at: i64| {
+        let mut series = timeseries(&gauge(names), 0);
+        staleness.mark(&mut series, at);
+        series
+            .iter()
+            .map(|ts| {
+                let v = ts.samples[0].value;
+                let stale = v.to_bits() == STALE_NAN_BITS;
+                assert!(stale || v == 1.0);
+                (ts.labels[1].value.clone(), stale, ts.samples[0].timestamp)
+            })
+            .collect::<Vec<_>>()
+    };
+    let s = |k: &str, stale: bool, at: i64| (k.to_owned(), stale, at);
+    assert_eq!(
+        push(&["a", "b", "c"], 5),
+        [s("a", false, 5), s("b", false, 5), s("c", false, 5)]
+    );
+    assert_eq!(
+        push(&["b"], 7),
+        [s("b", false, 5), s("a", true, 7), s("c", true, 7)]
+    );
+    assert_eq!(push(&["b"], 9), [s("b", false, 5)]);
+    assert_eq!(push(&[], 11), [s("b", true, 11)]);
+    assert_eq!(push(&[], 13), []);
+    assert!(f64::from_bits(STALE_NAN_BITS).is_nan());
+}
