@@ -7,7 +7,7 @@
 //! given.
 //!
 //! Both formats name samples the same way, and so does remote write
-//! ([`crate::remote_write`]), which shares [`for_each_sample`]:
+//! ([`crate::remote_write`]), which shares the sample iteration:
 //!
 //! - counters and gauges: one sample per point, named as the family (in OpenMetrics the
 //!   family line drops a `_total` suffix and the sample carries it);
