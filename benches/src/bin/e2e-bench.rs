@@ -1,0 +1,356 @@
+//! The end-to-end benchmark: slipstream (release build, its own process) receives, aggregates,
+//! evaluates SLOs and optionally forwards to a null sink, while `loadgen` (another process)
+//! drives it. Reports spans per slipstream CPU-second (from /proc, so the client's cost is
+//! excluded), peak RSS, and the latency of Export calls, at the maximum rate and then at half
+//! of it.
+//!
+//! ```text
+//! cargo build --release -p slipstream -p slipstream-benches --bin slipstream --bin loadgen --bin e2e-bench
+//! target/release/e2e-bench [--protocol grpc|http] [--gzip] [--forward] [--series 1000|100000]
+//!                          [--duration SECS] [--mode gateway|sidecar] [--rate SPANS_PER_S] [--idle]
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds of `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the ')'.
+    (ticks(11) + ticks(12)) / clk_tck()
+}
+
+/// A `/proc/<pid>/status` value in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A downstream that accepts every OTLP export (gRPC and HTTP) and discards it.
+fn start_null_sink() -> SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                        let grpc = req
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                        let _ = req.into_body().collect().await;
+                        let body = if grpc {
+                            let mut t = http::HeaderMap::new();
+                            t.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            GrpcOk(Some(t)).boxed()
+                        } else {
+                            Full::new(bytes::Bytes::new()).boxed()
+                        };
+                        let mut resp = http::Response::new(body);
+                        if grpc {
+                            resp.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/grpc"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+/// A gRPC answer body: no message, then the given trailers.
+struct GrpcOk(Option<http::HeaderMap>);
+
+impl hyper::body::Body for GrpcOk {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|t| Ok(hyper::body::Frame::trailers(t))))
+    }
+}
+
+struct Slipstream {
+    child: Child,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    admin: SocketAddr,
+    _dir: PathBuf,
+}
+
+impl Drop for Slipstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_slipstream(
+    mode: &str,
+    forward: Option<SocketAddr>,
+    series_dims: bool,
+    grpc_forward: bool,
+) -> Slipstream {
+    let (g, h, a) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("slipstream-e2e-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let forward = match forward {
+        Some(addr) => format!(
+            "forward:\n  endpoint: http://{addr}\n  protocol: {}\n",
+            if grpc_forward { "grpc" } else { "http" }
+        ),
+        None => String::new(),
+    };
+    let dims = if series_dims {
+        "  span_dimensions: [http.route]\n  max_series_per_service: 100000\n  max_series: 200000\n"
+    } else {
+        ""
+    };
+    let config = format!(
+        "mode: {mode}\nlog:\n  level: error\nreceivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{g}\n    http:\n      endpoint: 127.0.0.1:{h}\nadmin:\n  endpoint: 127.0.0.1:{a}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n{dims}  tick_interval: 5s\n{forward}"
+    );
+    let path = dir.join("slipstream.yaml");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(target_dir().join("slipstream"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start target/release/slipstream (build it first)");
+    let admin: SocketAddr = format!("127.0.0.1:{a}").parse().unwrap();
+    let start = Instant::now();
+    while http_status(admin, "/readyz") != Some(200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "slipstream never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Slipstream {
+        child,
+        grpc: format!("127.0.0.1:{g}").parse().unwrap(),
+        http: format!("127.0.0.1:{h}").parse().unwrap(),
+        admin,
+        _dir: dir,
+    }
+}
+
+struct Run {
+    spans_per_second: f64,
+    spans_per_cpu_second: f64,
+    cpu_seconds: f64,
+    rss_peak_mib: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    refused: u64,
+}
+
+fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
+    let endpoint = if args.grpc { s.grpc } else { s.http };
+    let mut cmd = Command::new(target_dir().join("loadgen"));
+    cmd.args(["--endpoint", &endpoint.to_string()])
+        .args(["--protocol", if args.grpc { "grpc" } else { "http" }])
+        .args(["--duration", &args.duration.to_string()])
+        .args(["--concurrency", "8"])
+        .arg("--json");
+    if args.gzip {
+        cmd.arg("--gzip");
+    }
+    if args.series >= 100_000 {
+        cmd.args(["--services", "100", "--routes", "1000", "--pool", "512"]);
+    } else {
+        cmd.args(["--services", "20", "--routes", "50"]);
+    }
+    if let Some(r) = rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    let pid = s.child.id();
+    let cpu0 = cpu_seconds(pid);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start target/release/loadgen");
+    let mut rss_peak = status_kib(pid, "VmRSS");
+    while child.try_wait().unwrap().is_none() {
+        rss_peak = rss_peak.max(status_kib(pid, "VmRSS"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cpu = cpu_seconds(pid) - cpu0;
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("loadgen report");
+    let spans = v["spans_ok"].as_f64().unwrap_or(0.0);
+    Run {
+        spans_per_second: v["spans_per_second"].as_f64().unwrap_or(0.0),
+        spans_per_cpu_second: spans / cpu.max(1e-9),
+        cpu_seconds: cpu,
+        rss_peak_mib: rss_peak as f64 / 1024.0,
+        p50_ms: v["latency_us"]["p50"].as_f64().unwrap_or(0.0) / 1000.0,
+        p99_ms: v["latency_us"]["p99"].as_f64().unwrap_or(0.0) / 1000.0,
+        refused: v["requests_refused"].as_u64().unwrap_or(0)
+            + v["requests_failed"].as_u64().unwrap_or(0),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Opts {
+    grpc: bool,
+    gzip: bool,
+    forward: bool,
+    series: u64,
+    duration: f64,
+    mode: String,
+    rate: Option<f64>,
+    idle: bool,
+}
+
+fn main() {
+    let mut o = Opts {
+        grpc: true,
+        gzip: false,
+        forward: false,
+        series: 1000,
+        duration: 10.0,
+        mode: "gateway".into(),
+        rate: None,
+        idle: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(f) = it.next() {
+        let mut v = || it.next().expect("a value");
+        match f.as_str() {
+            "--protocol" => o.grpc = v() == "grpc",
+            "--gzip" => o.gzip = true,
+            "--forward" => o.forward = true,
+            "--series" => o.series = v().parse().expect("a number"),
+            "--duration" => o.duration = v().parse().expect("seconds"),
+            "--mode" => o.mode = v(),
+            "--rate" => o.rate = Some(v().parse().expect("spans per second")),
+            "--idle" => o.idle = true,
+            _ => {
+                eprintln!("unknown flag {f}: see the file's documentation");
+                std::process::exit(64);
+            }
+        }
+    }
+    let sink = o.forward.then(start_null_sink);
+    let s = start_slipstream(&o.mode, sink, o.series >= 100_000, o.grpc);
+    let variant = format!(
+        "{} {}{} forward {} {} series {}",
+        o.mode,
+        if o.grpc { "grpc" } else { "http" },
+        if o.gzip { "+gzip" } else { "" },
+        if o.forward { "on" } else { "off" },
+        o.series,
+        if o.rate.is_some() { "fixed rate" } else { "" }
+    );
+    if o.idle {
+        std::thread::sleep(Duration::from_secs(3));
+        let pid = s.child.id();
+        println!(
+            "| {variant} idle | RSS {:.1} MiB |",
+            status_kib(pid, "VmRSS") as f64 / 1024.0
+        );
+        return;
+    }
+    let _ = s.admin;
+    let max = run_load(&s, &o, o.rate);
+    println!(
+        "| {variant} | {:.0} spans/s | {:.0} spans per slipstream CPU-s ({:.1} CPU-s) | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
+        max.spans_per_second,
+        max.spans_per_cpu_second,
+        max.cpu_seconds,
+        max.rss_peak_mib,
+        max.p50_ms,
+        max.p99_ms,
+        max.refused
+    );
+    if o.rate.is_none() {
+        let half = run_load(&s, &o, Some(max.spans_per_second / 2.0));
+        println!(
+            "| {variant} at half ({:.0} spans/s) | {:.0} spans/s | {:.0} spans per slipstream CPU-s | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
+            max.spans_per_second / 2.0,
+            half.spans_per_second,
+            half.spans_per_cpu_second,
+            half.rss_peak_mib,
+            half.p50_ms,
+            half.p99_ms,
+            half.refused
+        );
+    }
+}
