@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use serde_json::Value;
 use slipstream::api::ROUTES;
 use slipstream::app::App;
@@ -175,14 +174,7 @@ async fn every_answer_matches_the_documented_schema() {
         .enumerate()
     {
         clock.set(START + m as u64 * MIN + 59_000_000_000);
-        let r = post_http(
-            app.http_addr.unwrap(),
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf")],
-            req.encode_to_vec(),
-        )
-        .await;
-        assert_eq!(r.status, 200);
+        slipstream_e2e::otlp::export(app.http_addr.unwrap(), &req).await;
         clock.set(START + (m as u64 + 1) * MIN);
         app.step().await;
     }

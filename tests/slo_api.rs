@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use slipstream::app::App;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, scenario};
@@ -83,14 +82,7 @@ async fn a_silence_from_the_api_suppresses_events_but_not_slis() {
     let mut events = Vec::new();
     for (m, req) in scenario("cart", START, 60, minutes).into_iter().enumerate() {
         clock.set(START + m as u64 * MIN + 59_000_000_000);
-        let r = post_http(
-            app.http_addr.unwrap(),
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf")],
-            req.encode_to_vec(),
-        )
-        .await;
-        assert_eq!(r.status, 200);
+        slipstream_e2e::otlp::export(app.http_addr.unwrap(), &req).await;
         clock.set(START + (m as u64 + 1) * MIN);
         events.extend(app.step().await.events);
     }

@@ -12,7 +12,6 @@ use slipstream::replay::{InputFormat, OutputFormat, ReplayOptions, replay};
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, scenario};
-use slipstream_e2e::raw::post_http;
 use slipstream_e2e::test_config;
 
 const MIN: u64 = 60_000_000_000;
@@ -78,14 +77,7 @@ async fn live_events(requests: &[ExportTraceServiceRequest]) -> Vec<slipstream_s
         }
         now = now.max(t);
         clock.set(now);
-        let r = post_http(
-            http,
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf")],
-            req.encode_to_vec(),
-        )
-        .await;
-        assert_eq!(r.status, 200);
+        slipstream_e2e::otlp::export(http, req).await;
     }
     let next = next.unwrap();
     clock.set(next);

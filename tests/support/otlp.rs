@@ -107,3 +107,16 @@ pub fn scenario(
         })
         .collect()
 }
+
+/// Sends `req` to slipstream's OTLP/HTTP receiver at `addr` as protobuf; panics unless it is
+/// accepted.
+pub async fn export(addr: std::net::SocketAddr, req: &ExportTraceServiceRequest) {
+    let r = crate::raw::post_http(
+        addr,
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        req.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
