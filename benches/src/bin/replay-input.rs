@@ -6,10 +6,10 @@
 use std::io::{BufWriter, Write};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+use slipstream_benches::kv;
 
 const SERVICES: usize = 20;
 const PER_REQUEST: usize = 512;
@@ -18,16 +18,6 @@ const PER_MINUTE: u64 = 1;
 /// 2026-01-01T00:00:00Z.
 const START: u64 = 1_767_225_600_000_000_000;
 const MIN: u64 = 60_000_000_000;
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 fn request(n: u64) -> ExportTraceServiceRequest {
     let service = (n % SERVICES as u64) as usize;
