@@ -91,6 +91,7 @@ fn start_null_sink() -> SocketAddr {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                         let grpc = req
@@ -114,9 +115,14 @@ fn start_null_sink() -> SocketAddr {
                         }
                         Ok::<_, std::convert::Infallible>(resp)
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let mut builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http2()
+                        .initial_stream_window_size(8 << 20)
+                        .initial_connection_window_size(16 << 20)
+                        .max_frame_size(1 << 20);
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });

@@ -240,7 +240,9 @@ fn main() {
         let mut tasks = Vec::new();
         for id in 0..args.concurrency {
             // One connection per worker: a client built per worker holds its own pool.
-            let client = builder.build_http();
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            let client = builder.build(connector);
             tasks.push(tokio::spawn(worker(
                 client,
                 args.clone(),
