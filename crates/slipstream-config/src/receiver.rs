@@ -39,6 +39,41 @@ pub struct OtlpReceiverConfig {
     /// Largest number of spans in one trace request; 0 means no limit. A larger request is
     /// refused as too large.
     pub max_spans_per_request: usize,
+    /// Bearer-token authentication of every request on both receivers; `null` (the default)
+    /// accepts requests without a token.
+    pub auth: Option<AuthConfig>,
+}
+
+/// `receivers.otlp.auth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted tokens (`Authorization: Bearer <token>`), e.g. `${env:OTLP_TOKEN}`.
+    pub bearer_tokens: Vec<String>,
+    /// A file of further accepted tokens, one per line (blank lines and `#` comments ignored),
+    /// read at start and on reload.
+    pub bearer_tokens_file: Option<std::path::PathBuf>,
+}
+
+impl AuthConfig {
+    /// Every accepted token: the inline ones and the file's.
+    pub fn tokens(&self) -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = self.bearer_tokens.clone();
+        if let Some(f) = &self.bearer_tokens_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read bearer_tokens_file {}: {e}", f.display()))?;
+            out.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        if out.is_empty() {
+            return Err("receivers.otlp.auth: no bearer token configured".to_owned());
+        }
+        Ok(out)
+    }
 }
 
 impl Default for OtlpReceiverConfig {
@@ -48,6 +83,7 @@ impl Default for OtlpReceiverConfig {
             http: Some(HttpReceiverConfig::default()),
             max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE,
             max_spans_per_request: DEFAULT_MAX_SPANS_PER_REQUEST,
+            auth: None,
         }
     }
 }
@@ -122,6 +158,20 @@ impl ReceiversConfig {
             p.clone(),
             "expected at least one of grpc and http",
         );
+        if let Some(a) = &o.auth {
+            errs.check(
+                !a.bearer_tokens.is_empty() || a.bearer_tokens_file.is_some(),
+                format!("{p}.auth"),
+                "expected bearer_tokens or bearer_tokens_file",
+            );
+            for (i, t) in a.bearer_tokens.iter().enumerate() {
+                errs.check(
+                    !t.trim().is_empty() && t.bytes().all(|b| b.is_ascii_graphic()),
+                    format!("{p}.auth.bearer_tokens[{i}]"),
+                    "expected a non-empty token of visible ASCII characters",
+                );
+            }
+        }
         errs.check(
             o.max_decompressed_size.0 > 0,
             format!("{p}.max_decompressed_size"),

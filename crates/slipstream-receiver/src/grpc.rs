@@ -58,6 +58,15 @@ where
         *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return r;
     }
+    if !pipeline.authorized(req.headers()) {
+        return refuse(
+            "unauthenticated",
+            RpcStatus::new(
+                GrpcCode::Unauthenticated,
+                "missing or invalid bearer token (authorization: Bearer <token>)",
+            ),
+        );
+    }
     let Some(encoding) = Encoding::parse(req.headers().get("grpc-encoding")) else {
         return refuse(
             "unsupported_encoding",

@@ -55,6 +55,16 @@ where
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
+    if !pipeline.authorized(req.headers()) {
+        pipeline.count_refused(signal, Transport::Http, "unauthenticated");
+        let mut r = plain(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated: send Authorization: Bearer <token>",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -85,6 +85,7 @@ pub struct Pipeline {
     limits: Limits,
     registry: Registry,
     counters: Vec<SignalCounters>,
+    tokens: Option<Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -134,7 +135,35 @@ impl Pipeline {
             limits,
             registry,
             counters,
+            tokens: None,
         }
+    }
+
+    /// Requires `Authorization: Bearer <token>` with one of `tokens` on every request.
+    pub fn with_bearer_tokens(mut self, tokens: Vec<String>) -> Self {
+        self.tokens = Some(tokens.into_iter().map(String::into_bytes).collect());
+        self
+    }
+
+    /// Whether the request carries an accepted bearer token (always, without auth).
+    pub(crate) fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        let Some(tokens) = &self.tokens else {
+            return true;
+        };
+        let Some(given) = headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_at(v.len().min(7));
+                scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+            })
+        else {
+            return false;
+        };
+        // Compare every token in full, whatever matches, so timing tells nothing.
+        tokens
+            .iter()
+            .fold(false, |ok, t| ok | constant_time_eq(t, given))
     }
 
     /// The limits in force.
@@ -253,6 +282,13 @@ impl Pipeline {
             Signal::Logs => conv::<ExportLogsServiceRequest>(json, "ExportLogsServiceRequest"),
         }
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A first guess at the number of spans in a request, to size the scan buffer once.

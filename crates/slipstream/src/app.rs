@@ -149,13 +149,17 @@ impl App {
             max_decompressed_size: cfg.receivers.otlp.max_decompressed_size.as_usize(),
             max_spans_per_request: cfg.receivers.otlp.max_spans_per_request,
         };
-        let pipeline = Arc::new(Pipeline::new(
+        let mut pipeline = Pipeline::new(
             forward,
             sink,
             aggregator.scan_spec().clone(),
             limits,
             registry.clone(),
-        ));
+        );
+        if let Some(auth) = &cfg.receivers.otlp.auth {
+            pipeline = pipeline.with_bearer_tokens(auth.tokens().map_err(anyhow::Error::msg)?);
+        }
+        let pipeline = Arc::new(pipeline);
         let receivers = Receivers::bind(&cfg.receivers.otlp, pipeline).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
 
