@@ -17,8 +17,11 @@ use crate::model::{
     WindowStatus,
 };
 use crate::names;
+use crate::persist::SavedSlo;
 use crate::spec::{CURRENT_BURN_WINDOW, SloSource, SloSpec};
 use crate::window::{Counts, DAY, Stored, WindowStore};
+
+mod persist;
 
 /// How far in the future (relative to the clock) a slot may start before its counts are
 /// refused (`reason="future"`).
@@ -144,7 +147,11 @@ pub struct SloEngine {
     seen: BTreeSet<String>,
     versions: HashMap<String, BTreeMap<String, VersionSeen>>,
     silences: Vec<(SilenceId, Silence)>,
+    /// The silences that came from `slo.silences` (a reconfigure replaces them).
+    config_silences: BTreeSet<SilenceId>,
     next_silence: u64,
+    /// Restored data of templated SLOs whose service has not been seen yet, by SLO name.
+    pending: BTreeMap<String, SavedSlo>,
     recent: VecDeque<AlertEvent>,
     snapshot: Arc<SloSnapshot>,
     dropped: Dropped,
@@ -182,7 +189,9 @@ impl SloEngine {
             seen: BTreeSet::new(),
             versions: HashMap::new(),
             silences: Vec::new(),
+            config_silences: BTreeSet::new(),
             next_silence: 0,
+            pending: BTreeMap::new(),
             recent: VecDeque::new(),
             snapshot: Arc::new(SloSnapshot::default()),
             dropped: Dropped::default(),
@@ -194,7 +203,8 @@ impl SloEngine {
             engine.insert(spec);
         }
         for s in &config.silences {
-            engine.add_silence(s.into());
+            let id = engine.add_silence(s.into());
+            engine.config_silences.insert(id);
         }
         Ok(engine)
     }
@@ -267,6 +277,12 @@ impl SloEngine {
     /// explicit objective gets the templated SLOs; their ids are returned (empty otherwise).
     /// A service missing from the catalog is counted in `slipstream_slo_services_uncataloged`.
     pub fn service_seen(&mut self, service: &str) -> Vec<SloId> {
+        self.see(service).into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// [`service_seen`](Self::service_seen), also saying for each SLO created what became of
+    /// data a restore kept aside for it.
+    fn see(&mut self, service: &str) -> Vec<(SloId, Option<persist::Applied>)> {
         if self.seen.contains(service) {
             return Vec::new();
         }
@@ -275,23 +291,43 @@ impl SloEngine {
             self.metrics.uncataloged.add(1);
         }
         let mut out = Vec::new();
-        if self.explicit_services.contains(service) {
-            return out;
-        }
-        let catalog = self.catalog.get(service).cloned();
-        let templates = self.templates.clone();
-        for (kind, t) in [
-            ("availability", &templates.availability),
-            ("latency", &templates.latency),
-        ] {
-            let Some(t) = t else { continue };
-            let spec = SloSpec::from_template(t, kind, service, catalog.as_ref(), self.min_events);
+        for spec in self.template_specs(service) {
             if self.by_name.contains_key(&spec.name) {
                 continue;
             }
-            out.push(self.insert(spec));
+            let id = self.insert(spec);
+            let applied = self
+                .pending
+                .remove(&self.slos[id.0 as usize].spec.name)
+                .map(|saved| self.apply_saved(id, &saved));
+            out.push((id, applied));
         }
         out
+    }
+
+    /// The templated specs for `service` under the current templates and catalog (none when
+    /// the service has an explicit objective).
+    fn template_specs(&self, service: &str) -> Vec<SloSpec> {
+        if self.explicit_services.contains(service) {
+            return Vec::new();
+        }
+        let catalog = self.catalog.get(service);
+        [
+            ("availability", &self.templates.availability),
+            ("latency", &self.templates.latency),
+        ]
+        .into_iter()
+        .filter_map(|(kind, t)| {
+            let t = t.as_ref()?;
+            Some(SloSpec::from_template(
+                t,
+                kind,
+                service,
+                catalog,
+                self.min_events,
+            ))
+        })
+        .collect()
     }
 
     /// Services seen in traffic that the catalog does not list, sorted.
@@ -364,6 +400,7 @@ impl SloEngine {
     pub fn remove_silence(&mut self, id: SilenceId) -> bool {
         let before = self.silences.len();
         self.silences.retain(|(i, _)| *i != id);
+        self.config_silences.remove(&id);
         self.silences.len() != before
     }
 

@@ -16,11 +16,39 @@
 //! one no longer does; a firing page holds back the SLO's tickets), applies silences, and
 //! publishes an immutable [`SloSnapshot`]. `tick` returns the [`AlertEvent`]s to send.
 //! Self-metrics are declared in [`names`].
+//!
+//! # Restarts and reloads
+//!
+//! [`SloEngine::export_state`] takes an [`EngineState`] (serde, versioned by
+//! [`ENGINE_STATE_FORMAT`]) that the binary persists; [`SloEngine::restore_state`] puts it back
+//! into an engine built from the configuration at start-up. Persisted: per SLO, its
+//! *fingerprint* (service, `match_labels`, SLI kind and latency threshold, objective, period),
+//! the contents of its window rings and the state of every alert row (keyed by severity, long
+//! and short window); the silences with their ids, marked as coming from the configuration or
+//! the API; the `service.version`s seen per service; the services seen; the recent events.
+//! Not persisted: the snapshot (the next tick makes one), self-metric counters, dropped-data
+//! counts.
+//!
+//! Data goes only to an SLO of the same *name* and an equal fingerprint: a change of
+//! labels, annotations, alert policy or `min_events` keeps it, a change of what is measured or
+//! against what starts the SLO afresh (the [`RestoreReport`] says which and why). Alert rows
+//! are matched by severity and windows, so a rescaled or extended policy keeps the rows it
+//! shares: a row firing before the restart goes on firing without a second firing event and
+//! resolves with one resolved event. The services seen are seen again, so their templated SLOs
+//! exist at once with their data. Slots older than an SLO's rings hold fall out at the next
+//! tick, so after a long outage only what the period still covers counts.
+//!
+//! [`SloEngine::reconfigure`] applies a new `slo` section in place with the same matching:
+//! unchanged SLOs keep windows and alert rows, changed ones restart, new ones are added, gone
+//! ones removed (without inventing resolved events: the [`ReconfigureReport`] names them);
+//! templated SLOs are derived again for the services seen; the configuration's silences are
+//! replaced and the API's kept. SLO ids may change on a reconfigure.
 #![forbid(unsafe_code)]
 
 mod engine;
 mod model;
 pub mod names;
+mod persist;
 mod spec;
 mod window;
 
@@ -28,6 +56,9 @@ pub use engine::{MAX_FUTURE, MAX_VERSIONS_PER_SERVICE, RECENT_EVENTS, SloEngine,
 pub use model::{
     AlertEvent, AlertState, AlertStatus, Silence, SilenceId, SloId, SloSnapshot, SloStatus,
     WindowStatus,
+};
+pub use persist::{
+    DropReason, DroppedSlo, ENGINE_STATE_FORMAT, EngineState, ReconfigureReport, RestoreReport,
 };
 pub use slipstream_config::slo::{Period, Severity, SilenceKind};
 pub use spec::{

@@ -9,7 +9,8 @@ use slipstream_core::UnixNanos;
 use crate::spec::{PolicyRow, Sli, SloSource};
 use crate::window::Counts;
 
-/// Identifies one SLO of an engine (stable for the engine's life).
+/// Identifies one SLO of an engine (stable until
+/// [`SloEngine::reconfigure`](crate::SloEngine::reconfigure) renumbers them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SloId(pub u32);
 

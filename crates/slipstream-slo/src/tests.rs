@@ -115,3 +115,42 @@ fn spec_windows_cover_the_policy_and_the_reported_set() {
     assert_eq!(spec.longest_window(), Duration::from_secs(7 * 86_400));
     assert!((spec.error_budget() - 0.01).abs() < 1e-15);
 }
+
+#[test]
+fn saved_rings_restore_the_same_answers_even_into_longer_rings() {
+    let mut s = WindowStore::new(Duration::from_secs(7 * 86_400));
+    let now = 100 * DAY;
+    for m in 0..(4 * 24 * 60) {
+        s.add(now - 4 * DAY + m * MIN, m % 3, 10 + m % 5);
+    }
+    s.advance(now);
+    let saved = s.export();
+    let windows = [5 * MIN, HOUR, 6 * HOUR, DAY, 3 * DAY, 7 * DAY];
+    for longest in [7 * 86_400, 30 * 86_400] {
+        let mut r = WindowStore::new(Duration::from_secs(longest));
+        r.import(&saved);
+        for w in windows {
+            assert_eq!(r.query(now, w), s.query(now, w), "{longest} {w}");
+        }
+    }
+    // Into shorter rings: what fits.
+    let mut r = WindowStore::new(Duration::from_secs(86_400));
+    r.import(&saved);
+    assert_eq!(r.query(now, DAY), s.query(now, DAY));
+    // An empty store saves its rings' positions only.
+    let mut e = WindowStore::new(Duration::from_secs(3600));
+    e.advance(now);
+    let saved = e.export();
+    assert!(
+        saved
+            .iter()
+            .all(|r| r.bad.is_empty() && r.newest == now / r.granularity)
+    );
+    let mut r = WindowStore::new(Duration::from_secs(3600));
+    r.import(&saved);
+    assert_eq!(
+        r.add(now - 2 * HOUR, 1, 1),
+        Stored::TooOld,
+        "positions restored"
+    );
+}

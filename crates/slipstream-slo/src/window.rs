@@ -18,6 +18,7 @@
 //!
 //! Memory for a 30-day period: (363 + 867 + 723) slots of 16 bytes, about 31 KiB.
 
+use serde::{Deserialize, Serialize};
 use slipstream_core::UnixNanos;
 
 /// One minute in nanoseconds.
@@ -255,6 +256,55 @@ impl WindowStore {
         self.query(now, now.saturating_sub(start))
     }
 
+    /// The rings' contents, for the persisted engine state: per level its slot size, newest
+    /// slot and the slots held from the oldest non-empty one on.
+    pub(crate) fn export(&self) -> Vec<SavedRing> {
+        self.rings
+            .iter()
+            .filter(|r| r.len() > 0)
+            .filter_map(|r| {
+                let newest = r.newest?;
+                let oldest = (newest + 1).saturating_sub(r.len());
+                let first = (oldest..=newest)
+                    .find(|&i| r.get(i).total > 0)
+                    .unwrap_or(newest + 1);
+                let (bad, total) = (first..=newest)
+                    .map(|i| (r.get(i).bad, r.get(i).total))
+                    .unzip();
+                Some(SavedRing {
+                    granularity: r.granularity,
+                    newest,
+                    first,
+                    bad,
+                    total,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds saved ring contents to the rings of the same slot size (the levels of a store
+    /// for a different longest window hold what fits).
+    pub(crate) fn import(&mut self, saved: &[SavedRing]) {
+        for s in saved {
+            let Some(r) = self
+                .rings
+                .iter_mut()
+                .find(|r| r.len() > 0 && r.granularity == s.granularity)
+            else {
+                continue;
+            };
+            r.advance(s.newest);
+            for (k, (&bad, &total)) in s.bad.iter().zip(&s.total).enumerate() {
+                let Some(idx) = s.first.checked_add(k as u64) else {
+                    break;
+                };
+                if idx <= s.newest && bad <= total && total > 0 {
+                    r.add(idx * r.granularity, bad, total);
+                }
+            }
+        }
+    }
+
     /// Bytes this store occupies, its slots included.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
@@ -264,4 +314,20 @@ impl WindowStore {
                 .map(|r| r.slots.capacity() * std::mem::size_of::<Slot>())
                 .sum::<usize>()
     }
+}
+
+/// One ring's contents as persisted: slots `first..=newest` (indices are times divided by
+/// the slot size).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SavedRing {
+    /// Slot size in nanoseconds.
+    pub(crate) granularity: u64,
+    /// Index of the newest slot the ring had reached.
+    pub(crate) newest: u64,
+    /// Index of the first slot saved (the oldest with traffic; `newest + 1` when none has).
+    pub(crate) first: u64,
+    /// Bad counts of slots `first..=newest`.
+    pub(crate) bad: Vec<u64>,
+    /// Total counts of slots `first..=newest`.
+    pub(crate) total: Vec<u64>,
 }
