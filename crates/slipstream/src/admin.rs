@@ -1,5 +1,5 @@
-//! The admin server: `/healthz`, `/readyz`, `/metrics` (self-telemetry) and the JSON API
-//! under `/api/v1/` (see [`crate::api`]).
+//! The admin server: `/healthz`, `/readyz`, `/metrics` (self-telemetry), the JSON API
+//! under `/api/v1/` (see [`crate::api`]) and the status page at `/` (see [`crate::ui`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +63,11 @@ pub async fn start(
         let (registry, readiness, live) = (registry.clone(), readiness.clone(), live.clone());
         Box::pin(async move {
             const PLAIN: &str = "text/plain; charset=utf-8";
+            if (req.method() == Method::GET || req.method() == Method::HEAD)
+                && let Some(r) = crate::ui::handle(req.uri().path())
+            {
+                return r;
+            }
             if req.uri().path().starts_with("/api/") {
                 if let Some(r) = crate::api::handle(&live, req).await {
                     return r;

@@ -16,3 +16,4 @@ pub mod live;
 pub mod replay;
 pub mod series;
 pub mod status;
+pub mod ui;
