@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it: installs what the tests need (Python OTel SDK,
 # Prometheus, Alertmanager, cargo-nextest), then format check, clippy with warnings as errors,
-# every test of the workspace, doc tests, and a compile check of the benches.
+# every test of the workspace, doc tests, a compile check of the benches, the deploy manifests
+# rendered and validated, and a bounded fuzz run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,9 +12,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== deploy manifests"
+scripts/validate-deploy.sh
 echo "== tests"
 cargo nextest run --workspace --no-fail-fast
 echo "== doc tests"
 cargo test --workspace --doc
 echo "== benches compile"
 cargo bench --workspace --no-run
+echo "== bounded fuzz run (every target)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

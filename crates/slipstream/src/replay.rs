@@ -365,22 +365,46 @@ impl Records {
                 }
                 *current = records.into_iter();
             },
-            Records::Protobuf(r) => {
-                let mut len = [0u8; 4];
-                match r.read_exact(&mut len) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-                    Err(e) => return Err(e.into()),
-                }
-                let n = u32::from_be_bytes(len) as usize;
-                let mut buf = vec![0u8; n];
-                r.read_exact(&mut buf).context(
-                    "the file ends inside a record (truncated length-prefixed protobuf)",
-                )?;
-                Ok(Some((Ok(Bytes::from(buf)), n as u64 + 4)))
-            }
+            Records::Protobuf(r) => Ok(read_length_prefixed(r)?.map(|buf| {
+                let n = buf.len() as u64 + 4;
+                (Ok(Bytes::from(buf)), n)
+            })),
         }
     }
+}
+
+/// Reads one length-prefixed record (a 4-byte big-endian length, then the bytes); `None` at a
+/// clean end of input. Memory grows with the bytes actually read, never with the length a
+/// hostile header announces.
+pub fn read_length_prefixed<R: Read>(r: &mut R) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => anyhow::bail!(
+                "the file ends inside a record length (truncated length-prefixed protobuf)"
+            ),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let n = u64::from(u32::from_be_bytes(len));
+    let mut buf = Vec::new();
+    r.take(n).read_to_end(&mut buf)?;
+    if buf.len() as u64 != n {
+        anyhow::bail!(
+            "the file ends inside a record of {n} bytes after {} (truncated length-prefixed protobuf)",
+            buf.len()
+        );
+    }
+    Ok(Some(buf))
+}
+
+/// Decodes one line of OTLP JSON (an `ExportTraceServiceRequest`) into protobuf bytes.
+pub fn decode_json_line(line: &[u8]) -> Result<Bytes, String> {
+    Pipeline::json_to_protobuf(Signal::Traces, line).map_err(|e| e.to_string())
 }
 
 /// Starts a reader thread and one decoding thread per core; returns, in file order, one
@@ -400,11 +424,7 @@ fn spawn_json_decoders(
             for (lines, done) in jobs {
                 let records = lines
                     .iter()
-                    .map(|l| {
-                        let body = Pipeline::json_to_protobuf(Signal::Traces, l.as_bytes())
-                            .map_err(|e| e.to_string());
-                        (body, l.len() as u64)
-                    })
+                    .map(|l| (decode_json_line(l.as_bytes()), l.len() as u64))
                     .collect();
                 let _ = done.send(records);
             }

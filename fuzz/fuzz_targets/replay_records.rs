@@ -1,0 +1,22 @@
+//! Fuzzes the replay reader: arbitrary bytes as a length-prefixed protobuf file (records read
+//! until the end or an error, each scanned) and as one OTLP JSON line; no panic, and memory
+//! bounded by the input whatever lengths it announces.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use slipstream::replay::{decode_json_line, read_length_prefixed};
+use slipstream_core::ScanSpec;
+use slipstream_receiver::scanner::scan_traces;
+
+fuzz_target!(|data: &[u8]| {
+    let spec = ScanSpec::default();
+    let mut r = data;
+    while let Ok(Some(record)) = read_length_prefixed(&mut r) {
+        let mut out = Vec::new();
+        let _ = scan_traces(&record, &spec, &mut out);
+    }
+    if let Ok(body) = decode_json_line(data) {
+        let mut out = Vec::new();
+        let _ = scan_traces(&body, &spec, &mut out);
+    }
+});
