@@ -39,7 +39,7 @@ pub fn free_port() -> u16 {
 /// given, plus `extra` YAML appended at the top level.
 pub fn test_config(forward: Option<(&str, &str)>, extra: &str) -> Config {
     let mut yaml = format!(
-        "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{}\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\n",
+        "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{}\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\nstate:\n  dir: null\n",
         free_port(),
         free_port(),
         free_port(),

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::admin::{self, Readiness};
 use crate::evaluate::Evaluator;
 use crate::live::{EventExportersSink, EventSink, Live};
+use crate::state::Persistence;
 use slipstream_core::MetricsSource;
 use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
 use slipstream_exporters::remote_write::{RemoteWriter, RemoteWriterHandle};
@@ -36,8 +37,9 @@ pub fn init_logging(cfg: &LogConfig) {
     };
 }
 
-/// Runs slipstream until SIGTERM or SIGINT, then shuts down gracefully.
-pub fn run(cfg: Config) -> anyhow::Result<()> {
+/// Runs slipstream until SIGTERM or SIGINT, then shuts down gracefully. SIGHUP re-reads the
+/// config file at `path` (see [`App::reload`]).
+pub fn run(cfg: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
     let runtime = match cfg.mode {
         Mode::Gateway => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -50,25 +52,43 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let app = App::start(cfg).await?;
-        wait_for_signal().await;
+        loop {
+            match wait_for_signal().await {
+                Signal::Stop => break,
+                Signal::Reload => app.reload(&path),
+            }
+        }
         tracing::info!("shutting down: no new requests; draining the forward queue");
         app.shutdown().await;
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
+/// What a signal asks for.
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
         tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => Signal::Stop,
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+            _ = hup.recv() => Signal::Reload,
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
+    }
 }
 
 /// A running slipstream.
@@ -96,6 +116,8 @@ pub struct App {
     admin: Option<tokio::task::JoinHandle<()>>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
     events: Arc<EventExportersSink>,
+    persistence: Option<Arc<Persistence>>,
+    snapshots: Option<tokio::task::JoinHandle<()>>,
     remote_write: Option<RemoteWriterHandle>,
     otlp_metrics: Option<OtlpMetricsExporter>,
 }
@@ -219,12 +241,21 @@ impl App {
             }
             None => (None, None),
         };
+        let persistence = Persistence::start(&cfg.state, &live, &registry).map(Arc::new);
         let ticker = tokio::spawn(tick_loop(
             live.clone(),
             aggregator.tick_interval(),
             background_ticks,
             shutdown_rx.clone(),
         ));
+        let snapshots = persistence.clone().map(|p| {
+            tokio::spawn(snapshot_loop(
+                p,
+                live.clone(),
+                cfg.state.snapshot_interval,
+                shutdown_rx.clone(),
+            ))
+        });
         let receivers = receivers.serve(shutdown_rx);
         listening.store(true, Ordering::Release);
         tracing::info!(
@@ -251,6 +282,8 @@ impl App {
             admin,
             prometheus,
             events,
+            persistence,
+            snapshots,
             remote_write,
             otlp_metrics,
         })
@@ -265,6 +298,64 @@ impl App {
             .expect("evaluation step panicked")
     }
 
+    /// Re-reads the config file at `path`: a valid new `slo` section is applied at once
+    /// (unchanged SLOs keep their windows and alert states); an invalid file is refused with
+    /// its errors logged and the running config keeps working. Changes to other sections are
+    /// logged as needing a restart.
+    pub fn reload(&self, path: &std::path::Path) {
+        let new = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("config reload refused, the running config stays: {e}");
+                return;
+            }
+        };
+        match self.live.reconfigure(&new.slo) {
+            Ok(r) => tracing::info!(
+                kept = r.kept.len(),
+                added = ?r.added,
+                removed = ?r.removed,
+                reset = ?r.reset.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "config reloaded: SLOs applied"
+            ),
+            Err(errs) => {
+                let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                tracing::error!(errors = ?msgs, "config reload refused, the running config stays");
+                return;
+            }
+        }
+        let mut restart = Vec::new();
+        let old = &self.cfg;
+        for (name, changed) in [
+            ("mode", old.mode != new.mode),
+            ("log", old.log != new.log),
+            ("receivers", old.receivers != new.receivers),
+            ("forward", old.forward != new.forward),
+            ("admin", old.admin != new.admin),
+            ("aggregator", old.aggregator != new.aggregator),
+            ("exporters", old.exporters != new.exporters),
+            ("state", old.state != new.state),
+            ("shutdown", old.shutdown != new.shutdown),
+        ] {
+            if changed {
+                restart.push(name);
+            }
+        }
+        if !restart.is_empty() {
+            tracing::warn!(sections = ?restart, "config reload: these sections changed and take effect at the next restart");
+        }
+    }
+
+    /// Saves the SLO state now (when `state.dir` is set); `Ok(false)` without persistence.
+    pub async fn save_state(&self) -> anyhow::Result<bool> {
+        let Some(p) = self.persistence.clone() else {
+            return Ok(false);
+        };
+        let live = self.live.clone();
+        tokio::task::spawn_blocking(move || p.snapshot(&live)).await??;
+        Ok(true)
+    }
+
     /// Stops accepting, lets open requests finish, drains the forward queue within
     /// `shutdown.drain_timeout`, then stops the admin server.
     pub async fn shutdown(self) {
@@ -276,6 +367,18 @@ impl App {
             let report = f.shutdown(self.cfg.shutdown.drain_timeout).await;
             if report.undelivered == 0 {
                 tracing::info!("forward queue drained");
+            }
+        }
+        // The final step is in: save the SLO state as of now.
+        if let Some(t) = self.snapshots {
+            let _ = t.await;
+        }
+        if let Some(p) = self.persistence {
+            let live = self.live.clone();
+            match tokio::task::spawn_blocking(move || p.snapshot(&live)).await {
+                Ok(Ok(())) => tracing::info!("SLO state saved"),
+                Ok(Err(e)) => tracing::error!("cannot save the SLO state at shutdown: {e}"),
+                Err(_) => tracing::error!("saving the SLO state panicked"),
             }
         }
         // The final step published its events and series: deliver them.
@@ -339,6 +442,31 @@ async fn tick_loop(
         }
     }
     let _ = tokio::task::spawn_blocking(move || live.step(true)).await;
+}
+
+/// Saves the SLO state every `interval` until shutdown.
+async fn snapshot_loop(
+    p: Arc<Persistence>,
+    live: Arc<Live>,
+    interval: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: nothing new to save yet
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (p, live) = (p.clone(), live.clone());
+                match tokio::task::spawn_blocking(move || p.snapshot(&live)).await {
+                    Ok(Err(e)) => tracing::error!("cannot save the SLO state: {e}"),
+                    Err(_) => tracing::error!("saving the SLO state panicked"),
+                    Ok(Ok(())) => {}
+                }
+            }
+            () = stopped(&mut shutdown) => break,
+        }
+    }
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

@@ -255,7 +255,7 @@ pub fn main() -> ExitCode {
                 }
             };
             crate::app::init_logging(&cfg.log);
-            match crate::app::run(cfg) {
+            match crate::app::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

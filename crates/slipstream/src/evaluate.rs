@@ -30,8 +30,8 @@ pub struct Step {
     pub events: Vec<AlertEvent>,
     /// Cumulative counts per live series, in series-id order.
     pub totals: Arc<Vec<Arc<SeriesTotals>>>,
-    /// Cumulative good and total requests per SLO (by id), since start.
-    pub slo_totals: Arc<BTreeMap<SloId, (u64, u64)>>,
+    /// Cumulative good and total requests per SLO (by name), since start.
+    pub slo_totals: Arc<BTreeMap<String, (u64, u64)>>,
 }
 
 /// Everything one series counted since slipstream started seeing it: the values behind the
@@ -61,7 +61,7 @@ pub struct Evaluator {
     previous: Arc<Snapshot>,
     next_evaluation: UnixNanos,
     totals: BTreeMap<SeriesId, Arc<SeriesTotals>>,
-    slo_totals: BTreeMap<SloId, (u64, u64)>,
+    slo_totals: BTreeMap<String, (u64, u64)>,
 }
 
 impl Evaluator {
@@ -166,6 +166,13 @@ impl Evaluator {
             Some(service) => self.engine.matching(service, &labels).collect(),
             None => Vec::new(), // the global overflow series belongs to no service
         };
+        let targets: Vec<(SloId, Sli, String)> = ids
+            .iter()
+            .filter_map(|&id| {
+                let spec = self.engine.spec(id)?;
+                Some((id, spec.sli, spec.name.clone()))
+            })
+            .collect();
         let old_slots = before.map(SeriesData::slots).unwrap_or(&[]);
         let mut k = 0;
         for slot in s.slots() {
@@ -180,14 +187,14 @@ impl Evaluator {
                 continue;
             }
             totals.add(slot, prev);
-            for &id in &ids {
-                let Some(spec) = self.engine.spec(id) else {
-                    continue;
-                };
-                let (good, total) = delta(spec.sli, slot, prev);
+            for (id, sli, name) in &targets {
+                let (good, total) = delta(*sli, slot, prev);
                 if total > 0 {
-                    self.engine.observe(id, slot.start_unix_nanos, good, total);
-                    let t = self.slo_totals.entry(id).or_default();
+                    self.engine.observe(*id, slot.start_unix_nanos, good, total);
+                    let t = match self.slo_totals.get_mut(name) {
+                        Some(t) => t,
+                        None => self.slo_totals.entry(name.clone()).or_default(),
+                    };
                     t.0 += good;
                     t.1 += total;
                 }

@@ -15,5 +15,6 @@ pub mod generate;
 pub mod live;
 pub mod replay;
 pub mod series;
+pub mod state;
 pub mod status;
 pub mod ui;

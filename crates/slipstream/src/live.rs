@@ -56,7 +56,7 @@ pub struct Published {
     /// The SLO snapshot of the last evaluation.
     pub slos: Arc<SloSnapshot>,
     /// Cumulative good and total requests per SLO.
-    pub slo_totals: Arc<BTreeMap<slipstream_slo::SloId, (u64, u64)>>,
+    pub slo_totals: Arc<BTreeMap<String, (u64, u64)>>,
 }
 
 /// One SLO at one evaluation, as kept for the status page's charts.
@@ -79,7 +79,7 @@ pub const HISTORY_STEP: u64 = 60_000_000_000;
 pub struct Live {
     evaluator: Mutex<Evaluator>,
     published: RwLock<Arc<Published>>,
-    catalog: BTreeMap<String, CatalogEntry>,
+    catalog: RwLock<BTreeMap<String, CatalogEntry>>,
     started: UnixNanos,
     sinks: Vec<Arc<dyn EventSink>>,
     history: Mutex<BTreeMap<String, std::collections::VecDeque<HistoryPoint>>>,
@@ -109,7 +109,7 @@ impl Live {
         Live {
             evaluator: Mutex::new(evaluator),
             published: RwLock::new(Arc::new(Published::default())),
-            catalog,
+            catalog: RwLock::new(catalog),
             started: clock.now_unix_nanos(),
             sinks,
             history: Mutex::new(BTreeMap::new()),
@@ -205,13 +205,17 @@ impl Live {
     /// The SLI series as of the last step, named per `naming`.
     pub fn metrics(&self, naming: MetricNaming) -> MetricsSnapshot {
         let p = self.published();
+        let catalog = self
+            .catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         series::build(
             series::Inputs {
                 series: &p.series,
                 totals: &p.totals,
                 slos: &p.slos,
                 slo_totals: &p.slo_totals,
-                catalog: &self.catalog,
+                catalog: &catalog,
                 started: self.started,
             },
             naming,
@@ -221,6 +225,20 @@ impl Live {
     /// Runs `f` on the evaluator (silences, recent events).
     pub fn with_evaluator<R>(&self, f: impl FnOnce(&mut Evaluator) -> R) -> R {
         f(&mut lock(&self.evaluator))
+    }
+
+    /// Applies a new `slo` section (hot reload): SLOs that did not change keep their windows
+    /// and alert states. On errors nothing changes.
+    pub fn reconfigure(
+        &self,
+        cfg: &slipstream_config::SloConfig,
+    ) -> Result<slipstream_slo::ReconfigureReport, Vec<slipstream_config::ConfigError>> {
+        let report = self.with_evaluator(|e| e.engine_mut().reconfigure(cfg))?;
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cfg.catalog.clone();
+        Ok(report)
     }
 
     /// Adds a silence; returns its id.

@@ -372,7 +372,7 @@ pub struct Inputs<'a> {
     /// The SLO snapshot.
     pub slos: &'a SloSnapshot,
     /// Cumulative good and total requests per SLO.
-    pub slo_totals: &'a BTreeMap<slipstream_slo::SloId, (u64, u64)>,
+    pub slo_totals: &'a BTreeMap<String, (u64, u64)>,
     /// The service catalog (owner and tier labels).
     pub catalog: &'a BTreeMap<String, CatalogEntry>,
     /// When the process started (start time of SLO counters).
@@ -437,7 +437,7 @@ pub fn build(inp: Inputs<'_>, naming: MetricNaming) -> MetricsSnapshot {
         }
     }
     for slo in &inp.slos.slos {
-        let totals = inp.slo_totals.get(&slo.id).copied().unwrap_or((0, 0));
+        let totals = inp.slo_totals.get(&slo.name).copied().unwrap_or((0, 0));
         slo_families(&mut f, slo, totals, naming, inp.started, at);
     }
     f.finish(at)

@@ -94,7 +94,7 @@ fn run_serves_until_sigterm_then_exits_zero() {
     let path = write_config(
         "run",
         &format!(
-            "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\n",
+            "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\nstate:\n  dir: null\n",
             free_port(),
             free_port(),
             free_port()
@@ -206,7 +206,7 @@ fn status_prints_the_slo_table_of_a_running_slipstream() {
     let path = write_config(
         "status",
         &format!(
-            "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{http}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  catalog:\n    checkout: {{ owner: team-payments }}\n"
+            "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{http}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  catalog:\n    checkout: {{ owner: team-payments }}\n"
         ),
     );
     let mut child = Command::new(BIN)
@@ -270,4 +270,107 @@ fn status_prints_the_slo_table_of_a_running_slipstream() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin server"));
+}
+
+/// `GET /api/v1/slos` of the admin server on `port`, parsed.
+fn slos(port: u16) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET /api/v1/slos HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    serde_json::from_str(buf.split_once("\r\n\r\n")?.1).ok()
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn slo_names(port: u16) -> Vec<String> {
+    slos(port)
+        .map(|v| {
+            v["slos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn state_survives_kill_9_and_sighup_reloads_the_slos() {
+    let (admin, http) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("slipstream-cli-{}-state", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = format!(
+        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{http}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: {}\n  snapshot_interval: 1s\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  templates: {{ availability: null, latency: null }}\n  objectives:\n    - {{ name: checkout-availability, service: checkout, sli: {{ kind: availability }}, objective: 99.9 }}\n",
+        dir.join("data").display()
+    );
+    let path = write_config("state", &base);
+    let start = || {
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("ready", || get(admin, "/readyz") == Some(200));
+        child
+    };
+    let total = |port| slos(port).map(|v| v["slos"][0]["period_total"].as_f64().unwrap_or(0.0));
+
+    let mut child = start();
+    post_spans(http, "checkout", 100, 5);
+    wait_until("100 requests counted", || total(admin) == Some(100.0));
+    // Let a snapshot interval pass, then kill -9: at most one interval is lost, and it was
+    // all saved by now.
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut child = start();
+    wait_until("restored", || total(admin) == Some(100.0));
+    assert_eq!(slos(admin).unwrap()["slos"][0]["period_bad"], 5.0);
+
+    // An invalid config on SIGHUP is refused; the running SLOs stay.
+    std::fs::write(&path, "slo:\n  objectives: [ { name: broken } ]\n").unwrap();
+    let hup = |c: &std::process::Child| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &c.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    hup(&child);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(slo_names(admin), ["checkout-availability"]);
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+
+    // A valid one adds a latency SLO; the unchanged one keeps its windows.
+    std::fs::write(
+        &path,
+        base.replace(
+            "objective: 99.9 }\n",
+            "objective: 99.9 }\n    - { name: checkout-latency, service: checkout, sli: { kind: latency, threshold: 250ms }, objective: 99 }\n",
+        ),
+    )
+    .unwrap();
+    hup(&child);
+    wait_until("the new SLO", || slo_names(admin).len() == 2);
+    assert_eq!(total(admin), Some(100.0));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,7 @@ fn declared() -> Vec<&'static MetricDesc> {
     let mut all = names::ALL.to_vec();
     all.extend_from_slice(slipstream_aggregator::names::ALL);
     all.extend_from_slice(slipstream_slo::names::ALL);
+    all.extend_from_slice(slipstream::state::names::ALL);
     all.extend_from_slice(slipstream_exporters::names::ALL);
     all
 }

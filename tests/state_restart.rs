@@ -1,0 +1,165 @@
+//! The SLO state survives restarts: after a graceful restart the budget, the windows and a
+//! firing alert are where they were (no second firing event); a corrupt state file gives a
+//! fresh start, not a crash; an unusable state directory leaves slipstream running.
+
+use std::sync::Arc;
+
+use slipstream::app::App;
+use slipstream_config::Config;
+use slipstream_core::ManualClock;
+use slipstream_e2e::otlp::{Minute, export, scenario};
+use slipstream_e2e::{http_get, self_metric, test_config};
+
+const MIN: u64 = 60_000_000_000;
+/// 2026-05-01T00:00:00Z.
+const START: u64 = 1_777_593_600_000_000_000;
+
+const SLO: &str = "slo:
+  evaluation_interval: 1m
+  templates: { availability: null, latency: null }
+  objectives:
+    - name: cart-availability
+      service: cart
+      sli: { kind: availability }
+      objective: 99.9
+";
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut cfg = test_config(None, SLO);
+    cfg.state.dir = Some(dir.to_owned());
+    cfg
+}
+
+async fn slos(app: &App) -> serde_json::Value {
+    serde_json::from_str(&http_get(app.admin_addr.unwrap(), "/api/v1/slos").await.1).unwrap()
+}
+
+/// Feeds minutes `from..to` of the scenario (errors in 30..40) and steps after each.
+async fn feed(
+    app: &App,
+    clock: &ManualClock,
+    from: usize,
+    to: usize,
+) -> Vec<slipstream_slo::AlertEvent> {
+    let minutes = (0..to).map(|m| Minute {
+        error_share: if (30..40).contains(&m) { 1.0 } else { 0.0 },
+        version: "2.0.0",
+    });
+    let mut events = Vec::new();
+    for (m, req) in scenario("cart", START, 60, minutes)
+        .into_iter()
+        .enumerate()
+        .skip(from)
+    {
+        clock.set(START + m as u64 * MIN + 59_000_000_000);
+        export(app.http_addr.unwrap(), &req).await;
+        clock.set(START + (m as u64 + 1) * MIN);
+        events.extend(app.step().await.events);
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_restart_keeps_budget_windows_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let app = App::start_with(config(dir.path()), Arc::new(clock.clone()), false)
+        .await
+        .unwrap();
+    let events = feed(&app, &clock, 0, 35).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.state.as_str() == "firing" && e.severity.as_str() == "page"),
+        "{events:#?}"
+    );
+    let before = slos(&app).await["slos"][0].clone();
+    app.shutdown().await;
+
+    // A new process (same directory), a minute later.
+    clock.set(START + 36 * MIN);
+    let app = App::start_with(config(dir.path()), Arc::new(clock.clone()), false)
+        .await
+        .unwrap();
+    let first = app.step().await;
+    assert!(
+        first.events.is_empty(),
+        "no second firing event after a restart: {:#?}",
+        first.events
+    );
+    let after = slos(&app).await["slos"][0].clone();
+    assert_eq!(after["period_total"], before["period_total"]);
+    assert_eq!(after["period_bad"], before["period_bad"]);
+    assert_eq!(after["budget_remaining"], before["budget_remaining"]);
+    assert_eq!(after["alerts"][0]["firing"], true);
+    assert_eq!(after["alerts"][0]["since"], before["alerts"][0]["since"]);
+    assert_eq!(
+        self_metric(
+            app.admin_addr.unwrap(),
+            "slipstream_state_restored_slos",
+            &[]
+        )
+        .await,
+        1.0
+    );
+    // The incident ends and the restored alert resolves, once.
+    let events = feed(&app, &clock, 36, 60).await;
+    let pages: Vec<&str> = events
+        .iter()
+        .filter(|e| e.severity.as_str() == "page" && e.row.long.as_secs() == 3600)
+        .map(|e| e.state.as_str())
+        .collect();
+    assert_eq!(pages, ["resolved"]);
+    assert!(app.save_state().await.unwrap());
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_moved_aside_and_slipstream_starts_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slipstream.redb"),
+        b"not a database, not at all",
+    )
+    .unwrap();
+    let clock = ManualClock::new(START);
+    let app = App::start_with(config(dir.path()), Arc::new(clock.clone()), false)
+        .await
+        .expect("a corrupt state file never stops slipstream");
+    feed(&app, &clock, 0, 3).await;
+    assert!(app.save_state().await.unwrap(), "a fresh store was opened");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("slipstream.redb.corrupt-")),
+        "{names:?}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_state_directory_leaves_slipstream_running_without_persistence() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be: nothing can be created below it.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    let clock = ManualClock::new(START);
+    let app = App::start_with(
+        config(&blocked.join("state")),
+        Arc::new(clock.clone()),
+        false,
+    )
+    .await
+    .expect("an unusable state directory never stops slipstream");
+    feed(&app, &clock, 0, 2).await;
+    assert!(
+        !app.save_state().await.unwrap(),
+        "running without persistence"
+    );
+    assert_eq!(slos(&app).await["slos"][0]["period_total"], 120.0);
+    app.shutdown().await;
+}
