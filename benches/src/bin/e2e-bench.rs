@@ -234,6 +234,9 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
     }
     if args.series >= 100_000 {
         cmd.args(["--services", "100", "--routes", "1000", "--pool", "512"]);
+    } else if args.mode == "sidecar" {
+        // A sidecar sees the one service of its pod.
+        cmd.args(["--services", "1", "--routes", "50", "--pool", "64"]);
     } else {
         cmd.args(["--services", "20", "--routes", "50"]);
     }
