@@ -364,3 +364,58 @@ async fn bad_grpc_requests_get_their_status_and_a_valid_one_still_succeeds() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_attribute_limits_are_refused_and_counted() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let sink = Sink::start().await;
+    let mut cfg = config(&sink);
+    cfg.receivers.otlp.max_attributes_per_span = 4;
+    cfg.receivers.otlp.max_attribute_size = slipstream_config::ByteSize(128);
+    let app = start(cfg).await;
+    let (http, grpc, admin) = (
+        app.http_addr.unwrap(),
+        app.grpc_addr.unwrap(),
+        app.admin_addr.unwrap(),
+    );
+    let with_attrs = |attrs: Vec<(&str, String)>| {
+        let mut req = ExportTraceServiceRequest::decode(&valid_request("cart")[..]).unwrap();
+        let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+        span.attributes = attrs.iter().map(|(k, v)| otlp::kv(k, v)).collect();
+        req.encode_to_vec()
+    };
+    let pb = [("content-type", "application/x-protobuf")];
+    let large = with_attrs(vec![("db.statement", "x".repeat(500))]);
+    let r = raw::post_http(http, "/v1/traces", &pb, large).await;
+    assert_eq!(r.status, 400);
+    let many = with_attrs((0..5).map(|i| ("k", i.to_string())).collect());
+    let g = raw::post_grpc(
+        grpc,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        &[],
+        raw::grpc_frame(&many),
+    )
+    .await;
+    assert_eq!(g.grpc_status(), Some(3), "INVALID_ARGUMENT");
+    assert_eq!(
+        self_metric(
+            admin,
+            "slipstream_receiver_refused_requests_total",
+            &["reason=\"attribute_limit\""]
+        )
+        .await,
+        2.0
+    );
+    // Within the limits: accepted and forwarded; the refused ones never were.
+    let fine = with_attrs(vec![("http.route", "/cart".into()), ("k", "v".into())]);
+    let r = raw::post_http(http, "/v1/traces", &pb, fine).await;
+    assert_eq!(r.status, 200);
+    let got = sink
+        .wait_for(std::time::Duration::from_secs(10), "one span", |r| {
+            !spans_in(r).is_empty()
+        })
+        .await;
+    assert_eq!(spans_in(&got).len(), 1);
+    app.shutdown().await;
+}

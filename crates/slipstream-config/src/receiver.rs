@@ -16,6 +16,10 @@ pub const DEFAULT_HTTP_MAX_REQUEST_BODY_SIZE: ByteSize = ByteSize::mib(20);
 pub const DEFAULT_MAX_DECOMPRESSED_SIZE: ByteSize = ByteSize::mib(64);
 /// Default largest number of spans one request may carry (0 = no limit).
 pub const DEFAULT_MAX_SPANS_PER_REQUEST: usize = 0;
+/// Default limit on attributes per span (0: none).
+pub const DEFAULT_MAX_ATTRIBUTES_PER_SPAN: usize = 0;
+/// Default limit on one attribute's encoded size (0: none).
+pub const DEFAULT_MAX_ATTRIBUTE_SIZE: ByteSize = ByteSize(0);
 
 /// `receivers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -39,6 +43,12 @@ pub struct OtlpReceiverConfig {
     /// Largest number of spans in one trace request; 0 means no limit. A larger request is
     /// refused as too large.
     pub max_spans_per_request: usize,
+    /// Most attributes on one span; a request with a span over it is refused (400 /
+    /// INVALID_ARGUMENT). 0 means no limit.
+    pub max_attributes_per_span: usize,
+    /// Largest attribute, key and value as encoded, on a span or resource; a request holding a
+    /// larger one is refused (400 / INVALID_ARGUMENT). 0 means no limit.
+    pub max_attribute_size: ByteSize,
     /// Bearer-token authentication of every request on both receivers; `null` (the default)
     /// accepts requests without a token.
     pub auth: Option<AuthConfig>,
@@ -83,6 +93,8 @@ impl Default for OtlpReceiverConfig {
             http: Some(HttpReceiverConfig::default()),
             max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE,
             max_spans_per_request: DEFAULT_MAX_SPANS_PER_REQUEST,
+            max_attributes_per_span: DEFAULT_MAX_ATTRIBUTES_PER_SPAN,
+            max_attribute_size: DEFAULT_MAX_ATTRIBUTE_SIZE,
             auth: None,
         }
     }

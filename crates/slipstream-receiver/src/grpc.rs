@@ -146,7 +146,9 @@ fn unframe(
 /// UNAVAILABLE with RetryInfo).
 fn status_for(e: &ExportError) -> RpcStatus {
     match e {
-        ExportError::Invalid(m) => RpcStatus::new(GrpcCode::InvalidArgument, m.clone()),
+        ExportError::Invalid(m) | ExportError::AttributeLimit(m) => {
+            RpcStatus::new(GrpcCode::InvalidArgument, m.clone())
+        }
         ExportError::TooLarge(m) => RpcStatus::new(GrpcCode::ResourceExhausted, m.clone()),
         ExportError::Backpressure(d) => {
             RpcStatus::new(GrpcCode::Unavailable, e.to_string()).with_retry_delay(*d)

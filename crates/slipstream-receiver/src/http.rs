@@ -152,7 +152,9 @@ fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
 /// the request's content type.
 fn error_response(format: Format, e: &ExportError) -> Response<ResponseBody> {
     let (status, code) = match e {
-        ExportError::Invalid(_) => (StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument),
+        ExportError::Invalid(_) | ExportError::AttributeLimit(_) => {
+            (StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument)
+        }
         ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, GrpcCode::ResourceExhausted),
         ExportError::Backpressure(_) => (StatusCode::SERVICE_UNAVAILABLE, GrpcCode::Unavailable),
     };

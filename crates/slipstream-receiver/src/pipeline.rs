@@ -24,6 +24,10 @@ pub enum ExportError {
     /// The body is over a size limit (HTTP 413, gRPC RESOURCE_EXHAUSTED). Not retryable.
     #[error("{0}")]
     TooLarge(String),
+    /// A span or resource breaks an attribute limit (HTTP 400, gRPC INVALID_ARGUMENT). Not
+    /// retryable.
+    #[error("{0}")]
+    AttributeLimit(String),
     /// slipstream cannot take it now (HTTP 503 with Retry-After, gRPC UNAVAILABLE with
     /// RetryInfo). The client keeps the data and retries after the delay.
     #[error("slipstream is overloaded (forward queue full); retry after {0:?}")]
@@ -36,6 +40,7 @@ impl ExportError {
         match self {
             ExportError::Invalid(_) => "invalid",
             ExportError::TooLarge(_) => "too_large",
+            ExportError::AttributeLimit(_) => "attribute_limit",
             ExportError::Backpressure(_) => "queue_full",
         }
     }
@@ -75,6 +80,8 @@ pub struct Limits {
     pub max_decompressed_size: usize,
     /// Largest number of spans per trace request (0 = none).
     pub max_spans_per_request: usize,
+    /// Attribute limits of trace requests (0 = none).
+    pub attributes: scanner::AttributeLimits,
 }
 
 /// The shared back half of both receivers.
@@ -219,9 +226,16 @@ impl Pipeline {
         match signal {
             Signal::Traces => {
                 let mut spans: Vec<SpanRecord<'_>> = Vec::with_capacity(estimate_spans(body.len()));
-                scanner::scan_traces(&body, &self.spec, &mut spans).map_err(|e| {
-                    ExportError::Invalid(format!("invalid ExportTraceServiceRequest: {e}"))
-                })?;
+                scanner::scan_traces_limited(&body, &self.spec, self.limits.attributes, &mut spans)
+                    .map_err(|e| match e {
+                        scanner::ScanError::TooManyAttributes { .. }
+                        | scanner::ScanError::AttributeTooLarge { .. } => {
+                            ExportError::AttributeLimit(format!("refused: {e}"))
+                        }
+                        e => {
+                            ExportError::Invalid(format!("invalid ExportTraceServiceRequest: {e}"))
+                        }
+                    })?;
                 let max = self.limits.max_spans_per_request;
                 if max > 0 && spans.len() > max {
                     return Err(ExportError::TooLarge(format!(

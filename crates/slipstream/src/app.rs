@@ -170,6 +170,10 @@ impl App {
         let limits = Limits {
             max_decompressed_size: cfg.receivers.otlp.max_decompressed_size.as_usize(),
             max_spans_per_request: cfg.receivers.otlp.max_spans_per_request,
+            attributes: slipstream_receiver::scanner::AttributeLimits {
+                max_per_span: cfg.receivers.otlp.max_attributes_per_span,
+                max_size: cfg.receivers.otlp.max_attribute_size.as_usize(),
+            },
         };
         let mut pipeline = Pipeline::new(
             forward,

@@ -49,6 +49,26 @@ mod tests;
 /// Why a request could not be scanned. Offsets are bytes from the start of the request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScanError {
+    /// A span holds more attributes than the limit.
+    #[error("span at byte {offset} has {count} attributes, more than the limit of {limit}")]
+    TooManyAttributes {
+        /// Where the span starts.
+        offset: usize,
+        /// Attributes in it.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An attribute (key and value, encoded) is larger than the limit.
+    #[error("attribute at byte {offset} takes {size} bytes, more than the limit of {limit}")]
+    AttributeTooLarge {
+        /// Where the attribute starts.
+        offset: usize,
+        /// Its encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A varint runs past the end of its message.
     #[error("truncated varint at byte {offset}")]
     TruncatedVarint {
@@ -151,8 +171,29 @@ pub fn scan_traces<'a>(
     spec: &ScanSpec,
     out: &mut Vec<SpanRecord<'a>>,
 ) -> Result<(), ScanError> {
+    scan_traces_limited(buf, spec, AttributeLimits::default(), out)
+}
+
+/// Limits on the attributes of a request; 0 means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttributeLimits {
+    /// Most attributes on one span.
+    pub max_per_span: usize,
+    /// Largest attribute (key and value as encoded), on a span or a resource.
+    pub max_size: usize,
+}
+
+/// [`scan_traces`], refusing a request whose spans or resources break `limits`
+/// ([`ScanError::TooManyAttributes`], [`ScanError::AttributeTooLarge`]).
+pub fn scan_traces_limited<'a>(
+    buf: &'a [u8],
+    spec: &ScanSpec,
+    limits: AttributeLimits,
+    out: &mut Vec<SpanRecord<'a>>,
+) -> Result<(), ScanError> {
     out.clear();
-    let keys = Keys::new(spec);
+    let mut keys = Keys::new(spec);
+    keys.limits = limits;
     let mut r = Reader::new(buf);
     while !r.is_empty() {
         let at = r.offset();
@@ -267,6 +308,24 @@ impl<'s> KeyTable<'s> {
 struct Keys<'s> {
     resource: KeyTable<'s>,
     span: KeyTable<'s>,
+    limits: AttributeLimits,
+}
+
+impl Keys<'_> {
+    /// The attribute message of field `at`, checked against the size limit.
+    #[inline(always)]
+    fn attribute<'a>(&self, r: &mut Reader<'a>, at: usize) -> Result<Reader<'a>, ScanError> {
+        let m = r.message()?;
+        let size = m.rest().len();
+        if self.limits.max_size > 0 && size > self.limits.max_size {
+            return Err(ScanError::AttributeTooLarge {
+                offset: at,
+                size,
+                limit: self.limits.max_size,
+            });
+        }
+        Ok(m)
+    }
 }
 
 impl<'s> Keys<'s> {
@@ -290,7 +349,11 @@ impl<'s> Keys<'s> {
             }
             span.add(key, slot as u32);
         }
-        Self { resource, span }
+        Self {
+            resource,
+            span,
+            limits: AttributeLimits::default(),
+        }
     }
 }
 
@@ -355,8 +418,12 @@ fn scan_resource<'a>(
         match field {
             1 => {
                 Reader::expect(wt, LEN, field, RESOURCE, at)?;
-                let (targets, value) =
-                    scan_attribute(r.message()?, &keys.resource, *found, DEPTH_RESOURCE + 1)?;
+                let (targets, value) = scan_attribute(
+                    keys.attribute(&mut r, at)?,
+                    &keys.resource,
+                    *found,
+                    DEPTH_RESOURCE + 1,
+                )?;
                 if targets != 0 {
                     *found |= targets;
                     fill_dims(&mut template.dims, targets, value);
@@ -417,14 +484,21 @@ fn scan_span<'a>(
     let mut http = AttrValue::Absent;
     let mut http_old = AttrValue::Absent;
     let mut grpc = AttrValue::Absent;
+    let mut attributes = 0usize;
+    let start = r.offset();
     while !r.is_empty() {
         let at = r.offset();
         let (field, wt) = r.key(SPAN)?;
         match field {
             9 => {
                 Reader::expect(wt, LEN, field, SPAN, at)?;
-                let (targets, value) =
-                    scan_attribute(r.message()?, &keys.span, found, DEPTH_SPAN + 1)?;
+                attributes += 1;
+                let (targets, value) = scan_attribute(
+                    keys.attribute(&mut r, at)?,
+                    &keys.span,
+                    found,
+                    DEPTH_SPAN + 1,
+                )?;
                 if targets != 0 {
                     found |= targets;
                     fill_dims(&mut rec.dims, targets, value);
@@ -465,6 +539,14 @@ fn scan_span<'a>(
             16 => r.skip_known(field, wt, I32, SPAN, at)?,
             _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_SPAN)?,
         }
+    }
+    let limit = keys.limits.max_per_span;
+    if limit > 0 && attributes > limit {
+        return Err(ScanError::TooManyAttributes {
+            offset: start,
+            count: attributes,
+            limit,
+        });
     }
     rec.http_status_code = http.as_i64().or_else(|| http_old.as_i64());
     rec.rpc_grpc_status_code = grpc.as_i64();

@@ -970,3 +970,54 @@ fn every_truncation_errs_or_yields_a_prefix() {
     // Empty, after the first resource, and the whole.
     assert_eq!(ok, 2);
 }
+
+#[test]
+fn attribute_limits_refuse_too_many_or_too_large_attributes() {
+    use super::{AttributeLimits, scan_traces_limited};
+    let attrs = |n: usize| (0..n).map(|i| kv(&format!("k{i}"), s("v"))).collect();
+    let req = |span_attrs, resource_value: &str| {
+        request(
+            vec![
+                kv("service.name", s("checkout")),
+                kv("note", s(resource_value)),
+            ],
+            vec![server_span("GET /", span_attrs)],
+        )
+        .encode_to_vec()
+    };
+    let limits = AttributeLimits {
+        max_per_span: 3,
+        max_size: 64,
+    };
+    let spec = spec(&[], &[]);
+    let mut out = Vec::new();
+    // At the limits: accepted, and the same spans as without limits.
+    let ok = req(attrs(3), &"x".repeat(40));
+    scan_traces_limited(&ok, &spec, limits, &mut out).unwrap();
+    assert_eq!(debug(&out), debug(&scan(&ok, &spec).unwrap()));
+    // One attribute too many on a span.
+    let many = req(attrs(4), "x");
+    let e = scan_traces_limited(&many, &spec, limits, &mut out).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ScanError::TooManyAttributes {
+                count: 4,
+                limit: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A resource attribute larger than 64 bytes.
+    let large = req(attrs(1), &"x".repeat(100));
+    let e = scan_traces_limited(&large, &spec, limits, &mut out).unwrap_err();
+    assert!(
+        matches!(e, ScanError::AttributeTooLarge { limit: 64, .. }),
+        "{e}"
+    );
+    // No limits: all accepted.
+    for buf in [&many, &large] {
+        scan_traces_limited(buf, &spec, AttributeLimits::default(), &mut out).unwrap();
+    }
+}
