@@ -13,6 +13,7 @@ pub mod aggregator;
 mod env;
 pub mod exporters;
 pub mod forward;
+pub mod memory;
 pub mod receiver;
 pub mod slo;
 pub mod state;
@@ -28,6 +29,7 @@ pub use aggregator::AggregatorConfig;
 pub use env::substitute_env;
 pub use exporters::ExportersConfig;
 pub use forward::ForwardConfig;
+pub use memory::MemoryConfig;
 pub use receiver::ReceiversConfig;
 pub use slo::SloConfig;
 pub use state::StateConfig;
@@ -55,6 +57,8 @@ pub struct Config {
     pub exporters: ExportersConfig,
     /// Persistence of the SLO state across restarts.
     pub state: StateConfig,
+    /// The memory limit past which new requests are refused.
+    pub memory: MemoryConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
 }
@@ -255,6 +259,7 @@ impl Config {
         self.slo.validate("slo", &mut errs);
         self.exporters.validate("exporters", &mut errs);
         self.state.validate("state", &mut errs);
+        self.memory.validate("memory", &mut errs);
         errs.check(
             self.aggregator.slot_width <= std::time::Duration::from_secs(60),
             "aggregator.slot_width",

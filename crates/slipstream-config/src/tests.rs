@@ -165,6 +165,8 @@ fn reference_documents_every_field() {
         "exporters",
         "exporters.prometheus",
         "exporters.stdout",
+        "state",
+        "memory",
     ];
     let missing: Vec<_> = paths
         .iter()

@@ -67,6 +67,9 @@ where
             ),
         );
     }
+    if let Err(e) = pipeline.admit_memory() {
+        return refuse(e.reason(), status_for(&e));
+    }
     let Some(encoding) = Encoding::parse(req.headers().get("grpc-encoding")) else {
         return refuse(
             "unsupported_encoding",
@@ -150,7 +153,7 @@ fn status_for(e: &ExportError) -> RpcStatus {
             RpcStatus::new(GrpcCode::InvalidArgument, m.clone())
         }
         ExportError::TooLarge(m) => RpcStatus::new(GrpcCode::ResourceExhausted, m.clone()),
-        ExportError::Backpressure(d) => {
+        ExportError::Backpressure(d) | ExportError::MemoryLimit(d) => {
             RpcStatus::new(GrpcCode::Unavailable, e.to_string()).with_retry_delay(*d)
         }
     }

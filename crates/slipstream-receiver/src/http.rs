@@ -90,6 +90,10 @@ where
             );
         }
     };
+    if let Err(e) = pipeline.admit_memory() {
+        pipeline.count_refused(signal, Transport::Http, e.reason());
+        return error_response(format, &e);
+    }
     let Some(encoding) = Encoding::parse(req.headers().get(header::CONTENT_ENCODING)) else {
         pipeline.count_refused(signal, Transport::Http, "unsupported_encoding");
         return plain(
@@ -156,7 +160,9 @@ fn error_response(format: Format, e: &ExportError) -> Response<ResponseBody> {
             (StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument)
         }
         ExportError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, GrpcCode::ResourceExhausted),
-        ExportError::Backpressure(_) => (StatusCode::SERVICE_UNAVAILABLE, GrpcCode::Unavailable),
+        ExportError::Backpressure(_) | ExportError::MemoryLimit(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, GrpcCode::Unavailable)
+        }
     };
     let rpc = RpcStatus::new(code, e.to_string());
     let body = match format {
@@ -168,7 +174,7 @@ fn error_response(format: Format, e: &ExportError) -> Response<ResponseBody> {
     };
     let mut r = with_type(Response::new(ResponseBody::full(body)), format);
     *r.status_mut() = status;
-    if let ExportError::Backpressure(d) = e {
+    if let ExportError::Backpressure(d) | ExportError::MemoryLimit(d) = e {
         let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

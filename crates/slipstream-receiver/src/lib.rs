@@ -19,7 +19,7 @@ pub mod scanner;
 mod server;
 
 pub use body::ResponseBody;
-pub use pipeline::{ExportError, Limits, Pipeline, Transport};
+pub use pipeline::{ExportError, Limits, MemoryGate, Pipeline, Transport};
 pub use server::{Handler, Receivers, RunningReceivers, serve_http};
 
 #[cfg(test)]

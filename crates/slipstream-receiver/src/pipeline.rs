@@ -32,6 +32,10 @@ pub enum ExportError {
     /// RetryInfo). The client keeps the data and retries after the delay.
     #[error("slipstream is overloaded (forward queue full); retry after {0:?}")]
     Backpressure(Duration),
+    /// slipstream is over its memory limit (HTTP 503 with Retry-After, gRPC UNAVAILABLE with
+    /// RetryInfo); it recovers by itself as queued data drains.
+    #[error("slipstream is over its memory limit; retry after {0:?}")]
+    MemoryLimit(Duration),
 }
 
 impl ExportError {
@@ -42,6 +46,7 @@ impl ExportError {
             ExportError::TooLarge(_) => "too_large",
             ExportError::AttributeLimit(_) => "attribute_limit",
             ExportError::Backpressure(_) => "queue_full",
+            ExportError::MemoryLimit(_) => "memory_limit",
         }
     }
 }
@@ -93,6 +98,17 @@ pub struct Pipeline {
     registry: Registry,
     counters: Vec<SignalCounters>,
     tokens: Option<Vec<Vec<u8>>>,
+    memory: Option<MemoryGate>,
+}
+
+/// Set by the memory monitor while slipstream is over its memory limit; requests are then
+/// refused with a retryable answer before their body is read.
+#[derive(Debug, Clone)]
+pub struct MemoryGate {
+    /// True while over the limit.
+    pub over: Arc<std::sync::atomic::AtomicBool>,
+    /// Delay suggested to refused clients.
+    pub retry_after: Duration,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -143,6 +159,23 @@ impl Pipeline {
             registry,
             counters,
             tokens: None,
+            memory: None,
+        }
+    }
+
+    /// Refuses requests while `gate` says slipstream is over its memory limit.
+    pub fn with_memory_gate(mut self, gate: MemoryGate) -> Self {
+        self.memory = Some(gate);
+        self
+    }
+
+    /// `Err` while over the memory limit: one atomic load per request.
+    pub(crate) fn admit_memory(&self) -> Result<(), ExportError> {
+        match &self.memory {
+            Some(g) if g.over.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(ExportError::MemoryLimit(g.retry_after))
+            }
+            _ => Ok(()),
         }
     }
 

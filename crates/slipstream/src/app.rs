@@ -182,12 +182,15 @@ impl App {
             limits,
             registry.clone(),
         );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        if let Some(gate) = crate::memory::start(&cfg.memory, &registry, shutdown_rx.clone()) {
+            pipeline = pipeline.with_memory_gate(gate);
+        }
         if let Some(auth) = &cfg.receivers.otlp.auth {
             pipeline = pipeline.with_bearer_tokens(auth.tokens().map_err(anyhow::Error::msg)?);
         }
         let pipeline = Arc::new(pipeline);
         let receivers = Receivers::bind(&cfg.receivers.otlp, pipeline).await?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
 
         let listening = Arc::new(AtomicBool::new(false));
         let readiness = Readiness {

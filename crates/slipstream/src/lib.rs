@@ -13,6 +13,7 @@ pub mod cli;
 pub mod evaluate;
 pub mod generate;
 pub mod live;
+pub mod memory;
 pub mod replay;
 pub mod series;
 pub mod state;

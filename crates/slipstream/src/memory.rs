@@ -1,0 +1,139 @@
+//! The memory monitor: reads the resident memory every `memory.check_interval` and closes the
+//! receivers' [`MemoryGate`] above `memory.limit` (or a share of the cgroup limit), opening it
+//! again below 90% of it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use slipstream_config::MemoryConfig;
+use slipstream_core::Registry;
+use slipstream_receiver::MemoryGate;
+use tokio::sync::watch;
+
+/// The self-metrics of the memory monitor, declared once.
+pub mod names {
+    use slipstream_core::metric;
+    use slipstream_core::telemetry::MetricDesc;
+
+    metric!(
+        LIMIT,
+        "slipstream_memory_limit_bytes",
+        Gauge,
+        [],
+        "The memory limit in force (0: none); above it new requests are refused."
+    );
+    metric!(
+        RSS,
+        "slipstream_memory_resident_bytes",
+        Gauge,
+        [],
+        "Resident memory of the process, as last read by the memory monitor."
+    );
+    metric!(
+        OVER,
+        "slipstream_memory_over_limit",
+        Gauge,
+        [],
+        "1 while new requests are refused for memory, else 0."
+    );
+
+    /// Every metric of this module.
+    pub const ALL: &[&MetricDesc] = &[&LIMIT, &RSS, &OVER];
+}
+
+/// The resident memory of this process, in bytes (`VmRSS`).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The cgroup memory limit of this process (v2, then v1); `None` when unlimited.
+pub fn cgroup_limit() -> Option<u64> {
+    for path in [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ] {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            // "max" (v2) or a huge number (v1) mean no limit.
+            return text.trim().parse::<u64>().ok().filter(|v| *v < (1 << 60));
+        }
+    }
+    None
+}
+
+/// The limit `cfg` asks for: its own, or its share of the cgroup's; `None` for no limit.
+pub fn limit(cfg: &MemoryConfig) -> Option<u64> {
+    cfg.limit
+        .map(|l| l.0)
+        .or_else(|| cgroup_limit().map(|c| c / 100 * u64::from(cfg.cgroup_percent)))
+}
+
+/// Starts the monitor when a limit applies; returns the gate for the receivers.
+pub fn start(
+    cfg: &MemoryConfig,
+    registry: &Registry,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<MemoryGate> {
+    let limit_gauge = registry.gauge(&names::LIMIT, &[]);
+    let Some(limit) = limit(cfg) else {
+        limit_gauge.set(0);
+        return None;
+    };
+    limit_gauge.set(limit as i64);
+    let (rss_gauge, over_gauge) = (
+        registry.gauge(&names::RSS, &[]),
+        registry.gauge(&names::OVER, &[]),
+    );
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = over.clone();
+    let interval = cfg.check_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            let Some(rss) = resident_bytes() else {
+                continue;
+            };
+            rss_gauge.set(rss as i64);
+            let was = flag.load(Ordering::Relaxed);
+            let now = if was {
+                rss >= limit / 10 * 9
+            } else {
+                rss > limit
+            };
+            if now != was {
+                flag.store(now, Ordering::Relaxed);
+                over_gauge.set(i64::from(now));
+                if now {
+                    tracing::warn!(
+                        rss,
+                        limit,
+                        "over the memory limit: refusing new requests until memory falls below 90% of it"
+                    );
+                } else {
+                    tracing::info!(
+                        rss,
+                        limit,
+                        "below the memory limit again: accepting requests"
+                    );
+                }
+            }
+        }
+    });
+    tracing::info!(limit, "memory limit in force");
+    Some(MemoryGate {
+        over,
+        retry_after: cfg.retry_after,
+    })
+}
