@@ -8,11 +8,10 @@ use serde_json::Value;
 use slipstream::api::ROUTES;
 use slipstream::app::App;
 use slipstream_core::ManualClock;
-use slipstream_e2e::otlp::{Minute, scenario};
+use slipstream_e2e::otlp::{Minute, play_minute, scenario};
 use slipstream_e2e::raw::{post_http, request_http};
 use slipstream_e2e::test_config;
 
-const MIN: u64 = 60_000_000_000;
 /// 2026-04-01T00:00:00Z.
 const START: u64 = 1_775_001_600_000_000_000;
 
@@ -173,10 +172,7 @@ async fn every_answer_matches_the_documented_schema() {
         .into_iter()
         .enumerate()
     {
-        clock.set(START + m as u64 * MIN + 59_000_000_000);
-        slipstream_e2e::otlp::export(app.http_addr.unwrap(), &req).await;
-        clock.set(START + (m as u64 + 1) * MIN);
-        app.step().await;
+        play_minute(&app, &clock, START, m, &[&req]).await;
     }
 
     let get =

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use slipstream::app::App;
 use slipstream_core::ManualClock;
-use slipstream_e2e::otlp::{Minute, scenario};
+use slipstream_e2e::otlp::{Minute, play_minute, scenario};
 use slipstream_e2e::raw::{post_http, request_http};
 use slipstream_e2e::{http_get, self_metric, test_config};
 
-const MIN: u64 = 60_000_000_000;
 /// 2026-03-01T00:00:00Z.
 const START: u64 = 1_772_323_200_000_000_000;
 
@@ -81,10 +80,7 @@ async fn a_silence_from_the_api_suppresses_events_but_not_slis() {
     });
     let mut events = Vec::new();
     for (m, req) in scenario("cart", START, 60, minutes).into_iter().enumerate() {
-        clock.set(START + m as u64 * MIN + 59_000_000_000);
-        slipstream_e2e::otlp::export(app.http_addr.unwrap(), &req).await;
-        clock.set(START + (m as u64 + 1) * MIN);
-        events.extend(app.step().await.events);
+        events.extend(play_minute(&app, &clock, START, m, &[&req]).await);
     }
     assert!(events.is_empty(), "silenced: {events:#?}");
     let suppressed = self_metric(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use slipstream::app::App;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
-use slipstream_e2e::otlp::{Minute, export, scenario};
+use slipstream_e2e::otlp::{Minute, play_minute, scenario};
 use slipstream_e2e::{http_get, self_metric, test_config};
 
 const MIN: u64 = 60_000_000_000;
@@ -51,10 +51,7 @@ async fn feed(
         .enumerate()
         .skip(from)
     {
-        clock.set(START + m as u64 * MIN + 59_000_000_000);
-        export(app.http_addr.unwrap(), &req).await;
-        clock.set(START + (m as u64 + 1) * MIN);
-        events.extend(app.step().await.events);
+        events.extend(play_minute(app, clock, START, m, &[&req]).await);
     }
     events
 }

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use slipstream::app::App;
 use slipstream_core::ManualClock;
-use slipstream_e2e::otlp::{Minute, export, scenario};
+use slipstream_e2e::otlp::{Minute, play_minute, scenario};
 use slipstream_e2e::raw::request_http;
 use slipstream_e2e::test_config;
 
-const MIN: u64 = 60_000_000_000;
 /// 2026-04-01T00:00:00Z.
 const START: u64 = 1_775_001_600_000_000_000;
 
@@ -138,11 +137,7 @@ async fn the_status_page_shows_slos_firing_alerts_and_charts() {
         }),
     );
     for (m, (o, p)) in orders.iter().zip(&payments).enumerate() {
-        clock.set(START + m as u64 * MIN + 59_000_000_000);
-        export(app.http_addr.unwrap(), o).await;
-        export(app.http_addr.unwrap(), p).await;
-        clock.set(START + (m as u64 + 1) * MIN);
-        app.step().await;
+        play_minute(&app, &clock, START, m, &[o, p]).await;
     }
 
     let page = dom(admin, "").await;

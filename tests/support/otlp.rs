@@ -120,3 +120,23 @@ pub async fn export(addr: std::net::SocketAddr, req: &ExportTraceServiceRequest)
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+/// Plays minute `m` (counted from `start`, Unix nanoseconds) of recorded traffic into a
+/// slipstream on the manual `clock`: the clock moves to one second before the minute ends,
+/// `requests` are exported, the clock moves to the minute's end and slipstream evaluates.
+/// Returns the events of that evaluation.
+pub async fn play_minute(
+    app: &slipstream::app::App,
+    clock: &slipstream_core::ManualClock,
+    start: u64,
+    m: usize,
+    requests: &[&ExportTraceServiceRequest],
+) -> Vec<slipstream_slo::AlertEvent> {
+    const MIN: u64 = 60_000_000_000;
+    clock.set(start + m as u64 * MIN + MIN - 1_000_000_000);
+    for req in requests {
+        export(app.http_addr.unwrap(), req).await;
+    }
+    clock.set(start + (m as u64 + 1) * MIN);
+    app.step().await.events
+}
