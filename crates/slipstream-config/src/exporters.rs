@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::forward::{ForwardProtocol, RetryConfig};
+use crate::tls::{ClientTlsConfig, check_tls_scheme};
 use crate::{Errors, check_socket_addr};
 
 /// Default listen address of the Prometheus pull endpoint.
@@ -87,6 +88,8 @@ pub struct DeliveryConfig {
     pub headers: BTreeMap<String, String>,
     /// Retries of failed requests.
     pub retry: RetryConfig,
+    /// TLS of `https://` targets; `None` verifies them against the built-in roots.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 macro_rules! delivery_fields {
@@ -99,6 +102,7 @@ macro_rules! delivery_fields {
                     timeout: self.timeout,
                     headers: self.headers.clone(),
                     retry: self.retry.clone(),
+                    tls: self.tls.clone(),
                 }
             }
         }
@@ -132,6 +136,9 @@ pub struct RemoteWriteConfig {
     pub headers: BTreeMap<String, String>,
     /// Retries of failed requests (same fields as `forward.retry`).
     pub retry: RetryConfig,
+    /// TLS of `https://` targets (same fields as `forward.tls`); `null` verifies them against
+    /// the built-in Mozilla roots.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for RemoteWriteConfig {
@@ -144,6 +151,7 @@ impl Default for RemoteWriteConfig {
             timeout: DEFAULT_EXPORT_TIMEOUT,
             headers: BTreeMap::new(),
             retry: RetryConfig::default(),
+            tls: None,
         }
     }
 }
@@ -169,6 +177,9 @@ pub struct OtlpExportConfig {
     pub headers: BTreeMap<String, String>,
     /// Retries of failed requests (same fields as `forward.retry`).
     pub retry: RetryConfig,
+    /// TLS of `https://` targets (same fields as `forward.tls`); `null` verifies them against
+    /// the built-in Mozilla roots.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for OtlpExportConfig {
@@ -181,6 +192,7 @@ impl Default for OtlpExportConfig {
             timeout: DEFAULT_EXPORT_TIMEOUT,
             headers: BTreeMap::new(),
             retry: RetryConfig::default(),
+            tls: None,
         }
     }
 }
@@ -205,6 +217,9 @@ pub struct AlertmanagerConfig {
     pub headers: BTreeMap<String, String>,
     /// Retries of failed requests (same fields as `forward.retry`).
     pub retry: RetryConfig,
+    /// TLS of `https://` targets (same fields as `forward.tls`); `null` verifies them against
+    /// the built-in Mozilla roots.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for AlertmanagerConfig {
@@ -216,6 +231,7 @@ impl Default for AlertmanagerConfig {
             timeout: DEFAULT_EXPORT_TIMEOUT,
             headers: BTreeMap::new(),
             retry: RetryConfig::default(),
+            tls: None,
         }
     }
 }
@@ -241,6 +257,9 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, String>,
     /// Retries of failed requests (same fields as `forward.retry`).
     pub retry: RetryConfig,
+    /// TLS of `https://` targets (same fields as `forward.tls`); `null` verifies them against
+    /// the built-in Mozilla roots.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl Default for WebhookConfig {
@@ -253,6 +272,7 @@ impl Default for WebhookConfig {
             timeout: DEFAULT_EXPORT_TIMEOUT,
             headers: BTreeMap::new(),
             retry: RetryConfig::default(),
+            tls: None,
         }
     }
 }
@@ -291,6 +311,9 @@ impl DeliveryConfig {
             format!("{path}.retry"),
             "expected initial_interval above 0 and max_interval at least initial_interval",
         );
+        if let Some(t) = &self.tls {
+            t.validate(&format!("{path}.tls"), errs);
+        }
     }
 }
 
@@ -302,6 +325,7 @@ impl ExportersConfig {
         if let Some(rw) = &self.remote_write {
             let p = format!("{path}.remote_write");
             check_url(errs, &format!("{p}.endpoint"), &rw.endpoint);
+            check_tls_scheme(errs, &p, &rw.endpoint, rw.tls.as_ref());
             errs.check(
                 !rw.interval.is_zero(),
                 format!("{p}.interval"),
@@ -316,6 +340,7 @@ impl ExportersConfig {
             if let Some(o) = otlp {
                 let p = format!("{path}.{name}");
                 check_url(errs, &format!("{p}.endpoint"), &o.endpoint);
+                check_tls_scheme(errs, &p, &o.endpoint, o.tls.as_ref());
                 errs.check(
                     !o.interval.is_zero(),
                     format!("{p}.interval"),
@@ -344,6 +369,7 @@ impl ExportersConfig {
         if let Some(w) = &self.webhook {
             let p = format!("{path}.webhook");
             check_url(errs, &format!("{p}.url"), &w.url);
+            check_tls_scheme(errs, &p, &w.url, w.tls.as_ref());
             if let Some(s) = &w.secret {
                 errs.check(
                     !s.is_empty(),

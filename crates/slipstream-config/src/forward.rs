@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{ClientTlsConfig, check_tls_scheme};
 use crate::{ByteSize, Errors};
 
 /// Default limit on the bytes waiting in the forward queue.
@@ -24,10 +25,13 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
-    /// Downstream OTLP endpoint: for gRPC `http://host:4317`, for HTTP the base URL
-    /// `http://host:4318` (the signal path `/v1/traces` etc. is appended). `null` turns
-    /// forwarding off: spans are aggregated and then discarded.
+    /// Downstream OTLP endpoint: for gRPC `http://host:4317` (`https://` for TLS), for HTTP
+    /// the base URL `http://host:4318` (the signal path `/v1/traces` etc. is appended).
+    /// `null` turns forwarding off: spans are aggregated and then discarded.
     pub endpoint: Option<String>,
+    /// TLS of an `https://` endpoint: trusted CA, client certificate; `null` (the default)
+    /// verifies the downstream against the built-in Mozilla roots.
+    pub tls: Option<ClientTlsConfig>,
     /// `grpc` or `http` (protobuf).
     pub protocol: ForwardProtocol,
     /// Extra headers (gRPC metadata) sent with every export, e.g. an authorization token.
@@ -50,6 +54,7 @@ impl Default for ForwardConfig {
     fn default() -> Self {
         ForwardConfig {
             endpoint: None,
+            tls: None,
             protocol: ForwardProtocol::Grpc,
             headers: BTreeMap::new(),
             compression: ForwardCompression::None,
@@ -141,6 +146,10 @@ impl ForwardConfig {
                 format!("{path}.endpoint"),
                 format!("`{e}` is not a URL (expected http://host:port)"),
             );
+            check_tls_scheme(errs, path, e, self.tls.as_ref());
+        }
+        if let Some(t) = &self.tls {
+            t.validate(&format!("{path}.tls"), errs);
         }
         errs.check(
             self.concurrency >= 1,

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod receiver;
 pub mod slo;
 pub mod state;
+pub mod tls;
 mod units;
 
 use std::fmt;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tls::ServerTlsConfig;
 use crate::{ByteSize, Errors, check_socket_addr};
 
 /// Default OTLP/gRPC listen address (the OTel Collector's).
@@ -108,6 +109,8 @@ pub struct GrpcReceiverConfig {
     pub endpoint: String,
     /// Largest gRPC message accepted, as received (before decompression).
     pub max_recv_msg_size: ByteSize,
+    /// Serve TLS (ALPN `h2`) with this certificate; `null` (the default) serves plain text.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for GrpcReceiverConfig {
@@ -115,6 +118,7 @@ impl Default for GrpcReceiverConfig {
         GrpcReceiverConfig {
             endpoint: DEFAULT_GRPC_ENDPOINT.to_owned(),
             max_recv_msg_size: DEFAULT_GRPC_MAX_RECV_MSG_SIZE,
+            tls: None,
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct HttpReceiverConfig {
     pub endpoint: String,
     /// Largest request body accepted, as received (before decompression).
     pub max_request_body_size: ByteSize,
+    /// Serve TLS (ALPN `h2` and `http/1.1`) with this certificate; `null` (the default)
+    /// serves plain text.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for HttpReceiverConfig {
@@ -134,6 +141,7 @@ impl Default for HttpReceiverConfig {
         HttpReceiverConfig {
             endpoint: DEFAULT_HTTP_ENDPOINT.to_owned(),
             max_request_body_size: DEFAULT_HTTP_MAX_REQUEST_BODY_SIZE,
+            tls: None,
         }
     }
 }

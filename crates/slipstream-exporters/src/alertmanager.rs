@@ -89,7 +89,11 @@ impl AlertmanagerExporter {
     pub fn start(cfg: &AlertmanagerConfig, registry: &Registry) -> Result<Self, String> {
         let delivery_cfg = cfg.delivery();
         let headers = delivery::header_map("exporters.alertmanager", &cfg.headers)?;
-        let client = delivery::http_client(delivery_cfg.timeout);
+        let client = delivery::http_client(
+            "exporters.alertmanager",
+            delivery_cfg.timeout,
+            delivery_cfg.tls.as_ref(),
+        )?;
         let resend = cfg.resend_interval;
         let mut queues = Vec::with_capacity(cfg.endpoints.len());
         for (i, endpoint) in cfg.endpoints.iter().enumerate() {

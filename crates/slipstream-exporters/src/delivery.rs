@@ -24,8 +24,8 @@
 //! `slipstream_exporter_queue_length`, each labelled with the exporter's name.
 //!
 //! [`post`] is the HTTP POST every HTTP exporter uses; it classifies answers into success,
-//! retryable and permanent failures. It speaks plain `http://` only (HTTP/1.1); `https://`
-//! targets are not supported in this version.
+//! retryable and permanent failures. It speaks HTTP/1.1 over plain `http://` or over TLS
+//! (`https://`, rustls; trust roots and client certificate from the exporter's `tls`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -35,11 +35,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use slipstream_config::exporters::DeliveryConfig;
+use slipstream_config::tls::ClientTlsConfig;
 use slipstream_core::Registry;
 use slipstream_core::telemetry::{Counter, Gauge};
 use tokio::sync::Notify;
@@ -382,17 +384,49 @@ pub(crate) fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duratio
 
 // === HTTP ===
 
-/// The HTTP client push exporters share (plain `http://`, HTTP/1.1, pooled connections).
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client push exporters share (`http://` or `https://`, HTTP/1.1, pooled
+/// connections).
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A pooled HTTP client whose connects give up after `connect_timeout`.
-pub fn http_client(connect_timeout: Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    Client::builder(TokioExecutor::new())
+/// A pooled HTTP client whose connects give up after `connect_timeout`, verifying `https://`
+/// servers as `tls` says (the built-in roots when `None`); `section` names the config section
+/// in errors (`exporters.webhook`). Fails on a TLS file that cannot be used.
+pub fn http_client(
+    section: &str,
+    connect_timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<HttpClient, String> {
+    let connector = https_connector(section, connect_timeout, tls, false)?;
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector)
+        .build(connector))
+}
+
+/// A connector for `http://` and `https://` URLs: TCP with `connect_timeout`, then for
+/// `https://` a rustls handshake offering `h2` (when `http2_only`) or `http/1.1` by ALPN.
+pub(crate) fn https_connector(
+    section: &str,
+    connect_timeout: Duration,
+    tls: Option<&ClientTlsConfig>,
+    http2_only: bool,
+) -> Result<HttpsConnector<HttpConnector>, String> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.enforce_http(false);
+    let config = tls
+        .cloned()
+        .unwrap_or_default()
+        .load(&format!("{section}.tls"))
+        .map_err(|e| e.to_string())?;
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http();
+    Ok(if http2_only {
+        builder.enable_http2().wrap_connector(tcp)
+    } else {
+        builder.enable_http1().wrap_connector(tcp)
+    })
 }
 
 /// The configured extra headers as a header map; `section` names the config section in
@@ -408,15 +442,14 @@ pub fn header_map(section: &str, headers: &BTreeMap<String, String>) -> Result<H
     Ok(map)
 }
 
-/// Parses an `http://` URL; `field` names the config field in errors.
+/// Parses an `http://` or `https://` URL; `field` names the config field in errors.
 pub fn http_url(field: &str, url: &str) -> Result<Uri, String> {
     let uri: Uri = url.parse().map_err(|e| format!("{field} `{url}`: {e}"))?;
     match uri.scheme_str() {
-        Some("http") if uri.authority().is_some() => Ok(uri),
-        Some("https") => Err(format!(
-            "{field} `{url}`: https:// is not supported in this version; use http://"
+        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
+        _ => Err(format!(
+            "{field} `{url}`: expected http://host:port/... or https://host:port/..."
         )),
-        _ => Err(format!("{field} `{url}`: expected http://host:port/...")),
     }
 }
 

@@ -64,6 +64,7 @@ impl OtlpLogsExporter {
             &cfg.headers,
             false,
             cfg.timeout,
+            cfg.tls.as_ref(),
         )?);
         let delivery = Delivery::start(EXPORTER, &cfg.delivery(), registry, move |body: &Bytes| {
             let (target, body) = (target.clone(), body.clone());

@@ -61,7 +61,11 @@ impl WebhookExporter {
             None => None,
         };
         let delivery_cfg = cfg.delivery();
-        let client = delivery::http_client(delivery_cfg.timeout);
+        let client = delivery::http_client(
+            "exporters.webhook",
+            delivery_cfg.timeout,
+            delivery_cfg.tls.as_ref(),
+        )?;
         let timeout = delivery_cfg.timeout;
         let delivery = Delivery::start(EXPORTER, &delivery_cfg, registry, move |post: &Post| {
             let (client, url): (HttpClient, Uri) = (client.clone(), url.clone());

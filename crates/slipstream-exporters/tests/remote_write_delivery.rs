@@ -138,7 +138,7 @@ fn bad_endpoints_are_refused_with_the_field_path() {
         .unwrap();
     let _guard = rt.enter();
     let err = RemoteWriter::start(
-        &config("https://example.com/api/v1/write".to_owned()),
+        &config("example.com/api/v1/write".to_owned()),
         Arc::new(|| snapshot_of(1)),
         &Registry::new(),
     )

@@ -28,6 +28,7 @@ fn config(queue_size: usize, max_elapsed: Option<Duration>) -> DeliveryConfig {
             max_interval: Duration::from_millis(10),
             max_elapsed_time: max_elapsed,
         },
+        tls: None,
     }
 }
 
@@ -356,7 +357,7 @@ async fn answering(status: u16, delay: Duration) -> SocketAddr {
 }
 
 async fn post_to(addr: SocketAddr, timeout: Duration) -> Result<(), SendError> {
-    let client = http_client(Duration::from_secs(1));
+    let client = http_client("test", Duration::from_secs(1), None).unwrap();
     let url = http_url("url", &format!("http://{addr}/hook")).unwrap();
     post(
         &client,
@@ -431,14 +432,28 @@ async fn post_classifies_answers() {
 }
 
 #[test]
-fn only_plain_http_urls_are_accepted() {
+fn http_and_https_urls_are_accepted() {
     assert!(http_url("x", "http://127.0.0.1:9093").is_ok());
+    assert!(http_url("x", "https://alertmanager:9093").is_ok());
     assert!(
-        http_url("x", "https://alertmanager:9093")
+        http_url("x", "alertmanager:9093")
             .unwrap_err()
             .contains("https://")
     );
-    assert!(http_url("x", "alertmanager:9093").is_err());
+    assert!(http_url("x", "ftp://alertmanager:9093").is_err());
+}
+
+#[test]
+fn a_bad_tls_file_fails_the_client_naming_the_field() {
+    let tls = slipstream_config::tls::ClientTlsConfig {
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..Default::default()
+    };
+    let err = http_client("exporters.webhook", Duration::from_secs(1), Some(&tls)).unwrap_err();
+    assert!(
+        err.starts_with("exporters.webhook.tls.ca_file: cannot read /nonexistent/ca.pem"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -64,10 +64,7 @@ async fn nothing_configured_is_empty_and_a_bad_url_names_its_field() {
     );
     let mut cfg = ExportersConfig::default();
     cfg.alertmanager = Some(AlertmanagerConfig {
-        endpoints: vec![
-            "http://127.0.0.1:9".to_owned(),
-            "https://am:9093".to_owned(),
-        ],
+        endpoints: vec!["http://127.0.0.1:9".to_owned(), "am:9093".to_owned()],
         ..AlertmanagerConfig::default()
     });
     let err = EventExporters::start(&cfg, &registry).unwrap_err();

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use slipstream_config::forward::{ForwardCompression, ForwardConfig, ForwardProtocol};
+use slipstream_config::tls::ClientTlsConfig;
 use slipstream_core::rpc::{RpcStatus, base64_decode, grpc_code_is_retryable};
 use slipstream_core::telemetry::names;
 use slipstream_core::{Registry, Signal};
@@ -77,7 +79,7 @@ impl From<Failure> for crate::delivery::SendError {
 /// the forward exporter's and the OTLP metrics exporter's sending half.
 #[derive(Debug)]
 pub(crate) struct OtlpTarget {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     protocol: ForwardProtocol,
     headers: HeaderMap,
@@ -110,6 +112,7 @@ impl Forwarder {
             &cfg.headers,
             cfg.compression == ForwardCompression::Gzip,
             cfg.timeout,
+            cfg.tls.as_ref(),
         )?;
         let (host, port) = (otlp.host.clone(), otlp.port);
         let target = Arc::new(Target {
@@ -153,8 +156,9 @@ impl Forwarder {
 // === impl OtlpTarget ===
 
 impl OtlpTarget {
-    /// A target for `endpoint` (`http://host:port`, the base URL for HTTP); `section` names
-    /// the config section in errors (`forward`, `exporters.otlp_metrics`).
+    /// A target for `endpoint` (`http://host:port` or `https://host:port`, the base URL for
+    /// HTTP), verified as `tls` says when `https://`; `section` names the config section in
+    /// errors (`forward`, `exporters.otlp_metrics`).
     pub(crate) fn new(
         section: &str,
         endpoint: &str,
@@ -162,15 +166,20 @@ impl OtlpTarget {
         headers: &BTreeMap<String, String>,
         gzip: bool,
         connect_timeout: Duration,
+        tls: Option<&ClientTlsConfig>,
     ) -> Result<Self, String> {
         let uri: Uri = endpoint
             .parse()
             .map_err(|e| format!("{section}.endpoint `{endpoint}`: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "{section}.endpoint `{endpoint}`: only http:// endpoints are supported in this version"
-            ));
-        }
+        let default_port = match uri.scheme_str() {
+            Some("http") => 80,
+            Some("https") => 443,
+            _ => {
+                return Err(format!(
+                    "{section}.endpoint `{endpoint}`: expected http://host:port or https://host:port"
+                ));
+            }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| format!("{section}.endpoint `{endpoint}` has no host"))?
@@ -185,9 +194,12 @@ impl OtlpTarget {
                 .http2_initial_connection_window_size(16 << 20)
                 .http2_max_frame_size(1 << 20);
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
+        let connector = crate::delivery::https_connector(
+            section,
+            connect_timeout,
+            tls,
+            protocol == ForwardProtocol::Grpc,
+        )?;
         Ok(OtlpTarget {
             client: builder.build(connector),
             base: endpoint.trim_end_matches('/').to_owned(),
@@ -199,7 +211,7 @@ impl OtlpTarget {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(default_port),
         })
     }
 

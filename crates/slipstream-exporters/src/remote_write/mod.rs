@@ -68,7 +68,8 @@ impl RemoteWriter {
     ) -> Result<RemoteWriterHandle, String> {
         let url = delivery::http_url("exporters.remote_write.endpoint", &cfg.endpoint)?;
         let headers = request_headers(&cfg.headers)?;
-        let client = delivery::http_client(cfg.timeout);
+        let client =
+            delivery::http_client("exporters.remote_write", cfg.timeout, cfg.tls.as_ref())?;
         let timeout = cfg.timeout;
         let queue = Delivery::start(EXPORTER, &cfg.delivery(), registry, move |body: &Bytes| {
             let (client, url, headers, body) =

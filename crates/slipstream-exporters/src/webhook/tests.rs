@@ -138,15 +138,26 @@ async fn a_custom_signature_header_and_a_4xx_drop() {
 }
 
 #[test]
-fn an_https_url_is_refused_with_the_field_named() {
+fn a_url_that_is_not_http_is_refused_with_the_field_named() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let _guard = rt.enter();
     let err = WebhookExporter::start(
-        &config("https://hooks.example/x".to_owned(), None),
+        &config("hooks.example/x".to_owned(), None),
         &Registry::new(),
     )
     .unwrap_err();
     assert!(err.contains("exporters.webhook.url"), "{err}");
+    let mut https = config("https://hooks.example/x".to_owned(), None);
+    https.tls = Some(slipstream_config::tls::ClientTlsConfig {
+        cert_file: Some("/nonexistent/client.crt".into()),
+        key_file: Some("/nonexistent/client.key".into()),
+        ..Default::default()
+    });
+    let err = WebhookExporter::start(&https, &Registry::new()).unwrap_err();
+    assert!(
+        err.starts_with("exporters.webhook.tls.cert_file: cannot read"),
+        "{err}"
+    );
 }

@@ -1,0 +1,1 @@
+//! TLS and mutual TLS on the receivers and on the forward client.
