@@ -89,6 +89,69 @@ impl KeyLayout {
         }
     }
 
+    /// A hash of the key of `span`, computed from its parts without writing the key: equal
+    /// keys hash equal. Mostly word-at-a-time; good high bits (the shard's table indexes by
+    /// them).
+    #[inline]
+    pub(crate) fn hash(&self, span: &SpanRecord<'_>) -> u64 {
+        let mut h = match span.service_name {
+            Some(s) => hash_str(SEED, s.as_bytes()),
+            None => mix(SEED, u64::from(ABSENT)),
+        };
+        for d in &span.dims[..self.dims] {
+            h = match *d {
+                AttrValue::Absent => mix(h, u64::from(ABSENT)),
+                AttrValue::Str(s) => hash_str(h, s.as_bytes()),
+                AttrValue::Int(i) => mix(mix(h, u64::from(INT)), i as u64),
+                AttrValue::Bool(b) => mix(h, u64::from(BOOL) << 8 | u64::from(b)),
+                AttrValue::Double(f) => mix(mix(h, u64::from(DOUBLE)), f.to_bits()),
+            };
+        }
+        if self.span_name {
+            h = hash_str(h, span.name.as_bytes());
+        }
+        if self.span_kind {
+            h = mix(h, u64::from(KIND) << 8 | span.kind as u64);
+        }
+        // Fold the low bits into the high ones.
+        (h ^ (h >> 32)).wrapping_mul(K)
+    }
+
+    /// Whether `key` (as [`KeyLayout::write`] writes it) is the key of `span`, compared part
+    /// by part without writing the span's.
+    #[inline]
+    pub(crate) fn matches(&self, span: &SpanRecord<'_>, key: &[u8]) -> bool {
+        let mut rest = key;
+        let ok = match span.service_name {
+            Some(s) => eat_str(&mut rest, s),
+            None => eat(&mut rest, &[ABSENT]),
+        };
+        if !ok {
+            return false;
+        }
+        for d in &span.dims[..self.dims] {
+            let ok = match *d {
+                AttrValue::Absent => eat(&mut rest, &[ABSENT]),
+                AttrValue::Str(s) => eat_str(&mut rest, s),
+                AttrValue::Int(i) => eat(&mut rest, &[INT]) && eat(&mut rest, &i.to_le_bytes()),
+                AttrValue::Bool(b) => eat(&mut rest, &[BOOL, u8::from(b)]),
+                AttrValue::Double(f) => {
+                    eat(&mut rest, &[DOUBLE]) && eat(&mut rest, &f.to_bits().to_le_bytes())
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if self.span_name && !eat_str(&mut rest, span.name) {
+            return false;
+        }
+        if self.span_kind && !eat(&mut rest, &[KIND, span.kind as u8]) {
+            return false;
+        }
+        rest.is_empty()
+    }
+
     /// Whether two spans have the same key (cheaper than writing it).
     #[inline]
     pub(crate) fn same(&self, a: &SpanRecord<'_>, b: &SpanRecord<'_>) -> bool {
@@ -122,6 +185,80 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.push(STR);
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
+}
+
+const SEED: u64 = 0x243f_6a88_85a3_08d3;
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(26) ^ w).wrapping_mul(K)
+}
+
+/// Hashes the length, then the bytes 8 at a time; a tail under 8 bytes is read as (up to)
+/// two overlapping loads instead of copied, so no call to `memcpy`.
+#[inline(always)]
+fn hash_str(h: u64, b: &[u8]) -> u64 {
+    let n = b.len();
+    let mut h = mix(h, (n as u64) << 8 | u64::from(STR));
+    let mut i = 0;
+    while i + 8 <= n {
+        h = mix(h, word8(&b[i..]));
+        i += 8;
+    }
+    let r = n - i;
+    if r == 0 {
+        return h;
+    }
+    let t = &b[i..];
+    let w = if n >= 8 {
+        // The last 8 bytes, overlapping the previous word.
+        word8(&b[n - 8..])
+    } else if r >= 4 {
+        u64::from(word4(t)) | u64::from(word4(&t[r - 4..])) << 32
+    } else {
+        u64::from(t[0]) | u64::from(t[r / 2]) << 8 | u64::from(t[r - 1]) << 16
+    };
+    mix(h, w)
+}
+
+#[inline(always)]
+fn word8(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+#[inline(always)]
+fn word4(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+/// Strips `want` off the front of `rest` when it is there.
+#[inline(always)]
+fn eat(rest: &mut &[u8], want: &[u8]) -> bool {
+    match rest.split_at_checked(want.len()) {
+        Some((head, tail)) if head == want => {
+            *rest = tail;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Strips a string part (as `put_str` writes it) holding `s` off the front of `rest`.
+#[inline(always)]
+fn eat_str(rest: &mut &[u8], s: &str) -> bool {
+    let n = s.len();
+    match rest.split_at_checked(5 + n) {
+        Some((head, tail))
+            if head[0] == STR
+                && head[1..5] == (n as u32).to_le_bytes()
+                && head[5..] == *s.as_bytes() =>
+        {
+            *rest = tail;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The first part of a key (the service), as raw bytes.

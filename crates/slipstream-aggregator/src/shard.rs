@@ -6,7 +6,6 @@
 //! (series, slot) with chunked bucket counts. All of it lives in vectors whose capacity the
 //! ticker hands back cleared, so steady-state recording allocates nothing.
 
-use rustc_hash::FxHashMap;
 use slipstream_core::{Outcome, OutcomeRules, SpanKind, SpanRecord, UnixNanos};
 
 use crate::histogram::{CHUNK, bucket_of};
@@ -278,29 +277,121 @@ impl ShardKey {
     }
 }
 
-impl std::borrow::Borrow<[u8]> for ShardKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl std::hash::Hash for ShardKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_slice().hash(state);
-    }
-}
-
-impl PartialEq for ShardKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for ShardKey {}
-
 impl std::fmt::Debug for ShardKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.as_slice())
+    }
+}
+
+// === impl Table ===
+
+/// A series the shard knows: its key, the key's hash and what a span needs of it.
+#[derive(Debug)]
+struct Entry {
+    hash: u64,
+    key: ShardKey,
+    hot: Hot,
+}
+
+/// An empty slot of [`Table::slots`].
+const EMPTY: u64 = u64::MAX;
+
+/// The shard's series map: looked up by a hash of the span's key parts and compared part by
+/// part against the stored key ([`KeyLayout::hash`], [`KeyLayout::matches`]), so a lookup
+/// builds no key. Open addressing with linear probing over packed slots (the hash's high
+/// 32 bits and the local series number), at most half full; entries are indexed by local
+/// series number.
+#[derive(Debug, Default)]
+struct Table {
+    slots: Vec<u64>,
+    /// By local series number; a free number's entry has `hot.local == NONE`.
+    entries: Vec<Entry>,
+    len: usize,
+}
+
+impl Table {
+    #[inline]
+    fn shift(&self) -> u32 {
+        64 - self.slots.len().trailing_zeros()
+    }
+
+    /// The entry of `span`'s series, whose key hashes to `hash`.
+    #[inline]
+    fn get_mut(
+        &mut self,
+        layout: &KeyLayout,
+        hash: u64,
+        span: &SpanRecord<'_>,
+    ) -> Option<&mut Hot> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (hash >> self.shift()) as usize;
+        let tag = hash >> 32;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return None;
+            }
+            if s >> 32 == tag {
+                let l = s as u32 as usize;
+                if layout.matches(span, self.entries[l].key.as_slice()) {
+                    return Some(&mut self.entries[l].hot);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds a series not in the table.
+    fn insert(&mut self, hash: u64, key: &[u8], hot: Hot) -> &mut Hot {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.rebuild((self.slots.len() * 2).max(16));
+        }
+        let l = hot.local as usize;
+        let e = Entry {
+            hash,
+            key: ShardKey::new(key),
+            hot,
+        };
+        if l >= self.entries.len() {
+            self.entries.resize_with(l + 1, Entry::free);
+        }
+        self.entries[l] = e;
+        self.place(hash, l as u32);
+        self.len += 1;
+        &mut self.entries[l].hot
+    }
+
+    fn place(&mut self, hash: u64, l: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = (hash >> self.shift()) as usize;
+        while self.slots[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (hash >> 32) << 32 | u64::from(l);
+    }
+
+    /// Refills the slots (`cap` of them) from the live entries.
+    fn rebuild(&mut self, cap: usize) {
+        self.slots.clear();
+        self.slots.resize(cap, EMPTY);
+        for l in 0..self.entries.len() {
+            if self.entries[l].hot.local != NONE {
+                self.place(self.entries[l].hash, l as u32);
+            }
+        }
+    }
+}
+
+impl Entry {
+    fn free() -> Self {
+        Entry {
+            hash: 0,
+            key: ShardKey::new(&[]),
+            hot: Hot::new(NONE, 0),
+        }
     }
 }
 
@@ -309,7 +400,7 @@ impl std::fmt::Debug for ShardKey {
 /// A worker's series map and pending counts.
 #[derive(Debug)]
 pub(crate) struct Shard {
-    keys: FxHashMap<ShardKey, Hot>,
+    keys: Table,
     /// Where spans go once the map is full.
     overflow: Hot,
     cold: Vec<Cold>,
@@ -322,7 +413,7 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(cfg: &ShardConfig) -> Self {
         Shard {
-            keys: FxHashMap::default(),
+            keys: Table::default(),
             overflow: Hot::new(OVERFLOW_LOCAL, 0),
             cold: vec![Cold::default()],
             free: Vec::new(),
@@ -345,7 +436,7 @@ impl Shard {
 
     /// Number of series keys the shard holds.
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.len
     }
 
     /// Records the spans of one request. `now` is read once per request.
@@ -372,10 +463,10 @@ impl Shard {
             let hot = match prev.take() {
                 Some((p, h)) if cfg.layout.same(p, span) => h,
                 _ => {
-                    cfg.layout.write(span, scratch);
-                    if let Some(h) = keys.get_mut(scratch.as_slice()) {
+                    let hash = cfg.layout.hash(span);
+                    if let Some(h) = keys.get_mut(&cfg.layout, hash, span) {
                         h
-                    } else if keys.len() >= cfg.max_local {
+                    } else if keys.len >= cfg.max_local {
                         &mut *overflow
                     } else {
                         let l = match free.pop() {
@@ -388,9 +479,9 @@ impl Shard {
                                 (cold.len() - 1) as u32
                             }
                         };
+                        cfg.layout.write(span, scratch);
                         delta.new_keys.push((l, scratch.as_slice().into()));
-                        keys.entry(ShardKey::new(scratch))
-                            .or_insert(Hot::new(l, now))
+                        keys.insert(hash, scratch, Hot::new(l, now))
                     }
                 }
             };
@@ -448,26 +539,30 @@ impl Shard {
         let taken_epoch = self.epoch;
         self.epoch = self.epoch.wrapping_add(1).max(1);
         if let Some(sw) = sweep {
-            let mut removed = Vec::new();
-            self.keys.retain(|k, h| {
+            let mut removed = false;
+            for e in &mut self.keys.entries {
+                let h = &e.hot;
+                if h.local == NONE {
+                    continue;
+                }
                 let touched = h.epoch == taken_epoch && h.acc != [NONE; 2];
                 let retired = sw
                     .global_of
                     .get(h.local as usize)
                     .is_some_and(|g| (sw.retired)(*g));
                 if !touched && (retired || h.last_seen < sw.idle_before) {
-                    removed.push(h.local);
-                    false
-                } else {
-                    if retired {
-                        taken.new_keys.push((h.local, k.as_slice().into()));
-                    }
-                    true
+                    self.cold[h.local as usize] = Cold::default();
+                    self.free.push(h.local);
+                    *e = Entry::free();
+                    self.keys.len -= 1;
+                    removed = true;
+                } else if retired {
+                    taken.new_keys.push((h.local, e.key.as_slice().into()));
                 }
-            });
-            for l in removed {
-                self.cold[l as usize] = Cold::default();
-                self.free.push(l);
+            }
+            if removed {
+                let cap = self.keys.slots.len();
+                self.keys.rebuild(cap);
             }
         }
     }

@@ -447,3 +447,67 @@ fn shard_histograms_grow_in_both_directions_without_losing_counts() {
     assert_eq!(w.total, 5_000);
     assert_eq!(w.histogram, expected);
 }
+
+// === key hashing ===
+
+fn attr(v: &(u8, String, i64)) -> AttrValue<'_> {
+    match v.0 % 5 {
+        0 => AttrValue::Absent,
+        1 => AttrValue::Str(&v.1),
+        2 => AttrValue::Int(v.2),
+        3 => AttrValue::Bool(v.2 % 2 == 0),
+        _ => AttrValue::Double(v.2 as f64 / 3.0),
+    }
+}
+
+type Parts = (Option<String>, Vec<(u8, String, i64)>, String, u8);
+
+fn key_span(p: &Parts) -> SpanRecord<'_> {
+    let mut dims = [AttrValue::Absent; slipstream_core::MAX_DIMENSIONS];
+    for (d, v) in dims.iter_mut().zip(&p.1) {
+        *d = attr(v);
+    }
+    SpanRecord {
+        service_name: p.0.as_deref(),
+        name: &p.2,
+        kind: SpanKind::from_i32(i32::from(p.3 % 6)),
+        dims,
+        ..SpanRecord::default()
+    }
+}
+
+fn parts() -> impl proptest::strategy::Strategy<Value = Parts> {
+    let s = "[ab]{0,3}|[a-z]{0,20}";
+    (
+        proptest::option::of(s),
+        proptest::collection::vec((0u8..5, s, -2i64..2), 0..4),
+        s,
+        0u8..6,
+    )
+}
+
+proptest::proptest! {
+    /// Looking a key up by hash and part-by-part comparison agrees with writing both keys
+    /// and comparing the bytes.
+    #[test]
+    fn key_hash_and_match_agree_with_written_keys(
+        a in parts(),
+        b in parts(),
+        dims in 0usize..4,
+        name: bool,
+        kind: bool,
+    ) {
+        let names: Vec<String> = (0..dims).map(|i| format!("d{i}")).collect();
+        let layout = key::KeyLayout::new(&names, &[], name, kind);
+        let (sa, sb) = (key_span(&a), key_span(&b));
+        let (mut ka, mut kb) = (Vec::new(), Vec::new());
+        layout.write(&sa, &mut ka);
+        layout.write(&sb, &mut kb);
+        proptest::prop_assert_eq!(layout.matches(&sa, &kb), ka == kb);
+        proptest::prop_assert_eq!(layout.matches(&sb, &ka), ka == kb);
+        proptest::prop_assert!(layout.matches(&sa, &ka));
+        if ka == kb {
+            proptest::prop_assert_eq!(layout.hash(&sa), layout.hash(&sb));
+        }
+    }
+}
