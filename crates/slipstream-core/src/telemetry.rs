@@ -276,6 +276,13 @@ pub mod names {
         "Request body bytes received, as they arrived on the wire."
     );
     metric!(
+        TLS_HANDSHAKE_FAILURES,
+        "slipstream_receiver_tls_handshake_failures_total",
+        Counter,
+        ["transport"],
+        "TLS handshakes that failed or timed out on the receivers (plain text, untrusted or missing client certificate); only that connection is closed."
+    );
+    metric!(
         FORWARDED_ITEMS,
         "slipstream_forward_sent_requests_total",
         Counter,
@@ -331,6 +338,7 @@ pub mod names {
         &RECEIVED_REQUESTS,
         &REFUSED_REQUESTS,
         &RECEIVED_BYTES,
+        &TLS_HANDSHAKE_FAILURES,
         &FORWARDED_ITEMS,
         &FORWARDED_BYTES,
         &FORWARD_RETRIES,

@@ -206,6 +206,11 @@ impl Pipeline {
             .fold(false, |ok, t| ok | constant_time_eq(t, given))
     }
 
+    /// The registry the pipeline's self-metrics live in.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> Limits {
         self.limits

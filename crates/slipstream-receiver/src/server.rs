@@ -1,5 +1,7 @@
 //! Listeners: accept loops on hyper with HTTP/1.1 and HTTP/2 (prior knowledge) on one port,
-//! tuned for large OTLP requests, with graceful shutdown.
+//! tuned for large OTLP requests, with graceful shutdown. With `tls` configured, each accepted
+//! connection is a rustls handshake first (ALPN `h2` on gRPC, `h2` and `http/1.1` on HTTP); a
+//! failed handshake closes that connection only and is counted.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,9 +16,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use slipstream_config::receiver::OtlpReceiverConfig;
+use slipstream_config::tls::ServerTlsConfig;
+use slipstream_core::telemetry::{Counter, names};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::body::ResponseBody;
 use crate::pipeline::Pipeline;
@@ -30,6 +35,8 @@ const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 const H2_MAX_FRAME: u32 = 1 << 20;
 /// How long open connections get to finish their requests at shutdown.
 const CONNECTION_DRAIN: Duration = Duration::from_secs(5);
+/// How long a client gets to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request handler for [`serve_http`].
 pub type Handler = Arc<
@@ -45,6 +52,8 @@ pub type Handler = Arc<
 pub struct Receivers {
     grpc: Option<TcpListener>,
     http: Option<TcpListener>,
+    grpc_tls: Option<Tls>,
+    http_tls: Option<Tls>,
     pipeline: Arc<Pipeline>,
     max_recv: usize,
     max_body: usize,
@@ -70,12 +79,64 @@ impl RunningReceivers {
     }
 }
 
+/// A listener's TLS: the acceptor and its handshake-failure counter.
+#[derive(Clone)]
+struct Tls {
+    acceptor: TlsAcceptor,
+    failures: Arc<Counter>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Reads `cfg`'s files (an error names `field` and the file) and offers `alpn`.
+    fn load(
+        cfg: &ServerTlsConfig,
+        field: &str,
+        alpn: &[&[u8]],
+        failures: Arc<Counter>,
+    ) -> std::io::Result<Tls> {
+        let mut config = cfg
+            .load(field)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            failures,
+        })
+    }
+}
+
 impl Receivers {
-    /// Binds the configured listeners; an address in use is an error here, before anything runs.
+    /// Binds the configured listeners; an address in use, or a TLS certificate or key that
+    /// cannot be read, is an error here, before anything runs.
     pub async fn bind(
         cfg: &OtlpReceiverConfig,
         pipeline: Arc<Pipeline>,
     ) -> std::io::Result<Receivers> {
+        let registry = pipeline.registry();
+        let grpc_tls = match cfg.grpc.as_ref().and_then(|g| g.tls.as_ref()) {
+            Some(t) => Some(Tls::load(
+                t,
+                "receivers.otlp.grpc.tls",
+                &[b"h2"],
+                registry.counter(&names::TLS_HANDSHAKE_FAILURES, &["grpc"]),
+            )?),
+            None => None,
+        };
+        let http_tls = match cfg.http.as_ref().and_then(|h| h.tls.as_ref()) {
+            Some(t) => Some(Tls::load(
+                t,
+                "receivers.otlp.http.tls",
+                &[b"h2", b"http/1.1"],
+                registry.counter(&names::TLS_HANDSHAKE_FAILURES, &["http"]),
+            )?),
+            None => None,
+        };
         let bind = |addr: String| async move {
             TcpListener::bind(&addr)
                 .await
@@ -92,6 +153,8 @@ impl Receivers {
         Ok(Receivers {
             grpc,
             http,
+            grpc_tls,
+            http_tls,
             pipeline,
             max_recv: cfg
                 .grpc
@@ -120,11 +183,12 @@ impl Receivers {
                 let p = p.clone();
                 Box::pin(async move { grpc::handle(&p, max, req).await })
             });
-            tasks.push(tokio::spawn(serve_http(
+            tasks.push(tokio::spawn(serve(
                 l,
                 h,
                 shutdown.clone(),
                 "otlp/grpc",
+                self.grpc_tls,
             )));
         }
         if let Some(l) = self.http {
@@ -135,11 +199,12 @@ impl Receivers {
                 let p = p.clone();
                 Box::pin(async move { otlp_http::handle(&p, max, req).await })
             });
-            tasks.push(tokio::spawn(serve_http(
+            tasks.push(tokio::spawn(serve(
                 l,
                 h,
                 shutdown.clone(),
                 "otlp/http",
+                self.http_tls,
             )));
         }
         running.tasks = tasks;
@@ -152,8 +217,19 @@ impl Receivers {
 pub async fn serve_http(
     listener: TcpListener,
     handler: Handler,
+    shutdown: watch::Receiver<bool>,
+    name: &'static str,
+) {
+    serve(listener, handler, shutdown, name, None).await;
+}
+
+/// [`serve_http`], over TLS when `tls` is set.
+async fn serve(
+    listener: TcpListener,
+    handler: Handler,
     mut shutdown: watch::Receiver<bool>,
     name: &'static str,
+    tls: Option<Tls>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
@@ -168,7 +244,7 @@ pub async fn serve_http(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(listener = name, error = %e, "accept failed");
@@ -182,10 +258,38 @@ pub async fn serve_http(
                     let h = h.clone();
                     async move { Ok::<_, Infallible>(h(req).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let Some(tls) = &tls else {
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(listener = name, error = %e, "connection ended with an error");
+                        }
+                    });
+                    continue;
+                };
+                let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let stream = match tokio::time::timeout(
+                        TLS_HANDSHAKE_TIMEOUT,
+                        tls.acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tls.failures.inc();
+                            tracing::debug!(listener = name, peer = %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tls.failures.inc();
+                            tracing::debug!(listener = name, peer = %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(listener = name, error = %e, "connection ended with an error");
                     }
                 });

@@ -374,3 +374,25 @@ fn state_survives_kill_9_and_sighup_reloads_the_slos() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_refuses_to_start_on_a_certificate_it_cannot_read() {
+    let yaml = format!(
+        "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n      tls:\n        cert_file: /nonexistent/slipstream/server.crt\n        key_file: /nonexistent/slipstream/server.key\n    http: null\nadmin:\n  endpoint: null\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\n",
+        free_port()
+    );
+    let config = write_config("bad-cert", &yaml);
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "slipstream ran: {stderr}");
+    assert!(
+        stderr.contains(
+            "receivers.otlp.grpc.tls.cert_file: cannot read /nonexistent/slipstream/server.crt"
+        ),
+        "{stderr}"
+    );
+}
