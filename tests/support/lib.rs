@@ -25,6 +25,7 @@ pub mod procs;
 pub mod python;
 pub mod raw;
 pub mod sdk;
+pub mod tls;
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -85,6 +86,7 @@ pub struct Sink {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     mode: Arc<AtomicU8>,
+    tls: bool,
 }
 
 impl Sink {
@@ -98,11 +100,26 @@ impl Sink {
         Self::start_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await
     }
 
+    /// A sink on a free port serving TLS with `config` (see [`tls::server_config`]); its
+    /// [`Sink::url`] is `https://`. Failed handshakes close the connection.
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> Sink {
+        Self::start_with(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            Some(tokio_rustls::TlsAcceptor::from(config)),
+        )
+        .await
+    }
+
     async fn start_on(listener: TcpListener) -> Sink {
+        Self::start_with(listener, None).await
+    }
+
+    async fn start_with(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Sink {
         let sink = Sink {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
             mode: Arc::new(AtomicU8::new(SinkMode::Accept as u8)),
+            tls: tls.is_some(),
         };
         let s = sink.clone();
         tokio::spawn(async move {
@@ -110,24 +127,33 @@ impl Sink {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let s = s.clone();
+                let (s, tls) = (s.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let s = s.clone();
                         async move { Ok::<_, Infallible>(s.handle(req).await) }
                     });
-                    let _ = Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         sink
     }
 
-    /// The base URL (`http://127.0.0.1:PORT`).
+    /// The base URL (`http://127.0.0.1:PORT`, `https://` for a TLS sink).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Changes how it answers from now on.
