@@ -11,6 +11,7 @@ use opentelemetry_otlp::{
 };
 use slipstream::app::App;
 use slipstream_config::Config;
+use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_config::tls::{ClientTlsConfig as ForwardTls, ServerTlsConfig};
 use slipstream_e2e::sdk::{emit, http_exporter};
 use slipstream_e2e::tls::{Ca, Files, Pem, client_config, plain_get, server_config, tls_get};
@@ -206,7 +207,7 @@ fn forward_tls(ca_file: PathBuf) -> Option<ForwardTls> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_reaches_a_tls_downstream_trusting_its_ca() {
     let (ca, files) = (Ca::new("downstream CA"), Files::new());
-    let sink = Sink::start_tls(server_config(&ca.server())).await;
+    let sink = Sink::start_tls(server_config(&ca.server(), None)).await;
     assert!(sink.url().starts_with("https://"));
     for protocol in ["grpc", "http"] {
         let mut cfg = test_config(Some((protocol, &sink.url())), "");
@@ -237,7 +238,7 @@ async fn forward_reaches_a_tls_downstream_trusting_its_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_to_a_downstream_of_another_ca_is_retried_and_nothing_dropped() {
     let (ca, other, files) = (Ca::new("downstream CA"), Ca::new("other CA"), Files::new());
-    let sink = Sink::start_tls(server_config(&ca.server())).await;
+    let sink = Sink::start_tls(server_config(&ca.server(), None)).await;
     let mut cfg = test_config(
         Some(("grpc", &sink.url())),
         "shutdown:\n  drain_timeout: 1s\n",
@@ -276,6 +277,53 @@ async fn forward_to_a_downstream_of_another_ca_is_retried_and_nothing_dropped() 
             >= 1.0,
         "the request waits in the queue"
     );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_pushes_to_an_https_target_with_a_client_certificate() {
+    let (ca, files) = (Ca::new("prometheus CA"), Files::new());
+    let sink = Sink::start_tls(server_config(&ca.server(), Some(&ca))).await;
+    let client = ca.client("slipstream");
+    let remote_write = |tls: ForwardTls| {
+        let mut cfg = test_config(None, "shutdown:\n  drain_timeout: 1s\n");
+        cfg.exporters.remote_write = Some(RemoteWriteConfig {
+            endpoint: format!("{}/api/v1/write", sink.url()),
+            interval: Duration::from_millis(200),
+            tls: Some(tls),
+            ..RemoteWriteConfig::default()
+        });
+        cfg
+    };
+    let ca_file = files.write("ca.crt", &ca.pem());
+
+    // Without a client certificate the target refuses the handshake: counted, retried.
+    let app = start(remote_write(ForwardTls {
+        ca_file: Some(ca_file.clone()),
+        ..ForwardTls::default()
+    }))
+    .await;
+    wait_metric(
+        &app,
+        "slipstream_exporter_failures_total",
+        &["exporter=\"remote_write\""],
+        1.0,
+    )
+    .await;
+    assert!(sink.received().is_empty());
+    app.shutdown().await;
+
+    let app = start(remote_write(ForwardTls {
+        ca_file: Some(ca_file),
+        cert_file: Some(files.write("client.crt", &client.cert)),
+        key_file: Some(files.write("client.key", &client.key)),
+        insecure_skip_verify: false,
+    }))
+    .await;
+    sink.wait_for(WAIT, "a remote-write push over mutual TLS", |r| {
+        r.iter().any(|r| r.path == "/api/v1/write")
+    })
+    .await;
     app.shutdown().await;
 }
 

@@ -104,16 +104,30 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A rustls server config serving `pem`, ALPN `h2` and `http/1.1`, no client certificates.
-pub fn server_config(pem: &Pem) -> Arc<rustls::ServerConfig> {
+/// A rustls server config serving `pem`, ALPN `h2` and `http/1.1`; client certificates
+/// issued by `client_ca` required when given.
+pub fn server_config(pem: &Pem, client_ca: Option<&Ca>) -> Arc<rustls::ServerConfig> {
     let certs = vec![CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
-    let mut c = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
         .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.issuer.der().clone()).unwrap();
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .unwrap(),
+            )
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut c = builder.with_single_cert(certs, key).unwrap();
     c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(c)
 }
