@@ -162,3 +162,52 @@ fn client_config_loads_a_ca_and_a_client_certificate() {
         "{err}"
     );
 }
+
+#[test]
+fn tls_sections_parse_without_reading_the_files() {
+    let c = crate::Config::from_yaml(
+        "receivers:\n  otlp:\n    http:\n      tls: { cert_file: /no/such.crt, key_file: /no/such.key, client_ca_file: /no/ca.crt }\nforward:\n  endpoint: https://collector:4317\n  tls: { ca_file: /no/ca.crt }\nexporters:\n  webhook:\n    url: https://hooks.example/x\n    tls: { insecure_skip_verify: true }\n",
+    )
+    .unwrap();
+    let http_tls = c.receivers.otlp.http.unwrap().tls.unwrap();
+    assert_eq!(http_tls.client_ca_file, Some(PathBuf::from("/no/ca.crt")));
+    assert!(c.receivers.otlp.grpc.unwrap().tls.is_none());
+    assert_eq!(
+        c.forward.tls.unwrap().ca_file,
+        Some(PathBuf::from("/no/ca.crt"))
+    );
+    assert!(
+        c.exporters
+            .webhook
+            .unwrap()
+            .tls
+            .unwrap()
+            .insecure_skip_verify
+    );
+}
+
+#[test]
+fn tls_mistakes_are_reported_with_their_field_paths() {
+    let err = crate::Config::from_yaml(
+        "receivers:\n  otlp:\n    grpc:\n      tls: { cert_file: /c.crt }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("receivers.otlp.grpc.tls") && err.contains("key_file"),
+        "{err}"
+    );
+    let err = crate::Config::from_yaml(
+        "forward:\n  endpoint: http://collector:4317\n  tls: { cert_file: /c.crt }\nexporters:\n  otlp_logs:\n    endpoint: http://collector:4317\n    tls: {}\n  alertmanager:\n    endpoints: [https://am:9093]\n    tls: { insecure_skip_verify: true, ca_file: /ca.crt }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "forward.tls:",
+        "forward.tls.key_file",
+        "exporters.otlp_logs.tls:",
+        "exporters.alertmanager.tls.insecure_skip_verify",
+    ] {
+        assert!(err.contains(want), "{want} missing from: {err}");
+    }
+}
