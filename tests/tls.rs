@@ -12,9 +12,12 @@ use opentelemetry_otlp::{
 use slipstream::app::App;
 use slipstream_config::Config;
 use slipstream_config::exporters::RemoteWriteConfig;
+use slipstream_config::receiver::AuthConfig;
 use slipstream_config::tls::{ClientTlsConfig as ForwardTls, ServerTlsConfig};
 use slipstream_e2e::sdk::{emit, http_exporter};
-use slipstream_e2e::tls::{Ca, Files, Pem, client_config, plain_get, server_config, tls_get};
+use slipstream_e2e::tls::{
+    Ca, Files, Pem, client_config, plain_get, server_config, tls_get, tls_request,
+};
 use slipstream_e2e::{Sink, self_metric, spans_in, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -55,8 +58,12 @@ fn grpc_exporter(addr: std::net::SocketAddr, ca: &Ca, identity: Option<&Pem>) ->
 }
 
 /// The SDK's HTTP/protobuf exporter to `addr` over TLS, through a hyper-rustls client
-/// trusting `ca`.
-fn https_exporter(addr: std::net::SocketAddr, ca: &Ca) -> SpanExporter {
+/// trusting `ca`, sending `authorization` when given.
+fn https_exporter(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    authorization: Option<&str>,
+) -> SpanExporter {
     let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
     tcp.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -64,7 +71,11 @@ fn https_exporter(addr: std::net::SocketAddr, ca: &Ca) -> SpanExporter {
         .https_only()
         .enable_http1()
         .wrap_connector(tcp);
-    let client = opentelemetry_http::hyper::HyperClient::new(connector, WAIT, None);
+    let client = opentelemetry_http::hyper::HyperClient::new(
+        connector,
+        WAIT,
+        authorization.map(|a| http::HeaderValue::from_str(a).unwrap()),
+    );
     SpanExporter::builder()
         .with_http()
         .with_http_client(client)
@@ -105,7 +116,10 @@ async fn sdk_spans_over_tls_reach_the_downstream_and_plain_text_is_refused() {
     let (grpc, http) = (app.grpc_addr.unwrap(), app.http_addr.unwrap());
 
     emit(grpc_exporter(grpc, &ca, None), "over-grpc", 40, |_| false).await;
-    emit(https_exporter(http, &ca), "over-http", 40, |i| i % 4 == 0).await;
+    emit(https_exporter(http, &ca, None), "over-http", 40, |i| {
+        i % 4 == 0
+    })
+    .await;
     sink.wait_for(WAIT, "spans from both receivers", |r| {
         spans_in(r).len() >= 80
     })
@@ -136,7 +150,10 @@ async fn sdk_spans_over_tls_reach_the_downstream_and_plain_text_is_refused() {
         )
         .await;
     }
-    emit(https_exporter(http, &ca), "after-refusal", 5, |_| false).await;
+    emit(https_exporter(http, &ca, None), "after-refusal", 5, |_| {
+        false
+    })
+    .await;
     sink.wait_for(WAIT, "spans after the refusal", |r| {
         spans_in(r)
             .iter()
@@ -194,6 +211,41 @@ async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
         2.0,
         "accepted clients are not counted as failures"
     );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_work_unchanged_over_tls() {
+    let (ca, files) = (Ca::new("test CA"), Files::new());
+    let sink = Sink::start().await;
+    let mut cfg = tls_config(&sink, server_tls(&files, &ca.server(), None));
+    cfg.receivers.otlp.auth = Some(AuthConfig {
+        bearer_tokens: vec!["tls-token".into()],
+        bearer_tokens_file: None,
+    });
+    let app = start(cfg).await;
+    let http = app.http_addr.unwrap();
+
+    let answer = tls_request(
+        http,
+        client_config(&ca.pem(), None),
+        b"POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("the TLS exchange completes");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let exporter = https_exporter(http, &ca, Some("Bearer tls-token"));
+    emit(exporter, "with-token", 10, |_| false).await;
+    sink.wait_for(WAIT, "spans sent with the token", |r| {
+        spans_in(r).len() >= 10
+    })
+    .await;
+    assert_eq!(spans_of(&sink, "with-token"), 10);
     app.shutdown().await;
 }
 

@@ -160,13 +160,26 @@ pub async fn tls_get(
     addr: std::net::SocketAddr,
     config: rustls::ClientConfig,
 ) -> std::io::Result<Vec<u8>> {
+    tls_request(
+        addr,
+        config,
+        b"GET /v1/traces HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+}
+
+/// Like [`tls_get`], sending `request` (a whole HTTP/1.1 request with `Connection: close`).
+pub async fn tls_request(
+    addr: std::net::SocketAddr,
+    config: rustls::ClientConfig,
+    request: &[u8],
+) -> std::io::Result<Vec<u8>> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await?;
-    tls.write_all(b"GET /v1/traces HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
+    tls.write_all(request).await?;
     let mut out = Vec::new();
     tls.read_to_end(&mut out).await?;
     Ok(out)
