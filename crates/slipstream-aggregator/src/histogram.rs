@@ -6,15 +6,13 @@
 //! *chunk* `i / 64`; a 1 h range needs 37 chunks (2,368 buckets).
 //!
 //! Two representations: [`Histogram`] (dense counts, for queries and merges) and
-//! [`SparseHistogram`] (sorted packed entries, 4 bytes per non-empty bucket, what the window
-//! store keeps per slot). The per-worker shards keep their own chunked counts (see `shard`).
+//! [`SparseHistogram`] (non-empty buckets as a varint-coded byte string of about a byte
+//! per bucket, inline up to 30 bytes: what the window store keeps per slot). The per-worker
+//! shards keep their own chunked counts (see `shard`).
 
 /// Buckets per chunk (one power of two above 64 ns).
 pub(crate) const CHUNK: usize = 64;
 const SUB_BITS: u32 = 6;
-/// Bits of a packed sparse entry holding the count; the rest holds the bucket index.
-const COUNT_BITS: u32 = 20;
-const COUNT_MAX: u32 = (1 << COUNT_BITS) - 1;
 
 /// The bucket index of a value in nanoseconds.
 #[inline]
@@ -167,11 +165,161 @@ fn quantile_of(iter: impl Iterator<Item = (u32, u64)>, total: u64, q: f64) -> Op
 
 // === impl SparseHistogram ===
 
-/// Non-empty buckets only, sorted: each entry packs a bucket index (12 bits) and a count
-/// (20 bits); a bucket with a larger count takes several entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Encoded bytes held inside the histogram itself, without an allocation of their own: the
+/// window store keeps one histogram per series and slot, most of them small.
+const INLINE_BYTES: usize = 30;
+
+#[derive(Clone)]
+enum Bytes {
+    Inline { len: u8, buf: [u8; INLINE_BYTES] },
+    Heap(Box<[u8]>),
+}
+
+impl Bytes {
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { len, buf } => &buf[..usize::from(*len)],
+            Bytes::Heap(b) => b,
+        }
+    }
+}
+
+impl Default for Bytes {
+    fn default() -> Self {
+        Bytes::Inline {
+            len: 0,
+            buf: [0; INLINE_BYTES],
+        }
+    }
+}
+
+/// Non-empty buckets only, ascending, as a compact byte string: per bucket one LEB128
+/// varint holding (the gap since the previous bucket + 1) << 1 and a flag for a count above
+/// one, then, when flagged, the count - 2 as a varint. A bucket seen once next to the
+/// previous one takes one byte; up to 30 bytes are held inline.
+#[derive(Clone, Default)]
 pub struct SparseHistogram {
-    entries: Box<[u32]>,
+    bytes: Bytes,
+}
+
+impl PartialEq for SparseHistogram {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes.as_slice() == other.bytes.as_slice()
+    }
+}
+
+impl Eq for SparseHistogram {}
+
+impl std::fmt::Debug for SparseHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Writes the encoding, inline until it outgrows [`INLINE_BYTES`].
+struct Encoder {
+    buf: [u8; INLINE_BYTES],
+    len: usize,
+    heap: Vec<u8>,
+    /// The bucket after the last one written.
+    next: u32,
+    /// A bucket not written yet (repeats of it are summed).
+    pending: Option<(u32, u64)>,
+}
+
+impl Encoder {
+    fn new() -> Self {
+        Encoder {
+            buf: [0; INLINE_BYTES],
+            len: 0,
+            heap: Vec::new(),
+            next: 0,
+            pending: None,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, b: u32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match &mut self.pending {
+            Some((pb, pn)) if *pb == b => *pn += n,
+            _ => {
+                if let Some((pb, pn)) = self.pending.take() {
+                    self.write(pb, pn);
+                }
+                self.pending = Some((b, n));
+            }
+        }
+    }
+
+    fn write(&mut self, b: u32, n: u64) {
+        debug_assert!(b >= self.next, "buckets must ascend");
+        let gap = u64::from(b.saturating_sub(self.next));
+        self.next = b + 1;
+        self.varint(gap << 1 | u64::from(n > 1));
+        if n > 1 {
+            self.varint(n - 2);
+        }
+    }
+
+    #[inline]
+    fn varint(&mut self, mut v: u64) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            self.byte(if v == 0 { byte } else { byte | 0x80 });
+            if v == 0 {
+                return;
+            }
+        }
+    }
+
+    #[inline]
+    fn byte(&mut self, x: u8) {
+        if self.len < INLINE_BYTES {
+            self.buf[self.len] = x;
+            self.len += 1;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.reserve(INLINE_BYTES * 2);
+                self.heap.extend_from_slice(&self.buf);
+            }
+            self.heap.push(x);
+        }
+    }
+
+    fn finish(mut self) -> SparseHistogram {
+        if let Some((b, n)) = self.pending.take() {
+            self.write(b, n);
+        }
+        let bytes = if self.heap.is_empty() {
+            Bytes::Inline {
+                len: self.len as u8,
+                buf: self.buf,
+            }
+        } else {
+            Bytes::Heap(self.heap.into_boxed_slice())
+        };
+        SparseHistogram { bytes }
+    }
+}
+
+#[inline]
+fn read_varint(b: &[u8], i: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let x = b[*i];
+        *i += 1;
+        v |= u64::from(x & 0x7f) << shift;
+        if x & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
 }
 
 impl SparseHistogram {
@@ -182,13 +330,11 @@ impl SparseHistogram {
 
     /// Builds from `(bucket, count)` pairs in ascending bucket order.
     pub fn from_sorted(pairs: impl IntoIterator<Item = (u32, u64)>) -> Self {
-        let mut v = Vec::new();
+        let mut e = Encoder::new();
         for (b, n) in pairs {
-            push_packed(&mut v, b, n);
+            e.push(b, n);
         }
-        SparseHistogram {
-            entries: v.into_boxed_slice(),
-        }
+        e.finish()
     }
 
     /// Builds from a dense histogram.
@@ -198,7 +344,7 @@ impl SparseHistogram {
 
     /// A new histogram holding this one plus `(bucket, count)` pairs in ascending order.
     pub fn merged_with(&self, pairs: impl IntoIterator<Item = (u32, u64)>) -> Self {
-        let mut out = Vec::with_capacity(self.entries.len() + 8);
+        let mut e = Encoder::new();
         let mut a = self.iter().peekable();
         let mut b = pairs.into_iter().filter(|p| p.1 > 0).peekable();
         loop {
@@ -226,36 +372,35 @@ impl SparseHistogram {
                 }
                 (None, None) => break,
             };
-            push_packed(&mut out, next.0, next.1);
+            e.push(next.0, next.1);
         }
-        SparseHistogram {
-            entries: out.into_boxed_slice(),
-        }
+        e.finish()
     }
 
-    /// `(bucket, count)` of every non-empty bucket, ascending, repeats coalesced.
+    /// `(bucket, count)` of every non-empty bucket, ascending.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let bytes = self.bytes.as_slice();
         let mut i = 0;
-        let e = &self.entries;
+        let mut next = 0u32;
         std::iter::from_fn(move || {
-            let first = *e.get(i)?;
-            let b = first >> COUNT_BITS;
-            let mut n = u64::from(first & COUNT_MAX);
-            i += 1;
-            while let Some(&x) = e.get(i) {
-                if x >> COUNT_BITS != b {
-                    break;
-                }
-                n += u64::from(x & COUNT_MAX);
-                i += 1;
+            if i >= bytes.len() {
+                return None;
             }
+            let v = read_varint(bytes, &mut i);
+            let b = next + (v >> 1) as u32;
+            let n = if v & 1 == 0 {
+                1
+            } else {
+                read_varint(bytes, &mut i) + 2
+            };
+            next = b + 1;
             Some((b, n))
         })
     }
 
     /// Number of observations.
     pub fn total(&self) -> u64 {
-        self.entries.iter().map(|x| u64::from(x & COUNT_MAX)).sum()
+        self.iter().map(|(_, n)| n).sum()
     }
 
     /// The nearest-rank quantile `q` in nanoseconds; `None` when empty.
@@ -267,24 +412,17 @@ impl SparseHistogram {
     /// [`Histogram::count_at_or_below`]).
     pub fn count_at_or_below(&self, threshold: u64) -> u64 {
         let b = bucket_of(threshold);
-        self.entries
-            .iter()
-            .take_while(|x| *x >> COUNT_BITS <= b)
-            .map(|x| u64::from(x & COUNT_MAX))
+        self.iter()
+            .take_while(|(x, _)| *x <= b)
+            .map(|(_, n)| n)
             .sum()
     }
 
-    /// Heap bytes held.
+    /// Heap bytes held (beyond the histogram itself).
     pub fn heap_bytes(&self) -> usize {
-        self.entries.len() * 4
-    }
-}
-
-fn push_packed(v: &mut Vec<u32>, b: u32, mut n: u64) {
-    debug_assert!(b < (1 << (32 - COUNT_BITS)));
-    while n > 0 {
-        let c = n.min(u64::from(COUNT_MAX)) as u32;
-        v.push((b << COUNT_BITS) | c);
-        n -= u64::from(c);
+        match &self.bytes {
+            Bytes::Inline { .. } => 0,
+            Bytes::Heap(b) => b.len(),
+        }
     }
 }

@@ -511,3 +511,27 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// The sparse encoding gives back exactly the counts it was built from, inline or not,
+    /// and merging agrees with dense addition.
+    #[test]
+    fn sparse_histograms_round_trip_and_merge_like_dense(
+        a in proptest::collection::btree_map(0u32..2400, 1u64..(1 << 40), 0..80),
+        b in proptest::collection::btree_map(0u32..2400, 0u64..300, 0..80),
+        t in 0u64..(1 << 40),
+    ) {
+        let sa = SparseHistogram::from_sorted(a.iter().map(|(k, v)| (*k, *v)));
+        proptest::prop_assert_eq!(sa.iter().collect::<Vec<_>>(), a.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
+        let merged = sa.merged_with(b.iter().map(|(k, v)| (*k, *v)));
+        let mut dense = Histogram::new();
+        for (k, v) in a.iter().chain(&b) {
+            dense.record_n(bucket_low(*k), *v);
+        }
+        proptest::prop_assert_eq!(merged.iter().collect::<Vec<_>>(), dense.iter().collect::<Vec<_>>());
+        proptest::prop_assert_eq!(merged.total(), dense.total());
+        proptest::prop_assert_eq!(merged.count_at_or_below(t), dense.count_at_or_below(t));
+        proptest::prop_assert_eq!(merged.quantile(0.99), dense.quantile(0.99));
+        proptest::prop_assert_eq!(&SparseHistogram::from_dense(&dense), &merged);
+    }
+}
