@@ -232,6 +232,28 @@ fn word4(b: &[u8]) -> u32 {
     u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
 }
 
+/// `a == b` for slices of the same length, in word loads (a short key part is compared
+/// without a call to `bcmp`).
+#[inline(always)]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            if word8(&a[i..]) != word8(&b[i..]) {
+                return false;
+            }
+            i += 8;
+        }
+        i == n || word8(&a[n - 8..]) == word8(&b[n - 8..])
+    } else if n >= 4 {
+        word4(a) == word4(b) && word4(&a[n - 4..]) == word4(&b[n - 4..])
+    } else {
+        n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
+    }
+}
+
 /// Strips `want` off the front of `rest` when it is there.
 #[inline(always)]
 fn eat(rest: &mut &[u8], want: &[u8]) -> bool {
@@ -252,7 +274,7 @@ fn eat_str(rest: &mut &[u8], s: &str) -> bool {
         Some((head, tail))
             if head[0] == STR
                 && head[1..5] == (n as u32).to_le_bytes()
-                && head[5..] == *s.as_bytes() =>
+                && eq_bytes(&head[5..], s.as_bytes()) =>
         {
             *rest = tail;
             true
