@@ -34,32 +34,8 @@ fn row(d: &MetricDesc) -> String {
 
 #[test]
 fn metrics_doc_matches_the_declared_metrics() {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/metrics.md"
-    ))
-    .unwrap();
-    let documented: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
     let expected: Vec<String> = declared().iter().map(|d| row(d)).collect();
-    let missing: Vec<&String> = expected
-        .iter()
-        .filter(|r| !documented.contains(&r.as_str()))
-        .collect();
-    let extra: Vec<&&str> = documented
-        .iter()
-        .filter(|d| !expected.iter().any(|e| e == **d))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "docs/metrics.md is out of date.\nRows to add or fix:\n{}\nRows to remove:\n{}\nThe whole table:\n{}",
-        missing
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        extra.iter().map(|s| **s).collect::<Vec<_>>().join("\n"),
-        expected.join("\n")
-    );
+    assert_table_matches("docs/metrics.md", &expected);
     for d in declared() {
         if d.kind == slipstream_core::telemetry::MetricKind::Counter {
             assert!(
@@ -75,12 +51,6 @@ fn metrics_doc_matches_the_declared_metrics() {
 #[test]
 fn sli_series_doc_matches_the_declared_families() {
     use slipstream::series::SERIES;
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/sli-series.md"
-    ))
-    .unwrap();
-    let documented: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
     let expected: Vec<String> = SERIES
         .iter()
         .map(|d| {
@@ -100,22 +70,30 @@ fn sli_series_doc_matches_the_declared_families() {
             )
         })
         .collect();
-    let missing: Vec<&String> = expected
+    assert_table_matches("docs/sli-series.md", &expected);
+}
+
+/// Every table row of the doc at `path` (relative to the workspace) is one of `expected`, and
+/// every expected row is in it.
+fn assert_table_matches(path: &str, expected: &[String]) {
+    let doc =
+        std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let documented: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+    let missing: Vec<&str> = expected
         .iter()
-        .filter(|r| !documented.contains(&r.as_str()))
+        .map(String::as_str)
+        .filter(|r| !documented.contains(r))
         .collect();
-    let extra: Vec<&&str> = documented
+    let extra: Vec<&str> = documented
         .iter()
-        .filter(|d| !expected.iter().any(|e| e == **d))
+        .copied()
+        .filter(|d| !expected.iter().any(|e| e == d))
         .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "docs/sli-series.md is out of date.\nmissing rows:\n{}\nrows for nothing declared:\n{}",
-        missing
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        extra.iter().map(|s| **s).collect::<Vec<_>>().join("\n")
+        "{path} is out of date.\nRows to add or fix:\n{}\nRows to remove:\n{}\nThe whole table:\n{}",
+        missing.join("\n"),
+        extra.join("\n"),
+        expected.join("\n")
     );
 }
