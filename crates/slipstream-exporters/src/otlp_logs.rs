@@ -22,7 +22,6 @@
 //!   `slo.annotation.<name>` (strings).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -37,8 +36,8 @@ use slipstream_core::export::{EventState, format_duration};
 use slipstream_core::{BurnRateEvent, Registry, Signal};
 
 use crate::alertmanager::summary;
-use crate::delivery::{Delivery, SendError};
-use crate::forward::OtlpTarget;
+use crate::delivery::Delivery;
+use crate::forward::otlp_delivery;
 
 /// The `exporter` label value of the OTLP logs delivery metrics.
 pub const EXPORTER: &str = "otlp_logs";
@@ -57,24 +56,7 @@ impl OtlpLogsExporter {
     /// Starts the delivery worker for `cfg.endpoint` on the current tokio runtime. Fails on an
     /// endpoint that is not `http://host:port` or a header that is not valid HTTP.
     pub fn start(cfg: &OtlpExportConfig, registry: &Registry) -> Result<Self, String> {
-        let target = Arc::new(OtlpTarget::new(
-            "exporters.otlp_logs",
-            &cfg.endpoint,
-            cfg.protocol,
-            &cfg.headers,
-            false,
-            cfg.timeout,
-            cfg.tls.as_ref(),
-        )?);
-        let delivery = Delivery::start(EXPORTER, &cfg.delivery(), registry, move |body: &Bytes| {
-            let (target, body) = (target.clone(), body.clone());
-            async move {
-                target
-                    .send(Signal::Logs, body)
-                    .await
-                    .map_err(SendError::from)
-            }
-        });
+        let delivery = otlp_delivery(EXPORTER, "exporters.otlp_logs", cfg, Signal::Logs, registry)?;
         Ok(OtlpLogsExporter { delivery })
     }
 

@@ -153,6 +153,40 @@ impl Forwarder {
     }
 }
 
+/// A delivery queue sending each queued body as one OTLP export of `signal` to the endpoint of
+/// `cfg` (the OTLP metrics and logs exporters; `section` names the config field in errors).
+pub(crate) fn otlp_delivery(
+    exporter: &'static str,
+    section: &str,
+    cfg: &slipstream_config::exporters::OtlpExportConfig,
+    signal: Signal,
+    registry: &Registry,
+) -> Result<crate::delivery::Delivery<Bytes>, String> {
+    let target = Arc::new(OtlpTarget::new(
+        section,
+        &cfg.endpoint,
+        cfg.protocol,
+        &cfg.headers,
+        false,
+        cfg.timeout,
+        cfg.tls.as_ref(),
+    )?);
+    Ok(crate::delivery::Delivery::start(
+        exporter,
+        &cfg.delivery(),
+        registry,
+        move |body: &Bytes| {
+            let (target, body) = (target.clone(), body.clone());
+            async move {
+                target
+                    .send(signal, body)
+                    .await
+                    .map_err(crate::delivery::SendError::from)
+            }
+        },
+    ))
+}
+
 // === impl OtlpTarget ===
 
 impl OtlpTarget {

@@ -9,7 +9,7 @@
 mod client;
 mod queue;
 
-pub(crate) use client::OtlpTarget;
+pub(crate) use client::otlp_delivery;
 pub use client::{Forwarder, ForwarderHandle};
 pub use queue::ForwardQueue;
 

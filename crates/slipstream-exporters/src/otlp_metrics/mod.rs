@@ -30,8 +30,7 @@ use prost::Message;
 use slipstream_config::exporters::OtlpExportConfig;
 use slipstream_core::{MetricsSource, Registry, Signal};
 
-use crate::delivery::{Delivery, SendError};
-use crate::forward::OtlpTarget;
+use crate::forward::otlp_delivery;
 use crate::remote_write::push::Periodic;
 
 /// The `exporter` label value of the OTLP metrics exporter's self-metrics.
@@ -53,24 +52,13 @@ impl OtlpMetricsExporter {
         source: Arc<dyn MetricsSource>,
         registry: &Registry,
     ) -> Result<Self, String> {
-        let target = Arc::new(OtlpTarget::new(
+        let delivery = otlp_delivery(
+            EXPORTER,
             "exporters.otlp_metrics",
-            &cfg.endpoint,
-            cfg.protocol,
-            &cfg.headers,
-            false,
-            cfg.timeout,
-            cfg.tls.as_ref(),
-        )?);
-        let delivery = Delivery::start(EXPORTER, &cfg.delivery(), registry, move |body: &Bytes| {
-            let (target, body) = (target.clone(), body.clone());
-            async move {
-                target
-                    .send(Signal::Metrics, body)
-                    .await
-                    .map_err(SendError::from)
-            }
-        });
+            cfg,
+            Signal::Metrics,
+            registry,
+        )?;
         let push = Periodic::start(cfg.interval, source, delivery, |snapshot| {
             vec![Bytes::from(to_request(snapshot).encode_to_vec())]
         });
