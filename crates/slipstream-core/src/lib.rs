@@ -12,6 +12,7 @@
 pub mod export;
 mod forward;
 mod outcome;
+pub mod route;
 pub mod rpc;
 mod span;
 pub mod telemetry;

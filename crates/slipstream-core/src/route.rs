@@ -1,0 +1,346 @@
+//! Routing by service: which of several endpoints owns a service.
+//!
+//! [`Rendezvous`] is rendezvous (highest-random-weight) hashing: each endpoint scores every key
+//! with a hash of the pair, and the key goes to the highest score. The choice depends on the
+//! endpoints' names only, not on their order; adding an endpoint moves to it the keys it now
+//! wins (about 1/N of them) and moves nothing else; removing one moves only its own keys. The
+//! hash is fixed (FNV-1a, then a SplitMix64 finaliser), so every slipstream process, of any
+//! version, routes a service to the same place.
+//!
+//! [`resources`] walks the top level of an OTLP export request (traces, metrics or logs: they
+//! share the shape) and yields each `Resource*` entry's bytes with its `service.name`, so a
+//! request can be split per owner without decoding or re-encoding anything.
+
+use std::ops::Range;
+
+/// Endpoints a key can be routed to, by rendezvous hashing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendezvous {
+    seeds: Vec<u64>,
+}
+
+impl Rendezvous {
+    /// Routes over `endpoints`, each named by a stable string (its address).
+    pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Self {
+        Rendezvous {
+            seeds: endpoints
+                .iter()
+                .map(|e| mix(fnv1a(e.as_ref().as_bytes())))
+                .collect(),
+        }
+    }
+
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        self.seeds.len()
+    }
+
+    /// Whether there are no endpoints.
+    pub fn is_empty(&self) -> bool {
+        self.seeds.is_empty()
+    }
+
+    /// Index (into the list given to [`Rendezvous::new`]) of the endpoint owning `key`; `None`
+    /// when there are no endpoints.
+    pub fn pick(&self, key: &[u8]) -> Option<usize> {
+        let k = fnv1a(key);
+        let mut best: Option<(u64, usize)> = None;
+        for (i, seed) in self.seeds.iter().enumerate() {
+            let score = mix(k ^ seed);
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One top-level entry of an export request: a `ResourceSpans`, `ResourceMetrics` or
+/// `ResourceLogs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceEntry<'a> {
+    /// The entry's bytes in the request, tag and length prefix included: concatenating the
+    /// ranges of some entries gives a valid request holding just those entries.
+    pub range: Range<usize>,
+    /// The resource's `service.name` string value; empty when it has none.
+    pub service: &'a [u8],
+}
+
+/// A request that is not valid protobuf at the top levels [`resources`] walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed OTLP request at byte {0}")]
+pub struct Malformed(pub usize);
+
+/// Every resource entry (field 1) of an OTLP export request, in order. Other top-level fields
+/// are skipped.
+pub fn resources(body: &[u8]) -> Result<Vec<ResourceEntry<'_>>, Malformed> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let start = pos;
+        let (field, wire, value) = next_field(body, &mut pos)?;
+        if field == 1 && wire == 2 {
+            let service = resource_service(&body[value.clone()]).unwrap_or(&[]);
+            out.push(ResourceEntry {
+                range: start..pos,
+                service,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `service.name` of the `Resource` (field 1) inside one resource entry.
+fn resource_service(entry: &[u8]) -> Option<&[u8]> {
+    let mut pos = 0;
+    while pos < entry.len() {
+        let (field, wire, value) = next_field(entry, &mut pos).ok()?;
+        if field != 1 || wire != 2 {
+            continue;
+        }
+        let resource = &entry[value];
+        let mut rpos = 0;
+        while rpos < resource.len() {
+            let (f, w, kv) = next_field(resource, &mut rpos).ok()?;
+            if f == 1
+                && w == 2
+                && let Some(v) = service_name_value(&resource[kv])
+            {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+/// The string value of a `KeyValue` whose key is `service.name`.
+fn service_name_value(kv: &[u8]) -> Option<&[u8]> {
+    let (mut key, mut value) = (None, None);
+    let mut pos = 0;
+    while pos < kv.len() {
+        let (f, w, r) = next_field(kv, &mut pos).ok()?;
+        match (f, w) {
+            (1, 2) => key = Some(&kv[r]),
+            (2, 2) => value = Some(&kv[r]),
+            _ => {}
+        }
+    }
+    if key? != b"service.name" {
+        return None;
+    }
+    let any = value?;
+    let mut pos = 0;
+    while pos < any.len() {
+        let (f, w, r) = next_field(any, &mut pos).ok()?;
+        if f == 1 && w == 2 {
+            return Some(&any[r]);
+        }
+    }
+    None
+}
+
+/// Reads one field at `*pos`: its number, wire type and (for length-delimited fields) the
+/// value's range; advances past it.
+fn next_field(buf: &[u8], pos: &mut usize) -> Result<(u64, u8, Range<usize>), Malformed> {
+    let at = *pos;
+    let key = varint(buf, pos).ok_or(Malformed(at))?;
+    let (field, wire) = (key >> 3, (key & 7) as u8);
+    let value = match wire {
+        0 => {
+            varint(buf, pos).ok_or(Malformed(at))?;
+            *pos..*pos
+        }
+        1 | 5 => {
+            let n = if wire == 1 { 8 } else { 4 };
+            if buf.len() - *pos < n {
+                return Err(Malformed(at));
+            }
+            *pos += n;
+            *pos..*pos
+        }
+        2 => {
+            let len = varint(buf, pos).ok_or(Malformed(at))?;
+            let len = usize::try_from(len).map_err(|_| Malformed(at))?;
+            if buf.len() - *pos < len {
+                return Err(Malformed(at));
+            }
+            let r = *pos..*pos + len;
+            *pos += len;
+            r
+        }
+        _ => return Err(Malformed(at)),
+    };
+    if field == 0 {
+        return Err(Malformed(at));
+    }
+    Ok((field, wire, value))
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("10.0.0.{i}:4317")).collect()
+    }
+
+    #[test]
+    fn the_owner_depends_on_the_names_not_their_order() {
+        let a = Rendezvous::new(&names(5));
+        let mut reversed = names(5);
+        reversed.reverse();
+        let b = Rendezvous::new(&reversed);
+        for s in 0..1000 {
+            let key = format!("service-{s}");
+            let ia = a.pick(key.as_bytes()).unwrap();
+            let ib = b.pick(key.as_bytes()).unwrap();
+            assert_eq!(names(5)[ia], reversed[ib]);
+        }
+        assert_eq!(Rendezvous::new::<&str>(&[]).pick(b"x"), None);
+    }
+
+    #[test]
+    fn adding_an_endpoint_moves_about_one_nth_of_the_keys_and_only_to_it() {
+        let before = Rendezvous::new(&names(4));
+        let after = Rendezvous::new(&names(5));
+        let keys = 20_000;
+        let mut per_endpoint = [0usize; 5];
+        let mut moved = 0;
+        for s in 0..keys {
+            let key = format!("svc-{s}");
+            let (b, a) = (
+                before.pick(key.as_bytes()).unwrap(),
+                after.pick(key.as_bytes()).unwrap(),
+            );
+            per_endpoint[a] += 1;
+            if a != b {
+                moved += 1;
+                assert_eq!(a, 4, "a key moved between two old endpoints");
+            }
+        }
+        // 1/5 of the keys should move; allow sampling noise.
+        let share = moved as f64 / keys as f64;
+        assert!((0.18..0.22).contains(&share), "moved share {share}");
+        for n in per_endpoint {
+            let share = n as f64 / keys as f64;
+            assert!((0.18..0.22).contains(&share), "uneven share {share}");
+        }
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Req {
+        #[prost(message, repeated, tag = "1")]
+        resources: Vec<Entry>,
+        #[prost(string, tag = "2")]
+        other: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Entry {
+        #[prost(message, optional, tag = "1")]
+        resource: Option<Resource>,
+        #[prost(bytes = "vec", tag = "2")]
+        spans: Vec<u8>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        attributes: Vec<Kv>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Kv {
+        #[prost(string, tag = "1")]
+        key: String,
+        #[prost(message, optional, tag = "2")]
+        value: Option<Any>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Any {
+        #[prost(string, tag = "1")]
+        string: String,
+    }
+
+    fn entry(service: Option<&str>, spans: &[u8]) -> Entry {
+        let mut attributes = vec![Kv {
+            key: "host.name".into(),
+            value: Some(Any { string: "h".into() }),
+        }];
+        if let Some(s) = service {
+            attributes.push(Kv {
+                key: "service.name".into(),
+                value: Some(Any { string: s.into() }),
+            });
+        }
+        Entry {
+            resource: Some(Resource { attributes }),
+            spans: spans.to_vec(),
+        }
+    }
+
+    #[test]
+    fn resources_split_a_request_into_valid_requests_per_service() {
+        let req = Req {
+            resources: vec![
+                entry(Some("checkout"), b"one"),
+                entry(None, b"two"),
+                entry(Some("cart"), b"three"),
+            ],
+            other: "kept out".into(),
+        };
+        let body = req.encode_to_vec();
+        let entries = resources(&body).unwrap();
+        let services: Vec<&[u8]> = entries.iter().map(|e| e.service).collect();
+        assert_eq!(services, [&b"checkout"[..], b"", b"cart"]);
+        // Any subset of the ranges is a request holding exactly those entries.
+        let mut part = Vec::new();
+        part.extend_from_slice(&body[entries[2].range.clone()]);
+        part.extend_from_slice(&body[entries[0].range.clone()]);
+        let decoded = Req::decode(&part[..]).unwrap();
+        assert_eq!(
+            decoded.resources,
+            vec![req.resources[2].clone(), req.resources[0].clone()]
+        );
+    }
+
+    #[test]
+    fn truncated_requests_are_refused() {
+        let body = Req {
+            resources: vec![entry(Some("checkout"), b"spans")],
+            other: String::new(),
+        }
+        .encode_to_vec();
+        for cut in 1..body.len() {
+            assert!(resources(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(resources(&[]).unwrap(), Vec::new());
+    }
+}
