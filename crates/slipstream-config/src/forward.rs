@@ -99,6 +99,11 @@ pub struct QueueConfig {
     /// Delay suggested to refused clients (RetryInfo / Retry-After).
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
+    /// Spill to disk: when the queue in memory is full, requests are appended to files under
+    /// `spill.dir` (up to `spill.max_bytes`) instead of being refused, delivered once the
+    /// downstream catches up, and kept across restarts. At shutdown, what the drain deadline
+    /// leaves in memory is written there too. `null` (the default) keeps the queue in memory.
+    pub spill: Option<SpillConfig>,
 }
 
 impl Default for QueueConfig {
@@ -106,6 +111,33 @@ impl Default for QueueConfig {
         QueueConfig {
             max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             retry_after: DEFAULT_RETRY_AFTER,
+            spill: None,
+        }
+    }
+}
+
+/// Default directory of the forward queue's disk spill.
+pub const DEFAULT_SPILL_DIR: &str = "./data/forward";
+/// Default limit on the bytes the disk spill holds.
+pub const DEFAULT_SPILL_MAX_BYTES: ByteSize = ByteSize::gib(2);
+
+/// `forward.queue.spill`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpillConfig {
+    /// Directory of the spill files (created when missing). Each slipstream process needs its
+    /// own.
+    pub dir: std::path::PathBuf,
+    /// Most bytes on disk. Past it, requests are refused with the retryable answer as when
+    /// there is no spill.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        SpillConfig {
+            dir: DEFAULT_SPILL_DIR.into(),
+            max_bytes: DEFAULT_SPILL_MAX_BYTES,
         }
     }
 }
@@ -166,6 +198,18 @@ impl ForwardConfig {
             format!("{path}.queue.max_bytes"),
             "expected a size above 0",
         );
+        if let Some(spill) = &self.queue.spill {
+            errs.check(
+                spill.max_bytes.0 > 0,
+                format!("{path}.queue.spill.max_bytes"),
+                "expected a size above 0",
+            );
+            errs.check(
+                !spill.dir.as_os_str().is_empty(),
+                format!("{path}.queue.spill.dir"),
+                "expected a directory",
+            );
+        }
         errs.check(
             !self.retry.initial_interval.is_zero(),
             format!("{path}.retry.initial_interval"),

@@ -331,6 +331,34 @@ pub mod names {
         [],
         "Configured size limit of the forward queue."
     );
+    metric!(
+        SPILLED_REQUESTS,
+        "slipstream_forward_spilled_requests_total",
+        Counter,
+        ["signal", "reason"],
+        "Requests written to the forward queue's disk spill, by reason: queue_full (the memory queue had no room), shutdown (left in memory at the drain deadline)."
+    );
+    metric!(
+        SPILL_BYTES,
+        "slipstream_forward_spill_bytes",
+        Gauge,
+        [],
+        "Bytes of the forward spill's files on disk."
+    );
+    metric!(
+        SPILL_REQUESTS,
+        "slipstream_forward_spill_requests",
+        Gauge,
+        [],
+        "Requests in the forward spill not yet delivered."
+    );
+    metric!(
+        SPILL_CAPACITY_BYTES,
+        "slipstream_forward_spill_capacity_bytes",
+        Gauge,
+        [],
+        "Configured size limit of the forward spill (0 when there is none)."
+    );
 
     /// Every self-metric, in the order they are rendered.
     pub static ALL: &[&MetricDesc] = &[
@@ -346,5 +374,9 @@ pub mod names {
         &QUEUE_BYTES,
         &QUEUE_REQUESTS,
         &QUEUE_CAPACITY_BYTES,
+        &SPILLED_REQUESTS,
+        &SPILL_BYTES,
+        &SPILL_REQUESTS,
+        &SPILL_CAPACITY_BYTES,
     ];
 }

@@ -23,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::queue::{ForwardQueue, Item};
+use super::spill::Spill;
 use crate::delivery::backoff;
 
 /// How often the downstream's reachability is probed while it is not known to be up.
@@ -36,18 +37,33 @@ pub struct Forwarder;
 #[derive(Debug)]
 pub struct ForwarderHandle {
     queue: Arc<ForwardQueue>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    spill: Option<Arc<Spill>>,
+    phase: watch::Sender<Phase>,
+    task: JoinHandle<DrainReport>,
     probe: Option<JoinHandle<()>>,
     reachable: Arc<AtomicBool>,
-    registry: Registry,
+}
+
+/// Where the forwarder is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Shutting down: deliver what is in memory, read nothing more from the spill.
+    Draining,
+    /// The drain deadline passed: stop sending; what is left in memory goes to the spill, or
+    /// is dropped without one.
+    Abandon,
 }
 
 /// What shutdown left behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DrainReport {
-    /// Requests still undelivered when the deadline passed (counted as dropped, `shutdown`).
+    /// Requests undelivered when the deadline passed and lost (counted as dropped,
+    /// `reason="shutdown"`).
     pub undelivered: usize,
+    /// Requests undelivered when the deadline passed and written to the disk spill, to be
+    /// delivered by the next run.
+    pub spilled: usize,
 }
 
 /// Why one export attempt failed.
@@ -122,32 +138,49 @@ impl Forwarder {
             max_interval: cfg.retry.max_interval,
             max_elapsed: cfg.retry.max_elapsed_time,
         });
+        let spill = cfg.queue.spill.as_ref().and_then(|sc| {
+            match Spill::open(&sc.dir, sc.max_bytes.0, registry) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(
+                        dir = %sc.dir.display(),
+                        "forward.queue.spill: cannot use the spill directory ({e}); \
+                         running with the queue in memory only"
+                    );
+                    registry.gauge(&names::SPILL_CAPACITY_BYTES, &[]).set(0);
+                    None
+                }
+            }
+        });
         let (queue, rx) = ForwardQueue::new(
             cfg.queue.max_bytes.as_usize(),
             cfg.queue.retry_after,
+            spill.clone(),
             registry,
         );
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (phase, phase_rx) = watch::channel(Phase::Running);
         let reachable = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(dispatch(
-            rx,
-            queue.clone(),
-            target,
-            cfg.concurrency,
-            shutdown_rx,
-            reachable.clone(),
-            registry.clone(),
-        ));
+        let task = tokio::spawn(
+            Dispatcher {
+                queue: queue.clone(),
+                spill: spill.clone(),
+                target,
+                phase: phase_rx,
+                reachable: reachable.clone(),
+                registry: registry.clone(),
+            }
+            .run(rx, cfg.concurrency),
+        );
         let probe = tokio::spawn(probe_loop(host, port, reachable.clone()));
         Ok((
             queue.clone(),
             ForwarderHandle {
                 queue,
-                shutdown,
+                spill,
+                phase,
                 task,
                 probe: Some(probe),
                 reachable,
-                registry: registry.clone(),
             },
         ))
     }
@@ -279,38 +312,39 @@ impl ForwarderHandle {
         &self.queue
     }
 
-    /// Stops taking requests and delivers what is queued, for at most `deadline`. Whatever is
-    /// still undelivered then is counted as dropped with reason `shutdown`.
+    /// Stops taking requests and delivers what is queued in memory, for at most `deadline`.
+    /// What is still undelivered then is written to the disk spill when there is one (the next
+    /// run delivers it), or counted as dropped with reason `shutdown`.
     pub async fn shutdown(mut self, deadline: Duration) -> DrainReport {
         self.queue.close();
-        let _ = self.shutdown.send(true);
+        let _ = self.phase.send(Phase::Draining);
         if let Some(p) = self.probe.take() {
             p.abort();
         }
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(deadline, &mut self.task)
-            .await
-            .is_err()
-        {
-            abort.abort();
-            let _ = (&mut self.task).await;
-        }
-        let undelivered = self.queue.requests();
-        for signal in Signal::ALL {
-            let n = self.queue.requests_of(signal);
-            if n > 0 {
-                self.registry
-                    .counter(&names::DROPPED_REQUESTS, &[signal.as_str(), "shutdown"])
-                    .add(n as u64);
+        let report = match tokio::time::timeout(deadline, &mut self.task).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = self.phase.send(Phase::Abandon);
+                (&mut self.task).await
             }
         }
-        if undelivered > 0 {
+        .unwrap_or_default();
+        if let Some(spill) = &self.spill {
+            spill.persist();
+        }
+        if report.undelivered > 0 {
             tracing::warn!(
-                undelivered,
+                undelivered = report.undelivered,
                 "shutdown deadline passed with requests still undelivered; dropped"
             );
         }
-        DrainReport { undelivered }
+        if report.spilled > 0 {
+            tracing::info!(
+                spilled = report.spilled,
+                "shutdown deadline passed; undelivered requests written to the forward spill"
+            );
+        }
+        report
     }
 }
 
@@ -331,53 +365,165 @@ async fn probe_loop(host: String, port: u16, reachable: Arc<AtomicBool>) {
     }
 }
 
-async fn dispatch(
-    mut rx: mpsc::UnboundedReceiver<Item>,
+/// Takes requests from the memory queue and the spill and delivers them, `concurrency` at a
+/// time.
+struct Dispatcher {
     queue: Arc<ForwardQueue>,
+    spill: Option<Arc<Spill>>,
     target: Arc<Target>,
-    concurrency: usize,
-    mut shutdown: watch::Receiver<bool>,
+    phase: watch::Receiver<Phase>,
     reachable: Arc<AtomicBool>,
     registry: Registry,
-) {
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut inflight = JoinSet::new();
-    let mut closing = false;
-    loop {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let item = tokio::select! {
-            item = rx.recv() => item,
-            _ = shutdown.wait_for(|s| *s), if !closing => {
-                closing = true;
-                rx.close();
-                drop(permit);
-                continue;
+}
+
+/// How one delivery ended.
+enum Delivered {
+    /// Delivered, or dropped for good (counted).
+    Done,
+    /// Stopped by [`Phase::Abandon`] before it was delivered.
+    Abandoned(Item),
+}
+
+impl Dispatcher {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Item>,
+        concurrency: usize,
+    ) -> DrainReport {
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let mut inflight: JoinSet<Delivered> = JoinSet::new();
+        let mut report = DrainReport::default();
+        // Memory and spill take turns, so neither starves the other.
+        let mut spill_turn = false;
+        loop {
+            let phase = *self.phase.borrow_and_update();
+            if phase == Phase::Abandon {
+                break;
             }
-        };
-        let Some(item) = item else { break };
-        while inflight.try_join_next().is_some() {}
-        let (queue, target, reachable, registry) = (
-            queue.clone(),
-            target.clone(),
-            reachable.clone(),
-            registry.clone(),
-        );
-        inflight.spawn(async move {
-            let (signal, len) = (item.signal, item.body.len());
-            deliver(&target, item, &reachable, &registry).await;
-            queue.release(signal, len);
-            drop(permit);
-        });
+            if phase == Phase::Draining {
+                rx.close();
+            }
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                _ = self.phase.changed() => continue,
+            };
+            while let Some(done) = inflight.try_join_next() {
+                self.settle(done, &mut report);
+            }
+            let spill = self
+                .spill
+                .as_ref()
+                .filter(|s| phase == Phase::Running && s.has_unread());
+            let from_spill = |s: &Arc<Spill>| {
+                s.next().map(|r| Item {
+                    signal: r.signal,
+                    body: r.body,
+                    spilled: Some(r.at),
+                })
+            };
+            let item = match (spill, spill_turn) {
+                (Some(s), true) => from_spill(s),
+                _ => match rx.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => match spill {
+                        Some(s) => from_spill(s),
+                        None => {
+                            let watch_spill =
+                                self.spill.clone().filter(|_| phase == Phase::Running);
+                            tokio::select! {
+                                item = rx.recv() => match item {
+                                    Some(item) => Some(item),
+                                    None => break,
+                                },
+                                _ = async { watch_spill.as_ref().expect("guarded").appended().await }, if watch_spill.is_some() => None,
+                                _ = self.phase.changed() => None,
+                            }
+                        }
+                    },
+                },
+            };
+            spill_turn = !spill_turn;
+            let Some(item) = item else { continue };
+            let (target, reachable, registry, queue, spill, mut phase) = (
+                self.target.clone(),
+                self.reachable.clone(),
+                self.registry.clone(),
+                self.queue.clone(),
+                self.spill.clone(),
+                self.phase.clone(),
+            );
+            inflight.spawn(async move {
+                let abandoned = tokio::select! {
+                    () = deliver(&target, &item, &reachable, &registry) => false,
+                    _ = phase.wait_for(|p| *p == Phase::Abandon) => true,
+                };
+                drop(permit);
+                if abandoned {
+                    return Delivered::Abandoned(item);
+                }
+                match (item.spilled, spill) {
+                    (Some(at), Some(spill)) => spill.ack(at),
+                    _ => queue.release(item.signal, item.body.len()),
+                }
+                Delivered::Done
+            });
+        }
+        // Memory is drained or the deadline passed: finish what is in flight (deliveries stop
+        // at the deadline and hand their request back).
+        while let Some(done) = inflight.join_next().await {
+            self.settle(done, &mut report);
+        }
+        rx.close();
+        while let Ok(item) = rx.try_recv() {
+            self.abandon(item, &mut report);
+        }
+        report
     }
-    while inflight.join_next().await.is_some() {}
+
+    /// Accounts for one finished delivery task.
+    fn settle(&self, done: Result<Delivered, tokio::task::JoinError>, report: &mut DrainReport) {
+        match done {
+            Ok(Delivered::Done) => {}
+            Ok(Delivered::Abandoned(item)) => self.abandon(item, report),
+            Err(e) => tracing::error!("a forward delivery task failed: {e}"),
+        }
+    }
+
+    /// A request the drain deadline caught undelivered: one from the spill stays there
+    /// (unacknowledged, so the next run sends it); one from memory is written to the spill or,
+    /// without one, dropped.
+    fn abandon(&self, item: Item, report: &mut DrainReport) {
+        if item.spilled.is_some() {
+            return;
+        }
+        let len = item.body.len();
+        let spilled = self.spill.as_ref().is_some_and(|s| {
+            match s.append(item.signal, &item.body, "shutdown") {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("forward spill: cannot keep a request at shutdown: {e:?}");
+                    false
+                }
+            }
+        });
+        if spilled {
+            report.spilled += 1;
+        } else {
+            report.undelivered += 1;
+            self.registry
+                .counter(
+                    &names::DROPPED_REQUESTS,
+                    &[item.signal.as_str(), "shutdown"],
+                )
+                .inc();
+        }
+        self.queue.release(item.signal, len);
+    }
 }
 
 /// Sends one request until it is delivered, rejected for good, or retries run out.
-async fn deliver(target: &Target, item: Item, reachable: &AtomicBool, registry: &Registry) {
+async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, registry: &Registry) {
     let signal = item.signal.as_str();
     let body = target.otlp.encode_body(&item.body);
     let started = Instant::now();

@@ -8,6 +8,7 @@
 
 mod client;
 mod queue;
+mod spill;
 
 pub(crate) use client::otlp_delivery;
 pub use client::{Forwarder, ForwarderHandle};

@@ -9,17 +9,23 @@ use slipstream_core::telemetry::{Gauge, names};
 use slipstream_core::{Backpressure, ForwardSink, Registry, Signal};
 use tokio::sync::mpsc;
 
+use super::spill::{AppendError, RecordAt, Spill};
+
 /// One request waiting to be forwarded.
 #[derive(Debug)]
 pub(crate) struct Item {
     pub(crate) signal: Signal,
     pub(crate) body: Bytes,
+    /// Where it waits: in memory, or in the disk spill (acknowledged there once done).
+    pub(crate) spilled: Option<RecordAt>,
 }
 
 /// A queue of requests bounded by their total size. Pushing is lock-free: an atomic byte count
-/// and an unbounded channel whose length that count bounds.
+/// and an unbounded channel whose length that count bounds. With a disk spill, what does not
+/// fit in memory is appended to the spill instead of being refused.
 #[derive(Debug)]
 pub struct ForwardQueue {
+    spill: Option<Arc<Spill>>,
     tx: mpsc::UnboundedSender<Item>,
     bytes: AtomicUsize,
     requests: AtomicUsize,
@@ -36,6 +42,7 @@ impl ForwardQueue {
     pub(crate) fn new(
         capacity: usize,
         retry_after: Duration,
+        spill: Option<Arc<Spill>>,
         registry: &Registry,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Item>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -43,6 +50,7 @@ impl ForwardQueue {
             .gauge(&names::QUEUE_CAPACITY_BYTES, &[])
             .set(capacity as i64);
         let q = ForwardQueue {
+            spill,
             tx,
             bytes: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
@@ -61,7 +69,17 @@ impl ForwardQueue {
         self.bytes.load(Ordering::Acquire)
     }
 
-    /// Requests waiting (queued or in flight).
+    /// Requests waiting in the disk spill.
+    pub fn spilled_requests(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.requests())
+    }
+
+    /// Bytes of the disk spill's files.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.bytes())
+    }
+
+    /// Requests waiting in memory (queued or in flight).
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Acquire)
     }
@@ -104,11 +122,26 @@ impl ForwardSink for ForwardQueue {
         // could never be delivered.
         if before > 0 && before + len > self.capacity {
             self.bytes.fetch_sub(len, Ordering::AcqRel);
-            return Err(refuse);
+            return match &self.spill {
+                Some(spill) => match spill.append(signal, &body, "queue_full") {
+                    Ok(()) => Ok(()),
+                    Err(AppendError::Full) => Err(refuse),
+                    Err(AppendError::Io(e)) => {
+                        tracing::error!("forward spill: cannot write a request ({e}); refusing it");
+                        Err(refuse)
+                    }
+                },
+                None => Err(refuse),
+            };
         }
         self.requests.fetch_add(1, Ordering::AcqRel);
         self.per_signal[signal_index(signal)].fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(Item { signal, body }).is_err() {
+        let item = Item {
+            signal,
+            body,
+            spilled: None,
+        };
+        if self.tx.send(item).is_err() {
             self.release(signal, len);
             return Err(refuse);
         }

@@ -12,7 +12,7 @@ fn body(n: usize) -> Bytes {
 #[test]
 fn queue_refuses_with_retry_delay_once_full_and_frees_on_release() {
     let registry = Registry::new();
-    let (q, mut rx) = ForwardQueue::new(100, Duration::from_secs(3), &registry);
+    let (q, mut rx) = ForwardQueue::new(100, Duration::from_secs(3), None, &registry);
     q.forward(Signal::Traces, body(60)).unwrap();
     q.forward(Signal::Logs, body(40)).unwrap();
     let refused = q.forward(Signal::Traces, body(1)).unwrap_err();
@@ -33,15 +33,194 @@ fn queue_refuses_with_retry_delay_once_full_and_frees_on_release() {
 
 #[test]
 fn a_request_larger_than_the_queue_fits_only_when_it_is_empty() {
-    let (q, _rx) = ForwardQueue::new(10, Duration::from_secs(1), &Registry::new());
+    let (q, _rx) = ForwardQueue::new(10, Duration::from_secs(1), None, &Registry::new());
     q.forward(Signal::Traces, body(50)).unwrap();
     assert!(q.forward(Signal::Traces, body(50)).is_err());
 }
 
 #[test]
 fn a_closed_queue_refuses_everything() {
-    let (q, _rx) = ForwardQueue::new(1000, Duration::from_secs(1), &Registry::new());
+    let (q, _rx) = ForwardQueue::new(1000, Duration::from_secs(1), None, &Registry::new());
     q.close();
     assert!(q.forward(Signal::Traces, body(1)).is_err());
     assert_eq!(q.requests(), 0);
+}
+
+mod spill {
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+    use crate::forward::spill::{AppendError, Spill};
+
+    fn segments(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".seg")
+            })
+            .count()
+    }
+
+    fn numbered(i: u32) -> Vec<u8> {
+        let mut b = i.to_le_bytes().to_vec();
+        b.resize(100, i as u8);
+        b
+    }
+
+    #[test]
+    fn records_come_back_in_order_across_segments_and_files_go_once_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        // 109-byte records, segments sealed past 250 bytes: two records per segment.
+        let spill = Spill::open_sized(dir.path(), 1 << 20, 250, &registry).unwrap();
+        for i in 0..5 {
+            spill
+                .append(Signal::Traces, &numbered(i), "queue_full")
+                .unwrap();
+        }
+        spill.append(Signal::Logs, b"log", "queue_full").unwrap();
+        assert_eq!(segments(dir.path()), 3);
+        assert_eq!(spill.requests(), 6);
+        let mut read = Vec::new();
+        while let Some(r) = spill.next() {
+            read.push(r);
+        }
+        let bodies: Vec<Vec<u8>> = read.iter().map(|r| r.body.to_vec()).collect();
+        let mut expected: Vec<Vec<u8>> = (0..5).map(numbered).collect();
+        expected.push(b"log".to_vec());
+        assert_eq!(bodies, expected);
+        assert_eq!(read[5].signal, Signal::Logs);
+        // Acknowledged out of order: a segment goes when both its records are done.
+        spill.ack(read[1].at);
+        assert_eq!(segments(dir.path()), 3);
+        spill.ack(read[0].at);
+        assert_eq!(segments(dir.path()), 2);
+        for r in &read[2..] {
+            spill.ack(r.at);
+        }
+        // The segment being written goes too once all of it is delivered.
+        assert_eq!(segments(dir.path()), 0);
+        assert_eq!(spill.requests(), 0);
+        assert_eq!(
+            registry.value("slipstream_forward_spill_requests", &[]),
+            Some(0)
+        );
+        assert_eq!(
+            registry.value(
+                "slipstream_forward_spilled_requests_total",
+                &["traces", "queue_full"]
+            ),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn a_restart_resumes_after_the_delivered_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let spill = Spill::open(dir.path(), 1 << 20, &Registry::new()).unwrap();
+            for i in 0..10 {
+                spill
+                    .append(Signal::Traces, &numbered(i), "queue_full")
+                    .unwrap();
+            }
+            let read: Vec<_> = std::iter::from_fn(|| spill.next()).take(6).collect();
+            // 0..3 delivered, 3 still in flight, 4 and 5 delivered.
+            for i in [0, 1, 2, 4, 5] {
+                spill.ack(read[i].at);
+            }
+            spill.persist();
+        }
+        let registry = Registry::new();
+        let spill = Spill::open(dir.path(), 1 << 20, &registry).unwrap();
+        assert_eq!(spill.requests(), 7);
+        assert_eq!(
+            registry.value("slipstream_forward_spill_requests", &[]),
+            Some(7)
+        );
+        let again: Vec<Vec<u8>> = std::iter::from_fn(|| spill.next())
+            .map(|r| r.body.to_vec())
+            .collect();
+        // At least once: from the first unacknowledged record on.
+        assert_eq!(again, (3..10).map(numbered).collect::<Vec<_>>());
+        // New appends after a restart go to a new segment, read after the old ones.
+        spill
+            .append(Signal::Traces, &numbered(10), "queue_full")
+            .unwrap();
+        assert_eq!(spill.next().unwrap().body.to_vec(), numbered(10));
+    }
+
+    #[test]
+    fn a_damaged_record_ends_its_segment_and_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let spill = Spill::open_sized(dir.path(), 1 << 20, 250, &Registry::new()).unwrap();
+            for i in 0..4 {
+                spill
+                    .append(Signal::Traces, &numbered(i), "queue_full")
+                    .unwrap();
+            }
+        }
+        // Flip a byte in the first segment's second record.
+        let first = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .min()
+            .unwrap();
+        let mut bytes = fs::read(&first).unwrap();
+        bytes[109 + 50] ^= 0xff;
+        fs::write(&first, bytes).unwrap();
+
+        let registry = Registry::new();
+        let spill = Spill::open_sized(dir.path(), 1 << 20, 250, &registry).unwrap();
+        let bodies: Vec<Vec<u8>> = std::iter::from_fn(|| spill.next())
+            .map(|r| r.body.to_vec())
+            .collect();
+        assert_eq!(bodies, vec![numbered(0), numbered(2), numbered(3)]);
+        assert_eq!(
+            registry.value(
+                "slipstream_forward_dropped_requests_total",
+                &["unknown", "spill_corrupt"]
+            ),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_spill_refuses_past_its_size_and_the_queue_then_refuses_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        let spill = std::sync::Arc::new(Spill::open(dir.path(), 250, &registry).unwrap());
+        assert!(matches!(
+            spill.append(Signal::Traces, &[0; 300], "queue_full"),
+            Err(AppendError::Full)
+        ));
+        let (q, _rx) =
+            ForwardQueue::new(100, Duration::from_secs(1), Some(spill.clone()), &registry);
+        q.forward(Signal::Traces, body(100)).unwrap();
+        // Memory is full: the next two go to disk, the third finds the spill full too.
+        q.forward(Signal::Traces, body(100)).unwrap();
+        q.forward(Signal::Traces, body(100)).unwrap();
+        assert!(q.forward(Signal::Traces, body(100)).is_err());
+        assert_eq!((q.requests(), q.spilled_requests()), (1, 2));
+        assert_eq!(q.spilled_bytes(), 218);
+        assert_eq!(
+            registry.value("slipstream_forward_spill_capacity_bytes", &[]),
+            Some(250)
+        );
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_an_error_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, b"").unwrap();
+        assert!(Spill::open(&file, 1 << 20, &Registry::new()).is_err());
+    }
 }
