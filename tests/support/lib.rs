@@ -21,6 +21,7 @@ use slipstream_config::Config;
 use tokio::net::TcpListener;
 
 pub mod otlp;
+pub mod process;
 pub mod procs;
 pub mod python;
 pub mod raw;

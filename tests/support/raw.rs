@@ -50,6 +50,19 @@ async fn send(
     body: Vec<u8>,
     h2: bool,
 ) -> RawResponse {
+    try_send(addr, method, path, headers, body, h2)
+        .await
+        .expect("request sent and answered")
+}
+
+async fn try_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    h2: bool,
+) -> Result<RawResponse, String> {
     let client = Client::builder(TokioExecutor::new())
         .http2_only(h2)
         .build_http::<Full<Bytes>>();
@@ -62,16 +75,29 @@ async fn send(
     let resp = client
         .request(req.body(Full::new(Bytes::from(body))).unwrap())
         .await
-        .expect("request sent");
+        .map_err(|e| format!("request: {e}"))?;
     let (parts, body) = resp.into_parts();
-    let collected = body.collect().await.expect("response body");
+    let collected = body
+        .collect()
+        .await
+        .map_err(|e| format!("response body: {e}"))?;
     let trailers = collected.trailers().cloned().unwrap_or_default();
-    RawResponse {
+    Ok(RawResponse {
         status: parts.status.as_u16(),
         headers: parts.headers,
         body: collected.to_bytes(),
         trailers,
-    }
+    })
+}
+
+/// POST over HTTP/1.1; a connection that fails or breaks before the answer is an `Err`.
+pub async fn try_post_http(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<RawResponse, String> {
+    try_send(addr, "POST", path, headers, body, false).await
 }
 
 /// POST over HTTP/1.1.

@@ -353,6 +353,13 @@ pub mod names {
         "Requests in the forward spill not yet delivered."
     );
     metric!(
+        SPILL_RECOVERED,
+        "slipstream_forward_spill_recovered_requests",
+        Gauge,
+        [],
+        "Undelivered requests found in the forward spill at start (left by the previous run)."
+    );
+    metric!(
         SPILL_CAPACITY_BYTES,
         "slipstream_forward_spill_capacity_bytes",
         Gauge,
@@ -377,6 +384,7 @@ pub mod names {
         &SPILLED_REQUESTS,
         &SPILL_BYTES,
         &SPILL_REQUESTS,
+        &SPILL_RECOVERED,
         &SPILL_CAPACITY_BYTES,
     ];
 }

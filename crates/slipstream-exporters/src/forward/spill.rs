@@ -162,6 +162,9 @@ impl Spill {
         registry
             .gauge(&names::SPILL_CAPACITY_BYTES, &[])
             .set(max_bytes as i64);
+        registry
+            .gauge(&names::SPILL_RECOVERED, &[])
+            .set(requests as i64);
         let spill = Spill {
             dir: dir.to_owned(),
             max_bytes,
