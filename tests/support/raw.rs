@@ -42,19 +42,6 @@ impl RawResponse {
     }
 }
 
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Vec<u8>,
-    h2: bool,
-) -> RawResponse {
-    try_send(addr, method, path, headers, body, h2)
-        .await
-        .expect("request sent and answered")
-}
-
 async fn try_send(
     addr: SocketAddr,
     method: &str,
@@ -107,7 +94,9 @@ pub async fn post_http(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> RawResponse {
-    send(addr, "POST", path, headers, body, false).await
+    try_send(addr, "POST", path, headers, body, false)
+        .await
+        .expect("request sent and answered")
 }
 
 /// Any method over HTTP/1.1.
@@ -118,7 +107,9 @@ pub async fn request_http(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> RawResponse {
-    send(addr, method, path, headers, body, false).await
+    try_send(addr, method, path, headers, body, false)
+        .await
+        .expect("request sent and answered")
 }
 
 /// A gRPC call over HTTP/2 (prior knowledge); `content-type: application/grpc` is added.
@@ -130,7 +121,9 @@ pub async fn post_grpc(
 ) -> RawResponse {
     let mut h = vec![("content-type", "application/grpc"), ("te", "trailers")];
     h.extend_from_slice(headers);
-    send(addr, "POST", path, &h, framed, true).await
+    try_send(addr, "POST", path, &h, framed, true)
+        .await
+        .expect("request sent and answered")
 }
 
 /// Frames one uncompressed gRPC message.
