@@ -407,3 +407,43 @@ async fn a_certificate_that_cannot_be_read_stops_the_start_naming_the_field() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_picks_up_rotated_certificates_and_keeps_them_when_the_new_ones_are_bad() {
+    let (old_ca, new_ca, files) = (Ca::new("old CA"), Ca::new("new CA"), Files::new());
+    let sink = Sink::start().await;
+    let tls = server_tls(&files, &old_ca.server(), None);
+    let cfg = tls_config(&sink, tls.clone());
+    let config_file = files.write("slipstream.yaml", &cfg.to_yaml());
+    let app = start(cfg).await;
+    let http = app.http_addr.unwrap();
+    let served = |r: std::io::Result<Vec<u8>>| r.is_ok_and(|a| a.starts_with(b"HTTP/1.1 "));
+    assert!(served(
+        tls_get(http, client_config(&old_ca.pem(), None)).await
+    ));
+    assert!(!served(
+        tls_get(http, client_config(&new_ca.pem(), None)).await
+    ));
+
+    // The certificate is rotated in place (as cert-manager does) and SIGHUP reloads it.
+    let rotated = new_ca.server();
+    files.write("server.crt", &rotated.cert);
+    files.write("server.key", &rotated.key);
+    app.reload(&config_file);
+    assert!(
+        served(tls_get(http, client_config(&new_ca.pem(), None)).await),
+        "new connections get the rotated certificate"
+    );
+    assert!(!served(
+        tls_get(http, client_config(&old_ca.pem(), None)).await
+    ));
+
+    // A broken rotation (a key that does not match) is refused; the running certificate stays.
+    files.write("server.key", &old_ca.server().key);
+    app.reload(&config_file);
+    assert!(
+        served(tls_get(http, client_config(&new_ca.pem(), None)).await),
+        "a bad reload keeps the certificate in use"
+    );
+    app.shutdown().await;
+}

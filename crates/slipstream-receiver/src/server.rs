@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 use crate::body::ResponseBody;
 use crate::pipeline::Pipeline;
@@ -59,6 +60,9 @@ pub struct Receivers {
     max_body: usize,
 }
 
+const GRPC_ALPN: &[&[u8]] = &[b"h2"];
+const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
 /// The running receivers.
 #[derive(Debug)]
 pub struct RunningReceivers {
@@ -66,10 +70,55 @@ pub struct RunningReceivers {
     pub grpc_addr: Option<SocketAddr>,
     /// Where OTLP/HTTP listens, when enabled.
     pub http_addr: Option<SocketAddr>,
+    grpc_tls: Option<Tls>,
+    http_tls: Option<Tls>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningReceivers {
+    /// Reads the TLS certificates, keys and client CAs again from the files `cfg` names (the
+    /// same paths as at start, or new ones) and uses them for new connections; open
+    /// connections keep theirs. All or nothing: when any file cannot be used, nothing changes
+    /// and every error is returned. Returns how many listeners were reloaded. Turning TLS on
+    /// or off needs a restart.
+    pub fn reload_tls(&self, cfg: &OtlpReceiverConfig) -> Result<usize, Vec<String>> {
+        let pairs = [
+            (
+                &self.grpc_tls,
+                cfg.grpc.as_ref().and_then(|g| g.tls.as_ref()),
+            ),
+            (
+                &self.http_tls,
+                cfg.http.as_ref().and_then(|h| h.tls.as_ref()),
+            ),
+        ];
+        let mut loaded = Vec::new();
+        let mut errors = Vec::new();
+        for (running, wanted) in pairs {
+            match (running, wanted) {
+                (Some(tls), Some(c)) => match Tls::read(c, tls.field, tls.alpn) {
+                    Ok(config) => loaded.push((tls, config)),
+                    Err(e) => errors.push(e),
+                },
+                (None, None) => {}
+                (Some(tls), None) => errors.push(format!(
+                    "{}: turning TLS off takes effect at the next restart",
+                    tls.field
+                )),
+                (None, Some(_)) => {
+                    errors.push("turning TLS on takes effect at the next restart".to_owned())
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        for (tls, config) in &loaded {
+            *tls.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+        }
+        Ok(loaded.len())
+    }
+
     /// Waits until every listener has stopped (after the shutdown signal) and its connections
     /// have finished or been cut after a short grace period.
     pub async fn join(self) {
@@ -79,10 +128,13 @@ impl RunningReceivers {
     }
 }
 
-/// A listener's TLS: the acceptor and its handshake-failure counter.
+/// A listener's TLS: the server config (replaced when certificates are reloaded; each new
+/// connection takes the current one) and the handshake-failure counter.
 #[derive(Clone)]
 struct Tls {
-    acceptor: TlsAcceptor,
+    config: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    alpn: &'static [&'static [u8]],
+    field: &'static str,
     failures: Arc<Counter>,
 }
 
@@ -96,18 +148,37 @@ impl Tls {
     /// Reads `cfg`'s files (an error names `field` and the file) and offers `alpn`.
     fn load(
         cfg: &ServerTlsConfig,
-        field: &str,
-        alpn: &[&[u8]],
+        field: &'static str,
+        alpn: &'static [&'static [u8]],
         failures: Arc<Counter>,
     ) -> std::io::Result<Tls> {
-        let mut config = cfg
-            .load(field)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let config = Self::read(cfg, field, alpn)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(RwLock::new(config)),
+            alpn,
+            field,
             failures,
         })
+    }
+
+    fn read(
+        cfg: &ServerTlsConfig,
+        field: &str,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ServerConfig>, String> {
+        let mut config = cfg.load(field).map_err(|e| e.to_string())?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(
+            self.config
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 }
 
@@ -123,7 +194,7 @@ impl Receivers {
             Some(t) => Some(Tls::load(
                 t,
                 "receivers.otlp.grpc.tls",
-                &[b"h2"],
+                GRPC_ALPN,
                 registry.counter(&names::TLS_HANDSHAKE_FAILURES, &["grpc"]),
             )?),
             None => None,
@@ -132,7 +203,7 @@ impl Receivers {
             Some(t) => Some(Tls::load(
                 t,
                 "receivers.otlp.http.tls",
-                &[b"h2", b"http/1.1"],
+                HTTP_ALPN,
                 registry.counter(&names::TLS_HANDSHAKE_FAILURES, &["http"]),
             )?),
             None => None,
@@ -173,6 +244,8 @@ impl Receivers {
         let mut running = RunningReceivers {
             grpc_addr: None,
             http_addr: None,
+            grpc_tls: self.grpc_tls.clone(),
+            http_tls: self.http_tls.clone(),
             tasks: Vec::new(),
         };
         if let Some(l) = self.grpc {
@@ -272,7 +345,7 @@ async fn serve(
                 tokio::spawn(async move {
                     let stream = match tokio::time::timeout(
                         TLS_HANDSHAKE_TIMEOUT,
-                        tls.acceptor.accept(stream),
+                        tls.acceptor().accept(stream),
                     )
                     .await
                     {

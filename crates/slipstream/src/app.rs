@@ -306,9 +306,11 @@ impl App {
     }
 
     /// Re-reads the config file at `path`: a valid new `slo` section is applied at once
-    /// (unchanged SLOs keep their windows and alert states); an invalid file is refused with
-    /// its errors logged and the running config keeps working. Changes to other sections are
-    /// logged as needing a restart.
+    /// (unchanged SLOs keep their windows and alert states), and the receivers' TLS
+    /// certificates, keys and client CAs are read again from their files (all or nothing; a
+    /// certificate that cannot be used leaves the running one in place); an invalid file is
+    /// refused with its errors logged and the running config keeps working. Changes to other
+    /// sections are logged as needing a restart.
     pub fn reload(&self, path: &std::path::Path) {
         let new = match Config::load(path) {
             Ok(c) => c,
@@ -330,6 +332,17 @@ impl App {
                 tracing::error!(errors = ?msgs, "config reload refused, the running config stays");
                 return;
             }
+        }
+        match self.receivers.reload_tls(&new.receivers.otlp) {
+            Ok(0) => {}
+            Ok(listeners) => tracing::info!(
+                listeners,
+                "config reload: receiver TLS certificates re-read; new connections use them"
+            ),
+            Err(errors) => tracing::error!(
+                ?errors,
+                "config reload: receiver TLS certificates not reloaded; the running ones stay"
+            ),
         }
         let mut restart = Vec::new();
         let old = &self.cfg;
