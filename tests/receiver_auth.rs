@@ -98,3 +98,51 @@ async fn only_requests_with_an_accepted_bearer_token_get_in() {
     assert_eq!(spans_in(&got).len(), 32);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rereads_the_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "old-token\n").unwrap();
+    let mut cfg = test_config(None, "");
+    cfg.receivers.otlp.auth = Some(AuthConfig {
+        bearer_tokens: vec![],
+        bearer_tokens_file: Some(file.clone()),
+    });
+    let config_file = dir.path().join("slipstream.yaml");
+    std::fs::write(&config_file, cfg.to_yaml()).unwrap();
+    let app = start(cfg).await;
+    let http = app.http_addr.unwrap();
+    let status = |token: &'static str| async move {
+        let auth = format!("Bearer {token}");
+        raw::post_http(
+            http,
+            "/v1/traces",
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("authorization", &auth),
+            ],
+            otlp::trace_request("checkout", 1, |_| "GET /".to_owned()),
+        )
+        .await
+        .status
+    };
+    assert_eq!(
+        (status("old-token").await, status("new-token").await),
+        (200, 401)
+    );
+
+    // The token is rotated in the file; SIGHUP (here: the reload it triggers) applies it.
+    std::fs::write(&file, "new-token\n").unwrap();
+    app.reload(&config_file);
+    assert_eq!(
+        (status("old-token").await, status("new-token").await),
+        (401, 200)
+    );
+
+    // An unreadable file on reload keeps the running tokens.
+    std::fs::remove_file(&file).unwrap();
+    app.reload(&config_file);
+    assert_eq!(status("new-token").await, 200);
+    app.shutdown().await;
+}

@@ -97,7 +97,7 @@ pub struct Pipeline {
     limits: Limits,
     registry: Registry,
     counters: Vec<SignalCounters>,
-    tokens: Option<Vec<Vec<u8>>>,
+    tokens: Option<std::sync::RwLock<Arc<Vec<Vec<u8>>>>>,
     memory: Option<MemoryGate>,
 }
 
@@ -181,8 +181,18 @@ impl Pipeline {
 
     /// Requires `Authorization: Bearer <token>` with one of `tokens` on every request.
     pub fn with_bearer_tokens(mut self, tokens: Vec<String>) -> Self {
-        self.tokens = Some(tokens.into_iter().map(String::into_bytes).collect());
+        self.tokens = Some(std::sync::RwLock::new(token_bytes(tokens)));
         self
+    }
+
+    /// Replaces the accepted tokens (a reload); requests already authorized are unaffected.
+    /// Turning authentication on or off needs a restart: `Err` when it was off at start.
+    pub fn replace_bearer_tokens(&self, tokens: Vec<String>) -> Result<(), &'static str> {
+        let Some(lock) = &self.tokens else {
+            return Err("authentication was off at start; turning it on needs a restart");
+        };
+        *lock.write().unwrap_or_else(|e| e.into_inner()) = token_bytes(tokens);
+        Ok(())
     }
 
     /// Whether the request carries an accepted bearer token (always, without auth).
@@ -190,6 +200,7 @@ impl Pipeline {
         let Some(tokens) = &self.tokens else {
             return true;
         };
+        let tokens = tokens.read().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(given) = headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes())
@@ -362,4 +373,8 @@ fn count_data_points(req: &ExportMetricsServiceRequest) -> u64 {
             None => 0,
         } as u64)
         .sum()
+}
+
+fn token_bytes(tokens: Vec<String>) -> Arc<Vec<Vec<u8>>> {
+    Arc::new(tokens.into_iter().map(String::into_bytes).collect())
 }

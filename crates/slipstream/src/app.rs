@@ -112,6 +112,7 @@ pub struct App {
     cfg: Config,
     shutdown: watch::Sender<bool>,
     receivers: RunningReceivers,
+    pipeline: Arc<Pipeline>,
     forwarder: Option<ForwarderHandle>,
     admin: Option<tokio::task::JoinHandle<()>>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
@@ -190,7 +191,7 @@ impl App {
             pipeline = pipeline.with_bearer_tokens(auth.tokens().map_err(anyhow::Error::msg)?);
         }
         let pipeline = Arc::new(pipeline);
-        let receivers = Receivers::bind(&cfg.receivers.otlp, pipeline).await?;
+        let receivers = Receivers::bind(&cfg.receivers.otlp, pipeline.clone()).await?;
 
         let listening = Arc::new(AtomicBool::new(false));
         let readiness = Readiness {
@@ -285,6 +286,7 @@ impl App {
             cfg,
             shutdown,
             receivers,
+            pipeline,
             forwarder,
             admin,
             prometheus,
@@ -308,7 +310,8 @@ impl App {
     /// Re-reads the config file at `path`: a valid new `slo` section is applied at once
     /// (unchanged SLOs keep their windows and alert states), and the receivers' TLS
     /// certificates, keys and client CAs are read again from their files (all or nothing; a
-    /// certificate that cannot be used leaves the running one in place); an invalid file is
+    /// certificate that cannot be used leaves the running one in place), and so are the bearer
+    /// tokens; an invalid file is
     /// refused with its errors logged and the running config keeps working. Changes to other
     /// sections are logged as needing a restart.
     pub fn reload(&self, path: &std::path::Path) {
@@ -343,6 +346,18 @@ impl App {
                 ?errors,
                 "config reload: receiver TLS certificates not reloaded; the running ones stay"
             ),
+        }
+        if let Some(auth) = &new.receivers.otlp.auth {
+            match auth.tokens().and_then(|t| {
+                self.pipeline
+                    .replace_bearer_tokens(t)
+                    .map_err(str::to_owned)
+            }) {
+                Ok(()) => tracing::info!("config reload: receiver bearer tokens re-read"),
+                Err(e) => tracing::error!(
+                    "config reload: bearer tokens not reloaded, the running ones stay: {e}"
+                ),
+            }
         }
         let mut restart = Vec::new();
         let old = &self.cfg;
