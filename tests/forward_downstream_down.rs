@@ -1,5 +1,6 @@
 //! Downstream down: once the forward queue is full the receivers answer with the OTLP spec's
-//! retryable backpressure; when the downstream returns, everything accepted is delivered.
+//! retryable backpressure; when the downstream returns, everything accepted is delivered. A
+//! downstream slower than the export timeout gets everything at least once.
 
 use std::time::Duration;
 
@@ -141,4 +142,76 @@ async fn shutdown_drains_the_queue_within_the_deadline() {
         20,
         "shutdown waited for the queue to drain"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_slower_than_the_timeout_gets_everything_at_least_once() {
+    let sink = Sink::start().await;
+    // Slower than forward.timeout: every export times out and is retried.
+    sink.set_delay(Duration::from_millis(800));
+    let app = start(test_config(
+        Some(("grpc", &sink.url())),
+        "  timeout: 200ms\n  queue:\n    max_bytes: 1MiB\n",
+    ))
+    .await;
+    let admin = app.admin_addr.unwrap();
+    let sent: Vec<Vec<u8>> = (0..40).map(request).collect();
+    for body in &sent {
+        let r = raw::post_http(
+            app.http_addr.unwrap(),
+            "/v1/traces",
+            &[("content-type", "application/x-protobuf")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let start = std::time::Instant::now();
+    while self_metric(
+        admin,
+        "slipstream_forward_retries_total",
+        &["reason=\"timeout\""],
+    )
+    .await
+        < 4.0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no timeouts counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The downstream recovers.
+    sink.set_delay(Duration::ZERO);
+    let start = std::time::Instant::now();
+    while self_metric(admin, "slipstream_forward_queue_requests", &[]).await > 0.0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // At least once: a timed-out export may have been taken, so the sink can hold repeats,
+    // but every request is there, and slipstream counts each delivered once, none dropped.
+    let got: std::collections::HashSet<Vec<u8>> = sink
+        .received()
+        .into_iter()
+        .map(|r| r.body.to_vec())
+        .collect();
+    assert!(
+        sent.iter().all(|b| got.contains(b)),
+        "a request never arrived"
+    );
+    let accepted = self_metric(
+        admin,
+        "slipstream_receiver_requests_total",
+        &["outcome=\"accepted\""],
+    )
+    .await;
+    assert_eq!(
+        (
+            self_metric(admin, "slipstream_forward_sent_requests_total", &[]).await,
+            self_metric(admin, "slipstream_forward_dropped_requests_total", &[]).await,
+        ),
+        (accepted, 0.0),
+        "received = forwarded + dropped (zero)"
+    );
+    app.shutdown().await;
 }

@@ -87,6 +87,7 @@ pub struct Sink {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     mode: Arc<AtomicU8>,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
     tls: bool,
 }
 
@@ -120,6 +121,7 @@ impl Sink {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
             mode: Arc::new(AtomicU8::new(SinkMode::Accept as u8)),
+            delay_ms: Arc::default(),
             tls: tls.is_some(),
         };
         let s = sink.clone();
@@ -160,6 +162,14 @@ impl Sink {
     /// Changes how it answers from now on.
     pub fn set_mode(&self, mode: SinkMode) {
         self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// Makes every answer from now on wait `delay` after the request arrived (a slow
+    /// downstream; the request is recorded before the wait, as a server that is slow to
+    /// answer has already taken it).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Everything received so far.
@@ -206,6 +216,22 @@ impl Sink {
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         let unavailable = self.mode.load(Ordering::SeqCst) == SinkMode::Unavailable as u8;
+        let response = self.answer(path, grpc, gzip_http, raw, unavailable);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        response
+    }
+
+    fn answer(
+        &self,
+        path: String,
+        grpc: bool,
+        gzip_http: bool,
+        raw: Bytes,
+        unavailable: bool,
+    ) -> Response<BoxBody<Bytes, Infallible>> {
         if grpc {
             if unavailable {
                 return grpc_status(14, "sink unavailable");
