@@ -34,13 +34,7 @@ async fn backpressure_while_down_then_everything_accepted_is_delivered() {
     // Fill the queue over HTTP until refused.
     let mut accepted = 0usize;
     let refused = loop {
-        let r = raw::post_http(
-            app.http_addr.unwrap(),
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf")],
-            request(accepted),
-        )
-        .await;
+        let r = raw::post_traces(app.http_addr.unwrap(), request(accepted)).await;
         if r.status == 200 {
             accepted += 1;
             assert!(accepted < 1000, "the queue never filled");
@@ -101,13 +95,7 @@ async fn backpressure_while_down_then_everything_accepted_is_delivered() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Room again: new requests are accepted.
-    let r = raw::post_http(
-        app.http_addr.unwrap(),
-        "/v1/traces",
-        &[("content-type", "application/x-protobuf")],
-        request(0),
-    )
-    .await;
+    let r = raw::post_traces(app.http_addr.unwrap(), request(0)).await;
     assert_eq!(r.status, 200);
     app.shutdown().await;
 }
@@ -122,13 +110,7 @@ async fn shutdown_drains_the_queue_within_the_deadline() {
     ))
     .await;
     for i in 0..20 {
-        let r = raw::post_http(
-            app.http_addr.unwrap(),
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf")],
-            request(i),
-        )
-        .await;
+        let r = raw::post_traces(app.http_addr.unwrap(), request(i)).await;
         assert_eq!(r.status, 200);
     }
     let s = sink.clone();
@@ -157,13 +139,7 @@ async fn a_downstream_slower_than_the_timeout_gets_everything_at_least_once() {
     let admin = app.admin_addr.unwrap();
     let sent: Vec<Vec<u8>> = (0..40).map(request).collect();
     for body in &sent {
-        let r = raw::post_http(
-            app.http_addr.unwrap(),
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf")],
-            body.clone(),
-        )
-        .await;
+        let r = raw::post_traces(app.http_addr.unwrap(), body.clone()).await;
         assert_eq!(r.status, 200);
     }
     let start = std::time::Instant::now();

@@ -29,13 +29,7 @@ fn request(i: usize) -> Bytes {
 async fn send(app: &App, from: usize, to: usize, sent: &mut Vec<Bytes>) {
     for i in from..to {
         let body = request(i);
-        let r = raw::post_http(
-            app.http_addr.unwrap(),
-            "/v1/traces",
-            &[("content-type", "application/x-protobuf")],
-            body.to_vec(),
-        )
-        .await;
+        let r = raw::post_traces(app.http_addr.unwrap(), body.to_vec()).await;
         assert_eq!(r.status, 200, "request {i} refused: nothing may be refused");
         sent.push(body);
     }

@@ -109,13 +109,7 @@ async fn protobuf_bodies_are_forwarded_byte_for_byte() {
     let sink = Sink::start().await;
     let app = start(test_config(Some(("grpc", &sink.url())), "")).await;
     let body = non_canonical_request();
-    let r = raw::post_http(
-        app.http_addr.unwrap(),
-        "/v1/traces",
-        &[("content-type", "application/x-protobuf")],
-        body.clone(),
-    )
-    .await;
+    let r = raw::post_traces(app.http_addr.unwrap(), body.clone()).await;
     assert_eq!(r.status, 200);
     let r = raw::post_grpc(
         app.grpc_addr.unwrap(),

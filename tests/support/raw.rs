@@ -99,6 +99,17 @@ pub async fn post_http(
         .expect("request sent and answered")
 }
 
+/// POST of a protobuf trace request to `/v1/traces` over HTTP/1.1.
+pub async fn post_traces(addr: SocketAddr, body: Vec<u8>) -> RawResponse {
+    post_http(
+        addr,
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        body,
+    )
+    .await
+}
+
 /// Any method over HTTP/1.1.
 pub async fn request_http(
     addr: SocketAddr,
