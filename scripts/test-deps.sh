@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what slipstream's test suite needs on a fresh Debian machine: the Python
 # OpenTelemetry SDK (a real OTLP client) in tests/.venv, Prometheus + Alertmanager and headless
-# Chromium from Debian's packages. Safe to run again; it skips what is already there.
+# Chromium from Debian's packages, and a test host name in /etc/hosts. Safe to run again; it
+# skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,14 @@ if [ ! -x tests/.venv/bin/python ] || ! tests/.venv/bin/python -c 'import opente
   python3 -m venv tests/.venv
   tests/.venv/bin/pip install -q --disable-pip-version-check \
     'opentelemetry-sdk>=1.27,<2' 'opentelemetry-exporter-otlp-proto-grpc>=1.27,<2' 'opentelemetry-exporter-otlp-proto-http>=1.27,<2'
+fi
+
+# A host name with two loopback addresses, standing in for a headless Service in the test of
+# forward routing over DNS (tests/forward_routing.rs).
+if [ "$(getent ahostsv4 gateways.slipstream.test 2>/dev/null | awk '$2 == "STREAM" {print $1}' | sort -u | wc -l)" -lt 2 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "test-deps: gateways.slipstream.test -> 127.0.0.2, 127.0.0.3 in /etc/hosts"
+  printf '127.0.0.2 gateways.slipstream.test\n127.0.0.3 gateways.slipstream.test\n' | $SUDO tee -a /etc/hosts >/dev/null
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest

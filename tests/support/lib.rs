@@ -99,7 +99,12 @@ impl Sink {
 
     /// Starts a sink on `port` (which must be free).
     pub async fn start_at(port: u16) -> Sink {
-        Self::start_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await
+        Self::start_on_addr(SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
+    /// Starts a sink on `addr` (which must be free).
+    pub async fn start_on_addr(addr: SocketAddr) -> Sink {
+        Self::start_on(TcpListener::bind(addr).await.unwrap()).await
     }
 
     /// A sink on a free port serving TLS with `config` (see [`tls::server_config`]); its
@@ -170,6 +175,11 @@ impl Sink {
     pub fn set_delay(&self, delay: Duration) {
         self.delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Forgets what was received so far.
+    pub fn clear(&self) {
+        self.received.lock().unwrap().clear();
     }
 
     /// Everything received so far.

@@ -27,8 +27,13 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 pub struct ForwardConfig {
     /// Downstream OTLP endpoint: for gRPC `http://host:4317` (`https://` for TLS), for HTTP
     /// the base URL `http://host:4318` (the signal path `/v1/traces` etc. is appended).
-    /// `null` turns forwarding off: spans are aggregated and then discarded.
+    /// `null` turns forwarding off: spans are aggregated and then discarded (unless `routing`
+    /// is set instead).
     pub endpoint: Option<String>,
+    /// Several downstream endpoints, each resource (`service.name`) sent to one of them by
+    /// consistent hashing, so each service's spans reach one place: a static list or a DNS
+    /// name (a headless Service). Instead of `endpoint`.
+    pub routing: Option<RoutingConfig>,
     /// TLS of an `https://` endpoint: trusted CA, client certificate; `null` (the default)
     /// verifies the downstream against the built-in Mozilla roots.
     pub tls: Option<ClientTlsConfig>,
@@ -54,6 +59,7 @@ impl Default for ForwardConfig {
     fn default() -> Self {
         ForwardConfig {
             endpoint: None,
+            routing: None,
             tls: None,
             protocol: ForwardProtocol::Grpc,
             headers: BTreeMap::new(),
@@ -63,6 +69,41 @@ impl Default for ForwardConfig {
             queue: QueueConfig::default(),
             retry: RetryConfig::default(),
         }
+    }
+}
+
+/// Default interval between DNS lookups of `forward.routing.dns`.
+pub const DEFAULT_DNS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// `forward.routing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// A static list of endpoint URLs (as `forward.endpoint`).
+    pub endpoints: Vec<String>,
+    /// A URL whose host is a DNS name with one address per endpoint, e.g.
+    /// `http://slipstream-gateway-headless.observability.svc:4317`; each address found is an
+    /// endpoint `scheme://address:port`. Instead of `endpoints`.
+    pub dns: Option<String>,
+    /// How often `dns` is looked up again; a failed lookup keeps the last endpoints.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            endpoints: Vec::new(),
+            dns: None,
+            refresh_interval: DEFAULT_DNS_REFRESH_INTERVAL,
+        }
+    }
+}
+
+impl ForwardConfig {
+    /// Whether requests are forwarded anywhere.
+    pub fn enabled(&self) -> bool {
+        self.endpoint.is_some() || self.routing.is_some()
     }
 }
 
@@ -172,13 +213,57 @@ impl Default for RetryConfig {
 
 impl ForwardConfig {
     pub(crate) fn validate(&self, path: &str, errs: &mut Errors) {
-        if let Some(e) = &self.endpoint {
+        let check_url = |errs: &mut Errors, field: String, e: &str| {
             errs.check(
                 e.starts_with("http://") || e.starts_with("https://"),
-                format!("{path}.endpoint"),
+                field,
                 format!("`{e}` is not a URL (expected http://host:port)"),
             );
             check_tls_scheme(errs, path, e, self.tls.as_ref());
+        };
+        if let Some(e) = &self.endpoint {
+            check_url(errs, format!("{path}.endpoint"), e);
+        }
+        if let Some(r) = &self.routing {
+            let p = format!("{path}.routing");
+            errs.check(
+                self.endpoint.is_none(),
+                format!("{path}.endpoint"),
+                "set either endpoint or routing, not both",
+            );
+            errs.check(
+                r.endpoints.is_empty() != r.dns.is_none(),
+                p.clone(),
+                "set either endpoints (a non-empty list) or dns",
+            );
+            for (i, e) in r.endpoints.iter().enumerate() {
+                check_url(errs, format!("{p}.endpoints[{i}]"), e);
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for e in &r.endpoints {
+                errs.check(
+                    seen.insert(e.trim_end_matches('/')),
+                    format!("{p}.endpoints"),
+                    format!("`{e}` is listed twice"),
+                );
+            }
+            if let Some(d) = &r.dns {
+                check_url(errs, format!("{p}.dns"), d);
+                let host_port = d.split_once("://").map_or("", |(_, rest)| rest);
+                errs.check(
+                    host_port
+                        .trim_end_matches('/')
+                        .rsplit_once(':')
+                        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok()),
+                    format!("{p}.dns"),
+                    format!("`{d}` needs a host name and a port"),
+                );
+            }
+            errs.check(
+                !r.refresh_interval.is_zero(),
+                format!("{p}.refresh_interval"),
+                "expected a duration above 0",
+            );
         }
         if let Some(t) = &self.tls {
             t.validate(&format!("{path}.tls"), errs);

@@ -332,6 +332,13 @@ pub mod names {
         "Configured size limit of the forward queue."
     );
     metric!(
+        FORWARD_ENDPOINTS,
+        "slipstream_forward_endpoints",
+        Gauge,
+        [],
+        "Downstream endpoints the forward stage routes to (1 with forward.endpoint; the list or the DNS answer with forward.routing)."
+    );
+    metric!(
         SPILLED_REQUESTS,
         "slipstream_forward_spilled_requests_total",
         Counter,
@@ -381,6 +388,7 @@ pub mod names {
         &QUEUE_BYTES,
         &QUEUE_REQUESTS,
         &QUEUE_CAPACITY_BYTES,
+        &FORWARD_ENDPOINTS,
         &SPILLED_REQUESTS,
         &SPILL_BYTES,
         &SPILL_REQUESTS,

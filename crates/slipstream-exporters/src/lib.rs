@@ -24,4 +24,4 @@ pub mod remote_write;
 pub mod stdout;
 pub mod webhook;
 
-pub use forward::{ForwardQueue, Forwarder, ForwarderHandle};
+pub use forward::{DrainReport, ForwardQueue, ForwardRouter, Forwarder, ForwarderHandle};

@@ -20,8 +20,9 @@ use crate::live::Live;
 pub struct Readiness {
     /// The OTLP listeners are bound and serving.
     pub listening: Arc<AtomicBool>,
-    /// The forward downstream was reached; `None` when forwarding is off.
-    pub downstream: Option<Arc<AtomicBool>>,
+    /// The forward stage, ready while some downstream endpoint was reached; `None` when
+    /// forwarding is off.
+    pub downstream: Option<Arc<slipstream_exporters::ForwardRouter>>,
 }
 
 impl Readiness {
@@ -31,7 +32,7 @@ impl Readiness {
             return Err("receivers are not listening yet");
         }
         if let Some(d) = &self.downstream
-            && !d.load(Ordering::Acquire)
+            && !d.is_reachable()
         {
             return Err("the forward downstream is not reachable");
         }

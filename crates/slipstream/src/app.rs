@@ -8,8 +8,7 @@ use anyhow::Context as _;
 use slipstream_aggregator::Aggregator;
 use slipstream_config::{Config, LogConfig, LogFormat, Mode};
 use slipstream_core::{Clock, ForwardSink, ObservationSink, Registry, SystemClock};
-use slipstream_exporters::ForwarderHandle;
-use slipstream_exporters::forward::Forwarder;
+use slipstream_exporters::ForwardRouter;
 use slipstream_receiver::{Limits, Pipeline, Receivers, RunningReceivers};
 use tokio::sync::watch;
 
@@ -113,7 +112,7 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     receivers: RunningReceivers,
     pipeline: Arc<Pipeline>,
-    forwarder: Option<ForwarderHandle>,
+    forwarder: Option<Arc<ForwardRouter>>,
     admin: Option<tokio::task::JoinHandle<()>>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
     events: Arc<EventExportersSink>,
@@ -137,11 +136,12 @@ impl App {
         background_ticks: bool,
     ) -> anyhow::Result<App> {
         let registry = Registry::new();
-        let (forward, forwarder): (Arc<dyn ForwardSink>, Option<ForwarderHandle>) =
-            if cfg.forward.endpoint.is_some() {
-                let (queue, handle) =
-                    Forwarder::start(&cfg.forward, &registry).map_err(anyhow::Error::msg)?;
-                (queue, Some(handle))
+        let (forward, forwarder): (Arc<dyn ForwardSink>, Option<Arc<ForwardRouter>>) =
+            if cfg.forward.enabled() {
+                let router = ForwardRouter::start(&cfg.forward, &registry)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                (router.clone(), Some(router))
             } else {
                 (Arc::new(()), None)
             };
@@ -196,7 +196,7 @@ impl App {
         let listening = Arc::new(AtomicBool::new(false));
         let readiness = Readiness {
             listening: listening.clone(),
-            downstream: forwarder.as_ref().map(ForwarderHandle::reachable_flag),
+            downstream: forwarder.clone(),
         };
         let (admin_addr, admin) = match &cfg.admin.endpoint {
             Some(ep) => {
@@ -271,7 +271,7 @@ impl App {
             http = ?receivers.http_addr,
             admin = ?admin_addr,
             prometheus = ?prometheus_addr,
-            forward = cfg.forward.endpoint.as_deref().unwrap_or("off"),
+            forward = ?forwarder.as_ref().map(|f| f.endpoints()),
             "slipstream listening"
         );
         Ok(App {
@@ -400,7 +400,7 @@ impl App {
         let _ = self.ticker.await;
         if let Some(f) = self.forwarder {
             let report = f.shutdown(self.cfg.shutdown.drain_timeout).await;
-            if report.undelivered == 0 {
+            if report.undelivered == 0 && report.spilled == 0 {
                 tracing::info!("forward queue drained");
             }
         }

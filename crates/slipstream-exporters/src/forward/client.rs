@@ -147,7 +147,6 @@ impl Forwarder {
                         "forward.queue.spill: cannot use the spill directory ({e}); \
                          running with the queue in memory only"
                     );
-                    registry.gauge(&names::SPILL_CAPACITY_BYTES, &[]).set(0);
                     None
                 }
             }
@@ -315,15 +314,28 @@ impl ForwarderHandle {
     /// Stops taking requests and delivers what is queued in memory, for at most `deadline`.
     /// What is still undelivered then is written to the disk spill when there is one (the next
     /// run delivers it), or counted as dropped with reason `shutdown`.
-    pub async fn shutdown(mut self, deadline: Duration) -> DrainReport {
+    pub async fn shutdown(self, deadline: Duration) -> DrainReport {
+        self.shutdown_or(deadline, std::future::pending()).await
+    }
+
+    /// [`ForwarderHandle::shutdown`], with the deadline cut short when `cut` completes.
+    pub async fn shutdown_or(
+        mut self,
+        deadline: Duration,
+        cut: impl Future<Output = ()>,
+    ) -> DrainReport {
         self.queue.close();
         let _ = self.phase.send(Phase::Draining);
         if let Some(p) = self.probe.take() {
             p.abort();
         }
-        let report = match tokio::time::timeout(deadline, &mut self.task).await {
-            Ok(r) => r,
-            Err(_) => {
+        let drained = tokio::select! {
+            r = tokio::time::timeout(deadline, &mut self.task) => r.ok(),
+            () = cut => None,
+        };
+        let report = match drained {
+            Some(r) => r,
+            None => {
                 let _ = self.phase.send(Phase::Abandon);
                 (&mut self.task).await
             }

@@ -8,11 +8,13 @@
 
 mod client;
 mod queue;
+mod router;
 mod spill;
 
 pub(crate) use client::otlp_delivery;
-pub use client::{Forwarder, ForwarderHandle};
+pub use client::{DrainReport, Forwarder, ForwarderHandle};
 pub use queue::ForwardQueue;
+pub use router::ForwardRouter;
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,7 @@ pub struct ForwardQueue {
     closed: AtomicBool,
     bytes_gauge: Arc<Gauge>,
     requests_gauge: Arc<Gauge>,
+    capacity_gauge: Arc<Gauge>,
 }
 
 impl ForwardQueue {
@@ -46,9 +47,9 @@ impl ForwardQueue {
         registry: &Registry,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Item>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        registry
-            .gauge(&names::QUEUE_CAPACITY_BYTES, &[])
-            .set(capacity as i64);
+        // The gauges are shared by the queues of every routed endpoint: each adds its part.
+        let capacity_gauge = registry.gauge(&names::QUEUE_CAPACITY_BYTES, &[]);
+        capacity_gauge.add(capacity as i64);
         let q = ForwardQueue {
             spill,
             tx,
@@ -60,6 +61,7 @@ impl ForwardQueue {
             closed: AtomicBool::new(false),
             bytes_gauge: registry.gauge(&names::QUEUE_BYTES, &[]),
             requests_gauge: registry.gauge(&names::QUEUE_REQUESTS, &[]),
+            capacity_gauge,
         };
         (Arc::new(q), rx)
     }
@@ -99,12 +101,8 @@ impl ForwardQueue {
         self.bytes.fetch_sub(len, Ordering::AcqRel);
         self.requests.fetch_sub(1, Ordering::AcqRel);
         self.per_signal[signal_index(signal)].fetch_sub(1, Ordering::AcqRel);
-        self.publish();
-    }
-
-    fn publish(&self) {
-        self.bytes_gauge.set(self.bytes() as i64);
-        self.requests_gauge.set(self.requests() as i64);
+        self.bytes_gauge.add(-(len as i64));
+        self.requests_gauge.add(-1);
     }
 }
 
@@ -145,8 +143,17 @@ impl ForwardSink for ForwardQueue {
             self.release(signal, len);
             return Err(refuse);
         }
-        self.publish();
+        self.bytes_gauge.add(len as i64);
+        self.requests_gauge.add(1);
         Ok(())
+    }
+}
+
+impl Drop for ForwardQueue {
+    fn drop(&mut self) {
+        self.capacity_gauge.add(-(self.capacity as i64));
+        self.bytes_gauge.add(-(self.bytes() as i64));
+        self.requests_gauge.add(-(self.requests() as i64));
     }
 }
 

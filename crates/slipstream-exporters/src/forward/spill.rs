@@ -63,6 +63,9 @@ pub(crate) struct Spill {
     notify: Notify,
     bytes_gauge: Arc<Gauge>,
     requests_gauge: Arc<Gauge>,
+    capacity_gauge: Arc<Gauge>,
+    recovered_gauge: Arc<Gauge>,
+    recovered: u64,
     registry: Registry,
 }
 
@@ -77,6 +80,9 @@ struct State {
     bytes: u64,
     /// Records not yet acknowledged.
     requests: u64,
+    /// What the gauges were given (they are shared by every routed endpoint's spill: each
+    /// adds its part).
+    published: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -159,12 +165,10 @@ impl Spill {
         let probe = dir.join(".probe");
         fs::write(&probe, b"")?;
         fs::remove_file(&probe)?;
-        registry
-            .gauge(&names::SPILL_CAPACITY_BYTES, &[])
-            .set(max_bytes as i64);
-        registry
-            .gauge(&names::SPILL_RECOVERED, &[])
-            .set(requests as i64);
+        let capacity_gauge = registry.gauge(&names::SPILL_CAPACITY_BYTES, &[]);
+        capacity_gauge.add(max_bytes as i64);
+        let recovered_gauge = registry.gauge(&names::SPILL_RECOVERED, &[]);
+        recovered_gauge.add(requests as i64);
         let spill = Spill {
             dir: dir.to_owned(),
             max_bytes,
@@ -176,16 +180,20 @@ impl Spill {
                 next_id,
                 bytes,
                 requests,
+                published: (0, 0),
             }),
             notify: Notify::new(),
             bytes_gauge: registry.gauge(&names::SPILL_BYTES, &[]),
             requests_gauge: registry.gauge(&names::SPILL_REQUESTS, &[]),
+            capacity_gauge,
+            recovered_gauge,
+            recovered: requests,
             registry: registry.clone(),
         };
         {
             let mut st = spill.lock();
             spill.delete_done(&mut st);
-            spill.publish(&st);
+            spill.publish(&mut st);
         }
         if requests > 0 {
             tracing::info!(
@@ -278,7 +286,7 @@ impl Spill {
         seg.unread += 1;
         st.bytes += record;
         st.requests += 1;
-        self.publish(&st);
+        self.publish(&mut st);
         drop(st);
         self.registry
             .counter(&names::SPILLED_REQUESTS, &[signal.as_str(), reason])
@@ -357,7 +365,7 @@ impl Spill {
             st.requests = st.requests.saturating_sub(1);
         }
         self.delete_done(&mut st);
-        self.publish(&st);
+        self.publish(&mut st);
     }
 
     /// Records the acknowledged prefix of every segment on disk, so the next run resumes
@@ -412,9 +420,22 @@ impl Spill {
         }
     }
 
-    fn publish(&self, st: &State) {
-        self.bytes_gauge.set(st.bytes as i64);
-        self.requests_gauge.set(st.requests as i64);
+    fn publish(&self, st: &mut State) {
+        let (bytes, requests) = st.published;
+        self.bytes_gauge.add(st.bytes as i64 - bytes as i64);
+        self.requests_gauge
+            .add(st.requests as i64 - requests as i64);
+        st.published = (st.bytes, st.requests);
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let (bytes, requests) = self.lock().published;
+        self.bytes_gauge.add(-(bytes as i64));
+        self.requests_gauge.add(-(requests as i64));
+        self.capacity_gauge.add(-(self.max_bytes as i64));
+        self.recovered_gauge.add(-(self.recovered as i64));
     }
 }
 

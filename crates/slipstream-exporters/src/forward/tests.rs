@@ -224,3 +224,111 @@ mod spill {
         assert!(Spill::open(&file, 1 << 20, &Registry::new()).is_err());
     }
 }
+
+mod router {
+    use slipstream_config::ForwardConfig;
+    use slipstream_core::route::Rendezvous;
+
+    use super::*;
+    use crate::forward::ForwardRouter;
+
+    /// A logs request with one resource of `service` (routing reads every signal alike).
+    fn request(service: &str) -> Bytes {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use prost::Message;
+        Bytes::from(
+            ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource: Some(Resource {
+                        attributes: vec![KeyValue {
+                            key: "service.name".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(service.into())),
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec(),
+        )
+    }
+
+    fn endpoint(i: u16) -> String {
+        // Nothing listens there: requests stay queued.
+        format!("http://127.0.0.1:{}", 9001 + i)
+    }
+
+    #[tokio::test]
+    async fn endpoints_that_come_and_go_keep_the_others_and_drain_the_leavers() {
+        let registry = Registry::new();
+        let cfg = ForwardConfig {
+            routing: Some(slipstream_config::forward::RoutingConfig {
+                endpoints: vec![endpoint(0), endpoint(1)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let router = ForwardRouter::start(&cfg, &registry).await.unwrap();
+        assert_eq!(router.endpoints(), [endpoint(0), endpoint(1)]);
+        let services: Vec<String> = (0..60).map(|i| format!("svc-{i}")).collect();
+        for s in &services {
+            router.forward(Signal::Logs, request(s)).unwrap();
+        }
+        assert_eq!(router.queued_requests(), 60);
+        let ring = Rendezvous::new(&[endpoint(0), endpoint(1)]);
+        let on_1 = services
+            .iter()
+            .filter(|s| ring.pick(s.as_bytes()) == Some(1))
+            .count();
+        assert!(on_1 > 10 && on_1 < 50, "{on_1}");
+        for s in &services {
+            let owner = router.owner(s).unwrap();
+            assert_eq!(
+                owner,
+                [endpoint(0), endpoint(1)][ring.pick(s.as_bytes()).unwrap()]
+            );
+        }
+
+        // Endpoint 1 leaves and 2 arrives: 0 keeps its lane and queue; 1 is drained away.
+        router
+            .set_endpoints(vec![endpoint(2), endpoint(0)])
+            .unwrap();
+        assert_eq!(router.endpoints(), [endpoint(0), endpoint(2)]);
+        assert_eq!(registry.value("slipstream_forward_endpoints", &[]), Some(2));
+        assert_eq!(router.queued_requests(), 60 - on_1, "lane 0 kept its queue");
+        for s in &services {
+            let owner = router.owner(s).unwrap();
+            assert_ne!(owner, endpoint(1));
+        }
+        // Endpoint 1 comes back while its old lane still drains: it waits for the next update.
+        router
+            .set_endpoints(vec![endpoint(0), endpoint(1), endpoint(2)])
+            .unwrap();
+        assert_eq!(router.endpoints(), [endpoint(0), endpoint(2)]);
+
+        let t = std::time::Instant::now();
+        let report = router.shutdown(Duration::from_millis(100)).await;
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the shutdown deadline holds"
+        );
+        assert_eq!(
+            report.undelivered, 60,
+            "nothing listens: all dropped at the deadline"
+        );
+        assert_eq!(
+            registry.value(
+                "slipstream_forward_dropped_requests_total",
+                &["logs", "shutdown"]
+            ),
+            Some(60)
+        );
+        assert!(router.forward(Signal::Logs, request("late")).is_err());
+    }
+}

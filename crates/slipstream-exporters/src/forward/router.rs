@@ -1,0 +1,393 @@
+//! Forwarding to one endpoint, or to several with each service routed to one of them.
+//!
+//! [`ForwardRouter`] is what the receivers push into. Each endpoint is a lane: its own
+//! [`ForwardQueue`] (and disk spill under `<spill dir>/<endpoint>`) drained by its own
+//! [`Forwarder`]. With one endpoint every request goes to its lane as is. With several, each
+//! resource entry of a request (a `ResourceSpans`, `ResourceMetrics` or `ResourceLogs`) goes to
+//! the lane that owns its `service.name` by rendezvous hashing
+//! ([`slipstream_core::route::Rendezvous`]): a request whose resources all belong to one lane
+//! is queued as it arrived, others are split into one request per lane by copying the
+//! entries' bytes (nothing is decoded or re-encoded).
+//!
+//! With `routing.dns`, the name is looked up every `refresh_interval`; endpoints that appear
+//! get a lane, and those that disappear stop taking requests and are drained in the background
+//! (their spill stays on disk for when they come back). A failed lookup keeps the endpoints.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use slipstream_config::ForwardConfig;
+use slipstream_config::forward::RoutingConfig;
+use slipstream_core::route::{Rendezvous, resources};
+use slipstream_core::telemetry::{Gauge, names};
+use slipstream_core::{Backpressure, ForwardSink, Registry, Signal};
+use tokio::task::JoinHandle;
+
+use super::client::{DrainReport, Forwarder, ForwarderHandle};
+use super::queue::ForwardQueue;
+
+/// One endpoint's queue and exporter.
+#[derive(Debug)]
+struct Lane {
+    endpoint: String,
+    queue: Arc<ForwardQueue>,
+    handle: Mutex<Option<ForwarderHandle>>,
+}
+
+/// The endpoints in use and how keys map to them.
+#[derive(Debug, Default)]
+struct Routes {
+    ring: Rendezvous,
+    lanes: Vec<Arc<Lane>>,
+}
+
+/// The forward stage the receivers push into: one or several downstream endpoints.
+#[derive(Debug)]
+pub struct ForwardRouter {
+    routes: RwLock<Arc<Routes>>,
+    cfg: ForwardConfig,
+    registry: Registry,
+    closed: AtomicBool,
+    endpoints_gauge: Arc<Gauge>,
+    /// Lanes that left the routes and are draining, by endpoint.
+    retired: Mutex<Vec<(String, JoinHandle<DrainReport>)>>,
+    /// Cuts the retired lanes' drains short (at shutdown).
+    cut_retired: tokio::sync::watch::Sender<bool>,
+    resolver: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ForwardRouter {
+    /// Starts forwarding as `cfg` says (`endpoint`, or `routing`); the caller checks
+    /// [`ForwardConfig::enabled`]. With `routing.dns`, the first lookup happens before this
+    /// returns; until it finds an address, requests are refused with the retryable answer.
+    pub async fn start(cfg: &ForwardConfig, registry: &Registry) -> Result<Arc<Self>, String> {
+        let router = Arc::new(ForwardRouter {
+            routes: RwLock::default(),
+            cfg: cfg.clone(),
+            registry: registry.clone(),
+            closed: AtomicBool::new(false),
+            endpoints_gauge: registry.gauge(&names::FORWARD_ENDPOINTS, &[]),
+            retired: Mutex::default(),
+            cut_retired: tokio::sync::watch::channel(false).0,
+            resolver: Mutex::default(),
+        });
+        match (&cfg.endpoint, &cfg.routing) {
+            (Some(e), _) => router.set_endpoints(vec![e.clone()])?,
+            (
+                None,
+                Some(RoutingConfig {
+                    dns: None,
+                    endpoints,
+                    ..
+                }),
+            ) => router.set_endpoints(endpoints.clone())?,
+            (
+                None,
+                Some(RoutingConfig {
+                    dns: Some(url),
+                    refresh_interval,
+                    ..
+                }),
+            ) => {
+                let dns = DnsName::parse(url)?;
+                match dns.lookup().await {
+                    Ok(found) => router.set_endpoints(found)?,
+                    Err(e) => tracing::warn!("forward.routing.dns: {e}; looking up again"),
+                }
+                let (weak, interval) = (Arc::downgrade(&router), *refresh_interval);
+                *router.resolver.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(interval).await;
+                            let Some(router) = weak.upgrade() else { return };
+                            if router.closed.load(Ordering::Acquire) {
+                                return;
+                            }
+                            match dns.lookup().await {
+                                Ok(found) => {
+                                    if let Err(e) = router.set_endpoints(found) {
+                                        tracing::error!("forward.routing.dns: {e}");
+                                    }
+                                }
+                                Err(e) => tracing::warn!(
+                                    "forward.routing.dns: {e}; keeping the current endpoints"
+                                ),
+                            }
+                        }
+                    }));
+            }
+            (None, None) => return Err("forward.endpoint is not set".into()),
+        }
+        Ok(router)
+    }
+
+    /// Routes over `endpoints` from now on: lanes of endpoints still listed are kept, new ones
+    /// started, and the others retired (drained in the background).
+    pub(crate) fn set_endpoints(&self, mut endpoints: Vec<String>) -> Result<(), String> {
+        endpoints.sort();
+        endpoints.dedup();
+        {
+            // An endpoint that comes back while its old lane still drains (and holds its
+            // spill directory) waits for the next update.
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            retired.retain(|(_, h)| !h.is_finished());
+            endpoints.retain(|e| !retired.iter().any(|(r, _)| r == e));
+        }
+        let current = self.routes();
+        if current
+            .lanes
+            .iter()
+            .map(|l| &l.endpoint)
+            .eq(endpoints.iter())
+        {
+            return Ok(());
+        }
+        let mut kept: BTreeMap<&str, Arc<Lane>> = current
+            .lanes
+            .iter()
+            .map(|l| (l.endpoint.as_str(), l.clone()))
+            .collect();
+        let mut lanes = Vec::with_capacity(endpoints.len());
+        for e in &endpoints {
+            match kept.remove(e.as_str()) {
+                Some(lane) => lanes.push(lane),
+                None => lanes.push(Arc::new(self.lane(e)?)),
+            }
+        }
+        let routes = Arc::new(Routes {
+            ring: Rendezvous::new(&endpoints),
+            lanes,
+        });
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        self.endpoints_gauge.set(endpoints.len() as i64);
+        tracing::info!(?endpoints, "forward endpoints");
+        let deadline = self.cfg_drain_deadline();
+        for (_, lane) in kept {
+            if let Some(handle) = lane.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                tracing::info!(endpoint = %lane.endpoint, "forward endpoint removed; draining it");
+                let mut cut = self.cut_retired.subscribe();
+                let drain = handle.shutdown_or(deadline, async move {
+                    let _ = cut.wait_for(|c| *c).await;
+                });
+                self.retired
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((lane.endpoint.clone(), tokio::spawn(drain)));
+            }
+        }
+        Ok(())
+    }
+
+    fn cfg_drain_deadline(&self) -> Duration {
+        // A retired endpoint is gone from DNS: give it as long as a retry cycle before its
+        // queue moves to the spill (or is dropped without one).
+        self.cfg.retry.max_interval.max(self.cfg.timeout)
+    }
+
+    fn lane(&self, endpoint: &str) -> Result<Lane, String> {
+        let mut cfg = self.cfg.clone();
+        cfg.endpoint = Some(endpoint.to_owned());
+        cfg.routing = None;
+        if let Some(spill) = &mut cfg.queue.spill
+            && self.cfg.routing.is_some()
+        {
+            spill.dir = spill.dir.join(dir_name(endpoint));
+        }
+        let (queue, handle) = Forwarder::start(&cfg, &self.registry)?;
+        Ok(Lane {
+            endpoint: endpoint.to_owned(),
+            queue,
+            handle: Mutex::new(Some(handle)),
+        })
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The endpoints in use, sorted.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.routes()
+            .lanes
+            .iter()
+            .map(|l| l.endpoint.clone())
+            .collect()
+    }
+
+    /// The endpoint that owns `service`, when there is any.
+    pub fn owner(&self, service: &str) -> Option<String> {
+        let routes = self.routes();
+        let i = routes.ring.pick(service.as_bytes())?;
+        Some(routes.lanes[i].endpoint.clone())
+    }
+
+    /// Whether some endpoint answered recently (for readiness).
+    pub fn is_reachable(&self) -> bool {
+        self.routes().lanes.iter().any(|l| {
+            l.handle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(ForwarderHandle::is_reachable)
+        })
+    }
+
+    /// Requests waiting in memory over every endpoint.
+    pub fn queued_requests(&self) -> usize {
+        self.routes().lanes.iter().map(|l| l.queue.requests()).sum()
+    }
+
+    /// Stops taking requests and drains every endpoint within `deadline` (see
+    /// [`ForwarderHandle::shutdown`]); returns the summed report.
+    pub async fn shutdown(&self, deadline: Duration) -> DrainReport {
+        self.closed.store(true, Ordering::Release);
+        if let Some(r) = self
+            .resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            r.abort();
+        }
+        let handles: Vec<ForwarderHandle> = self
+            .routes()
+            .lanes
+            .iter()
+            .filter_map(|l| l.handle.lock().unwrap_or_else(|e| e.into_inner()).take())
+            .collect();
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        let cut = self.cut_retired.clone();
+        let cutter = tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            let _ = cut.send(true);
+        });
+        let mut reports: Vec<DrainReport> =
+            futures_join(handles.into_iter().map(|h| h.shutdown(deadline))).await;
+        for (_, r) in retired {
+            reports.push(r.await.unwrap_or_default());
+        }
+        cutter.abort();
+        reports
+            .into_iter()
+            .fold(DrainReport::default(), |a, r| DrainReport {
+                undelivered: a.undelivered + r.undelivered,
+                spilled: a.spilled + r.spilled,
+            })
+    }
+}
+
+async fn futures_join<F: Future<Output = DrainReport> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<DrainReport> {
+    let tasks: Vec<JoinHandle<DrainReport>> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap_or_default());
+    }
+    out
+}
+
+impl ForwardSink for ForwardRouter {
+    fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure> {
+        let refuse = Backpressure {
+            retry_after: self.cfg.queue.retry_after,
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Err(refuse);
+        }
+        let routes = self.routes();
+        match routes.lanes.len() {
+            0 => return Err(refuse),
+            1 => return routes.lanes[0].queue.forward(signal, body),
+            _ => {}
+        }
+        let lane_of = |service: &[u8]| routes.ring.pick(service).expect("there are lanes");
+        let Ok(entries) = resources(&body) else {
+            // Not valid at the top level (the receivers let through what they do not scan):
+            // forwarded whole, for the downstream to judge.
+            return routes.lanes[lane_of(b"")].queue.forward(signal, body);
+        };
+        let owners: Vec<usize> = entries.iter().map(|e| lane_of(e.service)).collect();
+        let first = owners.first().copied().unwrap_or_else(|| lane_of(b""));
+        if owners.iter().all(|&o| o == first) {
+            return routes.lanes[first].queue.forward(signal, body);
+        }
+        // Split: one request per lane, entries in their original order. If a lane refuses,
+        // the client retries the whole request and the lanes that took their part get it
+        // twice (at least once, never lost).
+        let mut result = Ok(());
+        let mut lanes: Vec<usize> = owners.clone();
+        lanes.sort_unstable();
+        lanes.dedup();
+        for lane in lanes {
+            let mut part = Vec::with_capacity(body.len());
+            for (entry, _) in entries.iter().zip(&owners).filter(|(_, o)| **o == lane) {
+                part.extend_from_slice(&body[entry.range.clone()]);
+            }
+            if let Err(e) = routes.lanes[lane].queue.forward(signal, Bytes::from(part)) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+/// A directory name for an endpoint's spill: its URL with every character that is not a
+/// letter, digit, `.` or `-` replaced by `_`.
+fn dir_name(endpoint: &str) -> String {
+    endpoint
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `routing.dns`: the scheme, host and port to look up.
+#[derive(Debug, Clone)]
+struct DnsName {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl DnsName {
+    fn parse(url: &str) -> Result<DnsName, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("forward.routing.dns `{url}`: {e}"))?;
+        let (Some(scheme), Some(host), Some(port)) = (uri.scheme_str(), uri.host(), uri.port_u16())
+        else {
+            return Err(format!(
+                "forward.routing.dns `{url}`: expected scheme://name:port"
+            ));
+        };
+        Ok(DnsName {
+            scheme: scheme.to_owned(),
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// Every address the name has, as endpoint URLs.
+    async fn lookup(&self) -> Result<Vec<String>, String> {
+        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("cannot look up {}: {e}", self.host))?;
+        let found: Vec<String> = addrs.map(|a| format!("{}://{a}", self.scheme)).collect();
+        if found.is_empty() {
+            return Err(format!("{} has no addresses", self.host));
+        }
+        Ok(found)
+    }
+}
