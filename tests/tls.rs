@@ -18,7 +18,7 @@ use slipstream_e2e::sdk::{emit, http_exporter};
 use slipstream_e2e::tls::{
     Ca, Files, Pem, client_config, plain_get, server_config, tls_get, tls_request,
 };
-use slipstream_e2e::{Sink, self_metric, spans_in, start, test_config};
+use slipstream_e2e::{Sink, http_get, self_metric, spans_in, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 const FAILURES: &str = "slipstream_receiver_tls_handshake_failures_total";
@@ -329,6 +329,13 @@ async fn forward_to_a_downstream_of_another_ca_is_retried_and_nothing_dropped() 
             >= 1.0,
         "the request waits in the queue"
     );
+    // The downstream takes TCP connections but not our trust: not ready, and it stays so
+    // (the readiness probe goes through the TLS handshake, not just a TCP connect).
+    for _ in 0..3 {
+        let (status, body) = http_get(app.admin_addr.unwrap(), "/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     app.shutdown().await;
 }
 

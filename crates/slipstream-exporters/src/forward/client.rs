@@ -100,8 +100,6 @@ pub(crate) struct OtlpTarget {
     protocol: ForwardProtocol,
     headers: HeaderMap,
     gzip: bool,
-    host: String,
-    port: u16,
 }
 
 #[derive(Debug)]
@@ -130,7 +128,6 @@ impl Forwarder {
             cfg.timeout,
             cfg.tls.as_ref(),
         )?;
-        let (host, port) = (otlp.host.clone(), otlp.port);
         let target = Arc::new(Target {
             otlp,
             timeout: cfg.timeout,
@@ -163,14 +160,14 @@ impl Forwarder {
             Dispatcher {
                 queue: queue.clone(),
                 spill: spill.clone(),
-                target,
+                target: target.clone(),
                 phase: phase_rx,
                 reachable: reachable.clone(),
                 registry: registry.clone(),
             }
             .run(rx, cfg.concurrency),
         );
-        let probe = tokio::spawn(probe_loop(host, port, reachable.clone()));
+        let probe = tokio::spawn(probe_loop(target.clone(), reachable.clone()));
         Ok((
             queue.clone(),
             ForwarderHandle {
@@ -237,19 +234,14 @@ impl OtlpTarget {
         let uri: Uri = endpoint
             .parse()
             .map_err(|e| format!("{section}.endpoint `{endpoint}`: {e}"))?;
-        let default_port = match uri.scheme_str() {
-            Some("http") => 80,
-            Some("https") => 443,
-            _ => {
-                return Err(format!(
-                    "{section}.endpoint `{endpoint}`: expected http://host:port or https://host:port"
-                ));
-            }
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("{section}.endpoint `{endpoint}` has no host"))?
-            .clone();
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(format!(
+                "{section}.endpoint `{endpoint}`: expected http://host:port or https://host:port"
+            ));
+        }
+        if uri.authority().is_none() {
+            return Err(format!("{section}.endpoint `{endpoint}` has no host"));
+        }
         let header_map = crate::delivery::header_map(section, headers)?;
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_idle_timeout(Duration::from_secs(90));
@@ -272,12 +264,6 @@ impl OtlpTarget {
             protocol,
             headers: header_map,
             gzip,
-            host: authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: authority.port_u16().unwrap_or(default_port),
         })
     }
 
@@ -360,12 +346,18 @@ impl ForwarderHandle {
     }
 }
 
-async fn probe_loop(host: String, port: u16, reachable: Arc<AtomicBool>) {
+/// While the downstream is not known to be up, sends it an empty export request (valid OTLP,
+/// no data) every [`PROBE_INTERVAL`]: it goes through the same connection, TLS handshake and
+/// headers as real exports, so a downstream that accepts TCP but not our certificate or token
+/// is not taken for reachable.
+async fn probe_loop(target: Arc<Target>, reachable: Arc<AtomicBool>) {
     loop {
         if !reachable.load(Ordering::Acquire) {
             let ok = tokio::time::timeout(
-                PROBE_INTERVAL,
-                tokio::net::TcpStream::connect((host.as_str(), port)),
+                PROBE_INTERVAL.min(target.timeout),
+                target
+                    .otlp
+                    .send(Signal::Traces, target.otlp.encode_body(&Bytes::new())),
             )
             .await
             .is_ok_and(|r| r.is_ok());
