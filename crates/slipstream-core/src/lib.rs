@@ -6,9 +6,12 @@
 //! values). The aggregator classifies it with [`OutcomeRules`] into an [`Outcome`] and files it
 //! into a per-worker shard. Components never depend on each other: where one stage feeds the
 //! next on the hot path, the interface is a trait here ([`ObservationSink`]) and the binary
-//! plugs the implementation in. Time is read through a [`Clock`] so tests can drive it.
+//! plugs the implementation in ([`AggregatesSink`] likewise hands a gateway's receiver the
+//! partial aggregates a sidecar ships, see [`aggregates`]). Time is read through a [`Clock`] so
+//! tests can drive it.
 #![forbid(unsafe_code)]
 
+pub mod aggregates;
 pub mod export;
 mod forward;
 mod outcome;
@@ -18,6 +21,7 @@ mod span;
 pub mod telemetry;
 mod time;
 
+pub use aggregates::{AggregatesSink, MergeError, Merged};
 pub use export::{BurnRateEvent, MetricFamily, MetricsSnapshot, MetricsSource};
 pub use forward::{Backpressure, ForwardSink, Signal};
 pub use outcome::{GrpcBadCodes, Outcome, OutcomeRules};
