@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use slipstream_core::aggregates::{self, value::Value};
 use slipstream_core::{AttrValue, SpanRecord};
 
 const ABSENT: u8 = 0;
@@ -295,29 +296,100 @@ pub(crate) fn service_name(key: &[u8]) -> String {
 }
 
 fn take_part(b: &[u8]) -> (String, &[u8]) {
+    let (v, rest) = take_value(b);
+    let label = match v {
+        Some(Value::StringValue(s)) => s,
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(f)) => f.to_string(),
+        Some(Value::SpanKind(k)) => slipstream_core::SpanKind::from_i32(k).as_str().to_owned(),
+        None => String::new(),
+    };
+    (label, rest)
+}
+
+/// The first part of a key as a typed value (`None`: absent), and the rest.
+fn take_value(b: &[u8]) -> (Option<Value>, &[u8]) {
     match b[0] {
         STR => {
             let n = u32::from_le_bytes(b[1..5].try_into().expect("4 bytes")) as usize;
             let s = String::from_utf8_lossy(&b[5..5 + n]).into_owned();
-            (s, &b[5 + n..])
+            (Some(Value::StringValue(s)), &b[5 + n..])
         }
         INT => (
-            i64::from_le_bytes(b[1..9].try_into().expect("8 bytes")).to_string(),
+            Some(Value::IntValue(i64::from_le_bytes(
+                b[1..9].try_into().expect("8 bytes"),
+            ))),
             &b[9..],
         ),
-        BOOL => ((b[1] != 0).to_string(), &b[2..]),
-        KIND => (
-            slipstream_core::SpanKind::from_i32(i32::from(b[1]))
-                .as_str()
-                .to_owned(),
-            &b[2..],
-        ),
+        BOOL => (Some(Value::BoolValue(b[1] != 0)), &b[2..]),
+        KIND => (Some(Value::SpanKind(i32::from(b[1]))), &b[2..]),
         DOUBLE => (
-            f64::from_bits(u64::from_le_bytes(b[1..9].try_into().expect("8 bytes"))).to_string(),
+            Some(Value::DoubleValue(f64::from_bits(u64::from_le_bytes(
+                b[1..9].try_into().expect("8 bytes"),
+            )))),
             &b[9..],
         ),
-        _ => (String::new(), &b[1..]),
+        _ => (None, &b[1..]),
     }
+}
+
+/// Every part of `key` as a typed value, in order: what partial aggregates carry.
+pub(crate) fn values(key: &[u8]) -> Vec<aggregates::Value> {
+    let mut out = Vec::new();
+    let mut rest = key;
+    while !rest.is_empty() {
+        let (value, r) = take_value(rest);
+        out.push(aggregates::Value { value });
+        rest = r;
+    }
+    out
+}
+
+/// The key partial aggregates name by `values` (see [`values`]): all of `layout`'s parts for
+/// an ordinary series, the service alone for a service's overflow series. Each part must
+/// have the type a span would give it: `service.name` and `span.name` strings (or absent),
+/// `span.kind` a span kind, dimensions any attribute type.
+pub(crate) fn key_of_values(
+    layout: &KeyLayout,
+    values: &[aggregates::Value],
+    service_only: bool,
+) -> Result<Vec<u8>, String> {
+    let want = if service_only { 1 } else { layout.names.len() };
+    if values.len() != want {
+        return Err(format!(
+            "a series key has {} values, expected {want}",
+            values.len()
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let name = &layout.names[i];
+        let is_kind = layout.span_kind && i == layout.names.len() - 1;
+        let is_name = layout.span_name && i == 1 + layout.dims;
+        let is_dim = i >= 1 && i <= layout.dims;
+        match &v.value {
+            None if !is_kind => out.push(ABSENT),
+            Some(Value::StringValue(s)) if !is_kind => put_str(&mut out, s),
+            Some(Value::IntValue(n)) if is_dim => {
+                out.push(INT);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Some(Value::BoolValue(b)) if is_dim => out.extend_from_slice(&[BOOL, u8::from(*b)]),
+            Some(Value::DoubleValue(f)) if is_dim => {
+                out.push(DOUBLE);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Some(Value::SpanKind(k)) if is_kind && (0..=5).contains(k) => {
+                out.extend_from_slice(&[KIND, *k as u8]);
+            }
+            other => return Err(format!("`{name}` cannot have the value {other:?}")),
+        }
+        if is_name && v.value.is_none() {
+            return Err(format!("`{name}` cannot be absent"));
+        }
+    }
+    Ok(out)
 }
 
 // === impl Labels ===

@@ -15,15 +15,25 @@
 //! updates the self-metrics declared in [`names`]. Windows (1m, 5m, 1h, any number of slots up
 //! to the retention) are computed by merging slots: [`Snapshot::window`].
 //!
+//! In two-tier mode the aggregator also takes partial aggregates shipped by other
+//! slipstreams (the [`AggregatesSink`] the receiver calls): [`Aggregator::merge`] checks a
+//! request against this aggregator's slot width, histogram layout and dimensions, and queues
+//! it; the next tick adds it to the window store as if its spans had been recorded here (same
+//! series, cardinality limits, slots, late and future handling). The sender side reads what
+//! changed between two snapshots ([`Snapshot::aggregates_since`], on the same walk as the SLO
+//! engine's feed, [`Snapshot::changes_since`]) and [`Aggregator::aggregates_header`].
+//!
 //! Default series: `service.name` and the resource attribute `deployment.environment`;
 //! `span_kinds` server and consumer count as requests; slots are 1 minute wide and kept for
 //! 1 hour. `service.version` is tracked per series ([`SeriesData::versions`]), not a
 //! dimension.
 #![forbid(unsafe_code)]
 
+mod changes;
 mod histogram;
 mod key;
 mod loom;
+mod merge;
 mod shard;
 mod snapshot;
 mod store;
@@ -35,9 +45,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use slipstream_config::AggregatorConfig;
+use slipstream_core::aggregates::{ExportAggregatesRequest, Header};
 use slipstream_core::telemetry::{Counter, Gauge};
-use slipstream_core::{Clock, ObservationSink, Registry, ScanSpec, SpanRecord};
+use slipstream_core::{
+    AggregatesSink, Clock, MergeError, Merged, ObservationSink, Registry, ScanSpec, SpanRecord,
+};
 
+pub use changes::{SeriesChange, SlotChange};
 pub use histogram::{
     Histogram, SparseHistogram, bucket_high, bucket_low, bucket_of, bucket_value, rank,
 };
@@ -47,6 +61,7 @@ pub use snapshot::{
 };
 
 use crate::loom::{Arc, lock};
+use crate::merge::Pending;
 use crate::shard::ShardConfig;
 use crate::store::{ShardCell, Store, StoreConfig};
 
@@ -82,6 +97,13 @@ pub mod names {
         Counter,
         [],
         "Spans aggregated into a series (overflow series included)."
+    );
+    metric!(
+        MERGED_OBSERVATIONS,
+        "slipstream_aggregator_merged_observations_total",
+        Counter,
+        [],
+        "Requests merged from partial aggregates of other slipstreams (two-tier mode); also counted in slipstream_aggregator_observations_total unless dropped late."
     );
     metric!(
         OVERFLOW_OBSERVATIONS,
@@ -132,6 +154,7 @@ pub mod names {
         &SERIES_CREATED,
         &SERIES_EXPIRED,
         &OBSERVATIONS,
+        &MERGED_OBSERVATIONS,
         &OVERFLOW_OBSERVATIONS,
         &DROPPED_SPANS,
         &CLAMPED_SPANS,
@@ -147,6 +170,7 @@ struct Metrics {
     series_created: StdArc<Counter>,
     series_expired: StdArc<Counter>,
     observations: StdArc<Counter>,
+    merged: StdArc<Counter>,
     overflow: StdArc<Counter>,
     dropped_late: StdArc<Counter>,
     dropped_shard_full: StdArc<Counter>,
@@ -165,6 +189,7 @@ impl Metrics {
             series_created: r.counter(&SERIES_CREATED, &[]),
             series_expired: r.counter(&SERIES_EXPIRED, &[]),
             observations: r.counter(&OBSERVATIONS, &[]),
+            merged: r.counter(&MERGED_OBSERVATIONS, &[]),
             overflow: r.counter(&OVERFLOW_OBSERVATIONS, &[]),
             dropped_late: r.counter(&DROPPED_SPANS, &["late"]),
             dropped_shard_full: r.counter(&DROPPED_SPANS, &["shard_full"]),
@@ -183,6 +208,8 @@ impl Metrics {
         self.series_expired
             .add(new.series_expired - old.series_expired);
         self.observations.add(new.observations - old.observations);
+        self.merged
+            .add(new.merged_observations - old.merged_observations);
         self.overflow
             .add(new.overflow_observations - old.overflow_observations);
         self.dropped_late.add(new.dropped_late - old.dropped_late);
@@ -215,6 +242,10 @@ struct Inner {
     scan_spec: ScanSpec,
     /// Shards created since the last tick, to be linked into the store.
     registrations: StdMutex<Vec<Arc<ShardCell>>>,
+    /// Partial aggregates checked and waiting for the next tick.
+    merges: StdMutex<Pending>,
+    /// Sender runs are forgotten after this long without a request.
+    idle_ns: u64,
     store: StdMutex<Store>,
     snapshot: ArcSwap<Snapshot>,
     metrics: Metrics,
@@ -256,6 +287,8 @@ impl Aggregator {
                 tick_interval: cfg.tick_interval,
                 scan_spec: cfg.scan_spec(),
                 registrations: StdMutex::new(Vec::new()),
+                merges: StdMutex::new(Pending::default()),
+                idle_ns: (cfg.series_idle_timeout.as_nanos() as u64).max(1),
                 store: StdMutex::new(store),
                 snapshot: ArcSwap::from_pointee(snapshot),
                 metrics: Metrics::new(registry),
@@ -297,7 +330,8 @@ impl Aggregator {
         for cell in lock_std(&self.inner.registrations).drain(..) {
             store.register(cell);
         }
-        let snap = StdArc::new(store.tick(now));
+        let merges = lock_std(&self.inner.merges).take(now.saturating_sub(self.inner.idle_ns));
+        let snap = StdArc::new(store.tick(now, &merges));
         let old = self.inner.snapshot.swap(snap.clone());
         self.inner.metrics.publish(&old.totals, &snap.totals);
         snap
@@ -306,6 +340,35 @@ impl Aggregator {
     /// The latest published snapshot.
     pub fn snapshot(&self) -> StdArc<Snapshot> {
         self.inner.snapshot.load_full()
+    }
+
+    /// The header of partial aggregates built from this aggregator's snapshots: slot width,
+    /// histogram layout and range, series labels. The sender's instance, run and sequence are
+    /// left for the exporter to fill in.
+    pub fn aggregates_header(&self) -> Header {
+        merge::header(&self.inner.cfg)
+    }
+
+    /// Checks partial aggregates shipped by another slipstream against this aggregator and
+    /// queues them for the next tick, which merges them into the window store as if their
+    /// spans had been recorded here. A request the same sender run already had merged (same
+    /// sequence) is answered [`Merged::Duplicate`] and not added again. Refused with
+    /// [`MergeError::Busy`] while the queued merges hold `max_pending_per_shard` slots.
+    pub fn merge(&self, request: ExportAggregatesRequest) -> Result<Merged, MergeError> {
+        let checked = merge::check(&self.inner.cfg, request)?;
+        let now = self.inner.clock.now_unix_nanos();
+        lock_std(&self.inner.merges).offer(
+            checked,
+            now,
+            self.inner.cfg.max_pending,
+            self.inner.tick_interval,
+        )
+    }
+}
+
+impl AggregatesSink for Aggregator {
+    fn merge(&self, request: ExportAggregatesRequest) -> Result<Merged, MergeError> {
+        Aggregator::merge(self, request)
     }
 }
 

@@ -46,9 +46,9 @@ fn loom_shard_handoff_loses_and_duplicates_nothing() {
                 drop(cell);
             })
         };
-        let first = store.tick(NOW);
+        let first = store.tick(NOW, &[]);
         worker.join().unwrap();
-        let last = store.tick(NOW);
+        let last = store.tick(NOW, &[]);
         assert!(first.totals().observations <= 3);
         assert_eq!(last.totals().observations, 3);
         assert_eq!(

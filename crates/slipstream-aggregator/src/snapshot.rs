@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slipstream_core::UnixNanos;
+use slipstream_core::aggregates::{self, Overflow};
 
 use crate::histogram::{Histogram, SparseHistogram};
-use crate::key::Labels;
+use crate::key::{self, Labels};
 
 /// The counts of one series in one event-time slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,9 @@ pub struct SeriesData {
     pub(crate) slots: Vec<Arc<SlotData>>,
     pub(crate) versions: Vec<VersionSeen>,
     pub(crate) last_seen: UnixNanos,
+    /// The key (for a service's overflow series, its service part; empty for the global one).
+    pub(crate) key: Arc<[u8]>,
+    pub(crate) overflow: Overflow,
 }
 
 impl Clone for SeriesData {
@@ -60,6 +64,8 @@ impl Clone for SeriesData {
             slots,
             versions: self.versions.clone(),
             last_seen: self.last_seen,
+            key: self.key.clone(),
+            overflow: self.overflow,
         }
     }
 }
@@ -84,6 +90,17 @@ impl SeriesData {
     /// `max_versions_per_series`).
     pub fn versions(&self) -> &[VersionSeen] {
         &self.versions
+    }
+
+    /// Whether this is an overflow series, and which.
+    pub fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    /// The key as partial aggregates carry it: one typed value per label (the service alone
+    /// for a service's overflow series, nothing for the global one).
+    pub fn key_values(&self) -> Vec<aggregates::Value> {
+        key::values(&self.key)
     }
 
     /// When the series last received an observation (tick time, Unix nanoseconds).
@@ -152,6 +169,9 @@ impl WindowStats {
 pub struct Totals {
     /// Spans aggregated into a series.
     pub observations: u64,
+    /// Requests that arrived as partial aggregates of another slipstream (also in
+    /// `observations` unless dropped late).
+    pub merged_observations: u64,
     /// Of those, spans that went to an overflow series.
     pub overflow_observations: u64,
     /// Spans dropped because they ended before the retained slots.

@@ -2,16 +2,21 @@
 //!
 //! Runs on the ticking thread only. A tick takes each shard's delta (a swap under the shard's
 //! lock), resolves new shard-local keys to global series (applying the cardinality limits),
-//! merges the counts into slots, drops slots that left the retention, expires idle series
-//! and builds the next [`Snapshot`].
+//! merges the counts into slots, merges the partial aggregates other slipstreams shipped
+//! (checked on arrival by `merge`, so they go through the same limits and slot handling),
+//! drops slots that left the retention, expires idle series and builds the next
+//! [`Snapshot`].
 
 use std::sync::Arc as StdArc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use slipstream_core::UnixNanos;
+use slipstream_core::aggregates::Overflow;
 
+use crate::histogram::bucket_of;
 use crate::key::{Labels, service_name, service_part};
 use crate::loom::{Arc, Mutex, lock};
+use crate::merge::{MergeSeries, SlotCounts};
 use crate::shard::{Delta, OVERFLOW_LOCAL, Shard, ShardConfig, Sweep};
 use crate::snapshot::{SeriesData, SeriesId, SlotData, Snapshot, Totals, VersionSeen};
 
@@ -32,18 +37,15 @@ impl ShardCell {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Normal,
-    ServiceOverflow,
-    GlobalOverflow,
-}
-
 #[derive(Debug)]
 struct Entry {
     data: StdArc<SeriesData>,
-    key: Box<[u8]>,
-    kind: Kind,
+}
+
+impl Entry {
+    fn kind(&self) -> Overflow {
+        self.data.overflow
+    }
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +95,8 @@ impl Store {
             slots: Vec::new(),
             versions: Vec::new(),
             last_seen: 0,
+            key: StdArc::from(&[][..]),
+            overflow: Overflow::Global,
         };
         Store {
             cfg,
@@ -100,8 +104,6 @@ impl Store {
             by_key: FxHashMap::default(),
             series: vec![Some(Entry {
                 data: StdArc::new(overflow),
-                key: Box::new([]),
-                kind: Kind::GlobalOverflow,
             })],
             free: Vec::new(),
             live: 0,
@@ -122,8 +124,9 @@ impl Store {
         });
     }
 
-    /// Merges every shard's pending counts, ages and expires, and returns the new snapshot.
-    pub(crate) fn tick(&mut self, now: UnixNanos) -> Snapshot {
+    /// Merges every shard's pending counts and the partial aggregates `merges`, ages and
+    /// expires, and returns the new snapshot.
+    pub(crate) fn tick(&mut self, now: UnixNanos, merges: &[Vec<MergeSeries>]) -> Snapshot {
         let slot_ns = self.cfg.slot_ns;
         let now_slot = now / slot_ns;
         let oldest = (now_slot + 1).saturating_sub(self.cfg.retention_slots);
@@ -161,6 +164,9 @@ impl Store {
                 i += 1;
             }
         }
+        for batch in merges {
+            self.merge(batch, now, oldest);
+        }
         self.free.extend(retired);
         self.age(now, oldest);
         self.totals.ticks += 1;
@@ -174,7 +180,7 @@ impl Store {
                 .series
                 .iter()
                 .flatten()
-                .filter(|e| e.kind != Kind::GlobalOverflow || !e.data.slots.is_empty())
+                .filter(|e| e.kind() != Overflow::Global || !e.data.slots.is_empty())
                 .map(|e| e.data.clone())
                 .collect(),
             totals: self.totals,
@@ -191,61 +197,22 @@ impl Store {
             }
             map[l] = g;
         }
-        let max_versions = self.cfg.max_versions;
         for (l, v, t) in &delta.versions {
             let g = self.shards[shard].global_of[*l as usize];
-            if let Some(e) = self.series[g as usize].as_mut()
-                && !e.data.versions.iter().any(|x| *x.version == **v)
-            {
-                let d = StdArc::make_mut(&mut e.data);
-                if d.versions.len() >= max_versions {
-                    d.versions.remove(0);
-                }
-                d.versions.push(VersionSeen {
-                    version: StdArc::from(&**v),
-                    first_seen_unix_nanos: *t,
-                });
-            }
+            self.add_version(g, v, *t);
         }
-        let slot_ns = self.cfg.slot_ns;
         for acc in &delta.accs {
             let g = if acc.local == OVERFLOW_LOCAL {
                 GLOBAL_OVERFLOW
             } else {
                 self.shards[shard].global_of[acc.local as usize]
             };
-            let Some(e) = self.series[g as usize]
-                .as_mut()
-                .filter(|_| acc.slot >= oldest)
-            else {
-                self.totals.dropped_late += acc.total;
-                continue;
+            let counts = SlotCounts {
+                slot: acc.slot,
+                total: acc.total,
+                bad: acc.bad,
             };
-            if e.kind != Kind::Normal {
-                self.totals.overflow_observations += acc.total;
-            }
-            self.totals.observations += acc.total;
-            let d = StdArc::make_mut(&mut e.data);
-            d.last_seen = now;
-            let start = acc.slot * slot_ns;
-            let pairs = delta.buckets(acc);
-            match d.slots.binary_search_by_key(&start, |s| s.start_unix_nanos) {
-                Ok(i) => {
-                    let s = StdArc::make_mut(&mut d.slots[i]);
-                    s.total += acc.total;
-                    s.bad += acc.bad;
-                    s.histogram = s.histogram.merged_with(pairs);
-                }
-                Err(i) => d.slots.insert(
-                    i,
-                    StdArc::new(SlotData {
-                        start_unix_nanos: start,
-                        total: acc.total,
-                        bad: acc.bad,
-                        histogram: crate::histogram::SparseHistogram::from_sorted(pairs),
-                    }),
-                ),
-            }
+            self.add(g, counts, delta.buckets(acc), now, oldest);
         }
         let c = &delta.counters;
         let t = &mut self.totals;
@@ -254,6 +221,116 @@ impl Store {
         t.clamped_future += c.future;
         t.clamped_duration += c.duration;
         t.filtered += c.filtered;
+    }
+
+    /// Merges checked partial aggregates (see `merge`) as if their spans had been recorded
+    /// here: same series (within the same cardinality limits), same slots, same histograms.
+    /// Slots before the retention are dropped as late spans are; slots further in the future
+    /// than the skew allowed are moved to the current slot as such spans are; latencies above
+    /// this aggregator's histogram range are clamped to its top bucket.
+    pub(crate) fn merge(&mut self, batch: &[MergeSeries], now: UnixNanos, oldest: u64) {
+        let slot_ns = self.cfg.slot_ns;
+        let now_slot = now / slot_ns;
+        let latest = now.saturating_add(self.cfg.future_skew_ns) / slot_ns;
+        let top = bucket_of(self.cfg.max_value);
+        for series in batch {
+            let g = match series.overflow {
+                Overflow::None => self.resolve(&series.key, now),
+                Overflow::Service => self.service_overflow(&series.key, now),
+                Overflow::Global => GLOBAL_OVERFLOW,
+            };
+            for (v, t) in &series.versions {
+                self.add_version(g, v, *t);
+            }
+            for slot in &series.slots {
+                let mut counts = slot.counts;
+                if counts.slot > latest {
+                    counts.slot = now_slot;
+                    self.totals.clamped_future += counts.total;
+                }
+                let clamped: u64 = slot
+                    .buckets
+                    .iter()
+                    .filter(|(b, _)| *b > top)
+                    .map(|(_, n)| n)
+                    .sum();
+                self.totals.clamped_duration += clamped;
+                let below = slot.buckets.iter().copied().filter(|(b, _)| *b <= top);
+                let pairs: Vec<(u32, u64)> = below
+                    .chain((clamped > 0).then_some((top, clamped)))
+                    .collect();
+                self.totals.merged_observations += counts.total;
+                self.add(g, counts, pairs, now, oldest);
+            }
+        }
+    }
+
+    /// Adds `counts` and the latency buckets `pairs` (ascending; a bucket may repeat) to
+    /// series `g`, or counts them late when the slot is before `oldest`.
+    fn add(
+        &mut self,
+        g: u32,
+        counts: SlotCounts,
+        pairs: Vec<(u32, u64)>,
+        now: UnixNanos,
+        oldest: u64,
+    ) {
+        let Some(e) = self.series[g as usize]
+            .as_mut()
+            .filter(|_| counts.slot >= oldest)
+        else {
+            self.totals.dropped_late += counts.total;
+            return;
+        };
+        if e.kind() != Overflow::None {
+            self.totals.overflow_observations += counts.total;
+        }
+        self.totals.observations += counts.total;
+        let d = StdArc::make_mut(&mut e.data);
+        d.last_seen = now;
+        let start = counts.slot * self.cfg.slot_ns;
+        match d.slots.binary_search_by_key(&start, |s| s.start_unix_nanos) {
+            Ok(i) => {
+                let s = StdArc::make_mut(&mut d.slots[i]);
+                s.total += counts.total;
+                s.bad += counts.bad;
+                s.histogram = s.histogram.merged_with(pairs);
+            }
+            Err(i) => d.slots.insert(
+                i,
+                StdArc::new(SlotData {
+                    start_unix_nanos: start,
+                    total: counts.total,
+                    bad: counts.bad,
+                    histogram: crate::histogram::SparseHistogram::from_sorted(pairs),
+                }),
+            ),
+        }
+    }
+
+    /// Remembers that series `g` saw `service.version` `v` first at `t` (the earliest time
+    /// wins when it was already known), forgetting the oldest beyond the limit.
+    fn add_version(&mut self, g: u32, v: &str, t: UnixNanos) {
+        let max_versions = self.cfg.max_versions;
+        let Some(e) = self.series[g as usize].as_mut() else {
+            return;
+        };
+        match e.data.versions.iter().position(|x| *x.version == *v) {
+            Some(i) if e.data.versions[i].first_seen_unix_nanos > t => {
+                StdArc::make_mut(&mut e.data).versions[i].first_seen_unix_nanos = t;
+            }
+            Some(_) => {}
+            None => {
+                let d = StdArc::make_mut(&mut e.data);
+                if d.versions.len() >= max_versions {
+                    d.versions.remove(0);
+                }
+                d.versions.push(VersionSeen {
+                    version: StdArc::from(v),
+                    first_seen_unix_nanos: t,
+                });
+            }
+        }
     }
 
     /// The global series of a key, creating it within the limits or choosing an overflow one.
@@ -270,24 +347,32 @@ impl Store {
             .get(svc_key)
             .is_some_and(|s| s.count >= self.limits.max_per_service);
         if svc_full {
-            if let Some(o) = self.services[svc_key].overflow {
-                return o;
-            }
-            let labels = Labels::service_overflow(&service_name(key));
-            let g = self.create(key, labels, Kind::ServiceOverflow, now);
-            if let Some(s) = self.services.get_mut(svc_key) {
-                s.overflow = Some(g);
-            }
-            return g;
+            return self.service_overflow(key, now);
         }
         let labels = self.cfg.layout.labels(key);
-        let g = self.create(key, labels, Kind::Normal, now);
+        let g = self.create(key, labels, Overflow::None, now);
         self.by_key.insert(key.into(), g);
         self.services.entry(svc_key.into()).or_default().count += 1;
         g
     }
 
-    fn create(&mut self, key: &[u8], labels: Labels, kind: Kind, now: UnixNanos) -> u32 {
+    /// The overflow series of the service of `key` (a whole key or its service part),
+    /// created when it has none; the global overflow series past the series limit.
+    fn service_overflow(&mut self, key: &[u8], now: UnixNanos) -> u32 {
+        let svc_key = service_part(key);
+        if let Some(o) = self.services.get(svc_key).and_then(|s| s.overflow) {
+            return o;
+        }
+        if self.live >= self.limits.max_series {
+            return GLOBAL_OVERFLOW;
+        }
+        let labels = Labels::service_overflow(&service_name(key));
+        let g = self.create(svc_key, labels, Overflow::Service, now);
+        self.services.entry(svc_key.into()).or_default().overflow = Some(g);
+        g
+    }
+
+    fn create(&mut self, key: &[u8], labels: Labels, kind: Overflow, now: UnixNanos) -> u32 {
         let g = self.free.pop().unwrap_or(self.series.len() as u32);
         let data = SeriesData {
             id: SeriesId(g),
@@ -295,11 +380,11 @@ impl Store {
             slots: Vec::with_capacity(self.cfg.retention_slots as usize + 1),
             versions: Vec::new(),
             last_seen: now,
+            key: key.into(),
+            overflow: kind,
         };
         let e = Entry {
             data: StdArc::new(data),
-            key: key.into(),
-            kind,
         };
         if g as usize == self.series.len() {
             self.series.push(Some(e));
@@ -330,19 +415,19 @@ impl Store {
                     .partition_point(|s| s.start_unix_nanos < oldest_start);
                 d.slots.drain(..n);
             }
-            if e.kind == Kind::GlobalOverflow || e.data.last_seen >= idle_before {
+            if e.kind() == Overflow::Global || e.data.last_seen >= idle_before {
                 continue;
             }
             let Some(e) = self.series[g].take() else {
                 continue;
             };
-            let svc_key = service_part(&e.key);
-            if e.kind == Kind::Normal {
-                self.by_key.remove(&e.key);
+            let svc_key = service_part(&e.data.key);
+            if e.kind() == Overflow::None {
+                self.by_key.remove(&*e.data.key);
             }
             if let Some(s) = self.services.get_mut(svc_key) {
-                match e.kind {
-                    Kind::Normal => s.count -= 1,
+                match e.kind() {
+                    Overflow::None => s.count -= 1,
                     _ => s.overflow = None,
                 }
                 if s.count == 0 && s.overflow.is_none() {

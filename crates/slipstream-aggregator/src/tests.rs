@@ -488,7 +488,7 @@ fn parts() -> impl proptest::strategy::Strategy<Value = Parts> {
 
 proptest::proptest! {
     /// Looking a key up by hash and part-by-part comparison agrees with writing both keys
-    /// and comparing the bytes.
+    /// and comparing the bytes; a key's typed values rebuild it.
     #[test]
     fn key_hash_and_match_agree_with_written_keys(
         a in parts(),
@@ -506,6 +506,8 @@ proptest::proptest! {
         proptest::prop_assert_eq!(layout.matches(&sa, &kb), ka == kb);
         proptest::prop_assert_eq!(layout.matches(&sb, &ka), ka == kb);
         proptest::prop_assert!(layout.matches(&sa, &ka));
+        // The typed values partial aggregates carry give the key back.
+        proptest::prop_assert_eq!(key::key_of_values(&layout, &key::values(&ka), false), Ok(ka.clone()));
         if ka == kb {
             proptest::prop_assert_eq!(layout.hash(&sa), layout.hash(&sb));
         }

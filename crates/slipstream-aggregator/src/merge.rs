@@ -1,0 +1,269 @@
+//! Partial aggregates from another slipstream (two-tier mode), on their way into the window
+//! store.
+//!
+//! [`check`] runs when a request arrives, on the receiver's thread: it compares the sender's
+//! header with this aggregator (slot width, histogram layout and range, dimensions: anything
+//! else would not merge losslessly), checks every series and slot against the schema's rules
+//! and turns the series keys back into the bytes a span of that series would have. Nothing
+//! touches the window store then: the checked batch waits in [`Pending`] and the next tick
+//! merges it (`Store::merge`), so the store keeps its single writer.
+
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+use slipstream_core::UnixNanos;
+use slipstream_core::aggregates::{
+    ExportAggregatesRequest, HISTOGRAM_LAYOUT, Header, Overflow, Series,
+};
+use slipstream_core::{MergeError, Merged};
+
+use crate::histogram::bucket_of;
+use crate::key;
+use crate::shard::ShardConfig;
+
+/// The requests, bad requests and slot of one (series, slot) addition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotCounts {
+    /// Slot number (start / slot width).
+    pub(crate) slot: u64,
+    pub(crate) total: u64,
+    pub(crate) bad: u64,
+}
+
+/// One slot of a checked series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MergeSlot {
+    pub(crate) counts: SlotCounts,
+    /// `(bucket, count)`, strictly ascending, adding up to `counts.total`.
+    pub(crate) buckets: Vec<(u32, u64)>,
+}
+
+/// One checked series of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MergeSeries {
+    /// The key (the service part alone for a service's overflow series; empty for the global
+    /// one).
+    pub(crate) key: Box<[u8]>,
+    pub(crate) overflow: Overflow,
+    pub(crate) versions: Vec<(Box<str>, UnixNanos)>,
+    pub(crate) slots: Vec<MergeSlot>,
+}
+
+/// One run of a sender: its instance name and start time.
+type Run = (String, UnixNanos);
+
+/// Checked batches waiting for the next tick, and the last sequence merged from each sender
+/// run.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    batches: Vec<Vec<MergeSeries>>,
+    /// Slots in `batches`.
+    slots: usize,
+    /// Last sequence merged, and when, per sender run.
+    senders: FxHashMap<Run, (u64, UnixNanos)>,
+}
+
+impl Pending {
+    /// Queues a checked batch, unless it repeats one already merged from the same sender run
+    /// (`sequence` 0 is never a repeat) or the queue holds `max_slots` slots already (one
+    /// batch is always taken when the queue is empty, however large).
+    pub(crate) fn offer(
+        &mut self,
+        checked: Checked,
+        now: UnixNanos,
+        max_slots: usize,
+        retry_after: Duration,
+    ) -> Result<Merged, MergeError> {
+        let run = (checked.instance, checked.started);
+        if checked.sequence > 0
+            && self
+                .senders
+                .get(&run)
+                .is_some_and(|(last, _)| *last >= checked.sequence)
+        {
+            return Ok(Merged::Duplicate);
+        }
+        if !self.batches.is_empty() && self.slots + checked.slots > max_slots {
+            return Err(MergeError::Busy(retry_after));
+        }
+        if checked.sequence > 0 {
+            self.senders.insert(run, (checked.sequence, now));
+        }
+        self.slots += checked.slots;
+        self.batches.push(checked.series);
+        Ok(Merged::Accepted)
+    }
+
+    /// Takes every queued batch, and forgets sender runs not heard from since `forget_before`.
+    pub(crate) fn take(&mut self, forget_before: UnixNanos) -> Vec<Vec<MergeSeries>> {
+        self.senders.retain(|_, (_, at)| *at >= forget_before);
+        self.slots = 0;
+        std::mem::take(&mut self.batches)
+    }
+}
+
+/// A request that passed [`check`].
+#[derive(Debug)]
+pub(crate) struct Checked {
+    instance: String,
+    started: UnixNanos,
+    sequence: u64,
+    series: Vec<MergeSeries>,
+    slots: usize,
+}
+
+/// What a sender puts in the header for an aggregator configured as `cfg` (the sender's
+/// instance, run and sequence left unset).
+pub(crate) fn header(cfg: &ShardConfig) -> Header {
+    Header {
+        slot_width_nanos: cfg.slot_ns,
+        histogram_layout: HISTOGRAM_LAYOUT.to_owned(),
+        histogram_max_value_nanos: cfg.max_value,
+        dimensions: cfg.layout.names.iter().map(|n| n.to_string()).collect(),
+        ..Header::default()
+    }
+}
+
+/// Checks `req` against an aggregator configured as `cfg` and turns it into what the store
+/// merges.
+pub(crate) fn check(
+    cfg: &ShardConfig,
+    req: ExportAggregatesRequest,
+) -> Result<Checked, MergeError> {
+    let h = req
+        .header
+        .ok_or_else(|| MergeError::Invalid("the request has no header".to_owned()))?;
+    check_header(cfg, &h)?;
+    let mut series = Vec::with_capacity(req.series.len());
+    let mut slots = 0;
+    for (i, s) in req.series.into_iter().enumerate() {
+        let s =
+            check_series(cfg, s).map_err(|e| MergeError::Invalid(format!("series[{i}]: {e}")))?;
+        slots += s.slots.len();
+        series.push(s);
+    }
+    Ok(Checked {
+        instance: h.instance,
+        started: h.instance_started_unix_nanos,
+        sequence: h.sequence,
+        series,
+        slots,
+    })
+}
+
+fn check_header(cfg: &ShardConfig, h: &Header) -> Result<(), MergeError> {
+    let incompatible = |m: String| Err(MergeError::Incompatible(m));
+    if h.slot_width_nanos != cfg.slot_ns {
+        return incompatible(format!(
+            "the sender's slots are {:?} wide, this aggregator's {:?} (aggregator.slot_width must be the same on both tiers)",
+            Duration::from_nanos(h.slot_width_nanos),
+            Duration::from_nanos(cfg.slot_ns)
+        ));
+    }
+    if h.histogram_layout != HISTOGRAM_LAYOUT {
+        return incompatible(format!(
+            "histogram layout `{}` is not this aggregator's `{HISTOGRAM_LAYOUT}`",
+            h.histogram_layout
+        ));
+    }
+    if h.histogram_max_value_nanos < cfg.max_value {
+        return incompatible(format!(
+            "the sender clamps latencies at {:?}, below this aggregator's {:?} (aggregator.histogram_max_value must be at least as large on the sender)",
+            Duration::from_nanos(h.histogram_max_value_nanos),
+            Duration::from_nanos(cfg.max_value)
+        ));
+    }
+    if !h
+        .dimensions
+        .iter()
+        .map(String::as_str)
+        .eq(cfg.layout.names.iter().map(|n| &**n))
+    {
+        let ours: Vec<&str> = cfg.layout.names.iter().map(|n| &**n).collect();
+        return incompatible(format!(
+            "the sender's series labels {:?} are not this aggregator's {ours:?} (the aggregator's dimensions must be the same on both tiers)",
+            h.dimensions
+        ));
+    }
+    Ok(())
+}
+
+fn check_series(cfg: &ShardConfig, s: Series) -> Result<MergeSeries, String> {
+    let overflow = Overflow::try_from(s.overflow)
+        .map_err(|_| format!("unknown overflow value {}", s.overflow))?;
+    let key = match overflow {
+        Overflow::None => key::key_of_values(&cfg.layout, &s.key, false)?,
+        Overflow::Service => key::key_of_values(&cfg.layout, &s.key, true)?,
+        Overflow::Global if s.key.is_empty() => Vec::new(),
+        Overflow::Global => return Err("the global overflow series has a key".to_owned()),
+    };
+    let mut slots = Vec::with_capacity(s.slots.len());
+    for (j, slot) in s.slots.into_iter().enumerate() {
+        if slot.total == 0 && slot.bucket_indexes.is_empty() {
+            continue;
+        }
+        slots.push(check_slot(cfg, slot).map_err(|e| format!("slots[{j}]: {e}"))?);
+    }
+    Ok(MergeSeries {
+        key: key.into(),
+        overflow,
+        versions: s
+            .versions
+            .into_iter()
+            .map(|v| (v.version.into(), v.first_seen_unix_nanos))
+            .collect(),
+        slots,
+    })
+}
+
+fn check_slot(
+    cfg: &ShardConfig,
+    slot: slipstream_core::aggregates::Slot,
+) -> Result<MergeSlot, String> {
+    if !slot.start_unix_nanos.is_multiple_of(cfg.slot_ns) {
+        return Err(format!(
+            "start {} is not on a slot boundary",
+            slot.start_unix_nanos
+        ));
+    }
+    if slot.bad > slot.total {
+        return Err(format!("bad {} is above total {}", slot.bad, slot.total));
+    }
+    if slot.bucket_indexes.len() != slot.bucket_counts.len() {
+        return Err("bucket_indexes and bucket_counts differ in length".to_owned());
+    }
+    let top = bucket_of(u64::MAX);
+    let mut sum = 0u64;
+    let mut previous: Option<u32> = None;
+    for (&b, &n) in slot.bucket_indexes.iter().zip(&slot.bucket_counts) {
+        if b > top || previous.is_some_and(|p| p >= b) {
+            return Err(format!(
+                "bucket index {b} is out of order or beyond the last bucket ({top})"
+            ));
+        }
+        previous = Some(b);
+        sum = sum.saturating_add(n);
+    }
+    if sum != slot.total {
+        return Err(format!(
+            "the buckets add up to {sum}, not to total {}",
+            slot.total
+        ));
+    }
+    Ok(MergeSlot {
+        counts: SlotCounts {
+            slot: slot.start_unix_nanos / cfg.slot_ns,
+            total: slot.total,
+            bad: slot.bad,
+        },
+        buckets: slot
+            .bucket_indexes
+            .into_iter()
+            .zip(slot.bucket_counts)
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+    })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,548 @@
+//! Two tiers: what sidecar aggregators ship (the difference between two of their snapshots)
+//! and a gateway aggregator merges ends up as the same series, slots and histograms as one
+//! aggregator fed every span.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use slipstream_config::AggregatorConfig;
+use slipstream_core::aggregates::{ExportAggregatesRequest, Overflow, Series, Slot, Value, value};
+use slipstream_core::{
+    AttrValue, Clock, ManualClock, MergeError, Merged, ObservationSink, Registry, SpanKind,
+    SpanRecord, StatusCode,
+};
+
+use crate::{Aggregator, Snapshot};
+
+const SEC: u64 = 1_000_000_000;
+const T0: u64 = 1_700_000_000 * SEC;
+
+/// One aggregator and the snapshot it last shipped from.
+struct Sender {
+    agg: Aggregator,
+    shipped: Arc<Snapshot>,
+    sequence: u64,
+    name: &'static str,
+}
+
+impl Sender {
+    fn new(cfg: &AggregatorConfig, clock: &ManualClock, name: &'static str) -> Self {
+        Sender {
+            agg: Aggregator::new(cfg, Arc::new(clock.clone()), &Registry::new()),
+            shipped: Arc::new(Snapshot::default()),
+            sequence: 0,
+            name,
+        }
+    }
+
+    /// Ticks and returns what changed since the previous shipment.
+    fn ship(&mut self) -> ExportAggregatesRequest {
+        let snap = self.agg.tick();
+        let series = snap.aggregates_since(&self.shipped);
+        self.shipped = snap;
+        self.sequence += 1;
+        let mut header = self.agg.aggregates_header();
+        header.instance = self.name.to_owned();
+        header.instance_started_unix_nanos = T0;
+        header.sequence = self.sequence;
+        ExportAggregatesRequest {
+            header: Some(header),
+            series,
+        }
+    }
+}
+
+fn aggregator(cfg: &AggregatorConfig, clock: &ManualClock) -> (Aggregator, Registry) {
+    let registry = Registry::new();
+    (
+        Aggregator::new(cfg, Arc::new(clock.clone()), &registry),
+        registry,
+    )
+}
+
+fn span<'a>(service: &'a str, env: &'a str, end: u64, dur: u64) -> SpanRecord<'a> {
+    let mut dims = [AttrValue::Absent; slipstream_core::MAX_DIMENSIONS];
+    dims[0] = AttrValue::Str(env);
+    SpanRecord {
+        service_name: Some(service),
+        name: "GET /",
+        kind: SpanKind::Server,
+        start_unix_nano: end - dur,
+        end_unix_nano: end,
+        dims,
+        ..SpanRecord::default()
+    }
+}
+
+/// Every series of a snapshot by its labels, with its slots as
+/// `(start, total, bad, buckets)`.
+type Flat = Vec<(String, Vec<(u64, u64, u64, Vec<(u32, u64)>)>)>;
+
+fn flat(snap: &Snapshot) -> Flat {
+    let mut out: Flat = snap
+        .series()
+        .iter()
+        .map(|s| {
+            (
+                s.labels().to_string(),
+                s.slots()
+                    .iter()
+                    .map(|x| {
+                        (
+                            x.start_unix_nanos,
+                            x.total,
+                            x.bad,
+                            x.histogram.iter().collect(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .filter(|(_, slots): &(String, Vec<_>)| !slots.is_empty())
+        .collect();
+    out.sort();
+    out
+}
+
+fn request(series: Vec<Series>, sequence: u64, agg: &Aggregator) -> ExportAggregatesRequest {
+    let mut header = agg.aggregates_header();
+    header.instance = "test".into();
+    header.sequence = sequence;
+    ExportAggregatesRequest {
+        header: Some(header),
+        series,
+    }
+}
+
+fn string(s: &str) -> Value {
+    Value {
+        value: Some(value::Value::StringValue(s.into())),
+    }
+}
+
+fn slot(start: u64, total: u64, bad: u64, buckets: &[(u32, u64)]) -> Slot {
+    Slot {
+        start_unix_nanos: start,
+        total,
+        bad,
+        bucket_indexes: buckets.iter().map(|b| b.0).collect(),
+        bucket_counts: buckets.iter().map(|b| b.1).collect(),
+    }
+}
+
+#[test]
+fn three_sidecars_merged_equal_one_aggregator_fed_every_span() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let mut sidecars: Vec<Sender> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| Sender::new(&cfg, &clock, n))
+        .collect();
+    let (gateway, gateway_metrics) = aggregator(&cfg, &clock);
+    let (reference, _) = aggregator(&cfg, &clock);
+    for minute in 0..5u64 {
+        clock.set(T0 + minute * 60 * SEC);
+        for i in 0..30u64 {
+            let now = clock.now_unix_nanos();
+            // "cart" goes through every sidecar, "pay" through two.
+            let service = if i % 3 == 0 { "pay" } else { "cart" };
+            let mut s = span(service, "prod", now - i * SEC, (i + 1) * 3_000_000);
+            if i % 7 == 0 {
+                s.status = StatusCode::Error;
+            }
+            let v = if minute < 2 { "1.0" } else { "1.1" };
+            s.service_version = Some(v);
+            let sidecar = if service == "pay" { i % 2 } else { i % 3 } as usize;
+            sidecars[sidecar].agg.record(&[s]);
+            reference.record(&[s]);
+        }
+        for sc in &mut sidecars {
+            let req = sc.ship();
+            assert_eq!(gateway.merge(req), Ok(Merged::Accepted));
+        }
+        let (g, r) = (gateway.tick(), reference.tick());
+        assert_eq!(flat(&g), flat(&r), "minute {minute}");
+    }
+    let (g, r) = (gateway.snapshot(), reference.snapshot());
+    assert_eq!(g.totals().observations, 150);
+    assert_eq!(g.totals().merged_observations, 150);
+    assert_eq!(
+        gateway_metrics.value("slipstream_aggregator_merged_observations_total", &[]),
+        Some(150)
+    );
+    let versions = |s: &Snapshot, svc: &str| -> Vec<String> {
+        s.find(&[("service.name", svc), ("deployment.environment", "prod")])
+            .unwrap()
+            .versions()
+            .iter()
+            .map(|v| v.version.to_string())
+            .collect()
+    };
+    assert_eq!(versions(&g, "cart"), ["1.0", "1.1"]);
+    assert_eq!(versions(&g, "pay"), versions(&r, "pay"));
+    // Nothing changed: nothing to ship.
+    assert!(sidecars[0].ship().series.is_empty());
+}
+
+#[test]
+fn a_retried_request_is_merged_once() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let mut sidecar = Sender::new(&cfg, &clock, "a");
+    let (gateway, _) = aggregator(&cfg, &clock);
+    sidecar.agg.record(&[span("cart", "prod", T0, 1_000)]);
+    let req = sidecar.ship();
+    assert_eq!(gateway.merge(req.clone()), Ok(Merged::Accepted));
+    assert_eq!(gateway.merge(req.clone()), Ok(Merged::Duplicate));
+    // Another run of the same instance starts counting again.
+    let mut restarted = req.clone();
+    restarted
+        .header
+        .as_mut()
+        .unwrap()
+        .instance_started_unix_nanos += 1;
+    assert_eq!(gateway.merge(restarted), Ok(Merged::Accepted));
+    // Without a sequence nothing is deduplicated.
+    let mut unsequenced = req;
+    unsequenced.header.as_mut().unwrap().sequence = 0;
+    assert_eq!(gateway.merge(unsequenced.clone()), Ok(Merged::Accepted));
+    assert_eq!(gateway.merge(unsequenced), Ok(Merged::Accepted));
+    assert_eq!(gateway.tick().totals().observations, 4);
+}
+
+#[test]
+fn incompatible_headers_are_refused_with_the_reason() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let mut other = cfg.clone();
+    other.slot_width = Duration::from_secs(10);
+    let (sidecar, _) = aggregator(&other, &clock);
+    let refused = |h: slipstream_core::aggregates::Header| {
+        gateway.merge(ExportAggregatesRequest {
+            header: Some(h),
+            series: vec![],
+        })
+    };
+    match refused(sidecar.aggregates_header()) {
+        Err(MergeError::Incompatible(m)) => assert!(m.contains("10s") && m.contains("60s"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let mut h = gateway.aggregates_header();
+    h.histogram_layout = "exponential/v9".into();
+    assert!(matches!(refused(h), Err(MergeError::Incompatible(m)) if m.contains("exponential/v9")));
+    let mut h = gateway.aggregates_header();
+    h.dimensions.push("http.route".into());
+    assert!(matches!(refused(h), Err(MergeError::Incompatible(m)) if m.contains("http.route")));
+    let mut h = gateway.aggregates_header();
+    h.histogram_max_value_nanos = 10 * SEC;
+    assert!(matches!(refused(h), Err(MergeError::Incompatible(m)) if m.contains("10s")));
+    assert!(matches!(
+        gateway.merge(ExportAggregatesRequest::default()),
+        Err(MergeError::Invalid(_))
+    ));
+    // A larger histogram range on the sender is fine.
+    let mut h = gateway.aggregates_header();
+    h.histogram_max_value_nanos *= 2;
+    assert_eq!(refused(h), Ok(Merged::Accepted));
+}
+
+#[test]
+fn malformed_series_and_slots_are_refused_and_nothing_is_merged() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let start = T0 / (60 * SEC) * 60 * SEC;
+    let key = vec![string("cart"), string("prod")];
+    let good = Series {
+        key: key.clone(),
+        slots: vec![slot(start, 2, 1, &[(3, 1), (900, 1)])],
+        ..Series::default()
+    };
+    let bad_slots = [
+        slot(start, 2, 1, &[(3, 1)]),         // buckets add up to 1
+        slot(start, 2, 3, &[(3, 2)]),         // bad above total
+        slot(start, 2, 0, &[(9, 1), (3, 1)]), // out of order
+        slot(start, 2, 0, &[(3, 1), (3, 1)]), // repeated
+        slot(start + 1, 1, 0, &[(3, 1)]),     // not on a slot boundary
+        slot(start, 1, 0, &[(1_000_000, 1)]), // beyond the last bucket
+    ];
+    for (i, bad) in bad_slots.into_iter().enumerate() {
+        let series = Series {
+            slots: vec![bad],
+            ..good.clone()
+        };
+        let r = gateway.merge(request(vec![good.clone(), series], 0, &gateway));
+        assert!(
+            matches!(&r, Err(MergeError::Invalid(m)) if m.contains("series[1]")),
+            "{i}: {r:?}"
+        );
+    }
+    let int = Value {
+        value: Some(value::Value::IntValue(3)),
+    };
+    let kind = Value {
+        value: Some(value::Value::SpanKind(2)),
+    };
+    for key in [
+        vec![string("cart")],              // too short
+        vec![int.clone(), string("prod")], // the service is a string
+        vec![string("cart"), kind],        // no span.kind dimension here
+    ] {
+        let series = Series {
+            key: key.clone(),
+            ..good.clone()
+        };
+        let r = gateway.merge(request(vec![series], 0, &gateway));
+        assert!(matches!(r, Err(MergeError::Invalid(_))), "{key:?}: {r:?}");
+    }
+    let global_with_key = Series {
+        overflow: Overflow::Global as i32,
+        ..good.clone()
+    };
+    assert!(
+        gateway
+            .merge(request(vec![global_with_key], 0, &gateway))
+            .is_err()
+    );
+    let unknown_overflow = Series {
+        overflow: 7,
+        ..good.clone()
+    };
+    assert!(
+        gateway
+            .merge(request(vec![unknown_overflow], 0, &gateway))
+            .is_err()
+    );
+    assert_eq!(gateway.tick().totals().observations, 0);
+    // The good series alone is taken.
+    assert_eq!(
+        gateway.merge(request(vec![good], 0, &gateway)),
+        Ok(Merged::Accepted)
+    );
+    assert_eq!(gateway.tick().totals().observations, 2);
+}
+
+#[test]
+fn late_slots_are_dropped_future_ones_clamped_long_latencies_clamped() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.retention = Duration::from_secs(600);
+    cfg.histogram_max_value = Duration::from_secs(10);
+    let clock = ManualClock::new(T0);
+    let (gateway, registry) = aggregator(&cfg, &clock);
+    let (direct, _) = aggregator(&cfg, &clock);
+    let slot_of = |t: u64| t / (60 * SEC) * 60 * SEC;
+    let mut sidecar_cfg = cfg.clone();
+    sidecar_cfg.histogram_max_value = Duration::from_secs(3600);
+    sidecar_cfg.retention = Duration::from_secs(3600);
+    sidecar_cfg.max_future_skew = Duration::from_secs(7200);
+    let mut sidecar = Sender::new(&sidecar_cfg, &clock, "a");
+    let spans = [
+        span("cart", "prod", T0 - 20 * 60 * SEC, 1_000), // before the gateway's retention
+        span("cart", "prod", T0 + 3600 * SEC, 1_000),    // an hour ahead
+        span("cart", "prod", T0, 30 * SEC),              // beyond the gateway's range
+        span("cart", "prod", T0, 2 * SEC),
+    ];
+    sidecar.agg.record(&spans);
+    direct.record(&spans);
+    assert_eq!(gateway.merge(sidecar.ship()), Ok(Merged::Accepted));
+    let (g, d) = (gateway.tick(), direct.tick());
+    assert_eq!(flat(&g), flat(&d));
+    let s = g
+        .find(&[("service.name", "cart"), ("deployment.environment", "prod")])
+        .unwrap();
+    assert_eq!(s.slots().len(), 1);
+    assert_eq!(s.slots()[0].start_unix_nanos, slot_of(T0));
+    assert_eq!(s.slots()[0].total, 3);
+    for (t, want) in [(g.totals(), 1), (d.totals(), 1)] {
+        assert_eq!(t.dropped_late, want);
+        assert_eq!(t.clamped_future, 1);
+        assert_eq!(t.clamped_duration, 1);
+    }
+    assert_eq!(
+        registry.value("slipstream_aggregator_dropped_spans_total", &["late"]),
+        Some(1)
+    );
+}
+
+#[test]
+fn typed_keys_land_in_the_series_a_span_would_reach() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.resource_dimensions = vec!["k8s.namespace.name".into()];
+    cfg.span_dimensions = vec!["retry".into(), "ratio".into(), "cached".into()];
+    cfg.span_name_dimension = true;
+    cfg.span_kind_dimension = true;
+    let clock = ManualClock::new(T0);
+    let mut sidecar = Sender::new(&cfg, &clock, "a");
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let mut s = span("api", "shop", T0, 1_000);
+    s.dims[1] = AttrValue::Int(3);
+    s.dims[2] = AttrValue::Double(0.5);
+    s.dims[3] = AttrValue::Bool(true);
+    s.name = "GET /users/{id}";
+    s.kind = SpanKind::Consumer;
+    let mut t = s;
+    // The same labels as `s` would print, but a string: another series.
+    t.dims[1] = AttrValue::Str("3");
+    t.service_name = None;
+    sidecar.agg.record(&[s, t]);
+    assert_eq!(gateway.merge(sidecar.ship()), Ok(Merged::Accepted));
+    // The same spans straight into the gateway join the merged series.
+    gateway.record(&[s, t]);
+    let snap = gateway.tick();
+    assert_eq!(snap.series().len(), 2, "{:?}", flat(&snap));
+    assert!(snap.series().iter().all(|x| x.slots()[0].total == 2));
+    assert!(
+        snap.series()
+            .iter()
+            .any(|x| x.labels().service().is_empty())
+    );
+}
+
+#[test]
+fn overflow_series_merge_into_the_gateways_overflow_series() {
+    let mut small = AggregatorConfig::default();
+    small.max_series_per_service = 1;
+    small.max_series = 5;
+    let clock = ManualClock::new(T0);
+    let mut sidecar = Sender::new(&small, &clock, "a");
+    let (gateway, _) = aggregator(&AggregatorConfig::default(), &clock);
+    let spans: Vec<SpanRecord<'_>> = ["e0", "e1", "e2"]
+        .into_iter()
+        .flat_map(|e| {
+            [
+                span("a", e, T0, 1_000),
+                span("b", e, T0, 1_000),
+                span("c", e, T0, 1_000),
+            ]
+        })
+        .collect();
+    sidecar.agg.record(&spans);
+    let req = sidecar.ship();
+    let kinds: Vec<Overflow> = req
+        .series
+        .iter()
+        .map(|s| Overflow::try_from(s.overflow).unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&Overflow::Service) && kinds.contains(&Overflow::Global),
+        "{kinds:?}"
+    );
+    assert_eq!(gateway.merge(req), Ok(Merged::Accepted));
+    let (g, s) = (gateway.tick(), sidecar.agg.snapshot());
+    assert_eq!(flat(&g), flat(&s));
+    assert_eq!(
+        g.totals().overflow_observations,
+        s.totals().overflow_observations
+    );
+}
+
+#[test]
+fn merges_wait_for_room_between_ticks() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.max_pending_per_shard = 2;
+    let clock = ManualClock::new(T0);
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let start = T0 / (60 * SEC) * 60 * SEC;
+    let series = |n: u64| Series {
+        key: vec![string("cart"), string("prod")],
+        slots: (0..n)
+            .map(|i| slot(start - i * 60 * SEC, 1, 0, &[(5, 1)]))
+            .collect(),
+        ..Series::default()
+    };
+    // One batch is taken whatever its size; the next must wait for the tick.
+    assert_eq!(
+        gateway.merge(request(vec![series(3)], 0, &gateway)),
+        Ok(Merged::Accepted)
+    );
+    let busy = gateway.merge(request(vec![series(1)], 0, &gateway));
+    assert_eq!(busy, Err(MergeError::Busy(gateway.tick_interval())));
+    gateway.tick();
+    assert_eq!(
+        gateway.merge(request(vec![series(1)], 0, &gateway)),
+        Ok(Merged::Accepted)
+    );
+    assert_eq!(gateway.tick().totals().observations, 4);
+}
+
+// === property: any spans, any split, any tick points ===
+
+/// A span of the generated traffic: (service, env, seconds before now it ended, duration in
+/// µs, bad, version, which sidecar records it).
+type Gen = (u8, u8, u64, u64, bool, u8, u8);
+
+fn traffic() -> impl Strategy<Value = Vec<Vec<Gen>>> {
+    let span = (
+        0u8..4,
+        0u8..3,
+        0u64..900,
+        0u64..5_000_000,
+        any::<bool>(),
+        0u8..3,
+        0u8..3,
+    );
+    proptest::collection::vec(proptest::collection::vec(span, 0..40), 1..8)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Spans split at random over three sidecars, shipped after every round of traffic (the
+    /// clock moving on between rounds, so slots fill late, age out and get dropped as late),
+    /// merged into a gateway: after every round the gateway holds what one aggregator fed
+    /// every span holds, slot for slot, bucket for bucket.
+    #[test]
+    fn delta_then_merge_reproduces_direct_aggregation(rounds in traffic(), step in 1u64..400) {
+        let mut cfg = AggregatorConfig::default();
+        cfg.slot_width = Duration::from_secs(10);
+        cfg.retention = Duration::from_secs(600);
+        cfg.histogram_max_value = Duration::from_secs(4);
+        let clock = ManualClock::new(T0);
+        let mut sidecars: Vec<Sender> = ["a", "b", "c"]
+            .into_iter()
+            .map(|n| Sender::new(&cfg, &clock, n))
+            .collect();
+        let (gateway, _) = aggregator(&cfg, &clock);
+        let (reference, _) = aggregator(&cfg, &clock);
+        let services = ["cart", "pay", "search", "auth"];
+        let envs = ["prod", "canary", "dev"];
+        let versions = ["1", "2", "3"];
+        for (r, round) in rounds.iter().enumerate() {
+            clock.set(T0 + r as u64 * step * SEC);
+            let now = clock.now_unix_nanos();
+            for &(svc, env, ago, us, bad, v, to) in round {
+                let mut s = span(services[svc as usize], envs[env as usize], now - ago * SEC, us * 1_000);
+                if bad {
+                    s.status = StatusCode::Error;
+                }
+                s.service_version = Some(versions[v as usize]);
+                sidecars[to as usize].agg.record(&[s]);
+                reference.record(&[s]);
+            }
+            for sc in &mut sidecars {
+                let req = sc.ship();
+                prop_assert_eq!(gateway.merge(req), Ok(Merged::Accepted));
+            }
+            let (g, d) = (gateway.tick(), reference.tick());
+            prop_assert_eq!(flat(&g), flat(&d));
+            let (gt, dt) = (g.totals(), d.totals());
+            prop_assert_eq!(gt.observations, dt.observations);
+            let at_sidecars = |f: fn(&crate::Totals) -> u64| -> u64 {
+                sidecars.iter().map(|s| f(s.agg.snapshot().totals())).sum()
+            };
+            prop_assert_eq!(gt.clamped_duration + at_sidecars(|t| t.clamped_duration), dt.clamped_duration);
+            prop_assert_eq!(gt.dropped_late + at_sidecars(|t| t.dropped_late), dt.dropped_late);
+            for s in d.series() {
+                let mut want: Vec<&str> = s.versions().iter().map(|v| &*v.version).collect();
+                let got = g.find(&s.labels().iter().collect::<Vec<_>>());
+                let mut have: Vec<&str> = got
+                    .map(|x| x.versions().iter().map(|v| &*v.version).collect())
+                    .unwrap_or_default();
+                want.sort_unstable();
+                have.sort_unstable();
+                prop_assert_eq!(have, want);
+            }
+        }
+    }
+}
