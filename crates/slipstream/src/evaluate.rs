@@ -3,8 +3,8 @@
 //!
 //! The aggregator publishes immutable snapshots in which unchanged series and slots are the
 //! same `Arc`s as in the previous one. [`Evaluator::step`] walks the new snapshot next to the
-//! previous one (both in series-id order), skips every series and slot that is pointer-equal,
-//! and hands the engine only the difference of the slots that changed: new requests, and late
+//! previous one ([`Snapshot::changes_since`]: pointer-equal series and slots are skipped) and
+//! hands the engine only the difference of the slots that changed: new requests, and late
 //! spans added to an older slot. So each request reaches the SLO engine exactly once, however
 //! often the aggregator ticks, and a tick costs a pointer comparison per unchanged series.
 
@@ -14,9 +14,10 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use slipstream_aggregator::{
-    Aggregator, SERVICE_LABEL, SeriesData, SeriesId, SlotData, Snapshot, SparseHistogram,
+    Aggregator, SERVICE_LABEL, SeriesChange, SeriesData, SeriesId, SlotChange, SlotData, Snapshot,
+    SparseHistogram,
 };
-use slipstream_core::{Clock, UnixNanos};
+use slipstream_core::{Clock, UnixNanos, aggregates};
 use slipstream_slo::{AlertEvent, Sli, SloEngine, SloId, SloSnapshot};
 
 /// What one evaluation step produced.
@@ -32,6 +33,9 @@ pub struct Step {
     pub totals: Arc<Vec<Arc<SeriesTotals>>>,
     /// Cumulative good and total requests per SLO (by name), since start.
     pub slo_totals: Arc<BTreeMap<String, (u64, u64)>>,
+    /// What the aggregator gained in this step, as partial aggregates for a gateway (empty
+    /// unless [`Evaluator::ship_aggregates`] asked for them).
+    pub aggregates: Vec<aggregates::Series>,
 }
 
 /// Everything one series counted since slipstream started seeing it: the values behind the
@@ -62,6 +66,7 @@ pub struct Evaluator {
     next_evaluation: UnixNanos,
     totals: BTreeMap<SeriesId, Arc<SeriesTotals>>,
     slo_totals: BTreeMap<String, (u64, u64)>,
+    ship_aggregates: bool,
 }
 
 impl Evaluator {
@@ -76,7 +81,14 @@ impl Evaluator {
             next_evaluation: 0,
             totals: BTreeMap::new(),
             slo_totals: BTreeMap::new(),
+            ship_aggregates: false,
         }
+    }
+
+    /// Makes every step also return what the aggregator gained as partial aggregates
+    /// ([`Step::aggregates`]), for a sidecar that ships them to a gateway.
+    pub fn ship_aggregates(&mut self, on: bool) {
+        self.ship_aggregates = on;
     }
 
     /// The SLO engine (for silences and the status API).
@@ -99,6 +111,11 @@ impl Evaluator {
     pub fn step(&mut self, force: bool) -> Step {
         let series = self.aggregator.tick();
         self.feed(&series);
+        let aggregates = if self.ship_aggregates {
+            series.aggregates_since(&self.previous)
+        } else {
+            Vec::new()
+        };
         self.previous = series.clone();
         let now = self.clock.now_unix_nanos();
         let (slos, events) = if force || now >= self.next_evaluation {
@@ -115,24 +132,14 @@ impl Evaluator {
             events,
             totals: Arc::new(self.totals.values().cloned().collect()),
             slo_totals: Arc::new(self.slo_totals.clone()),
+            aggregates,
         }
     }
 
     fn feed(&mut self, new: &Snapshot) {
         let previous = self.previous.clone();
-        let old = previous.series();
-        let mut j = 0;
-        for s in new.series() {
-            while j < old.len() && old[j].id() < s.id() {
-                j += 1;
-            }
-            let before = old
-                .get(j)
-                .filter(|o| o.id() == s.id() && o.labels() == s.labels());
-            if before.is_some_and(|o| Arc::ptr_eq(o, s)) {
-                continue;
-            }
-            self.feed_series(s, before.map(|o| &**o));
+        for change in new.changes_since(&previous) {
+            self.feed_series(change);
         }
         if self.totals.len() > new.series().len() {
             let live: std::collections::HashSet<SeriesId> =
@@ -141,9 +148,10 @@ impl Evaluator {
         }
     }
 
-    fn feed_series(&mut self, s: &SeriesData, before: Option<&SeriesData>) {
+    fn feed_series(&mut self, change: SeriesChange<'_>) {
+        let s = change.series;
         let now = self.clock.now_unix_nanos();
-        let fresh = before.is_none();
+        let fresh = change.before.is_none();
         let entry = self.totals.entry(s.id());
         let totals = match entry {
             std::collections::btree_map::Entry::Occupied(mut e) => {
@@ -173,20 +181,9 @@ impl Evaluator {
                 Some((id, spec.sli, spec.name.clone()))
             })
             .collect();
-        let old_slots = before.map(SeriesData::slots).unwrap_or(&[]);
-        let mut k = 0;
-        for slot in s.slots() {
-            while k < old_slots.len() && old_slots[k].start_unix_nanos < slot.start_unix_nanos {
-                k += 1;
-            }
-            let prev = old_slots
-                .get(k)
-                .filter(|o| o.start_unix_nanos == slot.start_unix_nanos)
-                .map(|p| &**p);
-            if prev.is_some_and(|p| std::ptr::eq(p, &**slot)) {
-                continue;
-            }
-            totals.add(slot, prev);
+        for c in change.slots() {
+            let (slot, prev) = (c.slot, c.before);
+            totals.add(c);
             for (id, sli, name) in &targets {
                 let (good, total) = delta(*sli, slot, prev);
                 if total > 0 {
@@ -229,25 +226,12 @@ impl SeriesTotals {
         }
     }
 
-    /// Adds what `slot` holds beyond `prev` (the same slot one snapshot earlier).
-    fn add(&mut self, slot: &SlotData, prev: Option<&SlotData>) {
-        let (total, bad) = prev.map_or((0, 0), |p| (p.total, p.bad));
-        self.total += slot.total.saturating_sub(total);
-        self.bad += slot.bad.saturating_sub(bad);
-        let added: Vec<(u32, u64)> = match prev {
-            None => slot.histogram.iter().collect(),
-            Some(p) => {
-                let mut old = p.histogram.iter().peekable();
-                slot.histogram
-                    .iter()
-                    .filter_map(|(b, n)| {
-                        while old.next_if(|&(ob, _)| ob < b).is_some() {}
-                        let before = old.next_if(|&(ob, _)| ob == b).map_or(0, |(_, n)| n);
-                        (n > before).then(|| (b, n - before))
-                    })
-                    .collect()
-            }
-        };
+    /// Adds what a slot gained since the previous snapshot.
+    fn add(&mut self, c: SlotChange<'_>) {
+        let (total, bad) = c.gained();
+        self.total += total;
+        self.bad += bad;
+        let added = c.slot.gained_since(c.before);
         if !added.is_empty() {
             self.histogram = self.histogram.merged_with(added);
         }
