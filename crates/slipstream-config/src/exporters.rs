@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::forward::{ForwardProtocol, RetryConfig};
 use crate::tls::{ClientTlsConfig, check_tls_scheme};
-use crate::{Errors, check_socket_addr};
+use crate::{ByteSize, Errors, check_socket_addr};
 
 /// Default listen address of the Prometheus pull endpoint.
 pub const DEFAULT_PROMETHEUS_ENDPOINT: &str = "0.0.0.0:8889";
@@ -24,6 +24,11 @@ pub const DEFAULT_EXPORT_QUEUE_SIZE: usize = 1024;
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default header carrying the webhook signature.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Slipstream-Signature";
+/// Default interval between shipments of partial aggregates to the gateways.
+pub const DEFAULT_AGGREGATES_INTERVAL: Duration = Duration::from_secs(10);
+/// Default largest request of partial aggregates (before compression); a larger shipment
+/// is split.
+pub const DEFAULT_AGGREGATES_MAX_REQUEST_SIZE: ByteSize = ByteSize::mib(4);
 
 /// `exporters`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -43,6 +48,8 @@ pub struct ExportersConfig {
     pub otlp_logs: Option<OtlpExportConfig>,
     /// Burn-rate events written to stdout as JSON lines.
     pub stdout: StdoutConfig,
+    /// Two-tier mode: partial aggregates shipped to gateways; `null` (default) is off.
+    pub aggregates: Option<AggregatesConfig>,
 }
 
 /// Metric names of the SLO series.
@@ -112,7 +119,8 @@ delivery_fields!(
     RemoteWriteConfig,
     OtlpExportConfig,
     AlertmanagerConfig,
-    WebhookConfig
+    WebhookConfig,
+    AggregatesConfig
 );
 
 /// `exporters.remote_write`.
@@ -277,6 +285,56 @@ impl Default for WebhookConfig {
     }
 }
 
+/// `exporters.aggregates`: two-tier mode, the sidecar side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregatesConfig {
+    /// OTLP/HTTP base URLs of the gateways (`http://gateway-0:4318`); each service's
+    /// aggregates always go to the same one, chosen by rendezvous hashing of `service.name`
+    /// over this list.
+    pub endpoints: Vec<String>,
+    /// This sender's name in the requests' header; `null` takes the `HOSTNAME` environment
+    /// variable (the pod name on Kubernetes), else the host name.
+    pub instance: Option<String>,
+    /// Interval between shipments; what the aggregator gained meanwhile is shipped at once.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Largest request before compression; a larger shipment is split into several.
+    pub max_request_size: ByteSize,
+    /// Compress request bodies with gzip.
+    pub gzip: bool,
+    /// Requests held per gateway while it is slow or down; past it the oldest is dropped and
+    /// counted (`reason="queue_full"`), and its counts never reach the gateway.
+    pub queue_size: usize,
+    /// Time allowed for one request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra headers on every request, e.g. `authorization: Bearer ${env:TOKEN}`.
+    pub headers: BTreeMap<String, String>,
+    /// Retries of failed requests (same fields as `forward.retry`).
+    pub retry: RetryConfig,
+    /// TLS of `https://` gateways (same fields as `forward.tls`); `null` verifies them against
+    /// the built-in Mozilla roots.
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl Default for AggregatesConfig {
+    fn default() -> Self {
+        AggregatesConfig {
+            endpoints: Vec::new(),
+            instance: None,
+            interval: DEFAULT_AGGREGATES_INTERVAL,
+            max_request_size: DEFAULT_AGGREGATES_MAX_REQUEST_SIZE,
+            gzip: true,
+            queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
+            timeout: DEFAULT_EXPORT_TIMEOUT,
+            headers: BTreeMap::new(),
+            retry: RetryConfig::default(),
+            tls: None,
+        }
+    }
+}
+
 /// `exporters.stdout`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -383,6 +441,41 @@ impl ExportersConfig {
                 "expected a header name",
             );
             w.delivery().validate(&p, errs);
+        }
+        if let Some(a) = &self.aggregates {
+            let p = format!("{path}.aggregates");
+            errs.check(
+                !a.endpoints.is_empty(),
+                format!("{p}.endpoints"),
+                "expected at least one gateway URL",
+            );
+            for (i, e) in a.endpoints.iter().enumerate() {
+                check_url(errs, &format!("{p}.endpoints[{i}]"), e);
+                check_tls_scheme(errs, &p, e, a.tls.as_ref());
+                errs.check(
+                    !a.endpoints[..i].contains(e),
+                    format!("{p}.endpoints[{i}]"),
+                    format!("`{e}` is listed twice"),
+                );
+            }
+            if let Some(name) = &a.instance {
+                errs.check(
+                    !name.trim().is_empty(),
+                    format!("{p}.instance"),
+                    "expected a name (or null for the host name)",
+                );
+            }
+            errs.check(
+                !a.interval.is_zero(),
+                format!("{p}.interval"),
+                "expected a duration above 0",
+            );
+            errs.check(
+                a.max_request_size >= ByteSize::kib(64),
+                format!("{p}.max_request_size"),
+                "expected at least 64KiB",
+            );
+            a.delivery().validate(&p, errs);
         }
     }
 }

@@ -178,3 +178,47 @@ fn reference_documents_every_field() {
         "docs/configuration.md does not document: {missing:?}"
     );
 }
+
+#[test]
+fn the_aggregates_exporter_parses_with_defaults_and_mistakes_name_their_fields() {
+    let c = Config::from_yaml(
+        "exporters:\n  aggregates:\n    endpoints: [http://gw-0:4318, http://gw-1:4318]\n",
+    )
+    .unwrap();
+    let a = c.exporters.aggregates.unwrap();
+    assert_eq!(a.endpoints.len(), 2);
+    assert_eq!(a.interval, exporters::DEFAULT_AGGREGATES_INTERVAL);
+    assert_eq!(
+        a.max_request_size,
+        exporters::DEFAULT_AGGREGATES_MAX_REQUEST_SIZE
+    );
+    assert!(a.gzip);
+    assert_eq!(a.instance, None);
+    assert_eq!(
+        a.delivery().queue_size,
+        exporters::DEFAULT_EXPORT_QUEUE_SIZE
+    );
+
+    let yaml = "exporters:\n  aggregates:\n    endpoints: [gw-0:4318, http://gw:4318, http://gw:4318]\n    instance: ' '\n    interval: 0s\n    max_request_size: 1KiB\n    queue_size: 0\n    tls: {}\n";
+    let err = Config::from_yaml(yaml).unwrap_err();
+    let paths: Vec<_> = err.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "exporters.aggregates.endpoints[0]",
+            "exporters.aggregates.tls",
+            "exporters.aggregates.tls",
+            "exporters.aggregates.endpoints[2]",
+            "exporters.aggregates.instance",
+            "exporters.aggregates.interval",
+            "exporters.aggregates.max_request_size",
+            "exporters.aggregates.queue_size",
+        ],
+        "{err}"
+    );
+    let empty = Config::from_yaml("exporters:\n  aggregates: {}\n").unwrap_err();
+    assert_eq!(empty.errors[0].path, "exporters.aggregates.endpoints");
+    let unknown =
+        Config::from_yaml("exporters:\n  aggregates:\n    endpoint: http://gw:4318\n").unwrap_err();
+    assert_eq!(unknown.errors[0].path, "exporters.aggregates.endpoint");
+}
