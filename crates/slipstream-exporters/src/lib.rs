@@ -9,9 +9,11 @@
 //! [`slipstream_core::MetricsSource`]) and burn-rate events as
 //! [`slipstream_core::BurnRateEvent`]s; the binary builds both from the aggregator's and the
 //! SLO engine's snapshots. [`delivery`] is the bounded queue with retries every push exporter
-//! uses.
+//! uses. In two-tier mode, [`aggregates`] ships a sidecar's partial aggregates
+//! ([`slipstream_core::aggregates`]) to the gateway that owns each service.
 #![forbid(unsafe_code)]
 
+pub mod aggregates;
 pub mod alertmanager;
 pub mod delivery;
 pub mod events;

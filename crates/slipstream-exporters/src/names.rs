@@ -1,8 +1,8 @@
 //! The self-metrics of the exporters, declared once.
 //!
 //! Every push exporter (`alertmanager`, `webhook`, `otlp_logs`, `remote_write`,
-//! `otlp_metrics`) delivers through [`crate::delivery`], which counts under these names with
-//! the exporter's name in the `exporter` label.
+//! `otlp_metrics`, `aggregates`) delivers through [`crate::delivery`], which counts under these
+//! names with the exporter's name in the `exporter` label.
 
 use slipstream_core::metric;
 use slipstream_core::telemetry::MetricDesc;

@@ -1,0 +1,373 @@
+//! Partial aggregates shipped to gateways: the sidecar side of two-tier mode.
+//!
+//! After each aggregator tick the binary hands [`AggregatesExporter::add`] what the aggregator
+//! gained (per series and slot: requests, bad requests, latency buckets; versions first seen),
+//! as the messages of [`slipstream_core::aggregates`]. The exporter sums them per series and
+//! slot in an outbox, and every `interval` ships the outbox:
+//!
+//! - each series goes to the gateway that owns its service: rendezvous hashing of
+//!   `service.name` over `endpoints` ([`Rendezvous`]), so a service's aggregates, from every
+//!   sidecar, meet on one gateway;
+//! - per gateway, the series are packed into requests of at most `max_request_size` bytes
+//!   (a series larger than that is cut between its slots); each request carries the header
+//!   (the aggregator's slot width, histogram layout and dimensions, this sender's instance
+//!   name and start time) with a sequence number that increases with every request, so a
+//!   gateway ignores a retry of a request it already merged;
+//! - the protobuf body, gzip-compressed unless `gzip: false`, is `POST`ed to
+//!   `{endpoint}/v1/slipstream/aggregates` through that gateway's own [`crate::delivery`]
+//!   queue: retries with backoff (a 503 from a busy gateway honours its `Retry-After`), a 400
+//!   (incompatible or invalid) is dropped at once, a full queue drops its oldest request. Every
+//!   failure and drop is counted under `exporter="aggregates"`.
+//!
+//! What a dropped request held never reaches the gateway: the SLIs there miss those counts.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Uri, header};
+use prost::Message;
+use slipstream_config::exporters::AggregatesConfig;
+use slipstream_core::Registry;
+use slipstream_core::aggregates::{
+    ExportAggregatesRequest, HTTP_PATH, Header, Series, Slot, Value, Version,
+};
+use slipstream_core::route::Rendezvous;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::delivery::{self, Delivery, HttpClient};
+
+/// The `exporter` label value of the delivery metrics.
+pub const EXPORTER: &str = "aggregates";
+/// `Content-Type` of the requests.
+pub const CONTENT_TYPE: &str = "application/x-protobuf";
+
+/// What one slot gained since the last shipment.
+#[derive(Debug, Default)]
+struct SlotSum {
+    total: u64,
+    bad: u64,
+    buckets: BTreeMap<u32, u64>,
+}
+
+/// What one series gained since the last shipment.
+#[derive(Debug)]
+struct Pending {
+    key: Vec<Value>,
+    overflow: i32,
+    slots: BTreeMap<u64, SlotSum>,
+    /// Version and first seen, by version.
+    versions: BTreeMap<String, u64>,
+}
+
+/// Series waiting for the next shipment, by their key and overflow kind (encoded).
+#[derive(Debug, Default)]
+struct Outbox {
+    series: BTreeMap<Vec<u8>, Pending>,
+}
+
+impl Outbox {
+    fn add(&mut self, series: Vec<Series>) {
+        for s in series {
+            let id = Series {
+                key: s.key,
+                overflow: s.overflow,
+                ..Series::default()
+            };
+            let p = self
+                .series
+                .entry(id.encode_to_vec())
+                .or_insert_with(|| Pending {
+                    key: id.key,
+                    overflow: id.overflow,
+                    slots: BTreeMap::new(),
+                    versions: BTreeMap::new(),
+                });
+            for slot in s.slots {
+                let sum = p.slots.entry(slot.start_unix_nanos).or_default();
+                sum.total += slot.total;
+                sum.bad += slot.bad;
+                for (b, n) in slot.bucket_indexes.into_iter().zip(slot.bucket_counts) {
+                    *sum.buckets.entry(b).or_default() += n;
+                }
+            }
+            for v in s.versions {
+                let at = p
+                    .versions
+                    .entry(v.version)
+                    .or_insert(v.first_seen_unix_nanos);
+                *at = (*at).min(v.first_seen_unix_nanos);
+            }
+        }
+    }
+
+    /// Empties the outbox into one message per series.
+    fn take(&mut self) -> Vec<Series> {
+        std::mem::take(&mut self.series)
+            .into_values()
+            .map(|p| Series {
+                key: p.key,
+                overflow: p.overflow,
+                slots: p
+                    .slots
+                    .into_iter()
+                    .map(|(start, s)| {
+                        let (bucket_indexes, bucket_counts) = s.buckets.into_iter().unzip();
+                        Slot {
+                            start_unix_nanos: start,
+                            total: s.total,
+                            bad: s.bad,
+                            bucket_indexes,
+                            bucket_counts,
+                        }
+                    })
+                    .collect(),
+                versions: p
+                    .versions
+                    .into_iter()
+                    .map(|(version, first_seen_unix_nanos)| Version {
+                        version,
+                        first_seen_unix_nanos,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// What the exporter and its timer share.
+#[derive(Debug)]
+struct Shared {
+    outbox: Mutex<Outbox>,
+    route: Rendezvous,
+    queues: Vec<Delivery<Bytes>>,
+    header: Header,
+    sequence: AtomicU64,
+    max_request: usize,
+    gzip: bool,
+}
+
+/// The running exporter of partial aggregates.
+#[derive(Debug)]
+pub struct AggregatesExporter {
+    shared: Arc<Shared>,
+    timer: JoinHandle<()>,
+}
+
+impl AggregatesExporter {
+    /// Starts one delivery queue per gateway and the shipment timer on the current tokio
+    /// runtime. `header` is the aggregator's (slot width, histogram layout, dimensions); the
+    /// instance name, start time and sequence are filled in here. Fails on a URL, header or
+    /// TLS file the exporter cannot use.
+    pub fn start(
+        cfg: &AggregatesConfig,
+        header: Header,
+        registry: &Registry,
+    ) -> Result<Self, String> {
+        let section = "exporters.aggregates";
+        let delivery_cfg = cfg.delivery();
+        let mut headers = delivery::header_map(section, &cfg.headers)?;
+        if cfg.gzip {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let client =
+            delivery::http_client(section, delivery_cfg.timeout, delivery_cfg.tls.as_ref())?;
+        let mut queues = Vec::with_capacity(cfg.endpoints.len());
+        for (i, endpoint) in cfg.endpoints.iter().enumerate() {
+            let url = delivery::http_url(
+                &format!("{section}.endpoints[{i}]"),
+                &format!("{}{HTTP_PATH}", endpoint.trim_end_matches('/')),
+            )?;
+            let (client, headers, timeout) =
+                (client.clone(), headers.clone(), delivery_cfg.timeout);
+            queues.push(Delivery::start(
+                EXPORTER,
+                &delivery_cfg,
+                registry,
+                move |body: &Bytes| {
+                    let (client, url, headers, body): (HttpClient, Uri, _, _) =
+                        (client.clone(), url.clone(), headers.clone(), body.clone());
+                    async move {
+                        delivery::post(&client, &url, &headers, CONTENT_TYPE, body, timeout).await
+                    }
+                },
+            ));
+        }
+        let header = Header {
+            instance: cfg.instance.clone().unwrap_or_else(host_name),
+            instance_started_unix_nanos: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            sequence: 0,
+            ..header
+        };
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(Outbox::default()),
+            route: Rendezvous::new(&cfg.endpoints),
+            queues,
+            header,
+            sequence: AtomicU64::new(0),
+            max_request: usize::try_from(cfg.max_request_size.0).unwrap_or(usize::MAX),
+            gzip: cfg.gzip,
+        });
+        let timer = tokio::spawn(ship_every(shared.clone(), cfg.interval));
+        Ok(AggregatesExporter { shared, timer })
+    }
+
+    /// Adds what the aggregator gained in one tick to the next shipment; never waits.
+    pub fn add(&self, series: Vec<Series>) {
+        if !series.is_empty() {
+            lock(&self.shared.outbox).add(series);
+        }
+    }
+
+    /// Ships the outbox now (the timer does it every `interval`).
+    pub fn ship(&self) {
+        self.shared.ship();
+    }
+
+    /// The header every request carries (its sequence aside).
+    pub fn header(&self) -> &Header {
+        &self.shared.header
+    }
+
+    /// Ships what the outbox holds, then delivers what the queues hold within `deadline`;
+    /// returns how many requests were dropped.
+    pub async fn shutdown(self, deadline: Duration) -> usize {
+        self.timer.abort();
+        let _ = self.timer.await;
+        self.shared.ship();
+        let Ok(shared) = Arc::try_unwrap(self.shared) else {
+            return 0;
+        };
+        let mut dropped = 0;
+        for d in shutdown_all(shared.queues, deadline).await {
+            dropped += d;
+        }
+        dropped
+    }
+}
+
+/// Shuts every queue down at once; their dropped counts.
+async fn shutdown_all(queues: Vec<Delivery<Bytes>>, deadline: Duration) -> Vec<usize> {
+    let tasks: Vec<JoinHandle<usize>> = queues
+        .into_iter()
+        .map(|q| tokio::spawn(q.shutdown(deadline)))
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap_or(0));
+    }
+    out
+}
+
+impl Shared {
+    /// Takes the outbox, routes each series to its gateway and queues the requests.
+    fn ship(&self) {
+        let series = lock(&self.outbox).take();
+        if series.is_empty() {
+            return;
+        }
+        let mut per_gateway: Vec<Vec<Series>> = vec![Vec::new(); self.queues.len()];
+        for s in series {
+            if let Some(i) = self.route.pick(s.service().as_bytes()) {
+                per_gateway[i].push(s);
+            }
+        }
+        for (queue, series) in self.queues.iter().zip(per_gateway) {
+            for batch in pack(series, self.max_request) {
+                queue.push(self.encode(batch));
+            }
+        }
+    }
+
+    /// One request's body: the header with the next sequence number, and `series`.
+    fn encode(&self, series: Vec<Series>) -> Bytes {
+        let request = ExportAggregatesRequest {
+            header: Some(Header {
+                sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+                ..self.header.clone()
+            }),
+            series,
+        };
+        let raw = request.encode_to_vec();
+        if !self.gzip {
+            return Bytes::from(raw);
+        }
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(raw.len() / 4),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&raw).expect("writing to memory");
+        Bytes::from(gz.finish().expect("writing to memory"))
+    }
+}
+
+/// Packs `series` into batches whose encoded size stays within `max` bytes (the header
+/// aside), cutting a series larger than that between its slots.
+fn pack(series: Vec<Series>, max: usize) -> Vec<Vec<Series>> {
+    let mut out: Vec<Vec<Series>> = Vec::new();
+    let mut batch: Vec<Series> = Vec::new();
+    let mut size = 0;
+    let mut push = |s: Series, batch: &mut Vec<Series>, size: &mut usize| {
+        let n = s.encoded_len() + 8;
+        if *size + n > max && !batch.is_empty() {
+            out.push(std::mem::take(batch));
+            *size = 0;
+        }
+        *size += n;
+        batch.push(s);
+    };
+    for s in series {
+        if s.encoded_len() + 8 <= max || s.slots.len() <= 1 {
+            push(s, &mut batch, &mut size);
+            continue;
+        }
+        // Too large for one request: one message per slot, the versions with the first.
+        let mut versions = s.versions;
+        for slot in s.slots {
+            let part = Series {
+                key: s.key.clone(),
+                overflow: s.overflow,
+                slots: vec![slot],
+                versions: std::mem::take(&mut versions),
+            };
+            push(part, &mut batch, &mut size);
+        }
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
+async fn ship_every(shared: Arc<Shared>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: nothing gathered yet
+    loop {
+        tick.tick().await;
+        shared.ship();
+    }
+}
+
+/// The host name: `HOSTNAME` (set by Kubernetes to the pod name), else the kernel's.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "slipstream".to_owned())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

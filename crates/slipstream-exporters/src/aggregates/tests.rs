@@ -1,0 +1,252 @@
+use std::io::Read as _;
+use std::time::Duration;
+
+use prost::Message;
+use slipstream_config::exporters::AggregatesConfig;
+use slipstream_core::Registry;
+use slipstream_core::aggregates::{
+    ExportAggregatesRequest, HTTP_PATH, Header, Overflow, Series, Slot, Value, Version, value,
+};
+use slipstream_core::route::Rendezvous;
+
+use super::{AggregatesExporter, Outbox, pack};
+use crate::events::fixture::{Received, Recorder, fast_retry};
+
+fn header() -> Header {
+    Header {
+        slot_width_nanos: 60_000_000_000,
+        histogram_layout: slipstream_core::aggregates::HISTOGRAM_LAYOUT.into(),
+        histogram_max_value_nanos: 3_600_000_000_000,
+        dimensions: vec!["service.name".into()],
+        ..Header::default()
+    }
+}
+
+fn config(endpoints: Vec<String>) -> AggregatesConfig {
+    AggregatesConfig {
+        endpoints,
+        instance: Some("pod-a".into()),
+        // The tests ship by hand.
+        interval: Duration::from_secs(3600),
+        retry: fast_retry(),
+        ..AggregatesConfig::default()
+    }
+}
+
+/// A slot as (start, total, bad, buckets).
+type SlotSpec<'a> = (u64, u64, u64, &'a [(u32, u64)]);
+
+fn series(service: &str, slots: &[SlotSpec<'_>]) -> Series {
+    Series {
+        key: vec![Value {
+            value: Some(value::Value::StringValue(service.into())),
+        }],
+        overflow: Overflow::None as i32,
+        slots: slots
+            .iter()
+            .map(|(start, total, bad, buckets)| Slot {
+                start_unix_nanos: *start,
+                total: *total,
+                bad: *bad,
+                bucket_indexes: buckets.iter().map(|b| b.0).collect(),
+                bucket_counts: buckets.iter().map(|b| b.1).collect(),
+            })
+            .collect(),
+        versions: Vec::new(),
+    }
+}
+
+fn decode(r: &Received) -> ExportAggregatesRequest {
+    let body = if r
+        .headers
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip")
+    {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        r.body.to_vec()
+    };
+    ExportAggregatesRequest::decode(&body[..]).unwrap()
+}
+
+#[tokio::test]
+async fn each_service_goes_to_the_gateway_that_owns_it() {
+    let gateways = [Recorder::start([]).await, Recorder::start([]).await];
+    let urls: Vec<String> = gateways.iter().map(Recorder::url).collect();
+    let exporter =
+        AggregatesExporter::start(&config(urls.clone()), header(), &Registry::new()).unwrap();
+    let services: Vec<String> = (0..12).map(|i| format!("svc-{i}")).collect();
+    exporter.add(
+        services
+            .iter()
+            .map(|s| series(s, &[(60, 2, 1, &[(10, 2)])]))
+            .collect(),
+    );
+    exporter.ship();
+    let route = Rendezvous::new(&urls);
+    let mut seen = 0;
+    let mut sequences = Vec::new();
+    for (i, g) in gateways.iter().enumerate() {
+        let owned: Vec<&String> = services
+            .iter()
+            .filter(|s| route.pick(s.as_bytes()) == Some(i))
+            .collect();
+        assert!(!owned.is_empty(), "12 services all on one of two gateways");
+        let got = g.wait_for(1).await;
+        assert_eq!(got.len(), 1);
+        let r = &got[0];
+        assert_eq!(r.path, HTTP_PATH);
+        assert_eq!(r.headers["content-type"], "application/x-protobuf");
+        assert_eq!(r.headers["content-encoding"], "gzip");
+        let req = decode(r);
+        let h = req.header.unwrap();
+        assert_eq!(h.instance, "pod-a");
+        assert!(h.instance_started_unix_nanos > 0);
+        assert_eq!(h.slot_width_nanos, 60_000_000_000);
+        assert_eq!(h.dimensions, ["service.name"]);
+        sequences.push(h.sequence);
+        let mut names: Vec<&str> = req.series.iter().map(Series::service).collect();
+        names.sort_unstable();
+        let mut want: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+        want.sort_unstable();
+        assert_eq!(names, want);
+        seen += names.len();
+    }
+    assert_eq!(seen, 12);
+    sequences.sort_unstable();
+    assert_eq!(sequences, [1, 2]);
+    // Nothing new: nothing sent.
+    exporter.ship();
+    assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
+    assert_eq!(
+        gateways[0].received().len() + gateways[1].received().len(),
+        2
+    );
+}
+
+#[test]
+fn the_outbox_sums_ticks_per_series_and_slot() {
+    let mut outbox = Outbox::default();
+    let mut a = series("cart", &[(60, 2, 1, &[(3, 1), (9, 1)])]);
+    a.versions.push(Version {
+        version: "1.1".into(),
+        first_seen_unix_nanos: 70,
+    });
+    let mut b = series(
+        "cart",
+        &[(60, 3, 0, &[(9, 2), (12, 1)]), (120, 1, 1, &[(4, 1)])],
+    );
+    b.versions.push(Version {
+        version: "1.1".into(),
+        first_seen_unix_nanos: 65,
+    });
+    let mut overflow = series("cart", &[(60, 5, 0, &[(1, 5)])]);
+    overflow.overflow = Overflow::Service as i32;
+    outbox.add(vec![a, overflow.clone()]);
+    outbox.add(vec![b]);
+    let mut out = outbox.take();
+    assert!(outbox.take().is_empty());
+    out.sort_by_key(|s| s.overflow);
+    assert_eq!(out.len(), 2);
+    let mut want = series(
+        "cart",
+        &[
+            (60, 5, 1, &[(3, 1), (9, 3), (12, 1)]),
+            (120, 1, 1, &[(4, 1)]),
+        ],
+    );
+    want.versions.push(Version {
+        version: "1.1".into(),
+        first_seen_unix_nanos: 65,
+    });
+    assert_eq!(out[0], want);
+    assert_eq!(out[1], overflow);
+}
+
+#[test]
+fn large_shipments_are_cut_into_requests_within_the_limit() {
+    let buckets: Vec<(u32, u64)> = (0..600).map(|b| (b * 5, 300)).collect();
+    let slots: Vec<SlotSpec<'_>> = (0..40)
+        .map(|i| (i * 60, 180_000, 1, &buckets[..]))
+        .collect();
+    let mut big = series("big", &slots);
+    big.versions.push(Version {
+        version: "2".into(),
+        first_seen_unix_nanos: 5,
+    });
+    let small: Vec<Series> = (0..50)
+        .map(|i| series(&format!("s{i}"), &[(0, 1, 0, &[(1, 1)])]))
+        .collect();
+    let mut all = small.clone();
+    all.push(big.clone());
+    let max = 64 * 1024;
+    let batches = pack(all, max);
+    assert!(batches.len() > 1);
+    for b in &batches {
+        let size: usize = b.iter().map(|s| s.encoded_len() + 8).sum();
+        assert!(size <= max, "{size}");
+    }
+    let parts: Vec<&Series> = batches.iter().flatten().collect();
+    let total: u64 = parts.iter().flat_map(|s| &s.slots).map(|s| s.total).sum();
+    assert_eq!(total, 50 + 40 * 180_000);
+    let versions: Vec<&Version> = parts.iter().flat_map(|s| &s.versions).collect();
+    assert_eq!(versions, [&big.versions[0]]);
+    assert_eq!(pack(small.clone(), max), [small]);
+    assert!(pack(Vec::new(), max).is_empty());
+}
+
+#[tokio::test]
+async fn a_busy_gateway_is_retried_and_a_refusal_dropped_and_counted() {
+    let gateway = Recorder::start([503, 200, 400]).await;
+    let registry = Registry::new();
+    let mut cfg = config(vec![gateway.url()]);
+    cfg.gzip = false;
+    let exporter = AggregatesExporter::start(&cfg, header(), &registry).unwrap();
+    exporter.add(vec![series("cart", &[(0, 1, 0, &[(1, 1)])])]);
+    exporter.ship();
+    let got = gateway.wait_for(2).await;
+    assert_eq!(got[0].body, got[1].body, "the retry sends the same request");
+    assert!(got[0].headers.get("content-encoding").is_none());
+    assert_eq!(decode(&got[1]).header.unwrap().sequence, 1);
+    exporter.add(vec![series("cart", &[(0, 1, 0, &[(1, 1)])])]);
+    exporter.ship();
+    let got = gateway.wait_for(3).await;
+    assert_eq!(decode(&got[2]).header.unwrap().sequence, 2);
+    assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
+    let value = |name: &str, labels: &[&str]| registry.value(name, labels);
+    assert_eq!(
+        value("slipstream_exporter_sent_total", &["aggregates"]),
+        Some(1)
+    );
+    assert_eq!(
+        value(
+            "slipstream_exporter_failures_total",
+            &["aggregates", "http_status"]
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        value(
+            "slipstream_exporter_dropped_total",
+            &["aggregates", "rejected"]
+        ),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ships_what_the_outbox_holds() {
+    let gateway = Recorder::start([]).await;
+    let exporter =
+        AggregatesExporter::start(&config(vec![gateway.url()]), header(), &Registry::new())
+            .unwrap();
+    exporter.add(vec![series("cart", &[(0, 3, 0, &[(1, 3)])])]);
+    assert_eq!(exporter.shutdown(Duration::from_secs(5)).await, 0);
+    let got = gateway.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(decode(&got[0]).observations(), 3);
+}
