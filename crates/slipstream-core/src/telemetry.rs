@@ -283,6 +283,27 @@ pub mod names {
         "TLS handshakes that failed or timed out on the receivers (plain text, untrusted or missing client certificate); only that connection is closed."
     );
     metric!(
+        AGGREGATES_REQUESTS,
+        "slipstream_receiver_aggregates_requests_total",
+        Counter,
+        ["outcome"],
+        "Partial-aggregate requests (two-tier mode) answered by the OTLP/HTTP receiver, by outcome (accepted, duplicate, refused)."
+    );
+    metric!(
+        AGGREGATES_REFUSED,
+        "slipstream_receiver_aggregates_refused_total",
+        Counter,
+        ["reason"],
+        "Partial-aggregate requests refused, by reason (busy and memory_limit are retried by the sender, the others dropped)."
+    );
+    metric!(
+        AGGREGATES_BYTES,
+        "slipstream_receiver_aggregates_bytes_total",
+        Counter,
+        [],
+        "Partial-aggregate request bytes received, as they arrived on the wire."
+    );
+    metric!(
         FORWARDED_ITEMS,
         "slipstream_forward_sent_requests_total",
         Counter,
@@ -381,6 +402,9 @@ pub mod names {
         &REFUSED_REQUESTS,
         &RECEIVED_BYTES,
         &TLS_HANDSHAKE_FAILURES,
+        &AGGREGATES_REQUESTS,
+        &AGGREGATES_REFUSED,
+        &AGGREGATES_BYTES,
         &FORWARDED_ITEMS,
         &FORWARDED_BYTES,
         &FORWARD_RETRIES,

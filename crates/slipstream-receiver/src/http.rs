@@ -1,17 +1,19 @@
-//! OTLP/HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with protobuf or JSON bodies.
+//! OTLP/HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with protobuf or JSON bodies, and
+//! (see [`crate::aggregates`]) `POST /v1/slipstream/aggregates`; both go through the same
+//! admission ([`admit`]).
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use prost::Message;
-use slipstream_core::Signal;
 use slipstream_core::rpc::{GrpcCode, RpcStatus};
+use slipstream_core::{Signal, aggregates};
 
 use crate::body::{Encoding, ResponseBody, decompress, read_limited};
 use crate::pipeline::{ExportError, Pipeline, Transport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Protobuf,
     Json,
 }
@@ -39,86 +41,31 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if req.uri().path() == aggregates::HTTP_PATH {
+        return crate::aggregates::handle(pipeline, max_body, req).await;
+    }
     let Some(signal) = signal_for_path(req.uri().path()) else {
         return plain(
             StatusCode::NOT_FOUND,
-            "not found: OTLP/HTTP paths are /v1/traces, /v1/metrics and /v1/logs",
+            "not found: OTLP/HTTP paths are /v1/traces, /v1/metrics and /v1/logs (and /v1/slipstream/aggregates for partial aggregates)",
         );
     };
-    if req.method() != Method::POST {
-        pipeline.count_refused(signal, Transport::Http, "method_not_allowed");
-        let mut r = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed: use POST",
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return r;
-    }
-    if !pipeline.authorized(req.headers()) {
-        pipeline.count_refused(signal, Transport::Http, "unauthenticated");
-        let mut r = plain(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated: send Authorization: Bearer <token>",
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
-    }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    let format = match content_type.as_deref() {
-        Some("application/x-protobuf") | Some("application/protobuf") => Format::Protobuf,
-        Some("application/json") => Format::Json,
-        other => {
-            pipeline.count_refused(signal, Transport::Http, "unsupported_media_type");
-            return plain(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &format!(
-                    "unsupported content-type {}: expected application/x-protobuf or application/json",
-                    other.unwrap_or("(none)")
-                ),
-            );
-        }
+    let counting = Counting {
+        refused: &|reason| pipeline.count_refused(signal, Transport::Http, reason),
+        bytes: &|n| pipeline.count_wire_bytes(signal, Transport::Http, n),
     };
-    if let Err(e) = pipeline.admit_memory() {
-        pipeline.count_refused(signal, Transport::Http, e.reason());
-        return error_response(format, &e);
-    }
-    let Some(encoding) = Encoding::parse(req.headers().get(header::CONTENT_ENCODING)) else {
-        pipeline.count_refused(signal, Transport::Http, "unsupported_encoding");
-        return plain(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported content-encoding: expected gzip, zstd, deflate or none",
-        );
-    };
-    let refuse = |e: ExportError| {
-        pipeline.count_refused(signal, Transport::Http, e.reason());
-        error_response(format, &e)
-    };
-    let raw = match read_limited(req.into_body(), max_body).await {
-        Ok(b) => b,
-        Err(e) => return refuse(e),
-    };
-    pipeline.count_wire_bytes(signal, Transport::Http, raw.len());
-    let body = match decompress(encoding, raw, pipeline.limits().max_decompressed_size) {
-        Ok(b) => b,
-        Err(e) => return refuse(e),
+    let Admitted { format, body } = match admit(pipeline, max_body, req, true, &counting).await {
+        Ok(a) => a,
+        Err(refused) => return refused,
     };
     let protobuf = match format {
         Format::Protobuf => body,
         Format::Json => match Pipeline::json_to_protobuf(signal, &body) {
             Ok(b) => b,
-            Err(e) => return refuse(e),
+            Err(e) => {
+                pipeline.count_refused(signal, Transport::Http, e.reason());
+                return error_response(format, &e);
+            }
         },
     };
     match pipeline.export(signal, Transport::Http, protobuf) {
@@ -134,7 +81,109 @@ where
     }
 }
 
-fn with_type(mut r: Response<ResponseBody>, format: Format) -> Response<ResponseBody> {
+/// How a request path counts what happens to its requests.
+pub(crate) struct Counting<'a> {
+    /// Counts a refusal with its reason.
+    pub(crate) refused: &'a (dyn Fn(&'static str) + Sync),
+    /// Counts body bytes as they arrived on the wire.
+    pub(crate) bytes: &'a (dyn Fn(usize) + Sync),
+}
+
+/// A request that passed admission: its format and decompressed body.
+pub(crate) struct Admitted {
+    pub(crate) format: Format,
+    pub(crate) body: Bytes,
+}
+
+/// What every POST on the HTTP port goes through before its body is looked at: method, bearer
+/// token, media type (JSON only when `json`), memory gate, content encoding, then the body
+/// read within `max_body` and decompressed within the decompressed-size limit. A refusal is
+/// counted and answered here.
+pub(crate) async fn admit<B>(
+    pipeline: &Pipeline,
+    max_body: usize,
+    req: Request<B>,
+    json: bool,
+    count: &Counting<'_>,
+) -> Result<Admitted, Response<ResponseBody>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if req.method() != Method::POST {
+        (count.refused)("method_not_allowed");
+        let mut r = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use POST",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(r);
+    }
+    if !pipeline.authorized(req.headers()) {
+        (count.refused)("unauthenticated");
+        let mut r = plain(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated: send Authorization: Bearer <token>",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Err(r);
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let format = match content_type.as_deref() {
+        Some("application/x-protobuf") | Some("application/protobuf") => Format::Protobuf,
+        Some("application/json") if json => Format::Json,
+        other => {
+            (count.refused)("unsupported_media_type");
+            let expected = if json {
+                "application/x-protobuf or application/json"
+            } else {
+                "application/x-protobuf"
+            };
+            return Err(plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!(
+                    "unsupported content-type {}: expected {expected}",
+                    other.unwrap_or("(none)")
+                ),
+            ));
+        }
+    };
+    let refuse = |e: ExportError| {
+        (count.refused)(e.reason());
+        error_response(format, &e)
+    };
+    if let Err(e) = pipeline.admit_memory() {
+        return Err(refuse(e));
+    }
+    let Some(encoding) = Encoding::parse(req.headers().get(header::CONTENT_ENCODING)) else {
+        (count.refused)("unsupported_encoding");
+        return Err(plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported content-encoding: expected gzip, zstd, deflate or none",
+        ));
+    };
+    let raw = read_limited(req.into_body(), max_body)
+        .await
+        .map_err(refuse)?;
+    (count.bytes)(raw.len());
+    let body =
+        decompress(encoding, raw, pipeline.limits().max_decompressed_size).map_err(refuse)?;
+    Ok(Admitted { format, body })
+}
+
+pub(crate) fn with_type(mut r: Response<ResponseBody>, format: Format) -> Response<ResponseBody> {
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
@@ -154,7 +203,7 @@ fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
 
 /// An error as the OTLP/HTTP spec wants it: the status code, and a `google.rpc.Status` body in
 /// the request's content type.
-fn error_response(format: Format, e: &ExportError) -> Response<ResponseBody> {
+pub(crate) fn error_response(format: Format, e: &ExportError) -> Response<ResponseBody> {
     let (status, code) = match e {
         ExportError::Invalid(_) | ExportError::AttributeLimit(_) => {
             (StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument)
@@ -164,7 +213,23 @@ fn error_response(format: Format, e: &ExportError) -> Response<ResponseBody> {
             (StatusCode::SERVICE_UNAVAILABLE, GrpcCode::Unavailable)
         }
     };
-    let rpc = RpcStatus::new(code, e.to_string());
+    let retry_after = match e {
+        ExportError::Backpressure(d) | ExportError::MemoryLimit(d) => Some(*d),
+        _ => None,
+    };
+    status_response(format, status, code, &e.to_string(), retry_after)
+}
+
+/// `status` with a `google.rpc.Status` body of `code` and `message` in `format`, and a
+/// `Retry-After` in whole seconds (at least 1) when `retry_after` is set.
+pub(crate) fn status_response(
+    format: Format,
+    status: StatusCode,
+    code: GrpcCode,
+    message: &str,
+    retry_after: Option<std::time::Duration>,
+) -> Response<ResponseBody> {
+    let rpc = RpcStatus::new(code, message);
     let body = match format {
         Format::Protobuf => Bytes::from(rpc.encode_to_vec()),
         Format::Json => Bytes::from(
@@ -174,7 +239,7 @@ fn error_response(format: Format, e: &ExportError) -> Response<ResponseBody> {
     };
     let mut r = with_type(Response::new(ResponseBody::full(body)), format);
     *r.status_mut() = status;
-    if let ExportError::Backpressure(d) | ExportError::MemoryLimit(d) = e {
+    if let Some(d) = retry_after {
         let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

@@ -9,8 +9,13 @@
 //! spans to the aggregator on the same worker thread. JSON bodies are decoded with serde once
 //! and continue as protobuf. gRPC is framed by hand on hyper's HTTP/2, so limits apply before
 //! decompression and forwarded bytes are the bytes that arrived.
+//!
+//! In two-tier mode the HTTP port also takes partial aggregates from sidecars
+//! (`POST /v1/slipstream/aggregates`, see `aggregates`): same admission, then a prost decode
+//! and the [`slipstream_core::AggregatesSink`] plugged in with [`Pipeline::with_aggregates`].
 #![forbid(unsafe_code)]
 
+mod aggregates;
 mod body;
 mod grpc;
 mod http;

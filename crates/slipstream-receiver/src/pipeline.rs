@@ -11,7 +11,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use slipstream_core::telemetry::{Counter, names};
-use slipstream_core::{ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord};
+use slipstream_core::{
+    AggregatesSink, ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord,
+};
 
 use crate::scanner;
 
@@ -99,6 +101,17 @@ pub struct Pipeline {
     counters: Vec<SignalCounters>,
     tokens: Option<std::sync::RwLock<Arc<Vec<Vec<u8>>>>>,
     memory: Option<MemoryGate>,
+    aggregates: Option<Arc<dyn AggregatesSink>>,
+    aggregate_counters: AggregateCounters,
+}
+
+/// The counters of the partial-aggregates path.
+#[derive(Debug)]
+struct AggregateCounters {
+    accepted: Arc<Counter>,
+    duplicate: Arc<Counter>,
+    refused: Arc<Counter>,
+    bytes: Arc<Counter>,
 }
 
 /// Set by the memory monitor while slipstream is over its memory limit; requests are then
@@ -151,6 +164,12 @@ impl Pipeline {
                 });
             }
         }
+        let aggregate_counters = AggregateCounters {
+            accepted: registry.counter(&names::AGGREGATES_REQUESTS, &["accepted"]),
+            duplicate: registry.counter(&names::AGGREGATES_REQUESTS, &["duplicate"]),
+            refused: registry.counter(&names::AGGREGATES_REQUESTS, &["refused"]),
+            bytes: registry.counter(&names::AGGREGATES_BYTES, &[]),
+        };
         Pipeline {
             forward,
             sink,
@@ -160,7 +179,44 @@ impl Pipeline {
             counters,
             tokens: None,
             memory: None,
+            aggregates: None,
+            aggregate_counters,
         }
+    }
+
+    /// Takes partial aggregates (two-tier mode, `POST /v1/slipstream/aggregates` on the HTTP
+    /// port) and hands them to `sink`; without it that path answers 404.
+    pub fn with_aggregates(mut self, sink: Arc<dyn AggregatesSink>) -> Self {
+        self.aggregates = Some(sink);
+        self
+    }
+
+    /// Where partial aggregates go, when they are taken.
+    pub(crate) fn aggregates(&self) -> Option<&dyn AggregatesSink> {
+        self.aggregates.as_deref()
+    }
+
+    /// Counts a partial-aggregates request taken (`accepted`) or recognized as a retry
+    /// (`duplicate`).
+    pub(crate) fn count_aggregates_answered(&self, outcome: &str) {
+        let c = &self.aggregate_counters;
+        match outcome {
+            "duplicate" => c.duplicate.inc(),
+            _ => c.accepted.inc(),
+        }
+    }
+
+    /// Counts a partial-aggregates request refused, with its reason.
+    pub(crate) fn count_aggregates_refused(&self, reason: &str) {
+        self.aggregate_counters.refused.inc();
+        self.registry
+            .counter(&names::AGGREGATES_REFUSED, &[reason])
+            .inc();
+    }
+
+    /// Counts partial-aggregates bytes as they arrived on the wire.
+    pub(crate) fn count_aggregates_bytes(&self, n: usize) {
+        self.aggregate_counters.bytes.add(n as u64);
     }
 
     /// Refuses requests while `gate` says slipstream is over its memory limit.
