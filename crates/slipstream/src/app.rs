@@ -9,12 +9,13 @@ use slipstream_aggregator::Aggregator;
 use slipstream_config::{Config, LogConfig, LogFormat, Mode};
 use slipstream_core::{Clock, ForwardSink, ObservationSink, Registry, SystemClock};
 use slipstream_exporters::ForwardRouter;
+use slipstream_exporters::aggregates::AggregatesExporter;
 use slipstream_receiver::{Limits, Pipeline, Receivers, RunningReceivers};
 use tokio::sync::watch;
 
 use crate::admin::{self, Readiness};
 use crate::evaluate::Evaluator;
-use crate::live::{EventExportersSink, EventSink, Live};
+use crate::live::{AggregatesExporterSink, EventExportersSink, EventSink, Live};
 use crate::state::Persistence;
 use slipstream_core::MetricsSource;
 use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
@@ -116,6 +117,7 @@ pub struct App {
     admin: Option<tokio::task::JoinHandle<()>>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
     events: Arc<EventExportersSink>,
+    aggregates: Option<Arc<AggregatesExporterSink>>,
     persistence: Option<Arc<Persistence>>,
     snapshots: Option<tokio::task::JoinHandle<()>>,
     remote_write: Option<RemoteWriterHandle>,
@@ -161,12 +163,25 @@ impl App {
                 .map_err(anyhow::Error::msg)?,
         ));
         let sinks: Vec<Arc<dyn EventSink>> = vec![events.clone()];
-        let live = Arc::new(Live::new(
+        let mut live = Live::new(
             Evaluator::new(aggregator.clone(), engine, clock.clone()),
             cfg.slo.catalog.clone(),
             &*clock,
             sinks,
-        ));
+        );
+        // Two-tier mode, sidecar side: what the aggregator gains goes to the gateways too.
+        let aggregates = match &cfg.exporters.aggregates {
+            Some(c) => {
+                let exporter =
+                    AggregatesExporter::start(c, aggregator.aggregates_header(), &registry)
+                        .map_err(anyhow::Error::msg)?;
+                let sink = Arc::new(AggregatesExporterSink::new(exporter));
+                live = live.with_aggregates(sink.clone());
+                Some(sink)
+            }
+            None => None,
+        };
+        let live = Arc::new(live);
         let sink: Arc<dyn ObservationSink> = aggregator.clone();
         let limits = Limits {
             max_decompressed_size: cfg.receivers.otlp.max_decompressed_size.as_usize(),
@@ -182,7 +197,9 @@ impl App {
             aggregator.scan_spec().clone(),
             limits,
             registry.clone(),
-        );
+        )
+        // Two-tier mode, gateway side: partial aggregates from sidecars are always taken.
+        .with_aggregates(aggregator.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         if let Some(gate) = crate::memory::start(&cfg.memory, &registry, shutdown_rx.clone()) {
             pipeline = pipeline.with_memory_gate(gate);
@@ -291,6 +308,7 @@ impl App {
             admin,
             prometheus,
             events,
+            aggregates,
             persistence,
             snapshots,
             remote_write,
@@ -419,7 +437,8 @@ impl App {
         // The final step published its events and series: deliver them.
         let deadline = self.cfg.shutdown.drain_timeout;
         let events = self.events.take();
-        let (e, r, o) = tokio::join!(
+        let aggregates = self.aggregates.and_then(|a| a.take());
+        let (e, r, o, a) = tokio::join!(
             async {
                 match events {
                     Some(e) => e.shutdown(deadline).await,
@@ -438,12 +457,19 @@ impl App {
                     None => 0,
                 }
             },
+            async {
+                match aggregates {
+                    Some(a) => a.shutdown(deadline).await,
+                    None => 0,
+                }
+            },
         );
-        if e + r + o > 0 {
+        if e + r + o + a > 0 {
             tracing::warn!(
                 events = e,
                 remote_write = r,
                 otlp_metrics = o,
+                aggregates = a,
                 "exporters still held items at the drain deadline; counted as dropped"
             );
         }

@@ -34,7 +34,8 @@ pub struct Step {
     /// Cumulative good and total requests per SLO (by name), since start.
     pub slo_totals: Arc<BTreeMap<String, (u64, u64)>>,
     /// What the aggregator gained in this step, as partial aggregates for a gateway (empty
-    /// unless [`Evaluator::ship_aggregates`] asked for them).
+    /// unless [`Evaluator::ship_aggregates`] asked for them; `Live::step` hands them on to the
+    /// aggregates exporter).
     pub aggregates: Vec<aggregates::Series>,
 }
 

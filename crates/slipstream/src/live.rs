@@ -10,6 +10,7 @@ use slipstream_config::exporters::MetricNaming;
 use slipstream_config::slo::CatalogEntry;
 use slipstream_core::export::{BurnRateEvent, MetricsSnapshot};
 use slipstream_core::{Clock, UnixNanos};
+use slipstream_exporters::aggregates::AggregatesExporter;
 use slipstream_slo::{AlertEvent, AlertState, Silence, SilenceId, SloSnapshot};
 
 use crate::evaluate::{Evaluator, SeriesTotals, Step};
@@ -42,6 +43,29 @@ impl EventSink for EventExportersSink {
     fn publish(&self, events: &[BurnRateEvent]) {
         if let Some(e) = lock(&self.0).as_ref() {
             e.publish(events);
+        }
+    }
+}
+
+/// The partial-aggregates exporter (two-tier mode, sidecar side), fed by each evaluation
+/// step and taken out at shutdown to ship the last of it.
+#[derive(Debug, Default)]
+pub struct AggregatesExporterSink(Mutex<Option<AggregatesExporter>>);
+
+impl AggregatesExporterSink {
+    /// Holds `exporter`.
+    pub fn new(exporter: AggregatesExporter) -> Self {
+        AggregatesExporterSink(Mutex::new(Some(exporter)))
+    }
+
+    /// Takes the exporter out (later steps ship nothing).
+    pub fn take(&self) -> Option<AggregatesExporter> {
+        lock(&self.0).take()
+    }
+
+    fn add(&self, series: Vec<slipstream_core::aggregates::Series>) {
+        if let Some(e) = lock(&self.0).as_ref() {
+            e.add(series);
         }
     }
 }
@@ -82,6 +106,7 @@ pub struct Live {
     catalog: RwLock<BTreeMap<String, CatalogEntry>>,
     started: UnixNanos,
     sinks: Vec<Arc<dyn EventSink>>,
+    aggregates: Option<Arc<AggregatesExporterSink>>,
     history: Mutex<BTreeMap<String, std::collections::VecDeque<HistoryPoint>>>,
 }
 
@@ -112,16 +137,29 @@ impl Live {
             catalog: RwLock::new(catalog),
             started: clock.now_unix_nanos(),
             sinks,
+            aggregates: None,
             history: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Runs one evaluation step (see [`Evaluator::step`]), publishes its results and hands
-    /// its events to the sinks. Blocking CPU work: call it off the I/O threads.
+    /// Ships what the aggregator gains at each step to gateways through `exporter` (two-tier
+    /// mode, sidecar side).
+    pub fn with_aggregates(mut self, exporter: Arc<AggregatesExporterSink>) -> Self {
+        lock(&self.evaluator).ship_aggregates(true);
+        self.aggregates = Some(exporter);
+        self
+    }
+
+    /// Runs one evaluation step (see [`Evaluator::step`]), publishes its results, hands its
+    /// events to the sinks and its partial aggregates to the aggregates exporter (so the
+    /// returned step's are empty). Blocking CPU work: call it off the I/O threads.
     pub fn step(&self, force: bool) -> Step {
         let (step, events) = {
             let mut ev = lock(&self.evaluator);
-            let step = ev.step(force);
+            let mut step = ev.step(force);
+            if let Some(a) = &self.aggregates {
+                a.add(std::mem::take(&mut step.aggregates));
+            }
             let events: Vec<BurnRateEvent> = step
                 .events
                 .iter()
