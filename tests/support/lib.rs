@@ -20,6 +20,7 @@ use slipstream::app::App;
 use slipstream_config::Config;
 use tokio::net::TcpListener;
 
+pub mod node;
 pub mod otlp;
 pub mod process;
 pub mod procs;

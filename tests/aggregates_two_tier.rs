@@ -1,0 +1,553 @@
+//! Two tiers as separate processes on loopback: three sidecars ship partial aggregates to two
+//! gateways (each service to the gateway rendezvous hashing picks), a reference slipstream
+//! gets every span directly, and the gateways together show what the reference shows: the
+//! same series with the same request and error totals and latency quantiles, each on exactly
+//! one gateway, the same SLO windows, budgets and burn rates, and the same burn-rate alerts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use serde_json::Value;
+use slipstream_core::route::Rendezvous;
+use slipstream_e2e::node::Node;
+use slipstream_e2e::otlp::{export, kv};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slipstream-e2e-node");
+const SEC: u64 = 1_000_000_000;
+
+/// Short intervals everywhere, so that a span reaches a gateway's SLOs within about a second.
+const COMMON: &str = "aggregator:\n  tick_interval: 200ms\nslo:\n  evaluation_interval: 1s\n";
+
+/// What a service's traffic looks like.
+#[derive(Debug, Clone, Copy)]
+struct Role {
+    name: &'static str,
+    spans: usize,
+    /// Out of every 10 requests, how many fail.
+    failing_per_10: usize,
+    /// Out of every 10 requests, how many take longer than the latency SLO's 1 s.
+    slow_per_10: usize,
+}
+
+const ROLES: [Role; 6] = [
+    // Fails 30% of the time: every availability alert row fires.
+    Role {
+        name: "cart",
+        spans: 300,
+        failing_per_10: 3,
+        slow_per_10: 0,
+    },
+    // Half of it is slow: every latency alert row fires.
+    Role {
+        name: "auth",
+        spans: 240,
+        failing_per_10: 0,
+        slow_per_10: 5,
+    },
+    Role {
+        name: "search",
+        spans: 360,
+        failing_per_10: 0,
+        slow_per_10: 0,
+    },
+    Role {
+        name: "pay",
+        spans: 90,
+        failing_per_10: 0,
+        slow_per_10: 0,
+    },
+    Role {
+        name: "catalog",
+        spans: 150,
+        failing_per_10: 0,
+        slow_per_10: 0,
+    },
+    Role {
+        name: "shipping",
+        spans: 120,
+        failing_per_10: 0,
+        slow_per_10: 0,
+    },
+];
+
+/// Where a span is sent besides the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum To {
+    Sidecar(usize),
+    /// Straight to the gateway owning the service, as a Collector's load-balancing exporter
+    /// in front of the gateways would send it.
+    Gateway,
+}
+
+/// The spans of one service, each with where it goes: spread over the three sidecars (and,
+/// for `search`, partly straight to its gateway), ending over the last two minutes, with
+/// latencies from 4 ms to 3 s.
+fn traffic(role: Role, now: u64) -> Vec<(To, Span)> {
+    let first = now - 120 * SEC;
+    (0..role.spans)
+        .map(|i| {
+            let end = first + (i as u64 * 119 * SEC) / role.spans as u64;
+            let slow = i % 10 < role.slow_per_10;
+            let ms = if slow {
+                1_100 + (i as u64 * 37) % 1_900
+            } else {
+                4 + (i as u64 * 53) % 900
+            };
+            let span = Span {
+                trace_id: (i as u128 + 1).to_be_bytes().to_vec(),
+                span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                name: "GET /".into(),
+                kind: 2,
+                start_time_unix_nano: end - ms * 1_000_000,
+                end_time_unix_nano: end,
+                status: (i % 10 >= 10 - role.failing_per_10).then(|| Status {
+                    code: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let to = if role.name == "search" && i % 4 == 3 {
+                To::Gateway
+            } else {
+                To::Sidecar(i % 3)
+            };
+            (to, span)
+        })
+        .collect()
+}
+
+fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", service),
+                    kv("service.version", "1.4.2"),
+                    kv("deployment.environment", "prod"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Gateway configs whose ports route `cart` and `auth` (the two services that alert) to
+/// different gateways, and at least two services to each.
+fn gateway_configs() -> Vec<(String, SocketAddr, SocketAddr)> {
+    loop {
+        let configs: Vec<_> = (0..2).map(|_| Node::config(COMMON, "")).collect();
+        let urls: Vec<String> = configs.iter().map(|c| format!("http://{}", c.1)).collect();
+        let route = Rendezvous::new(&urls);
+        let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
+        let owned = |g: usize| ROLES.iter().filter(|r| owner(r.name) == g).count();
+        if owner("cart") != owner("auth") && owned(0) >= 2 && owned(1) >= 2 {
+            return configs;
+        }
+    }
+}
+
+fn sidecar_config(i: usize, gateways: &[String]) -> (String, SocketAddr, SocketAddr) {
+    let exporters = format!(
+        "  aggregates:\n    endpoints: [{}]\n    instance: sidecar-{i}\n    interval: 300ms\n    retry:\n      initial_interval: 50ms\n      max_interval: 200ms\n",
+        gateways.join(", ")
+    );
+    Node::config(&format!("mode: sidecar\n{COMMON}"), &exporters)
+}
+
+/// The rows of `GET /api/v1/series` over the last hour, by their labels.
+async fn series(node: &Node) -> BTreeMap<String, Value> {
+    node.api("/api/v1/series?window=1h&limit=1000").await["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["labels"].to_string(), row.clone()))
+        .collect()
+}
+
+/// An SLO of `GET /api/v1/slos` without what depends on when it was evaluated.
+fn comparable_slo(slo: &Value) -> Value {
+    let mut v = slo.clone();
+    for a in v["alerts"].as_array_mut().unwrap() {
+        a.as_object_mut().unwrap().remove("since");
+    }
+    v
+}
+
+async fn slos(node: &Node) -> BTreeMap<String, Value> {
+    node.api("/api/v1/slos").await["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), comparable_slo(s)))
+        .collect()
+}
+
+/// `(service, slo, severity, state, long window)` of every burn-rate event.
+async fn events(node: &Node) -> BTreeSet<(String, String, String, String, String)> {
+    node.api("/api/v1/events").await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (
+                s("service"),
+                s("slo"),
+                s("severity"),
+                s("state"),
+                s("long_window"),
+            )
+        })
+        .collect()
+}
+
+/// What [`converge`] compares.
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    Series,
+    Slos,
+}
+
+async fn read(node: &Node, what: Reading) -> BTreeMap<String, Value> {
+    match what {
+        Reading::Series => series(node).await,
+        Reading::Slos => slos(node).await,
+    }
+}
+
+/// Reads `what` on the reference and on each gateway until the reference's reading is
+/// `complete` and the gateways' readings together equal it, each key on one gateway only, for
+/// at most `within`; returns the last readings.
+async fn converge(
+    reference: &Node,
+    gateways: &[Node],
+    within: Duration,
+    what: Reading,
+    complete: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> (BTreeMap<String, Value>, Vec<BTreeMap<String, Value>>) {
+    let start = Instant::now();
+    loop {
+        let want = read(reference, what).await;
+        let mut got = Vec::new();
+        for g in gateways {
+            got.push(read(g, what).await);
+        }
+        let mut union: BTreeMap<String, Value> = BTreeMap::new();
+        let mut overlap = false;
+        for m in &got {
+            for (k, v) in m {
+                overlap |= union.insert(k.clone(), v.clone()).is_some();
+            }
+        }
+        if complete(&want) && !overlap && union == want {
+            return (want, got);
+        }
+        if start.elapsed() > within {
+            let logs: Vec<String> = gateways.iter().map(Node::logs).collect();
+            panic!(
+                "{what:?}: the gateways never matched the reference.\nreference: {want:#?}\ngateways: {got:#?}\ngateway logs:\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sidecars_and_two_gateways_equal_one_slipstream_fed_every_span() {
+    let gateway_cfgs = gateway_configs();
+    let gateway_urls: Vec<String> = gateway_cfgs
+        .iter()
+        .map(|c| format!("http://{}", c.1))
+        .collect();
+    let route = Rendezvous::new(&gateway_urls);
+    let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
+    let mut gateways = Vec::new();
+    for (i, cfg) in gateway_cfgs.into_iter().enumerate() {
+        gateways.push(Node::start(BIN, &format!("gateway-{i}"), cfg).await);
+    }
+    let mut sidecars = Vec::new();
+    for i in 0..3 {
+        let cfg = sidecar_config(i, &gateway_urls);
+        sidecars.push(Node::start(BIN, &format!("sidecar-{i}"), cfg).await);
+    }
+    let reference = Node::start(BIN, "reference", Node::config(COMMON, "")).await;
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut sent = 0usize;
+    let mut via_sidecars = 0usize;
+    for role in ROLES {
+        let spans = traffic(role, now);
+        sent += spans.len();
+        let mut by_target: BTreeMap<To, Vec<Span>> = BTreeMap::new();
+        for (to, span) in &spans {
+            by_target.entry(*to).or_default().push(span.clone());
+        }
+        for (to, spans) in by_target {
+            let addr = match to {
+                To::Sidecar(i) => {
+                    via_sidecars += spans.len();
+                    sidecars[i].http
+                }
+                To::Gateway => gateways[owner(role.name)].http,
+            };
+            // In requests of 50, as an SDK's batches would come.
+            for chunk in spans.chunks(50) {
+                export(addr, &request(role.name, chunk.to_vec())).await;
+            }
+        }
+        let all: Vec<Span> = spans.into_iter().map(|(_, s)| s).collect();
+        export(reference.http, &request(role.name, all)).await;
+    }
+
+    // Series: the same rows, totals, errors and latency quantiles; each on one gateway only.
+    let total = |rows: &BTreeMap<String, Value>| -> u64 {
+        rows.values().map(|r| r["total"].as_u64().unwrap()).sum()
+    };
+    let (want, got) = converge(
+        &reference,
+        &gateways,
+        Duration::from_secs(30),
+        Reading::Series,
+        |rows| total(rows) == sent as u64,
+    )
+    .await;
+    assert_eq!(want.len(), ROLES.len(), "{want:#?}");
+    for (g, rows) in got.iter().enumerate() {
+        for row in rows.values() {
+            let service = row["labels"]["service.name"].as_str().unwrap();
+            assert_eq!(owner(service), g, "{service} is on gateway {g}");
+        }
+    }
+    let cart = want
+        .values()
+        .find(|r| r["labels"]["service.name"] == "cart");
+    assert_eq!(cart.unwrap()["bad"], 90);
+
+    // SLOs (one availability and one latency SLO per service, from the templates): the same
+    // windows, totals, budgets, burn rates and alert states.
+    let period_total = |slos: &BTreeMap<String, Value>| -> u64 {
+        slos.values()
+            .map(|s| s["period_total"].as_f64().unwrap_or(0.0) as u64)
+            .sum()
+    };
+    let (want, got) = converge(
+        &reference,
+        &gateways,
+        Duration::from_secs(15),
+        Reading::Slos,
+        |slos| period_total(slos) == 2 * sent as u64,
+    )
+    .await;
+    assert_eq!(want.len(), 2 * ROLES.len(), "{:#?}", want.keys());
+    for (g, slos) in got.iter().enumerate() {
+        for slo in slos.values() {
+            assert_eq!(owner(slo["service"].as_str().unwrap()), g);
+        }
+    }
+    let firing = |name: &str| {
+        want[name]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["firing"] == true)
+    };
+    assert!(firing("cart-availability") && firing("auth-latency"));
+    assert!(!firing("search-availability") && !firing("cart-latency"));
+
+    // The same burn-rate alerts fired (when may differ by a shipment interval).
+    let want_events = events(&reference).await;
+    let mut got_events = BTreeSet::new();
+    for g in &gateways {
+        got_events.extend(events(g).await);
+    }
+    assert_eq!(got_events, want_events);
+    let pages: BTreeSet<&str> = want_events
+        .iter()
+        .filter(|e| e.2 == "page" && e.3 == "firing")
+        .map(|e| e.1.as_str())
+        .collect();
+    assert_eq!(pages, BTreeSet::from(["auth-latency", "cart-availability"]));
+
+    // Everything shipped was merged, nothing refused, nothing dropped.
+    let mut merged = 0.0;
+    for g in &gateways {
+        merged += g
+            .metric("slipstream_aggregator_merged_observations_total", &[])
+            .await;
+        assert_eq!(
+            g.metric("slipstream_receiver_aggregates_refused_total", &[])
+                .await,
+            0.0
+        );
+    }
+    assert_eq!(merged, via_sidecars as f64);
+    for s in &sidecars {
+        assert_eq!(
+            s.metric(
+                "slipstream_exporter_dropped_total",
+                &["exporter=\"aggregates\""]
+            )
+            .await,
+            0.0
+        );
+        assert!(
+            s.metric(
+                "slipstream_exporter_sent_total",
+                &["exporter=\"aggregates\""]
+            )
+            .await
+                >= 1.0
+        );
+    }
+}
+
+/// The gateway side alone, in this process: the partial-aggregates path sits behind the same
+/// admission as OTLP/HTTP, refuses what it cannot merge with a reason, merges the rest as
+/// spans would be, and a retried request only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_rest_once() {
+    use prost::Message;
+    use slipstream_core::aggregates::{
+        ExportAggregatesRequest, HTTP_PATH, Overflow, Series, Slot, value,
+    };
+    use slipstream_core::rpc::RpcStatus;
+    use slipstream_e2e::raw::{post_http, request_http};
+
+    let mut cfg = slipstream_e2e::test_config(None, "");
+    cfg.receivers.otlp.auth = Some(slipstream_config::receiver::AuthConfig {
+        bearer_tokens: vec!["t0ken".into()],
+        bearer_tokens_file: None,
+    });
+    let app = slipstream::app::App::start_with(
+        cfg,
+        std::sync::Arc::new(slipstream_core::SystemClock),
+        false,
+    )
+    .await
+    .unwrap();
+    let (http, admin) = (app.http_addr.unwrap(), app.admin_addr.unwrap());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut header = app.aggregator.aggregates_header();
+    header.instance = "sidecar-x".into();
+    header.instance_started_unix_nanos = now;
+    header.sequence = 1;
+    let string = |s: &str| slipstream_core::aggregates::Value {
+        value: Some(value::Value::StringValue(s.into())),
+    };
+    let good = ExportAggregatesRequest {
+        header: Some(header.clone()),
+        series: vec![Series {
+            key: vec![string("cart"), string("prod")],
+            overflow: Overflow::None as i32,
+            slots: vec![Slot {
+                start_unix_nanos: now / (60 * SEC) * 60 * SEC,
+                total: 3,
+                bad: 1,
+                bucket_indexes: vec![900, 1000],
+                bucket_counts: vec![2, 1],
+            }],
+            versions: vec![],
+        }],
+    };
+    let auth = ("authorization", "Bearer t0ken");
+    let pb = ("content-type", "application/x-protobuf");
+    let post = |headers: Vec<(&'static str, &'static str)>, body: Vec<u8>| async move {
+        post_http(http, HTTP_PATH, &headers, body).await
+    };
+    let refused = |reason: &str| {
+        let label = format!("reason=\"{reason}\"");
+        async move {
+            slipstream_e2e::self_metric(
+                admin,
+                "slipstream_receiver_aggregates_refused_total",
+                &[&label],
+            )
+            .await
+        }
+    };
+
+    let r = post(vec![pb], good.encode_to_vec()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(refused("unauthenticated").await, 1.0);
+    let r = post(
+        vec![auth, ("content-type", "application/json")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    let r = request_http(http, "GET", HTTP_PATH, &[auth], Vec::new()).await;
+    assert_eq!(r.status, 405);
+
+    let r = post(vec![auth, pb], b"\xff\xff\xff not protobuf".to_vec()).await;
+    assert_eq!(r.status, 400);
+    let status = RpcStatus::decode(&r.body[..]).unwrap();
+    assert!(
+        status.message.contains("invalid ExportAggregatesRequest"),
+        "{status:?}"
+    );
+
+    let mut other = good.clone();
+    other.header.as_mut().unwrap().slot_width_nanos = 10 * SEC;
+    let r = post(vec![auth, pb], other.encode_to_vec()).await;
+    assert_eq!(r.status, 400);
+    let status = RpcStatus::decode(&r.body[..]).unwrap();
+    assert!(
+        status.message.contains("aggregator.slot_width"),
+        "{status:?}"
+    );
+    assert_eq!(refused("incompatible").await, 1.0);
+
+    let mut bad_sum = good.clone();
+    bad_sum.series[0].slots[0].total = 4;
+    let r = post(vec![auth, pb], bad_sum.encode_to_vec()).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(refused("invalid").await, 2.0);
+
+    // Taken, gzip-compressed; the same request again (a retry) is not merged twice.
+    let body = slipstream_e2e::gzip(&good.encode_to_vec());
+    for _ in 0..2 {
+        let r = post(vec![auth, pb, ("content-encoding", "gzip")], body.clone()).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    app.step().await;
+    let (_, rows) = slipstream_e2e::http_get(admin, "/api/v1/series?window=1h").await;
+    let rows: Value = serde_json::from_str(&rows).unwrap();
+    let cart = &rows["series"][0];
+    assert_eq!(cart["labels"]["service.name"], "cart");
+    assert_eq!(cart["labels"]["deployment.environment"], "prod");
+    assert_eq!(
+        (cart["total"].as_u64(), cart["bad"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let outcomes = |o: &str| {
+        let label = format!("outcome=\"{o}\"");
+        async move {
+            slipstream_e2e::self_metric(
+                admin,
+                "slipstream_receiver_aggregates_requests_total",
+                &[&label],
+            )
+            .await
+        }
+    };
+    assert_eq!(outcomes("accepted").await, 1.0);
+    assert_eq!(outcomes("duplicate").await, 1.0);
+    assert_eq!(outcomes("refused").await, 6.0);
+    app.shutdown().await;
+}
