@@ -49,6 +49,10 @@ pub(crate) struct MergeSeries {
     pub(crate) slots: Vec<MergeSlot>,
 }
 
+/// The most requests one slot of one request may add (2^40, a trillion): far beyond any real
+/// traffic, and small enough that no realistic number of merges overflows a counter.
+const MAX_SLOT_TOTAL: u64 = 1 << 40;
+
 /// One run of a sender: its instance name and start time.
 type Run = (String, UnixNanos);
 
@@ -224,6 +228,12 @@ fn check_slot(
         return Err(format!(
             "start {} is not on a slot boundary",
             slot.start_unix_nanos
+        ));
+    }
+    if slot.total > MAX_SLOT_TOTAL {
+        return Err(format!(
+            "total {} is beyond what one slot can hold ({MAX_SLOT_TOTAL})",
+            slot.total
         ));
     }
     if slot.bad > slot.total {

@@ -246,7 +246,8 @@ impl Store {
                 let mut counts = slot.counts;
                 if counts.slot > latest {
                     counts.slot = now_slot;
-                    self.totals.clamped_future += counts.total;
+                    self.totals.clamped_future =
+                        self.totals.clamped_future.saturating_add(counts.total);
                 }
                 let clamped: u64 = slot
                     .buckets
@@ -254,19 +255,21 @@ impl Store {
                     .filter(|(b, _)| *b > top)
                     .map(|(_, n)| n)
                     .sum();
-                self.totals.clamped_duration += clamped;
+                self.totals.clamped_duration = self.totals.clamped_duration.saturating_add(clamped);
                 let below = slot.buckets.iter().copied().filter(|(b, _)| *b <= top);
                 let pairs: Vec<(u32, u64)> = below
                     .chain((clamped > 0).then_some((top, clamped)))
                     .collect();
-                self.totals.merged_observations += counts.total;
+                self.totals.merged_observations =
+                    self.totals.merged_observations.saturating_add(counts.total);
                 self.add(g, counts, pairs, now, oldest);
             }
         }
     }
 
     /// Adds `counts` and the latency buckets `pairs` (ascending; a bucket may repeat) to
-    /// series `g`, or counts them late when the slot is before `oldest`.
+    /// series `g`, or counts them late when the slot is before `oldest`. Counts saturate:
+    /// merged ones come from the network.
     fn add(
         &mut self,
         g: u32,
@@ -279,21 +282,24 @@ impl Store {
             .as_mut()
             .filter(|_| counts.slot >= oldest)
         else {
-            self.totals.dropped_late += counts.total;
+            self.totals.dropped_late = self.totals.dropped_late.saturating_add(counts.total);
             return;
         };
         if e.kind() != Overflow::None {
-            self.totals.overflow_observations += counts.total;
+            self.totals.overflow_observations = self
+                .totals
+                .overflow_observations
+                .saturating_add(counts.total);
         }
-        self.totals.observations += counts.total;
+        self.totals.observations = self.totals.observations.saturating_add(counts.total);
         let d = StdArc::make_mut(&mut e.data);
         d.last_seen = now;
         let start = counts.slot * self.cfg.slot_ns;
         match d.slots.binary_search_by_key(&start, |s| s.start_unix_nanos) {
             Ok(i) => {
                 let s = StdArc::make_mut(&mut d.slots[i]);
-                s.total += counts.total;
-                s.bad += counts.bad;
+                s.total = s.total.saturating_add(counts.total);
+                s.bad = s.bad.saturating_add(counts.bad);
                 s.histogram = s.histogram.merged_with(pairs);
             }
             Err(i) => d.slots.insert(

@@ -261,12 +261,13 @@ fn malformed_series_and_slots_are_refused_and_nothing_is_merged() {
         ..Series::default()
     };
     let bad_slots = [
-        slot(start, 2, 1, &[(3, 1)]),         // buckets add up to 1
-        slot(start, 2, 3, &[(3, 2)]),         // bad above total
-        slot(start, 2, 0, &[(9, 1), (3, 1)]), // out of order
-        slot(start, 2, 0, &[(3, 1), (3, 1)]), // repeated
-        slot(start + 1, 1, 0, &[(3, 1)]),     // not on a slot boundary
-        slot(start, 1, 0, &[(1_000_000, 1)]), // beyond the last bucket
+        slot(start, 2, 1, &[(3, 1)]),             // buckets add up to 1
+        slot(start, 2, 3, &[(3, 2)]),             // bad above total
+        slot(start, 2, 0, &[(9, 1), (3, 1)]),     // out of order
+        slot(start, 2, 0, &[(3, 1), (3, 1)]),     // repeated
+        slot(start + 1, 1, 0, &[(3, 1)]),         // not on a slot boundary
+        slot(start, 1, 0, &[(1_000_000, 1)]),     // beyond the last bucket
+        slot(start, 1 << 41, 0, &[(3, 1 << 41)]), // more than one slot takes
     ];
     for (i, bad) in bad_slots.into_iter().enumerate() {
         let series = Series {
