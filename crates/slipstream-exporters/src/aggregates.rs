@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{HeaderValue, Uri, header};
+use http::{HeaderValue, header};
 use prost::Message;
 use slipstream_config::exporters::AggregatesConfig;
 use slipstream_core::Registry;
@@ -39,7 +39,7 @@ use slipstream_core::route::Rendezvous;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::delivery::{self, Delivery, HttpClient};
+use crate::delivery::{self, Delivery};
 
 /// The `exporter` label value of the delivery metrics.
 pub const EXPORTER: &str = "aggregates";
@@ -169,34 +169,24 @@ impl AggregatesExporter {
         registry: &Registry,
     ) -> Result<Self, String> {
         let section = "exporters.aggregates";
-        let delivery_cfg = cfg.delivery();
         let mut headers = delivery::header_map(section, &cfg.headers)?;
         if cfg.gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        let client =
-            delivery::http_client(section, delivery_cfg.timeout, delivery_cfg.tls.as_ref())?;
-        let mut queues = Vec::with_capacity(cfg.endpoints.len());
-        for (i, endpoint) in cfg.endpoints.iter().enumerate() {
-            let url = delivery::http_url(
-                &format!("{section}.endpoints[{i}]"),
-                &format!("{}{HTTP_PATH}", endpoint.trim_end_matches('/')),
-            )?;
-            let (client, headers, timeout) =
-                (client.clone(), headers.clone(), delivery_cfg.timeout);
-            queues.push(Delivery::start(
-                EXPORTER,
-                &delivery_cfg,
-                registry,
-                move |body: &Bytes| {
-                    let (client, url, headers, body): (HttpClient, Uri, _, _) =
-                        (client.clone(), url.clone(), headers.clone(), body.clone());
-                    async move {
-                        delivery::post(&client, &url, &headers, CONTENT_TYPE, body, timeout).await
-                    }
-                },
-            ));
-        }
+        let posts = delivery::EndpointPosts {
+            exporter: EXPORTER,
+            section,
+            path: HTTP_PATH,
+            content_type: CONTENT_TYPE,
+            headers,
+        };
+        let queues = delivery::endpoint_queues(
+            posts,
+            &cfg.endpoints,
+            &cfg.delivery(),
+            registry,
+            Bytes::clone,
+        )?;
         let header = Header {
             instance: cfg.instance.clone().unwrap_or_else(host_name),
             instance_started_unix_nanos: SystemTime::now()

@@ -88,35 +88,21 @@ impl AlertmanagerExporter {
     /// runtime. Fails on an unsupported URL or a header that is not valid HTTP.
     pub fn start(cfg: &AlertmanagerConfig, registry: &Registry) -> Result<Self, String> {
         let delivery_cfg = cfg.delivery();
-        let headers = delivery::header_map("exporters.alertmanager", &cfg.headers)?;
-        let client = delivery::http_client(
-            "exporters.alertmanager",
-            delivery_cfg.timeout,
-            delivery_cfg.tls.as_ref(),
-        )?;
+        let posts = delivery::EndpointPosts {
+            exporter: EXPORTER,
+            section: "exporters.alertmanager",
+            path: ALERTS_PATH,
+            content_type: "application/json",
+            headers: delivery::header_map("exporters.alertmanager", &cfg.headers)?,
+        };
         let resend = cfg.resend_interval;
-        let mut queues = Vec::with_capacity(cfg.endpoints.len());
-        for (i, endpoint) in cfg.endpoints.iter().enumerate() {
-            let url = delivery::http_url(
-                &format!("exporters.alertmanager.endpoints[{i}]"),
-                &format!("{}{ALERTS_PATH}", endpoint.trim_end_matches('/')),
-            )?;
-            let (client, headers, timeout) =
-                (client.clone(), headers.clone(), delivery_cfg.timeout);
-            queues.push(Delivery::start(
-                EXPORTER,
-                &delivery_cfg,
-                registry,
-                move |batch: &Batch| {
-                    let body = render(batch, now(), resend);
-                    let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
-                    async move {
-                        delivery::post(&client, &url, &headers, "application/json", body, timeout)
-                            .await
-                    }
-                },
-            ));
-        }
+        let queues = delivery::endpoint_queues(
+            posts,
+            &cfg.endpoints,
+            &delivery_cfg,
+            registry,
+            move |batch: &Batch| render(batch, now(), resend),
+        )?;
         let firing = Firing::default();
         let resender = tokio::spawn(resend_loop(
             firing.clone(),

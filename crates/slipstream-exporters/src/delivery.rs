@@ -429,6 +429,65 @@ pub(crate) fn https_connector(
     })
 }
 
+/// What [`endpoint_queues`] posts: the exporter's name, its config section, the path under
+/// each endpoint, the content type and the headers (the configured ones and any of its own).
+#[derive(Debug, Clone)]
+pub struct EndpointPosts<'a> {
+    /// The `exporter` label value.
+    pub exporter: &'static str,
+    /// The config section, for errors (`exporters.alertmanager`).
+    pub section: &'a str,
+    /// The path appended to each endpoint (`/api/v2/alerts`).
+    pub path: &'a str,
+    /// `Content-Type` of every request.
+    pub content_type: &'static str,
+    /// Headers of every request.
+    pub headers: HeaderMap,
+}
+
+/// One delivery queue per URL of `endpoints` (the `endpoints` field of `posts.section`), each
+/// POSTing the body `body` makes of an item to that URL followed by `posts.path`, through one
+/// shared HTTP client. For exporters with several targets: Alertmanager sends every item to
+/// each, partial aggregates each item to one.
+pub fn endpoint_queues<T, B>(
+    posts: EndpointPosts<'_>,
+    endpoints: &[String],
+    cfg: &DeliveryConfig,
+    registry: &Registry,
+    body: B,
+) -> Result<Vec<Delivery<T>>, String>
+where
+    T: Send + Sync + 'static,
+    B: Fn(&T) -> Bytes + Clone + Send + Sync + 'static,
+{
+    let client = http_client(posts.section, cfg.timeout, cfg.tls.as_ref())?;
+    let mut queues = Vec::with_capacity(endpoints.len());
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let url = http_url(
+            &format!("{}.endpoints[{i}]", posts.section),
+            &format!("{}{}", endpoint.trim_end_matches('/'), posts.path),
+        )?;
+        let (client, headers, timeout, body) = (
+            client.clone(),
+            posts.headers.clone(),
+            cfg.timeout,
+            body.clone(),
+        );
+        let content_type = posts.content_type;
+        queues.push(Delivery::start(
+            posts.exporter,
+            cfg,
+            registry,
+            move |item: &T| {
+                let body = body(item);
+                let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+                async move { post(&client, &url, &headers, content_type, body, timeout).await }
+            },
+        ));
+    }
+    Ok(queues)
+}
+
 /// The configured extra headers as a header map; `section` names the config section in
 /// errors (`exporters.webhook`).
 pub fn header_map(section: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
