@@ -367,6 +367,20 @@ pub async fn self_metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 
         .sum()
 }
 
+/// Whether `GET http://{addr}{path}` answers 2xx within a second (a readiness probe).
+pub async fn answers(addr: SocketAddr, path: &str) -> bool {
+    tokio::time::timeout(Duration::from_secs(1), async {
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build_http::<Full<Bytes>>()
+            .get(format!("http://{addr}{path}").parse().unwrap())
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// A plain HTTP/1.1 GET: (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())

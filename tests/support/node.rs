@@ -70,16 +70,7 @@ impl Node {
                     node.logs()
                 );
             }
-            let ready = tokio::time::timeout(Duration::from_secs(1), async {
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<http_body_util::Full<bytes::Bytes>>()
-                    .get(format!("http://{admin}/readyz").parse().unwrap())
-                    .await
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false)
-            })
-            .await
-            .unwrap_or(false);
+            let ready = crate::answers(admin, "/readyz").await;
             if ready {
                 return node;
             }

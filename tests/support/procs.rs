@@ -34,16 +34,7 @@ impl Drop for Proc {
 async fn wait_ready(addr: SocketAddr, what: &str) {
     let start = Instant::now();
     loop {
-        let ok = tokio::time::timeout(Duration::from_secs(1), async {
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Full<bytes::Bytes>>()
-                .get(format!("http://{addr}/-/ready").parse().unwrap())
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let ok = crate::answers(addr, "/-/ready").await;
         if ok {
             return;
         }

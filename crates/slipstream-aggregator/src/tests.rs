@@ -8,8 +8,8 @@ use slipstream_core::{
 
 use super::*;
 
-const SEC: u64 = 1_000_000_000;
-const T0: u64 = 1_700_000_000 * SEC;
+pub(crate) const SEC: u64 = 1_000_000_000;
+pub(crate) const T0: u64 = 1_700_000_000 * SEC;
 
 fn setup(cfg: AggregatorConfig) -> (Aggregator, ManualClock, Registry) {
     let clock = ManualClock::new(T0);
@@ -18,7 +18,7 @@ fn setup(cfg: AggregatorConfig) -> (Aggregator, ManualClock, Registry) {
     (agg, clock, registry)
 }
 
-fn span<'a>(service: &'a str, env: &'a str, end: u64, dur: u64) -> SpanRecord<'a> {
+pub(crate) fn span<'a>(service: &'a str, env: &'a str, end: u64, dur: u64) -> SpanRecord<'a> {
     let mut dims = [AttrValue::Absent; slipstream_core::MAX_DIMENSIONS];
     dims[0] = AttrValue::Str(env);
     SpanRecord {

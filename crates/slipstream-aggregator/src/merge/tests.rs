@@ -13,10 +13,8 @@ use slipstream_core::{
     SpanRecord, StatusCode,
 };
 
+use crate::tests::{SEC, T0, span};
 use crate::{Aggregator, Snapshot};
-
-const SEC: u64 = 1_000_000_000;
-const T0: u64 = 1_700_000_000 * SEC;
 
 /// One aggregator and the snapshot it last shipped from.
 struct Sender {
@@ -59,20 +57,6 @@ fn aggregator(cfg: &AggregatorConfig, clock: &ManualClock) -> (Aggregator, Regis
         Aggregator::new(cfg, Arc::new(clock.clone()), &registry),
         registry,
     )
-}
-
-fn span<'a>(service: &'a str, env: &'a str, end: u64, dur: u64) -> SpanRecord<'a> {
-    let mut dims = [AttrValue::Absent; slipstream_core::MAX_DIMENSIONS];
-    dims[0] = AttrValue::Str(env);
-    SpanRecord {
-        service_name: Some(service),
-        name: "GET /",
-        kind: SpanKind::Server,
-        start_unix_nano: end - dur,
-        end_unix_nano: end,
-        dims,
-        ..SpanRecord::default()
-    }
 }
 
 /// Every series of a snapshot by its labels, with its slots as
