@@ -326,6 +326,16 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// The requests of `received` that carry data: the forward exporter's readiness probe, an
+/// empty export, is left out.
+pub fn with_data(received: &[Received]) -> Vec<Received> {
+    received
+        .iter()
+        .filter(|r| !r.body.is_empty())
+        .cloned()
+        .collect()
+}
+
 /// The spans in the trace requests of `received`, as (service.name, span name) pairs.
 pub fn spans_in(received: &[Received]) -> Vec<(String, String)> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
