@@ -139,8 +139,8 @@ fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
 }
 
 /// Gateway configs whose ports route `cart` and `auth` (the two services that alert) to
-/// different gateways, and at least two services to each.
-fn gateway_configs() -> Vec<NodeConfig> {
+/// different gateways, and at least two services to each; with their URLs.
+fn gateway_configs() -> (Vec<NodeConfig>, Vec<String>) {
     loop {
         let configs: Vec<_> = (0..2).map(|_| Node::config(COMMON, "")).collect();
         let urls: Vec<String> = configs
@@ -151,7 +151,7 @@ fn gateway_configs() -> Vec<NodeConfig> {
         let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
         let owned = |g: usize| ROLES.iter().filter(|r| owner(r.name) == g).count();
         if owner("cart") != owner("auth") && owned(0) >= 2 && owned(1) >= 2 {
-            return configs;
+            return (configs, urls);
         }
     }
 }
@@ -263,11 +263,7 @@ async fn converge(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sidecars_and_two_gateways_equal_one_slipstream_fed_every_span() {
-    let gateway_cfgs = gateway_configs();
-    let gateway_urls: Vec<String> = gateway_cfgs
-        .iter()
-        .map(|c| format!("http://{}", c.http))
-        .collect();
+    let (gateway_cfgs, gateway_urls) = gateway_configs();
     let route = Rendezvous::new(&gateway_urls);
     let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
     let mut gateways = Vec::new();
