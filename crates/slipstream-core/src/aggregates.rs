@@ -39,7 +39,8 @@ pub struct Header {
     /// When the sender process started (Unix nanoseconds); names one run of the sender.
     #[prost(uint64, tag = "2")]
     pub instance_started_unix_nanos: u64,
-    /// Increases with every request of the run, starting at 1.
+    /// Increases with every request of the run, starting at 1; a receiver ignores one not
+    /// above the last it merged from the run (0: none, always merged).
     #[prost(uint64, tag = "3")]
     pub sequence: u64,
     /// Width of an event-time slot, nanoseconds.
