@@ -7,7 +7,7 @@ use opentelemetry_otlp::{
     Compression, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use slipstream_e2e::sdk::emit;
-use slipstream_e2e::{Sink, otlp, raw, self_metric, spans_in, start, test_config, with_data};
+use slipstream_e2e::{Sink, otlp, raw, self_metric, spans_in, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -133,9 +133,9 @@ async fn protobuf_bodies_are_forwarded_byte_for_byte() {
     .await;
     assert_eq!(r.status, 200);
     let got = sink
-        .wait_for(WAIT, "three requests", |r| with_data(r).len() >= 3)
+        .wait_for(WAIT, "three requests", |r| r.len() >= 3)
         .await;
-    for r in &with_data(&got) {
+    for r in &got {
         assert_eq!(
             r.path,
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -213,9 +213,7 @@ async fn metrics_and_logs_are_forwarded_the_same_way() {
             .grpc_status(),
         Some(0)
     );
-    let got = sink
-        .wait_for(WAIT, "four requests", |r| with_data(r).len() >= 4)
-        .await;
+    let got = sink.wait_for(WAIT, "four requests", |r| r.len() >= 4).await;
     assert_eq!(
         got.iter()
             .filter(|r| r.path == m && r.body[..] == metrics[..])

@@ -235,6 +235,14 @@ impl Sink {
         response
     }
 
+    /// Keeps a request that carries data; the forwarder's readiness probe sends empty export
+    /// requests, answered like any other but not recorded.
+    fn record(&self, path: String, body: Bytes) {
+        if !body.is_empty() {
+            self.received.lock().unwrap().push(Received { path, body });
+        }
+    }
+
     fn answer(
         &self,
         path: String,
@@ -250,7 +258,7 @@ impl Sink {
             let compressed = raw.first() == Some(&1);
             let body = raw.slice(5.min(raw.len())..);
             let body = if compressed { gunzip(&body) } else { body };
-            self.received.lock().unwrap().push(Received { path, body });
+            self.record(path, body);
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", HeaderValue::from_static("0"));
             let frames = vec![
@@ -271,7 +279,7 @@ impl Sink {
                 return r;
             }
             let body = if gzip_http { gunzip(&raw) } else { raw };
-            self.received.lock().unwrap().push(Received { path, body });
+            self.record(path, body);
             let mut r = Response::new(BoxBody::new(Full::new(Bytes::new())));
             r.headers_mut().insert(
                 "content-type",
@@ -324,16 +332,6 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()
-}
-
-/// The requests of `received` that carry data: the forward exporter's readiness probe, an
-/// empty export, is left out.
-pub fn with_data(received: &[Received]) -> Vec<Received> {
-    received
-        .iter()
-        .filter(|r| !r.body.is_empty())
-        .cloned()
-        .collect()
 }
 
 /// The spans in the trace requests of `received`, as (service.name, span name) pairs.
