@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what slipstream's test suite needs on a fresh Debian machine: the Python
 # OpenTelemetry SDK (a real OTLP client) in tests/.venv, Prometheus + Alertmanager and headless
-# Chromium from Debian's packages, and a test host name in /etc/hosts. Safe to run again; it
-# skips what is already there.
+# Chromium from Debian's packages, a test host name in /etc/hosts and a small tmpfs to fill.
+# Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +36,16 @@ if [ "$(getent ahostsv4 gateways.slipstream.test 2>/dev/null | awk '$2 == "STREA
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "test-deps: gateways.slipstream.test -> 127.0.0.2, 127.0.0.3 in /etc/hosts"
   printf '127.0.0.2 gateways.slipstream.test\n127.0.0.3 gateways.slipstream.test\n' | $SUDO tee -a /etc/hosts >/dev/null
+fi
+
+# A small file system to fill up, for the test of a full state and spill disk
+# (tests/disk_full.rs).
+full=/tmp/slipstream-test-full-disk
+if ! grep -q " $full tmpfs " /proc/mounts; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "test-deps: a 2 MiB tmpfs at $full"
+  mkdir -p "$full"
+  $SUDO mount -t tmpfs -o size=2m,mode=1777 tmpfs "$full"
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest

@@ -53,7 +53,10 @@ pub mod names {
 /// The open store and its counters.
 #[derive(Debug)]
 pub struct Persistence {
-    store: StateStore,
+    /// `None` after a failed save: the database refuses every write after an I/O error
+    /// (a full disk), so the next snapshot opens the file again.
+    store: std::sync::Mutex<Option<StateStore>>,
+    dir: std::path::PathBuf,
     ok: Arc<Counter>,
     failed: Arc<Counter>,
     bytes: Arc<Gauge>,
@@ -128,7 +131,12 @@ impl Persistence {
             Err(e) => tracing::error!("cannot read the saved SLO state: {e}; starting fresh"),
         }
         Some(Persistence {
-            store,
+            dir: store
+                .path()
+                .parent()
+                .map(ToOwned::to_owned)
+                .unwrap_or_default(),
+            store: std::sync::Mutex::new(Some(store)),
             ok: registry.counter(&names::SNAPSHOTS, &["ok"]),
             failed: registry.counter(&names::SNAPSHOTS, &["failed"]),
             bytes: registry.gauge(&names::SNAPSHOT_BYTES, &[]),
@@ -139,7 +147,21 @@ impl Persistence {
     pub fn snapshot(&self, live: &Live) -> Result<(), StateError> {
         let state = live.with_evaluator(|e| e.engine().export_state());
         let bytes = serde_json::to_vec(&state).expect("the SLO state serializes");
-        match self.store.save(SLO_KEY, &bytes) {
+        let mut guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            match StateStore::open(&self.dir) {
+                Ok(s) => {
+                    tracing::info!("state store {} reopened", s.path().display());
+                    *guard = Some(s);
+                }
+                Err(e) => {
+                    self.failed.inc();
+                    return Err(e);
+                }
+            }
+        }
+        let store = guard.as_ref().expect("opened above");
+        match store.save(SLO_KEY, &bytes) {
             Ok(()) => {
                 self.ok.inc();
                 self.bytes.set(bytes.len() as i64);
@@ -147,6 +169,8 @@ impl Persistence {
             }
             Err(e) => {
                 self.failed.inc();
+                // Closed now, opened again (repaired if need be) at the next snapshot.
+                *guard = None;
                 Err(e)
             }
         }

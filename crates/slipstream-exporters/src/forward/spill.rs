@@ -275,10 +275,15 @@ impl Spill {
         if let Err(e) = written {
             // A partial record may be in the file: seal the segment before it, so it is never
             // read, and cut the file back.
-            let good = seg.len;
+            let (good, id) = (seg.len, seg.id);
             seg.sealed = true;
             if let Some(w) = st.writer.take() {
                 let _ = w.set_len(good);
+            }
+            if good == 0 {
+                // Nothing in it: do not leave an empty file per refused request.
+                st.segments.pop_back();
+                let _ = fs::remove_file(segment_path(&self.dir, id));
             }
             return Err(AppendError::Io(e));
         }
