@@ -147,7 +147,7 @@ fn gateway_configs() -> (Vec<NodeConfig>, Vec<String>) {
             .iter()
             .map(|c| format!("http://{}", c.http))
             .collect();
-        let route = Rendezvous::new(&urls);
+        let route = Rendezvous::for_endpoints(&urls);
         let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
         let owned = |g: usize| ROLES.iter().filter(|r| owner(r.name) == g).count();
         if owner("cart") != owner("auth") && owned(0) >= 2 && owned(1) >= 2 {
@@ -264,7 +264,7 @@ async fn converge(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sidecars_and_two_gateways_equal_one_slipstream_fed_every_span() {
     let (gateway_cfgs, gateway_urls) = gateway_configs();
-    let route = Rendezvous::new(&gateway_urls);
+    let route = Rendezvous::for_endpoints(&gateway_urls);
     let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
     let mut gateways = Vec::new();
     for (i, cfg) in gateway_cfgs.into_iter().enumerate() {

@@ -30,6 +30,33 @@ impl Rendezvous {
         }
     }
 
+    /// Routes over endpoint URLs (`scheme://host:port/...`), naming each by its host when the
+    /// hosts are all different, so that the same gateways listed on their OTLP/gRPC port
+    /// (`forward.routing`) and on their OTLP/HTTP port (`exporters.aggregates`) rank every
+    /// service the same way; by `host:port` when hosts repeat (several endpoints on one
+    /// machine). Indexes follow the order of `urls`.
+    pub fn for_endpoints<S: AsRef<str>>(urls: &[S]) -> Self {
+        let authority = |u: &str| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
+        };
+        let host = |a: &str| {
+            let h = match a.rsplit_once(':') {
+                Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+                _ => a,
+            };
+            h.trim_start_matches('[').trim_end_matches(']').to_owned()
+        };
+        let authorities: Vec<String> = urls.iter().map(|u| authority(u.as_ref())).collect();
+        let hosts: Vec<String> = authorities.iter().map(|a| host(a)).collect();
+        let distinct = hosts
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == hosts.len();
+        Rendezvous::new(if distinct { &hosts } else { &authorities })
+    }
+
     /// Number of endpoints.
     pub fn len(&self) -> usize {
         self.seeds.len()
@@ -255,6 +282,34 @@ mod tests {
             let share = n as f64 / keys as f64;
             assert!((0.18..0.22).contains(&share), "uneven share {share}");
         }
+    }
+
+    #[test]
+    fn endpoints_are_named_by_host_so_grpc_and_http_lists_agree() {
+        let grpc = [
+            "http://gw-0.gw:4317",
+            "http://gw-1.gw:4317",
+            "http://[fd00::2]:4317",
+        ];
+        let http = [
+            "https://gw-0.gw:4318/",
+            "https://gw-1.gw:4318",
+            "http://[fd00::2]:4318",
+        ];
+        let (a, b) = (
+            Rendezvous::for_endpoints(&grpc),
+            Rendezvous::for_endpoints(&http),
+        );
+        for s in 0..500 {
+            let key = format!("service-{s}");
+            assert_eq!(a.pick(key.as_bytes()), b.pick(key.as_bytes()));
+        }
+        // One host, several ports: the ports tell them apart.
+        let local = Rendezvous::for_endpoints(&["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        let picks: std::collections::BTreeSet<_> = (0..100)
+            .map(|s| local.pick(format!("s{s}").as_bytes()))
+            .collect();
+        assert_eq!(picks.len(), 2);
     }
 
     #[derive(Clone, PartialEq, prost::Message)]

@@ -197,7 +197,7 @@ impl AggregatesExporter {
         };
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::default()),
-            route: Rendezvous::new(&cfg.endpoints),
+            route: Rendezvous::for_endpoints(&cfg.endpoints),
             queues,
             header,
             sequence: AtomicU64::new(0),

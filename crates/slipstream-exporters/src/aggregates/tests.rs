@@ -87,7 +87,7 @@ async fn each_service_goes_to_the_gateway_that_owns_it() {
             .collect(),
     );
     exporter.ship();
-    let route = Rendezvous::new(&urls);
+    let route = Rendezvous::for_endpoints(&urls);
     let mut seen = 0;
     let mut sequences = Vec::new();
     for (i, g) in gateways.iter().enumerate() {

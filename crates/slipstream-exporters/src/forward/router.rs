@@ -158,7 +158,7 @@ impl ForwardRouter {
             }
         }
         let routes = Arc::new(Routes {
-            ring: Rendezvous::new(&endpoints),
+            ring: Rendezvous::for_endpoints(&endpoints),
             lanes,
         });
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;

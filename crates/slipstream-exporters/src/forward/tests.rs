@@ -281,7 +281,7 @@ mod router {
             router.forward(Signal::Logs, request(s)).unwrap();
         }
         assert_eq!(router.queued_requests(), 60);
-        let ring = Rendezvous::new(&[endpoint(0), endpoint(1)]);
+        let ring = Rendezvous::for_endpoints(&[endpoint(0), endpoint(1)]);
         let on_1 = services
             .iter()
             .filter(|s| ring.pick(s.as_bytes()) == Some(1))
