@@ -293,6 +293,13 @@ pub struct AggregatesConfig {
     /// aggregates always go to the same one, chosen by rendezvous hashing of `service.name`
     /// over this list.
     pub endpoints: Vec<String>,
+    /// Instead of `endpoints`: a URL whose host has one address per gateway (a headless
+    /// Service, `http://slipstream-gateway-headless.observability.svc:4318`), looked up every
+    /// `refresh_interval`; each address is a gateway `scheme://address:port`.
+    pub dns: Option<String>,
+    /// How often `dns` is looked up again; a failed lookup keeps the gateways.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
     /// This sender's name in the requests' header; `null` takes the `HOSTNAME` environment
     /// variable (the pod name on Kubernetes), else the host name.
     pub instance: Option<String>,
@@ -322,6 +329,8 @@ impl Default for AggregatesConfig {
     fn default() -> Self {
         AggregatesConfig {
             endpoints: Vec::new(),
+            dns: None,
+            refresh_interval: crate::forward::DEFAULT_DNS_REFRESH_INTERVAL,
             instance: None,
             interval: DEFAULT_AGGREGATES_INTERVAL,
             max_request_size: DEFAULT_AGGREGATES_MAX_REQUEST_SIZE,
@@ -445,9 +454,18 @@ impl ExportersConfig {
         if let Some(a) = &self.aggregates {
             let p = format!("{path}.aggregates");
             errs.check(
-                !a.endpoints.is_empty(),
+                a.endpoints.is_empty() != a.dns.is_none(),
                 format!("{p}.endpoints"),
-                "expected at least one gateway URL",
+                "expected at least one gateway URL, or `dns` instead",
+            );
+            if let Some(d) = &a.dns {
+                check_url(errs, &format!("{p}.dns"), d);
+                check_tls_scheme(errs, &p, d, a.tls.as_ref());
+            }
+            errs.check(
+                !a.refresh_interval.is_zero(),
+                format!("{p}.refresh_interval"),
+                "expected a duration above 0",
             );
             for (i, e) in a.endpoints.iter().enumerate() {
                 check_url(errs, &format!("{p}.endpoints[{i}]"), e);

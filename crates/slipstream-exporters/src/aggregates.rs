@@ -39,7 +39,8 @@ use slipstream_core::route::Rendezvous;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::delivery::{self, Delivery};
+use crate::delivery::{self, Delivery, DeliveryQueue};
+use crate::resolve::DnsName;
 
 /// The `exporter` label value of the delivery metrics.
 pub const EXPORTER: &str = "aggregates";
@@ -139,12 +140,41 @@ impl Outbox {
     }
 }
 
+/// The gateways shipments go to, and how services map to them.
+#[derive(Debug, Default)]
+struct Gateways {
+    /// Sorted.
+    endpoints: Vec<String>,
+    route: Rendezvous,
+    queues: Vec<DeliveryQueue<Bytes>>,
+}
+
+/// Starts the delivery queue of the gateway at an endpoint URL.
+type MakeQueue = Box<dyn Fn(&str) -> Result<Delivery<Bytes>, String> + Send + Sync>;
+
+/// How to start a gateway's delivery queue.
+struct QueueMaker {
+    make: MakeQueue,
+    /// Time a gateway that left the DNS answer gets to take what is queued for it.
+    retire_deadline: Duration,
+}
+
+impl std::fmt::Debug for QueueMaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueMaker").finish_non_exhaustive()
+    }
+}
+
 /// What the exporter and its timer share.
 #[derive(Debug)]
 struct Shared {
     outbox: Mutex<Outbox>,
-    route: Rendezvous,
-    queues: Vec<Delivery<Bytes>>,
+    gateways: std::sync::RwLock<Arc<Gateways>>,
+    /// The delivery queues by endpoint (their owners, for shutdown).
+    deliveries: Mutex<BTreeMap<String, Delivery<Bytes>>>,
+    /// Queues of gateways that left, being drained.
+    retired: Mutex<Vec<JoinHandle<usize>>>,
+    maker: QueueMaker,
     header: Header,
     sequence: AtomicU64,
     max_request: usize,
@@ -156,6 +186,7 @@ struct Shared {
 pub struct AggregatesExporter {
     shared: Arc<Shared>,
     timer: JoinHandle<()>,
+    resolver: Option<JoinHandle<()>>,
 }
 
 impl AggregatesExporter {
@@ -173,20 +204,35 @@ impl AggregatesExporter {
         if cfg.gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        let posts = delivery::EndpointPosts {
-            exporter: EXPORTER,
-            section,
-            path: HTTP_PATH,
-            content_type: CONTENT_TYPE,
-            headers,
+        let dns = match &cfg.dns {
+            Some(url) => {
+                // The TLS files are read now, not at the first lookup.
+                delivery::http_client(section, cfg.timeout, cfg.tls.as_ref())?;
+                Some(DnsName::parse("exporters.aggregates.dns", url)?)
+            }
+            None => None,
         };
-        let queues = delivery::endpoint_queues(
-            posts,
-            &cfg.endpoints,
-            &cfg.delivery(),
-            registry,
-            Bytes::clone,
-        )?;
+        let (delivery_cfg, registry) = (cfg.delivery(), registry.clone());
+        let maker = QueueMaker {
+            make: Box::new(move |endpoint: &str| {
+                let posts = delivery::EndpointPosts {
+                    exporter: EXPORTER,
+                    section,
+                    path: HTTP_PATH,
+                    content_type: CONTENT_TYPE,
+                    headers: headers.clone(),
+                };
+                let mut queues = delivery::endpoint_queues(
+                    posts,
+                    &[endpoint.to_owned()],
+                    &delivery_cfg,
+                    &registry,
+                    Bytes::clone,
+                )?;
+                Ok(queues.pop().expect("one endpoint, one queue"))
+            }),
+            retire_deadline: cfg.timeout,
+        };
         let header = Header {
             instance: cfg.instance.clone().unwrap_or_else(host_name),
             instance_started_unix_nanos: SystemTime::now()
@@ -197,15 +243,41 @@ impl AggregatesExporter {
         };
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::default()),
-            route: Rendezvous::for_endpoints(&cfg.endpoints),
-            queues,
+            gateways: std::sync::RwLock::default(),
+            deliveries: Mutex::default(),
+            retired: Mutex::default(),
+            maker,
             header,
             sequence: AtomicU64::new(0),
             max_request: usize::try_from(cfg.max_request_size.0).unwrap_or(usize::MAX),
             gzip: cfg.gzip,
         });
+        if dns.is_none() {
+            shared.set_gateways(cfg.endpoints.clone())?;
+        }
         let timer = tokio::spawn(ship_every(shared.clone(), cfg.interval));
-        Ok(AggregatesExporter { shared, timer })
+        let resolver = dns.map(|dns| {
+            let (weak, every) = (Arc::downgrade(&shared), cfg.refresh_interval);
+            tokio::spawn(async move {
+                loop {
+                    let found = dns.lookup().await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    match found.and_then(|f| shared.set_gateways(f)) {
+                        Ok(()) => {}
+                        Err(e) => tracing::warn!(
+                            "exporters.aggregates.dns: {e}; keeping the current gateways"
+                        ),
+                    }
+                    drop(shared);
+                    tokio::time::sleep(every).await;
+                }
+            })
+        });
+        Ok(AggregatesExporter {
+            shared,
+            timer,
+            resolver,
+        })
     }
 
     /// Adds what the aggregator gained in one tick to the next shipment; never waits.
@@ -228,15 +300,19 @@ impl AggregatesExporter {
     /// Ships what the outbox holds, then delivers what the queues hold within `deadline`;
     /// returns how many requests were dropped.
     pub async fn shutdown(self, deadline: Duration) -> usize {
+        if let Some(r) = self.resolver {
+            r.abort();
+        }
         self.timer.abort();
         let _ = self.timer.await;
         self.shared.ship();
-        let Ok(shared) = Arc::try_unwrap(self.shared) else {
-            return 0;
-        };
-        let mut dropped = 0;
-        for d in shutdown_all(shared.queues, deadline).await {
-            dropped += d;
+        let queues: Vec<Delivery<Bytes>> = std::mem::take(&mut *lock(&self.shared.deliveries))
+            .into_values()
+            .collect();
+        let retired = std::mem::take(&mut *lock(&self.shared.retired));
+        let mut dropped: usize = shutdown_all(queues, deadline).await.into_iter().sum();
+        for r in retired {
+            dropped += r.await.unwrap_or(0);
         }
         dropped
     }
@@ -256,19 +332,70 @@ async fn shutdown_all(queues: Vec<Delivery<Bytes>>, deadline: Duration) -> Vec<u
 }
 
 impl Shared {
-    /// Takes the outbox, routes each series to its gateway and queues the requests.
+    fn gateways(&self) -> Arc<Gateways> {
+        self.gateways
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Ships to `endpoints` from now on: queues of gateways still listed are kept, new ones
+    /// started, the others drained in the background for `retire_deadline`.
+    fn set_gateways(&self, mut endpoints: Vec<String>) -> Result<(), String> {
+        endpoints.sort();
+        endpoints.dedup();
+        if self.gateways().endpoints == endpoints {
+            return Ok(());
+        }
+        let mut deliveries = lock(&self.deliveries);
+        for e in &endpoints {
+            if !deliveries.contains_key(e) {
+                let queue = (self.maker.make)(e)?;
+                deliveries.insert(e.clone(), queue);
+            }
+        }
+        let leaving: Vec<String> = deliveries
+            .keys()
+            .filter(|k| !endpoints.contains(k))
+            .cloned()
+            .collect();
+        let gateways = Gateways {
+            route: Rendezvous::for_endpoints(&endpoints),
+            queues: endpoints.iter().map(|e| deliveries[e].queue()).collect(),
+            endpoints,
+        };
+        tracing::info!(gateways = ?gateways.endpoints, "aggregates: gateways");
+        *self
+            .gateways
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(gateways);
+        for e in leaving {
+            if let Some(d) = deliveries.remove(&e) {
+                tracing::info!(gateway = %e, "aggregates: gateway left; delivering what is queued for it");
+                lock(&self.retired).push(tokio::spawn(d.shutdown(self.maker.retire_deadline)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the outbox, routes each series to its gateway and queues the requests. With no
+    /// gateway known yet (the first DNS lookup), the outbox waits.
     fn ship(&self) {
+        let gateways = self.gateways();
+        if gateways.queues.is_empty() {
+            return;
+        }
         let series = lock(&self.outbox).take();
         if series.is_empty() {
             return;
         }
-        let mut per_gateway: Vec<Vec<Series>> = vec![Vec::new(); self.queues.len()];
+        let mut per_gateway: Vec<Vec<Series>> = vec![Vec::new(); gateways.queues.len()];
         for s in series {
-            if let Some(i) = self.route.pick(s.service().as_bytes()) {
+            if let Some(i) = gateways.route.pick(s.service().as_bytes()) {
                 per_gateway[i].push(s);
             }
         }
-        for (queue, series) in self.queues.iter().zip(per_gateway) {
+        for (queue, series) in gateways.queues.iter().zip(per_gateway) {
             for batch in pack(series, self.max_request) {
                 queue.push(self.encode(batch));
             }

@@ -23,6 +23,7 @@ pub mod otlp_logs;
 pub mod otlp_metrics;
 pub mod prometheus;
 pub mod remote_write;
+mod resolve;
 pub mod stdout;
 pub mod webhook;
 

@@ -250,3 +250,44 @@ async fn shutdown_ships_what_the_outbox_holds() {
     assert_eq!(got.len(), 1);
     assert_eq!(decode(&got[0]).observations(), 3);
 }
+
+#[tokio::test]
+async fn a_dns_name_ships_to_every_gateway_it_resolves_to() {
+    // `gateways.slipstream.test` is 127.0.0.2 and 127.0.0.3 (scripts/test-deps.sh puts them in
+    // /etc/hosts): one gateway on each, on one port, like pods behind a headless Service.
+    let first = Recorder::start_on("127.0.0.2:0".parse().unwrap(), []).await;
+    let port = first.addr.port();
+    let second = Recorder::start_on(format!("127.0.0.3:{port}").parse().unwrap(), []).await;
+    let cfg = AggregatesConfig {
+        endpoints: Vec::new(),
+        dns: Some(format!("http://gateways.slipstream.test:{port}")),
+        ..config(Vec::new())
+    };
+    let exporter = AggregatesExporter::start(&cfg, header(), &Registry::new()).unwrap();
+    let services: Vec<String> = (0..16).map(|i| format!("svc-{i}")).collect();
+    exporter.add(
+        services
+            .iter()
+            .map(|s| series(s, &[(60, 1, 0, &[(10, 1)])]))
+            .collect(),
+    );
+    // Until the first lookup is done the outbox waits; then one shipment reaches both.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while first.received().is_empty() && second.received().is_empty() {
+        assert!(std::time::Instant::now() < until, "nothing shipped");
+        exporter.ship();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (a, b) = (first.wait_for(1).await, second.wait_for(1).await);
+    let mut names: Vec<String> = a
+        .iter()
+        .chain(&b)
+        .flat_map(|r| decode(r).series)
+        .map(|s| s.service().to_owned())
+        .collect();
+    names.sort();
+    let mut want = services.clone();
+    want.sort();
+    assert_eq!(names, want, "every service once, over both gateways");
+    assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
+}

@@ -79,8 +79,16 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) async fn start(script: impl IntoIterator<Item = u16>) -> Recorder {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), script).await
+    }
+
+    /// A recorder listening on `addr`.
+    pub(crate) async fn start_on(
+        addr: std::net::SocketAddr,
+        script: impl IntoIterator<Item = u16>,
+    ) -> Recorder {
         use http_body_util::BodyExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let recorder = Recorder {
             addr: listener.local_addr().unwrap(),
             received: Default::default(),

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{DrainReport, Forwarder, ForwarderHandle};
 use super::queue::ForwardQueue;
+use crate::resolve::DnsName;
 
 /// One endpoint's queue and exporter.
 #[derive(Debug)]
@@ -92,7 +93,7 @@ impl ForwardRouter {
                     ..
                 }),
             ) => {
-                let dns = DnsName::parse(url)?;
+                let dns = DnsName::parse("forward.routing.dns", url)?;
                 match dns.lookup().await {
                     Ok(found) => router.set_endpoints(found)?,
                     Err(e) => tracing::warn!("forward.routing.dns: {e}; looking up again"),
@@ -351,43 +352,4 @@ fn dir_name(endpoint: &str) -> String {
             }
         })
         .collect()
-}
-
-/// `routing.dns`: the scheme, host and port to look up.
-#[derive(Debug, Clone)]
-struct DnsName {
-    scheme: String,
-    host: String,
-    port: u16,
-}
-
-impl DnsName {
-    fn parse(url: &str) -> Result<DnsName, String> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("forward.routing.dns `{url}`: {e}"))?;
-        let (Some(scheme), Some(host), Some(port)) = (uri.scheme_str(), uri.host(), uri.port_u16())
-        else {
-            return Err(format!(
-                "forward.routing.dns `{url}`: expected scheme://name:port"
-            ));
-        };
-        Ok(DnsName {
-            scheme: scheme.to_owned(),
-            host: host.to_owned(),
-            port,
-        })
-    }
-
-    /// Every address the name has, as endpoint URLs.
-    async fn lookup(&self) -> Result<Vec<String>, String> {
-        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("cannot look up {}: {e}", self.host))?;
-        let found: Vec<String> = addrs.map(|a| format!("{}://{a}", self.scheme)).collect();
-        if found.is_empty() {
-            return Err(format!("{} has no addresses", self.host));
-        }
-        Ok(found)
-    }
 }
