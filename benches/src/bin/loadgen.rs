@@ -8,8 +8,11 @@
 //!         [--routes 50] [--error-rate 0.01] [--latency-ms 20] [--pool 256] [--json]
 //! ```
 //!
-//! Open loop (`--rate`): requests are scheduled at fixed times and latency is measured from the
-//! scheduled time, so a slow server cannot hide its queueing (no coordinated omission).
+//! Open loop (`--rate`): requests are scheduled at fixed times. When a worker is still waiting
+//! for its previous answer at a request's scheduled time, that request's latency counts from
+//! the scheduled time, so a slow server cannot hide its queueing (no coordinated omission);
+//! when the worker was idle, it counts from the actual send, so the client's timer resolution
+//! (tokio wakes up to 1 ms late) is not charged to the server.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -176,19 +179,28 @@ async fn worker(
         });
     let mut n = id;
     while start.elapsed() < args.duration {
-        let scheduled = match interval {
+        let origin = match interval {
             Some(i) => {
-                tokio::time::sleep_until(next.into()).await;
-                let s = next;
+                let scheduled = next;
                 next += i;
-                s
+                if Instant::now() < scheduled {
+                    // Idle until the scheduled time: the timer wakes us up to a millisecond
+                    // late (its resolution), which is the client's delay, not the server's;
+                    // the latency counts from the actual send.
+                    tokio::time::sleep_until(scheduled.into()).await;
+                    Instant::now()
+                } else {
+                    // Still busy with the previous request at the scheduled time: the server
+                    // held us up, so the wait counts (no coordinated omission).
+                    scheduled
+                }
             }
             None => Instant::now(),
         };
         let body = pool[n % pool.len()].clone();
         n += args.concurrency;
         let r = send(&client, &args, body).await;
-        t.latencies_us.push(scheduled.elapsed().as_micros() as u64);
+        t.latencies_us.push(origin.elapsed().as_micros() as u64);
         match r {
             Ok(s) => {
                 if s == "grpc 0" || s == "http 200" {
