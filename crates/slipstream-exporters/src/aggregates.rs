@@ -257,21 +257,13 @@ impl AggregatesExporter {
         }
         let timer = tokio::spawn(ship_every(shared.clone(), cfg.interval));
         let resolver = dns.map(|dns| {
-            let (weak, every) = (Arc::downgrade(&shared), cfg.refresh_interval);
-            tokio::spawn(async move {
-                loop {
-                    let found = dns.lookup().await;
-                    let Some(shared) = weak.upgrade() else { return };
-                    match found.and_then(|f| shared.set_gateways(f)) {
-                        Ok(()) => {}
-                        Err(e) => tracing::warn!(
-                            "exporters.aggregates.dns: {e}; keeping the current gateways"
-                        ),
-                    }
-                    drop(shared);
-                    tokio::time::sleep(every).await;
-                }
-            })
+            crate::resolve::follow(
+                dns,
+                cfg.refresh_interval,
+                Arc::downgrade(&shared),
+                "exporters.aggregates.dns",
+                Shared::set_gateways,
+            )
         });
         Ok(AggregatesExporter {
             shared,
@@ -310,25 +302,16 @@ impl AggregatesExporter {
             .into_values()
             .collect();
         let retired = std::mem::take(&mut *lock(&self.shared.retired));
-        let mut dropped: usize = shutdown_all(queues, deadline).await.into_iter().sum();
+        let mut dropped: usize =
+            crate::resolve::join_spawned(queues.into_iter().map(|q| q.shutdown(deadline)))
+                .await
+                .into_iter()
+                .sum();
         for r in retired {
             dropped += r.await.unwrap_or(0);
         }
         dropped
     }
-}
-
-/// Shuts every queue down at once; their dropped counts.
-async fn shutdown_all(queues: Vec<Delivery<Bytes>>, deadline: Duration) -> Vec<usize> {
-    let tasks: Vec<JoinHandle<usize>> = queues
-        .into_iter()
-        .map(|q| tokio::spawn(q.shutdown(deadline)))
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(t.await.unwrap_or(0));
-    }
-    out
 }
 
 impl Shared {

@@ -35,3 +35,41 @@ impl DnsName {
         Ok(found)
     }
 }
+
+/// Looks `dns` up now and then every `every`, handing each answer to `apply` on the owner
+/// while it lives; a failed lookup (or a refused answer) is logged under `field` and the
+/// current endpoints stay.
+pub(crate) fn follow<T: Send + Sync + 'static>(
+    dns: DnsName,
+    every: std::time::Duration,
+    owner: std::sync::Weak<T>,
+    field: &'static str,
+    apply: fn(&T, Vec<String>) -> Result<(), String>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let found = dns.lookup().await;
+            let Some(owner) = owner.upgrade() else { return };
+            if let Err(e) = found.and_then(|f| apply(&owner, f)) {
+                tracing::warn!("{field}: {e}; keeping the current endpoints");
+            }
+            drop(owner);
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// Runs every future on its own task at once and waits for all; a task that failed gives
+/// `R::default()`.
+pub(crate) async fn join_spawned<F, R>(futures: impl IntoIterator<Item = F>) -> Vec<R>
+where
+    F: Future<Output = R> + Send + 'static,
+    R: Default + Send + 'static,
+{
+    let tasks: Vec<tokio::task::JoinHandle<R>> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap_or_default());
+    }
+    out
+}

@@ -98,27 +98,14 @@ impl ForwardRouter {
                     Ok(found) => router.set_endpoints(found)?,
                     Err(e) => tracing::warn!("forward.routing.dns: {e}; looking up again"),
                 }
-                let (weak, interval) = (Arc::downgrade(&router), *refresh_interval);
                 *router.resolver.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(interval).await;
-                            let Some(router) = weak.upgrade() else { return };
-                            if router.closed.load(Ordering::Acquire) {
-                                return;
-                            }
-                            match dns.lookup().await {
-                                Ok(found) => {
-                                    if let Err(e) = router.set_endpoints(found) {
-                                        tracing::error!("forward.routing.dns: {e}");
-                                    }
-                                }
-                                Err(e) => tracing::warn!(
-                                    "forward.routing.dns: {e}; keeping the current endpoints"
-                                ),
-                            }
-                        }
-                    }));
+                    Some(crate::resolve::follow(
+                        dns,
+                        *refresh_interval,
+                        Arc::downgrade(&router),
+                        "forward.routing.dns",
+                        ForwardRouter::set_endpoints,
+                    ));
             }
             (None, None) => return Err("forward.endpoint is not set".into()),
         }
@@ -269,7 +256,7 @@ impl ForwardRouter {
             let _ = cut.send(true);
         });
         let mut reports: Vec<DrainReport> =
-            futures_join(handles.into_iter().map(|h| h.shutdown(deadline))).await;
+            crate::resolve::join_spawned(handles.into_iter().map(|h| h.shutdown(deadline))).await;
         for (_, r) in retired {
             reports.push(r.await.unwrap_or_default());
         }
@@ -281,17 +268,6 @@ impl ForwardRouter {
                 spilled: a.spilled + r.spilled,
             })
     }
-}
-
-async fn futures_join<F: Future<Output = DrainReport> + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<DrainReport> {
-    let tasks: Vec<JoinHandle<DrainReport>> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(t.await.unwrap_or_default());
-    }
-    out
 }
 
 impl ForwardSink for ForwardRouter {
