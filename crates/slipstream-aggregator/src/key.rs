@@ -30,6 +30,8 @@ pub const SPAN_KIND_LABEL: &str = "span.kind";
 pub(crate) struct KeyLayout {
     /// Number of attribute dimensions used from `SpanRecord::dims`.
     pub(crate) dims: usize,
+    /// How many of them (the first) are resource attributes.
+    pub(crate) resource_dims: usize,
     pub(crate) span_name: bool,
     pub(crate) span_kind: bool,
     /// Label names, in key order, `service.name` first.
@@ -53,6 +55,7 @@ impl KeyLayout {
         }
         KeyLayout {
             dims: resource.len() + span.len(),
+            resource_dims: resource.len(),
             span_name,
             span_kind,
             names: names.into(),
@@ -153,12 +156,31 @@ impl KeyLayout {
         rest.is_empty()
     }
 
-    /// Whether two spans have the same key (cheaper than writing it).
+    /// Whether two spans have the same key, cheaply; `false` may be wrong (the caller then
+    /// looks the span up in full), `true` is not. Spans of one resource borrow the same
+    /// strings for `service.name` and the resource dimensions, so those are compared by
+    /// address only: spans of different resources are told apart at once, even when their
+    /// values are equal. Span dimensions and the span name differ in address from span to
+    /// span and are compared by value.
     #[inline]
     pub(crate) fn same(&self, a: &SpanRecord<'_>, b: &SpanRecord<'_>) -> bool {
-        a.service_name == b.service_name
-            && a.dims[..self.dims] == b.dims[..self.dims]
-            && (!self.span_name || a.name == b.name)
+        let service = match (a.service_name, b.service_name) {
+            (Some(x), Some(y)) => std::ptr::eq(x, y),
+            (None, None) => true,
+            _ => false,
+        };
+        let (res_a, span_a) = a.dims[..self.dims].split_at(self.resource_dims);
+        let (res_b, span_b) = b.dims[..self.dims].split_at(self.resource_dims);
+        service
+            && res_a.iter().zip(res_b).all(|(x, y)| match (x, y) {
+                (AttrValue::Str(x), AttrValue::Str(y)) => std::ptr::eq(*x, *y),
+                _ => x == y,
+            })
+            && span_a.iter().zip(span_b).all(|(x, y)| match (x, y) {
+                (AttrValue::Str(x), AttrValue::Str(y)) => same_str(x, y),
+                _ => x == y,
+            })
+            && (!self.span_name || same_str(a.name, b.name))
             && (!self.span_kind || a.kind == b.kind)
     }
 
@@ -196,31 +218,40 @@ fn mix(h: u64, w: u64) -> u64 {
     (h.rotate_left(26) ^ w).wrapping_mul(K)
 }
 
-/// Hashes the length, then the bytes 8 at a time; a tail under 8 bytes is read as (up to)
-/// two overlapping loads instead of copied, so no call to `memcpy`.
+/// Hashes the length, then the bytes in (up to) two overlapping words when there are at
+/// most 16 of them, as most names are; longer ones 8 at a time and their last 8. Overlapping
+/// loads instead of a copy of the tail, so no call to `memcpy`, and no loop for short ones.
 #[inline(always)]
 fn hash_str(h: u64, b: &[u8]) -> u64 {
     let n = b.len();
-    let mut h = mix(h, (n as u64) << 8 | u64::from(STR));
+    let h = mix(h, (n as u64) << 8 | u64::from(STR));
+    if n >= 8 {
+        if n > 16 {
+            return hash_long(h, b);
+        }
+        mix(mix(h, word8(b)), word8(&b[n - 8..]))
+    } else if n >= 4 {
+        mix(h, u64::from(word4(b)) | u64::from(word4(&b[n - 4..])) << 32)
+    } else if n > 0 {
+        mix(
+            h,
+            u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
+        )
+    } else {
+        h
+    }
+}
+
+/// [`hash_str`] of more than 16 bytes.
+#[inline(never)]
+fn hash_long(mut h: u64, b: &[u8]) -> u64 {
+    let n = b.len();
     let mut i = 0;
     while i + 8 <= n {
         h = mix(h, word8(&b[i..]));
         i += 8;
     }
-    let r = n - i;
-    if r == 0 {
-        return h;
-    }
-    let t = &b[i..];
-    let w = if n >= 8 {
-        // The last 8 bytes, overlapping the previous word.
-        word8(&b[n - 8..])
-    } else if r >= 4 {
-        u64::from(word4(t)) | u64::from(word4(&t[r - 4..])) << 32
-    } else {
-        u64::from(t[0]) | u64::from(t[r / 2]) << 8 | u64::from(t[r - 1]) << 16
-    };
-    mix(h, w)
+    if i < n { mix(h, word8(&b[n - 8..])) } else { h }
 }
 
 #[inline(always)]
@@ -233,21 +264,23 @@ fn word4(b: &[u8]) -> u32 {
     u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
 }
 
-/// `a == b` for slices of the same length, in word loads (a short key part is compared
-/// without a call to `bcmp`).
+/// `a == b`, by address first, then in word loads.
 #[inline(always)]
-fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+fn same_str(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || eq_bytes(a.as_bytes(), b.as_bytes()))
+}
+
+/// `a == b` for slices of the same length: up to 16 bytes (most key parts) in two
+/// overlapping loads from each, with no loop and no call to `bcmp`.
+#[inline(always)]
+pub(crate) fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     debug_assert_eq!(n, b.len());
     if n >= 8 {
-        let mut i = 0;
-        while i + 8 <= n {
-            if word8(&a[i..]) != word8(&b[i..]) {
-                return false;
-            }
-            i += 8;
+        if n > 16 {
+            return a == b;
         }
-        i == n || word8(&a[n - 8..]) == word8(&b[n - 8..])
+        word8(a) == word8(b) && word8(&a[n - 8..]) == word8(&b[n - 8..])
     } else if n >= 4 {
         word4(a) == word4(b) && word4(&a[n - 4..]) == word4(&b[n - 4..])
     } else {
@@ -259,7 +292,7 @@ fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
 #[inline(always)]
 fn eat(rest: &mut &[u8], want: &[u8]) -> bool {
     match rest.split_at_checked(want.len()) {
-        Some((head, tail)) if head == want => {
+        Some((head, tail)) if eq_bytes(head, want) => {
             *rest = tail;
             true
         }
