@@ -21,71 +21,14 @@ use cpu_time::ThreadTime;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use slipstream_aggregator::Aggregator;
+use slipstream_benches::RecordWorkload;
 use slipstream_config::AggregatorConfig;
 use slipstream_core::{
-    AttrValue, Clock, MAX_DIMENSIONS, Registry, SpanKind, SpanRecord, StatusCode, SystemClock,
+    AttrValue, Clock, MAX_DIMENSIONS, Registry, SpanKind, SpanRecord, SystemClock,
 };
 
-const SPANS: usize = 512;
-const REQUESTS: usize = 64;
-
-struct Names {
-    services: Vec<String>,
-    envs: Vec<String>,
-}
-
-impl Names {
-    fn new(series: usize) -> Self {
-        let services = (series / 100).max(1);
-        Names {
-            services: (0..services).map(|i| format!("service-{i:05}")).collect(),
-            envs: (0..100).map(|i| format!("env-{i:03}")).collect(),
-        }
-    }
-
-    fn requests(&self, series: usize, now: u64) -> Vec<Vec<SpanRecord<'_>>> {
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        let services = self.services.len();
-        (0..REQUESTS)
-            .map(|_| {
-                (0..SPANS)
-                    .map(|_| {
-                        let r = next();
-                        let s = (r % series as u64) as usize;
-                        let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
-                        dims[0] = AttrValue::Str(&self.envs[s / services]);
-                        // Each series has its own typical latency (50 us .. 25 ms) and spreads
-                        // over three octaves above it, as an endpoint's p50..p99 does.
-                        let base = 50_000u64 << (s % 10);
-                        let dur = (base << ((r >> 20) % 3)) + (r >> 40) % base;
-                        SpanRecord {
-                            service_name: Some(&self.services[s % services]),
-                            service_version: Some("2.3.1"),
-                            name: "GET /api/v1/items/{id}",
-                            kind: SpanKind::Server,
-                            status: if r % 50 == 0 {
-                                StatusCode::Error
-                            } else {
-                                StatusCode::Unset
-                            },
-                            start_unix_nano: now - 1_000_000_000 - dur,
-                            end_unix_nano: now - 1_000_000_000,
-                            http_status_code: Some(200),
-                            dims,
-                            ..SpanRecord::default()
-                        }
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-}
+const SPANS: usize = RecordWorkload::SPANS;
+const REQUESTS: usize = RecordWorkload::REQUESTS;
 
 fn aggregator(series: usize) -> Aggregator {
     let cfg = AggregatorConfig {
@@ -115,7 +58,7 @@ fn record(c: &mut Criterion) {
     let mut g = c.benchmark_group("record");
     g.throughput(Throughput::Elements(SPANS as u64));
     for series in [1_000, 100_000] {
-        let names = Names::new(series);
+        let names = RecordWorkload::new(series);
         let reqs = names.requests(series, SystemClock.now_unix_nanos());
         for threads in [1usize, 2] {
             let agg = aggregator(series);
@@ -170,7 +113,7 @@ fn tick(c: &mut Criterion) {
     let mut g = c.benchmark_group("tick");
     g.sample_size(20);
     for series in [1_000, 100_000] {
-        let names = Names::new(series);
+        let names = RecordWorkload::new(series);
         let services = names.services.len();
         let agg = aggregator(series);
         let shard = agg.shard();

@@ -156,3 +156,76 @@ pub fn quantile(sorted: &[u64], q: f64) -> u64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }
+
+/// The aggregator's worst-case workload, shared by the `record` criterion bench and the
+/// `record_icount` example: requests of [`RecordWorkload::SPANS`] server spans, each of a
+/// series drawn at random among `series` (`service.name` x `deployment.environment`, the
+/// default dimensions), so that every span pays a full series lookup.
+#[derive(Debug)]
+pub struct RecordWorkload {
+    /// Service names: `series / 100` of them.
+    pub services: Vec<String>,
+    /// 100 environments.
+    pub envs: Vec<String>,
+}
+
+impl RecordWorkload {
+    /// Spans per request.
+    pub const SPANS: usize = 512;
+    /// Distinct requests generated.
+    pub const REQUESTS: usize = 64;
+
+    /// The names of `series` series.
+    pub fn new(series: usize) -> Self {
+        let services = (series / 100).max(1);
+        RecordWorkload {
+            services: (0..services).map(|i| format!("service-{i:05}")).collect(),
+            envs: (0..100).map(|i| format!("env-{i:03}")).collect(),
+        }
+    }
+
+    /// [`RecordWorkload::REQUESTS`] requests whose spans ended a second before `now`. Each
+    /// series has its own typical latency (50 us .. 25 ms) and spreads over three octaves
+    /// above it, as an endpoint's p50..p99 does; 2% of the spans are errors.
+    pub fn requests(&self, series: usize, now: u64) -> Vec<Vec<slipstream_core::SpanRecord<'_>>> {
+        use slipstream_core::{AttrValue, MAX_DIMENSIONS, SpanKind, SpanRecord, StatusCode};
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let services = self.services.len();
+        (0..Self::REQUESTS)
+            .map(|_| {
+                (0..Self::SPANS)
+                    .map(|_| {
+                        let r = next();
+                        let s = (r % series as u64) as usize;
+                        let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
+                        dims[0] = AttrValue::Str(&self.envs[s / services]);
+                        let base = 50_000u64 << (s % 10);
+                        let dur = (base << ((r >> 20) % 3)) + (r >> 40) % base;
+                        SpanRecord {
+                            service_name: Some(&self.services[s % services]),
+                            service_version: Some("2.3.1"),
+                            name: "GET /api/v1/items/{id}",
+                            kind: SpanKind::Server,
+                            status: if r.is_multiple_of(50) {
+                                StatusCode::Error
+                            } else {
+                                StatusCode::Unset
+                            },
+                            start_unix_nano: now - 1_000_000_000 - dur,
+                            end_unix_nano: now - 1_000_000_000,
+                            http_status_code: Some(200),
+                            dims,
+                            ..SpanRecord::default()
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
