@@ -17,6 +17,7 @@ use crate::admin::{self, Readiness};
 use crate::evaluate::Evaluator;
 use crate::live::{AggregatesExporterSink, EventExportersSink, EventSink, Live};
 use crate::state::Persistence;
+use crate::tick::StepThread;
 use slipstream_core::MetricsSource;
 use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
 use slipstream_exporters::remote_write::{RemoteWriter, RemoteWriterHandle};
@@ -483,26 +484,38 @@ impl App {
 }
 
 /// Merges the aggregator's shards on its tick interval (feeding and evaluating the SLOs when
-/// due), and once more at shutdown.
+/// due), and once more at shutdown, on the lower-priority step thread ([`StepThread`]).
 async fn tick_loop(
     live: Arc<Live>,
     interval: std::time::Duration,
     background: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let steps = match StepThread::start(live.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the evaluation step thread; steps run on the blocking pool");
+            None
+        }
+    };
+    let step = async |force: bool| match &steps {
+        Some(s) => {
+            s.step(force).await;
+        }
+        None => {
+            let l = live.clone();
+            let _ = tokio::task::spawn_blocking(move || l.step(force)).await;
+        }
+    };
     let mut interval = tokio::time::interval(interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = interval.tick(), if background => {
-                let l = live.clone();
-                // Merging is CPU work off the request path; keep it off the I/O workers.
-                let _ = tokio::task::spawn_blocking(move || l.step(false)).await;
-            }
+            _ = interval.tick(), if background => step(false).await,
             () = stopped(&mut shutdown) => break,
         }
     }
-    let _ = tokio::task::spawn_blocking(move || live.step(true)).await;
+    step(true).await;
 }
 
 /// Saves the SLO state every `interval` until shutdown.

@@ -18,4 +18,5 @@ pub mod replay;
 pub mod series;
 pub mod state;
 pub mod status;
+pub mod tick;
 pub mod ui;
