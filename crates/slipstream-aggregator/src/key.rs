@@ -96,7 +96,7 @@ impl KeyLayout {
     /// A hash of the key of `span`, computed from its parts without writing the key: equal
     /// keys hash equal. Mostly word-at-a-time; good high bits (the shard's table indexes by
     /// them).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hash(&self, span: &SpanRecord<'_>) -> u64 {
         let mut h = match span.service_name {
             Some(s) => hash_str(SEED, s.as_bytes()),
@@ -123,7 +123,7 @@ impl KeyLayout {
 
     /// Whether `key` (as [`KeyLayout::write`] writes it) is the key of `span`, compared part
     /// by part without writing the span's.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn matches(&self, span: &SpanRecord<'_>, key: &[u8]) -> bool {
         let mut rest = key;
         let ok = match span.service_name {
@@ -162,7 +162,7 @@ impl KeyLayout {
     /// address only: spans of different resources are told apart at once, even when their
     /// values are equal. Span dimensions and the span name differ in address from span to
     /// span and are compared by value.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn same(&self, a: &SpanRecord<'_>, b: &SpanRecord<'_>) -> bool {
         let service = match (a.service_name, b.service_name) {
             (Some(x), Some(y)) => std::ptr::eq(x, y),

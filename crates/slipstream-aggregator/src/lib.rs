@@ -27,13 +27,14 @@
 //! `span_kinds` server and consumer count as requests; slots are 1 minute wide and kept for
 //! 1 hour. `service.version` is tracked per series ([`SeriesData::versions`]), not a
 //! dimension.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod changes;
 mod histogram;
 mod key;
 mod loom;
 mod merge;
+mod prefetch;
 mod shard;
 mod snapshot;
 mod store;

@@ -10,6 +10,7 @@ use slipstream_core::{Outcome, OutcomeRules, SpanKind, SpanRecord, UnixNanos};
 
 use crate::histogram::{CHUNK, bucket_of};
 use crate::key::{KeyLayout, eq_bytes};
+use crate::prefetch::prefetch;
 
 /// "No entry" in index fields.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -379,7 +380,7 @@ impl Table {
     }
 
     /// The entry of `span`'s series, whose key hashes to `hash`.
-    #[inline]
+    #[inline(always)]
     fn get_mut(
         &mut self,
         layout: &KeyLayout,
@@ -446,6 +447,112 @@ impl Table {
             }
         }
     }
+
+    /// The entry whose slot `hash` probes first, when the slot's tag matches (usually the
+    /// series of `hash`; for the lookahead, which only needs a likely address).
+    #[inline]
+    fn first_entry(&self, hash: u64) -> Option<&Entry> {
+        let s = *self.slots.get((hash >> self.shift()) as usize)?;
+        if s == EMPTY || s >> 32 != hash >> 32 {
+            return None;
+        }
+        self.entries.get(s as u32 as usize)
+    }
+
+    /// Starts bringing the slot `hash` probes first into cache.
+    #[inline]
+    fn prefetch_slot(&self, hash: u64) {
+        if let Some(s) = self.slots.get((hash >> self.shift()) as usize) {
+            prefetch(s);
+        }
+    }
+
+    /// Starts bringing the entry of `hash`'s first slot into cache (both ends of it: an
+    /// entry spans two cache lines).
+    #[inline]
+    fn prefetch_entry(&self, hash: u64) {
+        if let Some(e) = self.first_entry(hash) {
+            let p = std::ptr::from_ref(e).cast::<u8>();
+            prefetch(p);
+            prefetch(p.wrapping_add(size_of::<Entry>() - 1));
+        }
+    }
+}
+
+// === impl Ahead ===
+
+/// Tables of at least this many slots (8,192 series and more, a quarter full) are, with their
+/// entries, bigger than the L2; smaller ones are recorded without lookahead.
+const LOOKAHEAD_SLOTS: usize = 1 << 15;
+/// Spans per block of a request recorded with lookahead.
+const BLOCK: usize = 8;
+/// Hashes kept: the block being recorded and the two ahead of it, rounded up to a power of 2.
+const RING: usize = 4 * BLOCK;
+
+/// The lookahead of a request recorded against a big table. A span's lookup is a chain of
+/// dependent loads (table slot, entry, accumulator) that each miss the cache when series are
+/// many. Before block `k` is recorded, three stages run, each reading only what the previous
+/// one prefetched a block earlier: the spans of block `k + 2` are hashed and their first
+/// table slots prefetched; the entries the slots of block `k + 1` name are prefetched; the
+/// accumulators the entries of block `k` refer to are prefetched. So the misses of many
+/// spans are in flight together instead of one after another.
+#[derive(Debug)]
+struct Ahead {
+    hashes: [u64; RING],
+}
+
+impl Ahead {
+    /// Runs the first two stages for the first blocks of `spans`.
+    fn start(&mut self, cfg: &ShardConfig, keys: &Table, spans: &[SpanRecord<'_>]) {
+        for j in 0..spans.len().min(2 * BLOCK) {
+            self.stage_hash(cfg, keys, spans, j);
+        }
+        for j in 0..spans.len().min(BLOCK) {
+            keys.prefetch_entry(self.hash(j));
+        }
+    }
+
+    /// The hash of span `j` (hashed by an earlier stage).
+    #[inline]
+    fn hash(&self, j: usize) -> u64 {
+        self.hashes[j % RING]
+    }
+
+    fn stage_hash(&mut self, cfg: &ShardConfig, keys: &Table, spans: &[SpanRecord<'_>], j: usize) {
+        let h = cfg.layout.hash(&spans[j]);
+        self.hashes[j % RING] = h;
+        keys.prefetch_slot(h);
+    }
+
+    /// The stages to run before recording the block that starts at span `first`.
+    fn advance(
+        &mut self,
+        cfg: &ShardConfig,
+        keys: &Table,
+        delta: &Delta,
+        epoch: u32,
+        spans: &[SpanRecord<'_>],
+        first: usize,
+    ) {
+        let n = spans.len();
+        for j in (first + 2 * BLOCK)..(first + 3 * BLOCK).min(n) {
+            self.stage_hash(cfg, keys, spans, j);
+        }
+        for j in (first + BLOCK)..(first + 2 * BLOCK).min(n) {
+            keys.prefetch_entry(self.hash(j));
+        }
+        for j in first..(first + BLOCK).min(n) {
+            if let Some(e) = keys.first_entry(self.hash(j))
+                && e.hot.epoch == epoch
+            {
+                for a in e.hot.acc {
+                    if let Some(acc) = delta.accs.get(a as usize) {
+                        prefetch(acc);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Entry {
@@ -504,6 +611,24 @@ impl Shard {
 
     /// Records the spans of one request. `now` is read once per request.
     pub(crate) fn record(&mut self, cfg: &ShardConfig, now: UnixNanos, spans: &[SpanRecord<'_>]) {
+        // With a table bigger than the L2, a request is recorded in blocks of [`BLOCK`] spans,
+        // and the lookups of the next blocks are started ahead (see [`Ahead`]).
+        if self.keys.slots.len() >= LOOKAHEAD_SLOTS {
+            self.record_spans::<true>(cfg, now, spans);
+        } else {
+            self.record_spans::<false>(cfg, now, spans);
+        }
+    }
+
+    /// [`Shard::record`], with or without lookahead (two copies, so that the plain one pays
+    /// nothing for it).
+    #[inline(never)]
+    fn record_spans<const AHEAD: bool>(
+        &mut self,
+        cfg: &ShardConfig,
+        now: UnixNanos,
+        spans: &[SpanRecord<'_>],
+    ) {
         let now_slot = now / cfg.slot_ns;
         let oldest_slot = (now_slot + 1).saturating_sub(cfg.retention_slots);
         let future_limit = now.saturating_add(cfg.future_skew_ns);
@@ -520,82 +645,107 @@ impl Shard {
         let mut observed = 0;
         // The slot of the last span (most spans of a request end in the same slot).
         let (mut slot_lo, mut slot_hi, mut last_slot) = (0, 0, 0);
-        let mut prev: Option<(&SpanRecord<'_>, &mut Hot)> = None;
-        for span in spans {
-            if !cfg.counts_kind(span.kind) {
-                delta.counters.filtered += 1;
-                continue;
+        let mut ahead = Ahead { hashes: [0; RING] };
+        if AHEAD {
+            ahead.start(cfg, keys, spans);
+        }
+        let block = if AHEAD { BLOCK } else { spans.len().max(1) };
+        // The previous span and its series (local number), across blocks.
+        let mut last: Option<(&SpanRecord<'_>, u32)> = None;
+        for (b, chunk) in spans.chunks(block).enumerate() {
+            let first = b * block;
+            if AHEAD {
+                ahead.advance(cfg, keys, delta, epoch, spans, first);
             }
-            let hot = match prev.take() {
-                Some((p, h)) if cfg.layout.same(p, span) => h,
-                _ => {
-                    let hash = cfg.layout.hash(span);
-                    if let Some(h) = keys.get_mut(&cfg.layout, hash, span) {
-                        h
-                    } else if keys.len >= cfg.max_local {
-                        &mut *overflow
-                    } else {
-                        let l = match free.pop() {
-                            Some(l) => {
-                                cold[l as usize] = Cold::default();
-                                l
-                            }
-                            None => {
-                                cold.push(Cold::default());
-                                (cold.len() - 1) as u32
-                            }
-                        };
-                        cfg.layout.write(span, scratch);
-                        delta.new_keys.push((l, scratch.as_slice().into()));
-                        keys.insert(hash, scratch, Hot::new(l, now))
-                    }
+            let mut prev: Option<(&SpanRecord<'_>, &mut Hot)> = last.map(|(p, l)| {
+                let h = if l == OVERFLOW_LOCAL {
+                    &mut *overflow
+                } else {
+                    &mut keys.entries[l as usize].hot
+                };
+                (p, h)
+            });
+            for (i, span) in chunk.iter().enumerate() {
+                if !cfg.counts_kind(span.kind) {
+                    delta.counters.filtered += 1;
+                    continue;
                 }
-            };
-            let end = span.end_unix_nano;
-            if !(slot_lo..slot_hi).contains(&end) {
-                last_slot = end / cfg.slot_ns;
-                slot_lo = last_slot * cfg.slot_ns;
-                slot_hi = slot_lo.saturating_add(cfg.slot_ns);
-            }
-            let mut slot = last_slot;
-            if end > future_limit {
-                delta.counters.future += 1;
-                slot = now_slot;
-            } else if slot < oldest_slot {
-                delta.counters.late += 1;
+                let hot = match prev.take() {
+                    Some((p, h)) if cfg.layout.same(p, span) => h,
+                    _ => {
+                        let hash = if AHEAD {
+                            ahead.hash(first + i)
+                        } else {
+                            cfg.layout.hash(span)
+                        };
+                        if let Some(h) = keys.get_mut(&cfg.layout, hash, span) {
+                            h
+                        } else if keys.len >= cfg.max_local {
+                            &mut *overflow
+                        } else {
+                            let l = match free.pop() {
+                                Some(l) => {
+                                    cold[l as usize] = Cold::default();
+                                    l
+                                }
+                                None => {
+                                    cold.push(Cold::default());
+                                    (cold.len() - 1) as u32
+                                }
+                            };
+                            cfg.layout.write(span, scratch);
+                            delta.new_keys.push((l, scratch.as_slice().into()));
+                            keys.insert(hash, scratch, Hot::new(l, now))
+                        }
+                    }
+                };
+                let end = span.end_unix_nano;
+                if !(slot_lo..slot_hi).contains(&end) {
+                    last_slot = end / cfg.slot_ns;
+                    slot_lo = last_slot * cfg.slot_ns;
+                    slot_hi = slot_lo.saturating_add(cfg.slot_ns);
+                }
+                let mut slot = last_slot;
+                if end > future_limit {
+                    delta.counters.future += 1;
+                    slot = now_slot;
+                } else if slot < oldest_slot {
+                    delta.counters.late += 1;
+                    prev = Some((span, hot));
+                    continue;
+                }
+                let mut dur = span.duration_nanos();
+                if dur > cfg.max_value {
+                    delta.counters.duration += 1;
+                    dur = cfg.max_value;
+                }
+                let Some(a) = acc_for(cfg, delta, epoch, hot, slot) else {
+                    delta.counters.shard_full += 1;
+                    prev = Some((span, hot));
+                    continue;
+                };
+                let bad = cfg.rules.classify(span) == Outcome::Bad;
+                delta.observe(a as usize, bad, bucket_of(dur));
+                observed += 1;
+                hot.last_seen = now;
+                if let Some(v) = span.service_version
+                    && hot.local != OVERFLOW_LOCAL
+                    && cfg.max_versions > 0
+                    && !(usize::from(hot.ver_len) == v.len()
+                        && eq_bytes(&hot.ver[..v.len()], v.as_bytes()))
+                {
+                    note_version(
+                        cfg,
+                        delta,
+                        &mut cold[hot.local as usize],
+                        hot,
+                        v,
+                        span.end_unix_nano,
+                    );
+                }
                 prev = Some((span, hot));
-                continue;
             }
-            let mut dur = span.duration_nanos();
-            if dur > cfg.max_value {
-                delta.counters.duration += 1;
-                dur = cfg.max_value;
-            }
-            let Some(a) = acc_for(cfg, delta, epoch, hot, slot) else {
-                delta.counters.shard_full += 1;
-                prev = Some((span, hot));
-                continue;
-            };
-            let bad = cfg.rules.classify(span) == Outcome::Bad;
-            delta.observe(a as usize, bad, bucket_of(dur));
-            observed += 1;
-            hot.last_seen = now;
-            if let Some(v) = span.service_version
-                && hot.local != OVERFLOW_LOCAL
-                && cfg.max_versions > 0
-                && !(usize::from(hot.ver_len) == v.len()
-                    && eq_bytes(&hot.ver[..v.len()], v.as_bytes()))
-            {
-                note_version(
-                    cfg,
-                    delta,
-                    &mut cold[hot.local as usize],
-                    hot,
-                    v,
-                    span.end_unix_nano,
-                );
-            }
-            prev = Some((span, hot));
+            last = prev.map(|(p, h)| (p, h.local));
         }
         delta.counters.observed += observed;
         delta.apply_pending();

@@ -372,6 +372,103 @@ fn threads_record_into_their_own_shards() {
     );
 }
 
+/// Past 8,192 series a shard records with lookahead (blocks of spans, lookups started early);
+/// the counts must be those of recording span by span: runs of one series, spans of uncounted
+/// kinds, late spans, overflow and ticks between requests all across block boundaries.
+#[test]
+fn many_series_are_counted_exactly_with_lookahead() {
+    use std::collections::HashMap;
+    let mut cfg = AggregatorConfig::default();
+    cfg.max_series = 15_000;
+    let (agg, _clock, _) = setup(cfg);
+    let services: Vec<String> = (0..200).map(|i| format!("svc-{i}")).collect();
+    let envs: Vec<String> = (0..100).map(|i| format!("env-{i}")).collect();
+    let mut expect: HashMap<(usize, usize), (u64, u64, u64)> = HashMap::new();
+    let (mut late, mut filtered) = (0, 0);
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut s, mut e) = (0, 0);
+    for request in 0..120 {
+        let mut spans = Vec::with_capacity(512);
+        for _ in 0..512 {
+            let r = next();
+            // A third of the spans repeat the previous span's series.
+            if r % 3 != 0 {
+                (s, e) = ((r >> 8) as usize % 200, (r >> 24) as usize % 100);
+            }
+            // Fast (under 0.5 ms) or slow (2 ms and up), far from any shared bucket.
+            let slow = r >> 45 & 1 == 1;
+            let dur = if slow {
+                2_000_000 + (r >> 20) % 3_000_000
+            } else {
+                1_000 + (r >> 20) % 499_000
+            };
+            let mut sp = span(&services[s], &envs[e], T0 - SEC * (r >> 32 & 31), dur);
+            let bad = r >> 50 & 7 == 0;
+            if bad {
+                sp.status = StatusCode::Error;
+            }
+            match r >> 56 {
+                0..=4 => {
+                    sp.kind = SpanKind::Internal;
+                    filtered += 1;
+                }
+                5..=7 => {
+                    sp.end_unix_nano = T0 - 3 * 3600 * SEC;
+                    sp.start_unix_nano = sp.end_unix_nano - dur;
+                    late += 1;
+                }
+                _ => {
+                    let x = expect.entry((s, e)).or_default();
+                    x.0 += 1;
+                    x.1 += u64::from(bad);
+                    x.2 += u64::from(slow);
+                }
+            }
+            spans.push(sp);
+        }
+        agg.record(&spans);
+        if request % 16 == 15 {
+            agg.tick();
+        }
+    }
+    let snap = agg.tick();
+    let hour = Duration::from_secs(3600);
+    let (mut in_series, mut in_overflow) = (0, 0);
+    for series in snap.series() {
+        let w = snap.window(series, hour);
+        let l = series.labels();
+        if l.is_overflow() {
+            in_overflow += w.total;
+            continue;
+        }
+        let s = services.iter().position(|x| x == l.service()).unwrap();
+        let e = envs
+            .iter()
+            .position(|x| Some(x.as_str()) == l.get("deployment.environment"))
+            .unwrap();
+        // A series whose only spans were late exists with no counts.
+        let (total, bad, slow) = expect.get(&(s, e)).copied().unwrap_or_default();
+        assert_eq!((w.total, w.bad), (total, bad), "{l:?}");
+        assert_eq!(w.histogram.total(), total);
+        let over_1ms = total - w.histogram.count_at_or_below(1_000_000);
+        assert_eq!(over_1ms, slow, "{l:?}");
+        in_series += total;
+    }
+    let counted: u64 = expect.values().map(|x| x.0).sum();
+    assert!(in_overflow > 0, "the series limit was reached");
+    assert!(in_series > 0);
+    assert_eq!(in_series + in_overflow, counted);
+    assert_eq!(snap.totals().observations, counted);
+    assert_eq!(snap.totals().dropped_late, late);
+    assert_eq!(snap.totals().filtered, filtered);
+}
+
 #[test]
 fn histogram_buckets_tile_the_range() {
     let mut prev_high = None::<u64>;
