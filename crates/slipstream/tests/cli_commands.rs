@@ -103,6 +103,7 @@ fn run_serves_until_sigterm_then_exits_zero() {
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(&path)
+        .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -115,6 +116,10 @@ fn run_serves_until_sigterm_then_exits_zero() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+    let environ: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    // The binary ran itself again with the allocator's lazy commit (`src/main.rs`).
+    assert!(environ.contains(&&b"MIMALLOC_ARENA_EAGER_COMMIT=0"[..]));
     assert_eq!(get(admin, "/healthz"), Some(200));
     assert_eq!(get(admin, "/metrics"), Some(200));
     let kill = Command::new("kill")
