@@ -43,10 +43,12 @@ pub fn init_logging(cfg: &LogConfig) {
 pub fn run(cfg: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
     let runtime = match cfg.mode {
         Mode::Gateway => tokio::runtime::Builder::new_multi_thread()
+            .on_thread_park(crate::allocator::on_park)
             .enable_all()
             .build(),
         Mode::Sidecar => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .on_thread_park(crate::allocator::on_park)
             .enable_all()
             .build(),
     }

@@ -4,9 +4,10 @@
 //! The components (receiver, aggregator, SLO engine, exporters, state) never see each other;
 //! this crate builds each from its config section and plugs them together through the traits
 //! of `slipstream-core`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod admin;
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod cli;

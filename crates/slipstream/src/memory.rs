@@ -112,6 +112,11 @@ pub fn start(
             } else {
                 rss > limit
             };
+            if now {
+                // Freed memory the allocator still holds counts as resident; hand it back,
+                // or the limit could stay crossed with nothing left to free.
+                crate::allocator::request_collect();
+            }
             if now != was {
                 flag.store(now, Ordering::Relaxed);
                 over_gauge.set(i64::from(now));
