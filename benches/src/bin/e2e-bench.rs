@@ -44,7 +44,27 @@ fn clk_tck() -> f64 {
 
 /// User + system CPU seconds of `pid` so far.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system CPU seconds so far of `pid`'s evaluation step thread (`slipstream-step`):
+/// merging the shards, feeding and evaluating the SLOs, publishing.
+fn step_cpu_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "slipstream-step" {
+            return stat_cpu_seconds(&t.path().join("stat").to_string_lossy());
+        }
+    }
+    0.0
+}
+
+/// User + system CPU seconds from a `stat` file of /proc.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -214,6 +234,8 @@ fn start_slipstream(
 struct Run {
     spans_per_second: f64,
     spans_per_cpu_second: f64,
+    /// Of the CPU seconds, the evaluation step's.
+    step_cpu_seconds: f64,
     cpu_seconds: f64,
     rss_peak_mib: f64,
     p50_ms: f64,
@@ -245,6 +267,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
     }
     let pid = s.child.id();
     let cpu0 = cpu_seconds(pid);
+    let step0 = step_cpu_seconds(pid);
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
@@ -255,6 +278,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         std::thread::sleep(Duration::from_millis(100));
     }
     let cpu = cpu_seconds(pid) - cpu0;
+    let step_cpu = step_cpu_seconds(pid) - step0;
     let mut out = String::new();
     child
         .stdout
@@ -268,6 +292,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         spans_per_second: v["spans_per_second"].as_f64().unwrap_or(0.0),
         spans_per_cpu_second: spans / cpu.max(1e-9),
         cpu_seconds: cpu,
+        step_cpu_seconds: step_cpu,
         rss_peak_mib: rss_peak as f64 / 1024.0,
         p50_ms: v["latency_us"]["p50"].as_f64().unwrap_or(0.0) / 1000.0,
         p99_ms: v["latency_us"]["p99"].as_f64().unwrap_or(0.0) / 1000.0,
@@ -340,10 +365,11 @@ fn main() {
     let _ = s.admin;
     let max = run_load(&s, &o, o.rate);
     println!(
-        "| {variant} | {:.0} spans/s | {:.0} spans per slipstream CPU-s ({:.1} CPU-s) | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
+        "| {variant} | {:.0} spans/s | {:.0} spans per slipstream CPU-s ({:.1} CPU-s, step {:.2}) | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
         max.spans_per_second,
         max.spans_per_cpu_second,
         max.cpu_seconds,
+        max.step_cpu_seconds,
         max.rss_peak_mib,
         max.p50_ms,
         max.p99_ms,
@@ -352,10 +378,11 @@ fn main() {
     if o.rate.is_none() {
         let half = run_load(&s, &o, Some(max.spans_per_second / 2.0));
         println!(
-            "| {variant} at half ({:.0} spans/s) | {:.0} spans/s | {:.0} spans per slipstream CPU-s | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
+            "| {variant} at half ({:.0} spans/s) | {:.0} spans/s | {:.0} spans per slipstream CPU-s (step {:.2} CPU-s) | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
             max.spans_per_second / 2.0,
             half.spans_per_second,
             half.spans_per_cpu_second,
+            half.step_cpu_seconds,
             half.rss_peak_mib,
             half.p50_ms,
             half.p99_ms,
