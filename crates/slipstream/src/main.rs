@@ -5,27 +5,47 @@ use mimalloc::MiMalloc;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-/// mimalloc reads its options from the environment when it starts, before `main`. By default
-/// it commits whole arenas up front, which costs about 5.6 MiB of resident memory idle and
-/// 27 MiB under load for no measured speed (docs/benchmarks.md); a sidecar next to every pod
-/// cannot afford that. Unless the operator chose a value, run again with it off.
-fn lazy_allocator_commit() {
-    const OPTION: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+/// mimalloc reads its options from the environment when it starts, before `main`. Two of its
+/// defaults do not suit slipstream; unless the operator chose a value, run again with ours
+/// (docs/benchmarks.md has the measurements):
+///
+/// - `MIMALLOC_ARENA_EAGER_COMMIT=0`: by default it commits whole arenas up front, which costs
+///   about 5.6 MiB of resident memory idle and 27 MiB under load for no measured speed; a
+///   sidecar next to every pod cannot afford that.
+/// - `MIMALLOC_PURGE_DELAY=10000` (ms): by default freed pages go back to the system after
+///   10 ms. Each tick frees the previous snapshot's copies and allocates new ones, so at
+///   100,000 series every tick gave back and faulted in again tens of MiB; ten seconds
+///   outlasts the tick interval (5 s by default), so the pages are reused. The memory limit
+///   still gets them back at once when it needs to (`slipstream::allocator`).
+const ALLOCATOR_DEFAULTS: [(&str, &str); 2] = [
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+    ("MIMALLOC_PURGE_DELAY", "10000"),
+];
+
+fn allocator_defaults() {
     #[cfg(unix)]
-    if std::env::var_os(OPTION).is_none()
-        && let Ok(exe) = std::env::current_exe()
     {
+        let unset: Vec<_> = ALLOCATOR_DEFAULTS
+            .iter()
+            .filter(|(k, _)| std::env::var_os(k).is_none())
+            .collect();
+        if unset.is_empty() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
         use std::os::unix::process::CommandExt as _;
         let err = std::process::Command::new(exe)
             .args(std::env::args_os().skip(1))
-            .env(OPTION, "0")
+            .envs(unset.iter().map(|(k, v)| (k, v)))
             .exec();
         // Only reached when exec failed: carry on with the defaults.
-        eprintln!("slipstream: cannot re-exec with {OPTION}=0 ({err}); continuing");
+        eprintln!("slipstream: cannot re-exec with the allocator's options ({err}); continuing");
     }
 }
 
 fn main() -> std::process::ExitCode {
-    lazy_allocator_commit();
+    allocator_defaults();
     slipstream::cli::main()
 }

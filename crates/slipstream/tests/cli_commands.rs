@@ -103,6 +103,8 @@ fn run_serves_until_sigterm_then_exits_zero() {
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(&path)
+        // An operator's choice of an allocator option is kept; the others get slipstream's.
+        .env("MIMALLOC_PURGE_DELAY", "250")
         .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -118,8 +120,9 @@ fn run_serves_until_sigterm_then_exits_zero() {
     }
     let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
     let environ: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-    // The binary ran itself again with the allocator's lazy commit (`src/main.rs`).
+    // The binary ran itself again with its allocator options (`src/main.rs`).
     assert!(environ.contains(&&b"MIMALLOC_ARENA_EAGER_COMMIT=0"[..]));
+    assert!(environ.contains(&&b"MIMALLOC_PURGE_DELAY=250"[..]));
     assert_eq!(get(admin, "/healthz"), Some(200));
     assert_eq!(get(admin, "/metrics"), Some(200));
     let kill = Command::new("kill")
