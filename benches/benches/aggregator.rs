@@ -9,7 +9,8 @@
 //! around nothing measures, throughput in spans. The shards are merged (untimed) after each sample, as the tick would.
 //!
 //! `tick`: merging one span per series from one shard into the window store and publishing
-//! the snapshot.
+//! the snapshot; at 100,000 series also with every series holding the 60 one-minute slots
+//! the default hour of retention keeps (the steady state of a long-running collector).
 //!
 //! `cargo bench -p slipstream-benches --bench aggregator -- --measurement-time 3 --warm-up-time 1`
 #![allow(missing_docs)]
@@ -109,10 +110,14 @@ fn record(c: &mut Criterion) {
     g.finish();
 }
 
+/// Earlier one-minute slots each series holds in the `tick` bench's full-retention case: with
+/// the current one, the 60 the default hour of retention keeps.
+const HISTORY_SLOTS: u64 = 59;
+
 fn tick(c: &mut Criterion) {
     let mut g = c.benchmark_group("tick");
     g.sample_size(20);
-    for series in [1_000, 100_000] {
+    for (series, history) in [(1_000, 0), (100_000, 0), (100_000, HISTORY_SLOTS)] {
         let names = RecordWorkload::new(series);
         let services = names.services.len();
         let agg = aggregator(series);
@@ -138,10 +143,29 @@ fn tick(c: &mut Criterion) {
                 shard.record(r);
             }
         };
+        // Earlier slots, one span per series in each, as an hour of traffic leaves them.
+        for k in 1..=history {
+            let back = k * 60_000_000_000;
+            let earlier: Vec<SpanRecord<'_>> = all
+                .iter()
+                .map(|s| SpanRecord {
+                    start_unix_nano: s.start_unix_nano - back,
+                    end_unix_nano: s.end_unix_nano - back,
+                    ..*s
+                })
+                .collect();
+            for r in earlier.chunks(SPANS) {
+                shard.record(r);
+            }
+        }
         fill();
         agg.tick();
         g.throughput(Throughput::Elements(series as u64));
-        g.bench_function(BenchmarkId::new("merge", format!("{series}_series")), |b| {
+        let name = match history {
+            0 => format!("{series}_series"),
+            h => format!("{series}_series_{}_slots", h + 1),
+        };
+        g.bench_function(BenchmarkId::new("merge", name), |b| {
             b.iter_batched(fill, |()| agg.tick(), BatchSize::PerIteration)
         });
     }

@@ -44,7 +44,8 @@ pub struct SeriesData {
     pub(crate) id: SeriesId,
     pub(crate) labels: Arc<Labels>,
     pub(crate) slots: Vec<Arc<SlotData>>,
-    pub(crate) versions: Vec<VersionSeen>,
+    /// Shared between copies: it changes far less often than the slots.
+    pub(crate) versions: Arc<Vec<VersionSeen>>,
     pub(crate) last_seen: UnixNanos,
     /// The key (for a service's overflow series, its service part; empty for the global one).
     pub(crate) key: Arc<[u8]>,

@@ -93,7 +93,7 @@ impl Store {
             id: SeriesId(GLOBAL_OVERFLOW),
             labels: StdArc::new(Labels::global_overflow()),
             slots: Vec::new(),
-            versions: Vec::new(),
+            versions: StdArc::default(),
             last_seen: 0,
             key: StdArc::from(&[][..]),
             overflow: Overflow::Global,
@@ -297,10 +297,27 @@ impl Store {
         let start = counts.slot * self.cfg.slot_ns;
         match d.slots.binary_search_by_key(&start, |s| s.start_unix_nanos) {
             Ok(i) => {
-                let s = StdArc::make_mut(&mut d.slots[i]);
-                s.total = s.total.saturating_add(counts.total);
-                s.bad = s.bad.saturating_add(counts.bad);
-                s.histogram = s.histogram.merged_with(pairs);
+                let slot = &mut d.slots[i];
+                let histogram = slot.histogram.merged_with(pairs);
+                let total = slot.total.saturating_add(counts.total);
+                let bad = slot.bad.saturating_add(counts.bad);
+                // The published snapshot usually shares the slot: a new one then, without
+                // copying the histogram that is about to be replaced.
+                match StdArc::get_mut(slot) {
+                    Some(s) => {
+                        s.total = total;
+                        s.bad = bad;
+                        s.histogram = histogram;
+                    }
+                    None => {
+                        *slot = StdArc::new(SlotData {
+                            start_unix_nanos: start,
+                            total,
+                            bad,
+                            histogram,
+                        })
+                    }
+                }
             }
             Err(i) => d.slots.insert(
                 i,
@@ -323,15 +340,17 @@ impl Store {
         };
         match e.data.versions.iter().position(|x| *x.version == *v) {
             Some(i) if e.data.versions[i].first_seen_unix_nanos > t => {
-                StdArc::make_mut(&mut e.data).versions[i].first_seen_unix_nanos = t;
+                let d = StdArc::make_mut(&mut e.data);
+                StdArc::make_mut(&mut d.versions)[i].first_seen_unix_nanos = t;
             }
             Some(_) => {}
             None => {
                 let d = StdArc::make_mut(&mut e.data);
-                if d.versions.len() >= max_versions {
-                    d.versions.remove(0);
+                let versions = StdArc::make_mut(&mut d.versions);
+                if versions.len() >= max_versions {
+                    versions.remove(0);
                 }
-                d.versions.push(VersionSeen {
+                versions.push(VersionSeen {
                     version: StdArc::from(v),
                     first_seen_unix_nanos: t,
                 });
@@ -384,7 +403,7 @@ impl Store {
             id: SeriesId(g),
             labels: StdArc::new(labels),
             slots: Vec::with_capacity(self.cfg.retention_slots as usize + 1),
-            versions: Vec::new(),
+            versions: StdArc::default(),
             last_seen: now,
             key: key.into(),
             overflow: kind,

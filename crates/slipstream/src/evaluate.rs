@@ -46,7 +46,8 @@ pub struct SeriesTotals {
     /// The series.
     pub id: SeriesId,
     /// Its labels (`service.name` first, then the dimensions), as the aggregator names them.
-    pub labels: Vec<(String, String)>,
+    /// Shared: a series' totals are copied on every step that changes them.
+    pub labels: Arc<[(String, String)]>,
     /// Requests.
     pub total: u64,
     /// Bad requests.
