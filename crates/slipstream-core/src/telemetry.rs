@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Counter or gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +84,29 @@ impl Gauge {
     }
 }
 
-#[derive(Debug)]
+/// A monotonically increasing total of durations, rendered in seconds (a `_seconds_total`
+/// counter); kept in whole nanoseconds.
+#[derive(Debug, Default)]
+pub struct SecondsCounter(AtomicU64);
+
+impl SecondsCounter {
+    /// Adds `d`.
+    #[inline]
+    pub fn add(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
+    }
+    /// The total so far.
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Debug, Clone)]
 enum Value {
     Counter(Arc<Counter>),
     Gauge(Arc<Gauge>),
+    Seconds(Arc<SecondsCounter>),
 }
 
 #[derive(Debug)]
@@ -128,16 +148,10 @@ impl Registry {
                     .map(String::as_str)
                     .eq(labels.iter().copied())
         }) {
-            return match &e.value {
-                Value::Counter(c) => Value::Counter(c.clone()),
-                Value::Gauge(g) => Value::Gauge(g.clone()),
-            };
+            return e.value.clone();
         }
         let value = make();
-        let out = match &value {
-            Value::Counter(c) => Value::Counter(c.clone()),
-            Value::Gauge(g) => Value::Gauge(g.clone()),
-        };
+        let out = value.clone();
         entries.push(Entry {
             desc,
             label_values: labels.iter().map(|s| (*s).to_owned()).collect(),
@@ -156,7 +170,25 @@ impl Registry {
         );
         match self.find_or_insert(desc, labels, || Value::Counter(Arc::default())) {
             Value::Counter(c) => c,
-            Value::Gauge(_) => unreachable!(),
+            _ => panic!("{} is a counter of seconds", desc.name),
+        }
+    }
+
+    /// The counter of seconds `desc` (its name ends in `_seconds_total`) with these label
+    /// values (created at zero on first use).
+    pub fn seconds_counter(
+        &self,
+        desc: &'static MetricDesc,
+        labels: &[&str],
+    ) -> Arc<SecondsCounter> {
+        assert!(
+            desc.kind == MetricKind::Counter && desc.name.ends_with("_seconds_total"),
+            "{} is not a counter of seconds",
+            desc.name
+        );
+        match self.find_or_insert(desc, labels, || Value::Seconds(Arc::default())) {
+            Value::Seconds(c) => c,
+            _ => panic!("{} is a plain counter", desc.name),
         }
     }
 
@@ -165,11 +197,12 @@ impl Registry {
         assert_eq!(desc.kind, MetricKind::Gauge, "{} is not a gauge", desc.name);
         match self.find_or_insert(desc, labels, || Value::Gauge(Arc::default())) {
             Value::Gauge(g) => g,
-            Value::Counter(_) => unreachable!(),
+            _ => unreachable!("a gauge's description makes only gauges"),
         }
     }
 
-    /// The current value of a counter or gauge, if it was ever created.
+    /// The current value of a counter or gauge, if it was ever created (a counter of seconds
+    /// in nanoseconds).
     pub fn value(&self, name: &str, labels: &[&str]) -> Option<i128> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
@@ -184,6 +217,7 @@ impl Registry {
             .map(|e| match &e.value {
                 Value::Counter(c) => i128::from(c.get()),
                 Value::Gauge(g) => i128::from(g.get()),
+                Value::Seconds(s) => s.get().as_nanos() as i128,
             })
     }
 
@@ -215,10 +249,22 @@ impl Registry {
                 let _ = match &e.value {
                     Value::Counter(c) => writeln!(out, " {}", c.get()),
                     Value::Gauge(g) => writeln!(out, " {}", g.get()),
+                    Value::Seconds(s) => writeln!(out, " {}", seconds_text(s.get())),
                 };
             }
         }
         out
+    }
+}
+
+/// `d` in seconds, in decimal and exact (whole nanoseconds, no float rounding).
+fn seconds_text(d: Duration) -> String {
+    match d.subsec_nanos() {
+        0 => d.as_secs().to_string(),
+        n => {
+            let text = format!("{}.{n:09}", d.as_secs());
+            text.trim_end_matches('0').to_owned()
+        }
     }
 }
 

@@ -135,6 +135,39 @@ slipstream_forward_queue_bytes 42\n";
     );
 }
 
+static TEST_SECONDS: telemetry::MetricDesc = telemetry::MetricDesc {
+    name: "slipstream_test_step_seconds_total",
+    kind: telemetry::MetricKind::Counter,
+    help: "Time spent in test steps.",
+    labels: &[],
+};
+
+#[test]
+fn a_counter_of_seconds_renders_seconds() {
+    let r = Registry::new();
+    let c = r.seconds_counter(&TEST_SECONDS, &[]);
+    c.add(std::time::Duration::from_millis(1500));
+    r.seconds_counter(&TEST_SECONDS, &[])
+        .add(std::time::Duration::from_micros(250));
+    assert_eq!(c.get(), std::time::Duration::from_micros(1_500_250));
+    assert_eq!(
+        r.render_prometheus(),
+        "# HELP slipstream_test_step_seconds_total Time spent in test steps.\n\
+# TYPE slipstream_test_step_seconds_total counter\n\
+slipstream_test_step_seconds_total 1.50025\n"
+    );
+    assert_eq!(
+        r.value("slipstream_test_step_seconds_total", &[]),
+        Some(1_500_250_000)
+    );
+}
+
+#[test]
+#[should_panic(expected = "is not a counter of seconds")]
+fn a_counter_of_seconds_must_be_named_so() {
+    Registry::new().seconds_counter(&telemetry::names::REFUSED_REQUESTS, &["a", "b", "c"]);
+}
+
 #[test]
 fn retry_info_round_trips_through_status_details() {
     use prost::Message;

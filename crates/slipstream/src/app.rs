@@ -171,7 +171,8 @@ impl App {
             cfg.slo.catalog.clone(),
             &*clock,
             sinks,
-        );
+        )
+        .with_metrics(&registry);
         // Two-tier mode, sidecar side: what the aggregator gains goes to the gateways too.
         let aggregates = match &cfg.exporters.aggregates {
             Some(c) => {

@@ -4,17 +4,43 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use slipstream_aggregator::Snapshot;
 use slipstream_config::exporters::MetricNaming;
 use slipstream_config::slo::CatalogEntry;
 use slipstream_core::export::{BurnRateEvent, MetricsSnapshot};
-use slipstream_core::{Clock, UnixNanos};
+use slipstream_core::telemetry::{Counter, SecondsCounter};
+use slipstream_core::{Clock, Registry, UnixNanos};
 use slipstream_exporters::aggregates::AggregatesExporter;
 use slipstream_slo::{AlertEvent, AlertState, Silence, SilenceId, SloSnapshot};
 
 use crate::evaluate::{Evaluator, SeriesTotals, Step};
 use crate::series;
+
+/// The self-metrics of the evaluation steps, declared once.
+pub mod names {
+    use slipstream_core::metric;
+    use slipstream_core::telemetry::MetricDesc;
+
+    metric!(
+        STEPS,
+        "slipstream_evaluation_steps_total",
+        Counter,
+        [],
+        "Evaluation steps run (merging the shards, feeding and evaluating the SLOs, publishing), one per tick."
+    );
+    metric!(
+        STEP_SECONDS,
+        "slipstream_evaluation_step_seconds_total",
+        Counter,
+        [],
+        "Wall time spent in evaluation steps; over the steps, the mean step, which must stay well under the tick interval."
+    );
+
+    /// Every metric of this module.
+    pub const ALL: &[&MetricDesc] = &[&STEPS, &STEP_SECONDS];
+}
 
 /// Where burn-rate events go after each evaluation.
 pub trait EventSink: Send + Sync {
@@ -108,6 +134,7 @@ pub struct Live {
     sinks: Vec<Arc<dyn EventSink>>,
     aggregates: Option<Arc<AggregatesExporterSink>>,
     history: Mutex<BTreeMap<String, std::collections::VecDeque<HistoryPoint>>>,
+    metrics: Option<(Arc<Counter>, Arc<SecondsCounter>)>,
 }
 
 impl std::fmt::Debug for Live {
@@ -139,7 +166,17 @@ impl Live {
             sinks,
             aggregates: None,
             history: Mutex::new(BTreeMap::new()),
+            metrics: None,
         }
+    }
+
+    /// Counts the steps and their time in `registry` ([`names`]).
+    pub fn with_metrics(mut self, registry: &Registry) -> Self {
+        self.metrics = Some((
+            registry.counter(&names::STEPS, &[]),
+            registry.seconds_counter(&names::STEP_SECONDS, &[]),
+        ));
+        self
     }
 
     /// Ships what the aggregator gains at each step to gateways through `exporter` (two-tier
@@ -154,6 +191,7 @@ impl Live {
     /// events to the sinks and its partial aggregates to the aggregates exporter (so the
     /// returned step's are empty). Blocking CPU work: call it off the I/O threads.
     pub fn step(&self, force: bool) -> Step {
+        let started = Instant::now();
         let (step, events) = {
             let mut ev = lock(&self.evaluator);
             let mut step = ev.step(force);
@@ -193,6 +231,10 @@ impl Live {
             for s in &self.sinks {
                 s.publish(&events);
             }
+        }
+        if let Some((steps, seconds)) = &self.metrics {
+            steps.inc();
+            seconds.add(started.elapsed());
         }
         step
     }

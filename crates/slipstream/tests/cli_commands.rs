@@ -24,12 +24,28 @@ fn write_config(name: &str, yaml: &str) -> std::path::PathBuf {
 }
 
 fn get(port: u16, path: &str) -> Option<u16> {
+    get_text(port, path)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The whole answer (status line, headers and body) to `GET path`.
+fn get_text(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
-    buf.split_whitespace().nth(1)?.parse().ok()
+    Some(buf)
+}
+
+/// The value of the unlabelled self-metric `name` on the admin server's `/metrics`.
+fn self_metric(admin: u16, name: &str) -> Option<f64> {
+    let text = get_text(admin, "/metrics")?;
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[test]
@@ -125,6 +141,12 @@ fn run_serves_until_sigterm_then_exits_zero() {
     assert!(environ.contains(&&b"MIMALLOC_PURGE_DELAY=250"[..]));
     assert_eq!(get(admin, "/healthz"), Some(200));
     assert_eq!(get(admin, "/metrics"), Some(200));
+    // The first tick runs at start; its step is counted and timed.
+    wait_until("the first evaluation step is counted", || {
+        self_metric(admin, "slipstream_evaluation_steps_total").is_some_and(|n| n >= 1.0)
+    });
+    let seconds = self_metric(admin, "slipstream_evaluation_step_seconds_total").unwrap();
+    assert!(seconds > 0.0 && seconds < 5.0, "{seconds}");
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -282,12 +304,8 @@ fn status_prints_the_slo_table_of_a_running_slipstream() {
 
 /// `GET /api/v1/slos` of the admin server on `port`, parsed.
 fn slos(port: u16) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET /api/v1/slos HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    serde_json::from_str(buf.split_once("\r\n\r\n")?.1).ok()
+    let text = get_text(port, "/api/v1/slos")?;
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

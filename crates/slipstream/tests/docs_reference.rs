@@ -9,6 +9,7 @@ fn declared() -> Vec<&'static MetricDesc> {
     all.extend_from_slice(slipstream_slo::names::ALL);
     all.extend_from_slice(slipstream::state::names::ALL);
     all.extend_from_slice(slipstream::memory::names::ALL);
+    all.extend_from_slice(slipstream::live::names::ALL);
     all.extend_from_slice(slipstream_exporters::names::ALL);
     all
 }
