@@ -8,7 +8,14 @@
 //! cargo build --release -p slipstream -p slipstream-benches --bin slipstream --bin loadgen --bin e2e-bench
 //! target/release/e2e-bench [--protocol grpc|http] [--gzip] [--forward] [--series 1000|100000]
 //!                          [--duration SECS] [--mode gateway|sidecar] [--rate SPANS_PER_S] [--idle]
+//!                          [--tick DURATION]
 //! ```
+//!
+//! `--tick` sets slipstream's `aggregator.tick_interval` (default `5s`, slipstream's own
+//! default); `--tick 60s` leaves out evaluation steps for most of a short run, to see what
+//! they cost the Export calls. Each line also gives the evaluation steps run during the
+//! load and the mean CPU and wall time of one (CPU from /proc, wall time from slipstream's
+//! `slipstream_evaluation_step_seconds_total`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -83,13 +90,37 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+/// The status and body of a plain HTTP/1.0 GET.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
-    buf.split_whitespace().nth(1)?.parse().ok()
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Some((status, body))
+}
+
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path).map(|(status, _)| status)
+}
+
+/// Evaluation steps run so far and their wall time in seconds, from slipstream's own
+/// metrics (`slipstream_evaluation_steps_total`, `slipstream_evaluation_step_seconds_total`).
+fn steps_so_far(admin: SocketAddr) -> (f64, f64) {
+    let body = http_get(admin, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let value = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("slipstream_evaluation_steps_total"),
+        value("slipstream_evaluation_step_seconds_total"),
+    )
 }
 
 /// A downstream that accepts every OTLP export (gRPC and HTTP) and discards it.
@@ -181,6 +212,7 @@ impl Drop for Slipstream {
 }
 
 fn start_slipstream(
+    tick: &str,
     mode: &str,
     forward: Option<SocketAddr>,
     series_dims: bool,
@@ -202,7 +234,7 @@ fn start_slipstream(
         ""
     };
     let config = format!(
-        "mode: {mode}\nlog:\n  level: error\nreceivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{g}\n    http:\n      endpoint: 127.0.0.1:{h}\nadmin:\n  endpoint: 127.0.0.1:{a}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n{dims}  tick_interval: 5s\n{forward}"
+        "mode: {mode}\nlog:\n  level: error\nreceivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{g}\n    http:\n      endpoint: 127.0.0.1:{h}\nadmin:\n  endpoint: 127.0.0.1:{a}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n{dims}  tick_interval: {tick}\n{forward}"
     );
     let path = dir.join("slipstream.yaml");
     std::fs::write(&path, config).unwrap();
@@ -236,11 +268,28 @@ struct Run {
     spans_per_cpu_second: f64,
     /// Of the CPU seconds, the evaluation step's.
     step_cpu_seconds: f64,
+    /// Evaluation steps run meanwhile.
+    steps: f64,
+    /// Their wall time, seconds.
+    step_wall_seconds: f64,
     cpu_seconds: f64,
     rss_peak_mib: f64,
     p50_ms: f64,
     p99_ms: f64,
     refused: u64,
+}
+
+impl Run {
+    /// The evaluation steps of the run: how many, and the mean CPU and wall time of one.
+    fn steps_summary(&self) -> String {
+        let n = self.steps.max(1.0);
+        format!(
+            "{:.0} steps, {:.0} ms CPU / {:.0} ms wall each",
+            self.steps,
+            1000.0 * self.step_cpu_seconds / n,
+            1000.0 * self.step_wall_seconds / n
+        )
+    }
 }
 
 fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
@@ -268,6 +317,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
     let pid = s.child.id();
     let cpu0 = cpu_seconds(pid);
     let step0 = step_cpu_seconds(pid);
+    let (steps0, step_wall0) = steps_so_far(s.admin);
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
@@ -279,6 +329,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
     }
     let cpu = cpu_seconds(pid) - cpu0;
     let step_cpu = step_cpu_seconds(pid) - step0;
+    let (steps1, step_wall1) = steps_so_far(s.admin);
     let mut out = String::new();
     child
         .stdout
@@ -293,6 +344,8 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         spans_per_cpu_second: spans / cpu.max(1e-9),
         cpu_seconds: cpu,
         step_cpu_seconds: step_cpu,
+        steps: steps1 - steps0,
+        step_wall_seconds: step_wall1 - step_wall0,
         rss_peak_mib: rss_peak as f64 / 1024.0,
         p50_ms: v["latency_us"]["p50"].as_f64().unwrap_or(0.0) / 1000.0,
         p99_ms: v["latency_us"]["p99"].as_f64().unwrap_or(0.0) / 1000.0,
@@ -311,6 +364,8 @@ struct Opts {
     mode: String,
     rate: Option<f64>,
     idle: bool,
+    /// `aggregator.tick_interval`: how often the evaluation step runs.
+    tick: String,
 }
 
 fn main() {
@@ -323,6 +378,7 @@ fn main() {
         mode: "gateway".into(),
         rate: None,
         idle: false,
+        tick: "5s".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(f) = it.next() {
@@ -336,6 +392,7 @@ fn main() {
             "--mode" => o.mode = v(),
             "--rate" => o.rate = Some(v().parse().expect("spans per second")),
             "--idle" => o.idle = true,
+            "--tick" => o.tick = v(),
             _ => {
                 eprintln!("unknown flag {f}: see the file's documentation");
                 std::process::exit(64);
@@ -343,7 +400,7 @@ fn main() {
         }
     }
     let sink = o.forward.then(start_null_sink);
-    let s = start_slipstream(&o.mode, sink, o.series >= 100_000, o.grpc);
+    let s = start_slipstream(&o.tick, &o.mode, sink, o.series >= 100_000, o.grpc);
     let variant = format!(
         "{} {}{} forward {} {} series {}",
         o.mode,
@@ -362,14 +419,14 @@ fn main() {
         );
         return;
     }
-    let _ = s.admin;
     let max = run_load(&s, &o, o.rate);
     println!(
-        "| {variant} | {:.0} spans/s | {:.0} spans per slipstream CPU-s ({:.1} CPU-s, step {:.2}) | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
+        "| {variant} | {:.0} spans/s | {:.0} spans per slipstream CPU-s ({:.1} CPU-s, step {:.2}) | {} | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
         max.spans_per_second,
         max.spans_per_cpu_second,
         max.cpu_seconds,
         max.step_cpu_seconds,
+        max.steps_summary(),
         max.rss_peak_mib,
         max.p50_ms,
         max.p99_ms,
@@ -378,11 +435,12 @@ fn main() {
     if o.rate.is_none() {
         let half = run_load(&s, &o, Some(max.spans_per_second / 2.0));
         println!(
-            "| {variant} at half ({:.0} spans/s) | {:.0} spans/s | {:.0} spans per slipstream CPU-s (step {:.2} CPU-s) | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
+            "| {variant} at half ({:.0} spans/s) | {:.0} spans/s | {:.0} spans per slipstream CPU-s (step {:.2} CPU-s) | {} | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
             max.spans_per_second / 2.0,
             half.spans_per_second,
             half.spans_per_cpu_second,
             half.step_cpu_seconds,
+            half.steps_summary(),
             half.rss_peak_mib,
             half.p50_ms,
             half.p99_ms,

@@ -119,9 +119,11 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
-    /// `(bucket, count)` pairs of an accumulator, ascending.
-    pub(crate) fn buckets(&self, acc: &Acc) -> Vec<(u32, u64)> {
-        let mut out: Vec<(u32, u64)> = Vec::new();
+    /// Replaces the contents of `out` with the `(bucket, count)` pairs of an accumulator,
+    /// ascending (a buffer the caller reuses, so that a tick allocates nothing per
+    /// accumulator).
+    pub(crate) fn buckets_into(&self, acc: &Acc, out: &mut Vec<(u32, u64)>) {
+        out.clear();
         if acc.run == NONE {
             let mut inline = acc.inline;
             let inline = &mut inline[..acc.n_inline as usize];
@@ -132,7 +134,7 @@ impl Delta {
                     _ => out.push((u32::from(b), 1)),
                 }
             }
-            return out;
+            return;
         }
         let run = &self.chunks[acc.run as usize..acc.run as usize + acc.span as usize];
         for (i, chunk) in run.iter().enumerate() {
@@ -143,7 +145,6 @@ impl Delta {
                 }
             }
         }
-        out
     }
 
     /// Counts one observation, bad or not, in bucket `b` of accumulator `a`.

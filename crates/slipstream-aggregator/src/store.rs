@@ -84,6 +84,8 @@ pub(crate) struct Store {
     retired: FxHashSet<u32>,
     last_sweep: UnixNanos,
     spare: Vec<Delta>,
+    /// An accumulator's buckets while they are added (kept for its capacity).
+    scratch: Vec<(u32, u64)>,
     totals: Totals,
 }
 
@@ -112,6 +114,7 @@ impl Store {
             retired: FxHashSet::default(),
             last_sweep: 0,
             spare: Vec::new(),
+            scratch: Vec::new(),
             totals: Totals::default(),
         }
     }
@@ -201,6 +204,7 @@ impl Store {
             let g = self.shards[shard].global_of[*l as usize];
             self.add_version(g, v, *t);
         }
+        let mut pairs = std::mem::take(&mut self.scratch);
         for acc in &delta.accs {
             let g = if acc.local == OVERFLOW_LOCAL {
                 GLOBAL_OVERFLOW
@@ -212,8 +216,10 @@ impl Store {
                 total: acc.total,
                 bad: acc.bad,
             };
-            self.add(g, counts, delta.buckets(acc), now, oldest);
+            delta.buckets_into(acc, &mut pairs);
+            self.add(g, counts, &pairs, now, oldest);
         }
+        self.scratch = pairs;
         let c = &delta.counters;
         let t = &mut self.totals;
         t.dropped_late += c.late;
@@ -262,7 +268,7 @@ impl Store {
                     .collect();
                 self.totals.merged_observations =
                     self.totals.merged_observations.saturating_add(counts.total);
-                self.add(g, counts, pairs, now, oldest);
+                self.add(g, counts, &pairs, now, oldest);
             }
         }
     }
@@ -274,7 +280,7 @@ impl Store {
         &mut self,
         g: u32,
         counts: SlotCounts,
-        pairs: Vec<(u32, u64)>,
+        pairs: &[(u32, u64)],
         now: UnixNanos,
         oldest: u64,
     ) {
@@ -298,7 +304,7 @@ impl Store {
         match d.slots.binary_search_by_key(&start, |s| s.start_unix_nanos) {
             Ok(i) => {
                 let slot = &mut d.slots[i];
-                let histogram = slot.histogram.merged_with(pairs);
+                let histogram = slot.histogram.merged_with(pairs.iter().copied());
                 let total = slot.total.saturating_add(counts.total);
                 let bad = slot.bad.saturating_add(counts.bad);
                 // The published snapshot usually shares the slot: a new one then, without
@@ -325,7 +331,9 @@ impl Store {
                     start_unix_nanos: start,
                     total: counts.total,
                     bad: counts.bad,
-                    histogram: crate::histogram::SparseHistogram::from_sorted(pairs),
+                    histogram: crate::histogram::SparseHistogram::from_sorted(
+                        pairs.iter().copied(),
+                    ),
                 }),
             ),
         }

@@ -144,6 +144,8 @@ pub struct SloEngine {
     slos: Vec<SloState>,
     by_name: HashMap<String, SloId>,
     by_service: HashMap<String, Vec<SloId>>,
+    /// Bumped whenever the SLOs change (see [`generation`](Self::generation)).
+    generation: u64,
     seen: BTreeSet<String>,
     versions: HashMap<String, BTreeMap<String, VersionSeen>>,
     silences: Vec<(SilenceId, Silence)>,
@@ -186,6 +188,7 @@ impl SloEngine {
             slos: Vec::new(),
             by_name: HashMap::new(),
             by_service: HashMap::new(),
+            generation: 0,
             seen: BTreeSet::new(),
             versions: HashMap::new(),
             silences: Vec::new(),
@@ -210,6 +213,7 @@ impl SloEngine {
     }
 
     fn insert(&mut self, spec: SloSpec) -> SloId {
+        self.generation += 1;
         let id = SloId(self.slos.len() as u32);
         match spec.source {
             SloSource::Explicit => self.metrics.objectives_explicit.add(1),
@@ -250,6 +254,14 @@ impl SloEngine {
             .iter()
             .enumerate()
             .map(|(i, s)| (SloId(i as u32), &s.spec))
+    }
+
+    /// A number that changes whenever the SLOs do: one is added (configured, or templated for
+    /// a service first seen), or a reconfigure replaces them. What [`matching`](Self::matching)
+    /// and [`spec`](Self::spec) answered stays true while it is unchanged, so a caller may
+    /// keep their answers per series instead of asking again for every slot it feeds.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The SLOs a series of `service` with these dimension values counts towards: those of
@@ -365,7 +377,11 @@ impl SloEngine {
     /// call for a version marks when it first appeared; later calls extend when it was last
     /// seen.
     pub fn observe_version(&mut self, service: &str, version: &str, seen_at: UnixNanos) {
-        let map = self.versions.entry(service.to_owned()).or_default();
+        // Called for every series on every step: no allocation when both are known.
+        let map = match self.versions.get_mut(service) {
+            Some(map) => map,
+            None => self.versions.entry(service.to_owned()).or_default(),
+        };
         if let Some(v) = map.get_mut(version) {
             v.first = v.first.min(seen_at);
             v.last = v.last.max(seen_at);

@@ -66,7 +66,8 @@ pub struct Evaluator {
     clock: Arc<dyn Clock>,
     previous: Arc<Snapshot>,
     next_evaluation: UnixNanos,
-    totals: BTreeMap<SeriesId, Arc<SeriesTotals>>,
+    totals: BTreeMap<SeriesId, Tracked>,
+    routes: Routes,
     slo_totals: BTreeMap<String, (u64, u64)>,
     ship_aggregates: bool,
 }
@@ -82,6 +83,7 @@ impl Evaluator {
             previous: Arc::new(Snapshot::default()),
             next_evaluation: 0,
             totals: BTreeMap::new(),
+            routes: Routes::default(),
             slo_totals: BTreeMap::new(),
             ship_aggregates: false,
         }
@@ -132,7 +134,7 @@ impl Evaluator {
             series,
             slos,
             events,
-            totals: Arc::new(self.totals.values().cloned().collect()),
+            totals: Arc::new(self.totals.values().map(|t| t.totals.clone()).collect()),
             slo_totals: Arc::new(self.slo_totals.clone()),
             aggregates,
         }
@@ -140,8 +142,9 @@ impl Evaluator {
 
     fn feed(&mut self, new: &Snapshot) {
         let previous = self.previous.clone();
+        let now = self.clock.now_unix_nanos();
         for change in new.changes_since(&previous) {
-            self.feed_series(change);
+            self.feed_series(change, now);
         }
         if self.totals.len() > new.series().len() {
             let live: std::collections::HashSet<SeriesId> =
@@ -150,65 +153,131 @@ impl Evaluator {
         }
     }
 
-    fn feed_series(&mut self, change: SeriesChange<'_>) {
+    fn feed_series(&mut self, change: SeriesChange<'_>, now: UnixNanos) {
         let s = change.series;
-        let now = self.clock.now_unix_nanos();
         let fresh = change.before.is_none();
-        let entry = self.totals.entry(s.id());
-        let totals = match entry {
+        let tracked = match self.totals.entry(s.id()) {
             std::collections::btree_map::Entry::Occupied(mut e) => {
                 if fresh {
-                    e.insert(Arc::new(SeriesTotals::new(s, now)));
+                    e.insert(Tracked::new(s, now));
                 }
                 e.into_mut()
             }
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(Arc::new(SeriesTotals::new(s, now)))
-            }
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(Tracked::new(s, now)),
         };
-        let totals = Arc::make_mut(totals);
         let service = s.labels().get(SERVICE_LABEL);
-        if let Some(service) = service {
-            self.engine.service_seen(service);
+        // What this series counts towards is worked out once, and again only when the SLOs
+        // change (a service seen for the first time may create templated ones).
+        let rerouted = tracked.generation != Some(self.engine.generation());
+        if rerouted {
+            if let Some(service) = service {
+                self.engine.service_seen(service);
+            }
+            tracked.targets = self.routes.route(&self.engine, s);
+            tracked.generation = Some(self.engine.generation());
         }
-        let labels: Vec<(&str, &str)> = s.labels().iter().collect();
-        let ids: Vec<SloId> = match service {
-            Some(service) => self.engine.matching(service, &labels).collect(),
-            None => Vec::new(), // the global overflow series belongs to no service
-        };
-        let targets: Vec<(SloId, Sli, String)> = ids
-            .iter()
-            .filter_map(|&id| {
-                let spec = self.engine.spec(id)?;
-                Some((id, spec.sli, spec.name.clone()))
-            })
-            .collect();
+        let totals = Arc::make_mut(&mut tracked.totals);
         for c in change.slots() {
             let (slot, prev) = (c.slot, c.before);
             totals.add(c);
-            for (id, sli, name) in &targets {
-                let (good, total) = delta(*sli, slot, prev);
+            for t in tracked.targets.iter() {
+                let (good, total) = delta(t.sli, slot, prev);
                 if total > 0 {
-                    self.engine.observe(*id, slot.start_unix_nanos, good, total);
-                    let t = match self.slo_totals.get_mut(name) {
-                        Some(t) => t,
-                        None => self.slo_totals.entry(name.clone()).or_default(),
+                    self.engine
+                        .observe(t.id, slot.start_unix_nanos, good, total);
+                    let sum = match self.slo_totals.get_mut(&*t.name) {
+                        Some(sum) => sum,
+                        None => self.slo_totals.entry(t.name.to_string()).or_default(),
                     };
-                    t.0 += good;
-                    t.1 += total;
+                    sum.0 += good;
+                    sum.1 += total;
                 }
             }
         }
         let Some(service) = service else { return };
-        for v in s.versions() {
-            self.engine
-                .observe_version(service, &v.version, v.first_seen_unix_nanos);
+        // Versions already handed over are handed over again only when the list changed
+        // (the snapshots share it otherwise) or the SLOs did.
+        let versions_changed = change
+            .before
+            .is_none_or(|b| !std::ptr::eq(b.versions(), s.versions()));
+        if rerouted || versions_changed {
+            for v in s.versions() {
+                self.engine
+                    .observe_version(service, &v.version, v.first_seen_unix_nanos);
+            }
         }
         // The newest version is taken to be running as long as the series gets traffic.
         if let Some(v) = s.versions().last() {
             self.engine
                 .observe_version(service, &v.version, s.last_seen_unix_nanos());
         }
+    }
+}
+
+/// A series the evaluator has seen: its cumulative totals and the SLOs it counts towards.
+#[derive(Debug)]
+struct Tracked {
+    totals: Arc<SeriesTotals>,
+    targets: Arc<[Target]>,
+    /// The engine's [`SloEngine::generation`] `targets` were worked out for.
+    generation: Option<u64>,
+}
+
+impl Tracked {
+    fn new(s: &SeriesData, now: UnixNanos) -> Self {
+        Tracked {
+            totals: Arc::new(SeriesTotals::new(s, now)),
+            targets: Arc::new([]),
+            generation: None,
+        }
+    }
+}
+
+/// An SLO a series counts towards.
+#[derive(Debug)]
+struct Target {
+    id: SloId,
+    sli: Sli,
+    name: Arc<str>,
+}
+
+/// The SLOs series count towards, each distinct list kept once however many series share it
+/// (most series of a service share one), for one generation of the engine's SLOs.
+#[derive(Debug, Default)]
+struct Routes {
+    generation: u64,
+    lists: std::collections::HashMap<Vec<SloId>, Arc<[Target]>>,
+}
+
+impl Routes {
+    /// The SLOs series `s` counts towards (none for the global overflow series, which
+    /// belongs to no service).
+    fn route(&mut self, engine: &SloEngine, s: &SeriesData) -> Arc<[Target]> {
+        if self.generation != engine.generation() {
+            self.generation = engine.generation();
+            self.lists.clear();
+        }
+        let Some(service) = s.labels().get(SERVICE_LABEL) else {
+            return Arc::new([]);
+        };
+        let labels: Vec<(&str, &str)> = s.labels().iter().collect();
+        let ids: Vec<SloId> = engine.matching(service, &labels).collect();
+        if let Some(list) = self.lists.get(&ids) {
+            return list.clone();
+        }
+        let list: Arc<[Target]> = ids
+            .iter()
+            .filter_map(|&id| {
+                let spec = engine.spec(id)?;
+                Some(Target {
+                    id,
+                    sli: spec.sli,
+                    name: Arc::from(spec.name.as_str()),
+                })
+            })
+            .collect();
+        self.lists.insert(ids, list.clone());
+        list
     }
 }
 

@@ -367,6 +367,8 @@ fn state_survives_kill_9_and_sighup_reloads_the_slos() {
     let mut child = start();
     wait_until("restored", || total(admin) == Some(100.0));
     assert_eq!(slos(admin).unwrap()["slos"][0]["period_bad"], 5.0);
+    post_spans(http, "checkout", 10, 0);
+    wait_until("10 more requests counted", || total(admin) == Some(110.0));
 
     // An invalid config on SIGHUP is refused; the running SLOs stay.
     std::fs::write(&path, "slo:\n  objectives: [ { name: broken } ]\n").unwrap();
@@ -395,7 +397,22 @@ fn state_survives_kill_9_and_sighup_reloads_the_slos() {
     .unwrap();
     hup(&child);
     wait_until("the new SLO", || slo_names(admin).len() == 2);
-    assert_eq!(total(admin), Some(100.0));
+    assert_eq!(total(admin), Some(110.0));
+    // The series already known counts towards the new SLO from now on.
+    post_spans(http, "checkout", 40, 0);
+    let total_of = |name: &str| {
+        slos(admin).and_then(|v| {
+            v["slos"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == name)
+                .and_then(|s| s["period_total"].as_f64())
+        })
+    };
+    wait_until("the new requests counted by both SLOs", || {
+        total_of("checkout-availability") == Some(150.0)
+            && total_of("checkout-latency") == Some(40.0)
+    });
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -376,6 +376,7 @@ impl SloEngine {
             .collect();
         self.by_name.clear();
         self.by_service.clear();
+        self.generation += 1;
         self.metrics.objectives_explicit.set(0);
         self.metrics.objectives_template.set(0);
         for spec in specs {
