@@ -147,6 +147,34 @@ impl Delta {
         }
     }
 
+    /// Starts bringing accumulator `a` into cache (the tick reads them out of order).
+    #[inline]
+    pub(crate) fn prefetch_acc(&self, a: usize) {
+        if let Some(acc) = self.accs.get(a) {
+            prefetch(acc);
+        }
+    }
+
+    /// Starts bringing the first counters of accumulator `a`'s run into cache (up to 1 KiB;
+    /// the CPU's own prefetcher follows a run read in order). Reads the accumulator, which
+    /// [`Delta::prefetch_acc`] should have brought in earlier.
+    #[inline]
+    pub(crate) fn prefetch_run(&self, a: usize) {
+        let Some(acc) = self.accs.get(a).filter(|acc| acc.run != NONE) else {
+            return;
+        };
+        let Some(run) = self
+            .chunks
+            .get(acc.run as usize..acc.run as usize + acc.span as usize)
+        else {
+            return;
+        };
+        let p = run.as_ptr().cast::<u8>();
+        for off in (0..size_of_val(run).min(1024)).step_by(64) {
+            prefetch(p.wrapping_add(off));
+        }
+    }
+
     /// Counts one observation, bad or not, in bucket `b` of accumulator `a`.
     #[inline(always)]
     fn observe(&mut self, a: usize, bad: bool, b: u32) {

@@ -221,7 +221,15 @@ impl Store {
         }));
         order.sort_unstable();
         let mut pairs = std::mem::take(&mut self.scratch);
-        for &(g, _, a) in &order {
+        for (k, &(g, _, a)) in order.iter().enumerate() {
+            // The accumulators and their counters are still in first-recorded order: ask for
+            // them some adds ahead.
+            if let Some(&(_, _, next)) = order.get(k + 16) {
+                delta.prefetch_acc(next as usize);
+            }
+            if let Some(&(_, _, next)) = order.get(k + 8) {
+                delta.prefetch_run(next as usize);
+            }
             let acc = &delta.accs[a as usize];
             let counts = SlotCounts {
                 slot: acc.slot,
