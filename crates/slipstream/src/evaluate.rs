@@ -168,19 +168,23 @@ impl Evaluator {
         let service = s.labels().get(SERVICE_LABEL);
         // What this series counts towards is worked out once, and again only when the SLOs
         // change (a service seen for the first time may create templated ones).
-        let rerouted = tracked.generation != Some(self.engine.generation());
+        let rerouted = tracked
+            .route
+            .as_ref()
+            .is_none_or(|(generation, _)| *generation != self.engine.generation());
         if rerouted {
             if let Some(service) = service {
                 self.engine.service_seen(service);
             }
-            tracked.targets = self.routes.route(&self.engine, s);
-            tracked.generation = Some(self.engine.generation());
+            let targets = self.routes.route(&self.engine, s);
+            tracked.route = Some((self.engine.generation(), targets));
         }
+        let targets = tracked.route.as_ref().map_or(&[][..], |(_, t)| &t[..]);
         let totals = Arc::make_mut(&mut tracked.totals);
         for c in change.slots() {
             let (slot, prev) = (c.slot, c.before);
             totals.add(c);
-            for t in tracked.targets.iter() {
+            for t in targets {
                 let (good, total) = delta(t.sli, slot, prev);
                 if total > 0 {
                     self.engine
@@ -218,17 +222,16 @@ impl Evaluator {
 #[derive(Debug)]
 struct Tracked {
     totals: Arc<SeriesTotals>,
-    targets: Arc<[Target]>,
-    /// The engine's [`SloEngine::generation`] `targets` were worked out for.
-    generation: Option<u64>,
+    /// The SLOs it counts towards, with the engine's [`SloEngine::generation`] they were
+    /// worked out for; `None` until its first step.
+    route: Option<(u64, Arc<[Target]>)>,
 }
 
 impl Tracked {
     fn new(s: &SeriesData, now: UnixNanos) -> Self {
         Tracked {
             totals: Arc::new(SeriesTotals::new(s, now)),
-            targets: Arc::new([]),
-            generation: None,
+            route: None,
         }
     }
 }
