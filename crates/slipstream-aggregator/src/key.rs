@@ -169,18 +169,19 @@ impl KeyLayout {
             (None, None) => true,
             _ => false,
         };
+        // Most often told apart here, before any of the slicing below.
+        if !service {
+            return false;
+        }
         let (res_a, span_a) = a.dims[..self.dims].split_at(self.resource_dims);
         let (res_b, span_b) = b.dims[..self.dims].split_at(self.resource_dims);
-        service
-            && res_a.iter().zip(res_b).all(|(x, y)| match (x, y) {
-                (AttrValue::Str(x), AttrValue::Str(y)) => std::ptr::eq(*x, *y),
-                _ => x == y,
-            })
-            && span_a.iter().zip(span_b).all(|(x, y)| match (x, y) {
-                (AttrValue::Str(x), AttrValue::Str(y)) => same_str(x, y),
-                _ => x == y,
-            })
-            && (!self.span_name || same_str(a.name, b.name))
+        res_a.iter().zip(res_b).all(|(x, y)| match (x, y) {
+            (AttrValue::Str(x), AttrValue::Str(y)) => std::ptr::eq(*x, *y),
+            _ => x == y,
+        }) && span_a.iter().zip(span_b).all(|(x, y)| match (x, y) {
+            (AttrValue::Str(x), AttrValue::Str(y)) => same_str(x, y),
+            _ => x == y,
+        }) && (!self.span_name || same_str(a.name, b.name))
             && (!self.span_kind || a.kind == b.kind)
     }
 
@@ -216,6 +217,13 @@ const K: u64 = 0xf135_7aea_2e62_a9c5;
 #[inline(always)]
 fn mix(h: u64, w: u64) -> u64 {
     (h.rotate_left(26) ^ w).wrapping_mul(K)
+}
+
+/// A 64-bit hash of a string's bytes (never 0, which callers may use for "none").
+#[inline]
+pub(crate) fn fingerprint(b: &[u8]) -> u64 {
+    let h = hash_str(SEED, b);
+    (h ^ (h >> 32)).wrapping_mul(K) | 1
 }
 
 /// Hashes the length, then the bytes in (up to) two overlapping words when there are at

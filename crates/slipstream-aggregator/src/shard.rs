@@ -9,7 +9,7 @@
 use slipstream_core::{Outcome, OutcomeRules, SpanKind, SpanRecord, UnixNanos};
 
 use crate::histogram::{CHUNK, bucket_of};
-use crate::key::{KeyLayout, eq_bytes};
+use crate::key::{KeyLayout, fingerprint};
 use crate::prefetch::prefetch;
 
 /// "No entry" in index fields.
@@ -309,12 +309,14 @@ struct Hot {
     /// The accumulators of the (up to) two slots this series last recorded into.
     acc: [u32; 2],
     last_seen: UnixNanos,
-    /// The last `service.version` seen, when it fits.
-    ver_len: u8,
-    ver: [u8; VERSION_INLINE],
+    /// A 64-bit hash ([`fingerprint`]) of the last `service.version` seen, [`NO_VERSION`]
+    /// before the first. A version whose hash equals that of the one before it would go
+    /// unnoticed: a chance of one in 2^64 per change of version.
+    ver: u64,
 }
 
-const VERSION_INLINE: usize = 15;
+/// [`Hot::ver`] of a series that has seen no `service.version` yet.
+const NO_VERSION: u64 = 0;
 
 impl Hot {
     fn new(local: u32, now: UnixNanos) -> Self {
@@ -323,8 +325,7 @@ impl Hot {
             epoch: 0,
             acc: [NONE; 2],
             last_seen: now,
-            ver_len: u8::MAX,
-            ver: [0; VERSION_INLINE],
+            ver: NO_VERSION,
         }
     }
 }
@@ -672,8 +673,11 @@ impl Shard {
         } = self;
         let epoch = *epoch;
         let mut observed = 0;
-        // The slot of the last span (most spans of a request end in the same slot).
+        // The slot of the last span (most spans of a request end in the same slot) and the
+        // end times it covers, less any in the future.
         let (mut slot_lo, mut slot_hi, mut last_slot) = (0, 0, 0);
+        // The last `service.version` string hashed, and its hash.
+        let mut last_ver: (&str, u64) = ("", fingerprint(b""));
         let mut ahead = Ahead { hashes: [0; RING] };
         if AHEAD {
             ahead.start(cfg, keys, spans);
@@ -729,20 +733,26 @@ impl Shard {
                     }
                 };
                 let end = span.end_unix_nano;
-                if !(slot_lo..slot_hi).contains(&end) {
-                    last_slot = end / cfg.slot_ns;
-                    slot_lo = last_slot * cfg.slot_ns;
-                    slot_hi = slot_lo.saturating_add(cfg.slot_ns);
-                }
-                let mut slot = last_slot;
-                if end > future_limit {
+                let slot = if (slot_lo..slot_hi).contains(&end) {
+                    last_slot
+                } else if end > future_limit {
                     delta.counters.future += 1;
-                    slot = now_slot;
-                } else if slot < oldest_slot {
-                    delta.counters.late += 1;
-                    prev = Some((span, hot));
-                    continue;
-                }
+                    now_slot
+                } else {
+                    let s = end / cfg.slot_ns;
+                    if s < oldest_slot {
+                        delta.counters.late += 1;
+                        prev = Some((span, hot));
+                        continue;
+                    }
+                    // Later spans ending in this slot, and not in the future, skip all
+                    // three tests above but the first.
+                    last_slot = s;
+                    slot_lo = s * cfg.slot_ns;
+                    slot_hi =
+                        (slot_lo.saturating_add(cfg.slot_ns)).min(future_limit.saturating_add(1));
+                    s
+                };
                 let mut dur = span.duration_nanos();
                 if dur > cfg.max_value {
                     delta.counters.duration += 1;
@@ -760,17 +770,22 @@ impl Shard {
                 if let Some(v) = span.service_version
                     && hot.local != OVERFLOW_LOCAL
                     && cfg.max_versions > 0
-                    && !(usize::from(hot.ver_len) == v.len()
-                        && eq_bytes(&hot.ver[..v.len()], v.as_bytes()))
                 {
-                    note_version(
-                        cfg,
-                        delta,
-                        &mut cold[hot.local as usize],
-                        hot,
-                        v,
-                        span.end_unix_nano,
-                    );
+                    // The spans of a resource share its version string: hashed once.
+                    if !std::ptr::eq(v, last_ver.0) {
+                        last_ver = (v, fingerprint(v.as_bytes()));
+                    }
+                    if hot.ver != last_ver.1 {
+                        note_version(
+                            cfg,
+                            delta,
+                            &mut cold[hot.local as usize],
+                            hot,
+                            v,
+                            last_ver.1,
+                            span.end_unix_nano,
+                        );
+                    }
                 }
                 prev = Some((span, hot));
             }
@@ -864,6 +879,7 @@ fn note_version(
     cold: &mut Cold,
     hot: &mut Hot,
     v: &str,
+    fp: u64,
     end: UnixNanos,
 ) {
     if !cold.versions.iter().any(|x| **x == *v) {
@@ -873,12 +889,7 @@ fn note_version(
         cold.versions.push(v.into());
         d.versions.push((hot.local, v.into(), end));
     }
-    if v.len() <= VERSION_INLINE {
-        hot.ver_len = v.len() as u8;
-        hot.ver[..v.len()].copy_from_slice(v.as_bytes());
-    } else {
-        hot.ver_len = u8::MAX;
-    }
+    hot.ver = fp;
 }
 
 /// What a tick asks [`Shard::take`] to clean up.

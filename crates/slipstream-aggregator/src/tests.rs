@@ -156,6 +156,26 @@ fn late_spans_update_their_slot_older_ones_are_dropped_future_ones_clamped() {
 }
 
 #[test]
+fn a_span_past_the_future_limit_is_clamped_even_in_the_slot_of_the_span_before() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.max_future_skew = Duration::from_secs(1);
+    let (agg, clock, _) = setup(cfg);
+    // Early in a one-minute slot: the spans below all end in it.
+    clock.advance((60 - T0 / SEC % 60) * SEC + 5 * SEC);
+    let now = T0 + (60 - T0 / SEC % 60) * SEC + 5 * SEC;
+    agg.record(&[
+        span("api", "prod", now, 1_000),
+        span("api", "prod", now + 500_000_000, 1_000),
+        span("api", "prod", now + 20 * SEC, 1_000),
+        span("api", "prod", now + 30 * SEC, 1_000),
+    ]);
+    let snap = agg.tick();
+    assert_eq!(snap.totals().clamped_future, 2);
+    let s = snap.find(&labels("api", "prod")).unwrap();
+    assert_eq!(snap.window(s, Duration::from_secs(60)).total, 4);
+}
+
+#[test]
 fn series_limits_send_new_series_to_overflow() {
     let mut cfg = AggregatorConfig::default();
     cfg.max_series = 4;
@@ -270,6 +290,35 @@ fn versions_are_tracked_per_series() {
     let seen: Vec<_> = s.versions().iter().map(|v| &*v.version).collect();
     assert_eq!(seen, ["1.1", "1.2"]);
     assert_eq!(s.versions()[1].first_seen_unix_nanos, T0 - 10 * SEC + 3);
+}
+
+#[test]
+fn a_version_is_reported_once_however_long_and_wherever_its_bytes_live() {
+    let (agg, _clock, _) = setup(AggregatorConfig::default());
+    // A commit hash, as deploy pipelines set it, in three separate buffers: the shard must
+    // compare versions by value, not by where the request held them.
+    let sha = "9f2c4e1d7b3a85c6e0f4d2b19a7c3e5f8d1b6a04";
+    let copies: Vec<String> = (0..3).map(|_| sha.to_owned()).collect();
+    let next = "0b7e5d3c1a9f8e2d4c6b0a1f3e5d7c9b2a4f6e8d".to_owned();
+    for (i, v) in copies.iter().enumerate() {
+        let mut a = span("api", "prod", T0 - 10 * SEC + i as u64, 1_000);
+        a.service_version = Some(v);
+        let mut b = span("web", "prod", T0 - 10 * SEC + i as u64, 1_000);
+        b.service_version = Some(v);
+        agg.record(&[a, b]);
+    }
+    let mut a = span("api", "prod", T0 - 10 * SEC + 7, 1_000);
+    a.service_version = Some(&next);
+    agg.record(&[a]);
+    let snap = agg.tick();
+    let api = snap.find(&labels("api", "prod")).unwrap();
+    let seen: Vec<_> = api.versions().iter().map(|v| &*v.version).collect();
+    assert_eq!(seen, [sha, next.as_str()]);
+    assert_eq!(api.versions()[0].first_seen_unix_nanos, T0 - 10 * SEC);
+    assert_eq!(api.versions()[1].first_seen_unix_nanos, T0 - 10 * SEC + 7);
+    let web = snap.find(&labels("web", "prod")).unwrap();
+    let seen: Vec<_> = web.versions().iter().map(|v| &*v.version).collect();
+    assert_eq!(seen, [sha]);
 }
 
 #[test]
