@@ -68,10 +68,13 @@ const INLINE: usize = 8;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Acc {
     pub(crate) local: u32,
+    /// The epoch of the delta this accumulator was started in (a primary accumulator of an
+    /// earlier epoch is free).
+    stamp: u32,
     pub(crate) slot: u64,
     pub(crate) total: u64,
     pub(crate) bad: u64,
-    /// Index of this accumulator's first chunk in `Delta::chunks`, [`NONE`] while inline.
+    /// Index of this accumulator's first chunk in `Counts::chunks`, [`NONE`] while inline.
     run: u32,
     /// Chunk number (octave) of the run's first chunk.
     base: u8,
@@ -81,10 +84,27 @@ pub(crate) struct Acc {
     inline: [u16; INLINE],
 }
 
+impl Acc {
+    fn new(local: u32, stamp: u32, slot: u64) -> Self {
+        Acc {
+            local,
+            stamp,
+            slot,
+            total: 0,
+            bad: 0,
+            run: NONE,
+            base: 0,
+            span: 0,
+            n_inline: 0,
+            inline: [0; INLINE],
+        }
+    }
+}
+
 /// Chunk-counter increments a request has computed but not yet applied.
 const PENDING: usize = 64;
 
-/// Increments of `Delta::chunks` counters (flat indices), applied in one tight loop per
+/// Increments of `Counts::chunks` counters (flat indices), applied in one tight loop per
 /// [`PENDING`] spans instead of one by one. The counters of 1,000 series are about 1 MiB,
 /// so many increments miss the L2; with nothing else between them, the misses of a batch
 /// overlap instead of each holding up its span.
@@ -104,21 +124,66 @@ impl Default for Pending {
 }
 
 /// Everything recorded since the last tick; swapped out whole by the ticker.
+///
+/// A series' accumulators: its *primary* one, at its local number in `primary`, holds the
+/// first slot it records into in this delta; any other slot (a span from the slot before,
+/// a late one) gets a *secondary* one, found through the series' map entry. A span of the
+/// primary slot so finds its accumulator from the local number alone, which the table's
+/// slot gives: the load of the accumulator does not wait for that of the map entry.
 #[derive(Debug, Default)]
 pub(crate) struct Delta {
-    pub(crate) accs: Vec<Acc>,
-    chunks: Vec<[u32; CHUNK]>,
-    /// Always empty between requests ([`Shard::record`] applies it before returning).
-    pending: Pending,
+    /// By local series number; in use when stamped with this delta's epoch.
+    primary: Vec<Acc>,
+    /// The local series whose primary accumulator is in use, in first-recorded order.
+    touched: Vec<u32>,
+    /// Accumulators of other slots.
+    secondary: Vec<Acc>,
+    counts: Counts,
+    /// The shard's epoch while this delta records; primary accumulators stamped otherwise
+    /// are free. Never 0.
+    epoch: u32,
     /// Series keys created since the last tick, to be resolved to global series.
     pub(crate) new_keys: Vec<(u32, Box<[u8]>)>,
     /// `service.version` values first seen: (local series, version, span end time).
     pub(crate) versions: Vec<(u32, Box<str>, UnixNanos)>,
     pub(crate) counters: Counters,
+}
+
+/// The bucket counters of a delta's chunked accumulators.
+#[derive(Debug, Default)]
+struct Counts {
+    chunks: Vec<[u32; CHUNK]>,
+    /// Always empty between requests ([`Shard::record`] applies it before returning).
+    pending: Pending,
     nchunks: usize,
 }
 
 impl Delta {
+    fn new(nchunks: usize, epoch: u32) -> Self {
+        Delta {
+            counts: Counts {
+                nchunks,
+                ..Counts::default()
+            },
+            epoch,
+            ..Delta::default()
+        }
+    }
+
+    /// Number of accumulators in use; [`Delta::acc`] numbers them `0..len`.
+    pub(crate) fn len(&self) -> usize {
+        self.touched.len() + self.secondary.len()
+    }
+
+    /// Accumulator `a` (of `0..len`); `None` past the end.
+    #[inline]
+    pub(crate) fn acc(&self, a: usize) -> Option<&Acc> {
+        match self.touched.get(a) {
+            Some(&l) => self.primary.get(l as usize),
+            None => self.secondary.get(a - self.touched.len()),
+        }
+    }
+
     /// Replaces the contents of `out` with the `(bucket, count)` pairs of an accumulator,
     /// ascending (a buffer the caller reuses, so that a tick allocates nothing per
     /// accumulator).
@@ -136,7 +201,7 @@ impl Delta {
             }
             return;
         }
-        let run = &self.chunks[acc.run as usize..acc.run as usize + acc.span as usize];
+        let run = &self.counts.chunks[acc.run as usize..acc.run as usize + acc.span as usize];
         for (i, chunk) in run.iter().enumerate() {
             let first = (acc.base as usize + i) * CHUNK;
             for (j, &n) in chunk.iter().enumerate() {
@@ -150,7 +215,7 @@ impl Delta {
     /// Starts bringing accumulator `a` into cache (the tick reads them out of order).
     #[inline]
     pub(crate) fn prefetch_acc(&self, a: usize) {
-        if let Some(acc) = self.accs.get(a) {
+        if let Some(acc) = self.acc(a) {
             prefetch(acc);
         }
     }
@@ -160,10 +225,11 @@ impl Delta {
     /// [`Delta::prefetch_acc`] should have brought in earlier.
     #[inline]
     pub(crate) fn prefetch_run(&self, a: usize) {
-        let Some(acc) = self.accs.get(a).filter(|acc| acc.run != NONE) else {
+        let Some(acc) = self.acc(a).filter(|acc| acc.run != NONE) else {
             return;
         };
         let Some(run) = self
+            .counts
             .chunks
             .get(acc.run as usize..acc.run as usize + acc.span as usize)
         else {
@@ -175,10 +241,127 @@ impl Delta {
         }
     }
 
-    /// Counts one observation, bad or not, in bucket `b` of accumulator `a`.
+    /// Starts bringing the primary accumulator of local series `l` into cache.
+    #[inline]
+    fn prefetch_primary(&self, l: usize) {
+        if let Some(acc) = self.primary.get(l) {
+            prefetch(acc);
+        }
+    }
+
+    /// Counts one observation, bad or not, in bucket `b`, for `hot`'s series in `slot`;
+    /// `false` when the shard's accumulators are all in use.
     #[inline(always)]
-    fn observe(&mut self, a: usize, bad: bool, b: u32) {
-        let acc = &mut self.accs[a];
+    fn observe(&mut self, cfg: &ShardConfig, hot: &mut Hot, slot: u64, bad: bool, b: u32) -> bool {
+        let Delta {
+            primary,
+            counts,
+            epoch,
+            ..
+        } = self;
+        match primary.get_mut(hot.local as usize) {
+            Some(acc) if acc.stamp == *epoch && acc.slot == slot => {
+                counts.observe(acc, bad, b);
+                true
+            }
+            _ => self.observe_other(cfg, hot, slot, bad, b),
+        }
+    }
+
+    /// [`Delta::observe`] when the series' primary accumulator is free or holds another slot.
+    #[inline(never)]
+    fn observe_other(
+        &mut self,
+        cfg: &ShardConfig,
+        hot: &mut Hot,
+        slot: u64,
+        bad: bool,
+        b: u32,
+    ) -> bool {
+        let l = hot.local as usize;
+        if l >= self.primary.len() {
+            self.primary.resize(l + 1, Acc::new(NONE, 0, 0));
+        }
+        let full = self.len() >= cfg.max_pending;
+        let epoch = self.epoch;
+        let acc = if self.primary[l].stamp != epoch {
+            if full {
+                return false;
+            }
+            self.touched.push(hot.local);
+            self.primary[l] = Acc::new(hot.local, epoch, slot);
+            &mut self.primary[l]
+        } else {
+            if hot.epoch != epoch {
+                hot.epoch = epoch;
+                hot.acc = [NONE; 2];
+            }
+            let found = hot
+                .acc
+                .into_iter()
+                .find(|&a| a != NONE && self.secondary[a as usize].slot == slot);
+            let a = match found {
+                Some(a) => a,
+                None => {
+                    if full {
+                        return false;
+                    }
+                    let a = self.secondary.len() as u32;
+                    self.secondary.push(Acc::new(hot.local, epoch, slot));
+                    let i = match hot.acc {
+                        [NONE, _] => 0,
+                        [_, NONE] => 1,
+                        [x, y] => usize::from(
+                            self.secondary[x as usize].slot > self.secondary[y as usize].slot,
+                        ),
+                    };
+                    hot.acc[i] = a;
+                    a
+                }
+            };
+            &mut self.secondary[a as usize]
+        };
+        self.counts.observe(acc, bad, b);
+        true
+    }
+
+    /// Applies the pending chunk-counter increments.
+    #[inline]
+    fn flush(&mut self) {
+        self.counts.apply_pending();
+    }
+
+    /// Whether local series `l` recorded into this delta.
+    fn recorded(&self, l: usize, hot: &Hot) -> bool {
+        self.primary
+            .get(l)
+            .is_some_and(|acc| acc.stamp == self.epoch)
+            || (hot.epoch == self.epoch && hot.acc != [NONE; 2])
+    }
+
+    /// Empties the delta, keeping its capacity. Its primary accumulators are freed here, not
+    /// only by the next epoch: the ticker hands spare deltas to any shard, whose epoch may be
+    /// the one they were stamped with.
+    pub(crate) fn clear(&mut self) {
+        debug_assert_eq!(self.counts.pending.len, 0);
+        for &l in &self.touched {
+            if let Some(acc) = self.primary.get_mut(l as usize) {
+                acc.stamp = 0;
+            }
+        }
+        self.touched.clear();
+        self.secondary.clear();
+        self.counts.chunks.clear();
+        self.new_keys.clear();
+        self.versions.clear();
+        self.counters = Counters::default();
+    }
+}
+
+impl Counts {
+    /// Counts one observation, bad or not, in bucket `b` of `acc`.
+    #[inline(always)]
+    fn observe(&mut self, acc: &mut Acc, bad: bool, b: u32) {
         acc.total += 1;
         acc.bad += u64::from(bad);
         let c = b as usize / CHUNK;
@@ -187,15 +370,14 @@ impl Delta {
             let i = (acc.run as usize + off) * CHUNK + b as usize % CHUNK;
             self.push_pending(i);
         } else {
-            self.add_slow(a, b);
+            self.add_slow(acc, b);
         }
     }
 
-    /// [`Delta::observe`]'s bucket count when the accumulator is still inline or its run
+    /// [`Counts::observe`]'s bucket count when the accumulator is still inline or its run
     /// does not cover `b`.
     #[inline(never)]
-    fn add_slow(&mut self, a: usize, b: u32) {
-        let acc = &mut self.accs[a];
+    fn add_slow(&mut self, acc: &mut Acc, b: u32) {
         if acc.run == NONE {
             if (acc.n_inline as usize) < INLINE {
                 acc.inline[acc.n_inline as usize] = b as u16;
@@ -221,21 +403,19 @@ impl Delta {
             self.chunks
                 .extend(std::iter::repeat_n([0; CHUNK], hi - lo + 1));
             for x in inline {
-                self.add_chunked(a, u32::from(x));
+                self.add_chunked(acc, u32::from(x));
             }
         }
-        self.add_chunked(a, b);
+        self.add_chunked(acc, b);
     }
 
-    fn add_chunked(&mut self, a: usize, b: u32) {
+    fn add_chunked(&mut self, acc: &mut Acc, b: u32) {
         let b = b as usize;
         let c = b / CHUNK;
-        let acc = self.accs[a];
         let (base, span) = (acc.base as usize, acc.span as usize);
         if c < base || c >= base + span {
-            self.grow(a, c);
+            self.grow(acc, c);
         }
-        let acc = &self.accs[a];
         self.push_pending((acc.run as usize + c - acc.base as usize) * CHUNK + b % CHUNK);
     }
 
@@ -258,13 +438,12 @@ impl Delta {
         self.pending.len = 0;
     }
 
-    /// Moves accumulator `a`'s run to a wider one that covers chunk `c`, at least doubling
-    /// it so that the space left behind stays within twice what the run finally needs.
+    /// Moves `acc`'s run to a wider one that covers chunk `c`, at least doubling it so that
+    /// the space left behind stays within twice what the run finally needs.
     #[cold]
-    fn grow(&mut self, a: usize, c: usize) {
+    fn grow(&mut self, acc: &mut Acc, c: usize) {
         // Pending increments may point into the run about to be moved.
         self.apply_pending();
-        let acc = self.accs[a];
         let (base, span) = (acc.base as usize, acc.span as usize);
         let lo = base.min(c);
         let hi = (base + span - 1).max(c);
@@ -282,20 +461,9 @@ impl Delta {
         let from = acc.run as usize;
         let to = run + (base - new_base);
         self.chunks.copy_within(from..from + span, to);
-        let acc = &mut self.accs[a];
         acc.run = run as u32;
         acc.base = new_base as u8;
         acc.span = want as u8;
-    }
-
-    /// Empties the delta, keeping its capacity.
-    pub(crate) fn clear(&mut self) {
-        debug_assert_eq!(self.pending.len, 0);
-        self.accs.clear();
-        self.chunks.clear();
-        self.new_keys.clear();
-        self.versions.clear();
-        self.counters = Counters::default();
     }
 }
 
@@ -478,17 +646,6 @@ impl Table {
         }
     }
 
-    /// The entry whose slot `hash` probes first, when the slot's tag matches (usually the
-    /// series of `hash`; for the lookahead, which only needs a likely address).
-    #[inline]
-    fn first_entry(&self, hash: u64) -> Option<&Entry> {
-        let s = *self.slots.get((hash >> self.shift()) as usize)?;
-        if s == EMPTY || s >> 32 != hash >> 32 {
-            return None;
-        }
-        self.entries.get(s as u32 as usize)
-    }
-
     /// Starts bringing the slot `hash` probes first into cache.
     #[inline]
     fn prefetch_slot(&self, hash: u64) {
@@ -497,15 +654,25 @@ impl Table {
         }
     }
 
-    /// Starts bringing the entry of `hash`'s first slot into cache (both ends of it: an
-    /// entry spans two cache lines).
+    /// Starts bringing into cache the entry `hash`'s first slot names, when the slot's tag
+    /// matches (usually the series of `hash`; a prefetch only needs a likely address): both
+    /// ends of the entry, which spans two cache lines, and the series' primary accumulator in
+    /// `delta`.
     #[inline]
-    fn prefetch_entry(&self, hash: u64) {
-        if let Some(e) = self.first_entry(hash) {
+    fn prefetch_entry(&self, hash: u64, delta: &Delta) {
+        let Some(&s) = self.slots.get((hash >> self.shift()) as usize) else {
+            return;
+        };
+        if s == EMPTY || s >> 32 != hash >> 32 {
+            return;
+        }
+        let l = s as u32 as usize;
+        if let Some(e) = self.entries.get(l) {
             let p = std::ptr::from_ref(e).cast::<u8>();
             prefetch(p);
             prefetch(p.wrapping_add(size_of::<Entry>() - 1));
         }
+        delta.prefetch_primary(l);
     }
 }
 
@@ -520,25 +687,25 @@ const BLOCK: usize = 8;
 const RING: usize = 4 * BLOCK;
 
 /// The lookahead of a request recorded against a big table. A span's lookup is a chain of
-/// dependent loads (table slot, entry, accumulator) that each miss the cache when series are
-/// many. Before block `k` is recorded, three stages run, each reading only what the previous
-/// one prefetched a block earlier: the spans of block `k + 2` are hashed and their first
-/// table slots prefetched; the entries the slots of block `k + 1` name are prefetched; the
-/// accumulators the entries of block `k` refer to are prefetched. So the misses of many
-/// spans are in flight together instead of one after another.
+/// dependent loads (table slot, then entry and accumulator) that each miss the cache when
+/// series are many. Before block `k` is recorded, two stages run, each reading only what the
+/// previous one prefetched a block earlier: the spans of block `k + 2` are hashed and their
+/// first table slots prefetched; the entries and primary accumulators the slots of block
+/// `k + 1` name are prefetched. So the misses of many spans are in flight together instead
+/// of one after another.
 #[derive(Debug)]
 struct Ahead {
     hashes: [u64; RING],
 }
 
 impl Ahead {
-    /// Runs the first two stages for the first blocks of `spans`.
-    fn start(&mut self, cfg: &ShardConfig, keys: &Table, spans: &[SpanRecord<'_>]) {
+    /// Runs the stages for the first blocks of `spans`.
+    fn start(&mut self, cfg: &ShardConfig, keys: &Table, delta: &Delta, spans: &[SpanRecord<'_>]) {
         for j in 0..spans.len().min(2 * BLOCK) {
             self.stage_hash(cfg, keys, spans, j);
         }
         for j in 0..spans.len().min(BLOCK) {
-            keys.prefetch_entry(self.hash(j));
+            keys.prefetch_entry(self.hash(j), delta);
         }
     }
 
@@ -548,6 +715,7 @@ impl Ahead {
         self.hashes[j % RING]
     }
 
+    #[inline(always)]
     fn stage_hash(&mut self, cfg: &ShardConfig, keys: &Table, spans: &[SpanRecord<'_>], j: usize) {
         let h = cfg.layout.hash(&spans[j]);
         self.hashes[j % RING] = h;
@@ -560,7 +728,6 @@ impl Ahead {
         cfg: &ShardConfig,
         keys: &Table,
         delta: &Delta,
-        epoch: u32,
         spans: &[SpanRecord<'_>],
         first: usize,
     ) {
@@ -569,18 +736,7 @@ impl Ahead {
             self.stage_hash(cfg, keys, spans, j);
         }
         for j in (first + BLOCK)..(first + 2 * BLOCK).min(n) {
-            keys.prefetch_entry(self.hash(j));
-        }
-        for j in first..(first + BLOCK).min(n) {
-            if let Some(e) = keys.first_entry(self.hash(j))
-                && e.hot.epoch == epoch
-            {
-                for a in e.hot.acc {
-                    if let Some(acc) = delta.accs.get(a as usize) {
-                        prefetch(acc);
-                    }
-                }
-            }
+            keys.prefetch_entry(self.hash(j), delta);
         }
     }
 }
@@ -605,7 +761,6 @@ pub(crate) struct Shard {
     overflow: Hot,
     cold: Vec<Cold>,
     free: Vec<u32>,
-    epoch: u32,
     pub(crate) delta: Delta,
     scratch: Vec<u8>,
 }
@@ -617,21 +772,14 @@ impl Shard {
             overflow: Hot::new(OVERFLOW_LOCAL, 0),
             cold: vec![Cold::default()],
             free: Vec::new(),
-            epoch: 1,
-            delta: Delta {
-                nchunks: cfg.nchunks,
-                ..Delta::default()
-            },
+            delta: Delta::new(cfg.nchunks, 1),
             scratch: Vec::with_capacity(256),
         }
     }
 
     /// A fresh, empty delta for this configuration (the ticker's spare).
     pub(crate) fn empty_delta(cfg: &ShardConfig) -> Delta {
-        Delta {
-            nchunks: cfg.nchunks,
-            ..Delta::default()
-        }
+        Delta::new(cfg.nchunks, 0)
     }
 
     /// Number of series keys the shard holds.
@@ -667,11 +815,9 @@ impl Shard {
             overflow,
             cold,
             free,
-            epoch,
             delta,
             scratch,
         } = self;
-        let epoch = *epoch;
         let mut observed = 0;
         // The slot of the last span (most spans of a request end in the same slot) and the
         // end times it covers, less any in the future.
@@ -680,7 +826,7 @@ impl Shard {
         let mut last_ver: (&str, u64) = ("", fingerprint(b""));
         let mut ahead = Ahead { hashes: [0; RING] };
         if AHEAD {
-            ahead.start(cfg, keys, spans);
+            ahead.start(cfg, keys, delta, spans);
         }
         let block = if AHEAD { BLOCK } else { spans.len().max(1) };
         // The previous span and its series (local number), across blocks.
@@ -688,7 +834,7 @@ impl Shard {
         for (b, chunk) in spans.chunks(block).enumerate() {
             let first = b * block;
             if AHEAD {
-                ahead.advance(cfg, keys, delta, epoch, spans, first);
+                ahead.advance(cfg, keys, delta, spans, first);
             }
             let mut prev: Option<(&SpanRecord<'_>, &mut Hot)> = last.map(|(p, l)| {
                 let h = if l == OVERFLOW_LOCAL {
@@ -758,13 +904,12 @@ impl Shard {
                     delta.counters.duration += 1;
                     dur = cfg.max_value;
                 }
-                let Some(a) = acc_for(cfg, delta, epoch, hot, slot) else {
+                let bad = cfg.rules.classify(span) == Outcome::Bad;
+                if !delta.observe(cfg, hot, slot, bad, bucket_of(dur)) {
                     delta.counters.shard_full += 1;
                     prev = Some((span, hot));
                     continue;
-                };
-                let bad = cfg.rules.classify(span) == Outcome::Bad;
-                delta.observe(a as usize, bad, bucket_of(dur));
+                }
                 observed += 1;
                 hot.last_seen = now;
                 if let Some(v) = span.service_version
@@ -792,7 +937,7 @@ impl Shard {
             last = prev.map(|(p, h)| (p, h.local));
         }
         delta.counters.observed += observed;
-        delta.apply_pending();
+        delta.flush();
     }
 
     /// Swaps the pending counts out for `spare` (an empty delta); accumulator references into
@@ -802,8 +947,7 @@ impl Shard {
     pub(crate) fn take(&mut self, spare: &mut Delta, sweep: Option<Sweep<'_>>) {
         std::mem::swap(&mut self.delta, spare);
         let taken = spare;
-        let taken_epoch = self.epoch;
-        self.epoch = self.epoch.wrapping_add(1).max(1);
+        self.delta.epoch = taken.epoch.wrapping_add(1).max(1);
         if let Some(sw) = sweep {
             let mut removed = false;
             for e in &mut self.keys.entries {
@@ -811,7 +955,7 @@ impl Shard {
                 if h.local == NONE {
                     continue;
                 }
-                let touched = h.epoch == taken_epoch && h.acc != [NONE; 2];
+                let touched = taken.recorded(h.local as usize, h);
                 let retired = sw
                     .global_of
                     .get(h.local as usize)
@@ -832,42 +976,6 @@ impl Shard {
             }
         }
     }
-}
-
-/// The accumulator of `hot`'s series for `slot` in this delta, created when needed.
-#[inline]
-fn acc_for(cfg: &ShardConfig, d: &mut Delta, epoch: u32, hot: &mut Hot, slot: u64) -> Option<u32> {
-    if hot.epoch != epoch {
-        hot.epoch = epoch;
-        hot.acc = [NONE; 2];
-    }
-    for a in hot.acc {
-        if a != NONE && d.accs[a as usize].slot == slot {
-            return Some(a);
-        }
-    }
-    if d.accs.len() >= cfg.max_pending {
-        return None;
-    }
-    let a = d.accs.len() as u32;
-    d.accs.push(Acc {
-        local: hot.local,
-        slot,
-        total: 0,
-        bad: 0,
-        run: NONE,
-        base: 0,
-        span: 0,
-        n_inline: 0,
-        inline: [0; INLINE],
-    });
-    let i = match hot.acc {
-        [NONE, _] => 0,
-        [_, NONE] => 1,
-        [x, y] => usize::from(d.accs[x as usize].slot > d.accs[y as usize].slot),
-    };
-    hot.acc[i] = a;
-    Some(a)
 }
 
 /// A `service.version` not the last one seen on this series: remember it, and report it

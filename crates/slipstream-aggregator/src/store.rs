@@ -211,13 +211,14 @@ impl Store {
         // series were mostly created one after another, so their data lies close together and
         // the walk is far kinder to the caches (at 100,000 series it halved the step's CPU).
         let mut order = std::mem::take(&mut self.order);
-        order.extend(delta.accs.iter().enumerate().map(|(a, acc)| {
+        order.extend((0..delta.len()).filter_map(|a| {
+            let acc = delta.acc(a)?;
             let g = if acc.local == OVERFLOW_LOCAL {
                 GLOBAL_OVERFLOW
             } else {
                 self.shards[shard].global_of[acc.local as usize]
             };
-            (g, acc.slot, a as u32)
+            Some((g, acc.slot, a as u32))
         }));
         order.sort_unstable();
         let mut pairs = std::mem::take(&mut self.scratch);
@@ -230,7 +231,9 @@ impl Store {
             if let Some(&(_, _, next)) = order.get(k + 8) {
                 delta.prefetch_run(next as usize);
             }
-            let acc = &delta.accs[a as usize];
+            let Some(acc) = delta.acc(a as usize) else {
+                continue;
+            };
             let counts = SlotCounts {
                 slot: acc.slot,
                 total: acc.total,
