@@ -72,8 +72,9 @@ const INLINE: usize = 8;
 #[repr(align(64))]
 pub(crate) struct Acc {
     pub(crate) local: u32,
-    /// The epoch of the delta this accumulator was started in (a primary accumulator of an
-    /// earlier epoch is free).
+    /// The epoch of the delta this accumulator was started in. A primary accumulator stamped
+    /// with another epoch is free ([`Delta::clear`] stamps those it frees with 0, which no
+    /// epoch is).
     stamp: u32,
     pub(crate) slot: u64,
     pub(crate) total: u64,
@@ -478,7 +479,8 @@ struct Hot {
     local: u32,
     /// The delta epoch `acc` refers to; older references are stale.
     epoch: u32,
-    /// The accumulators of the (up to) two slots this series last recorded into.
+    /// The secondary accumulators (see [`Delta`]) of the (up to) two slots other than its
+    /// primary one that this series last recorded into.
     acc: [u32; 2],
     last_seen: UnixNanos,
     /// A 64-bit hash ([`fingerprint`]) of the last `service.version` seen, [`NO_VERSION`]
