@@ -12,6 +12,9 @@
 //! the snapshot; at 100,000 series also with every series holding the 60 one-minute slots
 //! the default hour of retention keeps (the steady state of a long-running collector).
 //!
+//! `reference`: no slipstream code, the machine's own cost of a second thread for the kind of
+//! work `record` does (see [`reference`]), to read `record`'s two-thread figures against.
+//!
 //! `cargo bench -p slipstream-benches --bench aggregator -- --measurement-time 3 --warm-up-time 1`
 #![allow(missing_docs)]
 
@@ -172,5 +175,127 @@ fn tick(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, record, tick);
+/// Updates per operation of [`reference`]: about the cache lines a span's record touches at
+/// 100,000 series (table slot, map entry, accumulator, histogram counter).
+const REF_LINES: usize = 4;
+/// Operations ahead that [`reference`] prefetches a line, as the record path's lookahead does.
+const REF_AHEAD: usize = 16;
+/// Rounds of arithmetic per operation of [`reference`]: about the 29 ns per span of
+/// `record/1000_series/1_threads` when its lines are in the L2.
+const REF_ROUNDS: u32 = 16;
+
+/// The machine's own cost of a second thread, with nothing shared: each thread owns a region
+/// and runs operations of [`REF_LINES`] updates of random cache lines in it (each prefetched
+/// [`REF_AHEAD`] operations ahead) and [`REF_ROUNDS`] rounds of arithmetic, 512 operations per
+/// timed call, timed as `record` is (thread CPU time). A region of 1 MiB stays in each core's
+/// L2, like `record` at 1,000 series; one of 16 MiB fits the shared L3 once but not twice, like
+/// the map and accumulators of `record`'s shards at 100,000 series (20 MB each); one of 64 MiB
+/// is beyond the L3 whatever the threads. Whatever two threads cost more per thread than one
+/// here is the shared caches' and memory's.
+fn reference(c: &mut Criterion) {
+    let overhead = clock_overhead();
+    let mut g = c.benchmark_group("reference");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    for mib in [1usize, 16, 64] {
+        for threads in [1usize, 2] {
+            let mut regions: Vec<Region> =
+                (0..threads).map(|t| Region::new(mib << 20, t)).collect();
+            g.bench_function(
+                BenchmarkId::new(format!("{mib}_MiB"), format!("{threads}_threads")),
+                |b| {
+                    b.iter_custom(|iters| {
+                        let per_thread: Vec<Duration> = std::thread::scope(|s| {
+                            let handles: Vec<_> = regions
+                                .iter_mut()
+                                .map(|r| {
+                                    s.spawn(move || {
+                                        let mut total = Duration::ZERO;
+                                        for _ in 0..iters {
+                                            let start = ThreadTime::now();
+                                            r.run(SPANS);
+                                            total += start.elapsed().saturating_sub(overhead);
+                                        }
+                                        total
+                                    })
+                                })
+                                .collect();
+                            handles.into_iter().map(|h| h.join().unwrap()).collect()
+                        });
+                        per_thread.iter().sum::<Duration>() / threads as u32
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+/// One thread's memory and state in [`reference`].
+struct Region {
+    lines: Vec<[u64; 8]>,
+    /// Lines prefetched and not yet updated, [`REF_LINES`] per operation.
+    ahead: Vec<usize>,
+    rng: u64,
+    mix: u64,
+    op: usize,
+}
+
+impl Region {
+    fn new(bytes: usize, t: usize) -> Self {
+        let n = (bytes / 64).next_power_of_two();
+        let mut r = Region {
+            lines: vec![[1; 8]; n],
+            ahead: vec![0; REF_AHEAD * REF_LINES],
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1),
+            mix: 0,
+            op: 0,
+        };
+        for k in 0..r.ahead.len() {
+            r.ahead[k] = r.next_line();
+        }
+        r
+    }
+
+    fn next_line(&mut self) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng as usize & (self.lines.len() - 1)
+    }
+
+    fn run(&mut self, ops: usize) {
+        for _ in 0..ops {
+            let base = self.op % REF_AHEAD * REF_LINES;
+            for k in 0..REF_LINES {
+                let next = self.next_line();
+                prefetch(&self.lines[next]);
+                let line = std::mem::replace(&mut self.ahead[base + k], next);
+                self.lines[line][self.mix as usize & 7] += 1;
+            }
+            for _ in 0..REF_ROUNDS {
+                self.mix = (self.mix ^ (self.mix >> 29))
+                    .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+                    .wrapping_add(self.op as u64);
+            }
+            self.op += 1;
+        }
+    }
+}
+
+/// A cache prefetch hint for `p`'s line.
+#[allow(unsafe_code)]
+fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` is a hint that never faults and reads nothing into the program;
+    // SSE, which it needs, is part of the x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            std::ptr::from_ref(p).cast(),
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+criterion_group!(benches, record, tick, reference);
 criterion_main!(benches);
