@@ -20,6 +20,9 @@ echo "== tests"
 cargo nextest run --workspace --no-fail-fast
 echo "== doc tests"
 cargo test --workspace --doc
+echo "== loom model of the shard hand-off (its own target dir: --cfg loom rebuilds the crates)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p slipstream-aggregator --release --lib loom
 echo "== benches compile (bench targets only; the crates' unit tests ran above)"
 cargo bench --workspace --bench '*' --no-run
 echo "== bounded fuzz run (every target)"
