@@ -25,7 +25,7 @@ use cpu_time::ThreadTime;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use slipstream_aggregator::Aggregator;
-use slipstream_benches::RecordWorkload;
+use slipstream_benches::{RecordWorkload, Rng};
 use slipstream_config::AggregatorConfig;
 use slipstream_core::{
     AttrValue, Clock, MAX_DIMENSIONS, Registry, SpanKind, SpanRecord, SystemClock,
@@ -235,7 +235,7 @@ struct Region {
     lines: Vec<[u64; 8]>,
     /// Lines prefetched and not yet updated, [`REF_LINES`] per operation.
     ahead: Vec<usize>,
-    rng: u64,
+    rng: Rng,
     mix: u64,
     op: usize,
 }
@@ -246,7 +246,7 @@ impl Region {
         let mut r = Region {
             lines: vec![[1; 8]; n],
             ahead: vec![0; REF_AHEAD * REF_LINES],
-            rng: 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1),
+            rng: Rng::new(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1)),
             mix: 0,
             op: 0,
         };
@@ -257,10 +257,7 @@ impl Region {
     }
 
     fn next_line(&mut self) -> usize {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng as usize & (self.lines.len() - 1)
+        self.rng.next_u64() as usize & (self.lines.len() - 1)
     }
 
     fn run(&mut self, ops: usize) {

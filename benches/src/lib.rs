@@ -189,13 +189,8 @@ impl RecordWorkload {
     /// above it, as an endpoint's p50..p99 does; 2% of the spans are errors.
     pub fn requests(&self, series: usize, now: u64) -> Vec<Vec<slipstream_core::SpanRecord<'_>>> {
         use slipstream_core::{AttrValue, MAX_DIMENSIONS, SpanKind, SpanRecord, StatusCode};
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+        let mut next = move || rng.next_u64();
         let services = self.services.len();
         (0..Self::REQUESTS)
             .map(|_| {

@@ -465,12 +465,7 @@ fn many_series_are_counted_exactly_with_lookahead() {
     let mut expect: HashMap<(usize, usize), (u64, u64, u64)> = HashMap::new();
     let (mut late, mut filtered) = (0, 0);
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = move || xorshift(&mut rng);
     let (mut s, mut e) = (0, 0);
     for request in 0..120 {
         let mut spans = Vec::with_capacity(512);
@@ -608,9 +603,7 @@ fn shard_histograms_grow_in_both_directions_without_losing_counts() {
     let mut expected = Histogram::new();
     let mut rng = 0x1234_5678_9ABC_DEF1u64;
     for _ in 0..5_000 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
+        let rng = xorshift(&mut rng);
         // Log-uniform over 1 ns .. 1 h, in random order: runs start narrow and must grow
         // downwards and upwards.
         let dur = ((1u64 << (rng % 42)) + (rng >> 32) % (1u64 << (rng % 42))).min(3_600 * SEC);
@@ -712,4 +705,12 @@ proptest::proptest! {
         proptest::prop_assert_eq!(merged.quantile(0.99), dense.quantile(0.99));
         proptest::prop_assert_eq!(&SparseHistogram::from_dense(&dense), &merged);
     }
+}
+
+/// The next number of a xorshift generator in `state` (deterministic test traffic).
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
