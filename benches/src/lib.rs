@@ -190,13 +190,12 @@ impl RecordWorkload {
     pub fn requests(&self, series: usize, now: u64) -> Vec<Vec<slipstream_core::SpanRecord<'_>>> {
         use slipstream_core::{AttrValue, MAX_DIMENSIONS, SpanKind, SpanRecord, StatusCode};
         let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
-        let mut next = move || rng.next_u64();
         let services = self.services.len();
         (0..Self::REQUESTS)
             .map(|_| {
                 (0..Self::SPANS)
                     .map(|_| {
-                        let r = next();
+                        let r = rng.next_u64();
                         let s = (r % series as u64) as usize;
                         let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
                         dims[0] = AttrValue::Str(&self.envs[s / services]);
