@@ -57,6 +57,31 @@ fn clock_overhead() -> Duration {
     d[d.len() / 2]
 }
 
+/// The CPU time of this thread in `f`, less the clock's own `overhead`.
+fn cpu_time(overhead: Duration, f: impl FnOnce()) -> Duration {
+    let start = ThreadTime::now();
+    f();
+    start.elapsed().saturating_sub(overhead)
+}
+
+/// Runs `run(t, state)` on one thread per element of `states` (all at once) and returns the
+/// mean of the times they return.
+fn mean_over_threads<S: Send>(
+    states: &mut [S],
+    run: impl Fn(usize, &mut S) -> Duration + Sync,
+) -> Duration {
+    let run = &run;
+    let totals: Vec<Duration> = std::thread::scope(|s| {
+        let handles: Vec<_> = states
+            .iter_mut()
+            .enumerate()
+            .map(|(t, state)| s.spawn(move || run(t, state)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    totals.iter().sum::<Duration>() / states.len() as u32
+}
+
 fn record(c: &mut Criterion) {
     let overhead = clock_overhead();
     let mut g = c.benchmark_group("record");
@@ -66,7 +91,7 @@ fn record(c: &mut Criterion) {
         let reqs = names.requests(series, SystemClock.now_unix_nanos());
         for threads in [1usize, 2] {
             let agg = aggregator(series);
-            let shards: Vec<_> = (0..threads).map(|_| agg.shard()).collect();
+            let mut shards: Vec<_> = (0..threads).map(|_| agg.shard()).collect();
             // Every series seen once: the bench measures steady state, not creation.
             for h in &shards {
                 for r in &reqs {
@@ -78,33 +103,22 @@ fn record(c: &mut Criterion) {
                 BenchmarkId::new(format!("{series}_series"), format!("{threads}_threads")),
                 |b| {
                     b.iter_custom(|iters| {
-                        let per_thread: Vec<Duration> = std::thread::scope(|s| {
-                            let handles: Vec<_> = shards
-                                .iter()
-                                .enumerate()
-                                .map(|(t, h)| {
-                                    let reqs = &reqs;
-                                    s.spawn(move || {
-                                        // As after the scanner: the request's spans were just
-                                        // written, so they are in cache (copying them is not
-                                        // timed); the series they name are not.
-                                        let mut buf = Vec::with_capacity(SPANS);
-                                        let mut total = Duration::ZERO;
-                                        for i in 0..iters as usize {
-                                            buf.clear();
-                                            buf.extend_from_slice(&reqs[(i + t * 17) % REQUESTS]);
-                                            let start = ThreadTime::now();
-                                            h.record(&buf);
-                                            total += start.elapsed().saturating_sub(overhead);
-                                        }
-                                        total
-                                    })
-                                })
-                                .collect();
-                            handles.into_iter().map(|h| h.join().unwrap()).collect()
+                        let reqs = &reqs;
+                        let mean = mean_over_threads(&mut shards, |t, h| {
+                            // As after the scanner: the request's spans were just written, so
+                            // they are in cache (copying them is not timed); the series they
+                            // name are not.
+                            let mut buf = Vec::with_capacity(SPANS);
+                            let mut total = Duration::ZERO;
+                            for i in 0..iters as usize {
+                                buf.clear();
+                                buf.extend_from_slice(&reqs[(i + t * 17) % REQUESTS]);
+                                total += cpu_time(overhead, || h.record(&buf));
+                            }
+                            total
                         });
                         agg.tick();
-                        per_thread.iter().sum::<Duration>() / threads as u32
+                        mean
                     })
                 },
             );
@@ -204,24 +218,11 @@ fn reference(c: &mut Criterion) {
                 BenchmarkId::new(format!("{mib}_MiB"), format!("{threads}_threads")),
                 |b| {
                     b.iter_custom(|iters| {
-                        let per_thread: Vec<Duration> = std::thread::scope(|s| {
-                            let handles: Vec<_> = regions
-                                .iter_mut()
-                                .map(|r| {
-                                    s.spawn(move || {
-                                        let mut total = Duration::ZERO;
-                                        for _ in 0..iters {
-                                            let start = ThreadTime::now();
-                                            r.run(SPANS);
-                                            total += start.elapsed().saturating_sub(overhead);
-                                        }
-                                        total
-                                    })
-                                })
-                                .collect();
-                            handles.into_iter().map(|h| h.join().unwrap()).collect()
-                        });
-                        per_thread.iter().sum::<Duration>() / threads as u32
+                        mean_over_threads(&mut regions, |_, r| {
+                            (0..iters)
+                                .map(|_| cpu_time(overhead, || r.run(SPANS)))
+                                .sum()
+                        })
                     })
                 },
             );

@@ -465,14 +465,13 @@ fn many_series_are_counted_exactly_with_lookahead() {
     let mut expect: HashMap<(usize, usize), (u64, u64, u64)> = HashMap::new();
     let (mut late, mut filtered) = (0, 0);
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || xorshift(&mut rng);
     let (mut s, mut e) = (0, 0);
     for request in 0..120 {
         let mut spans = Vec::with_capacity(512);
         for _ in 0..512 {
-            let r = next();
+            let r = xorshift(&mut rng);
             // A third of the spans repeat the previous span's series.
-            if r % 3 != 0 {
+            if !r.is_multiple_of(3) {
                 (s, e) = ((r >> 8) as usize % 200, (r >> 24) as usize % 100);
             }
             // Fast (under 0.5 ms) or slow (2 ms and up), far from any shared bucket.
