@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use slipstream::app::App;
-use slipstream_e2e::{Sink, free_port, otlp, raw, self_metric, start, test_config};
+use slipstream_e2e::{DownPort, otlp, raw, self_metric, start, test_config};
 
 const FULL_DISK: &str = "/tmp/slipstream-test-full-disk";
 
@@ -50,7 +50,8 @@ async fn a_full_disk_refuses_retryably_loses_nothing_and_recovers() {
         "{FULL_DISK} is not a tmpfs: run scripts/test-deps.sh (as root, or with sudo)"
     );
     let dir = tempfile::tempdir_in(FULL_DISK).unwrap();
-    let port = free_port();
+    let down = DownPort::hold();
+    let port = down.port();
     let mut cfg = test_config(
         Some(("grpc", &format!("http://127.0.0.1:{port}"))),
         &format!(
@@ -140,7 +141,7 @@ async fn a_full_disk_refuses_retryably_loses_nothing_and_recovers() {
     }
 
     // The downstream comes up: everything accepted arrives, nothing was dropped.
-    let sink = Sink::start_at(port).await;
+    let sink = down.start_sink().await;
     let n = accepted.len();
     let got = sink
         .wait_for(Duration::from_secs(30), "every accepted request", |r| {

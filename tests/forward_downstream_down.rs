@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use slipstream_core::rpc::{RpcStatus, base64_decode};
 use slipstream_e2e::{
-    Sink, SinkMode, free_port, http_get, otlp, raw, self_metric, spans_in, start, test_config,
+    DownPort, Sink, SinkMode, http_get, otlp, raw, self_metric, spans_in, start, test_config,
 };
 
 fn request(i: usize) -> Vec<u8> {
@@ -17,7 +17,8 @@ fn request(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_while_down_then_everything_accepted_is_delivered() {
-    let port = free_port();
+    let down = DownPort::hold();
+    let port = down.port();
     let url = format!("http://127.0.0.1:{port}");
     let app = start(test_config(
         Some(("grpc", &url)),
@@ -70,7 +71,7 @@ async fn backpressure_while_down_then_everything_accepted_is_delivered() {
     );
 
     // The downstream comes back, first answering UNAVAILABLE for a while, then accepting.
-    let sink = Sink::start_at(port).await;
+    let sink = down.start_sink().await;
     sink.set_mode(SinkMode::Unavailable);
     tokio::time::sleep(Duration::from_millis(500)).await;
     sink.set_mode(SinkMode::Accept);

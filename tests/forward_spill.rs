@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use slipstream::app::App;
-use slipstream_e2e::{Sink, free_port, otlp, raw, self_metric, start, test_config};
+use slipstream_e2e::{DownPort, otlp, raw, self_metric, start, test_config};
 
 /// 10 minutes at 5,000 spans/s.
 const SPANS: usize = 10 * 60 * 5_000;
@@ -38,7 +38,8 @@ async fn send(app: &App, from: usize, to: usize, sent: &mut Vec<Bytes>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_minute_outage_with_a_restart_loses_nothing() {
     let spill = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let down = DownPort::hold();
+    let port = down.port();
     let url = format!("http://127.0.0.1:{port}");
     let cfg = test_config(
         Some(("grpc", &url)),
@@ -82,7 +83,7 @@ async fn a_ten_minute_outage_with_a_restart_loses_nothing() {
     );
 
     // The downstream is back.
-    let sink = Sink::start_at(port).await;
+    let sink = down.start_sink().await;
     let started = Instant::now();
     let got = sink
         .wait_for(

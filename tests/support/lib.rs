@@ -38,6 +38,38 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port on 127.0.0.1 for a downstream that is down. It is held bound but not listening, so
+/// connections to it are refused and nothing else can take it meanwhile: a port from
+/// [`free_port`] may be handed to another test's sink, which would then take the traffic of
+/// an outage. [`DownPort::start_sink`] brings the downstream up on it.
+#[derive(Debug)]
+pub struct DownPort {
+    socket: tokio::net::TcpSocket,
+    port: u16,
+}
+
+impl DownPort {
+    /// Holds a free port.
+    pub fn hold() -> DownPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        DownPort { socket, port }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Lets the port go and starts a sink on it at once.
+    pub async fn start_sink(self) -> Sink {
+        let port = self.port;
+        drop(self.socket);
+        Sink::start_at(port).await
+    }
+}
+
 /// A slipstream config for tests: loopback ports, forwarding to `forward` (a base URL) when
 /// given, plus `extra` YAML appended at the top level.
 pub fn test_config(forward: Option<(&str, &str)>, extra: &str) -> Config {
