@@ -16,6 +16,7 @@ pub mod forward;
 pub mod memory;
 pub mod receiver;
 pub mod slo;
+pub mod redact;
 pub mod state;
 pub mod tls;
 mod units;
@@ -210,22 +211,43 @@ impl fmt::Display for LoadError {
 }
 
 impl Config {
-    /// Reads, substitutes, parses and validates the file at `path`.
+    /// Reads, substitutes, parses and validates the file at `path`, which must be a regular
+    /// file (or a link to one) of at most [`MAX_CONFIG_FILE_SIZE`] bytes: a device such as
+    /// `/dev/zero`, a pipe or a directory is refused before anything is read.
     pub fn load(path: &Path) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        let fail = |msg: String| LoadError {
             file: Some(path.to_owned()),
-            errors: vec![ConfigError::new("", format!("cannot read the file: {e}"))],
-        })?;
+            errors: vec![ConfigError::new("", msg)],
+        };
+        let text = read_capped(path, MAX_CONFIG_FILE_SIZE).map_err(fail)?;
         Self::from_yaml(&text).map_err(|mut e| {
             e.file = Some(path.to_owned());
             e
         })
     }
 
-    /// Substitutes, parses and validates a YAML document.
+    /// Substitutes, parses and validates a YAML document. An environment variable's value is
+    /// one scalar: it cannot add keys or items, whatever it holds (see [`substitute_env`]).
     pub fn from_yaml(text: &str) -> Result<Config, LoadError> {
         let fail = |errors| LoadError { file: None, errors };
-        let text = substitute_env(text, |k| std::env::var(k).ok()).map_err(fail)?;
+        Self::from_yaml_with_env(text, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::from_yaml`] reading variables from `lookup` instead of the environment.
+    pub fn from_yaml_with_env(
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, LoadError> {
+        let resolved = env::substitute_values(text, lookup).map_err(fail)?;
+        let (text, placeholders) = match resolved {
+            env::Resolved::Plain(t) => (t, None),
+            env::Resolved::WithValues(t, p) => (t, Some(p)),
+        };
+        let yaml_error = |e: serde_path_to_error::Error<serde_yaml::Error>| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            fail(vec![ConfigError::new(path, e.into_inner().to_string())])
+        };
         // An empty document (or one holding only comments) means "all defaults".
         let config: Config = if text
             .trim()
@@ -234,12 +256,12 @@ impl Config {
         {
             Config::default()
         } else {
+        } else if let Some(p) = placeholders {
+            let tree: serde_yaml::Value = serde_yaml::from_str(&text)
+                .map_err(|e| fail(vec![ConfigError::new("", e.to_string())]))?;
+            serde_path_to_error::deserialize(env::fill(tree, &p)).map_err(yaml_error)?
             let de = serde_yaml::Deserializer::from_str(&text);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                fail(vec![ConfigError::new(path, e.into_inner().to_string())])
-            })?
+            serde_path_to_error::deserialize(de).map_err(yaml_error)?
         };
         let errors = config.validate();
         if errors.is_empty() {
@@ -279,6 +301,56 @@ impl Config {
         serde_yaml::to_string(self).expect("the config always serializes")
     }
 }
+
+    /// [`Config::to_yaml`] with every secret replaced by `<redacted>`: tokens, secrets,
+    /// credential-like header values and URL userinfo (see [`redact`]).
+    pub fn to_yaml_redacted(&self) -> String {
+        let mut v = serde_yaml::to_value(self).expect("the config always serializes");
+        redact::redact_tree(&mut v, None);
+        serde_yaml::to_string(&v).expect("a value tree always serializes")
+    }
+}
+
+/// Largest configuration file [`Config::load`] reads.
+pub const MAX_CONFIG_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The text of the regular file at `path`, refused when it is anything else or larger than
+/// `cap` bytes (what is read stops at `cap + 1`).
+fn read_capped(path: &Path, cap: u64) -> Result<String, String> {
+    use std::io::Read as _;
+    let not_regular = |m: &std::fs::Metadata| {
+        let t = m.file_type();
+        let what = if t.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a device, pipe or socket)"
+        };
+        format!("cannot read the file: it is {what}; expected a YAML file")
+    };
+    let too_large = || format!("cannot read the file: larger than {cap} bytes");
+    // Checked before opening: opening a pipe would wait for a writer.
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    if meta.len() > cap {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if buf.len() as u64 > cap {
+        return Err(too_large());
+    }
+    String::from_utf8(buf).map_err(|e| format!("cannot read the file: not UTF-8 text ({e})"))
 
 /// Checks that `value` is a `host:port` socket address.
 pub fn check_socket_addr(errs: &mut Errors, path: &str, value: &str) {

@@ -160,6 +160,7 @@ fn reference_documents_every_field() {
         "forward.queue",
         "forward.retry",
         "admin",
+        "admin.silences",
         "aggregator",
         "slo",
         "exporters",
@@ -221,4 +222,163 @@ fn the_aggregates_exporter_parses_with_defaults_and_mistakes_name_their_fields()
     let unknown =
         Config::from_yaml("exporters:\n  aggregates:\n    endpoint: http://gw:4318\n").unwrap_err();
     assert_eq!(unknown.errors[0].path, "exporters.aggregates.endpoint");
+}
+
+// === environment values are scalars ===
+
+#[test]
+fn an_environment_value_cannot_add_keys_or_items() {
+    let hostile = "x\"]\nadmin: {endpoint: 0.0.0.0:9999}\n#";
+    let look = |k: &str| (k == "T").then(|| hostile.to_owned());
+    for yaml in [
+        "receivers:\n  otlp:\n    auth:\n      bearer_tokens: [\"${env:T}\"]\n",
+        "receivers:\n  otlp:\n    auth:\n      bearer_tokens: [${env:T}]\n",
+        "receivers:\n  otlp:\n    auth:\n      bearer_tokens:\n        - ${env:T}\n",
+        "receivers:\n  otlp:\n    auth:\n      bearer_tokens:\n        - '${env:T}'\n",
+    ] {
+        match Config::from_yaml_with_env(yaml, look) {
+            // The token is one string, refused for its newline: nothing else changed.
+            Err(e) => {
+                assert!(
+                    e.errors
+                        .iter()
+                        .all(|e| e.path == "receivers.otlp.auth.bearer_tokens[0]"),
+                    "{yaml}: {e}"
+                );
+            }
+            Ok(c) => panic!("{yaml}: accepted {:?}", c.receivers.otlp.auth),
+        }
+    }
+    // A value that reads as a YAML mapping stays the string it is.
+    let look = |_: &str| Some("{endpoint: 0.0.0.0:1}".to_owned());
+    let c = Config::from_yaml_with_env(
+        "exporters:\n  webhook:\n    url: http://hooks:80\n    secret: ${env:S}\n",
+        look,
+    )
+    .unwrap();
+    let secret = c.exporters.webhook.unwrap().secret;
+    assert_eq!(secret.as_deref(), Some("{endpoint: 0.0.0.0:1}"));
+    assert_eq!(c.admin, AdminConfig::default());
+}
+
+#[test]
+fn environment_values_keep_their_documented_meaning() {
+    let look = |k: &str| match k {
+        "HOST" => Some("collector".to_owned()),
+        "N" => Some("3".to_owned()),
+        "TOKEN" => Some("a#b c".to_owned()),
+        _ => None,
+    };
+    let c = Config::from_yaml_with_env(
+        "forward:\n  endpoint: http://${env:HOST}:4317\n  concurrency: ${env:N}\n  headers:\n    authorization: Bearer ${env:TOKEN}\n    x-plain: ${env:TOKEN}\n    x-quoted: \"${env:N}\"\n",
+        look,
+    )
+    .unwrap();
+    assert_eq!(c.forward.endpoint.as_deref(), Some("http://collector:4317"));
+    assert_eq!(c.forward.concurrency, 3);
+    assert_eq!(c.forward.headers["authorization"], "Bearer a#b c");
+    assert_eq!(c.forward.headers["x-plain"], "a#b c");
+    assert_eq!(c.forward.headers["x-quoted"], "3");
+    // The default `null` of the example configs turns forwarding off.
+    let c = Config::from_yaml_with_env("forward:\n  endpoint: ${env:UNSET:-null}\n", look).unwrap();
+    assert_eq!(c.forward.endpoint, None);
+    // `$$` is a literal `$`, with or without references in the document.
+    for yaml in [
+        "forward:\n  endpoint: http://${env:HOST}:4317\n  headers:\n    x: a$$b\n",
+        "forward:\n  endpoint: http://collector:4317\n  headers:\n    x: a$$b\n",
+    ] {
+        let c = Config::from_yaml_with_env(yaml, look).unwrap();
+        assert_eq!(c.forward.headers["x"], "a$b", "{yaml}");
+    }
+    // Errors still name their field.
+    let err =
+        Config::from_yaml_with_env("forward:\n  concurrency: ${env:HOST}\n", look).unwrap_err();
+    assert_eq!(err.errors[0].path, "forward.concurrency", "{err}");
+}
+
+// === the file ===
+
+#[test]
+fn only_a_regular_file_under_the_cap_is_read() {
+    let started = std::time::Instant::now();
+    let err = Config::load(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let dir = std::env::temp_dir().join(format!("slipstream-config-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = Config::load(&dir).unwrap_err();
+    assert!(err.to_string().contains("a directory"), "{err}");
+    let big = dir.join("big.yaml");
+    let mut text = "# padding\n".repeat((MAX_CONFIG_FILE_SIZE as usize) / 10);
+    text.push_str("mode: sidecar\n");
+    std::fs::write(&big, &text).unwrap();
+    let err = Config::load(&big).unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    let ok = dir.join("ok.yaml");
+    std::fs::write(&ok, "mode: sidecar\n").unwrap();
+    assert_eq!(Config::load(&ok).unwrap().mode, Mode::Sidecar);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// === redaction ===
+
+#[test]
+fn printed_configs_show_no_secret() {
+    let yaml = "receivers:\n  otlp:\n    auth:\n      bearer_tokens: [otlp-token-1]\nadmin:\n  auth:\n    bearer_tokens: [admin-token-2]\nforward:\n  endpoint: https://fwd-user:fwd-pass@collector:4317\n  headers:\n    authorization: Bearer header-token-3\n    x-api-key: key-4\n    x-tenant: acme\nexporters:\n  webhook:\n    url: https://hooks.example.com/x\n    secret: webhook-secret-5\n";
+    let c = Config::from_yaml(yaml).unwrap();
+    let printed = c.to_yaml_redacted();
+    for secret in [
+        "otlp-token-1",
+        "admin-token-2",
+        "fwd-user",
+        "fwd-pass",
+        "header-token-3",
+        "key-4",
+        "webhook-secret-5",
+    ] {
+        assert!(!printed.contains(secret), "{secret} in\n{printed}");
+    }
+    assert!(
+        printed.contains("https://<redacted>@collector:4317"),
+        "{printed}"
+    );
+    assert!(printed.contains("acme"), "{printed}");
+    assert!(printed.contains("https://hooks.example.com/x"), "{printed}");
+    // Nothing else changed: the defaults print as they are.
+    let d = Config::default();
+    assert_eq!(d.to_yaml_redacted(), d.to_yaml());
+}
+
+#[test]
+fn url_userinfo_is_redacted_wherever_it_stands() {
+    use crate::redact::redact_urls;
+    assert_eq!(
+        redact_urls("[\"http://a:b@h:1/x\", \"https://h2\"]"),
+        "[\"http://<redacted>@h:1/x\", \"https://h2\"]"
+    );
+    assert_eq!(redact_urls("grpc://u@h"), "grpc://<redacted>@h");
+    assert!(matches!(
+        redact_urls("http://h:4317"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn admin_limits_validate_with_their_paths() {
+    let err = Config::from_yaml(
+        "admin:\n  auth: {}\n  silences:\n    max_count: 0\n    max_duration: 1s\n",
+    )
+    .unwrap_err();
+    let paths: Vec<_> = err.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "admin.auth",
+            "admin.silences.max_count",
+            "admin.silences.max_duration"
+        ]
+    );
+    let c = Config::default();
+    assert_eq!(c.admin.silences.max_count, admin::DEFAULT_MAX_SILENCES);
+    assert_eq!(c.admin.tokens(), Ok(None));
 }
