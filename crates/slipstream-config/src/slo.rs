@@ -61,6 +61,17 @@ pub const DEFAULT_TEMPLATE_LATENCY_THRESHOLD: Duration = Duration::from_secs(1);
 pub const MAX_PERIOD: Duration = Duration::from_secs(400 * 86_400);
 /// The shortest window an alert policy may use (the window store's finest granularity).
 pub const MIN_WINDOW: Duration = Duration::from_secs(60);
+/// Default most services (without an explicit objective) that get templated SLOs at once.
+pub const DEFAULT_DISCOVERY_MAX_SERVICES: usize = 2_000;
+/// The largest `slo.discovery.max_services` accepted.
+pub const MAX_DISCOVERY_MAX_SERVICES: usize = 100_000;
+/// Default idle time after which a discovered service's templated SLOs are removed: the
+/// longest window of the default alert policy (3d), so nothing an alert row could still
+/// read is lost, and longer than a weekend without traffic.
+pub const DEFAULT_DISCOVERY_EXPIRE_AFTER: Duration = Duration::from_secs(72 * 3600);
+/// Default idle time after which a discovered service whose traffic lasted less than this
+/// (a name seen once, say) loses its templated SLOs.
+pub const DEFAULT_DISCOVERY_EXPIRE_TRANSIENT_AFTER: Duration = Duration::from_secs(3600);
 
 /// `slo`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +95,9 @@ pub struct SloConfig {
     pub catalog: BTreeMap<String, CatalogEntry>,
     /// SLOs created for every service seen in traffic that has no explicit objective.
     pub templates: TemplatesConfig,
+    /// Which discovered services get templated SLOs, and for how long: a cap on their
+    /// number and the idle time after which they go.
+    pub discovery: DiscoveryConfig,
     /// The explicit SLOs.
     pub objectives: Vec<ObjectiveConfig>,
     /// Silences and maintenance windows: matching alert events are not sent (they are counted),
@@ -99,9 +113,64 @@ impl Default for SloConfig {
             min_events: DEFAULT_MIN_EVENTS,
             catalog: BTreeMap::new(),
             templates: TemplatesConfig::default(),
+            discovery: DiscoveryConfig::default(),
             objectives: Vec::new(),
             silences: Vec::new(),
         }
+    }
+}
+
+/// `slo.discovery`: bounds on the services discovered in traffic (those without an explicit
+/// objective). Services with an explicit objective are never capped nor expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Most discovered services that get templated SLOs (and are tracked as seen) at once.
+    /// A service first seen while this many hold templated SLOs gets none: it is listed as
+    /// over the limit by the status API and counted
+    /// (`slipstream_slo_services_refused_total`); it gets its SLOs once an expired service
+    /// makes room and it is seen again. Only services holding an ordinary series count: one
+    /// seen only in an aggregator overflow series gets nothing.
+    pub max_services: usize,
+    /// A discovered service with no traffic for this long loses its templated SLOs and their
+    /// saved state (a firing alert keeps them until it resolves). The budget of a service
+    /// that comes back starts afresh.
+    #[serde(with = "humantime_serde")]
+    pub expire_after: Duration,
+    /// A discovered service whose traffic lasted less than this (first to last request)
+    /// goes once idle this long, so names seen once make room within the hour instead of
+    /// holding a place for `expire_after`. `0s` turns this rule off.
+    #[serde(with = "humantime_serde")]
+    pub expire_transient_after: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            max_services: DEFAULT_DISCOVERY_MAX_SERVICES,
+            expire_after: DEFAULT_DISCOVERY_EXPIRE_AFTER,
+            expire_transient_after: DEFAULT_DISCOVERY_EXPIRE_TRANSIENT_AFTER,
+        }
+    }
+}
+
+impl DiscoveryConfig {
+    fn validate(&self, path: &str, errs: &mut Errors) {
+        errs.check(
+            (1..=MAX_DISCOVERY_MAX_SERVICES).contains(&self.max_services),
+            format!("{path}.max_services"),
+            format!("expected 1 to {MAX_DISCOVERY_MAX_SERVICES} services"),
+        );
+        errs.check(
+            self.expire_after >= MIN_WINDOW,
+            format!("{path}.expire_after"),
+            "expected at least 1m",
+        );
+        errs.check(
+            self.expire_transient_after <= self.expire_after,
+            format!("{path}.expire_transient_after"),
+            "expected at most `expire_after` (or 0s to turn it off)",
+        );
     }
 }
 
@@ -604,6 +673,7 @@ impl SloConfig {
         if let Some(t) = &self.templates.latency {
             t.validate(&format!("{path}.templates.latency"), errs, true);
         }
+        self.discovery.validate(&format!("{path}.discovery"), errs);
         let mut names = BTreeSet::new();
         for (i, o) in self.objectives.iter().enumerate() {
             let p = format!("{path}.objectives[{i}]");
@@ -643,5 +713,30 @@ impl SloConfig {
         for (i, s) in self.silences.iter().enumerate() {
             s.validate(&format!("{path}.silences[{i}]"), errs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn discovery_bounds_are_validated_with_their_paths() {
+        let yaml = "slo:\n  discovery: { max_services: 0, expire_after: 30s, expire_transient_after: 1h }\n";
+        let err = Config::from_yaml(yaml).unwrap_err();
+        let paths: Vec<_> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "slo.discovery.max_services",
+                "slo.discovery.expire_after",
+                "slo.discovery.expire_transient_after",
+            ]
+        );
+        let c = Config::from_yaml("slo:\n  discovery: { expire_transient_after: 0s }\n").unwrap();
+        assert_eq!(c.slo.discovery.max_services, DEFAULT_DISCOVERY_MAX_SERVICES);
+        assert_eq!(c.slo.discovery.expire_after, DEFAULT_DISCOVERY_EXPIRE_AFTER);
+        assert!(c.slo.discovery.expire_transient_after.is_zero());
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use slipstream_config::ConfigError;
 use slipstream_config::slo::{
-    CatalogEntry, Period, Severity, SilenceKind, SloConfig, TemplatesConfig,
+    CatalogEntry, DiscoveryConfig, Period, Severity, SilenceKind, SloConfig, TemplatesConfig,
 };
 use slipstream_core::telemetry::{Counter, Gauge};
 use slipstream_core::{Clock, Registry, UnixNanos};
@@ -30,6 +30,11 @@ pub const MAX_FUTURE: Duration = Duration::from_secs(120);
 pub const RECENT_EVENTS: usize = 1024;
 /// How many `service.version` values are remembered per service (the least recently seen go).
 pub const MAX_VERSIONS_PER_SERVICE: usize = 32;
+/// How many services refused templated SLOs (over `slo.discovery.max_services`) are tracked
+/// by name; beyond it they are only counted.
+pub const MAX_OVER_LIMIT_TRACKED: usize = 1_000;
+/// How many of the services over the limit the snapshot names (the first by name).
+pub const OVER_LIMIT_LISTED: usize = 100;
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -68,6 +73,67 @@ struct SloState {
     windows: Vec<Duration>,
     store: WindowStore,
     rows: Vec<RowState>,
+    /// When counts last came for it (clock time; 0 before any): traffic that keeps a
+    /// discovered service from expiring.
+    last_observed: UnixNanos,
+}
+
+/// When a service seen in traffic had its first and its latest traffic (clock time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    first: UnixNanos,
+    last: UnixNanos,
+}
+
+/// Why a discovered service's templated SLOs were removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// No traffic for `expire_after`.
+    Idle,
+    /// Traffic lasting less than `expire_transient_after`, then none for as long.
+    Transient,
+}
+
+impl DiscoveryRule {
+    fn of(c: &DiscoveryConfig) -> DiscoveryRule {
+        DiscoveryRule {
+            max_services: c.max_services,
+            idle: nanos(c.expire_after),
+            transient: nanos(c.expire_transient_after),
+        }
+    }
+
+    /// Whether a service seen from `first` to `last` has expired at `now`, and why.
+    fn expired(&self, first: UnixNanos, last: UnixNanos, now: UnixNanos) -> Option<Expiry> {
+        let quiet = now.saturating_sub(last);
+        if quiet >= self.idle {
+            Some(Expiry::Idle)
+        } else if self.transient > 0
+            && last.saturating_sub(first) < self.transient
+            && quiet >= self.transient
+        {
+            Some(Expiry::Transient)
+        } else {
+            None
+        }
+    }
+
+    /// How long a service refused over the limit stays listed without traffic.
+    fn over_limit_kept(&self) -> u64 {
+        if self.transient > 0 {
+            self.transient.min(self.idle)
+        } else {
+            self.idle
+        }
+    }
+}
+
+/// `slo.discovery` in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct DiscoveryRule {
+    max_services: usize,
+    idle: u64,
+    transient: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +167,11 @@ struct Metrics {
     firing_page: Arc<Gauge>,
     firing_ticket: Arc<Gauge>,
     uncataloged: Arc<Gauge>,
+    discovered: Arc<Gauge>,
+    over_limit: Arc<Gauge>,
+    refused_over_limit: Arc<Counter>,
+    expired_idle: Arc<Counter>,
+    expired_transient: Arc<Counter>,
 }
 
 impl Metrics {
@@ -124,6 +195,11 @@ impl Metrics {
             firing_page: r.gauge(&names::ALERTS_FIRING, &["page"]),
             firing_ticket: r.gauge(&names::ALERTS_FIRING, &["ticket"]),
             uncataloged: r.gauge(&names::SERVICES_UNCATALOGED, &[]),
+            discovered: r.gauge(&names::SERVICES_DISCOVERED, &[]),
+            over_limit: r.gauge(&names::SERVICES_OVER_LIMIT, &[]),
+            refused_over_limit: r.counter(&names::SERVICES_REFUSED, &["over_limit"]),
+            expired_idle: r.counter(&names::SERVICES_EXPIRED, &["idle"]),
+            expired_transient: r.counter(&names::SERVICES_EXPIRED, &["transient"]),
         }
     }
 }
@@ -140,13 +216,21 @@ pub struct SloEngine {
     min_events: u64,
     catalog: BTreeMap<String, CatalogEntry>,
     templates: TemplatesConfig,
+    discovery: DiscoveryRule,
     explicit_services: HashSet<String>,
     slos: Vec<SloState>,
     by_name: HashMap<String, SloId>,
     by_service: HashMap<String, Vec<SloId>>,
     /// Bumped whenever the SLOs change (see [`generation`](Self::generation)).
     generation: u64,
-    seen: BTreeSet<String>,
+    /// Services seen in traffic that the engine tracks: those with an explicit objective,
+    /// and at most `discovery.max_services` discovered ones.
+    seen: BTreeMap<String, Seen>,
+    /// How many of `seen` are discovered (no explicit objective): what the cap counts.
+    discovered: usize,
+    /// Discovered services refused for the cap (at most [`MAX_OVER_LIMIT_TRACKED`]), with
+    /// their latest traffic.
+    over_limit: BTreeMap<String, UnixNanos>,
     versions: HashMap<String, BTreeMap<String, VersionSeen>>,
     silences: Vec<(SilenceId, Silence)>,
     /// The silences that came from `slo.silences` (a reconfigure replaces them).
@@ -180,6 +264,7 @@ impl SloEngine {
             min_events: config.min_events,
             catalog: config.catalog.clone(),
             templates: config.templates.clone(),
+            discovery: DiscoveryRule::of(&config.discovery),
             explicit_services: config
                 .objectives
                 .iter()
@@ -189,7 +274,9 @@ impl SloEngine {
             by_name: HashMap::new(),
             by_service: HashMap::new(),
             generation: 0,
-            seen: BTreeSet::new(),
+            seen: BTreeMap::new(),
+            discovered: 0,
+            over_limit: BTreeMap::new(),
             versions: HashMap::new(),
             silences: Vec::new(),
             config_silences: BTreeSet::new(),
@@ -228,6 +315,7 @@ impl SloEngine {
             windows: spec.windows(),
             store: WindowStore::new(spec.longest_window()),
             rows: vec![RowState::default(); spec.policy.len()],
+            last_observed: 0,
             spec,
         });
         id
@@ -292,13 +380,78 @@ impl SloEngine {
         self.see(service).into_iter().map(|(id, _)| id).collect()
     }
 
+    /// Tells the engine a series of `service` got traffic: `ordinary` for an ordinary series,
+    /// false for the service's overflow series. An ordinary series makes a service new to
+    /// the engine seen (see [`service_seen`](Self::service_seen)); an overflow series only
+    /// keeps a service already seen from expiring, so a service that holds no series of its
+    /// own gets no templated SLOs. Returns whether the service is tracked (it has an explicit
+    /// objective, or it is within `slo.discovery.max_services`): the SLI series of a service
+    /// that is not are left out of the exported metrics.
+    ///
+    /// Called for every series with new traffic on every step: no allocation for a service
+    /// already tracked or listed over the limit.
+    pub fn service_traffic(&mut self, service: &str, ordinary: bool) -> bool {
+        let now = self.clock.now_unix_nanos();
+        if let Some(s) = self.seen.get_mut(service) {
+            s.last = s.last.max(now);
+            return true;
+        }
+        if ordinary {
+            self.see_at(service, now, now);
+            self.seen.contains_key(service)
+        } else {
+            false
+        }
+    }
+
+    /// Whether `service` is tracked: it has an explicit objective and was seen, or it is a
+    /// discovered service within `slo.discovery.max_services`.
+    pub fn is_tracked(&self, service: &str) -> bool {
+        self.seen.contains_key(service)
+    }
+
+    /// How many discovered services (no explicit objective) hold templated SLOs.
+    pub fn discovered_services(&self) -> usize {
+        self.discovered
+    }
+
+    /// Discovered services refused templated SLOs because `slo.discovery.max_services` was
+    /// reached, by name (at most [`MAX_OVER_LIMIT_TRACKED`]).
+    pub fn services_over_limit(&self) -> impl Iterator<Item = &str> {
+        self.over_limit.keys().map(String::as_str)
+    }
+
     /// [`service_seen`](Self::service_seen), also saying for each SLO created what became of
     /// data a restore kept aside for it.
     fn see(&mut self, service: &str) -> Vec<(SloId, Option<persist::Applied>)> {
-        if self.seen.contains(service) {
+        let now = self.clock.now_unix_nanos();
+        self.see_at(service, now, now)
+    }
+
+    /// [`see`](Self::see) for a service whose traffic went from `first` to `last`.
+    fn see_at(
+        &mut self,
+        service: &str,
+        first: UnixNanos,
+        last: UnixNanos,
+    ) -> Vec<(SloId, Option<persist::Applied>)> {
+        if let Some(s) = self.seen.get_mut(service) {
+            s.last = s.last.max(last);
             return Vec::new();
         }
-        self.seen.insert(service.to_owned());
+        let explicit = self.explicit_services.contains(service);
+        if !explicit && self.discovered >= self.discovery.max_services {
+            self.refuse(service, last);
+            return Vec::new();
+        }
+        if self.over_limit.remove(service).is_some() {
+            self.metrics.over_limit.add(-1);
+        }
+        self.seen.insert(service.to_owned(), Seen { first, last });
+        if !explicit {
+            self.discovered += 1;
+            self.metrics.discovered.add(1);
+        }
         if !self.catalog.contains_key(service) {
             self.metrics.uncataloged.add(1);
         }
@@ -315,6 +468,130 @@ impl SloEngine {
             out.push((id, applied));
         }
         out
+    }
+
+    /// Lists `service` as over the limit (seen at `at`), counting it when it is new there.
+    fn refuse(&mut self, service: &str, at: UnixNanos) {
+        if let Some(t) = self.over_limit.get_mut(service) {
+            *t = (*t).max(at);
+            return;
+        }
+        self.metrics.refused_over_limit.inc();
+        if self.over_limit.len() < MAX_OVER_LIMIT_TRACKED {
+            self.over_limit.insert(service.to_owned(), at);
+            self.metrics.over_limit.add(1);
+        }
+    }
+
+    /// Removes the discovered services that expired at `now` (no traffic for
+    /// `expire_after`, or brief traffic and none for `expire_transient_after`) with their
+    /// templated SLOs, saved data and versions, unless one of their alert rows fires; forgets
+    /// services over the limit as quiet. Returns whether SLOs were removed.
+    fn expire(&mut self, now: UnixNanos) -> bool {
+        let rule = self.discovery;
+        let kept = rule.over_limit_kept();
+        let before = self.over_limit.len();
+        self.over_limit
+            .retain(|_, last| now.saturating_sub(*last) < kept);
+        self.metrics
+            .over_limit
+            .add(self.over_limit.len() as i64 - before as i64);
+        let gone: Vec<(String, Expiry)> = self
+            .seen
+            .iter()
+            .filter(|(name, _)| !self.explicit_services.contains(*name))
+            .filter_map(|(name, s)| {
+                let last = self.last_observed(name).max(s.last);
+                Some((name, rule.expired(s.first, last, now)?))
+            })
+            .filter(|(name, _)| !self.alerting(name))
+            .map(|(name, why)| (name.clone(), why))
+            .collect();
+        if gone.is_empty() {
+            return false;
+        }
+        let services: HashSet<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
+        for (name, why) in &gone {
+            self.seen.remove(name);
+            self.versions.remove(name);
+            self.discovered -= 1;
+            self.metrics.discovered.add(-1);
+            if !self.catalog.contains_key(name) {
+                self.metrics.uncataloged.add(-1);
+            }
+            match why {
+                Expiry::Idle => self.metrics.expired_idle.inc(),
+                Expiry::Transient => self.metrics.expired_transient.inc(),
+            }
+        }
+        self.pending
+            .retain(|_, saved| !services.contains(saved.fingerprint.service()));
+        let removed = self.remove_slos(|spec| {
+            spec.source == SloSource::Template && services.contains(spec.service.as_str())
+        });
+        removed > 0
+    }
+
+    /// When counts last came for an SLO of `service` (0: never).
+    fn last_observed(&self, service: &str) -> UnixNanos {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(|id| self.slos[id.0 as usize].last_observed)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether an alert row of an SLO of `service` fires or was last notified as firing.
+    fn alerting(&self, service: &str) -> bool {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .any(|id| {
+                self.slos[id.0 as usize]
+                    .rows
+                    .iter()
+                    .any(|r| r.firing || r.notified)
+            })
+    }
+
+    /// Removes the SLOs whose spec `gone` selects; the others are numbered anew in their
+    /// order (recent events follow them; those of removed SLOs are left out). Returns how
+    /// many were removed.
+    fn remove_slos(&mut self, gone: impl Fn(&SloSpec) -> bool) -> usize {
+        let old = std::mem::take(&mut self.slos);
+        let before = old.len();
+        self.by_name.clear();
+        self.by_service.clear();
+        let mut template = 0i64;
+        for slo in old {
+            if gone(&slo.spec) {
+                continue;
+            }
+            let id = SloId(self.slos.len() as u32);
+            if slo.spec.source == SloSource::Template {
+                template += 1;
+            }
+            self.by_name.insert(slo.spec.name.clone(), id);
+            self.by_service
+                .entry(slo.spec.service.clone())
+                .or_default()
+                .push(id);
+            self.slos.push(slo);
+        }
+        self.metrics.objectives_template.set(template);
+        self.generation += 1;
+        let recent = std::mem::take(&mut self.recent);
+        self.recent = recent
+            .into_iter()
+            .filter_map(|mut e| {
+                e.slo_id = self.id(&e.slo)?;
+                Some(e)
+            })
+            .collect();
+        before - self.slos.len()
     }
 
     /// The templated specs for `service` under the current templates and catalog (none when
@@ -342,10 +619,10 @@ impl SloEngine {
         .collect()
     }
 
-    /// Services seen in traffic that the catalog does not list, sorted.
+    /// Services seen in traffic (and tracked) that the catalog does not list, sorted.
     pub fn uncataloged_services(&self) -> Vec<&str> {
         self.seen
-            .iter()
+            .keys()
             .filter(|s| !self.catalog.contains_key(*s))
             .map(String::as_str)
             .collect()
@@ -368,6 +645,7 @@ impl SloEngine {
             self.dropped.future += 1;
             return;
         }
+        slo.last_observed = now;
         if slo.store.add(slot_start, total - good, total) == Stored::TooOld {
             self.dropped.too_old += 1;
         }
@@ -377,7 +655,11 @@ impl SloEngine {
     /// call for a version marks when it first appeared; later calls extend when it was last
     /// seen.
     pub fn observe_version(&mut self, service: &str, version: &str, seen_at: UnixNanos) {
-        // Called for every series on every step: no allocation when both are known.
+        // Called for every series on every step: no allocation when both are known. Only
+        // services with SLOs keep versions (their alert events carry them).
+        if !self.by_service.contains_key(service) {
+            return;
+        }
         let map = match self.versions.get_mut(service) {
             Some(map) => map,
             None => self.versions.entry(service.to_owned()).or_default(),
@@ -460,6 +742,7 @@ impl SloEngine {
     /// [`recent_events`](Self::recent_events)) and publishes a new snapshot.
     pub fn tick(&mut self) -> Vec<AlertEvent> {
         let now = self.clock.now_unix_nanos();
+        self.expire(now);
         self.silences
             .retain(|(_, s)| s.ends_at.is_none_or(|e| e > now));
         let mut events = Vec::new();
@@ -505,6 +788,13 @@ impl SloEngine {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            services_over_limit: self
+                .over_limit
+                .keys()
+                .take(OVER_LIMIT_LISTED)
+                .cloned()
+                .collect(),
+            services_over_limit_count: self.over_limit.len(),
         });
         events
     }

@@ -17,6 +17,18 @@
 //! publishes an immutable [`SloSnapshot`]. `tick` returns the [`AlertEvent`]s to send.
 //! Self-metrics are declared in [`names`].
 //!
+//! # Discovered services are bounded
+//!
+//! The binary reports traffic per series with [`SloEngine::service_traffic`]. Templated SLOs
+//! go only to services that hold an ordinary series (not only an aggregator overflow series),
+//! and to at most `slo.discovery.max_services` of them at once; services beyond the cap are
+//! listed in the snapshot ([`SloSnapshot::services_over_limit`], bounded) and counted. A
+//! discovered service with no traffic for `slo.discovery.expire_after` (or, when its traffic
+//! lasted less than `slo.discovery.expire_transient_after`, for that long) loses its
+//! templated SLOs and their saved state on the next tick, unless one of its alerts fires;
+//! the other SLOs are numbered anew ([`SloEngine::generation`] changes). Explicit objectives
+//! are never capped nor expired.
+//!
 //! # Restarts and reloads
 //!
 //! [`SloEngine::export_state`] takes an [`EngineState`] (serde, versioned by
@@ -52,7 +64,10 @@ mod persist;
 mod spec;
 mod window;
 
-pub use engine::{MAX_FUTURE, MAX_VERSIONS_PER_SERVICE, RECENT_EVENTS, SloEngine, month_start};
+pub use engine::{
+    MAX_FUTURE, MAX_OVER_LIMIT_TRACKED, MAX_VERSIONS_PER_SERVICE, OVER_LIMIT_LISTED, RECENT_EVENTS,
+    SloEngine, month_start,
+};
 pub use model::{
     AlertEvent, AlertState, AlertStatus, Silence, SilenceId, SloId, SloSnapshot, SloStatus,
     WindowStatus,

@@ -212,8 +212,14 @@ pub struct SloSnapshot {
     pub at: UnixNanos,
     /// Every SLO, in id order.
     pub slos: Vec<SloStatus>,
-    /// Services seen in traffic that the catalog does not list, sorted.
+    /// Services seen in traffic (and tracked) that the catalog does not list, sorted.
     pub uncataloged_services: Vec<String>,
+    /// Services refused templated SLOs because `slo.discovery.max_services` was reached: the
+    /// first [`OVER_LIMIT_LISTED`](crate::OVER_LIMIT_LISTED) by name.
+    pub services_over_limit: Vec<String>,
+    /// How many services are listed as over the limit (at most
+    /// [`MAX_OVER_LIMIT_TRACKED`](crate::MAX_OVER_LIMIT_TRACKED); more are only counted).
+    pub services_over_limit_count: usize,
 }
 
 impl SloSnapshot {

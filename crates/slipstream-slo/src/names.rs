@@ -52,6 +52,34 @@ metric!(
     [],
     "Services seen in traffic that the service catalog does not list."
 );
+metric!(
+    SERVICES_DISCOVERED,
+    "slipstream_slo_services_discovered",
+    Gauge,
+    [],
+    "Services discovered in traffic (no explicit objective) that hold templated SLOs; at most slo.discovery.max_services."
+);
+metric!(
+    SERVICES_OVER_LIMIT,
+    "slipstream_slo_services_over_limit",
+    Gauge,
+    [],
+    "Services seen in traffic but refused templated SLOs because slo.discovery.max_services was reached (at most 1000 are tracked)."
+);
+metric!(
+    SERVICES_REFUSED,
+    "slipstream_slo_services_refused_total",
+    Counter,
+    ["reason"],
+    "Services refused templated SLOs when seen, by reason (over_limit)."
+);
+metric!(
+    SERVICES_EXPIRED,
+    "slipstream_slo_services_expired_total",
+    Counter,
+    ["reason"],
+    "Discovered services whose templated SLOs were removed, by reason (idle: no traffic for expire_after; transient: brief traffic, then none for expire_transient_after)."
+);
 
 /// Every self-metric of the SLO engine, in the order they are rendered.
 pub static ALL: &[&MetricDesc] = &[
@@ -62,4 +90,8 @@ pub static ALL: &[&MetricDesc] = &[
     &OBJECTIVES,
     &ALERTS_FIRING,
     &SERVICES_UNCATALOGED,
+    &SERVICES_DISCOVERED,
+    &SERVICES_OVER_LIMIT,
+    &SERVICES_REFUSED,
+    &SERVICES_EXPIRED,
 ];

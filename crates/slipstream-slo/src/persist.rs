@@ -38,6 +38,10 @@ pub struct EngineState {
     pub(crate) silences: Vec<SavedSilence>,
     pub(crate) next_silence: u64,
     pub(crate) seen: Vec<String>,
+    /// When each service of `seen` had its first and latest traffic (absent in states written
+    /// before discovered services expired: they count as seen at `saved_at`).
+    #[serde(default)]
+    pub(crate) seen_times: BTreeMap<String, SavedSeen>,
     pub(crate) versions: BTreeMap<String, BTreeMap<String, SavedVersion>>,
     #[serde(default)]
     pub(crate) recent_events: Vec<SavedEvent>,
@@ -213,6 +217,13 @@ impl SavedSilence {
     }
 }
 
+/// A service's first and latest traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SavedSeen {
+    pub(crate) first: UnixNanos,
+    pub(crate) last: UnixNanos,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SavedVersion {
     pub(crate) first: UnixNanos,
@@ -316,6 +327,11 @@ pub enum DropReason {
     /// An SLO of that name exists but what its data means changed: the fields that differ
     /// (`service`, `match_labels`, `sli`, `objective`, `period`). It starts afresh.
     Changed(Vec<&'static str>),
+    /// A templated SLO whose service had no traffic for `slo.discovery.expire_after` (or
+    /// `expire_transient_after`) when restored.
+    Expired,
+    /// A templated SLO whose service is beyond `slo.discovery.max_services`.
+    OverLimit,
 }
 
 impl fmt::Display for DropReason {
@@ -323,6 +339,8 @@ impl fmt::Display for DropReason {
         match self {
             DropReason::NotConfigured => f.write_str("no longer configured"),
             DropReason::Changed(what) => write!(f, "changed {}", what.join(", ")),
+            DropReason::Expired => f.write_str("service expired (no traffic)"),
+            DropReason::OverLimit => f.write_str("service over slo.discovery.max_services"),
         }
     }
 }

@@ -91,7 +91,7 @@ fn metric_table_is_complete_and_conventional() {
             d.name
         );
     }
-    assert_eq!(names::ALL.len(), 7);
+    assert_eq!(names::ALL.len(), 11);
 }
 
 #[test]

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use slipstream_config::ConfigError;
 use slipstream_config::slo::SloConfig;
 
-use super::{RECENT_EVENTS, RowState, SloEngine, SloState};
+use super::{DiscoveryRule, RECENT_EVENTS, RowState, SloEngine, SloState};
 use crate::model::{Silence, SilenceId, SloId};
 use crate::persist::{
     DropReason, DroppedSlo, ENGINE_STATE_FORMAT, EngineState, Fingerprint, ReconfigureReport,
-    RestoreReport, SavedEvent, SavedRow, SavedSilence, SavedSlo, SavedVersion,
+    RestoreReport, SavedEvent, SavedRow, SavedSeen, SavedSilence, SavedSlo, SavedVersion,
 };
 use crate::spec::{PolicyRow, SloSource, SloSpec};
 
@@ -131,7 +131,18 @@ impl SloEngine {
                 .map(|(id, s)| SavedSilence::new(*id, s, self.config_silences.contains(id)))
                 .collect(),
             next_silence: self.next_silence,
-            seen: self.seen.iter().cloned().collect(),
+            seen: self.seen.keys().cloned().collect(),
+            seen_times: self
+                .seen
+                .iter()
+                .map(|(name, s)| {
+                    let saved = SavedSeen {
+                        first: s.first,
+                        last: s.last.max(self.last_observed(name)),
+                    };
+                    (name.clone(), saved)
+                })
+                .collect(),
             versions: self
                 .versions
                 .iter()
@@ -191,10 +202,28 @@ impl SloEngine {
             silences,
             next_silence,
             seen,
+            seen_times,
             versions,
             recent_events,
+            saved_at,
             ..
         } = state;
+        let now = self.clock.now_unix_nanos();
+        let times = |service: &str| {
+            seen_times
+                .get(service)
+                .map_or((saved_at, saved_at), |t| (t.first, t.last))
+        };
+        // Discovered services that expired while slipstream was down are not seen again.
+        let expired: HashSet<&str> = seen
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !self.explicit_services.contains(*s))
+            .filter(|s| {
+                let (first, last) = times(s);
+                self.discovery.expired(first, last, now).is_some()
+            })
+            .collect();
 
         // Services seen: those with templated SLOs first, in SLO order, then the rest.
         let seen_set: HashSet<&str> = seen.iter().map(String::as_str).collect();
@@ -224,7 +253,11 @@ impl SloEngine {
             }
         }
         for service in &order {
-            for (id, applied) in self.see(service) {
+            if expired.contains(service.as_str()) {
+                continue;
+            }
+            let (first, last) = times(service);
+            for (id, applied) in self.see_at(service, first, last) {
                 if let Some(applied) = applied {
                     let name = self.slos[id.0 as usize].spec.name.clone();
                     record(&mut report, name, applied);
@@ -232,22 +265,39 @@ impl SloEngine {
             }
         }
         report.services_seen = seen.len();
+        // Data kept aside waits for its service within the cap (two templates a service).
         let leftover: Vec<String> = self.pending.keys().cloned().collect();
+        let room = self.discovery.max_services.saturating_mul(2);
         for name in leftover {
-            let keep = self.pending.get(&name).is_some_and(|s| {
+            let why = self.pending.get(&name).and_then(|s| {
                 let service = s.fingerprint.service();
-                s.template
-                    && !self.seen.contains(service)
-                    && !self.explicit_services.contains(service)
+                if !s.template
+                    || self.seen.contains_key(service)
+                    || self.explicit_services.contains(service)
+                {
+                    Some(DropReason::NotConfigured)
+                } else if expired.contains(service) {
+                    Some(DropReason::Expired)
+                } else if seen_set.contains(service)
+                    || self.over_limit.contains_key(service)
+                    || report.deferred.len() >= room
+                {
+                    Some(DropReason::OverLimit)
+                } else {
+                    None
+                }
             });
-            if keep {
-                report.deferred.push(name);
-            } else if let Some(saved) = self.pending.remove(&name) {
-                let applied = Applied {
-                    dropped: Some(DropReason::NotConfigured),
-                    firing_dropped: notified(&saved),
-                };
-                record(&mut report, name, applied);
+            match why {
+                None => report.deferred.push(name),
+                Some(reason) => {
+                    if let Some(saved) = self.pending.remove(&name) {
+                        let applied = Applied {
+                            dropped: Some(reason),
+                            firing_dropped: notified(&saved),
+                        };
+                        record(&mut report, name, applied);
+                    }
+                }
             }
         }
 
@@ -334,6 +384,7 @@ impl SloEngine {
         self.min_events = config.min_events;
         self.catalog = config.catalog.clone();
         self.templates = config.templates.clone();
+        self.discovery = DiscoveryRule::of(&config.discovery);
         self.explicit_services = config
             .objectives
             .iter()
@@ -354,11 +405,33 @@ impl SloEngine {
             .iter()
             .filter(|s| s.spec.source == SloSource::Template)
             .map(|s| s.spec.service.as_str());
-        for service in template_services.chain(self.seen.iter().map(String::as_str)) {
+        for service in template_services.chain(self.seen.keys().map(String::as_str)) {
             if ordered.insert(service) {
                 order.push(service.to_owned());
             }
         }
+        // A lower cap keeps the discovered services that came first; the rest are over it.
+        let mut discovered = 0;
+        let mut demoted = Vec::new();
+        for service in &order {
+            if self.explicit_services.contains(service) {
+                continue;
+            }
+            if discovered < self.discovery.max_services {
+                discovered += 1;
+            } else {
+                demoted.push(service.clone());
+            }
+        }
+        for service in &demoted {
+            if let Some(seen) = self.seen.remove(service) {
+                self.versions.remove(service);
+                self.refuse(service, seen.last);
+            }
+        }
+        order.retain(|s| self.seen.contains_key(s));
+        self.discovered = discovered;
+        self.metrics.discovered.set(discovered as i64);
         for service in &order {
             for spec in self.template_specs(service) {
                 if names.insert(spec.name.clone()) {
