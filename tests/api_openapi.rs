@@ -213,9 +213,13 @@ async fn every_answer_matches_the_documented_schema() {
     )
     .await;
     let created = check(&spec, "/api/v1/silences", "post", r.status, &r.body);
-    let r = post_http(admin, "/api/v1/silences", &[], b"{}".to_vec()).await;
+    let json = [("content-type", "application/json")];
+    let r = post_http(admin, "/api/v1/silences", &json, b"{}".to_vec()).await;
     check(&spec, "/api/v1/silences", "post", r.status, &r.body);
     assert_eq!(r.status, 400);
+    let r = post_http(admin, "/api/v1/silences", &[], b"{}".to_vec()).await;
+    check(&spec, "/api/v1/silences", "post", r.status, &r.body);
+    assert_eq!(r.status, 415);
     let r = get("/api/v1/silences".into()).await;
     check(&spec, "/api/v1/silences", "get", r.status, &r.body);
     let id = created["id"].as_u64().unwrap();
@@ -224,7 +228,7 @@ async fn every_answer_matches_the_documented_schema() {
             admin,
             "DELETE",
             &format!("/api/v1/silences/{id}"),
-            &[],
+            &json,
             Vec::new(),
         )
         .await;

@@ -461,8 +461,16 @@ pub mod names {
         &FORWARD_ENDPOINTS,
         &SPILLED_REQUESTS,
         &SPILL_BYTES,
+    metric!(
+        ADMIN_REFUSED,
+        "slipstream_admin_refused_requests_total",
+        Counter,
+        ["reason"],
+        "Admin API writes refused, by reason: cross_origin, unauthenticated, content_type, too_many_silences, invalid_silence."
+    );
         &SPILL_REQUESTS,
         &SPILL_RECOVERED,
         &SPILL_CAPACITY_BYTES,
     ];
 }
+        &ADMIN_REFUSED,

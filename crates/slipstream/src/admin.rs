@@ -1,5 +1,10 @@
 //! The admin server: `/healthz`, `/readyz`, `/metrics` (self-telemetry), the JSON API
 //! under `/api/v1/` (see [`crate::api`]) and the status page at `/` (see [`crate::ui`]).
+//!
+//! Only the API's writes are guarded ([`crate::api::Access`]: same origin, JSON, and the
+//! bearer token of `admin.auth` when set); `/healthz` and `/readyz` (probes), `/metrics`
+//! (scrapes), the status page and the API's reads answer anyone who can reach the port, so
+//! a deployment that exposes it keeps others off with a NetworkPolicy.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,11 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use slipstream_core::Registry;
-use slipstream_receiver::{Handler, ResponseBody, serve_http};
+use slipstream_receiver::{ConnectionLimits, Handler, ResponseBody, serve_http, serve_http_with};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::Access;
 use crate::live::Live;
 
 /// What `/readyz` checks.
@@ -54,14 +60,21 @@ pub async fn start(
     registry: Registry,
     readiness: Readiness,
     live: Arc<Live>,
+    access: Arc<Access>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(endpoint)
         .await
         .with_context(|| format!("cannot listen on {endpoint} (admin)"))?;
     let addr = listener.local_addr()?;
+    let connections = registry.clone();
     let handler: Handler = Arc::new(move |req| {
-        let (registry, readiness, live) = (registry.clone(), readiness.clone(), live.clone());
+        let (registry, readiness, live, access) = (
+            registry.clone(),
+            readiness.clone(),
+            live.clone(),
+            access.clone(),
+        );
         Box::pin(async move {
             const PLAIN: &str = "text/plain; charset=utf-8";
             if (req.method() == Method::GET || req.method() == Method::HEAD)
@@ -70,7 +83,7 @@ pub async fn start(
                 return r;
             }
             if req.uri().path().starts_with("/api/") {
-                if let Some(r) = crate::api::handle(&live, req).await {
+                if let Some(r) = crate::api::handle(&live, &access, req).await {
                     return r;
                 }
                 return text(StatusCode::NOT_FOUND, "not found\n".into(), PLAIN);
@@ -103,7 +116,14 @@ pub async fn start(
     });
     Ok((
         addr,
-        tokio::spawn(serve_http(listener, handler, shutdown, "admin")),
+        tokio::spawn(serve_http_with(
+            listener,
+            handler,
+            shutdown,
+            "admin",
+            ConnectionLimits::admin(),
+            connections,
+        )),
     ))
 }
 

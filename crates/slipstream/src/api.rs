@@ -5,12 +5,21 @@
 //! - `GET /api/v1/silences`: the silences and maintenance windows in force.
 //! - `POST /api/v1/silences`: adds one; the body has the fields of a `slo.silences` entry of
 //!   the config (`kind`, `slo`, `service`, `severity`, `starts_at`, `ends_at`, `comment`).
-//!   Answers 201 with the silence and its `id`, or 400 with every error.
+//!   Answers 201 with the silence and its `id`, 400 with every error (including a comment
+//!   over `admin.silences.max_comment_size` or an end past `admin.silences.max_duration`), or
+//!   409 when `admin.silences.max_count` silences are in force. A silence without `ends_at`
+//!   ends `max_duration` after it starts.
 //! - `DELETE /api/v1/silences/{id}`: removes one (204, or 404).
 //! - `GET /api/v1/slos/{name}`: one SLO with its history (one point a minute, the last day)
 //!   and its recent events.
 //! - `GET /api/v1/series?sort=traffic|errors&limit=N&window=5m`: the top series by requests or
 //!   by bad requests over the window.
+//!
+//! Every write (`POST`, `PUT`, `PATCH`, `DELETE`) must pass [`Access::check_write`], before
+//! its body is read: no cross-origin `Origin` and no `Sec-Fetch-Site: cross-site` (403), the
+//! bearer token when `admin.auth` is set (401), and `Content-Type: application/json` (415).
+//! A web page can therefore not write: a cross-site form cannot send JSON, and a cross-site
+//! `fetch` with JSON names its origin. Reads need none of it.
 //!
 //! `docs/openapi.yaml` documents all of it; a test checks it against the server.
 
@@ -25,15 +34,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/silences/{id}"),
 ];
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode, header};
+use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
+use slipstream_config::admin::{AdminConfig, MAX_SILENCE_NAME_SIZE, SilenceLimitsConfig};
 use slipstream_config::slo::SilenceConfig;
-use slipstream_core::UnixNanos;
+use slipstream_core::telemetry::{Counter, names};
+use slipstream_core::{Clock, Registry, UnixNanos};
 use slipstream_receiver::ResponseBody;
 use slipstream_slo::{AlertEvent, Silence, SilenceId, SloStatus};
 
@@ -146,10 +158,301 @@ pub fn event_json(e: &AlertEvent) -> Value {
     })
 }
 
-/// Answers a request under `/api/v1/`; `None` when the path is not an API path.
-pub async fn handle(live: &Live, req: http::Request<Incoming>) -> Option<Response<ResponseBody>> {
+// === impl Access ===
+
+/// Why a write was refused; the `reason` label of `slipstream_admin_refused_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An `Origin` other than the server's own, or `Sec-Fetch-Site: cross-site` (403).
+    CrossOrigin,
+    /// No accepted bearer token while `admin.auth` is set (401).
+    Unauthenticated,
+    /// Not `Content-Type: application/json` (415).
+    ContentType,
+    /// `admin.silences.max_count` silences are in force (409).
+    TooManySilences,
+    /// A silence that is malformed or over a size or duration limit (400).
+    InvalidSilence,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 5] = [
+        Refusal::CrossOrigin,
+        Refusal::Unauthenticated,
+        Refusal::ContentType,
+        Refusal::TooManySilences,
+        Refusal::InvalidSilence,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::CrossOrigin => "cross_origin",
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::ContentType => "content_type",
+            Refusal::TooManySilences => "too_many_silences",
+            Refusal::InvalidSilence => "invalid_silence",
+        }
+    }
+}
+
+/// Who may write through the API and how much: the bearer tokens of `admin.auth`, the limits
+/// of `admin.silences`, the clock silences are measured against, and the refusal counters.
+#[derive(Debug)]
+pub struct Access {
+    /// Accepted tokens; `None` when `admin.auth` is not set.
+    tokens: Option<RwLock<Vec<Box<[u8]>>>>,
+    limits: SilenceLimitsConfig,
+    clock: Arc<dyn Clock>,
+    refused: [Arc<Counter>; Refusal::ALL.len()],
+}
+
+impl Access {
+    /// Reads the tokens of `admin.auth` (inline and from its file) and registers the counters.
+    pub fn new(
+        cfg: &AdminConfig,
+        clock: Arc<dyn Clock>,
+        registry: &Registry,
+    ) -> Result<Access, String> {
+        let tokens = cfg.tokens()?.map(|t| RwLock::new(token_bytes(t)));
+        Ok(Access {
+            tokens,
+            limits: cfg.silences.clone(),
+            clock,
+            refused: Refusal::ALL.map(|r| registry.counter(&names::ADMIN_REFUSED, &[r.as_str()])),
+        })
+    }
+
+    /// Reads the tokens of `admin.auth` again (SIGHUP). `Ok(false)` when authentication was
+    /// off at start: turning it on or off takes a restart.
+    pub fn reload_tokens(&self, cfg: &AdminConfig) -> Result<bool, String> {
+        let (Some(lock), Some(new)) = (&self.tokens, cfg.tokens()?) else {
+            return Ok(false);
+        };
+        *lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = token_bytes(new);
+        Ok(true)
+    }
+
+    /// Counts a refusal.
+    fn refuse(&self, why: Refusal) {
+        self.refused[why as usize].inc();
+    }
+
+    /// Whether a write with these headers may go on, checked before its body is read; why
+    /// not otherwise (counted; [`Refusal::response`] is the answer).
+    pub fn check_write(&self, headers: &HeaderMap, authority: Option<&str>) -> Result<(), Refusal> {
+        let refused = |why| {
+            self.refuse(why);
+            Err(why)
+        };
+        if is_cross_origin(headers, authority) {
+            return refused(Refusal::CrossOrigin);
+        }
+        if let Some(tokens) = &self.tokens {
+            let tokens = tokens
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !bearer_accepted(headers, &tokens) {
+                return refused(Refusal::Unauthenticated);
+            }
+        }
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return refused(Refusal::ContentType);
+        }
+        Ok(())
+    }
+}
+
+impl Refusal {
+    /// The answer to a write refused by [`Access::check_write`].
+    pub fn response(self) -> Response<ResponseBody> {
+        match self {
+            Refusal::CrossOrigin => error(
+                StatusCode::FORBIDDEN,
+                "cross-origin write refused: the Origin is not this server (or Sec-Fetch-Site is cross-site)",
+            ),
+            Refusal::Unauthenticated => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "this write needs `Authorization: Bearer <token>` with a token of admin.auth",
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
+            Refusal::ContentType => error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "writes need `Content-Type: application/json`",
+            ),
+            Refusal::TooManySilences => error(StatusCode::CONFLICT, "too many silences"),
+            Refusal::InvalidSilence => error(StatusCode::BAD_REQUEST, "invalid silence"),
+        }
+    }
+}
+
+fn token_bytes(tokens: Vec<String>) -> Vec<Box<[u8]>> {
+    tokens
+        .into_iter()
+        .map(|t| t.into_bytes().into_boxed_slice())
+        .collect()
+}
+
+/// Whether `Authorization: Bearer <t>` carries one of `tokens`; every token is compared in
+/// full, whichever matches, so the time taken tells nothing about them.
+fn bearer_accepted(headers: &HeaderMap, tokens: &[Box<[u8]>]) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .map(http::HeaderValue::as_bytes)
+        .and_then(|v| {
+            let (scheme, rest) = v.split_at(v.len().min(7));
+            scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+        })
+    else {
+        return false;
+    };
+    tokens
+        .iter()
+        .fold(false, |ok, t| ok | constant_time_eq(t, given))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a request comes from another origin than this server: `Sec-Fetch-Site:
+/// cross-site`, an `Origin` of `null`, or one whose host and port are not those the request
+/// was sent to (`authority`: the `Host` header, or the HTTP/2 `:authority`). A request without
+/// `Origin` (curl, the CLI) is not cross-origin.
+pub fn is_cross_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Some((scheme, rest)) = origin.to_str().ok().and_then(|o| o.split_once("://")) else {
+        return true; // `null`, or not a URL
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return true,
+    };
+    let Some(authority) = authority else {
+        return true;
+    };
+    match (
+        host_port(rest.trim_end_matches('/'), default_port),
+        host_port(authority, default_port),
+    ) {
+        (Some(a), Some(b)) => a != b,
+        _ => true,
+    }
+}
+
+/// `host[:port]` (or `[v6][:port]`) as lower-case host and port.
+fn host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    if authority.is_empty() || authority.contains(['/', '@', ' ']) {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return None,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// The limits of `admin.silences` on one silence: sizes, and its end (filled in when absent).
+/// Every problem, with its field path.
+fn limit_silence(
+    cfg: &mut SilenceConfig,
+    limits: &SilenceLimitsConfig,
+    now: std::time::SystemTime,
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    let max_comment = limits.max_comment_size.as_usize();
+    if cfg.comment.len() > max_comment {
+        errs.push(format!(
+            "silence.comment: {} bytes, more than admin.silences.max_comment_size ({max_comment})",
+            cfg.comment.len()
+        ));
+    }
+    for (field, v) in [("slo", &cfg.slo), ("service", &cfg.service)] {
+        if let Some(v) = v
+            && v.len() > MAX_SILENCE_NAME_SIZE
+        {
+            errs.push(format!(
+                "silence.{field}: {} bytes, more than {MAX_SILENCE_NAME_SIZE}",
+                v.len()
+            ));
+        }
+    }
+    let from = cfg.starts_at.map_or(now, |s| s.max(now));
+    let latest = from + limits.max_duration;
+    match cfg.ends_at {
+        None => cfg.ends_at = Some(latest),
+        Some(end) if end > latest => errs.push(format!(
+            "silence.ends_at: more than admin.silences.max_duration ({}) after the start",
+            humantime::format_duration(limits.max_duration)
+        )),
+        Some(_) => {}
+    }
+    errs
+}
+
+/// Answers a request under `/api/v1/`; `None` when the path is not an API path. Writes are
+/// checked with [`Access::check_write`] first.
+pub async fn handle(
+    live: &Live,
+    access: &Access,
+    req: http::Request<Incoming>,
+) -> Option<Response<ResponseBody>> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if path.starts_with("/api/") && !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+    {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
+        if let Err(why) = access.check_write(req.headers(), authority.as_deref()) {
+            return Some(why.response());
+        }
+    }
     let resp = match (method, path.as_str()) {
         (Method::GET, "/api/v1/slos") => {
             let p = live.published();
@@ -213,29 +516,55 @@ pub async fn handle(live: &Live, req: http::Request<Incoming>) -> Option<Respons
         (Method::POST, "/api/v1/silences") => {
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return Some(error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())),
+                Err(e) => {
+                    access.refuse(Refusal::InvalidSilence);
+                    return Some(error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()));
+                }
             };
             let mut de = serde_json::Deserializer::from_slice(&body);
-            let cfg: SilenceConfig = match serde_path_to_error::deserialize(&mut de) {
+            let mut cfg: SilenceConfig = match serde_path_to_error::deserialize(&mut de) {
                 Ok(c) => c,
                 Err(e) => {
                     return Some(error(
                         StatusCode::BAD_REQUEST,
                         format!("{}: {}", e.path(), e.inner()),
                     ));
+                    access.refuse(Refusal::InvalidSilence);
                 }
             };
-            let errs = cfg.errors("silence");
-            if !errs.is_empty() {
-                let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            let now = UNIX_EPOCH + Duration::from_nanos(access.clock.now_unix_nanos());
+            let mut msgs: Vec<String> = cfg
+                .errors("silence")
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            msgs.extend(limit_silence(&mut cfg, &access.limits, now));
+            if !msgs.is_empty() {
+                access.refuse(Refusal::InvalidSilence);
                 return Some(json_response(
                     StatusCode::BAD_REQUEST,
                     &json!({ "error": msgs.join("; "), "errors": msgs }),
                 ));
             }
             let silence = Silence::from(&cfg);
-            let id = live.add_silence(silence.clone());
-            json_response(StatusCode::CREATED, &silence_json(id, &silence))
+            let max = access.limits.max_count;
+            // Counted and added under one lock, so concurrent writes cannot pass the limit.
+            let added = live.with_evaluator(|e| {
+                let engine = e.engine_mut();
+                (engine.silences().len() < max).then(|| engine.add_silence(silence.clone()))
+            });
+            match added {
+                Some(id) => json_response(StatusCode::CREATED, &silence_json(id, &silence)),
+                None => {
+                    access.refuse(Refusal::TooManySilences);
+                    error(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "{max} silences are in force (admin.silences.max_count): remove one, or wait for one to end"
+                        ),
+                    )
+                }
+            }
         }
         (Method::DELETE, p) if p.starts_with("/api/v1/silences/") => {
             match p["/api/v1/silences/".len()..].parse::<u64>() {

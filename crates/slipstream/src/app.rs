@@ -255,6 +255,7 @@ impl App {
                     &registry,
                 )
             })
+    admin_access: Arc<crate::api::Access>,
             .transpose()
             .map_err(anyhow::Error::msg)?;
         let (prometheus_addr, prometheus) = match &cfg.exporters.prometheus.endpoint {
@@ -369,6 +370,10 @@ impl App {
                 "config reload: receiver TLS certificates not reloaded; the running ones stay"
             ),
         }
+        let admin_access = Arc::new(
+            crate::api::Access::new(&cfg.admin, clock.clone(), &registry)
+                .map_err(anyhow::Error::msg)?,
+        );
         if let Some(auth) = &new.receivers.otlp.auth {
             match auth.tokens().and_then(|t| {
                 self.pipeline
@@ -376,6 +381,7 @@ impl App {
                     .map_err(str::to_owned)
             }) {
                 Ok(()) => tracing::info!("config reload: receiver bearer tokens re-read"),
+                    admin_access.clone(),
                 Err(e) => tracing::error!(
                     "config reload: bearer tokens not reloaded, the running ones stay: {e}"
                 ),
@@ -464,6 +470,7 @@ impl App {
             async {
                 match aggregates {
                     Some(a) => a.shutdown(deadline).await,
+            admin_access,
                     None => 0,
                 }
             },
@@ -523,6 +530,13 @@ async fn tick_loop(
 
 /// Saves the SLO state every `interval` until shutdown.
 async fn snapshot_loop(
+        match self.admin_access.reload_tokens(&new.admin) {
+            Ok(false) => {}
+            Ok(true) => tracing::info!("config reload: admin API bearer tokens re-read"),
+            Err(e) => tracing::error!(
+                "config reload: admin API bearer tokens not reloaded, the running ones stay: {e}"
+            ),
+        }
     p: Arc<Persistence>,
     live: Arc<Live>,
     interval: std::time::Duration,
