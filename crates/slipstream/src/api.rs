@@ -462,6 +462,10 @@ pub async fn handle(
                     "evaluated_at": time(Some(p.slos.at).filter(|t| *t > 0)),
                     "slos": p.slos.slos.iter().map(slo_json).collect::<Vec<_>>(),
                     "uncataloged_services": p.slos.uncataloged_services,
+                    "services_over_limit": {
+                        "count": p.slos.services_over_limit_count,
+                        "names": p.slos.services_over_limit,
+                    },
                 }),
             )
         }

@@ -17,7 +17,8 @@ use slipstream_aggregator::{
     Aggregator, SERVICE_LABEL, SeriesChange, SeriesData, SeriesId, SlotChange, SlotData, Snapshot,
     SparseHistogram,
 };
-use slipstream_core::{Clock, UnixNanos, aggregates};
+use slipstream_core::aggregates::{self, Overflow};
+use slipstream_core::{Clock, UnixNanos};
 use slipstream_slo::{AlertEvent, Sli, SloEngine, SloId, SloSnapshot};
 
 /// What one evaluation step produced.
@@ -56,6 +57,9 @@ pub struct SeriesTotals {
     pub histogram: SparseHistogram,
     /// When the series was first seen (tick time).
     pub since: UnixNanos,
+    /// Its service is refused SLOs (over `slo.discovery.max_services`): the series is left
+    /// out of the exported SLI series.
+    pub over_limit: bool,
 }
 
 /// Feeds the SLO engine from the aggregator and evaluates on the engine's interval.
@@ -69,6 +73,8 @@ pub struct Evaluator {
     totals: BTreeMap<SeriesId, Tracked>,
     routes: Routes,
     slo_totals: BTreeMap<String, (u64, u64)>,
+    /// The engine's generation `slo_totals` was last pruned for.
+    totals_generation: u64,
     ship_aggregates: bool,
 }
 
@@ -85,6 +91,7 @@ impl Evaluator {
             totals: BTreeMap::new(),
             routes: Routes::default(),
             slo_totals: BTreeMap::new(),
+            totals_generation: 0,
             ship_aggregates: false,
         }
     }
@@ -130,6 +137,12 @@ impl Evaluator {
         } else {
             (None, Vec::new())
         };
+        if self.totals_generation != self.engine.generation() {
+            // SLOs removed (expired, or reconfigured away) take their cumulative totals along.
+            self.totals_generation = self.engine.generation();
+            let engine = &self.engine;
+            self.slo_totals.retain(|name, _| engine.id(name).is_some());
+        }
         Step {
             series,
             slos,
@@ -166,6 +179,15 @@ impl Evaluator {
             std::collections::btree_map::Entry::Vacant(e) => e.insert(Tracked::new(s, now)),
         };
         let service = s.labels().get(SERVICE_LABEL);
+        // Traffic keeps a service from expiring; an ordinary series of a service new to the
+        // engine may create templated SLOs (an overflow series never does).
+        if let Some(service) = service {
+            let ordinary = s.overflow() == Overflow::None;
+            let over_limit = !self.engine.service_traffic(service, ordinary);
+            if tracked.totals.over_limit != over_limit {
+                Arc::make_mut(&mut tracked.totals).over_limit = over_limit;
+            }
+        }
         // What this series counts towards is worked out once, and again only when the SLOs
         // change (a service seen for the first time may create templated ones).
         let rerouted = tracked
@@ -173,9 +195,6 @@ impl Evaluator {
             .as_ref()
             .is_none_or(|(generation, _)| *generation != self.engine.generation());
         if rerouted {
-            if let Some(service) = service {
-                self.engine.service_seen(service);
-            }
             let targets = self.routes.route(&self.engine, s);
             tracked.route = Some((self.engine.generation(), targets));
         }
@@ -297,6 +316,7 @@ impl SeriesTotals {
             bad: 0,
             histogram: SparseHistogram::new(),
             since: now,
+            over_limit: false,
         }
     }
 

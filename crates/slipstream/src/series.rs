@@ -384,6 +384,11 @@ pub fn build(inp: Inputs<'_>, naming: MetricNaming) -> MetricsSnapshot {
     let mut f = Families::default();
     let at = inp.series.taken_at().max(inp.slos.at);
     for (t, s) in inp.totals.iter().zip(series_data(inp)) {
+        if t.over_limit {
+            // A service refused SLOs (over `slo.discovery.max_services`) exports nothing, so
+            // no number of service names can grow the exported series past the cap's size.
+            continue;
+        }
         let service = t
             .labels
             .iter()
