@@ -29,6 +29,9 @@ pub const DEFAULT_AGGREGATES_INTERVAL: Duration = Duration::from_secs(10);
 /// Default largest request of partial aggregates (before compression); a larger shipment
 /// is split.
 pub const DEFAULT_AGGREGATES_MAX_REQUEST_SIZE: ByteSize = ByteSize::mib(4);
+/// Default largest number of series in one request of partial aggregates (the gateway's
+/// `receivers.otlp.aggregates.max_series_per_request` default).
+pub const DEFAULT_AGGREGATES_MAX_SERIES_PER_REQUEST: usize = 10_000;
 
 /// `exporters`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -308,6 +311,15 @@ pub struct AggregatesConfig {
     pub interval: Duration,
     /// Largest request before compression; a larger shipment is split into several.
     pub max_request_size: ByteSize,
+    /// Most series in one request; a shipment with more is split into several. At most the
+    /// gateways' `receivers.otlp.aggregates.max_series_per_request`.
+    pub max_series_per_request: usize,
+    /// The bearer token sent to the gateways (`Authorization: Bearer <token>`), one of their
+    /// `receivers.otlp.aggregates.auth` tokens, e.g. `${env:SLIPSTREAM_SIDECAR_TOKEN}`.
+    pub bearer_token: Option<String>,
+    /// Instead of `bearer_token`: a file holding it (surrounding whitespace ignored), e.g. a
+    /// mounted Secret; read at start.
+    pub bearer_token_file: Option<std::path::PathBuf>,
     /// Compress request bodies with gzip.
     pub gzip: bool,
     /// Requests held per gateway while it is slow or down; past it the oldest is dropped and
@@ -325,6 +337,33 @@ pub struct AggregatesConfig {
     pub tls: Option<ClientTlsConfig>,
 }
 
+impl AggregatesConfig {
+    /// The bearer token to send: `bearer_token`, or the contents of `bearer_token_file`
+    /// (trimmed); `None` when neither is set.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        if let Some(t) = &self.bearer_token {
+            return Ok(Some(t.clone()));
+        }
+        let Some(f) = &self.bearer_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            format!(
+                "exporters.aggregates.bearer_token_file: cannot read {}: {e}",
+                f.display()
+            )
+        })?;
+        let t = text.trim();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "exporters.aggregates.bearer_token_file: {} does not hold one token of visible ASCII characters",
+                f.display()
+            ));
+        }
+        Ok(Some(t.to_owned()))
+    }
+}
+
 impl Default for AggregatesConfig {
     fn default() -> Self {
         AggregatesConfig {
@@ -334,6 +373,9 @@ impl Default for AggregatesConfig {
             instance: None,
             interval: DEFAULT_AGGREGATES_INTERVAL,
             max_request_size: DEFAULT_AGGREGATES_MAX_REQUEST_SIZE,
+            max_series_per_request: DEFAULT_AGGREGATES_MAX_SERIES_PER_REQUEST,
+            bearer_token: None,
+            bearer_token_file: None,
             gzip: true,
             queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
             timeout: DEFAULT_EXPORT_TIMEOUT,
@@ -493,6 +535,32 @@ impl ExportersConfig {
                 format!("{p}.max_request_size"),
                 "expected at least 64KiB",
             );
+            errs.check(
+                a.max_series_per_request > 0,
+                format!("{p}.max_series_per_request"),
+                "expected a number above 0",
+            );
+            errs.check(
+                a.bearer_token.is_none() || a.bearer_token_file.is_none(),
+                format!("{p}.bearer_token_file"),
+                "expected bearer_token or bearer_token_file, not both",
+            );
+            if let Some(t) = &a.bearer_token {
+                errs.check(
+                    !t.trim().is_empty() && t.bytes().all(|b| b.is_ascii_graphic()),
+                    format!("{p}.bearer_token"),
+                    "expected a non-empty token of visible ASCII characters",
+                );
+            }
+            if a.bearer_token.is_some() || a.bearer_token_file.is_some() {
+                errs.check(
+                    !a.headers
+                        .keys()
+                        .any(|k| k.eq_ignore_ascii_case("authorization")),
+                    format!("{p}.headers.authorization"),
+                    "the bearer token is already sent: drop this header",
+                );
+            }
             a.delivery().validate(&p, errs);
         }
     }

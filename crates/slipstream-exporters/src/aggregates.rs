@@ -9,15 +9,18 @@
 //!   `service.name` over `endpoints` ([`Rendezvous`]), so a service's aggregates, from every
 //!   sidecar, meet on one gateway;
 //! - per gateway, the series are packed into requests of at most `max_request_size` bytes
-//!   (a series larger than that is cut between its slots); each request carries the header
+//!   and `max_series_per_request` series (a series larger than that is cut between its
+//!   slots); each request carries the header
 //!   (the aggregator's slot width, histogram layout and dimensions, this sender's instance
 //!   name and start time) with a sequence number that increases with every request, so a
 //!   gateway ignores a retry of a request it already merged;
 //! - the protobuf body, gzip-compressed unless `gzip: false`, is `POST`ed to
 //!   `{endpoint}/v1/slipstream/aggregates` through that gateway's own [`crate::delivery`]
-//!   queue: retries with backoff (a 503 from a busy gateway honours its `Retry-After`), a 400
-//!   (incompatible or invalid) is dropped at once, a full queue drops its oldest request. Every
-//!   failure and drop is counted under `exporter="aggregates"`.
+//!   queue, with `Authorization: Bearer <token>` when `bearer_token` (or `bearer_token_file`)
+//!   is set: retries with backoff (a 503 from a busy gateway honours its `Retry-After`); a
+//!   400 (incompatible, invalid or implausible), 401 (no or a wrong token) or 403 (a sender
+//!   name the gateway does not list) is dropped at once, never retried; a full queue drops
+//!   its oldest request. Every failure and drop is counted under `exporter="aggregates"`.
 //!
 //! What a dropped request held never reaches the gateway: the SLIs there miss those counts.
 
@@ -178,6 +181,7 @@ struct Shared {
     header: Header,
     sequence: AtomicU64,
     max_request: usize,
+    max_series: usize,
     gzip: bool,
 }
 
@@ -201,6 +205,12 @@ impl AggregatesExporter {
     ) -> Result<Self, String> {
         let section = "exporters.aggregates";
         let mut headers = delivery::header_map(section, &cfg.headers)?;
+        if let Some(token) = cfg.token()? {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| format!("{section}.bearer_token: {e}"))?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
         if cfg.gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
@@ -250,6 +260,7 @@ impl AggregatesExporter {
             header,
             sequence: AtomicU64::new(0),
             max_request: usize::try_from(cfg.max_request_size.0).unwrap_or(usize::MAX),
+            max_series: cfg.max_series_per_request.max(1),
             gzip: cfg.gzip,
         });
         if dns.is_none() {
@@ -379,7 +390,7 @@ impl Shared {
             }
         }
         for (queue, series) in gateways.queues.iter().zip(per_gateway) {
-            for batch in pack(series, self.max_request) {
+            for batch in pack(series, self.max_request, self.max_series) {
                 queue.push(self.encode(batch));
             }
         }
@@ -408,14 +419,15 @@ impl Shared {
 }
 
 /// Packs `series` into batches whose encoded size stays within `max` bytes (the header
-/// aside), cutting a series larger than that between its slots.
-fn pack(series: Vec<Series>, max: usize) -> Vec<Vec<Series>> {
+/// aside) and which hold at most `max_series` series, cutting a series larger than `max`
+/// between its slots.
+fn pack(series: Vec<Series>, max: usize, max_series: usize) -> Vec<Vec<Series>> {
     let mut out: Vec<Vec<Series>> = Vec::new();
     let mut batch: Vec<Series> = Vec::new();
     let mut size = 0;
     let mut push = |s: Series, batch: &mut Vec<Series>, size: &mut usize| {
         let n = s.encoded_len() + 8;
-        if *size + n > max && !batch.is_empty() {
+        if (*size + n > max || batch.len() >= max_series) && !batch.is_empty() {
             out.push(std::mem::take(batch));
             *size = 0;
         }

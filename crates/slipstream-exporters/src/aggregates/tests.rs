@@ -184,7 +184,7 @@ fn large_shipments_are_cut_into_requests_within_the_limit() {
     let mut all = small.clone();
     all.push(big.clone());
     let max = 64 * 1024;
-    let batches = pack(all, max);
+    let batches = pack(all, max, usize::MAX);
     assert!(batches.len() > 1);
     for b in &batches {
         let size: usize = b.iter().map(|s| s.encoded_len() + 8).sum();
@@ -195,8 +195,54 @@ fn large_shipments_are_cut_into_requests_within_the_limit() {
     assert_eq!(total, 50 + 40 * 180_000);
     let versions: Vec<&Version> = parts.iter().flat_map(|s| &s.versions).collect();
     assert_eq!(versions, [&big.versions[0]]);
-    assert_eq!(pack(small.clone(), max), [small]);
-    assert!(pack(Vec::new(), max).is_empty());
+    assert!(pack(Vec::new(), max, usize::MAX).is_empty());
+    // The series limit cuts too: 50 small series at most 16 a request.
+    let by_count = pack(small.clone(), max, 16);
+    let sizes: Vec<usize> = by_count.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [16, 16, 16, 2]);
+    assert_eq!(by_count.concat(), small);
+    assert_eq!(pack(small.clone(), max, usize::MAX), [small]);
+}
+
+#[tokio::test]
+async fn the_token_is_sent_and_a_gateway_refusing_it_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "  s1decar-t0ken\n").unwrap();
+    // 401 (token not taken) and 403 (sender not listed): each dropped at once, counted.
+    let gateway = Recorder::start([401, 403, 200]).await;
+    let registry = Registry::new();
+    let mut cfg = config(vec![gateway.url()]);
+    cfg.bearer_token_file = Some(file);
+    let exporter = AggregatesExporter::start(&cfg, header(), &registry).unwrap();
+    for i in 0..3 {
+        exporter.add(vec![series("cart", &[(i * 60, 1, 0, &[(1, 1)])])]);
+        exporter.ship();
+        gateway.wait_for(i as usize + 1).await;
+    }
+    assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
+    let got = gateway.received();
+    assert_eq!(got.len(), 3, "no request was retried");
+    for r in &got {
+        assert_eq!(r.headers["authorization"], "Bearer s1decar-t0ken");
+    }
+    let value = |name: &str, labels: &[&str]| registry.value(name, labels);
+    assert_eq!(
+        value(
+            "slipstream_exporter_dropped_total",
+            &["aggregates", "rejected"]
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        value("slipstream_exporter_sent_total", &["aggregates"]),
+        Some(1)
+    );
+
+    // A token file that cannot be read stops the start, naming the field.
+    cfg.bearer_token_file = Some(dir.path().join("missing"));
+    let e = AggregatesExporter::start(&cfg, header(), &Registry::new()).unwrap_err();
+    assert!(e.contains("exporters.aggregates.bearer_token_file"), "{e}");
 }
 
 #[tokio::test]
