@@ -3,6 +3,8 @@
 //! gets every span directly, and the gateways together show what the reference shows: the
 //! same series with the same request and error totals and latency quantiles, each on exactly
 //! one gateway, the same SLO windows, budgets and burn rates, and the same burn-rate alerts.
+//! The gateways take partial aggregates only from the sidecars: their own token, their names
+//! listed, plausible shipments; forged shipments leave a firing page as it was.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,16 @@ const SEC: u64 = 1_000_000_000;
 
 /// Short intervals everywhere, so that a span reaches a gateway's SLOs within about a second.
 const COMMON: &str = "aggregator:\n  tick_interval: 200ms\nslo:\n  evaluation_interval: 1s\n";
+
+/// The sidecars' token, which the gateways take on the partial-aggregates path only.
+const SIDECAR_TOKEN: &str = "s1decar-t0ken";
+
+/// What a gateway adds under `receivers.otlp`: partial aggregates from the sidecars.
+fn gateway_receiver() -> String {
+    format!(
+        "aggregates:\n  enabled: true\n  auth:\n    bearer_tokens: [{SIDECAR_TOKEN}]\n  senders: ['sidecar-*']\n"
+    )
+}
 
 /// What a service's traffic looks like.
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +154,9 @@ fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
 /// different gateways, and at least two services to each; with their URLs.
 fn gateway_configs() -> (Vec<NodeConfig>, Vec<String>) {
     loop {
-        let configs: Vec<_> = (0..2).map(|_| Node::config(COMMON, "")).collect();
+        let configs: Vec<_> = (0..2)
+            .map(|_| Node::config(COMMON, "").with_receiver(&gateway_receiver()))
+            .collect();
         let urls: Vec<String> = configs
             .iter()
             .map(|c| format!("http://{}", c.http))
@@ -158,7 +172,7 @@ fn gateway_configs() -> (Vec<NodeConfig>, Vec<String>) {
 
 fn sidecar_config(i: usize, gateways: &[String]) -> NodeConfig {
     let exporters = format!(
-        "  aggregates:\n    endpoints: [{}]\n    instance: sidecar-{i}\n    interval: 300ms\n    retry:\n      initial_interval: 50ms\n      max_interval: 200ms\n",
+        "  aggregates:\n    endpoints: [{}]\n    instance: sidecar-{i}\n    bearer_token: {SIDECAR_TOKEN}\n    interval: 300ms\n    retry:\n      initial_interval: 50ms\n      max_interval: 200ms\n",
         gateways.join(", ")
     );
     Node::config(&format!("mode: sidecar\n{COMMON}"), &exporters)
@@ -409,9 +423,10 @@ async fn three_sidecars_and_two_gateways_equal_one_slipstream_fed_every_span() {
     }
 }
 
-/// The gateway side alone, in this process: the partial-aggregates path sits behind the same
-/// admission as OTLP/HTTP, refuses what it cannot merge with a reason, merges the rest as
-/// spans would be, and a retried request only once.
+/// The gateway side alone, in this process: the partial-aggregates path takes the sidecars'
+/// token (not the OTLP receivers'), then the same admission as OTLP/HTTP, refuses what it
+/// cannot merge with a reason, merges the rest as spans would be, and a retried request only
+/// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_rest_once() {
     use prost::Message;
@@ -426,6 +441,7 @@ async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_res
         bearer_tokens: vec!["t0ken".into()],
         bearer_tokens_file: None,
     });
+    cfg.receivers.otlp.aggregates = sidecars_only();
     let app = slipstream::app::App::start_with(
         cfg,
         std::sync::Arc::new(slipstream_core::SystemClock),
@@ -460,7 +476,7 @@ async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_res
             versions: vec![],
         }],
     };
-    let auth = ("authorization", "Bearer t0ken");
+    let auth = ("authorization", "Bearer s1decar-t0ken");
     let pb = ("content-type", "application/x-protobuf");
     let post = |headers: Vec<(&'static str, &'static str)>, body: Vec<u8>| async move {
         post_http(http, HTTP_PATH, &headers, body).await
@@ -479,7 +495,13 @@ async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_res
 
     let r = post(vec![pb], good.encode_to_vec()).await;
     assert_eq!(r.status, 401);
-    assert_eq!(refused("unauthenticated").await, 1.0);
+    let r = post(
+        vec![("authorization", "Bearer t0ken"), pb],
+        good.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 401, "an OTLP token is not a sidecar's");
+    assert_eq!(refused("unauthenticated").await, 2.0);
     let r = post(
         vec![auth, ("content-type", "application/json")],
         b"{}".to_vec(),
@@ -543,6 +565,223 @@ async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_res
     };
     assert_eq!(outcomes("accepted").await, 1.0);
     assert_eq!(outcomes("duplicate").await, 1.0);
-    assert_eq!(outcomes("refused").await, 6.0);
+    assert_eq!(outcomes("refused").await, 7.0);
+    app.shutdown().await;
+}
+
+/// `receivers.otlp.aggregates` taking the sidecars (`sidecar-*`) holding [`SIDECAR_TOKEN`].
+fn sidecars_only() -> slipstream_config::aggregates::AggregatesReceiverConfig {
+    slipstream_config::aggregates::AggregatesReceiverConfig {
+        enabled: true,
+        auth: slipstream_config::receiver::AuthConfig {
+            bearer_tokens: vec![SIDECAR_TOKEN.into()],
+            bearer_tokens_file: None,
+        },
+        senders: vec!["sidecar-*".into()],
+        ..Default::default()
+    }
+}
+
+/// A gateway on a manual clock with `checkout`'s availability page firing after ten minutes of
+/// total failure: shipments without a token, with an OTLP receiver token, from an unlisted
+/// sender, claiming 2^40 requests in the current slot, or claiming a slot a day ahead are each
+/// refused with their status and reason, and leave the page firing, the budget, totals and
+/// series as they were. A shipment from a sidecar is still taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_shipments_are_refused_and_a_firing_page_stays_firing() {
+    use prost::Message;
+    use slipstream_core::ManualClock;
+    use slipstream_core::aggregates::{
+        ExportAggregatesRequest, HTTP_PATH, Overflow, Series, Slot, value,
+    };
+    use slipstream_core::rpc::RpcStatus;
+    use slipstream_e2e::otlp::{Minute, scenario};
+    use slipstream_e2e::raw::post_http;
+
+    const MIN: u64 = 60 * SEC;
+    // 2026-03-01T00:00:00Z.
+    const START: u64 = 1_772_323_200_000_000_000;
+    let slo = "slo:\n  evaluation_interval: 1m\n  templates: { availability: null, latency: null }\n  objectives:\n    - name: checkout-availability\n      service: checkout\n      sli: { kind: availability }\n      objective: 99.9\n";
+    let mut cfg = slipstream_e2e::test_config(None, slo);
+    cfg.receivers.otlp.auth = Some(slipstream_config::receiver::AuthConfig {
+        bearer_tokens: vec!["otlp-t0ken".into()],
+        bearer_tokens_file: None,
+    });
+    cfg.receivers.otlp.aggregates = sidecars_only();
+    let clock = ManualClock::new(START);
+    let app = slipstream::app::App::start_with(cfg, std::sync::Arc::new(clock.clone()), false)
+        .await
+        .unwrap();
+    let (http, admin) = (app.http_addr.unwrap(), app.admin_addr.unwrap());
+
+    // 50 minutes of traffic, the last ten failing entirely.
+    let minutes = (0..50).map(|m| Minute {
+        error_share: if m >= 40 { 1.0 } else { 0.0 },
+        version: "1.0.0",
+    });
+    for (m, req) in scenario("checkout", START, 60, minutes).iter().enumerate() {
+        clock.set(START + m as u64 * MIN + MIN - SEC);
+        let r = post_http(
+            http,
+            "/v1/traces",
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("authorization", "Bearer otlp-t0ken"),
+            ],
+            req.encode_to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        clock.set(START + (m as u64 + 1) * MIN);
+        app.step().await;
+    }
+    let now = START + 50 * MIN;
+    let state = || async {
+        let (_, body) = slipstream_e2e::http_get(admin, "/api/v1/slos").await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let slo = v["slos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "checkout-availability")
+            .unwrap()
+            .clone();
+        let pages: Vec<bool> = slo["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["severity"] == "page")
+            .map(|a| a["firing"].as_bool().unwrap())
+            .collect();
+        let (_, body) = slipstream_e2e::http_get(admin, "/api/v1/series?window=1h").await;
+        let series: Value = serde_json::from_str(&body).unwrap();
+        (
+            pages,
+            slo["budget_remaining"].clone(),
+            slo["period_total"].clone(),
+            series["series"].clone(),
+        )
+    };
+    let before = state().await;
+    assert!(before.0.iter().all(|f| *f), "every page fires: {before:?}");
+    assert!(before.1.as_f64().unwrap() < 0.0, "{before:?}");
+    assert_eq!(before.2, 3000.0);
+
+    let mut header = app.aggregator.aggregates_header();
+    header.instance = "sidecar-1".into();
+    header.instance_started_unix_nanos = START;
+    let claim = |instance: &str, sequence: u64, start: u64, total: u64| {
+        let mut header = header.clone();
+        header.instance = instance.into();
+        header.sequence = sequence;
+        ExportAggregatesRequest {
+            header: Some(header),
+            series: vec![Series {
+                key: vec![
+                    slipstream_core::aggregates::Value {
+                        value: Some(value::Value::StringValue("checkout".into())),
+                    },
+                    slipstream_core::aggregates::Value { value: None },
+                ],
+                overflow: Overflow::None as i32,
+                slots: vec![Slot {
+                    start_unix_nanos: start,
+                    total,
+                    bad: 0,
+                    bucket_indexes: vec![900],
+                    bucket_counts: vec![total],
+                }],
+                versions: vec![],
+            }],
+        }
+        .encode_to_vec()
+    };
+    let current_slot = now / MIN * MIN;
+    let pb = ("content-type", "application/x-protobuf");
+    let sidecar = ("authorization", "Bearer s1decar-t0ken");
+    let otlp = ("authorization", "Bearer otlp-t0ken");
+    let forged = [
+        (
+            vec![pb],
+            claim("sidecar-1", 1, current_slot, 1 << 40),
+            401,
+            "unauthenticated",
+        ),
+        (
+            vec![pb, otlp],
+            claim("sidecar-1", 2, current_slot, 1 << 40),
+            401,
+            "unauthenticated",
+        ),
+        (
+            vec![pb, sidecar],
+            claim("intruder", 3, current_slot, 1 << 40),
+            403,
+            "unknown_sender",
+        ),
+        (
+            vec![pb, sidecar],
+            claim("sidecar-1", 4, current_slot, 1 << 40),
+            400,
+            "implausible",
+        ),
+        (
+            vec![pb, sidecar],
+            claim("sidecar-1", 5, current_slot + 1440 * MIN, 1_000),
+            400,
+            "implausible",
+        ),
+    ];
+    let refused = |reason: &'static str| async move {
+        slipstream_e2e::self_metric(
+            admin,
+            "slipstream_receiver_aggregates_refused_total",
+            &[&format!("reason=\"{reason}\"")],
+        )
+        .await
+    };
+    for (i, (headers, body, status, reason)) in forged.into_iter().enumerate() {
+        let counted = refused(reason).await;
+        let r = post_http(http, HTTP_PATH, &headers, body).await;
+        assert_eq!(r.status, status, "shipment {i}: {:?}", r.body);
+        assert_eq!(refused(reason).await, counted + 1.0, "shipment {i}");
+        let message = RpcStatus::decode(&r.body[..]).unwrap().message;
+        let names = match i {
+            1 => "receivers.otlp.aggregates.auth",
+            2 => "\"intruder\"",
+            3 => "max_requests_per_slot (10000000)",
+            4 => "aggregator.max_future_skew",
+            _ => "",
+        };
+        assert!(message.contains(names), "shipment {i}: {message}");
+    }
+
+    // The next evaluations see nothing of them.
+    clock.set(now + SEC);
+    app.step().await;
+    assert_eq!(state().await, before);
+    assert_eq!(
+        slipstream_e2e::self_metric(
+            admin,
+            "slipstream_aggregator_merged_observations_total",
+            &[]
+        )
+        .await,
+        0.0
+    );
+
+    // A sidecar's plausible shipment is taken: the path works for those it is meant for.
+    let r = post_http(
+        http,
+        HTTP_PATH,
+        &[pb, sidecar],
+        claim("sidecar-1", 6, current_slot, 7),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    clock.set(now + 2 * SEC);
+    app.step().await;
+    let after = state().await;
+    assert_eq!(after.2, 3007.0, "{after:?}");
     app.shutdown().await;
 }

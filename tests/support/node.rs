@@ -31,6 +31,18 @@ pub struct NodeConfig {
     pub admin: SocketAddr,
 }
 
+impl NodeConfig {
+    /// Adds `lines` (fields of `receivers.otlp`, not indented) under `receivers.otlp`, e.g.
+    /// a gateway's `aggregates` section.
+    pub fn with_receiver(mut self, lines: &str) -> NodeConfig {
+        let indented: String = lines.lines().map(|l| format!("    {l}\n")).collect();
+        let at = "    grpc: null\n";
+        assert!(self.yaml.contains(at), "{}", self.yaml);
+        self.yaml = self.yaml.replacen(at, &format!("{at}{indented}"), 1);
+        self
+    }
+}
+
 impl Node {
     /// A config listening on free loopback ports for OTLP/HTTP and the admin server
     /// (OTLP/gRPC and the Prometheus endpoint off, no state), plus `extra` (top-level sections

@@ -7,6 +7,12 @@
 //! and turns the series keys back into the bytes a span of that series would have. Nothing
 //! touches the window store then: the checked batch waits in [`Pending`] and the next tick
 //! merges it (`Store::merge`), so the store keeps its single writer.
+//!
+//! [`Pending::offer`] first checks that the batch is plausible now: no slot further in the
+//! future than the aggregator's skew allows (a span's end time would be clamped into the
+//! current slot; a shipment's slot is refused instead, or a forged one could fill the slot
+//! every alert window reads), none long gone (before the retention by more than the skew).
+//! A batch that is not is refused whole ([`MergeError::Implausible`]); nothing of it is merged.
 
 use std::time::Duration;
 
@@ -68,9 +74,10 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Queues a checked batch, unless it repeats one already merged from the same sender run
-    /// (`sequence` 0 is never a repeat) or the queue holds `max_slots` slots already (one
-    /// batch is always taken when the queue is empty, however large).
+    /// Queues a checked batch, unless it is not plausible at `now` ([`Checked::plausible`]),
+    /// repeats one already merged from the same sender run (`sequence` 0 is never a repeat)
+    /// or the queue holds `max_slots` slots already (one batch is always taken when the queue
+    /// is empty, however large).
     pub(crate) fn offer(
         &mut self,
         checked: Checked,
@@ -78,6 +85,7 @@ impl Pending {
         max_slots: usize,
         retry_after: Duration,
     ) -> Result<Merged, MergeError> {
+        checked.plausible(now)?;
         let run = (checked.instance, checked.started);
         if checked.sequence > 0
             && self
@@ -114,6 +122,46 @@ pub(crate) struct Checked {
     sequence: u64,
     series: Vec<MergeSeries>,
     slots: usize,
+    /// The first and last slot numbers of `series` (`None` without a slot).
+    span: Option<(u64, u64)>,
+    /// The aggregator's slot width, retention (slots) and future skew.
+    slot_ns: u64,
+    retention_slots: u64,
+    future_skew_ns: u64,
+}
+
+impl Checked {
+    /// `Err(Implausible)` when a slot starts after the one holding `now` plus the future skew
+    /// (what a span's end time would be clamped from), or ended before the retention by more
+    /// than the skew (a sender's clock may be behind by that much; a slot within it but
+    /// before the retention is dropped as late, as a late span is).
+    pub(crate) fn plausible(&self, now: UnixNanos) -> Result<(), MergeError> {
+        let Some((first, last)) = self.span else {
+            return Ok(());
+        };
+        let start = |slot: u64| slot.saturating_mul(self.slot_ns);
+        let latest = now.saturating_add(self.future_skew_ns) / self.slot_ns;
+        if last > latest {
+            return Err(MergeError::Implausible(format!(
+                "a slot starts {:?} ahead of this aggregator's clock; the limit is aggregator.max_future_skew ({:?})",
+                Duration::from_nanos(start(last).saturating_sub(now)),
+                Duration::from_nanos(self.future_skew_ns)
+            )));
+        }
+        let skew_slots = self.future_skew_ns.div_ceil(self.slot_ns);
+        let oldest = (now / self.slot_ns + 1)
+            .saturating_sub(self.retention_slots)
+            .saturating_sub(skew_slots);
+        if first < oldest {
+            return Err(MergeError::Implausible(format!(
+                "a slot started {:?} ago, before this aggregator's retention ({:?}) plus aggregator.max_future_skew ({:?})",
+                Duration::from_nanos(now.saturating_sub(start(first))),
+                Duration::from_nanos(start(self.retention_slots)),
+                Duration::from_nanos(self.future_skew_ns)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// What a sender puts in the header for an aggregator configured as `cfg` (the sender's
@@ -140,10 +188,14 @@ pub(crate) fn check(
     check_header(cfg, &h)?;
     let mut series = Vec::with_capacity(req.series.len());
     let mut slots = 0;
+    let mut span: Option<(u64, u64)> = None;
     for (i, s) in req.series.into_iter().enumerate() {
         let s =
             check_series(cfg, s).map_err(|e| MergeError::Invalid(format!("series[{i}]: {e}")))?;
         slots += s.slots.len();
+        for n in s.slots.iter().map(|x| x.counts.slot) {
+            span = Some(span.map_or((n, n), |(a, b)| (a.min(n), b.max(n))));
+        }
         series.push(s);
     }
     Ok(Checked {
@@ -152,6 +204,10 @@ pub(crate) fn check(
         sequence: h.sequence,
         series,
         slots,
+        span,
+        slot_ns: cfg.slot_ns,
+        retention_slots: cfg.retention_slots,
+        future_skew_ns: cfg.future_skew_ns,
     })
 }
 

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod aggregates;
 pub mod aggregator;
 mod env;
 pub mod exporters;

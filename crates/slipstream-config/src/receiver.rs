@@ -1,5 +1,7 @@
 //! `receivers`: the OTLP gRPC and HTTP servers.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::tls::ServerTlsConfig;
@@ -53,6 +55,8 @@ pub struct OtlpReceiverConfig {
     /// Bearer-token authentication of every request on both receivers; `null` (the default)
     /// accepts requests without a token.
     pub auth: Option<AuthConfig>,
+    /// Deadlines and the cap on open connections, for each of the two listeners.
+    pub connections: ConnectionsConfig,
 }
 
 /// `receivers.otlp.auth`.
@@ -97,6 +101,105 @@ impl Default for OtlpReceiverConfig {
             max_attributes_per_span: DEFAULT_MAX_ATTRIBUTES_PER_SPAN,
             max_attribute_size: DEFAULT_MAX_ATTRIBUTE_SIZE,
             auth: None,
+            connections: ConnectionsConfig::default(),
+        }
+    }
+}
+
+// === connections ===
+
+/// Default cap on open connections, per listener.
+pub const DEFAULT_MAX_OPEN_CONNECTIONS: usize = 4096;
+/// Default time a new connection has to send its first bytes (and finish a TLS handshake).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection has, once its first bytes arrived, to complete its first
+/// request's headers.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection with no request in progress is kept open.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a request body may take before it must keep up the minimum rate.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default slowest average rate, per second, a request body may arrive at after
+/// `body_timeout`.
+pub const DEFAULT_MIN_BODY_RATE: ByteSize = ByteSize::kib(1);
+/// Default interval of HTTP/2 keep-alive pings.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time an HTTP/2 keep-alive ping has to be answered before the connection is closed.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest accepted `max_open`.
+pub const MAX_OPEN_CONNECTIONS_LIMIT: usize = 1 << 20;
+
+/// `receivers.otlp.connections`: what a connection may hold, and for how long. Applies to
+/// each of the gRPC and HTTP listeners separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Most connections open at once on one listener; past it a new connection is accepted
+    /// and closed at once (counted, `reason="over_limit"`).
+    pub max_open: usize,
+    /// Time a new connection has to send its first bytes, or to complete its TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Time a connection has, after its first bytes or handshake, to complete the headers of
+    /// its first request (HTTP/2: the preface, settings and first HEADERS). A later
+    /// request's headers count as idle time.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection with no request in progress (HTTP/1 keep-alive or a request's headers
+    /// still arriving, HTTP/2 with no open stream) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time a request body may take before it must keep up `min_body_rate`; with
+    /// `min_body_rate: 0` the deadline of the whole body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Slowest average rate, in bytes per second, a request body may arrive at: a body is cut
+    /// when it has taken longer than `body_timeout` plus its size at this rate (the request
+    /// gets 400 and its connection is closed). 0 turns the rate off.
+    pub min_body_rate: ByteSize,
+    /// Interval of HTTP/2 keep-alive pings to the client.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// Time a keep-alive ping has to be answered before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max_open: DEFAULT_MAX_OPEN_CONNECTIONS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    fn validate(&self, path: &str, errs: &mut Errors) {
+        errs.check(
+            (1..=MAX_OPEN_CONNECTIONS_LIMIT).contains(&self.max_open),
+            format!("{path}.max_open"),
+            format!("expected a number from 1 to {MAX_OPEN_CONNECTIONS_LIMIT}"),
+        );
+        for (name, d) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("header_timeout", self.header_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_timeout", self.body_timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("keepalive_timeout", self.keepalive_timeout),
+        ] {
+            errs.check(
+                !d.is_zero(),
+                format!("{path}.{name}"),
+                "expected a duration above 0 (e.g. 10s)",
+            );
         }
     }
 }
@@ -197,5 +300,6 @@ impl ReceiversConfig {
             format!("{p}.max_decompressed_size"),
             "expected a size above 0",
         );
+        o.connections.validate(&format!("{p}.connections"), errs);
     }
 }

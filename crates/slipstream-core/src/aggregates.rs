@@ -189,6 +189,10 @@ pub enum MergeError {
     /// They break the schema's rules (HTTP 400; not retryable).
     #[error("invalid partial aggregates: {0}")]
     Invalid(String),
+    /// They claim what no sender could have seen: slots further in the future than the
+    /// receiver's skew allows, or long before its retention (HTTP 400; not retryable).
+    #[error("implausible partial aggregates: {0}")]
+    Implausible(String),
     /// The aggregator holds as many merges as it takes between two ticks (HTTP 503 with
     /// `Retry-After`).
     #[error("the aggregator is busy merging; retry after {0:?}")]
@@ -201,6 +205,7 @@ impl MergeError {
         match self {
             MergeError::Incompatible(_) => "incompatible",
             MergeError::Invalid(_) => "invalid",
+            MergeError::Implausible(_) => "implausible",
             MergeError::Busy(_) => "busy",
         }
     }

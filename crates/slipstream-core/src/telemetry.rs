@@ -329,6 +329,27 @@ pub mod names {
         "TLS handshakes that failed or timed out on the receivers (plain text, untrusted or missing client certificate); only that connection is closed."
     );
     metric!(
+        OPEN_CONNECTIONS,
+        "slipstream_receiver_open_connections",
+        Gauge,
+        ["listener"],
+        "Connections open on a listener (otlp/grpc, otlp/http, admin, prometheus)."
+    );
+    metric!(
+        CONNECTIONS_CLOSED,
+        "slipstream_receiver_connections_closed_total",
+        Counter,
+        ["listener", "reason"],
+        "Connections the server closed itself, by reason: over_limit (past max_open, closed at accept), handshake_timeout, header_timeout, idle_timeout, body_timeout, keepalive_timeout."
+    );
+    metric!(
+        ACCEPT_ERRORS,
+        "slipstream_receiver_accept_errors_total",
+        Counter,
+        ["listener", "kind"],
+        "Failed accepts on a listener, by kind: too_many_open_files (EMFILE, ENFILE), out_of_memory (ENOMEM, ENOBUFS), other; each backs the accept loop off (5 ms doubling to 1 s)."
+    );
+    metric!(
         AGGREGATES_REQUESTS,
         "slipstream_receiver_aggregates_requests_total",
         Counter,
@@ -448,6 +469,9 @@ pub mod names {
         &REFUSED_REQUESTS,
         &RECEIVED_BYTES,
         &TLS_HANDSHAKE_FAILURES,
+        &OPEN_CONNECTIONS,
+        &CONNECTIONS_CLOSED,
+        &ACCEPT_ERRORS,
         &AGGREGATES_REQUESTS,
         &AGGREGATES_REFUSED,
         &AGGREGATES_BYTES,

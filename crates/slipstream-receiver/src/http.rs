@@ -54,10 +54,11 @@ where
         refused: &|reason| pipeline.count_refused(signal, Transport::Http, reason),
         bytes: &|n| pipeline.count_wire_bytes(signal, Transport::Http, n),
     };
-    let Admitted { format, body } = match admit(pipeline, max_body, req, true, &counting).await {
-        Ok(a) => a,
-        Err(refused) => return refused,
-    };
+    let Admitted { format, body } =
+        match admit(pipeline, max_body, req, true, true, &counting).await {
+            Ok(a) => a,
+            Err(refused) => return refused,
+        };
     let protobuf = match format {
         Format::Protobuf => body,
         Format::Json => match Pipeline::json_to_protobuf(signal, &body) {
@@ -96,7 +97,8 @@ pub(crate) struct Admitted {
 }
 
 /// What every POST on the HTTP port goes through before its body is looked at: method, bearer
-/// token, media type (JSON only when `json`), memory gate, content encoding, then the body
+/// token of the OTLP receivers (when `otlp_auth`; the partial-aggregates path checks its own
+/// before), media type (JSON only when `json`), memory gate, content encoding, then the body
 /// read within `max_body` and decompressed within the decompressed-size limit. A refusal is
 /// counted and answered here.
 pub(crate) async fn admit<B>(
@@ -104,6 +106,7 @@ pub(crate) async fn admit<B>(
     max_body: usize,
     req: Request<B>,
     json: bool,
+    otlp_auth: bool,
     count: &Counting<'_>,
 ) -> Result<Admitted, Response<ResponseBody>>
 where
@@ -120,7 +123,7 @@ where
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return Err(r);
     }
-    if !pipeline.authorized(req.headers()) {
+    if otlp_auth && !pipeline.authorized(req.headers()) {
         (count.refused)("unauthenticated");
         let mut r = plain(
             StatusCode::UNAUTHORIZED,

@@ -17,6 +17,7 @@
 
 mod aggregates;
 mod body;
+mod conn;
 mod grpc;
 mod http;
 mod pipeline;
@@ -24,8 +25,9 @@ pub mod scanner;
 mod server;
 
 pub use body::ResponseBody;
+pub use conn::{ADMIN_MAX_OPEN, ConnectionLimits};
 pub use pipeline::{ExportError, Limits, MemoryGate, Pipeline, Transport};
-pub use server::{Handler, Receivers, RunningReceivers, serve_http};
+pub use server::{Handler, Receivers, RunningReceivers, serve_http, serve_http_with};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use slipstream_core::telemetry::{Counter, names};
 use slipstream_core::{
-    AggregatesSink, ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord,
+    ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord,
 };
 
 use crate::scanner;
@@ -101,7 +101,7 @@ pub struct Pipeline {
     counters: Vec<SignalCounters>,
     tokens: Option<std::sync::RwLock<Arc<Vec<Vec<u8>>>>>,
     memory: Option<MemoryGate>,
-    aggregates: Option<Arc<dyn AggregatesSink>>,
+    aggregates: Option<Arc<crate::aggregates::AggregatesIntake>>,
     aggregate_counters: AggregateCounters,
 }
 
@@ -185,14 +185,15 @@ impl Pipeline {
     }
 
     /// Takes partial aggregates (two-tier mode, `POST /v1/slipstream/aggregates` on the HTTP
-    /// port) and hands them to `sink`; without it that path answers 404.
-    pub fn with_aggregates(mut self, sink: Arc<dyn AggregatesSink>) -> Self {
-        self.aggregates = Some(sink);
+    /// port) from the senders `intake` authenticates, within its limits, and hands them to its
+    /// sink; without it that path answers 404.
+    pub fn with_aggregates(mut self, intake: Arc<crate::aggregates::AggregatesIntake>) -> Self {
+        self.aggregates = Some(intake);
         self
     }
 
-    /// Where partial aggregates go, when they are taken.
-    pub(crate) fn aggregates(&self) -> Option<&dyn AggregatesSink> {
+    /// Where partial aggregates go and who may send them, when they are taken.
+    pub fn aggregates(&self) -> Option<&crate::aggregates::AggregatesIntake> {
         self.aggregates.as_deref()
     }
 

@@ -201,9 +201,22 @@ impl App {
             aggregator.scan_spec().clone(),
             limits,
             registry.clone(),
-        )
-        // Two-tier mode, gateway side: partial aggregates from sidecars are always taken.
-        .with_aggregates(aggregator.clone());
+        );
+        // Two-tier mode, gateway side: partial aggregates only when turned on, and then only
+        // from configured senders holding a sidecar token, within the plausibility limits.
+        let aggregates_cfg = &cfg.receivers.otlp.aggregates;
+        if aggregates_cfg.enabled {
+            let tokens = aggregates_cfg
+                .tokens(cfg.receivers.otlp.auth.as_ref())
+                .map_err(anyhow::Error::msg)?;
+            pipeline = pipeline.with_aggregates(Arc::new(
+                slipstream_receiver::AggregatesIntake::from_config(
+                    aggregator.clone(),
+                    aggregates_cfg,
+                    tokens,
+                ),
+            ));
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         if let Some(gate) = crate::memory::start(&cfg.memory, &registry, shutdown_rx.clone()) {
             pipeline = pipeline.with_memory_gate(gate);
@@ -334,7 +347,7 @@ impl App {
     /// (unchanged SLOs keep their windows and alert states), and the receivers' TLS
     /// certificates, keys and client CAs are read again from their files (all or nothing; a
     /// certificate that cannot be used leaves the running one in place), and so are the bearer
-    /// tokens; an invalid file is
+    /// tokens (the OTLP receivers' and the sidecars'); an invalid file is
     /// refused with its errors logged and the running config keeps working. Changes to other
     /// sections are logged as needing a restart.
     pub fn reload(&self, path: &std::path::Path) {
@@ -384,6 +397,20 @@ impl App {
                     admin_access.clone(),
                 Err(e) => tracing::error!(
                     "config reload: bearer tokens not reloaded, the running ones stay: {e}"
+                ),
+            }
+        }
+        if let Some(intake) = self.pipeline.aggregates() {
+            let otlp = new.receivers.otlp.auth.as_ref();
+            match new.receivers.otlp.aggregates.tokens(otlp) {
+                Ok(t) => {
+                    intake.replace_tokens(t);
+                    tracing::info!(
+                        "config reload: sidecar bearer tokens (partial aggregates) re-read"
+                    );
+                }
+                Err(e) => tracing::error!(
+                    "config reload: sidecar bearer tokens not reloaded, the running ones stay: {e}"
                 ),
             }
         }

@@ -310,7 +310,7 @@ fn malformed_series_and_slots_are_refused_and_nothing_is_merged() {
 }
 
 #[test]
-fn late_slots_are_dropped_future_ones_clamped_long_latencies_clamped() {
+fn slots_just_before_the_retention_are_dropped_late_long_latencies_clamped() {
     let mut cfg = AggregatorConfig::default();
     cfg.retention = Duration::from_secs(600);
     cfg.histogram_max_value = Duration::from_secs(10);
@@ -321,12 +321,12 @@ fn late_slots_are_dropped_future_ones_clamped_long_latencies_clamped() {
     let mut sidecar_cfg = cfg.clone();
     sidecar_cfg.histogram_max_value = Duration::from_secs(3600);
     sidecar_cfg.retention = Duration::from_secs(3600);
-    sidecar_cfg.max_future_skew = Duration::from_secs(7200);
     let mut sidecar = Sender::new(&sidecar_cfg, &clock, "a");
     let spans = [
-        span("cart", "prod", T0 - 20 * 60 * SEC, 1_000), // before the gateway's retention
-        span("cart", "prod", T0 + 3600 * SEC, 1_000),    // an hour ahead
-        span("cart", "prod", T0, 30 * SEC),              // beyond the gateway's range
+        // Before the gateway's retention, within its skew: dropped late, as the span is.
+        span("cart", "prod", T0 - 10 * 60 * SEC, 1_000),
+        span("cart", "prod", T0 + 60 * SEC, 1_000), // as far ahead as the skew allows
+        span("cart", "prod", T0, 30 * SEC),         // beyond the gateway's range
         span("cart", "prod", T0, 2 * SEC),
     ];
     sidecar.agg.record(&spans);
@@ -337,18 +337,87 @@ fn late_slots_are_dropped_future_ones_clamped_long_latencies_clamped() {
     let s = g
         .find(&[("service.name", "cart"), ("deployment.environment", "prod")])
         .unwrap();
-    assert_eq!(s.slots().len(), 1);
-    assert_eq!(s.slots()[0].start_unix_nanos, slot_of(T0));
-    assert_eq!(s.slots()[0].total, 3);
+    let slots: Vec<(u64, u64)> = s
+        .slots()
+        .iter()
+        .map(|x| (x.start_unix_nanos, x.total))
+        .collect();
+    assert_eq!(
+        slots,
+        [(slot_of(T0), 2), (slot_of(T0 + 60 * SEC), 1)],
+        "{slots:?}"
+    );
     for (t, want) in [(g.totals(), 1), (d.totals(), 1)] {
         assert_eq!(t.dropped_late, want);
-        assert_eq!(t.clamped_future, 1);
+        assert_eq!(t.clamped_future, 0);
         assert_eq!(t.clamped_duration, 1);
     }
     assert_eq!(
         registry.value("slipstream_aggregator_dropped_spans_total", &["late"]),
         Some(1)
     );
+}
+
+#[test]
+fn slots_beyond_the_skew_or_long_gone_are_refused_whole() {
+    let mut cfg = AggregatorConfig::default();
+    cfg.retention = Duration::from_secs(600);
+    let clock = ManualClock::new(T0);
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let now_slot = T0 / (60 * SEC) * 60 * SEC;
+    let good = Series {
+        key: vec![string("cart"), string("prod")],
+        slots: vec![slot(now_slot, 2, 1, &[(3, 1), (900, 1)])],
+        ..Series::default()
+    };
+    let implausible = [
+        // Two slots ahead: past T0 + 60s.
+        (now_slot + 120 * SEC, "ahead of this aggregator's clock"),
+        // A day ahead, the slot every window would read once it came.
+        (now_slot + 86_400 * SEC, "aggregator.max_future_skew"),
+        // Eleven slots back: before the ten of the retention and the one of the skew.
+        (
+            now_slot - 11 * 60 * SEC,
+            "before this aggregator's retention",
+        ),
+        (0, "before this aggregator's retention"),
+    ];
+    for (start, why) in implausible {
+        let other = Series {
+            key: vec![string("pay"), string("prod")],
+            slots: vec![slot(start, 1 << 30, 0, &[(3, 1 << 30)])],
+            ..Series::default()
+        };
+        match gateway.merge(request(vec![good.clone(), other], 0, &gateway)) {
+            Err(MergeError::Implausible(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("slot at {start}: {other:?}"),
+        }
+        assert_eq!(
+            MergeError::Implausible(String::new()).reason(),
+            "implausible"
+        );
+    }
+    // Nothing of any of them was merged, not even the good series beside the bad slot.
+    let snap = gateway.tick();
+    assert_eq!(snap.totals().observations, 0);
+    assert_eq!(snap.totals().merged_observations, 0);
+    assert!(snap.series().is_empty());
+    // At the edges: the last slot the skew allows, the first the grace keeps.
+    let edges = Series {
+        slots: vec![
+            slot(now_slot + 60 * SEC, 1, 0, &[(3, 1)]),
+            slot(now_slot - 10 * 60 * SEC, 1, 0, &[(3, 1)]),
+        ],
+        ..good.clone()
+    };
+    assert_eq!(
+        gateway.merge(request(vec![good, edges], 0, &gateway)),
+        Ok(Merged::Accepted)
+    );
+    let t = gateway.tick();
+    assert_eq!(t.totals().merged_observations, 4);
+    assert_eq!(t.totals().dropped_late, 1);
+    assert_eq!(t.totals().clamped_future, 0);
 }
 
 #[test]

@@ -1,0 +1,161 @@
+//! `receivers.otlp.aggregates`: two-tier mode, the gateway side.
+//!
+//! A gateway takes partial aggregates (`POST /v1/slipstream/aggregates` on the OTLP/HTTP port)
+//! only when `enabled`, and then only from senders that prove they are sidecars: a bearer
+//! token of this section's own list (never one of `receivers.otlp.auth`'s), a sender name
+//! (`Header.instance`) matching one of `senders`, and a shipment within the plausibility
+//! limits. A shipment merges counts straight into SLO state, so whoever can send one can move
+//! an error budget; these settings decide who can.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Errors;
+use crate::receiver::AuthConfig;
+
+/// Default: partial aggregates are not taken.
+pub const DEFAULT_AGGREGATES_ENABLED: bool = false;
+/// Default largest number of requests one shipment may add to one slot, summed over its
+/// series. A shipment carries what each slot gained since the sender's previous shipment
+/// (every 10s by default), so 10,000,000 is a million requests a second from one sender, or
+/// over a whole default 60s slot 166,000 a second: one to two orders of magnitude above what
+/// the pods behind one sidecar serve, and five below the 2^40 a forged shipment would claim
+/// to drown a page.
+pub const DEFAULT_MAX_REQUESTS_PER_SLOT: u64 = 10_000_000;
+/// Default largest number of series in one shipment (the sidecar's
+/// `exporters.aggregates.max_series_per_request` has the same default).
+pub const DEFAULT_MAX_SERIES_PER_REQUEST: usize = 10_000;
+
+/// `receivers.otlp.aggregates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregatesReceiverConfig {
+    /// Take partial aggregates from sidecars on `POST /v1/slipstream/aggregates` (OTLP/HTTP).
+    /// Off (the default), the path answers 404 and counts the request (`reason="disabled"`).
+    pub enabled: bool,
+    /// The sidecars' bearer tokens (`Authorization: Bearer <token>`): `bearer_tokens` and/or
+    /// `bearer_tokens_file` (one per line, read at start and on reload), as in
+    /// `receivers.otlp.auth`. Required when `enabled`; a token of `receivers.otlp.auth` is
+    /// never accepted here, and the same token in both lists is refused.
+    pub auth: AuthConfig,
+    /// Sender names (`instance` in a shipment's header: the sidecar's
+    /// `exporters.aggregates.instance`, by default its pod name) taken, as glob patterns
+    /// (`*` any run of characters, `?` one), e.g. `checkout-*`. Required when `enabled`; `*`
+    /// takes any sender holding a token. A shipment from another name is refused (403).
+    pub senders: Vec<String>,
+    /// Most requests one shipment may add to one slot, summed over its series; a shipment
+    /// claiming more is refused whole (400, `reason="implausible"`).
+    pub max_requests_per_slot: u64,
+    /// Most series in one shipment; a larger one is refused whole (400,
+    /// `reason="implausible"`). Keep the sidecars' `exporters.aggregates.max_series_per_request`
+    /// at or below it.
+    pub max_series_per_request: usize,
+}
+
+impl Default for AggregatesReceiverConfig {
+    fn default() -> Self {
+        AggregatesReceiverConfig {
+            enabled: DEFAULT_AGGREGATES_ENABLED,
+            auth: AuthConfig::default(),
+            senders: Vec::new(),
+            max_requests_per_slot: DEFAULT_MAX_REQUESTS_PER_SLOT,
+            max_series_per_request: DEFAULT_MAX_SERIES_PER_REQUEST,
+        }
+    }
+}
+
+impl AggregatesReceiverConfig {
+    /// Every accepted sidecar token: the inline ones and the file's. Refused when there is
+    /// none, or when one is also a token of the OTLP receivers (`otlp`, read the same way).
+    pub fn tokens(&self, otlp: Option<&AuthConfig>) -> Result<Vec<String>, String> {
+        let path = "receivers.otlp.aggregates.auth";
+        let mut out: Vec<String> = self.auth.bearer_tokens.clone();
+        if let Some(f) = &self.auth.bearer_tokens_file {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                format!(
+                    "{path}: cannot read bearer_tokens_file {}: {e}",
+                    f.display()
+                )
+            })?;
+            out.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        if out.is_empty() {
+            return Err(format!("{path}: no bearer token configured"));
+        }
+        if let Some(otlp) = otlp {
+            let theirs = otlp.tokens()?;
+            if out.iter().any(|t| theirs.contains(t)) {
+                return Err(format!(
+                    "{path}: a sidecar token is also a token of receivers.otlp.auth; give the sidecars their own"
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks the section at `path`; `otlp` is `receivers.otlp.auth` and `http_on` whether
+    /// the OTLP/HTTP receiver runs.
+    pub(crate) fn validate(
+        &self,
+        path: &str,
+        otlp: Option<&AuthConfig>,
+        http_on: bool,
+        errs: &mut Errors,
+    ) {
+        let a = &self.auth;
+        for (i, t) in a.bearer_tokens.iter().enumerate() {
+            errs.check(
+                !t.trim().is_empty() && t.bytes().all(|b| b.is_ascii_graphic()),
+                format!("{path}.auth.bearer_tokens[{i}]"),
+                "expected a non-empty token of visible ASCII characters",
+            );
+            errs.check(
+                !otlp.is_some_and(|o| o.bearer_tokens.contains(t)),
+                format!("{path}.auth.bearer_tokens[{i}]"),
+                "this token is also in receivers.otlp.auth.bearer_tokens: give the sidecars their own",
+            );
+        }
+        for (i, s) in self.senders.iter().enumerate() {
+            errs.check(
+                !s.trim().is_empty(),
+                format!("{path}.senders[{i}]"),
+                "expected a sender name or glob pattern",
+            );
+        }
+        errs.check(
+            self.max_requests_per_slot > 0,
+            format!("{path}.max_requests_per_slot"),
+            "expected a number above 0",
+        );
+        errs.check(
+            self.max_series_per_request > 0,
+            format!("{path}.max_series_per_request"),
+            "expected a number above 0",
+        );
+        if !self.enabled {
+            return;
+        }
+        errs.check(
+            !a.bearer_tokens.is_empty() || a.bearer_tokens_file.is_some(),
+            format!("{path}.auth"),
+            "expected bearer_tokens or bearer_tokens_file: partial aggregates are taken only from senders holding a token of their own",
+        );
+        errs.check(
+            !self.senders.is_empty(),
+            format!("{path}.senders"),
+            "expected at least one sender name or pattern (`*` takes any sender holding a token)",
+        );
+        errs.check(
+            http_on,
+            format!("{path}.enabled"),
+            "partial aggregates arrive on OTLP/HTTP: receivers.otlp.http must be on",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

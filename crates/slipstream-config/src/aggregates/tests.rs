@@ -1,0 +1,87 @@
+use crate::Config;
+
+fn errors(yaml: &str) -> Vec<(String, String)> {
+    match Config::from_yaml(yaml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.errors.into_iter().map(|e| (e.path, e.message)).collect(),
+    }
+}
+
+#[test]
+fn off_by_default_with_the_stated_limits() {
+    let c = Config::from_yaml("# nothing\n").unwrap();
+    let a = &c.receivers.otlp.aggregates;
+    assert!(!a.enabled);
+    assert!(a.senders.is_empty());
+    assert_eq!(a.max_requests_per_slot, 10_000_000);
+    assert_eq!(a.max_series_per_request, 10_000);
+}
+
+#[test]
+fn enabled_needs_a_token_and_a_sender() {
+    let errs = errors("receivers:\n  otlp:\n    aggregates:\n      enabled: true\n");
+    let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "receivers.otlp.aggregates.auth",
+            "receivers.otlp.aggregates.senders"
+        ],
+        "{errs:?}"
+    );
+    assert!(errs[0].1.contains("token of their own"), "{errs:?}");
+}
+
+#[test]
+fn a_complete_section_is_taken() {
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      enabled: true\n      auth:\n        bearer_tokens: [s1decar]\n      senders: ['sidecar-*']\n      max_requests_per_slot: 1000\n";
+    let c = Config::from_yaml(yaml).unwrap();
+    let a = &c.receivers.otlp.aggregates;
+    assert_eq!(a.tokens(None).unwrap(), ["s1decar"]);
+    assert_eq!(a.senders, ["sidecar-*"]);
+    assert_eq!(a.max_requests_per_slot, 1000);
+}
+
+#[test]
+fn an_otlp_token_cannot_be_a_sidecar_token() {
+    let yaml = "receivers:\n  otlp:\n    auth:\n      bearer_tokens: [shared]\n    aggregates:\n      enabled: true\n      auth:\n        bearer_tokens: [shared]\n      senders: ['*']\n";
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].0, "receivers.otlp.aggregates.auth.bearer_tokens[0]");
+
+    // Through a file too, when the tokens are read.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "# sidecars\nown\nshared\n").unwrap();
+    let yaml = format!(
+        "receivers:\n  otlp:\n    auth:\n      bearer_tokens: [shared]\n    aggregates:\n      enabled: true\n      auth:\n        bearer_tokens_file: {}\n      senders: ['*']\n",
+        file.display()
+    );
+    let c = Config::from_yaml(&yaml).unwrap();
+    let a = &c.receivers.otlp.aggregates;
+    let e = a.tokens(c.receivers.otlp.auth.as_ref()).unwrap_err();
+    assert!(e.contains("also a token of receivers.otlp.auth"), "{e}");
+    std::fs::write(&file, "own\n").unwrap();
+    assert_eq!(a.tokens(c.receivers.otlp.auth.as_ref()).unwrap(), ["own"]);
+    std::fs::write(&file, "# none\n").unwrap();
+    let e = a.tokens(None).unwrap_err();
+    assert!(e.contains("no bearer token"), "{e}");
+}
+
+#[test]
+fn limits_and_patterns_are_checked() {
+    let yaml = "receivers:\n  otlp:\n    http: null\n    aggregates:\n      enabled: true\n      auth:\n        bearer_tokens: ['a b']\n      senders: ['']\n      max_requests_per_slot: 0\n      max_series_per_request: 0\n";
+    let errs = errors(yaml);
+    let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "receivers.otlp.aggregates.auth.bearer_tokens[0]",
+            "receivers.otlp.aggregates.senders[0]",
+            "receivers.otlp.aggregates.max_requests_per_slot",
+            "receivers.otlp.aggregates.max_series_per_request",
+            "receivers.otlp.aggregates.enabled",
+        ],
+        "{errs:?}"
+    );
+}
