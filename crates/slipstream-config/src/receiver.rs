@@ -57,6 +57,8 @@ pub struct OtlpReceiverConfig {
     pub auth: Option<AuthConfig>,
     /// Deadlines and the cap on open connections, for each of the two listeners.
     pub connections: ConnectionsConfig,
+    /// Partial aggregates from sidecars (two-tier mode, gateway side); off by default.
+    pub aggregates: crate::aggregates::AggregatesReceiverConfig,
 }
 
 /// `receivers.otlp.auth`.
@@ -102,6 +104,7 @@ impl Default for OtlpReceiverConfig {
             max_attribute_size: DEFAULT_MAX_ATTRIBUTE_SIZE,
             auth: None,
             connections: ConnectionsConfig::default(),
+            aggregates: crate::aggregates::AggregatesReceiverConfig::default(),
         }
     }
 }
@@ -295,6 +298,9 @@ impl ReceiversConfig {
                 );
             }
         }
+        let aggregates = format!("{p}.aggregates");
+        o.aggregates
+            .validate(&aggregates, o.auth.as_ref(), o.http.is_some(), errs);
         errs.check(
             o.max_decompressed_size.0 > 0,
             format!("{p}.max_decompressed_size"),

@@ -12,7 +12,9 @@
 //!
 //! In two-tier mode the HTTP port also takes partial aggregates from sidecars
 //! (`POST /v1/slipstream/aggregates`, see `aggregates`): same admission, then a prost decode
-//! and the [`slipstream_core::AggregatesSink`] plugged in with [`Pipeline::with_aggregates`].
+//! and the [`slipstream_core::AggregatesSink`] plugged in with [`Pipeline::with_aggregates`]
+//! through an [`AggregatesIntake`], which holds the sidecars' own tokens, the sender names
+//! taken and the plausibility limits (off unless `receivers.otlp.aggregates.enabled`).
 #![forbid(unsafe_code)]
 
 mod aggregates;
@@ -24,6 +26,7 @@ mod pipeline;
 pub mod scanner;
 mod server;
 
+pub use aggregates::AggregatesIntake;
 pub use body::ResponseBody;
 pub use conn::{ADMIN_MAX_OPEN, ConnectionLimits};
 pub use pipeline::{ExportError, Limits, MemoryGate, Pipeline, Transport};
