@@ -16,8 +16,8 @@ pub mod exporters;
 pub mod forward;
 pub mod memory;
 pub mod receiver;
-pub mod slo;
 pub mod redact;
+pub mod slo;
 pub mod state;
 pub mod tls;
 mod units;
@@ -230,7 +230,6 @@ impl Config {
     /// Substitutes, parses and validates a YAML document. An environment variable's value is
     /// one scalar: it cannot add keys or items, whatever it holds (see [`substitute_env`]).
     pub fn from_yaml(text: &str) -> Result<Config, LoadError> {
-        let fail = |errors| LoadError { file: None, errors };
         Self::from_yaml_with_env(text, |k| std::env::var(k).ok())
     }
 
@@ -239,6 +238,7 @@ impl Config {
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, LoadError> {
+        let fail = |errors| LoadError { file: None, errors };
         let resolved = env::substitute_values(text, lookup).map_err(fail)?;
         let (text, placeholders) = match resolved {
             env::Resolved::Plain(t) => (t, None),
@@ -256,11 +256,11 @@ impl Config {
             .all(|l| l.trim().is_empty() || l.trim().starts_with('#'))
         {
             Config::default()
-        } else {
         } else if let Some(p) = placeholders {
             let tree: serde_yaml::Value = serde_yaml::from_str(&text)
                 .map_err(|e| fail(vec![ConfigError::new("", e.to_string())]))?;
             serde_path_to_error::deserialize(env::fill(tree, &p)).map_err(yaml_error)?
+        } else {
             let de = serde_yaml::Deserializer::from_str(&text);
             serde_path_to_error::deserialize(de).map_err(yaml_error)?
         };
@@ -301,7 +301,6 @@ impl Config {
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("the config always serializes")
     }
-}
 
     /// [`Config::to_yaml`] with every secret replaced by `<redacted>`: tokens, secrets,
     /// credential-like header values and URL userinfo (see [`redact`]).
@@ -352,6 +351,7 @@ fn read_capped(path: &Path, cap: u64) -> Result<String, String> {
         return Err(too_large());
     }
     String::from_utf8(buf).map_err(|e| format!("cannot read the file: not UTF-8 text ({e})"))
+}
 
 /// Checks that `value` is a `host:port` socket address.
 pub fn check_socket_addr(errs: &mut Errors, path: &str, value: &str) {

@@ -461,6 +461,13 @@ pub mod names {
         [],
         "Configured size limit of the forward spill (0 when there is none)."
     );
+    metric!(
+        ADMIN_REFUSED,
+        "slipstream_admin_refused_requests_total",
+        Counter,
+        ["reason"],
+        "Admin API writes refused, by reason: cross_origin, unauthenticated, content_type, too_many_silences, invalid_silence."
+    );
 
     /// Every self-metric, in the order they are rendered.
     pub static ALL: &[&MetricDesc] = &[
@@ -485,16 +492,9 @@ pub mod names {
         &FORWARD_ENDPOINTS,
         &SPILLED_REQUESTS,
         &SPILL_BYTES,
-    metric!(
-        ADMIN_REFUSED,
-        "slipstream_admin_refused_requests_total",
-        Counter,
-        ["reason"],
-        "Admin API writes refused, by reason: cross_origin, unauthenticated, content_type, too_many_silences, invalid_silence."
-    );
         &SPILL_REQUESTS,
         &SPILL_RECOVERED,
         &SPILL_CAPACITY_BYTES,
+        &ADMIN_REFUSED,
     ];
 }
-        &ADMIN_REFUSED,

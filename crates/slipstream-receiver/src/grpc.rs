@@ -10,7 +10,7 @@ use slipstream_core::Signal;
 use slipstream_core::rpc::{GrpcCode, RpcStatus, base64_encode};
 
 use crate::body::{Encoding, ResponseBody, decompress, read_limited};
-use crate::pipeline::{ExportError, Pipeline, Transport};
+use crate::pipeline::{ExportError, Pipeline, Reservation, Transport};
 
 /// The encodings advertised in `grpc-accept-encoding`.
 const ACCEPT_ENCODING: &str = "gzip,zstd,deflate,identity";
@@ -79,7 +79,8 @@ where
             ),
         );
     };
-    let raw = match read_limited(req.into_body(), max_recv.saturating_add(5)).await {
+    let reservation = pipeline.reserve();
+    let raw = match read_limited(req.into_body(), max_recv.saturating_add(5), &reservation).await {
         Ok(b) => b,
         Err(e) => return refuse(e.reason(), status_for(&e)),
     };
@@ -89,22 +90,27 @@ where
         encoding,
         max_recv,
         pipeline.limits().max_decompressed_size,
-    ) {
+        &reservation,
+    )
+    .await
+    {
         Ok(m) => m,
         Err(e) => return refuse(e.reason(), status_for(&e)),
     };
-    match pipeline.export(signal, Transport::Grpc, message) {
+    match pipeline.export_reserved(signal, Transport::Grpc, message, &reservation) {
         Ok(()) => ok_response(),
         Err(e) => status_only(&status_for(&e)),
     }
 }
 
-/// Takes the single length-prefixed message out of a unary request body and decompresses it.
-fn unframe(
+/// Takes the single length-prefixed message out of a unary request body and decompresses it,
+/// its output reserved on `reservation`.
+async fn unframe(
     raw: Bytes,
     encoding: Encoding,
     max_recv: usize,
     max_decompressed: usize,
+    reservation: &Reservation,
 ) -> Result<Bytes, ExportError> {
     if raw.len() < 5 {
         return Err(ExportError::Invalid(format!(
@@ -142,14 +148,16 @@ fn unframe(
             "compressed gRPC message without a grpc-encoding header".to_owned(),
         ));
     }
-    decompress(encoding, payload, max_decompressed)
+    decompress(encoding, payload, max_decompressed, reservation).await
 }
 
 /// The gRPC status for an export error (OTLP spec: INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
 /// UNAVAILABLE with RetryInfo).
 fn status_for(e: &ExportError) -> RpcStatus {
     match e {
-        ExportError::Invalid(m) | ExportError::AttributeLimit(m) => {
+        ExportError::Invalid(m)
+        | ExportError::AttributeLimit(m)
+        | ExportError::Unforwardable { message: m, .. } => {
             RpcStatus::new(GrpcCode::InvalidArgument, m.clone())
         }
         ExportError::TooLarge(m) => RpcStatus::new(GrpcCode::ResourceExhausted, m.clone()),

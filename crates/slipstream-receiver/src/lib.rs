@@ -4,11 +4,16 @@
 //! listeners; both hand each request body, once read within its size limit and decompressed
 //! within its own limit, to the shared [`Pipeline`]. The pipeline validates the request (trace
 //! requests with the wire-format [`scanner`], which extracts the fields an SLI needs without
-//! building the prost tree; metrics and logs with a full decode), offers the protobuf bytes
-//! to the forward queue (a refusal becomes the OTLP spec's retryable answer), then hands the
-//! spans to the aggregator on the same worker thread. JSON bodies are decoded with serde once
-//! and continue as protobuf. gRPC is framed by hand on hyper's HTTP/2, so limits apply before
-//! decompression and forwarded bytes are the bytes that arrived.
+//! building the prost tree; metrics and logs with its wire walk, which validates and counts
+//! without allocating), offers the protobuf bytes to the forward queue (a refusal becomes the
+//! OTLP spec's retryable answer), then hands the spans to the aggregator on the same worker
+//! thread. JSON bodies are decoded with serde once and continue as protobuf. gRPC is framed by
+//! hand on hyper's HTTP/2, so limits apply before decompression and forwarded bytes are the
+//! bytes that arrived.
+//!
+//! With a [`MemoryGate`], what a request reads, decompresses and decodes is reserved on the
+//! gate's [`InFlight`] budget before it is allocated, and a request that does not fit is
+//! refused retryably; large decompressions and JSON decodes run on blocking threads.
 //!
 //! In two-tier mode the HTTP port also takes partial aggregates from sidecars
 //! (`POST /v1/slipstream/aggregates`, see `aggregates`): same admission, then a prost decode
@@ -29,7 +34,7 @@ mod server;
 pub use aggregates::AggregatesIntake;
 pub use body::ResponseBody;
 pub use conn::{ADMIN_MAX_OPEN, ConnectionLimits};
-pub use pipeline::{ExportError, Limits, MemoryGate, Pipeline, Transport};
+pub use pipeline::{ExportError, InFlight, Limits, MemoryGate, Pipeline, Transport};
 pub use server::{Handler, Receivers, RunningReceivers, serve_http, serve_http_with};
 
 #[cfg(test)]

@@ -2,18 +2,16 @@
 //! admit, forward, aggregate, count.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use slipstream_core::telemetry::{Counter, names};
-use slipstream_core::{
-    ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord,
-};
+use slipstream_core::{ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord};
 
 use crate::scanner;
 
@@ -30,6 +28,16 @@ pub enum ExportError {
     /// retryable.
     #[error("{0}")]
     AttributeLimit(String),
+    /// The request decodes but holds what a spec-following downstream refuses (ids of the wrong
+    /// length), or what slipstream will not walk (values nested past its cap): HTTP 400, gRPC
+    /// INVALID_ARGUMENT, refused up front rather than accepted and lost. Not retryable.
+    #[error("{message}")]
+    Unforwardable {
+        /// The `reason` label: `invalid_id` or `nesting_limit`.
+        reason: &'static str,
+        /// What is wrong, and where.
+        message: String,
+    },
     /// slipstream cannot take it now (HTTP 503 with Retry-After, gRPC UNAVAILABLE with
     /// RetryInfo). The client keeps the data and retries after the delay.
     #[error("slipstream is overloaded (forward queue full); retry after {0:?}")]
@@ -47,6 +55,7 @@ impl ExportError {
             ExportError::Invalid(_) => "invalid",
             ExportError::TooLarge(_) => "too_large",
             ExportError::AttributeLimit(_) => "attribute_limit",
+            ExportError::Unforwardable { reason, .. } => reason,
             ExportError::Backpressure(_) => "queue_full",
             ExportError::MemoryLimit(_) => "memory_limit",
         }
@@ -115,13 +124,130 @@ struct AggregateCounters {
 }
 
 /// Set by the memory monitor while slipstream is over its memory limit; requests are then
-/// refused with a retryable answer before their body is read.
+/// refused with a retryable answer before their body is read. While under it, what a request
+/// reads, decompresses and decodes is reserved in [`MemoryGate::in_flight`] before it is
+/// allocated, so that a burst of requests admitted between two readings cannot take the
+/// resident memory past the limit by more than the in-flight cap.
 #[derive(Debug, Clone)]
 pub struct MemoryGate {
     /// True while over the limit.
     pub over: Arc<std::sync::atomic::AtomicBool>,
     /// Delay suggested to refused clients.
     pub retry_after: Duration,
+    /// The bytes requests hold or will hold, against a cap.
+    pub in_flight: Arc<InFlight>,
+}
+
+/// The memory budget of requests in progress: bytes reserved by requests being read and
+/// decoded, plus the bytes of accepted requests that stay resident (in the forward queue)
+/// since the memory monitor last read the resident memory, which then accounts for them.
+#[derive(Debug)]
+pub struct InFlight {
+    cap: usize,
+    /// Reserved and retained bytes together: the one number reservations are checked against.
+    held: AtomicUsize,
+    /// The retained part of `held`, given back at the next reading.
+    retained: AtomicUsize,
+}
+
+impl InFlight {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        InFlight {
+            cap,
+            held: AtomicUsize::new(0),
+            retained: AtomicUsize::new(0),
+        }
+    }
+
+    /// The cap.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The bytes held now (reserved and retained).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Called after each reading of the resident memory: the bytes retained before it are in
+    /// that reading, so they leave the budget.
+    pub fn sampled(&self) {
+        let r = self.retained.swap(0, Ordering::Relaxed);
+        self.held.fetch_sub(r, Ordering::Relaxed);
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                h.checked_add(n).filter(|t| *t <= self.cap)
+            })
+            .is_ok()
+    }
+}
+
+/// The bytes one request has reserved on the memory gate; given back when the last clone is
+/// dropped (minus what it marked as retained, given back at the next memory reading). Clones
+/// share one reservation, so a part of the work can move to a blocking thread. Without a gate
+/// it reserves nothing and always has room.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reservation(Option<Arc<Held>>);
+
+#[derive(Debug)]
+struct Held {
+    gate: MemoryGate,
+    bytes: AtomicUsize,
+    retained: AtomicUsize,
+}
+
+impl Reservation {
+    /// Reserves `n` more bytes: `Err(MemoryLimit)` (retryable) when the budget has no room
+    /// now, `Err(TooLarge)` when this request alone would need more than the whole budget.
+    pub(crate) fn grow(&self, n: usize) -> Result<(), ExportError> {
+        let Some(held) = &self.0 else {
+            return Ok(());
+        };
+        let budget = &held.gate.in_flight;
+        if budget.try_take(n) {
+            held.bytes.fetch_add(n, Ordering::Relaxed);
+            return Ok(());
+        }
+        let want = held.bytes.load(Ordering::Relaxed).saturating_add(n);
+        if want > budget.cap {
+            return Err(ExportError::TooLarge(format!(
+                "decoding this request needs more than {} bytes, the memory budget of requests in flight (memory.max_in_flight)",
+                budget.cap
+            )));
+        }
+        Err(ExportError::MemoryLimit(held.gate.retry_after))
+    }
+
+    /// Marks `n` bytes as staying resident after the request (its body, queued to forward).
+    pub(crate) fn retain(&self, n: usize) {
+        if let Some(held) = &self.0 {
+            held.retained.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The bytes reserved.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |h| h.bytes.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let budget = &self.gate.in_flight;
+        let bytes = *self.bytes.get_mut();
+        // What stays resident stays in the budget until the next reading, within what was
+        // reserved.
+        let kept = (*self.retained.get_mut()).min(bytes);
+        budget.held.fetch_sub(bytes - kept, Ordering::Relaxed);
+        budget.retained.fetch_add(kept, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -309,10 +435,36 @@ impl Pipeline {
         transport: Transport,
         body: Bytes,
     ) -> Result<(), ExportError> {
-        let result = self.export_inner(signal, body);
+        let reservation = self.reserve();
+        self.export_reserved(signal, transport, body, &reservation)
+    }
+
+    /// A reservation on the memory gate for one request (an empty one without a gate).
+    pub(crate) fn reserve(&self) -> Reservation {
+        Reservation(self.memory.as_ref().map(|gate| {
+            Arc::new(Held {
+                gate: gate.clone(),
+                bytes: AtomicUsize::new(0),
+                retained: AtomicUsize::new(0),
+            })
+        }))
+    }
+
+    /// [`Pipeline::export`] of a request whose memory is reserved in `reservation`: what the
+    /// scan allocates is reserved there first, and an accepted body stays in it as retained.
+    pub(crate) fn export_reserved(
+        &self,
+        signal: Signal,
+        transport: Transport,
+        body: Bytes,
+        reservation: &Reservation,
+    ) -> Result<(), ExportError> {
+        let len = body.len();
+        let result = self.export_inner(signal, body, reservation);
         let c = &self.counters[index(signal, transport)];
         match &result {
             Ok(items) => {
+                reservation.retain(len);
                 c.accepted.inc();
                 c.items.add(*items);
             }
@@ -321,7 +473,12 @@ impl Pipeline {
         result.map(|_| ())
     }
 
-    fn export_inner(&self, signal: Signal, body: Bytes) -> Result<u64, ExportError> {
+    fn export_inner(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        reservation: &Reservation,
+    ) -> Result<u64, ExportError> {
         if body.len() > self.limits.max_decompressed_size {
             return Err(ExportError::TooLarge(format!(
                 "request is {} bytes, more than the limit of {}",
@@ -331,46 +488,59 @@ impl Pipeline {
         }
         match signal {
             Signal::Traces => {
-                let mut spans: Vec<SpanRecord<'_>> = Vec::with_capacity(estimate_spans(body.len()));
-                scanner::scan_traces_limited(&body, &self.spec, self.limits.attributes, &mut spans)
-                    .map_err(|e| match e {
-                        scanner::ScanError::TooManyAttributes { .. }
-                        | scanner::ScanError::AttributeTooLarge { .. } => {
-                            ExportError::AttributeLimit(format!("refused: {e}"))
-                        }
-                        e => {
-                            ExportError::Invalid(format!("invalid ExportTraceServiceRequest: {e}"))
-                        }
-                    })?;
                 let max = self.limits.max_spans_per_request;
+                let mut first = estimate_spans(body.len());
+                if max > 0 {
+                    first = first.min(max);
+                }
+                reservation.grow(first * std::mem::size_of::<SpanRecord<'_>>())?;
+                let mut spans: Vec<SpanRecord<'_>> = Vec::with_capacity(first);
+                // Why the budget refused the span buffer more room, when it did.
+                let refused = std::cell::Cell::new(None);
+                let room = |n: usize| match reservation.grow(n) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused.set(Some(e));
+                        false
+                    }
+                };
+                let checks = scanner::SpanChecks {
+                    max_spans: max,
+                    ids: true,
+                    room: Some(&room),
+                };
+                scanner::scan_traces_checked(
+                    &body,
+                    &self.spec,
+                    self.limits.attributes,
+                    checks,
+                    &mut spans,
+                )
+                .map_err(|e| match e {
+                    scanner::ScanError::NoRoom { .. } => refused
+                        .take()
+                        .unwrap_or(ExportError::Invalid(e.to_string())),
+                    e => scan_error(e, "ExportTraceServiceRequest"),
+                })?;
                 if max > 0 && spans.len() > max {
-                    return Err(ExportError::TooLarge(format!(
-                        "request holds {} spans, more than the limit of {max}",
-                        spans.len()
-                    )));
+                    return Err(scan_error(
+                        scanner::ScanError::TooManySpans { limit: max },
+                        "ExportTraceServiceRequest",
+                    ));
                 }
                 self.admit(signal, body.clone())?;
                 self.sink.record(&spans);
                 Ok(spans.len() as u64)
             }
             Signal::Metrics => {
-                let req = ExportMetricsServiceRequest::decode(&body[..]).map_err(|e| {
-                    ExportError::Invalid(format!("invalid ExportMetricsServiceRequest: {e}"))
-                })?;
-                let points = count_data_points(&req);
+                let points = scanner::walk_metrics(&body)
+                    .map_err(|e| scan_error(e, "ExportMetricsServiceRequest"))?;
                 self.admit(signal, body)?;
                 Ok(points)
             }
             Signal::Logs => {
-                let req = ExportLogsServiceRequest::decode(&body[..]).map_err(|e| {
-                    ExportError::Invalid(format!("invalid ExportLogsServiceRequest: {e}"))
-                })?;
-                let records = req
-                    .resource_logs
-                    .iter()
-                    .flat_map(|r| &r.scope_logs)
-                    .map(|s| s.log_records.len() as u64)
-                    .sum();
+                let records = scanner::walk_logs(&body)
+                    .map_err(|e| scan_error(e, "ExportLogsServiceRequest"))?;
                 self.admit(signal, body)?;
                 Ok(records)
             }
@@ -386,21 +556,106 @@ impl Pipeline {
     /// Decodes an OTLP/JSON body (serde, once) and re-encodes it as protobuf for the rest of
     /// the pipeline; returns the protobuf bytes.
     pub fn json_to_protobuf(signal: Signal, json: &[u8]) -> Result<Bytes, ExportError> {
-        fn conv<M: Message + serde::de::DeserializeOwned>(
-            json: &[u8],
-            what: &str,
-        ) -> Result<Bytes, ExportError> {
-            let msg: M = serde_json::from_slice(json)
-                .map_err(|e| ExportError::Invalid(format!("invalid OTLP/JSON {what}: {e}")))?;
-            Ok(Bytes::from(msg.encode_to_vec()))
+        json_to_protobuf_reserved(signal, json, None)
+    }
+}
+
+/// [`Pipeline::json_to_protobuf`], reserving on `reservation` a bound of what the decoded tree
+/// takes (before decoding) and the protobuf encoding's exact size (before encoding).
+pub(crate) fn json_to_protobuf_reserved(
+    signal: Signal,
+    json: &[u8],
+    reservation: Option<&Reservation>,
+) -> Result<Bytes, ExportError> {
+    fn conv<M: Message + serde::de::DeserializeOwned>(
+        json: &[u8],
+        what: &str,
+        reservation: Option<&Reservation>,
+    ) -> Result<Bytes, ExportError> {
+        if let Some(r) = reservation {
+            r.grow(json_tree_bound(json))?;
         }
-        match signal {
-            Signal::Traces => conv::<ExportTraceServiceRequest>(json, "ExportTraceServiceRequest"),
-            Signal::Metrics => {
-                conv::<ExportMetricsServiceRequest>(json, "ExportMetricsServiceRequest")
-            }
-            Signal::Logs => conv::<ExportLogsServiceRequest>(json, "ExportLogsServiceRequest"),
+        let msg: M = serde_json::from_slice(json)
+            .map_err(|e| ExportError::Invalid(format!("invalid OTLP/JSON {what}: {e}")))?;
+        if let Some(r) = reservation {
+            r.grow(msg.encoded_len())?;
         }
+        Ok(Bytes::from(msg.encode_to_vec()))
+    }
+    match signal {
+        Signal::Traces => {
+            conv::<ExportTraceServiceRequest>(json, "ExportTraceServiceRequest", reservation)
+        }
+        Signal::Metrics => {
+            conv::<ExportMetricsServiceRequest>(json, "ExportMetricsServiceRequest", reservation)
+        }
+        Signal::Logs => {
+            conv::<ExportLogsServiceRequest>(json, "ExportLogsServiceRequest", reservation)
+        }
+    }
+}
+
+/// The largest prost message a JSON object can become (every OTLP message is at most this).
+const LARGEST_MESSAGE: usize = {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
+        SummaryDataPoint,
+    };
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
+    use std::mem::size_of;
+    let sizes = [
+        size_of::<Span>(),
+        size_of::<ResourceSpans>(),
+        size_of::<LogRecord>(),
+        size_of::<Metric>(),
+        size_of::<NumberDataPoint>(),
+        size_of::<HistogramDataPoint>(),
+        size_of::<ExponentialHistogramDataPoint>(),
+        size_of::<SummaryDataPoint>(),
+        size_of::<KeyValue>(),
+        size_of::<AnyValue>(),
+    ];
+    let mut max = 0;
+    let mut i = 0;
+    while i < sizes.len() {
+        if sizes[i] > max {
+            max = sizes[i];
+        }
+        i += 1;
+    }
+    max
+};
+
+/// A bound of the heap a serde decode of `json` into an OTLP prost tree takes: each JSON object
+/// becomes at most one message of [`LARGEST_MESSAGE`] bytes, held in a vector that may have
+/// twice the room; strings and ids take at most their JSON length; a number in an array takes
+/// 8 bytes for at least 2 of JSON (twice that with the vector's spare room).
+fn json_tree_bound(json: &[u8]) -> usize {
+    let objects = json.iter().filter(|b| **b == b'{').count();
+    objects
+        .saturating_mul(2 * LARGEST_MESSAGE)
+        .saturating_add(json.len().saturating_mul(8))
+}
+
+/// The export error for a scan or walk error of a `what` request.
+fn scan_error(e: scanner::ScanError, what: &str) -> ExportError {
+    use scanner::ScanError as E;
+    match e {
+        E::TooManyAttributes { .. } | E::AttributeTooLarge { .. } => {
+            ExportError::AttributeLimit(format!("refused: {e}"))
+        }
+        E::TooManySpans { .. } => ExportError::TooLarge(format!("refused: {e}")),
+        E::InvalidId { .. } => ExportError::Unforwardable {
+            reason: "invalid_id",
+            message: format!("refused, a downstream would refuse it: {e}"),
+        },
+        E::NestingLimit { .. } => ExportError::Unforwardable {
+            reason: "nesting_limit",
+            message: format!("refused: {e}"),
+        },
+        e => ExportError::Invalid(format!("invalid {what}: {e}")),
     }
 }
 
@@ -414,22 +669,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A first guess at the number of spans in a request, to size the scan buffer once.
 fn estimate_spans(len: usize) -> usize {
     (len / 256).clamp(4, 8192)
-}
-
-fn count_data_points(req: &ExportMetricsServiceRequest) -> u64 {
-    req.resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .map(|m| match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.len(),
-            Some(Data::Sum(s)) => s.data_points.len(),
-            Some(Data::Histogram(h)) => h.data_points.len(),
-            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-            Some(Data::Summary(s)) => s.data_points.len(),
-            None => 0,
-        } as u64)
-        .sum()
 }
 
 fn token_bytes(tokens: Vec<String>) -> Arc<Vec<Vec<u8>>> {

@@ -1,1 +1,796 @@
+//! Receiver tests: the wire walk of metrics and logs against a prost decode, the id checks,
+//! `AnyValue` nesting, span limits applied during the scan, and the memory budget of requests
+//! (reserved before allocation, refused when it does not fit, given back after).
 
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint, exponential_histogram_data_point::Buckets, metric, number_data_point,
+    summary_data_point::ValueAtQuantile,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use proptest::prelude::*;
+use prost::Message;
+use slipstream_core::{Backpressure, ForwardSink, Registry, ScanSpec, Signal};
+
+use crate::body::{Encoding, decompress};
+use crate::pipeline::{ExportError, InFlight, Limits, MemoryGate, Pipeline, Transport};
+use crate::scanner::{MAX_ANY_VALUE_DEPTH, ScanError, walk_logs, walk_metrics};
+
+// === generated requests ===
+
+fn any_value() -> impl Strategy<Value = AnyValue> {
+    let leaf = prop_oneof![
+        ".{0,8}".prop_map(any_value::Value::StringValue),
+        any::<bool>().prop_map(any_value::Value::BoolValue),
+        any::<i64>().prop_map(any_value::Value::IntValue),
+        any::<f64>().prop_map(any_value::Value::DoubleValue),
+        prop::collection::vec(any::<u8>(), 0..8).prop_map(any_value::Value::BytesValue),
+    ];
+    leaf.prop_map(|v| AnyValue { value: Some(v) })
+        .prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(|values| AnyValue {
+                    value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
+                }),
+                prop::collection::vec(("[a-z]{1,4}", inner), 0..4).prop_map(|kvs| AnyValue {
+                    value: Some(any_value::Value::KvlistValue(KeyValueList {
+                        values: kvs
+                            .into_iter()
+                            .map(|(key, v)| KeyValue {
+                                key,
+                                value: Some(v),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    })),
+                }),
+            ]
+        })
+}
+
+fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+    prop::collection::vec(("[a-z.]{1,8}", any_value()), 0..3).prop_map(|kvs| {
+        kvs.into_iter()
+            .map(|(key, v)| KeyValue {
+                key,
+                value: Some(v),
+                ..Default::default()
+            })
+            .collect()
+    })
+}
+
+/// An id of `len` bytes, or none.
+fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![Just(Vec::new()), prop::collection::vec(any::<u8>(), len)]
+}
+
+fn log_record() -> impl Strategy<Value = LogRecord> {
+    (
+        any::<u64>(),
+        0i32..25,
+        ".{0,6}",
+        prop::option::of(any_value()),
+        attributes(),
+        id(16),
+        id(8),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(t, sev, text, body, attributes, trace_id, span_id, flags)| LogRecord {
+                time_unix_nano: t,
+                observed_time_unix_nano: t / 2,
+                severity_number: sev,
+                severity_text: text,
+                body,
+                attributes,
+                dropped_attributes_count: 1,
+                flags,
+                trace_id,
+                span_id,
+                event_name: String::new(),
+            },
+        )
+}
+
+fn resource() -> impl Strategy<Value = Option<Resource>> {
+    prop::option::of(attributes().prop_map(|attributes| Resource {
+        attributes,
+        ..Default::default()
+    }))
+}
+
+fn scope() -> impl Strategy<Value = Option<InstrumentationScope>> {
+    prop::option::of(("[a-z]{0,5}", attributes()).prop_map(|(name, attributes)| {
+        InstrumentationScope {
+            name,
+            version: "1".into(),
+            attributes,
+            dropped_attributes_count: 0,
+        }
+    }))
+}
+
+fn logs_request() -> impl Strategy<Value = ExportLogsServiceRequest> {
+    let scope_logs =
+        (scope(), prop::collection::vec(log_record(), 0..5)).prop_map(|(scope, log_records)| {
+            ScopeLogs {
+                scope,
+                log_records,
+                schema_url: String::new(),
+            }
+        });
+    let resource_logs =
+        (resource(), prop::collection::vec(scope_logs, 0..3)).prop_map(|(resource, scope_logs)| {
+            ResourceLogs {
+                resource,
+                scope_logs,
+                schema_url: "s".into(),
+            }
+        });
+    prop::collection::vec(resource_logs, 0..3)
+        .prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
+}
+
+fn exemplars() -> impl Strategy<Value = Vec<Exemplar>> {
+    prop::collection::vec(
+        (attributes(), id(8), id(16), any::<f64>()).prop_map(
+            |(filtered_attributes, span_id, trace_id, v)| Exemplar {
+                filtered_attributes,
+                time_unix_nano: 3,
+                span_id,
+                trace_id,
+                value: Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(v)),
+            },
+        ),
+        0..2,
+    )
+}
+
+fn number_point() -> impl Strategy<Value = NumberDataPoint> {
+    (attributes(), exemplars(), any::<i64>()).prop_map(|(attributes, exemplars, v)| {
+        NumberDataPoint {
+            attributes,
+            start_time_unix_nano: 1,
+            time_unix_nano: 2,
+            exemplars,
+            flags: 0,
+            value: Some(number_data_point::Value::AsInt(v)),
+        }
+    })
+}
+
+fn metric_data() -> impl Strategy<Value = Option<metric::Data>> {
+    let histogram = (
+        attributes(),
+        exemplars(),
+        prop::collection::vec(any::<u64>(), 0..5),
+    )
+        .prop_map(
+            |(attributes, exemplars, bucket_counts)| HistogramDataPoint {
+                attributes,
+                start_time_unix_nano: 1,
+                time_unix_nano: 2,
+                count: 9,
+                sum: Some(1.5),
+                explicit_bounds: vec![1.0; bucket_counts.len().saturating_sub(1)],
+                bucket_counts,
+                exemplars,
+                flags: 1,
+                min: Some(0.5),
+                max: None,
+            },
+        );
+    let exp = (
+        attributes(),
+        prop::collection::vec(any::<u64>(), 0..5),
+        any::<i32>(),
+    )
+        .prop_map(
+            |(attributes, bucket_counts, offset)| ExponentialHistogramDataPoint {
+                attributes,
+                count: 4,
+                scale: -3,
+                zero_count: 1,
+                positive: Some(Buckets {
+                    offset,
+                    bucket_counts,
+                }),
+                negative: None,
+                zero_threshold: 0.001,
+                ..Default::default()
+            },
+        );
+    let summary = attributes().prop_map(|attributes| SummaryDataPoint {
+        attributes,
+        count: 3,
+        sum: 2.0,
+        quantile_values: vec![ValueAtQuantile {
+            quantile: 0.5,
+            value: 1.0,
+        }],
+        ..Default::default()
+    });
+    prop_oneof![
+        Just(None),
+        prop::collection::vec(number_point(), 0..4)
+            .prop_map(|data_points| Some(metric::Data::Gauge(Gauge { data_points }))),
+        prop::collection::vec(number_point(), 0..4).prop_map(|data_points| Some(
+            metric::Data::Sum(Sum {
+                data_points,
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            })
+        )),
+        prop::collection::vec(histogram, 0..4).prop_map(|data_points| Some(
+            metric::Data::Histogram(Histogram {
+                data_points,
+                aggregation_temporality: 1,
+            })
+        )),
+        prop::collection::vec(exp, 0..4).prop_map(|data_points| Some(
+            metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points,
+                aggregation_temporality: 1,
+            })
+        )),
+        prop::collection::vec(summary, 0..4)
+            .prop_map(|data_points| Some(metric::Data::Summary(Summary { data_points }))),
+    ]
+}
+
+fn metrics_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
+    let metric =
+        ("[a-z]{1,6}", attributes(), metric_data()).prop_map(|(name, metadata, data)| Metric {
+            name,
+            description: "d".into(),
+            unit: "s".into(),
+            metadata,
+            data,
+        });
+    let scope_metrics =
+        (scope(), prop::collection::vec(metric, 0..4)).prop_map(|(scope, metrics)| ScopeMetrics {
+            scope,
+            metrics,
+            schema_url: String::new(),
+        });
+    let resource_metrics = (resource(), prop::collection::vec(scope_metrics, 0..3)).prop_map(
+        |(resource, scope_metrics)| ResourceMetrics {
+            resource,
+            scope_metrics,
+            schema_url: String::new(),
+        },
+    );
+    prop::collection::vec(resource_metrics, 0..3)
+        .prop_map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics })
+}
+
+/// Data points as read from the decoded tree.
+fn points(req: &ExportMetricsServiceRequest) -> u64 {
+    req.resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| match &m.data {
+            Some(metric::Data::Gauge(g)) => g.data_points.len(),
+            Some(metric::Data::Sum(s)) => s.data_points.len(),
+            Some(metric::Data::Histogram(h)) => h.data_points.len(),
+            Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(metric::Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        } as u64)
+        .sum()
+}
+
+fn records(req: &ExportLogsServiceRequest) -> u64 {
+    req.resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len() as u64)
+        .sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_walk_counts_log_records_as_a_full_decode_does(req in logs_request()) {
+        let buf = req.encode_to_vec();
+        prop_assert_eq!(walk_logs(&buf).unwrap(), records(&req));
+    }
+
+    #[test]
+    fn the_walk_counts_data_points_as_a_full_decode_does(req in metrics_request()) {
+        let buf = req.encode_to_vec();
+        prop_assert_eq!(walk_metrics(&buf).unwrap(), points(&req));
+    }
+
+    /// Every prefix of a valid request: the walk accepts it exactly when prost does, with the
+    /// same count.
+    #[test]
+    fn truncated_logs_are_refused_where_prost_refuses_them(req in logs_request(), cut in any::<prop::sample::Index>()) {
+        let buf = req.encode_to_vec();
+        let prefix = &buf[..cut.index(buf.len() + 1)];
+        let walked = walk_logs(prefix).ok();
+        let decoded = ExportLogsServiceRequest::decode(prefix).ok().map(|r| records(&r));
+        prop_assert_eq!(walked, decoded);
+    }
+
+    #[test]
+    fn truncated_metrics_are_refused_where_prost_refuses_them(req in metrics_request(), cut in any::<prop::sample::Index>()) {
+        let buf = req.encode_to_vec();
+        let prefix = &buf[..cut.index(buf.len() + 1)];
+        let walked = walk_metrics(prefix).ok();
+        let decoded = ExportMetricsServiceRequest::decode(prefix).ok().map(|r| points(&r));
+        prop_assert_eq!(walked, decoded);
+    }
+
+    /// A byte flipped anywhere: the walk never accepts what prost refuses for a reason other
+    /// than nesting (they agree on acceptance, and on the count when both accept).
+    #[test]
+    fn corrupted_logs_agree_with_prost(req in logs_request(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut buf = req.encode_to_vec();
+        prop_assume!(!buf.is_empty());
+        let i = at.index(buf.len());
+        buf[i] = byte;
+        let walked = walk_logs(&buf);
+        let decoded = ExportLogsServiceRequest::decode(&buf[..]);
+        match (walked, decoded) {
+            (Ok(n), Ok(r)) => prop_assert_eq!(n, records(&r)),
+            (Err(_), Err(_)) => {}
+            // The walk refuses ids of the wrong length that prost takes.
+            (Err(ScanError::InvalidId { .. }), Ok(_)) => {}
+            (w, d) => prop_assert!(false, "walk {:?}, prost {:?}", w, d.map(|r| records(&r))),
+        }
+    }
+}
+
+// === logs: nesting and ids ===
+
+/// A log body of `depth` levels of AnyValue: arrays, then a string.
+fn nested_body(depth: usize) -> AnyValue {
+    let mut v = AnyValue {
+        value: Some(any_value::Value::StringValue("leaf".into())),
+    };
+    for _ in 1..depth {
+        v = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+        };
+    }
+    v
+}
+
+fn logs_with(record: LogRecord) -> Vec<u8> {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn deeply_nested_valid_values_are_taken_up_to_the_cap_and_refused_past_it() {
+    for depth in [50, 100, MAX_ANY_VALUE_DEPTH as usize] {
+        let buf = logs_with(LogRecord {
+            body: Some(nested_body(depth)),
+            ..Default::default()
+        });
+        assert_eq!(walk_logs(&buf), Ok(1), "{depth} levels");
+    }
+    // prost's recursion limit refuses 50 levels already: the walk is what lets them through.
+    let fifty = logs_with(LogRecord {
+        body: Some(nested_body(50)),
+        ..Default::default()
+    });
+    assert!(ExportLogsServiceRequest::decode(&fifty[..]).is_err());
+    let past = logs_with(LogRecord {
+        body: Some(nested_body(MAX_ANY_VALUE_DEPTH as usize + 1)),
+        ..Default::default()
+    });
+    let err = walk_logs(&past).unwrap_err();
+    assert!(
+        matches!(err, ScanError::NestingLimit { limit: 128, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("nested more than 128 levels"),
+        "{err}"
+    );
+    // In an attribute's key-value list as well.
+    let mut kvlist = nested_body(MAX_ANY_VALUE_DEPTH as usize);
+    for _ in 0..1 {
+        kvlist = AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue {
+                    key: "k".into(),
+                    value: Some(kvlist),
+                    ..Default::default()
+                }],
+            })),
+        };
+    }
+    let buf = logs_with(LogRecord {
+        attributes: vec![KeyValue {
+            key: "a".into(),
+            value: Some(kvlist),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    assert!(matches!(
+        walk_logs(&buf),
+        Err(ScanError::NestingLimit { .. })
+    ));
+}
+
+#[test]
+fn log_record_ids_when_present_have_their_lengths() {
+    let with = |trace_id: usize, span_id: usize| {
+        walk_logs(&logs_with(LogRecord {
+            trace_id: vec![1; trace_id],
+            span_id: vec![2; span_id],
+            ..Default::default()
+        }))
+    };
+    assert_eq!(with(0, 0), Ok(1));
+    assert_eq!(with(16, 8), Ok(1));
+    assert_eq!(with(16, 0), Ok(1));
+    for (t, s, what) in [(15, 8, "trace_id"), (17, 8, "trace_id"), (16, 7, "span_id")] {
+        match with(t, s) {
+            Err(ScanError::InvalidId { item, what: w, .. }) => {
+                assert_eq!((item, w), ("log record", what));
+            }
+            other => panic!("{t}/{s}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn exemplar_ids_when_present_have_their_lengths() {
+    let req = |trace_id: usize| {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "m".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                exemplars: vec![Exemplar {
+                                    trace_id: vec![1; trace_id],
+                                    span_id: vec![2; 8],
+                                    ..Default::default()
+                                }],
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    assert_eq!(walk_metrics(&req(16)), Ok(1));
+    assert!(matches!(
+        walk_metrics(&req(15)),
+        Err(ScanError::InvalidId {
+            item: "exemplar",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_metric_oneof_set_twice_counts_as_the_decoded_tree_holds_it() {
+    let gauge = |n: usize| Metric {
+        name: "m".into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint::default(); n],
+        })),
+        ..Default::default()
+    };
+    let sum = Metric {
+        name: "m".into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![NumberDataPoint::default(); 5],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    // Concatenated encodings of one message merge: gauge(2) + gauge(3) is a gauge of 5; a sum
+    // after them replaces it; a gauge after the sum replaces that.
+    for parts in [
+        vec![gauge(2), gauge(3)],
+        vec![gauge(2), sum.clone()],
+        vec![sum.clone(), gauge(1)],
+    ] {
+        let mut m = Vec::new();
+        for p in &parts {
+            m.extend(p.encode_to_vec());
+        }
+        let mut scope = Vec::new();
+        prost::encoding::bytes::encode(2, &m, &mut scope);
+        let mut resource = Vec::new();
+        prost::encoding::bytes::encode(2, &scope, &mut resource);
+        let mut req = Vec::new();
+        prost::encoding::bytes::encode(1, &resource, &mut req);
+        let decoded = ExportMetricsServiceRequest::decode(&req[..]).unwrap();
+        assert_eq!(walk_metrics(&req), Ok(points(&decoded)));
+    }
+}
+
+// === a pipeline with a recording downstream ===
+
+#[derive(Default)]
+struct Forwarded(Mutex<Vec<(Signal, Bytes)>>);
+
+impl ForwardSink for Forwarded {
+    fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure> {
+        self.0.lock().unwrap().push((signal, body));
+        Ok(())
+    }
+}
+
+fn gate(cap: usize) -> MemoryGate {
+    MemoryGate {
+        over: Arc::new(AtomicBool::new(false)),
+        retry_after: Duration::from_secs(2),
+        in_flight: Arc::new(InFlight::new(cap)),
+    }
+}
+
+fn pipeline(max_spans: usize, gate: Option<MemoryGate>) -> (Pipeline, Arc<Forwarded>) {
+    let forwarded = Arc::new(Forwarded::default());
+    let limits = Limits {
+        max_decompressed_size: 64 << 20,
+        max_spans_per_request: max_spans,
+        attributes: Default::default(),
+    };
+    let mut p = Pipeline::new(
+        forwarded.clone(),
+        Arc::new(()),
+        ScanSpec::default(),
+        limits,
+        Registry::new(),
+    );
+    if let Some(g) = gate {
+        p = p.with_memory_gate(g);
+    }
+    (p, forwarded)
+}
+
+fn span(trace_id: usize, span_id: usize, parent: usize) -> Span {
+    Span {
+        trace_id: vec![1; trace_id],
+        span_id: vec![2; span_id],
+        parent_span_id: vec![3; parent],
+        name: "GET /".into(),
+        kind: 2,
+        ..Default::default()
+    }
+}
+
+fn traces(spans: Vec<Span>) -> Bytes {
+    Bytes::from(
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec(),
+    )
+}
+
+#[test]
+fn spans_with_ids_a_downstream_refuses_are_refused_and_nothing_is_forwarded() {
+    let (p, forwarded) = pipeline(0, None);
+    for (t, s, parent, what) in [
+        (15, 8, 0, "trace_id of 15 bytes"),
+        (0, 8, 0, "trace_id of 0 bytes"),
+        (16, 0, 0, "span_id of 0 bytes"),
+        (16, 9, 0, "span_id of 9 bytes"),
+        (16, 8, 4, "parent_span_id of 4 bytes"),
+    ] {
+        // The bad span after a good one: the whole request is refused.
+        let err = p
+            .export(
+                Signal::Traces,
+                Transport::Http,
+                traces(vec![span(16, 8, 8), span(t, s, parent)]),
+            )
+            .unwrap_err();
+        assert_eq!(err.reason(), "invalid_id");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+    assert!(forwarded.0.lock().unwrap().is_empty());
+    p.export(
+        Signal::Traces,
+        Transport::Http,
+        traces(vec![span(16, 8, 0), span(16, 8, 8)]),
+    )
+    .unwrap();
+    assert_eq!(forwarded.0.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn json_ids_of_the_wrong_length_are_refused() {
+    let (p, forwarded) = pipeline(0, None);
+    let json = |trace_id: &str| {
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{trace_id}","spanId":"0102030405060708","name":"x","kind":2}}]}}]}}]}}"#
+        )
+    };
+    let good =
+        Pipeline::json_to_protobuf(Signal::Traces, json(&"ab".repeat(16)).as_bytes()).unwrap();
+    p.export(Signal::Traces, Transport::Http, good).unwrap();
+    let short =
+        Pipeline::json_to_protobuf(Signal::Traces, json(&"ab".repeat(15)).as_bytes()).unwrap();
+    let err = p
+        .export(Signal::Traces, Transport::Http, short)
+        .unwrap_err();
+    assert_eq!(err.reason(), "invalid_id");
+    assert_eq!(forwarded.0.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn millions_of_empty_spans_are_refused_at_the_first_one() {
+    // 16 MiB of empty spans: 8 million, each two bytes.
+    let mut scope = Vec::with_capacity(16 << 20);
+    while scope.len() < 16 << 20 {
+        scope.extend_from_slice(&[0x12, 0x00]);
+    }
+    let mut rs = Vec::new();
+    prost::encoding::bytes::encode(2, &scope, &mut rs);
+    let mut req = Vec::new();
+    prost::encoding::bytes::encode(1, &rs, &mut req);
+    let (p, _) = pipeline(0, None);
+    let started = std::time::Instant::now();
+    let err = p
+        .export(Signal::Traces, Transport::Grpc, Bytes::from(req))
+        .unwrap_err();
+    assert_eq!(err.reason(), "invalid_id");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn the_span_limit_applies_during_the_scan() {
+    let many = traces((0..5000).map(|_| span(16, 8, 0)).collect());
+    let (p, _) = pipeline(1000, None);
+    let err = p
+        .export(Signal::Traces, Transport::Grpc, many.clone())
+        .unwrap_err();
+    assert!(matches!(err, ExportError::TooLarge(_)), "{err:?}");
+    assert!(err.to_string().contains("more than 1000 spans"), "{err}");
+    let (p, _) = pipeline(5000, None);
+    p.export(Signal::Traces, Transport::Grpc, many).unwrap();
+}
+
+// === the memory budget ===
+
+#[test]
+fn span_records_are_reserved_before_they_are_allocated() {
+    // 20,000 spans need about 20,000 records (several MiB); the budget is 1 MiB.
+    let many = traces((0..20_000).map(|_| span(16, 8, 0)).collect());
+    let g = gate(1 << 20);
+    let (p, forwarded) = pipeline(0, Some(g.clone()));
+    let err = p
+        .export(Signal::Traces, Transport::Grpc, many.clone())
+        .unwrap_err();
+    // Alone it can never fit: not retryable.
+    assert!(matches!(err, ExportError::TooLarge(_)), "{err:?}");
+    assert!(err.to_string().contains("memory.max_in_flight"), "{err}");
+    assert_eq!(g.in_flight.held(), 0, "a refused request gives back all");
+    assert!(forwarded.0.lock().unwrap().is_empty());
+
+    // With room for it alone, but not beside another request: retryable.
+    let g = gate(64 << 20);
+    let (p, _) = pipeline(0, Some(g.clone()));
+    let other = p.reserve();
+    other.grow(60 << 20).unwrap();
+    let err = p
+        .export(Signal::Traces, Transport::Grpc, many.clone())
+        .unwrap_err();
+    assert_eq!(err, ExportError::MemoryLimit(Duration::from_secs(2)));
+    drop(other);
+    assert_eq!(g.in_flight.held(), 0);
+    p.export(Signal::Traces, Transport::Grpc, many.clone())
+        .unwrap();
+    // The accepted body stays in the budget until the memory is read again.
+    assert_eq!(g.in_flight.held(), many.len());
+    g.in_flight.sampled();
+    assert_eq!(g.in_flight.held(), 0);
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_is_stopped_at_the_budget() {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &vec![0u8; 16 << 20]).unwrap();
+    let bomb = Bytes::from(gz.finish().unwrap());
+    assert!(bomb.len() < 64 << 10);
+    let (p, _) = pipeline(0, Some(gate(4 << 20)));
+    let r = p.reserve();
+    let err = decompress(Encoding::Gzip, bomb.clone(), 64 << 20, &r)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExportError::TooLarge(_)), "{err:?}");
+    assert!(r.bytes() <= 4 << 20, "reserved {}", r.bytes());
+    drop(r);
+    // Within the budget it decompresses in full (off the async worker past 256 KiB).
+    let (p, _) = pipeline(0, Some(gate(64 << 20)));
+    let r = p.reserve();
+    let out = decompress(Encoding::Gzip, bomb, 64 << 20, &r)
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 16 << 20);
+    assert!(
+        r.bytes() >= 16 << 20 && r.bytes() <= 32 << 20,
+        "{}",
+        r.bytes()
+    );
+}
+
+#[test]
+fn json_is_reserved_before_it_is_decoded() {
+    // 100,000 empty log records: a few hundred KiB of JSON, tens of MiB of prost tree.
+    let json = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}{{}}]}}]}}]}}"#,
+        "{},".repeat(100_000)
+    );
+    let g = gate(8 << 20);
+    let (p, _) = pipeline(0, Some(g.clone()));
+    let r = p.reserve();
+    let err = crate::pipeline::json_to_protobuf_reserved(Signal::Logs, json.as_bytes(), Some(&r))
+        .unwrap_err();
+    assert!(matches!(err, ExportError::TooLarge(_)), "{err:?}");
+    drop(r);
+    assert_eq!(g.in_flight.held(), 0);
+}
+
+#[test]
+fn metrics_and_logs_are_forwarded_as_they_arrived_with_their_counts() {
+    let (p, forwarded) = pipeline(0, None);
+    let logs = logs_with(LogRecord {
+        body: Some(nested_body(60)),
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        ..Default::default()
+    });
+    p.export(Signal::Logs, Transport::Grpc, Bytes::from(logs.clone()))
+        .unwrap();
+    let bad = logs_with(LogRecord {
+        trace_id: vec![1; 15],
+        ..Default::default()
+    });
+    let err = p
+        .export(Signal::Logs, Transport::Grpc, Bytes::from(bad))
+        .unwrap_err();
+    assert_eq!(err.reason(), "invalid_id");
+    let got = forwarded.0.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, logs);
+}

@@ -529,11 +529,11 @@ pub async fn handle(
             let mut cfg: SilenceConfig = match serde_path_to_error::deserialize(&mut de) {
                 Ok(c) => c,
                 Err(e) => {
+                    access.refuse(Refusal::InvalidSilence);
                     return Some(error(
                         StatusCode::BAD_REQUEST,
                         format!("{}: {}", e.path(), e.inner()),
                     ));
-                    access.refuse(Refusal::InvalidSilence);
                 }
             };
             let now = UNIX_EPOCH + Duration::from_nanos(access.clock.now_unix_nanos());

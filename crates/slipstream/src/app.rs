@@ -118,6 +118,7 @@ pub struct App {
     pipeline: Arc<Pipeline>,
     forwarder: Option<Arc<ForwardRouter>>,
     admin: Option<tokio::task::JoinHandle<()>>,
+    admin_access: Arc<crate::api::Access>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
     events: Arc<EventExportersSink>,
     aggregates: Option<Arc<AggregatesExporterSink>>,
@@ -232,6 +233,10 @@ impl App {
             listening: listening.clone(),
             downstream: forwarder.clone(),
         };
+        let admin_access = Arc::new(
+            crate::api::Access::new(&cfg.admin, clock.clone(), &registry)
+                .map_err(anyhow::Error::msg)?,
+        );
         let (admin_addr, admin) = match &cfg.admin.endpoint {
             Some(ep) => {
                 let (addr, task) = admin::start(
@@ -239,6 +244,7 @@ impl App {
                     registry.clone(),
                     readiness,
                     live.clone(),
+                    admin_access.clone(),
                     shutdown_rx.clone(),
                 )
                 .await?;
@@ -268,7 +274,6 @@ impl App {
                     &registry,
                 )
             })
-    admin_access: Arc<crate::api::Access>,
             .transpose()
             .map_err(anyhow::Error::msg)?;
         let (prometheus_addr, prometheus) = match &cfg.exporters.prometheus.endpoint {
@@ -324,6 +329,7 @@ impl App {
             pipeline,
             forwarder,
             admin,
+            admin_access,
             prometheus,
             events,
             aggregates,
@@ -383,10 +389,13 @@ impl App {
                 "config reload: receiver TLS certificates not reloaded; the running ones stay"
             ),
         }
-        let admin_access = Arc::new(
-            crate::api::Access::new(&cfg.admin, clock.clone(), &registry)
-                .map_err(anyhow::Error::msg)?,
-        );
+        match self.admin_access.reload_tokens(&new.admin) {
+            Ok(false) => {}
+            Ok(true) => tracing::info!("config reload: admin API bearer tokens re-read"),
+            Err(e) => tracing::error!(
+                "config reload: admin API bearer tokens not reloaded, the running ones stay: {e}"
+            ),
+        }
         if let Some(auth) = &new.receivers.otlp.auth {
             match auth.tokens().and_then(|t| {
                 self.pipeline
@@ -394,7 +403,6 @@ impl App {
                     .map_err(str::to_owned)
             }) {
                 Ok(()) => tracing::info!("config reload: receiver bearer tokens re-read"),
-                    admin_access.clone(),
                 Err(e) => tracing::error!(
                     "config reload: bearer tokens not reloaded, the running ones stay: {e}"
                 ),
@@ -497,7 +505,6 @@ impl App {
             async {
                 match aggregates {
                     Some(a) => a.shutdown(deadline).await,
-            admin_access,
                     None => 0,
                 }
             },
@@ -557,13 +564,6 @@ async fn tick_loop(
 
 /// Saves the SLO state every `interval` until shutdown.
 async fn snapshot_loop(
-        match self.admin_access.reload_tokens(&new.admin) {
-            Ok(false) => {}
-            Ok(true) => tracing::info!("config reload: admin API bearer tokens re-read"),
-            Err(e) => tracing::error!(
-                "config reload: admin API bearer tokens not reloaded, the running ones stay: {e}"
-            ),
-        }
     p: Arc<Persistence>,
     live: Arc<Live>,
     interval: std::time::Duration,

@@ -1,13 +1,19 @@
 //! The memory monitor: reads the resident memory every `memory.check_interval` and closes the
 //! receivers' [`MemoryGate`] above `memory.limit` (or a share of the cgroup limit), opening it
 //! again below 90% of it.
+//!
+//! Between two readings, what requests read and decode is reserved on the gate's in-flight
+//! budget (`memory.max_in_flight`, by default a quarter of the limit) before it is allocated,
+//! and each reading gives back the bytes of accepted requests it now accounts for. So the
+//! resident memory stays within the limit plus the in-flight cap: a reading above the limit
+//! admits nothing new, and what is admitted between readings fits in the cap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use slipstream_config::MemoryConfig;
 use slipstream_core::Registry;
-use slipstream_receiver::MemoryGate;
+use slipstream_receiver::{InFlight, MemoryGate};
 use tokio::sync::watch;
 
 /// The self-metrics of the memory monitor, declared once.
@@ -36,9 +42,23 @@ pub mod names {
         [],
         "1 while new requests are refused for memory, else 0."
     );
+    metric!(
+        IN_FLIGHT_LIMIT,
+        "slipstream_memory_in_flight_limit_bytes",
+        Gauge,
+        [],
+        "Cap on the memory requests being read and decoded may reserve (0: no memory limit)."
+    );
+    metric!(
+        IN_FLIGHT,
+        "slipstream_memory_in_flight_bytes",
+        Gauge,
+        [],
+        "Memory reserved by requests being read and decoded, and by bodies accepted since the last reading, as of that reading."
+    );
 
     /// Every metric of this module.
-    pub const ALL: &[&MetricDesc] = &[&LIMIT, &RSS, &OVER];
+    pub const ALL: &[&MetricDesc] = &[&LIMIT, &RSS, &OVER, &IN_FLIGHT_LIMIT, &IN_FLIGHT];
 }
 
 /// The resident memory of this process, in bytes (`VmRSS`).
@@ -82,17 +102,24 @@ pub fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<MemoryGate> {
     let limit_gauge = registry.gauge(&names::LIMIT, &[]);
+    let cap_gauge = registry.gauge(&names::IN_FLIGHT_LIMIT, &[]);
     let Some(limit) = limit(cfg) else {
         limit_gauge.set(0);
+        cap_gauge.set(0);
         return None;
     };
     limit_gauge.set(limit as i64);
-    let (rss_gauge, over_gauge) = (
+    let cap = cfg.in_flight_cap(limit);
+    cap_gauge.set(cap as i64);
+    let (rss_gauge, over_gauge, in_flight_gauge) = (
         registry.gauge(&names::RSS, &[]),
         registry.gauge(&names::OVER, &[]),
+        registry.gauge(&names::IN_FLIGHT, &[]),
     );
     let over = Arc::new(AtomicBool::new(false));
     let flag = over.clone();
+    let in_flight = Arc::new(InFlight::new(usize::try_from(cap).unwrap_or(usize::MAX)));
+    let budget = in_flight.clone();
     let interval = cfg.check_interval;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -102,6 +129,9 @@ pub fn start(
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|s| *s) => break,
             }
+            in_flight_gauge.set(budget.held() as i64);
+            // The bodies accepted so far are resident: the reading below accounts for them.
+            budget.sampled();
             let Some(rss) = resident_bytes() else {
                 continue;
             };
@@ -136,9 +166,10 @@ pub fn start(
             }
         }
     });
-    tracing::info!(limit, "memory limit in force");
+    tracing::info!(limit, in_flight_cap = cap, "memory limit in force");
     Some(MemoryGate {
         over,
         retry_after: cfg.retry_after,
+        in_flight,
     })
 }

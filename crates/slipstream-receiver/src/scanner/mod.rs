@@ -41,7 +41,10 @@ use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord,
 
 use wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT};
 
+mod walk;
 mod wire;
+
+pub use walk::{MAX_ANY_VALUE_DEPTH, walk_logs, walk_metrics};
 
 #[cfg(test)]
 mod tests;
@@ -157,6 +160,68 @@ pub enum ScanError {
         /// Where the field that exceeds the limit starts.
         offset: usize,
     },
+    /// A trace or span id of the wrong length: a trace id is 16 bytes, a span id 8, a parent
+    /// span id 0 or 8; in log records and exemplars, when present, 16 and 8 (OTLP; a
+    /// spec-following downstream refuses anything else).
+    #[error("{item} at byte {offset} has a {what} of {len} bytes; expected {expected}")]
+    InvalidId {
+        /// `span`, `log record` or `exemplar`.
+        item: &'static str,
+        /// `trace_id`, `span_id` or `parent_span_id`.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// What the specification allows.
+        expected: &'static str,
+        /// Where the span starts.
+        offset: usize,
+    },
+    /// `AnyValue`s nested deeper than [`MAX_ANY_VALUE_DEPTH`].
+    #[error("AnyValue nested more than {limit} levels deep at byte {offset}")]
+    NestingLimit {
+        /// The limit.
+        limit: u32,
+        /// Where the value past the limit starts.
+        offset: usize,
+    },
+    /// The request holds more spans than the limit.
+    #[error("request holds more than {limit} spans, the limit")]
+    TooManySpans {
+        /// The limit.
+        limit: usize,
+    },
+    /// The memory budget has no room for the records of more spans.
+    #[error("no memory budget for {bytes} more bytes of span records at {spans} spans")]
+    NoRoom {
+        /// Bytes asked for.
+        bytes: usize,
+        /// Spans scanned when it was asked.
+        spans: usize,
+    },
+}
+
+/// Checks on the spans of a request, besides the attribute limits ([`scan_traces_checked`]).
+#[derive(Clone, Copy, Default)]
+pub struct SpanChecks<'f> {
+    /// Most spans in one request (0 = none), enforced as the spans are scanned.
+    pub max_spans: usize,
+    /// Refuse spans whose trace id is not 16 bytes, span id not 8 bytes, or parent span id
+    /// neither empty nor 8 bytes ([`ScanError::InvalidId`]).
+    pub ids: bool,
+    /// Asked for room before the output grows: takes the bytes the larger buffer adds and
+    /// answers whether they may be allocated ([`ScanError::NoRoom`] when not). Without it the
+    /// buffer grows freely.
+    pub room: Option<&'f dyn Fn(usize) -> bool>,
+}
+
+impl std::fmt::Debug for SpanChecks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanChecks")
+            .field("max_spans", &self.max_spans)
+            .field("ids", &self.ids)
+            .field("room", &self.room.is_some())
+            .finish()
+    }
 }
 
 /// Scans an encoded ExportTraceServiceRequest. On success `out` holds one SpanRecord per span
@@ -191,9 +256,24 @@ pub fn scan_traces_limited<'a>(
     limits: AttributeLimits,
     out: &mut Vec<SpanRecord<'a>>,
 ) -> Result<(), ScanError> {
+    scan_traces_checked(buf, spec, limits, SpanChecks::default(), out)
+}
+
+/// [`scan_traces_limited`] with the span checks of `checks`: ids of the right length, a span
+/// count limit and a memory budget for the output, all applied while scanning (a request of
+/// millions of empty spans is refused at the first span, or once the limit or the budget is
+/// reached, never after all of them were read).
+pub fn scan_traces_checked<'a>(
+    buf: &'a [u8],
+    spec: &ScanSpec,
+    limits: AttributeLimits,
+    checks: SpanChecks<'_>,
+    out: &mut Vec<SpanRecord<'a>>,
+) -> Result<(), ScanError> {
     out.clear();
     let mut keys = Keys::new(spec);
     keys.limits = limits;
+    keys.checks = checks;
     let mut r = Reader::new(buf);
     while !r.is_empty() {
         let at = r.offset();
@@ -309,9 +389,33 @@ struct Keys<'s> {
     resource: KeyTable<'s>,
     span: KeyTable<'s>,
     limits: AttributeLimits,
+    checks: SpanChecks<'s>,
 }
 
 impl Keys<'_> {
+    /// Makes room in `out` for one more record, within the span limit and the memory budget.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&self, out: &mut Vec<SpanRecord<'_>>) -> Result<(), ScanError> {
+        let len = out.len();
+        let max = self.checks.max_spans;
+        if max > 0 && len >= max {
+            return Err(ScanError::TooManySpans { limit: max });
+        }
+        let mut want = len.saturating_mul(2).max(16);
+        if max > 0 {
+            want = want.min(max);
+        }
+        let bytes = (want - out.capacity()) * std::mem::size_of::<SpanRecord<'_>>();
+        if let Some(room) = self.checks.room
+            && !room(bytes)
+        {
+            return Err(ScanError::NoRoom { bytes, spans: len });
+        }
+        out.reserve_exact(want - len);
+        Ok(())
+    }
+
     /// The attribute message of field `at`, checked against the size limit.
     #[inline(always)]
     fn attribute<'a>(&self, r: &mut Reader<'a>, at: usize) -> Result<Reader<'a>, ScanError> {
@@ -353,6 +457,7 @@ impl<'s> Keys<'s> {
             resource,
             span,
             limits: AttributeLimits::default(),
+            checks: SpanChecks::default(),
         }
     }
 }
@@ -461,6 +566,9 @@ fn scan_scope_spans<'a>(
             2 => {
                 Reader::expect(wt, LEN, field, SCOPE_SPANS, at)?;
                 let span = r.message()?;
+                if out.len() == out.capacity() {
+                    keys.make_room(out)?;
+                }
                 // Filled in place: no copy of the record through the stack.
                 out.push(*template);
                 let last = out.len() - 1;
@@ -485,6 +593,9 @@ fn scan_span<'a>(
     let mut http_old = AttrValue::Absent;
     let mut grpc = AttrValue::Absent;
     let mut attributes = 0usize;
+    // Lengths of the last trace id, span id and parent span id (a repeated bytes field keeps
+    // its last occurrence); a missing one reads as empty.
+    let mut ids = [0usize; 3];
     let start = r.offset();
     while !r.is_empty() {
         let at = r.offset();
@@ -534,11 +645,18 @@ fn scan_span<'a>(
                 Reader::expect(wt, LEN, field, SPAN, at)?;
                 scan_status(r.message()?, &mut rec.status)?;
             }
-            1..=4 | 11 | 13 => r.skip_known(field, wt, LEN, SPAN, at)?,
+            1 | 2 | 4 => {
+                Reader::expect(wt, LEN, field, SPAN, at)?;
+                ids[(field as usize).min(3) - 1] = r.bytes()?.0.len();
+            }
+            3 | 11 | 13 => r.skip_known(field, wt, LEN, SPAN, at)?,
             10 | 12 | 14 => r.skip_known(field, wt, VARINT, SPAN, at)?,
             16 => r.skip_known(field, wt, I32, SPAN, at)?,
             _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_SPAN)?,
         }
+    }
+    if keys.checks.ids && (ids[0] != 16 || ids[1] != 8 || (ids[2] != 0 && ids[2] != 8)) {
+        return Err(invalid_id(ids, start));
     }
     let limit = keys.limits.max_per_span;
     if limit > 0 && attributes > limit {
@@ -712,6 +830,25 @@ fn scan_any_value<'a>(
 }
 
 // === helpers ===
+
+/// The error for span ids of lengths `ids` (trace, span, parent), one of which is wrong.
+#[cold]
+fn invalid_id(ids: [usize; 3], offset: usize) -> ScanError {
+    let (what, len, expected) = if ids[0] != 16 {
+        ("trace_id", ids[0], "16")
+    } else if ids[1] != 8 {
+        ("span_id", ids[1], "8")
+    } else {
+        ("parent_span_id", ids[2], "0 or 8")
+    };
+    ScanError::InvalidId {
+        item: "span",
+        what,
+        len,
+        expected,
+        offset,
+    }
+}
 
 /// Stores `value` in every dimension slot among `targets`.
 #[inline]
