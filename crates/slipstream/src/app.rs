@@ -23,6 +23,12 @@ use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
 use slipstream_exporters::remote_write::{RemoteWriter, RemoteWriterHandle};
 
 /// Sets up `tracing` from the config; `RUST_LOG` wins over `log.level` when set.
+///
+/// What a sender controls (a `service.name`, a span name) reaches the log, so neither format
+/// lets it forge lines or drive the terminal: text logs escape every control character (`\n`,
+/// `\r`, ESC and the other C0 and C1 controls) in the message and in every field
+/// ([`text_fields`]); JSON logs are escaped by their encoder, and the C1 controls and DEL,
+/// which it leaves, by [`Redacting`]. Both hide URL userinfo (`https://<redacted>@host`).
 pub fn init_logging(cfg: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cfg.level))
@@ -31,11 +37,110 @@ pub fn init_logging(cfg: &LogConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(Redacting {
+            inner: std::io::stderr,
+            json: cfg.format == LogFormat::Json,
+        });
     let _ = match cfg.format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(text_fields()).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// The field formatter of text logs: the message as it is and the other fields as
+/// `name=value`, each with its control characters escaped ([`escape_controls`]).
+pub fn text_fields()
+-> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(
+        |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+         field: &tracing::field::Field,
+         value: &dyn std::fmt::Debug| {
+            let text = format!("{value:?}");
+            let text = escape_controls(&text);
+            if field.name() == "message" {
+                w.write_str(&text)
+            } else {
+                write!(w, "{}={text}", field.name())
+            }
+        },
+    )
+    .delimited(" ")
+}
+
+/// `s` with every control character (C0, DEL, C1) written as an escape: `\n`, `\r`, `\t`,
+/// else `\u{..}`; borrowed when there is none.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A log writer that hides the userinfo of every URL in what it writes
+/// ([`slipstream_config::redact::redact_urls`]) and, for JSON logs, escapes the control
+/// characters serde leaves as they are (DEL and C1, `\u0080`-`\u009f`: a terminal may act on
+/// them). The formatter writes each event at once.
+#[derive(Debug, Clone)]
+pub struct Redacting<M> {
+    /// Where the lines go.
+    pub inner: M,
+    /// The lines are JSON.
+    pub json: bool,
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Redacting<M>
+{
+    type Writer = Redacting<M::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        Redacting {
+            inner: self.inner.make_writer(),
+            json: self.json,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Ok(text) = std::str::from_utf8(buf) else {
+            self.inner.write_all(buf)?;
+            return Ok(buf.len());
+        };
+        let mut text = slipstream_config::redact::redact_urls(text);
+        if self.json && text.chars().any(char::is_control) {
+            // Inside a JSON document a control character can only stand in a string, where
+            // `\u00XX` means the same; the line's own end stays.
+            let body = text.strip_suffix('\n').unwrap_or(&text);
+            let mut out = String::with_capacity(text.len() + 8);
+            for c in body.chars() {
+                if c.is_control() {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                } else {
+                    out.push(c);
+                }
+            }
+            if text.ends_with('\n') {
+                out.push('\n');
+            }
+            text = std::borrow::Cow::Owned(out);
+        }
+        self.inner.write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Runs slipstream until SIGTERM or SIGINT, then shuts down gracefully. SIGHUP re-reads the
@@ -54,11 +159,17 @@ pub fn run(cfg: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
     }
     .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Listening before anything else starts, and for as long as the process runs: a
+        // signal that arrives while a reload runs waits for the next `recv`, never lost.
+        let mut signals = Signals::new()?;
         let app = App::start(cfg).await?;
         loop {
-            match wait_for_signal().await {
+            match signals.recv().await {
                 Signal::Stop => break,
-                Signal::Reload => app.reload(&path),
+                Signal::Reload => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    app.reload(&path);
+                }
             }
         }
         tracing::info!("shutting down: no new requests; draining the forward queue");
@@ -75,22 +186,48 @@ enum Signal {
     Reload,
 }
 
-async fn wait_for_signal() -> Signal {
+/// The signal streams, made once and kept: each remembers a signal delivered while nobody
+/// was waiting on it.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-        tokio::select! {
-            _ = term.recv() => Signal::Stop,
-            _ = tokio::signal::ctrl_c() => Signal::Stop,
-            _ = hup.recv() => Signal::Reload,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+                hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        Signal::Stop
+
+    /// The next signal; a stop wins over a reload when both are pending.
+    async fn recv(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                biased;
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.int.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 
@@ -311,7 +448,11 @@ impl App {
             http = ?receivers.http_addr,
             admin = ?admin_addr,
             prometheus = ?prometheus_addr,
-            forward = ?forwarder.as_ref().map(|f| f.endpoints()),
+            forward = ?forwarder.as_ref().map(|f| f
+                .endpoints()
+                .iter()
+                .map(|e| slipstream_config::redact::redact_urls(e).into_owned())
+                .collect::<Vec<_>>()),
             "slipstream listening"
         );
         Ok(App {
@@ -590,3 +731,6 @@ async fn snapshot_loop(
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
+
+#[cfg(test)]
+mod tests;

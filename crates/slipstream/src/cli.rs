@@ -35,7 +35,8 @@ pub enum Command {
         /// The YAML configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// Also print the configuration with every default filled in.
+        /// Also print the configuration with every default filled in (tokens, secrets,
+        /// credential headers and URL userinfo shown as `<redacted>`).
         #[arg(long)]
         print: bool,
     },
@@ -162,7 +163,7 @@ pub fn main() -> ExitCode {
         Command::Validate { config, print } => match Config::load(&config) {
             Ok(c) => {
                 if print {
-                    print!("{}", c.to_yaml());
+                    print!("{}", c.to_yaml_redacted());
                 } else {
                     println!("{}: ok", config.display());
                 }

@@ -439,3 +439,168 @@ fn run_refuses_to_start_on_a_certificate_it_cannot_read() {
         "{stderr}"
     );
 }
+
+/// Waits for `child` to exit within `limit`; kills it and fails otherwise.
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_config_that_is_not_a_regular_file_exits_64_at_once() {
+    let dir = std::env::temp_dir().join(format!("slipstream-cli-{}-notfile", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (command, config) in [
+        ("run", std::path::PathBuf::from("/dev/zero")),
+        ("validate", std::path::PathBuf::from("/dev/zero")),
+        ("validate", dir.clone()),
+    ] {
+        let mut child = Command::new(BIN)
+            .args([command, "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = exit_within(&mut child, Duration::from_secs(5), command);
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(64),
+            "{command} {}: {stderr}",
+            config.display()
+        );
+        assert!(stderr.contains("expected a YAML file"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn validate_print_shows_no_secret() {
+    let path = write_config(
+        "secrets",
+        "receivers:\n  otlp:\n    auth:\n      bearer_tokens: [otlp-tok-1]\nadmin:\n  auth:\n    bearer_tokens: ['${env:SLIPSTREAM_TEST_ADMIN_TOKEN}']\nforward:\n  endpoint: https://fwd-user:fwd-pass@collector:4317\n  headers:\n    authorization: Bearer hdr-tok-3\n    x-api-key: api-key-4\n    cookie: session=cookie-5\n    x-scope-orgid: tenant-a\nexporters:\n  webhook:\n    url: https://hook-user:hook-pass@hooks.example.com/x\n    secret: webhook-secret-6\n",
+    );
+    let out = Command::new(BIN)
+        .args(["validate", "--print", "--config"])
+        .arg(&path)
+        .env("SLIPSTREAM_TEST_ADMIN_TOKEN", "admin-tok-2")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in [
+        "otlp-tok-1",
+        "admin-tok-2",
+        "hdr-tok-3",
+        "api-key-4",
+        "cookie-5",
+        "webhook-secret-6",
+        "fwd-user",
+        "fwd-pass",
+        "hook-user",
+        "hook-pass",
+    ] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    assert!(printed.contains("<redacted>@collector:4317"), "{printed}");
+    assert!(printed.contains("tenant-a"), "{printed}");
+}
+
+#[test]
+fn sigterm_during_a_sighup_reload_stops_the_process() {
+    let admin = free_port();
+    // Enough SLOs that a reload takes a while: the SIGTERM lands while it runs.
+    let mut yaml = format!(
+        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\nslo:\n  templates: {{ availability: null, latency: null }}\n  objectives:\n",
+        free_port()
+    );
+    for i in 0..3000 {
+        yaml.push_str(&format!(
+            "    - {{ name: svc{i}-availability, service: svc{i}, sli: {{ kind: availability }}, objective: 99.9 }}\n"
+        ));
+    }
+    let path = write_config("hup-term", &yaml);
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines_tx.send(line);
+        }
+    });
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let mut seen = Vec::new();
+    let mut wait_for_line = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(want);
+                    seen.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no log line with {want:?}; seen: {seen:#?}"),
+            }
+        }
+    };
+    wait_for_line("slipstream listening");
+    signal("-HUP");
+    wait_for_line("SIGHUP: reloading the config");
+    signal("-TERM");
+    let status = exit_within(
+        &mut child,
+        Duration::from_secs(20),
+        "SIGTERM during a reload",
+    );
+    reader.join().unwrap();
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert_eq!(status.code(), Some(0), "{rest:#?}");
+    assert!(
+        rest.iter().any(|l| l.contains("shutting down")),
+        "{rest:#?}"
+    );
+}
