@@ -1,0 +1,243 @@
+//! Connections that send nothing cannot hold the door shut: the real binary, under a limit of
+//! 1,024 open files, is sent 1,400 sockets that never send a byte (700 on each OTLP port).
+//! With short deadlines configured, a legitimate OTLP request and `/healthz` are answered
+//! within seconds, while the idle sockets are still held open by the client; failed accepts
+//! are counted and logged a handful of times, not per attempt.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slipstream_e2e::process::slipstream_binary;
+use slipstream_e2e::{free_port, http_get, otlp, raw, self_metric};
+use tokio::net::TcpStream;
+
+/// Sockets opened, against a limit of this many open files in slipstream.
+const IDLE_SOCKETS: usize = 1400;
+const NOFILE: u32 = 1024;
+
+/// slipstream run under `prlimit --nofile`, its stderr in a file; killed when dropped.
+struct Limited {
+    child: Child,
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Limited {
+    fn start(config: &Path, stderr: &Path) -> Limited {
+        let child = Command::new("prlimit")
+            .arg(format!("--nofile={NOFILE}:{NOFILE}"))
+            .arg("--")
+            .arg(slipstream_binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .expect("prlimit (util-linux) starts slipstream");
+        Limited { child }
+    }
+}
+
+/// Lets this test process hold the idle sockets' ends: raises its own soft limit on open
+/// files when it is below what the test needs (up to the hard limit).
+fn raise_own_nofile(want: usize) {
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--nofile={want}:"))
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        eprintln!("could not raise this process's open-file limit to {want}; going on");
+    }
+}
+
+/// Polls `f` until it is true, or panics after `within` naming `what`.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("not tried");
+    while start.elapsed() < within {
+        match tokio::time::timeout(Duration::from_secs(2), f()).await {
+            Ok(Ok(())) => return start.elapsed(),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = "no answer within 2 s".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within {within:?}; last: {last}");
+}
+
+async fn healthz(admin: SocketAddr) -> Result<(), String> {
+    let conn = TcpStream::connect(admin)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    drop(conn);
+    match http_get(admin, "/healthz").await {
+        (200, _) => Ok(()),
+        (s, b) => Err(format!("{s} {b}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_past_the_open_file_limit_do_not_stop_requests_or_healthz() {
+    raise_own_nofile(IDLE_SOCKETS + 512);
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http, admin): (SocketAddr, SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    );
+    let config = dir.path().join("slipstream.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "receivers:
+  otlp:
+    grpc: {{ endpoint: {grpc} }}
+    http: {{ endpoint: {http} }}
+    connections:
+      handshake_timeout: 3s
+      header_timeout: 3s
+      idle_timeout: 5s
+      body_timeout: 1s
+admin: {{ endpoint: {admin} }}
+exporters:
+  prometheus: {{ endpoint: null }}
+state: {{ dir: null }}
+"
+        ),
+    )
+    .unwrap();
+    let stderr = dir.path().join("stderr.log");
+    let mut proc = Limited::start(&config, &stderr);
+    eventually(
+        "slipstream healthy at start",
+        Duration::from_secs(30),
+        || {
+            let exited = proc.child.try_wait().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    panic!("slipstream exited at start: {status}");
+                }
+                healthz(admin).await
+            }
+        },
+    )
+    .await;
+
+    // 1,400 sockets that never send a byte, held open by this process throughout.
+    let opening = Instant::now();
+    let mut idle = Vec::with_capacity(IDLE_SOCKETS);
+    for i in 0..IDLE_SOCKETS {
+        let to = if i % 2 == 0 { grpc } else { http };
+        match TcpStream::connect(to).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("idle socket {i} to {to} could not connect: {e}"),
+        }
+    }
+    let attacked = Instant::now();
+
+    let request = otlp::trace_request("checkout", 10, |i| format!("GET /item/{i}"));
+    let took = eventually(
+        "a legitimate OTLP/HTTP request answered 200",
+        Duration::from_secs(20),
+        || {
+            let body = request.clone();
+            async move {
+                let r = raw::try_post_http(
+                    http,
+                    "/v1/traces",
+                    &[("content-type", "application/x-protobuf")],
+                    body,
+                )
+                .await?;
+                if r.status == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("status {}", r.status))
+                }
+            }
+        },
+    )
+    .await;
+    let health = eventually("/healthz answered 200", Duration::from_secs(20), || {
+        healthz(admin)
+    })
+    .await;
+    eprintln!(
+        "{} idle sockets opened in {:?} and held: OTLP request answered after {took:?}, /healthz after a further {health:?}",
+        idle.len(),
+        attacked - opening,
+    );
+
+    // The limit was reached (so the test tried what it claims), and each idle socket was
+    // closed by a deadline, not held.
+    let emfile = self_metric(
+        admin,
+        "slipstream_receiver_accept_errors_total",
+        &["kind=\"too_many_open_files\""],
+    )
+    .await;
+    assert!(
+        emfile > 0.0,
+        "no accept failed for the open-file limit; the test did not reach it"
+    );
+    eventually(
+        "every idle socket closed for its handshake deadline",
+        Duration::from_secs(30),
+        || async {
+            let closed = self_metric(
+                admin,
+                "slipstream_receiver_connections_closed_total",
+                &["reason=\"handshake_timeout\""],
+            )
+            .await;
+            if closed >= IDLE_SOCKETS as f64 {
+                Ok(())
+            } else {
+                Err(format!("{closed} closed"))
+            }
+        },
+    )
+    .await;
+    let closed_at = Instant::now();
+    let open = self_metric(
+        admin,
+        "slipstream_receiver_open_connections",
+        &["listener=\"otlp/"],
+    )
+    .await;
+    assert!(open <= 2.0, "{open} OTLP connections still open");
+    eprintln!(
+        "all {IDLE_SOCKETS} idle sockets closed by their deadline {:?} after they opened",
+        closed_at - attacked
+    );
+    drop(idle);
+
+    // A handful of log lines about it, not one per failed accept.
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    let accept_lines = log.lines().filter(|l| l.contains("accept failed")).count();
+    let emfile_lines = log
+        .lines()
+        .filter(|l| l.contains("Too many open files"))
+        .count();
+    eprintln!(
+        "{emfile} failed accepts; {accept_lines} log lines about them, {emfile_lines} naming \"Too many open files\""
+    );
+    assert!(
+        (1..=6).contains(&accept_lines) && emfile_lines <= 6,
+        "{accept_lines} accept-failure lines in the log:\n{log}"
+    );
+}
