@@ -361,7 +361,7 @@ pub mod names {
         "slipstream_receiver_aggregates_refused_total",
         Counter,
         ["reason"],
-        "Partial-aggregate requests refused, by reason (busy and memory_limit are retried by the sender, the others dropped)."
+        "Partial-aggregate requests refused, by reason (disabled, unauthenticated, unknown_sender, implausible, invalid, incompatible, ...; busy and memory_limit are retried by the sender, the others dropped)."
     );
     metric!(
         AGGREGATES_BYTES,
