@@ -10,7 +10,9 @@
 #   5. checks what schemas cannot: references between the objects (ConfigMap names after
 #      the hash suffix, probe and Service ports, selectors), that probes can reach the admin
 #      server, that the grace period outlasts the drain, that the working directory and
-#      state.dir are on writable volumes, and the containers' security settings;
+#      state.dir are on writable volumes, the containers' security settings, and that a
+#      slipstream workload whose admin server listens beyond loopback has a NetworkPolicy
+#      that lets only chosen sources reach the admin port;
 #   6. runs `slipstream validate` on the slipstream config embedded in every rendered
 #      ConfigMap, with the environment variables its container sets.
 #
@@ -244,11 +246,14 @@ def duration_s(text):
     return sum(int(n) * units[u] for n, u in parts)
 
 configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+netpols = [d for d in docs if d["kind"] == "NetworkPolicy"]
 pod_specs = []  # (workload name, pod template)
+namespaces = {}  # workload name -> namespace
 for d in docs:
     spec = d.get("spec", {})
     if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
         pod_specs.append((f'{d["kind"]}/{d["metadata"]["name"]}', spec["template"]))
+        namespaces[f'{d["kind"]}/{d["metadata"]["name"]}'] = d["metadata"].get("namespace")
         sel = spec["selector"]["matchLabels"]
         labels = spec["template"]["metadata"].get("labels", {})
         if any(labels.get(k) != v for k, v in sel.items()):
@@ -329,6 +334,51 @@ for wl, template in pod_specs:
                 errors.append(f"{cname}: {kind} cannot reach admin.endpoint {admin} (loopback)")
             if int(aport) != port:
                 errors.append(f"{cname}: {kind} probes port {port}, admin listens on {aport}")
+        # An admin server beyond loopback in a slipstream workload (the probes need it) must be
+        # fenced: a NetworkPolicy selecting the pods takes their ingress, names the admin port
+        # in a rule with chosen sources, and no rule of any such policy opens it to everyone.
+        if admin is not None and template["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "slipstream":
+            ahost, aport = admin.rsplit(":", 1)
+            ahost, aport = ahost.strip("[]"), int(aport)
+            if not (ahost == "localhost" or (ahost and ipaddress.ip_address(ahost).is_loopback)):
+                def np_selects(np):
+                    sel = np["spec"].get("podSelector", {})
+                    if sel.get("matchExpressions"):
+                        return False
+                    return np["metadata"].get("namespace") == namespaces[wl] and all(
+                        template["metadata"].get("labels", {}).get(k) == v
+                        for k, v in sel.get("matchLabels", {}).items())
+                def covers(rule):
+                    if "ports" not in rule:
+                        return True
+                    for p in rule["ports"]:
+                        v = p.get("port")
+                        if v is None:
+                            return True
+                        v = ports.get(v) if isinstance(v, str) else v
+                        if v is not None and v <= aport <= p.get("endPort", v):
+                            return True
+                    return False
+                def open_to_all(rule):
+                    frm = rule.get("from")
+                    if not frm:
+                        return True
+                    for f in frm:
+                        if f.get("ipBlock", {}).get("cidr") in ("0.0.0.0/0", "::/0"):
+                            return True
+                        if f.get("namespaceSelector") == {} and not f.get("podSelector"):
+                            return True
+                    return False
+                pols = [np for np in netpols if np_selects(np)
+                        and "Ingress" in np["spec"].get("policyTypes", ["Ingress"])]
+                if not pols:
+                    errors.append(f"{cname}: admin.endpoint {admin} listens beyond loopback and no NetworkPolicy restricts ingress to its pods")
+                rules = [(np, r) for np in pols for r in np["spec"].get("ingress", []) if covers(r)]
+                for np, r in rules:
+                    if open_to_all(r):
+                        errors.append(f'{cname}: NetworkPolicy/{np["metadata"]["name"]} lets everyone reach the admin port {aport}')
+                if pols and not rules:
+                    errors.append(f"{cname}: no NetworkPolicy rule names the admin port {aport} (say who may reach it)")
         # Graceful termination: the grace period must outlast preStop plus the drain.
         drain = duration_s((cfg.get("shutdown") or {}).get("drain_timeout", "30s"))
         pre = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)

@@ -128,9 +128,12 @@ async fn a_silence_from_the_api_suppresses_events_but_not_slis() {
 const SILENCE: &str = r#"{"service":"cart","severity":"page","comment":"drill"}"#;
 
 async fn silence_count(app: &App) -> usize {
-    let listed: serde_json::Value =
-        serde_json::from_str(&http_get(app.admin_addr.unwrap(), "/api/v1/silences").await.1)
-            .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(
+        &http_get(app.admin_addr.unwrap(), "/api/v1/silences")
+            .await
+            .1,
+    )
+    .unwrap();
     listed["silences"].as_array().unwrap().len()
 }
 
@@ -270,7 +273,10 @@ async fn silences_are_limited_in_number_size_and_duration() {
     let long_comment = format!(r#"{{"service":"cart","comment":"{}"}}"#, "x".repeat(1025));
     let (status, v) = post_json(&app, "/api/v1/silences", &long_comment).await;
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("max_comment_size"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("max_comment_size"),
+        "{v}"
+    );
     let long_name = format!(r#"{{"service":"{}"}}"#, "s".repeat(257));
     let (status, v) = post_json(&app, "/api/v1/silences", &long_name).await;
     assert_eq!(status, 400, "{v}");

@@ -672,3 +672,6 @@ fn series_query(live: &Live, query: Option<&str>) -> Result<Value, String> {
         "series": rows.into_iter().map(|r| r.2).collect::<Vec<_>>(),
     }))
 }
+
+#[cfg(test)]
+mod tests;
