@@ -327,3 +327,42 @@ async fn silences_are_limited_in_number_size_and_duration() {
     assert_eq!(counted("invalid_silence").await, 3.0);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_tokens_are_read_again_on_reload() {
+    let dir = std::env::temp_dir().join(format!("slipstream-admin-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, "# operators\nfirst-token\n").unwrap();
+    let mut cfg = test_config(None, SLO);
+    cfg.admin.auth = Some(slipstream_config::receiver::AuthConfig {
+        bearer_tokens: Vec::new(),
+        bearer_tokens_file: Some(tokens.clone()),
+    });
+    let path = dir.join("slipstream.yaml");
+    std::fs::write(&path, cfg.to_yaml()).unwrap();
+    let app = start_manual(cfg).await;
+    let admin = app.admin_addr.unwrap();
+    let post = |token: &'static str| async move {
+        let auth = format!("Bearer {token}");
+        post_http(
+            admin,
+            "/api/v1/silences",
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &auth),
+            ],
+            SILENCE.into(),
+        )
+        .await
+        .status
+    };
+    assert_eq!(post("first-token").await, 201);
+    assert_eq!(post("second-token").await, 401);
+    std::fs::write(&tokens, "second-token\n").unwrap();
+    app.reload(&path);
+    assert_eq!(post("second-token").await, 201);
+    assert_eq!(post("first-token").await, 401);
+    app.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
