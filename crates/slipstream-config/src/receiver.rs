@@ -55,10 +55,10 @@ pub struct OtlpReceiverConfig {
     /// Bearer-token authentication of every request on both receivers; `null` (the default)
     /// accepts requests without a token.
     pub auth: Option<AuthConfig>,
-    /// Deadlines and the cap on open connections, for each of the two listeners.
-    pub connections: ConnectionsConfig,
     /// Partial aggregates from sidecars (two-tier mode, gateway side); off by default.
     pub aggregates: crate::aggregates::AggregatesReceiverConfig,
+    /// Deadlines and the cap on open connections, for each of the two listeners.
+    pub connections: ConnectionsConfig,
 }
 
 /// `receivers.otlp.auth`.
@@ -103,8 +103,8 @@ impl Default for OtlpReceiverConfig {
             max_attributes_per_span: DEFAULT_MAX_ATTRIBUTES_PER_SPAN,
             max_attribute_size: DEFAULT_MAX_ATTRIBUTE_SIZE,
             auth: None,
-            connections: ConnectionsConfig::default(),
             aggregates: crate::aggregates::AggregatesReceiverConfig::default(),
+            connections: ConnectionsConfig::default(),
         }
     }
 }
@@ -138,7 +138,8 @@ pub const MAX_OPEN_CONNECTIONS_LIMIT: usize = 1 << 20;
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionsConfig {
     /// Most connections open at once on one listener; past it a new connection is accepted
-    /// and closed at once (counted, `reason="over_limit"`).
+    /// and closed at once (counted, `reason="over_limit"`). Brought down at start so that
+    /// both listeners together stay below the process's open-file limit.
     pub max_open: usize,
     /// Time a new connection has to send its first bytes, or to complete its TLS handshake.
     #[serde(with = "humantime_serde")]

@@ -94,6 +94,39 @@ impl Default for ConnectionLimits {
     }
 }
 
+// === Open-file limit ===
+
+/// Descriptors left to everything but the OTLP listeners' connections: the admin and scrape
+/// servers (64 each), forward connections, state and spill files, the log.
+const RESERVED_FILES: u64 = 256;
+/// The smallest per-listener cap the open-file limit can bring `max_open` down to.
+const MIN_FITTED_OPEN: usize = 16;
+
+/// The soft limit on open files of this process (`/proc/self/limits`); `None` where it cannot
+/// be read or is unlimited.
+pub(crate) fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `max_open` for each of `listeners` OTLP listeners, brought down so that together they
+/// stay [`RESERVED_FILES`] below the open-file limit `nofile`: a flood then meets the cap
+/// (connections closed at once, counted) before the process runs out of descriptors, which
+/// would fail the admin server's accepts, forward connections and state files too.
+pub(crate) fn fit_to_open_files(max_open: usize, listeners: usize, nofile: Option<u64>) -> usize {
+    let (Some(nofile), Ok(n)) = (nofile, u64::try_from(listeners.max(1))) else {
+        return max_open;
+    };
+    let share = nofile.saturating_sub(RESERVED_FILES) / n;
+    let share = usize::try_from(share).unwrap_or(usize::MAX);
+    max_open.min(share.max(MIN_FITTED_OPEN))
+}
+
 // === Reasons ===
 
 /// Why the server closed a connection.

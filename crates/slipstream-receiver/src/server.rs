@@ -303,7 +303,19 @@ impl Receivers {
     }
 
     /// Starts serving; the listeners stop accepting when `shutdown` turns true.
-    pub fn serve(self, shutdown: watch::Receiver<bool>) -> RunningReceivers {
+    pub fn serve(mut self, shutdown: watch::Receiver<bool>) -> RunningReceivers {
+        let listeners = usize::from(self.grpc.is_some()) + usize::from(self.http.is_some());
+        let nofile = crate::conn::open_file_limit();
+        let fitted = crate::conn::fit_to_open_files(self.limits.max_open, listeners, nofile);
+        if fitted < self.limits.max_open {
+            tracing::warn!(
+                max_open = self.limits.max_open,
+                open_file_limit = nofile,
+                using = fitted,
+                "receivers.otlp.connections.max_open does not fit the open-file limit; each OTLP listener takes fewer connections (raise the limit, e.g. LimitNOFILE or ulimit -n, to take more)"
+            );
+            self.limits.max_open = fitted;
+        }
         let mut tasks = Vec::new();
         let mut running = RunningReceivers {
             grpc_addr: None,

@@ -173,3 +173,24 @@ fn the_config_refuses_a_zero_cap_and_zero_deadlines_naming_each_field() {
     assert_eq!(limits.header_timeout, Duration::from_secs(2));
     assert_eq!(limits.idle_timeout, Duration::from_secs(60));
 }
+
+#[test]
+fn the_cap_is_fitted_below_the_open_file_limit() {
+    // 1,024 files: 256 kept back, 384 for each of two listeners.
+    assert_eq!(fit_to_open_files(4096, 2, Some(1024)), 384);
+    assert_eq!(fit_to_open_files(4096, 1, Some(1024)), 768);
+    // A cap that fits already is kept.
+    assert_eq!(fit_to_open_files(100, 2, Some(1024)), 100);
+    assert_eq!(fit_to_open_files(4096, 2, Some(1 << 20)), 4096);
+    // A tiny limit still leaves a few; an unknown one changes nothing.
+    assert_eq!(fit_to_open_files(4096, 2, Some(200)), MIN_FITTED_OPEN);
+    assert_eq!(fit_to_open_files(4096, 2, None), 4096);
+}
+
+#[test]
+fn this_process_open_file_limit_is_read_on_linux() {
+    if cfg!(target_os = "linux") {
+        let n = open_file_limit().expect("a number in /proc/self/limits");
+        assert!(n >= 16, "{n}");
+    }
+}
