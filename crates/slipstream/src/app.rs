@@ -118,10 +118,10 @@ impl<W: std::io::Write> std::io::Write for Redacting<W> {
             return Ok(buf.len());
         };
         let mut text = slipstream_config::redact::redact_urls(text);
-        if self.json && text.chars().any(char::is_control) {
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        if self.json && body.chars().any(char::is_control) {
             // Inside a JSON document a control character can only stand in a string, where
             // `\u00XX` means the same; the line's own end stays.
-            let body = text.strip_suffix('\n').unwrap_or(&text);
             let mut out = String::with_capacity(text.len() + 8);
             for c in body.chars() {
                 if c.is_control() {
