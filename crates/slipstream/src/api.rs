@@ -19,7 +19,10 @@
 //! its body is read: no cross-origin `Origin` and no `Sec-Fetch-Site: cross-site` (403), the
 //! bearer token when `admin.auth` is set (401), and `Content-Type: application/json` (415).
 //! A web page can therefore not write: a cross-site form cannot send JSON, and a cross-site
-//! `fetch` with JSON names its origin. Reads need none of it.
+//! `fetch` with JSON names its origin. Without a token, a request with an `Origin` (a
+//! browser's) must also be addressed to an IP address or `localhost`, so a page whose name
+//! was rebound to this server (DNS rebinding, same-origin with it) cannot write either. Reads
+//! need none of it.
 //!
 //! `docs/openapi.yaml` documents all of it; a test checks it against the server.
 
@@ -250,6 +253,15 @@ impl Access {
         if is_cross_origin(headers, authority) {
             return refused(Refusal::CrossOrigin);
         }
+        // DNS rebinding: a page of `evil.example`, resolved to this server, is same-origin
+        // with it and sends its own name as Host. Without a token, a browser (it sends
+        // `Origin`) writes only to an address or `localhost`, which no page can rebind.
+        if self.tokens.is_none()
+            && headers.contains_key(header::ORIGIN)
+            && !authority.is_some_and(is_address_or_localhost)
+        {
+            return refused(Refusal::CrossOrigin);
+        }
         if let Some(tokens) = &self.tokens {
             let tokens = tokens
                 .read()
@@ -363,6 +375,12 @@ pub fn is_cross_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
         (Some(a), Some(b)) => a != b,
         _ => true,
     }
+}
+
+/// Whether the host of `authority` is an IP address or `localhost`.
+fn is_address_or_localhost(authority: &str) -> bool {
+    host_port(authority, 80)
+        .is_some_and(|(host, _)| host == "localhost" || host.parse::<std::net::IpAddr>().is_ok())
 }
 
 /// `host[:port]` (or `[v6][:port]`) as lower-case host and port.

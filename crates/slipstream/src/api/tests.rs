@@ -87,3 +87,48 @@ fn a_silence_without_an_end_gets_one_and_a_later_end_is_refused() {
     };
     assert_eq!(limit_silence(&mut too_long, &limits, now).len(), 1);
 }
+
+#[test]
+fn without_a_token_a_browser_writes_only_to_an_address() {
+    let registry = Registry::new();
+    let clock: Arc<dyn Clock> = Arc::new(slipstream_core::ManualClock::new(0));
+    let open = Access::new(&AdminConfig::default(), clock.clone(), &registry).unwrap();
+    let json = ("content-type", "application/json");
+    // A rebound name: same origin, but not an address.
+    let rebound = headers(&[json, ("origin", "http://evil.example:8888")]);
+    assert_eq!(
+        open.check_write(&rebound, Some("evil.example:8888")),
+        Err(Refusal::CrossOrigin)
+    );
+    for (origin, authority) in [
+        ("http://127.0.0.1:8888", "127.0.0.1:8888"),
+        ("http://localhost:8888", "localhost:8888"),
+        ("http://[::1]:8888", "[::1]:8888"),
+    ] {
+        let h = headers(&[json, ("origin", origin)]);
+        assert_eq!(open.check_write(&h, Some(authority)), Ok(()), "{origin}");
+    }
+    // curl and scripts send no Origin: any name works.
+    assert_eq!(
+        open.check_write(&headers(&[json]), Some("slipstream.observability.svc:8888")),
+        Ok(())
+    );
+    // With a token the name does not matter: a rebinding page has no token.
+    let cfg = AdminConfig {
+        auth: Some(slipstream_config::receiver::AuthConfig {
+            bearer_tokens: vec!["t".into()],
+            bearer_tokens_file: None,
+        }),
+        ..AdminConfig::default()
+    };
+    let guarded = Access::new(&cfg, clock, &registry).unwrap();
+    let h = headers(&[
+        json,
+        ("origin", "http://slipstream.example:8888"),
+        ("authorization", "Bearer t"),
+    ]);
+    assert_eq!(
+        guarded.check_write(&h, Some("slipstream.example:8888")),
+        Ok(())
+    );
+}
