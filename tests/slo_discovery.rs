@@ -246,3 +246,92 @@ async fn a_flood_of_service_names_is_held_to_the_cap_across_restarts_and_expires
     assert_eq!(slo_services(&slos(&app).await).len(), 2);
     app.shutdown().await;
 }
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Measures the flood: `FLOOD_NAMES` (50,000) distinct names in requests of 100, with
+/// the default aggregator limits and `slo.discovery.max_services` from `FLOOD_CAP` (2,000;
+/// 100000 approximates the behaviour without a cap). Prints step times, RSS and sizes.
+/// `cargo test -p slipstream-e2e --test slo_discovery -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: prints figures, asserts nothing about them"]
+async fn measure_the_flood() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (names, cap) = (env("FLOOD_NAMES", 50_000), env("FLOOD_CAP", 2_000));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(
+        None,
+        &format!("slo:\n  discovery: {{ max_services: {cap} }}\n"),
+    );
+    cfg.state.dir = Some(dir.path().to_owned());
+    let clock = ManualClock::new(START);
+    let app = App::start_with(cfg.clone(), Arc::new(clock.clone()), false)
+        .await
+        .unwrap();
+    eprintln!(
+        "{names} names, cap {cap}: RSS at start {} KiB",
+        rss_kib("VmRSS:")
+    );
+    let junk: Vec<String> = (0..names).map(|i| format!("junk-{i:05}")).collect();
+    clock.set(START + MIN - SEC);
+    let sent = Instant::now();
+    for chunk in junk.chunks(100) {
+        export(app.http_addr.unwrap(), &request(chunk, START + 30 * SEC)).await;
+    }
+    eprintln!("sent in {:?}", sent.elapsed());
+    clock.set(START + MIN);
+    for i in 0..3 {
+        let t = Instant::now();
+        app.step().await;
+        eprintln!("step {i}: {:?}, RSS {} KiB", t.elapsed(), rss_kib("VmRSS:"));
+        clock.set(START + (i + 2) * MIN);
+    }
+    let (status, body) = http_get(app.admin_addr.unwrap(), "/api/v1/slos").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    eprintln!(
+        "/api/v1/slos {status}: {} bytes, {} SLOs, over the limit {}; peak RSS {} KiB",
+        body.len(),
+        v["slos"].as_array().map_or(0, Vec::len),
+        v["services_over_limit"]["count"],
+        rss_kib("VmHWM:")
+    );
+    let (metrics_bytes, services) = scrape(&app).await;
+    eprintln!(
+        "/metrics: {metrics_bytes} bytes, {} services; peak RSS {} KiB",
+        services.len(),
+        rss_kib("VmHWM:")
+    );
+    let t = Instant::now();
+    app.save_state().await.unwrap();
+    eprintln!(
+        "snapshot {} bytes in {:?}; peak RSS {} KiB",
+        metric(&app, "slipstream_state_snapshot_bytes", &[]).await,
+        t.elapsed(),
+        rss_kib("VmHWM:")
+    );
+    app.shutdown().await;
+    let t = Instant::now();
+    let app = App::start_with(cfg, Arc::new(clock.clone()), false)
+        .await
+        .unwrap();
+    app.step().await;
+    eprintln!(
+        "restart and first step {:?}; peak RSS {} KiB",
+        t.elapsed(),
+        rss_kib("VmHWM:")
+    );
+    app.shutdown().await;
+}
