@@ -423,3 +423,239 @@ async fn requests_over_the_attribute_limits_are_refused_and_counted() {
     assert_eq!(spans_in(&got).len(), 1);
     app.shutdown().await;
 }
+
+// === hostile bodies against the memory limit (the real binary, its peak RSS read) ===
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib * 1024
+}
+
+/// A request of `n` copies of `item` (an encoded repeated field of the scope level), wrapped
+/// in one resource and one scope: field 1 of the request, field 2 of the resource level.
+fn wrapped(item: &[u8], n: usize) -> Vec<u8> {
+    fn len_field(field: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(field << 3 | 2);
+        let mut v = body.len() as u64;
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        out.extend_from_slice(body);
+    }
+    let scope = item.repeat(n);
+    let mut resource = Vec::new();
+    len_field(2, &scope, &mut resource);
+    let mut req = Vec::new();
+    len_field(1, &resource, &mut req);
+    req
+}
+
+const MIB: u64 = 1 << 20;
+
+/// With `memory.limit: 100MiB` (so `max_in_flight` 25 MiB), the bodies that took the old
+/// receiver to 7x its limit: gzip bombs of empty log records and of spans, and 40 concurrent
+/// 6.5 MiB trace requests. Each gets its answer (the valid log bomb 200 and forwarded, empty
+/// spans 400, spans whose records cannot fit 413, concurrent requests 200 or 503 with
+/// Retry-After, every 200 forwarded), and the process's peak RSS stays under limit + margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_bodies_keep_resident_memory_within_the_limit_and_its_margin() {
+    use slipstream_e2e::free_port;
+    use slipstream_e2e::process::Slipstream;
+
+    let limit = 100 * MIB;
+    let margin = limit / 4;
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (http, admin): (std::net::SocketAddr, std::net::SocketAddr) = (
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    );
+    let config = dir.path().join("slipstream.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "receivers:
+  otlp:
+    grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+    http: {{ endpoint: {http} }}
+admin: {{ endpoint: {admin} }}
+exporters:
+  prometheus: {{ endpoint: 127.0.0.1:{prom} }}
+forward:
+  endpoint: {sink}
+  protocol: grpc
+state:
+  dir: null
+memory:
+  limit: 100MiB
+",
+            grpc = free_port(),
+            prom = free_port(),
+            sink = sink.url(),
+        ),
+    )
+    .unwrap();
+    let proc = Slipstream::start(&config, admin).await;
+    let pid = proc.pid();
+    let at_start = peak_rss(pid);
+    let pb = ("content-type", "application/x-protobuf");
+    let gz = ("content-encoding", "gzip");
+
+    // 16 MiB of empty log records (8M of them) in a 76 KiB gzip body: valid, so taken and
+    // forwarded, counted by the wire walk without a LogRecord built.
+    let logs = wrapped(&[0x12, 0x00], 8 << 20);
+    let logs_gz = gzip(&logs);
+    assert!(logs_gz.len() < 128 << 10, "{} bytes", logs_gz.len());
+    let r = raw::post_http(http, "/v1/logs", &[pb, gz], logs_gz).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    sink.wait_for(
+        std::time::Duration::from_secs(30),
+        "the log bomb forwarded",
+        |got| got.iter().any(|g| g.body.len() == logs.len()),
+    )
+    .await;
+    let after_logs = peak_rss(pid);
+
+    // 16 MiB of empty spans: refused at the first one (no trace id).
+    let spans_gz = gzip(&wrapped(&[0x12, 0x00], 8 << 20));
+    let r = raw::post_http(http, "/v1/traces", &[pb, gz], spans_gz).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    // 16 MiB of minimal valid spans (ids only, 28 bytes each: 600k spans): their records
+    // alone would take more than the in-flight budget, so 413 before they are built.
+    let mut span = vec![0x0a, 16];
+    span.extend_from_slice(&[7; 16]);
+    span.extend_from_slice(&[0x12, 8]);
+    span.extend_from_slice(&[9; 8]);
+    let mut item = vec![0x12, span.len() as u8];
+    item.extend_from_slice(&span);
+    let minimal = gzip(&wrapped(&item, (16 << 20) / item.len()));
+    let r = raw::post_http(http, "/v1/traces", &[pb, gz], minimal).await;
+    assert_eq!(r.status, 413, "{:?}", r.body);
+    let after_spans = peak_rss(pid);
+
+    // 40 concurrent trace requests of 6.5 MiB each (about 33k spans).
+    let long_name = "GET /".to_owned() + &"x".repeat(160);
+    let body = otlp::trace_request("hostile", 33_000, |_| long_name.clone());
+    assert!(body.len() > 6 << 20, "{} bytes", body.len());
+    let sends = (0..40).map(|_| {
+        let body = body.clone();
+        tokio::spawn(async move { raw::try_post_http(http, "/v1/traces", &[pb], body).await })
+    });
+    let (mut accepted, mut refused, mut cut) = (0, 0, 0);
+    for s in sends.collect::<Vec<_>>() {
+        match s.await.unwrap() {
+            Ok(r) if r.status == 200 => accepted += 1,
+            Ok(r) if r.status == 503 => {
+                assert!(r.header("retry-after").is_some(), "503 without Retry-After");
+                refused += 1;
+            }
+            Ok(r) => panic!("answered {}: {:?}", r.status, r.body),
+            // A refusal answered before the body was read closes the connection, and the
+            // client, still sending, may see the reset first: it retries, as for a 503.
+            Err(_) => cut += 1,
+        }
+    }
+    assert!(accepted >= 1, "none of the 40 was accepted");
+    let after_burst = peak_rss(pid);
+    // Every request answered 200 is forwarded.
+    sink.wait_for(
+        std::time::Duration::from_secs(60),
+        "every accepted trace request forwarded",
+        |got| got.iter().filter(|g| g.body.len() == body.len()).count() >= accepted,
+    )
+    .await;
+    let refused_counted = self_metric(
+        admin,
+        "slipstream_receiver_refused_requests_total",
+        &["signal=\"traces\"", "reason=\"memory_limit\""],
+    )
+    .await;
+    // Every request not taken was refused for memory, whether its client saw the 503 or not.
+    assert_eq!(refused_counted, (refused + cut) as f64);
+    assert_eq!(accepted + refused + cut, 40);
+    eprintln!(
+        "peak RSS: start {} MiB, after the log bomb {} MiB, after the span bombs {} MiB, after 40 concurrent 6.5 MiB requests ({accepted} accepted, {refused} answered 503, {cut} cut) {} MiB; limit {} MiB + margin {} MiB",
+        at_start / MIB,
+        after_logs / MIB,
+        after_spans / MIB,
+        after_burst / MIB,
+        limit / MIB,
+        margin / MIB,
+    );
+    assert!(
+        after_burst <= limit + margin,
+        "peak RSS {} MiB over the limit {} MiB + margin {} MiB",
+        after_burst / MIB,
+        limit / MIB,
+        margin / MIB
+    );
+    drop(proc);
+}
+
+/// A span with a 15-byte trace id is refused with 400 up front, counted as `invalid_id`, and
+/// nothing of its request is forwarded (before, it was answered 200 and lost downstream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_15_byte_trace_id_gets_400_and_nothing_is_forwarded() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let sink = Sink::start().await;
+    let app = start(config(&sink)).await;
+    let http = app.http_addr.unwrap();
+    let grpc = app.grpc_addr.unwrap();
+    let mut req = ExportTraceServiceRequest::decode(&valid_request("short-id")[..]).unwrap();
+    req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1; 15];
+    let bad = req.encode_to_vec();
+    let r = raw::post_traces(http, bad.clone()).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("trace_id of 15 bytes"),
+        "{:?}",
+        r.body
+    );
+    let r = raw::post_grpc(grpc, raw::TRACES, &[], raw::grpc_frame(&bad)).await;
+    assert_eq!(r.grpc_status(), Some(3), "INVALID_ARGUMENT");
+    // The same in JSON: a trace id of 30 hex digits.
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f","spanId":"0102030405060708","name":"x","kind":2}]}]}]}"#;
+    let r = raw::post_http(
+        http,
+        "/v1/traces",
+        &[("content-type", "application/json")],
+        json.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        self_metric(
+            app.admin_addr.unwrap(),
+            "slipstream_receiver_refused_requests_total",
+            &["reason=\"invalid_id\""],
+        )
+        .await,
+        3.0
+    );
+    // A valid request after them is forwarded, and it is the only one.
+    let r = raw::post_traces(http, valid_request("after")).await;
+    assert_eq!(r.status, 200);
+    let got = sink
+        .wait_for(
+            std::time::Duration::from_secs(10),
+            "the valid request forwarded",
+            |got| !got.is_empty(),
+        )
+        .await;
+    // Forwarding keeps the order of acceptance: had a refused request been queued, it would
+    // have arrived before this one.
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(spans_in(&got).len(), 1, "{got:?}");
+}

@@ -43,8 +43,9 @@ impl Encoding {
 pub(crate) const INLINE_DECOMPRESS: usize = 256 << 10;
 
 /// Reads a whole body, refusing one larger than `limit` bytes as it arrives, and reserving
-/// each frame's bytes on `reservation` before keeping it (a body in several frames is
-/// reserved twice, for the frames and their concatenation).
+/// its bytes on `reservation` before keeping them. A body of one frame is kept as it arrived;
+/// one of several is copied into one buffer as its frames arrive, sized from the declared
+/// length when there is one (reserved once), else grown in steps (each reserved first).
 pub(crate) async fn read_limited<B>(
     body: B,
     limit: usize,
@@ -59,12 +60,14 @@ where
             "request body is larger than the limit of {limit} bytes"
         ))
     };
-    if body.size_hint().exact().is_some_and(|n| n > limit as u64) {
+    let declared = body.size_hint().exact();
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    let declared = declared.map_or(0, |n| n as usize);
     let mut body = std::pin::pin!(body);
-    let mut frames: Vec<Bytes> = Vec::new();
-    let mut len = 0usize;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ExportError::Invalid(format!("could not read the request body: {}", e.into()))
@@ -75,25 +78,39 @@ where
         if data.is_empty() {
             continue;
         }
+        let len = first.as_ref().map_or(joined.len(), Bytes::len);
         if len + data.len() > limit {
             return Err(too_large());
         }
-        reservation.grow(data.len())?;
-        len += data.len();
-        frames.push(data);
-    }
-    match frames.len() {
-        0 => Ok(Bytes::new()),
-        1 => Ok(frames.pop().unwrap_or_default()),
-        _ => {
-            reservation.grow(len)?;
-            let mut out = Vec::with_capacity(len);
-            for f in frames {
-                out.extend_from_slice(&f);
-            }
-            Ok(Bytes::from(out))
+        if first.is_none() && joined.capacity() == 0 {
+            reservation.grow(data.len())?;
+            first = Some(data);
+            continue;
         }
+        let need = len + data.len();
+        if joined.capacity() < need {
+            let want = if joined.capacity() == 0 && declared >= need {
+                declared
+            } else {
+                need.max(
+                    joined
+                        .capacity()
+                        .saturating_add(joined.capacity().clamp(64 << 10, 4 << 20)),
+                )
+                .min(limit)
+            };
+            reservation.grow(want - joined.capacity())?;
+            joined.reserve_exact(want - joined.len());
+        }
+        if let Some(f) = first.take() {
+            joined.extend_from_slice(&f);
+        }
+        joined.extend_from_slice(&data);
     }
+    Ok(match first {
+        Some(f) => f,
+        None => Bytes::from(joined),
+    })
 }
 
 /// Decompresses `data`, refusing output larger than `limit` bytes (a decompression bomb is
@@ -128,6 +145,8 @@ struct Inflate {
     out: Vec<u8>,
     limit: usize,
     what: &'static str,
+    /// The output size the body announces (gzip's trailer), 0 when unknown.
+    hint: usize,
 }
 
 impl Inflate {
@@ -155,11 +174,21 @@ impl Inflate {
                 (Box::new(decoder), "zstd")
             }
         };
+        // A gzip member ends with its uncompressed size (mod 2^32): when it is honest the
+        // output is allocated once, at its size; when not, the buffer grows in steps.
+        let hint = match (encoding, data.len()) {
+            (Encoding::Gzip, n) if n >= 18 => {
+                let t = &data[n - 4..];
+                u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize
+            }
+            _ => 0,
+        };
         Ok(Ok(Inflate {
             reader,
             out: Vec::new(),
             limit,
             what,
+            hint,
         }))
     }
 
@@ -172,8 +201,15 @@ impl Inflate {
             }
             if self.out.len() == self.out.capacity() {
                 let cap = self.out.capacity();
-                // Room for one byte past the limit, to tell "exactly the limit" from "more".
-                let want = cap.saturating_mul(2).max(64 << 10).min(self.limit + 1);
+                // The announced size and one byte more (to see the end without growing),
+                // else steps that double up to 4 MiB, then add 4 MiB: never more than one
+                // byte past the limit, to tell "exactly the limit" from "more".
+                let want = if cap == 0 && self.hint > 0 {
+                    self.hint.saturating_add(1)
+                } else {
+                    cap.saturating_add(cap.clamp(64 << 10, 4 << 20))
+                }
+                .min(self.limit + 1);
                 if want <= cap {
                     return Err(ExportError::TooLarge(format!(
                         "{} body decompresses to more than the limit of {} bytes",

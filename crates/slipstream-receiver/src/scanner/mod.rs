@@ -402,7 +402,9 @@ impl Keys<'_> {
         if max > 0 && len >= max {
             return Err(ScanError::TooManySpans { limit: max });
         }
-        let mut want = len.saturating_mul(2).max(16);
+        // Half as much again: the records are most of a request's memory, and doubling
+        // could leave nearly half of them unused.
+        let mut want = len.saturating_add(len / 2).max(16);
         if max > 0 {
             want = want.min(max);
         }
