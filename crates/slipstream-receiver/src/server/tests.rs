@@ -323,3 +323,131 @@ async fn past_the_cap_new_connections_are_closed_at_once_and_counted() {
     assert_eq!(server.closed("over_limit"), 1);
     server.stop().await;
 }
+
+/// A request body fed from a channel, one frame per message.
+struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|d| d.map(|d| Ok(http_body::Frame::data(d))))
+    }
+}
+
+#[tokio::test]
+async fn a_trickled_http2_body_is_cut_and_its_connection_closed() {
+    let server = Server::start(limits()).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            if tx.send(bytes::Bytes::from_static(b"x")).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let start = Instant::now();
+    let req = Request::post(format!("http://{}/v1/traces", server.addr))
+        .body(ChannelBody(rx))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("answered or reset within 5 s");
+    match answer {
+        Ok(r) => assert_eq!(r.status(), StatusCode::BAD_REQUEST),
+        Err(e) => assert!(e.is_canceled() || e.to_string().contains("stream"), "{e}"),
+    }
+    // The connection goes too (GOAWAY, then closed).
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the connection closed within 5 s")
+        .unwrap()
+        .ok();
+    let held = start.elapsed();
+    trickle.abort();
+    assert!(held >= Duration::from_millis(300), "cut after {held:?}");
+    eventually(
+        "connections closed for body_timeout",
+        Duration::from_secs(2),
+        || server.closed("body_timeout"),
+        1,
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_servers_get_the_same_deadlines_and_their_own_cap() {
+    assert_eq!(ConnectionLimits::admin().max_open, crate::ADMIN_MAX_OPEN);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = Registry::new();
+    let (stop, shutdown) = watch::channel(false);
+    let h: Handler = Arc::new(|_req| Box::pin(async { Response::new(ResponseBody::full("ok\n")) }));
+    let task = tokio::spawn(serve_http_with(
+        listener,
+        h,
+        shutdown,
+        "admin",
+        ConnectionLimits {
+            max_open: 2,
+            ..limits()
+        },
+        registry.clone(),
+    ));
+    let closed = |reason: &str| {
+        registry
+            .value(names::CONNECTIONS_CLOSED.name, &["admin", reason])
+            .unwrap_or(0)
+    };
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let mut held = TcpStream::connect(addr).await.unwrap();
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    read_until_closed(&mut refused, Duration::from_secs(2)).await;
+    eventually(
+        "over the cap",
+        Duration::from_secs(2),
+        || closed("over_limit"),
+        1,
+    )
+    .await;
+    read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    read_until_closed(&mut held, Duration::from_secs(5)).await;
+    eventually(
+        "closed at the handshake deadline",
+        Duration::from_secs(2),
+        || closed("handshake_timeout"),
+        2,
+    )
+    .await;
+    // With the idle ones gone, a probe is answered.
+    let mut probe = TcpStream::connect(addr).await.unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (seen, _) = read_until_closed(&mut probe, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("ok\n"),
+        "{text:?}"
+    );
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the listener stops")
+        .unwrap();
+}
