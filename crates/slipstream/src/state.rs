@@ -18,6 +18,8 @@ use crate::live::Live;
 
 /// The key the SLO engine's state is stored under.
 pub const SLO_KEY: &str = "slo-engine";
+/// How many dropped SLOs the restore's log line names.
+const LOGGED_DROPS: usize = 10;
 
 /// The self-metrics of persistence, declared once.
 pub mod names {
@@ -110,13 +112,20 @@ impl Persistence {
                             "saved SLO state has an incompatible format; starting fresh"
                         );
                     } else {
-                        let dropped: Vec<String> =
-                            report.dropped.iter().map(ToString::to_string).collect();
+                        // A state of many discovered services may drop thousands: the
+                        // log line names the first few.
+                        let dropped: Vec<String> = report
+                            .dropped
+                            .iter()
+                            .take(LOGGED_DROPS)
+                            .map(ToString::to_string)
+                            .collect();
                         tracing::info!(
                             restored = report.restored.len(),
                             deferred = report.deferred.len(),
                             silences = report.silences,
-                            dropped = ?dropped,
+                            dropped = report.dropped.len(),
+                            first_dropped = ?dropped,
                             "SLO state restored from {}",
                             store.path().display()
                         );
