@@ -785,3 +785,65 @@ async fn forged_shipments_are_refused_and_a_firing_page_stays_firing() {
     assert_eq!(after.2, 3007.0, "{after:?}");
     app.shutdown().await;
 }
+
+/// The sidecar tokens come from a file that a reload (SIGHUP) reads again: after the file
+/// changes and the config is reloaded, the old token gets 401 and the new one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rereads_the_sidecar_token_file() {
+    use prost::Message;
+    use slipstream_core::aggregates::{ExportAggregatesRequest, HTTP_PATH};
+    use slipstream_e2e::raw::post_http;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("sidecar-tokens");
+    std::fs::write(&tokens, "# sidecars\nfirst-t0ken\n").unwrap();
+    let mut cfg = slipstream_e2e::test_config(None, "");
+    cfg.receivers.otlp.aggregates = sidecars_only();
+    cfg.receivers.otlp.aggregates.auth = slipstream_config::receiver::AuthConfig {
+        bearer_tokens: Vec::new(),
+        bearer_tokens_file: Some(tokens.clone()),
+    };
+    let path = dir.path().join("slipstream.yaml");
+    std::fs::write(&path, cfg.to_yaml()).unwrap();
+    let app = slipstream::app::App::start_with(
+        cfg,
+        std::sync::Arc::new(slipstream_core::SystemClock),
+        false,
+    )
+    .await
+    .unwrap();
+    let http = app.http_addr.unwrap();
+    let mut header = app.aggregator.aggregates_header();
+    header.instance = "sidecar-1".into();
+    let mut sequence = 0;
+    let mut post = |token: &'static str| {
+        sequence += 1;
+        header.sequence = sequence;
+        let body = ExportAggregatesRequest {
+            header: Some(header.clone()),
+            series: vec![],
+        }
+        .encode_to_vec();
+        async move {
+            let auth = format!("Bearer {token}");
+            post_http(
+                http,
+                HTTP_PATH,
+                &[
+                    ("content-type", "application/x-protobuf"),
+                    ("authorization", auth.as_str()),
+                ],
+                body,
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(post("first-t0ken").await, 200);
+    assert_eq!(post("second-t0ken").await, 401);
+    std::fs::write(&tokens, "second-t0ken\n").unwrap();
+    app.reload(&path);
+    assert_eq!(post("first-t0ken").await, 401);
+    assert_eq!(post("second-t0ken").await, 200);
+    app.shutdown().await;
+}
