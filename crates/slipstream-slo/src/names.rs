@@ -71,7 +71,7 @@ metric!(
     "slipstream_slo_services_refused_total",
     Counter,
     ["reason"],
-    "Services refused templated SLOs when seen, by reason (over_limit)."
+    "Services refused templated SLOs, by reason (over_limit): once while listed as over the limit, at each step with traffic beyond the 1000 listed."
 );
 metric!(
     SERVICES_EXPIRED,
