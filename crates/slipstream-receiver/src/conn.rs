@@ -6,7 +6,9 @@
 //! its descriptor straight away (leaving it in the kernel's backlog would hold one there, and
 //! let the backlog fill with connections that are never served). Failed accepts (EMFILE and
 //! the like) back the accept loop off, doubling from 5 ms to 1 s, and are logged at most once
-//! every 10 s with the number left unsaid.
+//! every 10 s with the number left unsaid. The OTLP listeners' caps are fitted at start below
+//! the process's open-file limit ([`fit_to_open_files`]), so that a flood meets the cap before
+//! the process runs out of descriptors for everything else.
 //!
 //! Each admitted connection then has, in turn: `handshake_timeout` to send its first bytes (or
 //! finish its TLS handshake); `header_timeout` to complete its first request's headers (HTTP/2:
