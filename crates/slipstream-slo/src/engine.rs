@@ -373,9 +373,12 @@ impl SloEngine {
             })
     }
 
-    /// Tells the engine `service` was seen in traffic. The first time, a service without an
-    /// explicit objective gets the templated SLOs; their ids are returned (empty otherwise).
-    /// A service missing from the catalog is counted in `slipstream_slo_services_uncataloged`.
+    /// Tells the engine `service` was seen in traffic (holding an ordinary series). The first
+    /// time, a service without an explicit objective gets the templated SLOs while fewer than
+    /// `slo.discovery.max_services` discovered services hold them (otherwise it is listed as
+    /// over the limit and counted); their ids are returned (empty otherwise). Each time, it
+    /// keeps the service from expiring. A service missing from the catalog is counted in
+    /// `slipstream_slo_services_uncataloged`.
     pub fn service_seen(&mut self, service: &str) -> Vec<SloId> {
         self.see(service).into_iter().map(|(id, _)| id).collect()
     }
