@@ -1021,3 +1021,77 @@ fn attribute_limits_refuse_too_many_or_too_large_attributes() {
         scan_traces_limited(buf, &spec, AttributeLimits::default(), &mut out).unwrap();
     }
 }
+
+#[test]
+fn span_checks_apply_while_scanning() {
+    use super::{AttributeLimits, SpanChecks, scan_traces_checked};
+    let spec = spec(&[], &[]);
+    let span = |trace: usize, id: usize, parent: usize| Span {
+        trace_id: vec![1; trace],
+        span_id: vec![2; id],
+        parent_span_id: vec![3; parent],
+        ..server_span("GET /", vec![])
+    };
+    let checked = |buf: &[u8], checks: SpanChecks<'_>| {
+        let mut out = Vec::new();
+        scan_traces_checked(buf, &spec, AttributeLimits::default(), checks, &mut out)
+            .map(|()| out.len())
+    };
+    let ids = SpanChecks {
+        ids: true,
+        ..SpanChecks::default()
+    };
+    let one = |s: Span| request(vec![], vec![s]).encode_to_vec();
+    assert_eq!(checked(&one(span(16, 8, 0)), ids), Ok(1));
+    assert_eq!(checked(&one(span(16, 8, 8)), ids), Ok(1));
+    for (t, s, p, what, len) in [
+        (0, 8, 0, "trace_id", 0),
+        (15, 8, 0, "trace_id", 15),
+        (16, 0, 0, "span_id", 0),
+        (16, 8, 7, "parent_span_id", 7),
+    ] {
+        let e = checked(&one(span(t, s, p)), ids).unwrap_err();
+        assert!(
+            matches!(e, ScanError::InvalidId { what: w, len: l, .. } if w == what && l == len),
+            "{e}"
+        );
+        // Without the check, the scanner reads them as a decode would.
+        assert_eq!(checked(&one(span(t, s, p)), SpanChecks::default()), Ok(1));
+    }
+    // A repeated id field keeps its last occurrence, as the decoded tree does.
+    let mut extra = Vec::new();
+    extra.extend(len_field(1, &[9; 15]));
+    extra.extend(len_field(1, &[9; 16]));
+    let span_bytes = [len_field(1, &[1; 16]), len_field(2, &[2; 8]), extra].concat();
+    let twice = wrap(&[], &[&span_bytes]);
+    assert_eq!(checked(&twice, ids), Ok(1));
+
+    // The span limit stops the scan at the limit, not after the request.
+    let many = request(vec![], (0..100).map(|_| span(16, 8, 0)).collect()).encode_to_vec();
+    let limit = SpanChecks {
+        max_spans: 40,
+        ..SpanChecks::default()
+    };
+    assert_eq!(
+        checked(&many, limit),
+        Err(ScanError::TooManySpans { limit: 40 })
+    );
+    // Room is asked for before the buffer grows; a refusal stops the scan.
+    let asked = std::cell::Cell::new(0usize);
+    let room = |n: usize| {
+        asked.set(asked.get() + n);
+        asked.get() <= 32 * std::mem::size_of::<SpanRecord<'_>>()
+    };
+    let budget = SpanChecks {
+        room: Some(&room),
+        ..SpanChecks::default()
+    };
+    let e = checked(&many, budget).unwrap_err();
+    assert!(matches!(e, ScanError::NoRoom { .. }), "{e}");
+    let plenty = |_: usize| true;
+    let budget = SpanChecks {
+        room: Some(&plenty),
+        ..SpanChecks::default()
+    };
+    assert_eq!(checked(&many, budget), Ok(100));
+}
