@@ -118,6 +118,7 @@ fn scanner(c: &mut Criterion) {
     let spec = ScanSpec {
         resource_keys: vec!["deployment.environment".into()],
         span_keys: vec!["http.route".into(), "http.request.method".into()],
+        ..ScanSpec::default()
     };
 
     let mut group = c.benchmark_group("scanner");

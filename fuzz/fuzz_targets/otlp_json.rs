@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
         let spec = ScanSpec {
             resource_keys: vec!["deployment.environment".into()],
             span_keys: vec!["http.route".into()],
+            ..ScanSpec::default()
         };
         let mut out = Vec::new();
         scan_traces(&body, &spec, &mut out).expect("protobuf re-encoded from JSON scans");

@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let spec = ScanSpec {
         resource_keys: vec!["deployment.environment".into()],
         span_keys: vec!["http.route".into(), "http.request.method".into()],
+        ..ScanSpec::default()
     };
     let mut out = Vec::new();
     let scanned = scan_traces(data, &spec, &mut out);

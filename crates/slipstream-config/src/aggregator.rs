@@ -4,6 +4,7 @@
 //! slots of `slot_width`; `retention` of slots is kept so that windows up to that length (1m,
 //! 5m, 1h by default) can be computed by merging slots.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,16 @@ pub const DEFAULT_HISTOGRAM_MAX_VALUE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SPAN_KINDS: &[&str] = &["server", "consumer"];
 /// Default resource attributes that become series dimensions.
 pub const DEFAULT_RESOURCE_DIMENSIONS: &[&str] = &["deployment.environment"];
+/// Default attribute keys resource dimensions are read from: `deployment.environment` from the
+/// current semantic convention's `deployment.environment.name` or, when a resource has none,
+/// the older `deployment.environment`. The dimension (and label) keeps the older name, so
+/// series, SLO selectors and exported labels (`deployment_environment`) keep theirs.
+pub const DEFAULT_RESOURCE_DIMENSION_ATTRIBUTES: &[(&str, &[&str])] = &[(
+    "deployment.environment",
+    &["deployment.environment.name", "deployment.environment"],
+)];
+/// Most attribute keys one resource dimension may be read from.
+pub const MAX_ATTRIBUTES_PER_DIMENSION: usize = 4;
 /// Default limit on series across all services.
 pub const DEFAULT_MAX_SERIES: usize = 100_000;
 /// Default limit on series of one service.
@@ -71,6 +82,10 @@ pub struct AggregatorConfig {
     /// Resource attributes that become series dimensions, after `service.name` (which always
     /// is one). An absent attribute is an empty value.
     pub resource_dimensions: Vec<String>,
+    /// The attribute keys a resource dimension is read from, by dimension name, in order of
+    /// preference (at most 4): the value is that of the first key the resource has, whatever
+    /// the order of its attributes. A dimension not listed reads the attribute of its name.
+    pub resource_dimension_attributes: BTreeMap<String, Vec<String>>,
     /// Span attributes that become series dimensions (e.g. `http.route`). Together with
     /// `resource_dimensions` at most 8.
     pub span_dimensions: Vec<String>,
@@ -110,6 +125,13 @@ impl Default for AggregatorConfig {
             resource_dimensions: DEFAULT_RESOURCE_DIMENSIONS
                 .iter()
                 .map(|s| (*s).to_owned())
+                .collect(),
+            resource_dimension_attributes: DEFAULT_RESOURCE_DIMENSION_ATTRIBUTES
+                .iter()
+                .map(|(name, keys)| {
+                    let keys = keys.iter().map(|k| (*k).to_owned()).collect();
+                    ((*name).to_owned(), keys)
+                })
                 .collect(),
             span_dimensions: Vec::new(),
             span_name_dimension: false,
@@ -169,9 +191,28 @@ impl OutcomeConfig {
 impl AggregatorConfig {
     /// The attribute keys the span scanner must extract: `resource_dimensions` then
     /// `span_dimensions`, in that order (the layout of `SpanRecord::dims`).
+    ///
+    /// A resource dimension listed in `resource_dimension_attributes` is read from its first
+    /// key there, then the others in order ([`ScanSpec::resource_alternatives`]).
     pub fn scan_spec(&self) -> ScanSpec {
+        fn keys<'a>(map: &'a BTreeMap<String, Vec<String>>, name: &'a String) -> &'a [String] {
+            match map.get(name) {
+                Some(keys) if !keys.is_empty() => keys,
+                _ => std::slice::from_ref(name),
+            }
+        }
+        let map = &self.resource_dimension_attributes;
         ScanSpec {
-            resource_keys: self.resource_dimensions.clone(),
+            resource_keys: self
+                .resource_dimensions
+                .iter()
+                .map(|d| keys(map, d)[0].clone())
+                .collect(),
+            resource_alternatives: self
+                .resource_dimensions
+                .iter()
+                .map(|d| keys(map, d)[1..].to_vec())
+                .collect(),
             span_keys: self.span_dimensions.clone(),
         }
     }
@@ -244,6 +285,21 @@ impl AggregatorConfig {
                 );
             }
         }
+        for (name, keys) in &self.resource_dimension_attributes {
+            let at = format!("{path}.resource_dimension_attributes.{name}");
+            errs.check(
+                (1..=MAX_ATTRIBUTES_PER_DIMENSION).contains(&keys.len()),
+                at.clone(),
+                format!("expected 1 to {MAX_ATTRIBUTES_PER_DIMENSION} attribute keys"),
+            );
+            for (i, k) in keys.iter().enumerate() {
+                errs.check(
+                    !k.trim().is_empty() && k != "service.name",
+                    format!("{at}.{i}"),
+                    "expected an attribute key other than service.name",
+                );
+            }
+        }
         errs.check(
             self.max_series >= 1,
             format!("{path}.max_series"),
@@ -289,7 +345,9 @@ mod tests {
     fn defaults_map_onto_the_core_rules_and_scan_spec() {
         let c = AggregatorConfig::default();
         assert_eq!(c.outcome.rules(), OutcomeRules::default());
-        assert_eq!(c.scan_spec().resource_keys, ["deployment.environment"]);
+        let spec = c.scan_spec();
+        assert_eq!(spec.resource_keys, ["deployment.environment.name"]);
+        assert_eq!(spec.resource_alternatives, [["deployment.environment"]]);
         assert_eq!(c.kinds(), [SpanKind::Server, SpanKind::Consumer]);
         assert!(Config::default().validate().is_empty());
     }
@@ -309,6 +367,51 @@ mod tests {
                 "aggregator.max_series",
                 "aggregator.outcome.http_bad_status_max",
                 "aggregator.outcome.grpc_bad_codes.1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resource_dimension_is_read_from_its_attributes_in_order() {
+        let c = Config::from_yaml(
+            "aggregator:\n  resource_dimensions: [k8s.namespace.name, env, deployment.environment]\n  resource_dimension_attributes:\n    env: [env.new, env.old, env.older]\n",
+        )
+        .unwrap();
+        let spec = c.aggregator.scan_spec();
+        assert_eq!(
+            spec.resource_keys,
+            ["k8s.namespace.name", "env.new", "deployment.environment"],
+            "a map given replaces the default one"
+        );
+        assert_eq!(
+            spec.resource_alternatives,
+            [
+                vec![],
+                vec!["env.old".to_owned(), "env.older".to_owned()],
+                vec![]
+            ]
+        );
+
+        let c =
+            Config::from_yaml("aggregator:\n  resource_dimensions: [a, deployment.environment]\n")
+                .unwrap();
+        let spec = c.aggregator.scan_spec();
+        assert_eq!(spec.resource_keys, ["a", "deployment.environment.name"]);
+        assert_eq!(
+            spec.resource_alternatives,
+            [vec![], vec!["deployment.environment".to_owned()]]
+        );
+
+        let yaml = "aggregator:\n  resource_dimension_attributes:\n    a: []\n    e: [x, service.name, '', b, c]\n";
+        let err = Config::from_yaml(yaml).unwrap_err();
+        let paths: Vec<_> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "aggregator.resource_dimension_attributes.a",
+                "aggregator.resource_dimension_attributes.e",
+                "aggregator.resource_dimension_attributes.e.1",
+                "aggregator.resource_dimension_attributes.e.2",
             ]
         );
     }

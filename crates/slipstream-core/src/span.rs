@@ -140,8 +140,13 @@ impl fmt::Display for AttrValue<'_> {
 /// Together they may name at most [`MAX_DIMENSIONS`] keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanSpec {
-    /// Resource attribute keys (for example `deployment.environment`).
+    /// Resource attribute keys (for example `deployment.environment.name`), one per resource
+    /// dimension: its preferred key.
     pub resource_keys: Vec<String>,
+    /// Further keys of each resource dimension (by index, as `resource_keys`; missing entries
+    /// have none), in order of preference: a dimension whose preferred key the resource lacks
+    /// takes the value of the first of these it has.
+    pub resource_alternatives: Vec<Vec<String>>,
     /// Span attribute keys (for example `http.route`).
     pub span_keys: Vec<String>,
 }

@@ -383,10 +383,17 @@ impl<'s> KeyTable<'s> {
     }
 }
 
+/// How many alternative keys (after the preferred one) a resource dimension may have.
+const MAX_ALTERNATIVES: usize = 3;
+
 /// Both levels' key tables, built once per request from the [`ScanSpec`].
 #[derive(Debug)]
 struct Keys<'s> {
     resource: KeyTable<'s>,
+    /// The resource dimensions' alternative keys, one table per rank (the first alternatives
+    /// of every dimension, then the second ones...); `n_alternatives` are in use.
+    alternatives: [KeyTable<'s>; MAX_ALTERNATIVES],
+    n_alternatives: usize,
     span: KeyTable<'s>,
     limits: AttributeLimits,
     checks: SpanChecks<'s>,
@@ -448,6 +455,15 @@ impl<'s> Keys<'s> {
         for (slot, key) in spec.resource_keys.iter().take(n_res).enumerate() {
             resource.add(key, slot as u32);
         }
+        let mut alternatives = [KeyTable::new(), KeyTable::new(), KeyTable::new()];
+        let mut n_alternatives = 0;
+        for (slot, keys) in spec.resource_alternatives.iter().take(n_res).enumerate() {
+            for (rank, key) in keys.iter().take(MAX_ALTERNATIVES).enumerate() {
+                // At most one key per dimension in each table: never more than it holds.
+                alternatives[rank].add(key, slot as u32);
+                n_alternatives = n_alternatives.max(rank + 1);
+            }
+        }
         for (i, key) in spec.span_keys.iter().enumerate() {
             let slot = n_res + i;
             if slot >= MAX_DIMENSIONS {
@@ -457,6 +473,8 @@ impl<'s> Keys<'s> {
         }
         Self {
             resource,
+            alternatives,
+            n_alternatives,
             span,
             limits: AttributeLimits::default(),
             checks: SpanChecks::default(),
@@ -476,6 +494,7 @@ fn scan_resource_spans<'a>(
     const BUDGET: u32 = RECURSION_LIMIT - DEPTH_RESOURCE_SPANS;
     let mut template = SpanRecord::default();
     let mut found: Targets = 0;
+    let mut fallback = Fallback::default();
     let mut has_scopes = false;
     let mut pass = r.clone();
     while !pass.is_empty() {
@@ -484,7 +503,13 @@ fn scan_resource_spans<'a>(
         match field {
             1 => {
                 Reader::expect(wt, LEN, field, RESOURCE_SPANS, at)?;
-                scan_resource(pass.message()?, keys, &mut template, &mut found)?;
+                scan_resource(
+                    pass.message()?,
+                    keys,
+                    &mut template,
+                    &mut found,
+                    &mut fallback,
+                )?;
             }
             2 => {
                 pass.skip_known(field, wt, LEN, RESOURCE_SPANS, at)?;
@@ -497,6 +522,7 @@ fn scan_resource_spans<'a>(
     if !has_scopes {
         return Ok(());
     }
+    fallback.fill(&mut template.dims, found);
     // Second pass, for the spans: the first one checked this level's structure.
     let mut r = r;
     while !r.is_empty() {
@@ -511,13 +537,51 @@ fn scan_resource_spans<'a>(
     Ok(())
 }
 
+/// The values of resource dimensions' alternative keys, until the resource is read: a
+/// dimension whose preferred key the resource lacks takes the value of its best-ranked
+/// alternative present (the first occurrence of it).
+#[derive(Debug, Default)]
+struct Fallback<'a> {
+    /// Per dimension, 1 + the rank of the alternative held; 0 when none.
+    rank: [u8; MAX_DIMENSIONS],
+    values: [AttrValue<'a>; MAX_DIMENSIONS],
+}
+
+impl<'a> Fallback<'a> {
+    /// Offers `value` of a key that is the alternative of rank `rank` for the dimensions
+    /// in `targets`.
+    fn offer(&mut self, targets: Targets, rank: usize, value: AttrValue<'a>) {
+        let mut slots = targets & DIM_MASK;
+        while slots != 0 {
+            let slot = slots.trailing_zeros() as usize;
+            let held = self.rank[slot];
+            if held == 0 || usize::from(held) > rank + 1 {
+                self.rank[slot] = rank as u8 + 1;
+                self.values[slot] = value;
+            }
+            slots &= slots - 1;
+        }
+    }
+
+    /// Fills the dimensions not `found` under their preferred key from their alternatives.
+    fn fill(&self, dims: &mut [AttrValue<'a>; MAX_DIMENSIONS], found: Targets) {
+        for (slot, dim) in dims.iter_mut().enumerate() {
+            if self.rank[slot] != 0 && found & (1 << slot) == 0 {
+                *dim = self.values[slot];
+            }
+        }
+    }
+}
+
 /// `Resource`: its attributes fill `service_name`, `service_version` and the resource
-/// dimensions of `template`; `found` tracks which were seen, across merged occurrences.
+/// dimensions of `template`; `found` tracks which were seen, across merged occurrences, and
+/// `fallback` the values of alternative keys.
 fn scan_resource<'a>(
     mut r: Reader<'a>,
     keys: &Keys<'_>,
     template: &mut SpanRecord<'a>,
     found: &mut Targets,
+    fallback: &mut Fallback<'a>,
 ) -> Result<(), ScanError> {
     while !r.is_empty() {
         let at = r.offset();
@@ -525,12 +589,16 @@ fn scan_resource<'a>(
         match field {
             1 => {
                 Reader::expect(wt, LEN, field, RESOURCE, at)?;
-                let (targets, value) = scan_attribute(
-                    keys.attribute(&mut r, at)?,
-                    &keys.resource,
-                    *found,
-                    DEPTH_RESOURCE + 1,
-                )?;
+                let attribute = keys.attribute(&mut r, at)?;
+                for (rank, table) in keys.alternatives[..keys.n_alternatives].iter().enumerate() {
+                    let (targets, value) =
+                        scan_attribute(attribute.clone(), table, 0, DEPTH_RESOURCE + 1)?;
+                    if targets != 0 {
+                        fallback.offer(targets, rank, value);
+                    }
+                }
+                let (targets, value) =
+                    scan_attribute(attribute, &keys.resource, *found, DEPTH_RESOURCE + 1)?;
                 if targets != 0 {
                     *found |= targets;
                     fill_dims(&mut template.dims, targets, value);

@@ -50,7 +50,11 @@ fn reference<'a>(req: &'a ExportTraceServiceRequest, spec: &ScanSpec) -> Vec<Spa
                 let attrs = &span.attributes[..];
                 let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
                 for (slot, key) in spec.resource_keys.iter().take(n_res).enumerate() {
-                    dims[slot] = attr(res, key);
+                    let alternatives = spec.resource_alternatives.get(slot);
+                    let present = std::iter::once(key)
+                        .chain(alternatives.into_iter().flatten().take(3))
+                        .find(|k| res.iter().any(|kv| kv.key == **k));
+                    dims[slot] = present.map_or(AttrValue::Absent, |k| attr(res, k));
                 }
                 for (i, key) in spec.span_keys.iter().enumerate() {
                     if n_res + i < MAX_DIMENSIONS {
@@ -151,6 +155,7 @@ fn spec(resource: &[&str], span: &[&str]) -> ScanSpec {
     ScanSpec {
         resource_keys: resource.iter().map(|k| (*k).to_owned()).collect(),
         span_keys: span.iter().map(|k| (*k).to_owned()).collect(),
+        ..ScanSpec::default()
     }
 }
 
@@ -229,6 +234,36 @@ fn empty_buffer_is_zero_spans() {
     let mut out = vec![SpanRecord::default()];
     scan_traces(&[], &ScanSpec::default(), &mut out).unwrap();
     assert!(out.is_empty(), "out is cleared");
+}
+
+#[test]
+fn a_dimension_reads_the_first_of_its_keys_that_the_resource_has() {
+    let spec = ScanSpec {
+        resource_keys: vec!["deployment.environment.name".into(), "region".into()],
+        resource_alternatives: vec![vec!["deployment.environment".into()]],
+        ..ScanSpec::default()
+    };
+    let env = |resource: Vec<KeyValue>| {
+        let buf = request(resource, vec![server_span("GET /", vec![])]).encode_to_vec();
+        let got = scan(&buf, &spec).unwrap();
+        assert_eq!(got.len(), 1);
+        format!("{:?}", got[0].dims[0])
+    };
+    let new = || kv("deployment.environment.name", s("prod"));
+    let old = || kv("deployment.environment", s("staging"));
+    assert_eq!(env(vec![new()]), "Str(\"prod\")", "the current key alone");
+    assert_eq!(env(vec![old()]), "Str(\"staging\")", "the older key alone");
+    assert_eq!(
+        env(vec![new(), old()]),
+        "Str(\"prod\")",
+        "both: the current one"
+    );
+    assert_eq!(
+        env(vec![old(), new()]),
+        "Str(\"prod\")",
+        "whatever their order"
+    );
+    assert_eq!(env(vec![kv("region", s("eu"))]), "Absent", "neither");
 }
 
 #[test]

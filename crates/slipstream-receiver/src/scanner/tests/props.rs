@@ -187,11 +187,15 @@ fn spec_strategy() -> impl Strategy<Value = ScanSpec> {
     (
         prop::collection::vec(key_strategy(), 0..4),
         prop::collection::vec(key_strategy(), 0..7),
+        prop::collection::vec(prop::collection::vec(key_strategy(), 0..4), 0..4),
     )
-        .prop_map(|(resource_keys, span_keys)| ScanSpec {
-            resource_keys,
-            span_keys,
-        })
+        .prop_map(
+            |(resource_keys, span_keys, resource_alternatives)| ScanSpec {
+                resource_keys,
+                resource_alternatives,
+                span_keys,
+            },
+        )
 }
 
 // === the tweaking encoder ===
