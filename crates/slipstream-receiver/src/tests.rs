@@ -764,7 +764,7 @@ async fn a_decompression_bomb_is_stopped_at_the_budget() {
     assert!(matches!(err, ExportError::TooLarge(_)), "{err:?}");
     assert!(r.bytes() <= 4 << 20, "reserved {}", r.bytes());
     drop(r);
-    // Within the budget it decompresses in full (off the async worker past 256 KiB).
+    // Within the budget it decompresses in full (off the async worker past 1 MiB).
     let (p, _) = pipeline(0, Some(gate(64 << 20)));
     let r = p.reserve();
     let out = decompress(Encoding::Gzip, bomb, 64 << 20, &r)
