@@ -472,6 +472,7 @@ async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_res
                 bad: 1,
                 bucket_indexes: vec![900, 1000],
                 bucket_counts: vec![2, 1],
+                ..Slot::default()
             }],
             versions: vec![],
         }],
@@ -690,6 +691,7 @@ async fn forged_shipments_are_refused_and_a_firing_page_stays_firing() {
                     bad: 0,
                     bucket_indexes: vec![900],
                     bucket_counts: vec![total],
+                    ..Slot::default()
                 }],
                 versions: vec![],
             }],

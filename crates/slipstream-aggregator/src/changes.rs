@@ -99,12 +99,20 @@ impl<'a> SeriesChange<'a> {
                 }
                 let (bucket_indexes, bucket_counts) =
                     c.slot.gained_since(c.before).into_iter().unzip();
+                let (latency_thresholds_nanos, above_threshold) = c
+                    .slot
+                    .above
+                    .gained_since(c.before.map(|b| &b.above))
+                    .into_iter()
+                    .unzip();
                 Some(aggregates::Slot {
                     start_unix_nanos: c.slot.start_unix_nanos,
                     total,
                     bad,
                     bucket_indexes,
                     bucket_counts,
+                    latency_thresholds_nanos,
+                    above_threshold,
                 })
             })
             .collect();

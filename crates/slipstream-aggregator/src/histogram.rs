@@ -137,9 +137,13 @@ impl Histogram {
         quantile_of(self.iter(), self.total, q)
     }
 
-    /// Observations whose bucket is at or below the bucket of `threshold` nanoseconds: the
-    /// good count of a latency SLI (the bucket holding the threshold counts as good, an error
-    /// of at most 0.79% of the threshold).
+    /// Observations whose bucket is at or below the bucket of `threshold` nanoseconds: an
+    /// estimate of the requests within a latency threshold. The whole bucket holding the
+    /// threshold counts, so every observation from the threshold up to that bucket's top,
+    /// up to 1/64 of the bucket's lower bound above the threshold (one-sided: never fewer
+    /// than the exact count), is counted too. Latency SLOs use the exact counts the
+    /// aggregator keeps per slot instead ([`crate::SlotData::good_within`]) and this only where
+    /// a slot lacks them.
     pub fn count_at_or_below(&self, threshold: u64) -> u64 {
         let b = bucket_of(threshold) as usize;
         self.counts.iter().take(b + 1).sum()

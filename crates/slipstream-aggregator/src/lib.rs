@@ -38,6 +38,7 @@ mod prefetch;
 mod shard;
 mod snapshot;
 mod store;
+mod threshold;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,7 @@ pub use key::{Labels, OVERFLOW_LABEL, SERVICE_LABEL, SPAN_KIND_LABEL, SPAN_NAME_
 pub use snapshot::{
     QUANTILES, SeriesData, SeriesId, SlotData, Snapshot, Totals, VersionSeen, WindowStats,
 };
+pub use threshold::{AboveCounts, MAX_LATENCY_THRESHOLDS, Thresholds};
 
 use crate::loom::{Arc, lock};
 use crate::merge::Pending;
@@ -135,6 +137,13 @@ pub mod names {
         "Spans not counted as requests because of their kind (aggregator.span_kinds)."
     );
     metric!(
+        MERGED_SLOTS_ESTIMATED,
+        "slipstream_aggregator_merged_slots_estimated_total",
+        Counter,
+        [],
+        "Slots of partial aggregates merged without exact counts for this aggregator's latency thresholds (an older sender, or one counting other thresholds); latency SLOs estimate them from the histogram."
+    );
+    metric!(
         SHARDS,
         "slipstream_aggregator_shards",
         Gauge,
@@ -160,6 +169,7 @@ pub mod names {
         &DROPPED_SPANS,
         &CLAMPED_SPANS,
         &FILTERED_SPANS,
+        &MERGED_SLOTS_ESTIMATED,
         &SHARDS,
         &TICKS,
     ];
@@ -178,6 +188,7 @@ struct Metrics {
     clamped_future: StdArc<Counter>,
     clamped_duration: StdArc<Counter>,
     filtered: StdArc<Counter>,
+    merged_slots_estimated: StdArc<Counter>,
     shards: StdArc<Gauge>,
     ticks: StdArc<Counter>,
 }
@@ -197,6 +208,7 @@ impl Metrics {
             clamped_future: r.counter(&CLAMPED_SPANS, &["future"]),
             clamped_duration: r.counter(&CLAMPED_SPANS, &["duration"]),
             filtered: r.counter(&FILTERED_SPANS, &[]),
+            merged_slots_estimated: r.counter(&MERGED_SLOTS_ESTIMATED, &[]),
             shards: r.gauge(&SHARDS, &[]),
             ticks: r.counter(&TICKS, &[]),
         }
@@ -221,6 +233,8 @@ impl Metrics {
         self.clamped_duration
             .add(new.clamped_duration - old.clamped_duration);
         self.filtered.add(new.filtered - old.filtered);
+        self.merged_slots_estimated
+            .add(new.merged_slots_estimated - old.merged_slots_estimated);
         self.ticks.add(new.ticks - old.ticks);
         self.series_active.set(new.series_active as i64);
         self.shards.set(new.shards as i64);
@@ -249,6 +263,8 @@ struct Inner {
     idle_ns: u64,
     store: StdMutex<Store>,
     snapshot: ArcSwap<Snapshot>,
+    /// The latency thresholds counted exactly (installed into the shards on each tick).
+    thresholds: ArcSwap<threshold::Thresholds>,
     metrics: Metrics,
 }
 
@@ -292,6 +308,7 @@ impl Aggregator {
                 idle_ns: (cfg.series_idle_timeout.as_nanos() as u64).max(1),
                 store: StdMutex::new(store),
                 snapshot: ArcSwap::from_pointee(snapshot),
+                thresholds: ArcSwap::from_pointee(threshold::Thresholds::default()),
                 metrics: Metrics::new(registry),
             }),
         }
@@ -316,8 +333,36 @@ impl Aggregator {
         }
     }
 
+    /// Sets the latency thresholds every request is compared with as it is recorded, so that
+    /// latency SLOs count good and bad exactly at their threshold ([`SlotData::above`]): the
+    /// distinct thresholds of the configured latency SLOs (explicit and templated), at most
+    /// [`MAX_LATENCY_THRESHOLDS`] (the lowest; beyond, the histogram estimates). Takes effect
+    /// on the next tick; slots that held requests before it do not cover a threshold added
+    /// here and fall back to the histogram estimate (see [`AboveCounts::above`]). Returns the
+    /// number of thresholds counted.
+    pub fn set_latency_thresholds(&self, thresholds: impl IntoIterator<Item = Duration>) -> usize {
+        let set = threshold::Thresholds::new(
+            thresholds
+                .into_iter()
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        );
+        let n = set.len();
+        if **self.inner.thresholds.load() != set {
+            self.inner.thresholds.store(StdArc::new(set));
+        }
+        n
+    }
+
+    /// The latency thresholds counted exactly now (nanoseconds, ascending).
+    pub fn latency_thresholds(&self) -> StdArc<threshold::Thresholds> {
+        self.inner.thresholds.load_full()
+    }
+
     fn register(&self) -> Arc<ShardCell> {
-        let cell = Arc::new(ShardCell::new(&self.inner.cfg));
+        let cell = Arc::new(ShardCell::new(
+            &self.inner.cfg,
+            &self.inner.thresholds.load_full(),
+        ));
         lock_std(&self.inner.registrations).push(cell.clone());
         cell
     }
@@ -332,7 +377,8 @@ impl Aggregator {
             store.register(cell);
         }
         let merges = lock_std(&self.inner.merges).take(now.saturating_sub(self.inner.idle_ns));
-        let snap = StdArc::new(store.tick(now, &merges));
+        let thresholds = self.inner.thresholds.load_full();
+        let snap = StdArc::new(store.tick(now, &merges, &thresholds));
         let old = self.inner.snapshot.swap(snap.clone());
         self.inner.metrics.publish(&old.totals, &snap.totals);
         snap

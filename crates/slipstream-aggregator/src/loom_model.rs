@@ -28,7 +28,8 @@ fn loom_shard_handoff_loses_and_duplicates_nothing() {
         let mut agg_cfg = slipstream_config::AggregatorConfig::default();
         agg_cfg.slot_width = std::time::Duration::from_secs(10);
         let cfg = StdArc::new(crate::shard_config(&agg_cfg));
-        let cell = Arc::new(ShardCell::new(&cfg));
+        let none = StdArc::default();
+        let cell = Arc::new(ShardCell::new(&cfg, &none));
         let mut store = Store::new(
             cfg.clone(),
             StoreConfig {
@@ -46,9 +47,9 @@ fn loom_shard_handoff_loses_and_duplicates_nothing() {
                 drop(cell);
             })
         };
-        let first = store.tick(NOW, &[]);
+        let first = store.tick(NOW, &[], &none);
         worker.join().unwrap();
-        let last = store.tick(NOW, &[]);
+        let last = store.tick(NOW, &[], &none);
         assert!(first.totals().observations <= 3);
         assert_eq!(last.totals().observations, 3);
         assert_eq!(

@@ -23,9 +23,12 @@ use slipstream_core::aggregates::{
 };
 use slipstream_core::{MergeError, Merged};
 
+use std::sync::Arc;
+
 use crate::histogram::bucket_of;
 use crate::key;
 use crate::shard::ShardConfig;
+use crate::threshold::{MAX_LATENCY_THRESHOLDS, Thresholds};
 
 /// The requests, bad requests and slot of one (series, slot) addition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,13 @@ pub(crate) struct MergeSlot {
     pub(crate) counts: SlotCounts,
     /// `(bucket, count)`, strictly ascending, adding up to `counts.total`.
     pub(crate) buckets: Vec<(u32, u64)>,
+    /// The latency thresholds the sender compared every request of the slot with, and the
+    /// requests above each; `None` when it sent none.
+    pub(crate) above: Option<Above>,
 }
+
+/// Latency thresholds and the requests above each.
+pub(crate) type Above = (Arc<Thresholds>, Vec<u64>);
 
 /// One checked series of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +325,7 @@ fn check_slot(
             slot.total
         ));
     }
+    let above = check_above(&slot)?;
     Ok(MergeSlot {
         counts: SlotCounts {
             slot: slot.start_unix_nanos / cfg.slot_ns,
@@ -328,7 +338,42 @@ fn check_slot(
             .zip(slot.bucket_counts)
             .filter(|(_, n)| *n > 0)
             .collect(),
+        above,
     })
+}
+
+/// The slot's exact latency-threshold counts: thresholds strictly ascending, at most
+/// [`MAX_LATENCY_THRESHOLDS`], one count each, none above `total`.
+fn check_above(slot: &slipstream_core::aggregates::Slot) -> Result<Option<Above>, String> {
+    let (t, n) = (&slot.latency_thresholds_nanos, &slot.above_threshold);
+    if t.len() != n.len() {
+        return Err("latency_thresholds_nanos and above_threshold differ in length".to_owned());
+    }
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t.len() > MAX_LATENCY_THRESHOLDS {
+        return Err(format!(
+            "{} latency thresholds, more than {MAX_LATENCY_THRESHOLDS}",
+            t.len()
+        ));
+    }
+    if t.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("latency_thresholds_nanos are not strictly ascending".to_owned());
+    }
+    if let Some(x) = n.iter().find(|&&x| x > slot.total) {
+        return Err(format!(
+            "{x} requests above a threshold, more than total {}",
+            slot.total
+        ));
+    }
+    if n.windows(2).any(|w| w[0] < w[1]) {
+        return Err("above_threshold grows with the threshold".to_owned());
+    }
+    Ok(Some((
+        Arc::new(Thresholds::new(t.iter().copied())),
+        n.clone(),
+    )))
 }
 
 #[cfg(all(test, not(loom)))]

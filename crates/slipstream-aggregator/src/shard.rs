@@ -11,6 +11,7 @@ use slipstream_core::{Outcome, OutcomeRules, SpanKind, SpanRecord, UnixNanos};
 use crate::histogram::{CHUNK, bucket_of};
 use crate::key::{KeyLayout, fingerprint};
 use crate::prefetch::prefetch;
+use crate::threshold::{Inline, Thresholds};
 
 /// "No entry" in index fields.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -66,7 +67,11 @@ const INLINE: usize = 8;
 /// [`INLINE`], the accumulator takes a run of contiguous 64-bucket chunks from the delta,
 /// covering the octaves it has seen (grown, by copying, when an observation falls outside).
 ///
-/// One cache line each (56 bytes of fields, aligned): an accumulator is found at random, and
+/// Requests above the latency thresholds are counted by how many thresholds they exceed (`k`
+/// requests above the lowest `k`): counter `k` of the accumulator's `above` chunk, taken on
+/// the first such request.
+///
+/// One cache line each (60 bytes of fields, aligned): an accumulator is found at random, and
 /// the lookahead's one prefetch brings all of it.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
@@ -87,6 +92,9 @@ pub(crate) struct Acc {
     span: u8,
     n_inline: u8,
     inline: [u16; INLINE],
+    /// Index in `Counts::chunks` of the chunk counting requests by thresholds exceeded,
+    /// [`NONE`] before the first above a threshold.
+    above: u32,
 }
 
 impl Acc {
@@ -102,6 +110,7 @@ impl Acc {
             span: 0,
             n_inline: 0,
             inline: [0; INLINE],
+            above: NONE,
         }
     }
 }
@@ -152,6 +161,10 @@ pub(crate) struct Delta {
     /// `service.version` values first seen: (local series, version, span end time).
     pub(crate) versions: Vec<(u32, Box<str>, UnixNanos)>,
     pub(crate) counters: Counters,
+    /// The latency thresholds every request of this delta is compared with (installed when
+    /// the delta starts recording), and a copy for the record path.
+    pub(crate) thresholds: std::sync::Arc<Thresholds>,
+    inline_thresholds: Inline,
 }
 
 /// The bucket counters of a delta's chunked accumulators.
@@ -164,14 +177,44 @@ struct Counts {
 }
 
 impl Delta {
-    fn new(nchunks: usize, epoch: u32) -> Self {
-        Delta {
+    fn new(nchunks: usize, epoch: u32, thresholds: &std::sync::Arc<Thresholds>) -> Self {
+        let mut d = Delta {
             counts: Counts {
                 nchunks,
                 ..Counts::default()
             },
             epoch,
             ..Delta::default()
+        };
+        d.set_thresholds(thresholds);
+        d
+    }
+
+    /// The latency thresholds the requests recorded from now on are compared with; only
+    /// while the delta is empty.
+    pub(crate) fn set_thresholds(&mut self, thresholds: &std::sync::Arc<Thresholds>) {
+        debug_assert_eq!(self.len(), 0);
+        if !std::sync::Arc::ptr_eq(&self.thresholds, thresholds) {
+            self.thresholds = thresholds.clone();
+            self.inline_thresholds = Inline::of(thresholds);
+        }
+    }
+
+    /// Replaces the contents of `out` with the requests of accumulator `acc` above each of
+    /// [`Delta::thresholds`] (one count per threshold).
+    pub(crate) fn above_into(&self, acc: &Acc, out: &mut Vec<u64>) {
+        out.clear();
+        let n = self.thresholds.len();
+        out.resize(n, 0);
+        if acc.above == NONE {
+            return;
+        }
+        // Counter k: requests above exactly the lowest k thresholds.
+        let by_k = &self.counts.chunks[acc.above as usize];
+        let mut sum = 0u64;
+        for i in (0..n).rev() {
+            sum += u64::from(by_k[i + 1]);
+            out[i] = sum;
         }
     }
 
@@ -254,10 +297,11 @@ impl Delta {
         }
     }
 
-    /// Counts one observation, bad or not, in bucket `b`, for `hot`'s series in `slot`;
-    /// `false` when the shard's accumulators are all in use.
+    /// Counts one observation, bad or not, in bucket `b`, above the lowest `k` latency
+    /// thresholds, for `hot`'s series in `slot`; `false` when the shard's accumulators are
+    /// all in use.
     #[inline(always)]
-    fn observe(&mut self, cfg: &ShardConfig, hot: &mut Hot, slot: u64, bad: bool, b: u32) -> bool {
+    fn observe(&mut self, cfg: &ShardConfig, hot: &mut Hot, slot: u64, obs: Obs) -> bool {
         let Delta {
             primary,
             counts,
@@ -266,23 +310,16 @@ impl Delta {
         } = self;
         match primary.get_mut(hot.local as usize) {
             Some(acc) if acc.stamp == *epoch && acc.slot == slot => {
-                counts.observe(acc, bad, b);
+                counts.observe(acc, obs);
                 true
             }
-            _ => self.observe_other(cfg, hot, slot, bad, b),
+            _ => self.observe_other(cfg, hot, slot, obs),
         }
     }
 
     /// [`Delta::observe`] when the series' primary accumulator is free or holds another slot.
     #[inline(never)]
-    fn observe_other(
-        &mut self,
-        cfg: &ShardConfig,
-        hot: &mut Hot,
-        slot: u64,
-        bad: bool,
-        b: u32,
-    ) -> bool {
+    fn observe_other(&mut self, cfg: &ShardConfig, hot: &mut Hot, slot: u64, obs: Obs) -> bool {
         let l = hot.local as usize;
         if l >= self.primary.len() {
             self.primary.resize(l + 1, Acc::new(NONE, 0, 0));
@@ -326,7 +363,7 @@ impl Delta {
             };
             &mut self.secondary[a as usize]
         };
-        self.counts.observe(acc, bad, b);
+        self.counts.observe(acc, obs);
         true
     }
 
@@ -363,12 +400,26 @@ impl Delta {
     }
 }
 
+/// One request as an accumulator counts it.
+#[derive(Debug, Clone, Copy)]
+struct Obs {
+    bad: bool,
+    /// Latency bucket.
+    b: u32,
+    /// Latency thresholds exceeded (the lowest `k`).
+    k: usize,
+}
+
 impl Counts {
-    /// Counts one observation, bad or not, in bucket `b` of `acc`.
+    /// Counts one observation in `acc`.
     #[inline(always)]
-    fn observe(&mut self, acc: &mut Acc, bad: bool, b: u32) {
+    fn observe(&mut self, acc: &mut Acc, obs: Obs) {
+        let Obs { bad, b, k } = obs;
         acc.total += 1;
         acc.bad += u64::from(bad);
+        if k > 0 {
+            self.above(acc, k);
+        }
         let c = b as usize / CHUNK;
         let off = c.wrapping_sub(usize::from(acc.base));
         if acc.run != NONE && off < usize::from(acc.span) {
@@ -422,6 +473,16 @@ impl Counts {
             self.grow(acc, c);
         }
         self.push_pending((acc.run as usize + c - acc.base as usize) * CHUNK + b % CHUNK);
+    }
+
+    /// Counts a request above the lowest `k` thresholds.
+    #[inline(always)]
+    fn above(&mut self, acc: &mut Acc, k: usize) {
+        if acc.above == NONE {
+            acc.above = self.chunks.len() as u32;
+            self.chunks.push([0; CHUNK]);
+        }
+        self.push_pending(acc.above as usize * CHUNK + k);
     }
 
     #[inline(always)]
@@ -772,20 +833,22 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub(crate) fn new(cfg: &ShardConfig) -> Self {
+    /// A shard comparing requests with the latency `thresholds` until the next tick installs
+    /// the set then current.
+    pub(crate) fn new(cfg: &ShardConfig, thresholds: &std::sync::Arc<Thresholds>) -> Self {
         Shard {
             keys: Table::default(),
             overflow: Hot::new(OVERFLOW_LOCAL, 0),
             cold: vec![Cold::default()],
             free: Vec::new(),
-            delta: Delta::new(cfg.nchunks, 1),
+            delta: Delta::new(cfg.nchunks, 1, thresholds),
             scratch: Vec::with_capacity(256),
         }
     }
 
     /// A fresh, empty delta for this configuration (the ticker's spare).
     pub(crate) fn empty_delta(cfg: &ShardConfig) -> Delta {
-        Delta::new(cfg.nchunks, 0)
+        Delta::new(cfg.nchunks, 0, &std::sync::Arc::default())
     }
 
     /// Number of series keys the shard holds.
@@ -825,6 +888,8 @@ impl Shard {
             scratch,
         } = self;
         let mut observed = 0;
+        // The latency thresholds, compared with every request's duration.
+        let thresholds = delta.inline_thresholds;
         // The slot of the last span (most spans of a request end in the same slot) and the
         // end times it covers, less any in the future.
         let (mut slot_lo, mut slot_hi, mut last_slot) = (0, 0, 0);
@@ -906,12 +971,18 @@ impl Shard {
                     s
                 };
                 let mut dur = span.duration_nanos();
+                // Against the duration as it is, not as the histogram clamps it.
+                let k = thresholds.exceeded(dur);
                 if dur > cfg.max_value {
                     delta.counters.duration += 1;
                     dur = cfg.max_value;
                 }
-                let bad = cfg.rules.classify(span) == Outcome::Bad;
-                if !delta.observe(cfg, hot, slot, bad, bucket_of(dur)) {
+                let obs = Obs {
+                    bad: cfg.rules.classify(span) == Outcome::Bad,
+                    b: bucket_of(dur),
+                    k,
+                };
+                if !delta.observe(cfg, hot, slot, obs) {
                     delta.counters.shard_full += 1;
                     prev = Some((span, hot));
                     continue;
@@ -949,8 +1020,15 @@ impl Shard {
     /// Swaps the pending counts out for `spare` (an empty delta); accumulator references into
     /// it go stale with the epoch. Then, when `sweep` says so, removes series idle since
     /// `sweep.idle_before` and those whose global series was retired; a retired one that
-    /// recorded since is announced again so the tick resolves it afresh.
-    pub(crate) fn take(&mut self, spare: &mut Delta, sweep: Option<Sweep<'_>>) {
+    /// recorded since is announced again so the tick resolves it afresh. The new delta
+    /// compares requests with the latency `thresholds`.
+    pub(crate) fn take(
+        &mut self,
+        spare: &mut Delta,
+        sweep: Option<Sweep<'_>>,
+        thresholds: &std::sync::Arc<Thresholds>,
+    ) {
+        spare.set_thresholds(thresholds);
         std::mem::swap(&mut self.delta, spare);
         let taken = spare;
         self.delta.epoch = taken.epoch.wrapping_add(1).max(1);

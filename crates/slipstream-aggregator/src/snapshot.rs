@@ -10,6 +10,7 @@ use slipstream_core::aggregates::{self, Overflow};
 
 use crate::histogram::{Histogram, SparseHistogram};
 use crate::key::{self, Labels};
+use crate::threshold::AboveCounts;
 
 /// The counts of one series in one event-time slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,23 @@ pub struct SlotData {
     pub bad: u64,
     /// Latencies (end - start), nanoseconds.
     pub histogram: SparseHistogram,
+    /// Requests above each latency threshold, exact where every request of the slot was
+    /// compared with it (see `Aggregator::set_latency_thresholds`).
+    pub above: AboveCounts,
+}
+
+impl SlotData {
+    /// Requests at or below `threshold` nanoseconds, the good count of a latency SLI, and
+    /// whether it is exact: from [`SlotData::above`] where the slot covers the threshold,
+    /// otherwise estimated from the histogram (the bucket holding the threshold counts as
+    /// good: high by at most that bucket's requests above the threshold, a bucket at most
+    /// 1/64 of the threshold wide).
+    pub fn good_within(&self, threshold: u64) -> (u64, bool) {
+        match self.above.above(threshold) {
+            Some(n) => (self.total.saturating_sub(n), true),
+            None => (self.histogram.count_at_or_below(threshold), false),
+        }
+    }
 }
 
 /// A `service.version` seen on a series.
@@ -185,6 +203,10 @@ pub struct Totals {
     pub clamped_duration: u64,
     /// Spans not counted as requests because of their kind.
     pub filtered: u64,
+    /// Slots of partial aggregates merged without exact counts for this aggregator's latency
+    /// thresholds (a sender of an older version, or one with other thresholds); latency SLOs
+    /// estimate those slots from the histogram.
+    pub merged_slots_estimated: u64,
     /// Series created.
     pub series_created: u64,
     /// Series expired for being idle.

@@ -19,6 +19,7 @@ use crate::loom::{Arc, Mutex, lock};
 use crate::merge::{MergeSeries, SlotCounts};
 use crate::shard::{Delta, OVERFLOW_LOCAL, Shard, ShardConfig, Sweep};
 use crate::snapshot::{SeriesData, SeriesId, SlotData, Snapshot, Totals, VersionSeen};
+use crate::threshold::{AboveCounts, Thresholds};
 
 /// The global overflow series always has this id.
 pub(crate) const GLOBAL_OVERFLOW: u32 = 0;
@@ -30,9 +31,9 @@ pub(crate) struct ShardCell {
 }
 
 impl ShardCell {
-    pub(crate) fn new(cfg: &ShardConfig) -> Self {
+    pub(crate) fn new(cfg: &ShardConfig, thresholds: &StdArc<Thresholds>) -> Self {
         ShardCell {
-            shard: Mutex::new(Shard::new(cfg)),
+            shard: Mutex::new(Shard::new(cfg, thresholds)),
         }
     }
 }
@@ -88,6 +89,10 @@ pub(crate) struct Store {
     scratch: Vec<(u32, u64)>,
     /// A delta's accumulators as (global series, slot, index), sorted (kept for its capacity).
     order: Vec<(u32, u64, u32)>,
+    /// An accumulator's requests above each latency threshold (kept for its capacity).
+    above: Vec<u64>,
+    /// The latency thresholds counted exactly now.
+    thresholds: StdArc<Thresholds>,
     totals: Totals,
 }
 
@@ -118,6 +123,8 @@ impl Store {
             spare: Vec::new(),
             scratch: Vec::new(),
             order: Vec::new(),
+            above: Vec::new(),
+            thresholds: StdArc::default(),
             totals: Totals::default(),
         }
     }
@@ -131,8 +138,15 @@ impl Store {
     }
 
     /// Merges every shard's pending counts and the partial aggregates `merges`, ages and
-    /// expires, and returns the new snapshot.
-    pub(crate) fn tick(&mut self, now: UnixNanos, merges: &[Vec<MergeSeries>]) -> Snapshot {
+    /// expires, and returns the new snapshot. The shards' next deltas compare requests with
+    /// the latency `thresholds`.
+    pub(crate) fn tick(
+        &mut self,
+        now: UnixNanos,
+        merges: &[Vec<MergeSeries>],
+        thresholds: &StdArc<Thresholds>,
+    ) -> Snapshot {
+        self.thresholds = thresholds.clone();
         let slot_ns = self.cfg.slot_ns;
         let now_slot = now / slot_ns;
         let oldest = (now_slot + 1).saturating_sub(self.cfg.retention_slots);
@@ -157,7 +171,7 @@ impl Store {
                     global_of: &link.global_of,
                     retired: &is_retired,
                 });
-                lock(&link.cell.shard).take(&mut delta, sweep);
+                lock(&link.cell.shard).take(&mut delta, sweep, thresholds);
             }
             self.apply(i, &delta, now, oldest);
             delta.clear();
@@ -222,6 +236,7 @@ impl Store {
         }));
         order.sort_unstable();
         let mut pairs = std::mem::take(&mut self.scratch);
+        let mut above = std::mem::take(&mut self.above);
         for (k, &(g, _, a)) in order.iter().enumerate() {
             // The accumulators and their counters are still in first-recorded order: ask for
             // them some adds ahead.
@@ -240,11 +255,14 @@ impl Store {
                 bad: acc.bad,
             };
             delta.buckets_into(acc, &mut pairs);
-            self.add(g, counts, &pairs, now, oldest);
+            delta.above_into(acc, &mut above);
+            let exact = Some((&delta.thresholds, &above[..]));
+            self.add(g, counts, &pairs, exact, now, oldest);
         }
         order.clear();
         self.order = order;
         self.scratch = pairs;
+        self.above = above;
         let c = &delta.counters;
         let t = &mut self.totals;
         t.dropped_late += c.late;
@@ -293,12 +311,17 @@ impl Store {
                     .collect();
                 self.totals.merged_observations =
                     self.totals.merged_observations.saturating_add(counts.total);
-                self.add(g, counts, &pairs, now, oldest);
+                let exact = slot.above.as_ref().map(|(set, n)| (set, &n[..]));
+                if exact.is_none() && !self.thresholds.is_empty() {
+                    self.totals.merged_slots_estimated += 1;
+                }
+                self.add(g, counts, &pairs, exact, now, oldest);
             }
         }
     }
 
-    /// Adds `counts` and the latency buckets `pairs` (ascending; a bucket may repeat) to
+    /// Adds `counts`, the latency buckets `pairs` (ascending; a bucket may repeat) and the
+    /// requests above each latency threshold of a set (`None`: not compared with any) to
     /// series `g`, or counts them late when the slot is before `oldest`. Counts saturate:
     /// merged ones come from the network.
     fn add(
@@ -306,9 +329,11 @@ impl Store {
         g: u32,
         counts: SlotCounts,
         pairs: &[(u32, u64)],
+        exact: Option<(&StdArc<Thresholds>, &[u64])>,
         now: UnixNanos,
         oldest: u64,
     ) {
+        let current = self.thresholds.clone();
         let Some(e) = self.series[g as usize]
             .as_mut()
             .filter(|_| counts.slot >= oldest)
@@ -332,6 +357,11 @@ impl Store {
                 let histogram = slot.histogram.merged_with(pairs.iter().copied());
                 let total = slot.total.saturating_add(counts.total);
                 let bad = slot.bad.saturating_add(counts.bad);
+                let mut above = slot.above.clone();
+                match exact {
+                    Some((set, n)) => above.add(slot.total, set, n, &current),
+                    None => above.clear(),
+                }
                 // The published snapshot usually shares the slot: a new one then, without
                 // copying the histogram that is about to be replaced.
                 match StdArc::get_mut(slot) {
@@ -339,6 +369,7 @@ impl Store {
                         s.total = total;
                         s.bad = bad;
                         s.histogram = histogram;
+                        s.above = above;
                     }
                     None => {
                         *slot = StdArc::new(SlotData {
@@ -346,21 +377,29 @@ impl Store {
                             total,
                             bad,
                             histogram,
+                            above,
                         })
                     }
                 }
             }
-            Err(i) => d.slots.insert(
-                i,
-                StdArc::new(SlotData {
-                    start_unix_nanos: start,
-                    total: counts.total,
-                    bad: counts.bad,
-                    histogram: crate::histogram::SparseHistogram::from_sorted(
-                        pairs.iter().copied(),
-                    ),
-                }),
-            ),
+            Err(i) => {
+                let mut above = AboveCounts::default();
+                if let Some((set, n)) = exact {
+                    above.add(0, set, n, &current);
+                }
+                d.slots.insert(
+                    i,
+                    StdArc::new(SlotData {
+                        start_unix_nanos: start,
+                        total: counts.total,
+                        bad: counts.bad,
+                        histogram: crate::histogram::SparseHistogram::from_sorted(
+                            pairs.iter().copied(),
+                        ),
+                        above,
+                    }),
+                )
+            }
         }
     }
 

@@ -713,3 +713,168 @@ fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 17;
     *state
 }
+
+// === latency thresholds ===
+
+const MS: u64 = 1_000_000;
+
+/// `(threshold, requests above it)` of every slot of a series, by slot start; `None` for a
+/// slot that does not cover its thresholds.
+fn above_of(snap: &Snapshot, service: &str) -> Vec<(u64, Vec<(u64, u64)>)> {
+    snap.find(&labels(service, "prod"))
+        .unwrap()
+        .slots()
+        .iter()
+        .map(|s| (s.start_unix_nanos, s.above.iter().collect()))
+        .collect()
+}
+
+#[test]
+fn a_latency_threshold_is_exact_inside_its_histogram_bucket() {
+    let (agg, _clock, _) = setup(AggregatorConfig::default());
+    let t = 137 * MS;
+    assert_eq!(agg.set_latency_thresholds([Duration::from_nanos(t)]), 1);
+    agg.tick();
+    let b = bucket_of(t);
+    let top = bucket_high(b);
+    assert!(top > t + 1, "the bucket reaches past the threshold");
+    let end = T0 - SEC;
+    agg.record(&[
+        span("checkout", "prod", end, t - 1),
+        span("checkout", "prod", end, t),
+        // Above the threshold, in its bucket: the histogram would count these good.
+        span("checkout", "prod", end, t + 1),
+        span("checkout", "prod", end, (t + top) / 2),
+        span("checkout", "prod", end, top),
+        span("checkout", "prod", end, top + 1),
+    ]);
+    let snap = agg.tick();
+    let slot = &snap.find(&labels("checkout", "prod")).unwrap().slots()[0];
+    assert_eq!(slot.above.above(t), Some(4));
+    assert_eq!(slot.good_within(t), (2, true));
+    assert_eq!(
+        slot.histogram.count_at_or_below(t),
+        5,
+        "what the bucket estimate said"
+    );
+    // A threshold the slot was not compared with falls back to the histogram.
+    assert_eq!(slot.above.above(t + 1), None);
+    assert_eq!(slot.good_within(t + 1), (5, false));
+}
+
+#[test]
+fn durations_beyond_the_histogram_range_are_compared_as_they_are() {
+    let cfg = AggregatorConfig {
+        histogram_max_value: Duration::from_secs(1),
+        ..AggregatorConfig::default()
+    };
+    let (agg, _clock, _) = setup(cfg);
+    agg.set_latency_thresholds([Duration::from_secs(2)]);
+    agg.tick();
+    agg.record(&[
+        span("checkout", "prod", T0 - SEC, 1_500 * MS),
+        span("checkout", "prod", T0 - SEC, 3_000 * MS),
+    ]);
+    let snap = agg.tick();
+    assert_eq!(above_of(&snap, "checkout")[0].1, [(2_000 * MS, 1)]);
+}
+
+#[test]
+fn thresholds_added_later_are_exact_from_the_next_slot_and_merge_across_ticks() {
+    let (agg, clock, _) = setup(AggregatorConfig::default());
+    agg.set_latency_thresholds([Duration::from_millis(100)]);
+    agg.tick();
+    let minute = 60 * SEC;
+    let slot0 = T0 / minute * minute;
+    agg.record(&[
+        span("checkout", "prod", slot0 + SEC, 50 * MS),
+        span("checkout", "prod", slot0 + SEC, 150 * MS),
+    ]);
+    agg.tick();
+    // A reload adds 200ms (and keeps 100ms) while the slot still fills.
+    agg.set_latency_thresholds([Duration::from_millis(200), Duration::from_millis(100)]);
+    agg.record(&[span("checkout", "prod", slot0 + 2 * SEC, 250 * MS)]);
+    agg.tick();
+    agg.record(&[span("checkout", "prod", slot0 + 3 * SEC, 250 * MS)]);
+    clock.set(slot0 + minute + SEC);
+    agg.record(&[
+        span("checkout", "prod", slot0 + minute, 150 * MS),
+        span("checkout", "prod", slot0 + minute, 250 * MS),
+        span("checkout", "prod", slot0 + minute, 201 * MS),
+    ]);
+    let snap = agg.tick();
+    let above = above_of(&snap, "checkout");
+    // The first slot held requests before 200ms was counted: it covers only 100ms, exactly
+    // (the one recorded before the tick that installed the new set, too).
+    assert_eq!(above[0], (slot0, vec![(100 * MS, 3)]));
+    let first = &snap.find(&labels("checkout", "prod")).unwrap().slots()[0];
+    assert!(!first.good_within(200 * MS).1);
+    // The next slot started after the tick: both, exactly.
+    assert_eq!(
+        above[1],
+        (slot0 + minute, vec![(100 * MS, 3), (200 * MS, 2)])
+    );
+    // A reload that removes a threshold keeps the rest.
+    agg.set_latency_thresholds([Duration::from_millis(200)]);
+    agg.tick();
+    agg.record(&[span("checkout", "prod", slot0 + minute + 2 * SEC, 300 * MS)]);
+    let snap = agg.tick();
+    assert_eq!(
+        above_of(&snap, "checkout")[1],
+        (slot0 + minute, vec![(200 * MS, 3)])
+    );
+}
+
+/// A span of `service` ending at `end` after `dur`.
+fn timed(service: &str, end: u64, dur: u64) -> SpanRecord<'_> {
+    span(service, "prod", end, dur)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the thresholds and latencies, across slots, ticks, shards and late spans,
+    /// every slot's count above each threshold is the brute-force count of its spans.
+    #[test]
+    fn above_counts_equal_a_brute_force_count(
+        thresholds in proptest::collection::vec(1u64..2_000_000_000, 1..5),
+        spans in proptest::collection::vec((0u64..3, 0u64..180, 0u64..2_500_000_000, 0usize..2), 1..300),
+    ) {
+        let (agg, clock, _) = setup(AggregatorConfig::default());
+        agg.set_latency_thresholds(thresholds.iter().map(|&t| Duration::from_nanos(t)));
+        agg.tick();
+        let shards = [agg.shard(), agg.shard()];
+        let minute = 60 * SEC;
+        let base = T0 / minute * minute;
+        clock.set(base + 3 * minute);
+        let names = ["a", "b", "c"];
+        let mut sorted = thresholds.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut expect: std::collections::BTreeMap<(&str, u64), Vec<u64>> = Default::default();
+        for (n, &(svc, second, dur, shard)) in spans.iter().enumerate() {
+            let end = base + second * SEC;
+            shards[shard].record(&[timed(names[svc as usize], end, dur)]);
+            let e = expect
+                .entry((names[svc as usize], end / minute * minute))
+                .or_insert_with(|| vec![0; sorted.len()]);
+            for (i, t) in sorted.iter().enumerate() {
+                e[i] += u64::from(dur > *t);
+            }
+            if n % 37 == 0 {
+                agg.tick();
+            }
+        }
+        let snap = agg.tick();
+        for ((svc, start), counts) in expect {
+            let series = snap.find(&labels(svc, "prod")).unwrap();
+            let slot = series.slots().iter().find(|s| s.start_unix_nanos == start).unwrap();
+            let got: Vec<(u64, u64)> = slot.above.iter().collect();
+            let want: Vec<(u64, u64)> = sorted.iter().copied().zip(counts.iter().copied()).collect();
+            proptest::prop_assert_eq!(got, want);
+            for (t, n) in sorted.iter().zip(&counts) {
+                proptest::prop_assert_eq!(slot.good_within(*t), (slot.total - n, true));
+            }
+        }
+    }
+}

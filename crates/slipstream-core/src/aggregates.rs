@@ -135,6 +135,14 @@ pub struct Slot {
     /// What each of those buckets gained.
     #[prost(uint64, repeated, tag = "5")]
     pub bucket_counts: Vec<u64>,
+    /// The latency thresholds (nanoseconds, strictly ascending) the sender compared every
+    /// request of the slot with; empty from a sender that counts none (or an older version):
+    /// the receiver then estimates latency SLOs from the histogram for this slot.
+    #[prost(uint64, repeated, tag = "6")]
+    pub latency_thresholds_nanos: Vec<u64>,
+    /// Requests added above each of those thresholds (same length).
+    #[prost(uint64, repeated, tag = "7")]
+    pub above_threshold: Vec<u64>,
 }
 
 /// `Version`: a `service.version` first seen on a series.

@@ -56,6 +56,9 @@ struct SlotSum {
     total: u64,
     bad: u64,
     buckets: BTreeMap<u32, u64>,
+    /// Requests above each latency threshold that every part of the sum counted (a threshold
+    /// one part lacks is left out: the gateway estimates it for the slot).
+    above: BTreeMap<u64, u64>,
 }
 
 /// What one series gained since the last shipment.
@@ -93,6 +96,20 @@ impl Outbox {
                 });
             for slot in s.slots {
                 let sum = p.slots.entry(slot.start_unix_nanos).or_default();
+                let above = slot
+                    .latency_thresholds_nanos
+                    .iter()
+                    .copied()
+                    .zip(slot.above_threshold.iter().copied());
+                if sum.total == 0 {
+                    sum.above = above.collect();
+                } else {
+                    let part: BTreeMap<u64, u64> = above.collect();
+                    sum.above.retain(|t, _| part.contains_key(t));
+                    for (t, n) in &mut sum.above {
+                        *n += part[t];
+                    }
+                }
                 sum.total += slot.total;
                 sum.bad += slot.bad;
                 for (b, n) in slot.bucket_indexes.into_iter().zip(slot.bucket_counts) {
@@ -121,12 +138,16 @@ impl Outbox {
                     .into_iter()
                     .map(|(start, s)| {
                         let (bucket_indexes, bucket_counts) = s.buckets.into_iter().unzip();
+                        let (latency_thresholds_nanos, above_threshold) =
+                            s.above.into_iter().unzip();
                         Slot {
                             start_unix_nanos: start,
                             total: s.total,
                             bad: s.bad,
                             bucket_indexes,
                             bucket_counts,
+                            latency_thresholds_nanos,
+                            above_threshold,
                         }
                     })
                     .collect(),

@@ -334,9 +334,21 @@ impl SeriesTotals {
 
 /// Good and total requests added to `slot` since `prev` (the same slot in the previous
 /// snapshot), for an SLI.
+///
+/// A latency SLI counts exactly at its threshold where the slot compared every request with
+/// it ([`SlotData::good_within`]); a slot that did not (it held requests before a reload added
+/// the threshold, or came from a sender that does not count it) is estimated from the
+/// histogram, and so is the same slot's earlier state, so that the two are differences of one
+/// measure. A slot only ever loses thresholds it covers, never gains one, so an exact slot's
+/// earlier state is exact too.
 fn delta(sli: Sli, slot: &SlotData, prev: Option<&SlotData>) -> (u64, u64) {
+    let exact = match sli {
+        Sli::Availability => true,
+        Sli::Latency { threshold } => slot.good_within(nanos(threshold)).1,
+    };
     let good = |s: &SlotData| match sli {
         Sli::Availability => s.total - s.bad,
+        Sli::Latency { threshold } if exact => s.good_within(nanos(threshold)).0,
         Sli::Latency { threshold } => s.histogram.count_at_or_below(nanos(threshold)),
     };
     let (good_before, total_before) = prev.map_or((0, 0), |p| (good(p), p.total));
@@ -346,6 +358,29 @@ fn delta(sli: Sli, slot: &SlotData, prev: Option<&SlotData>) -> (u64, u64) {
     )
 }
 
+/// The latency thresholds of the `slo` section: those of the explicit latency objectives and
+/// of the latency template, distinct and ascending. What the aggregator must count exactly
+/// ([`Aggregator::set_latency_thresholds`]) for every latency SLO, templated ones included
+/// (they are created only when their service sends traffic, after its first requests were
+/// recorded).
+pub fn latency_thresholds(cfg: &slipstream_config::SloConfig) -> Vec<Duration> {
+    let mut out: Vec<Duration> = cfg
+        .objectives
+        .iter()
+        .filter_map(|o| match o.sli {
+            slipstream_config::slo::SliConfig::Latency { threshold } => Some(threshold),
+            slipstream_config::slo::SliConfig::Availability => None,
+        })
+        .chain(cfg.templates.latency.as_ref().and_then(|t| t.threshold))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests;

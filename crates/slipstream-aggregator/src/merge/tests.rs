@@ -60,8 +60,9 @@ fn aggregator(cfg: &AggregatorConfig, clock: &ManualClock) -> (Aggregator, Regis
 }
 
 /// Every series of a snapshot by its labels, with its slots as
-/// `(start, total, bad, buckets)`.
-type Flat = Vec<(String, Vec<(u64, u64, u64, Vec<(u32, u64)>)>)>;
+/// `(start, total, bad, buckets, above each latency threshold)`.
+type Flat = Vec<(String, Vec<FlatSlot>)>;
+type FlatSlot = (u64, u64, u64, Vec<(u32, u64)>, Vec<(u64, u64)>);
 
 fn flat(snap: &Snapshot) -> Flat {
     let mut out: Flat = snap
@@ -78,6 +79,7 @@ fn flat(snap: &Snapshot) -> Flat {
                             x.total,
                             x.bad,
                             x.histogram.iter().collect(),
+                            x.above.iter().collect(),
                         )
                     })
                     .collect(),
@@ -112,7 +114,57 @@ fn slot(start: u64, total: u64, bad: u64, buckets: &[(u32, u64)]) -> Slot {
         bad,
         bucket_indexes: buckets.iter().map(|b| b.0).collect(),
         bucket_counts: buckets.iter().map(|b| b.1).collect(),
+        ..Slot::default()
     }
+}
+
+/// A slot of two requests (3 ns and 900's bucket) with latency-threshold counts.
+fn above(start: u64, thresholds: &[u64], above: &[u64]) -> Slot {
+    Slot {
+        latency_thresholds_nanos: thresholds.to_vec(),
+        above_threshold: above.to_vec(),
+        ..slot(start, 2, 0, &[(3, 1), (900, 1)])
+    }
+}
+
+#[test]
+fn a_slot_without_threshold_counts_is_estimated_and_counted() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let (gateway, metrics) = aggregator(&cfg, &clock);
+    let t = crate::bucket_low(900) + 1;
+    gateway.set_latency_thresholds([Duration::from_nanos(t)]);
+    gateway.tick();
+    let minute = 60 * SEC;
+    let start = T0 / minute * minute - minute;
+    let key = vec![string("cart"), string("prod")];
+    let series = |slots| Series {
+        key: key.clone(),
+        slots,
+        ..Series::default()
+    };
+    // An older sender: no counts. A current one: exact, in the next slot.
+    let old = series(vec![slot(start, 2, 0, &[(3, 1), (900, 1)])]);
+    let new = series(vec![above(start + minute, &[1, t], &[1, 0])]);
+    assert_eq!(
+        gateway.merge(request(vec![old, new], 0, &gateway)),
+        Ok(Merged::Accepted)
+    );
+    let snap = gateway.tick();
+    let slots = snap.find(&[("service.name", "cart"), ("deployment.environment", "prod")]);
+    let slots = slots.unwrap().slots();
+    assert_eq!(slots[0].good_within(t), (2, false));
+    assert_eq!(slots[1].good_within(t), (2, true));
+    assert_eq!(
+        slots[1].above.thresholds(),
+        [t],
+        "only the gateway's threshold is kept"
+    );
+    assert_eq!(snap.totals().merged_slots_estimated, 1);
+    assert_eq!(
+        metrics.value("slipstream_aggregator_merged_slots_estimated_total", &[]),
+        Some(1)
+    );
 }
 
 #[test]
@@ -125,6 +177,14 @@ fn three_sidecars_merged_equal_one_aggregator_fed_every_span() {
         .collect();
     let (gateway, gateway_metrics) = aggregator(&cfg, &clock);
     let (reference, _) = aggregator(&cfg, &clock);
+    // The gateway counts 40ms and 70ms exactly; the sidecars also count 10ms, which the
+    // gateway leaves out.
+    let ms = Duration::from_millis;
+    for a in sidecars.iter().map(|s| &s.agg) {
+        a.set_latency_thresholds([ms(10), ms(40), ms(70)]);
+    }
+    gateway.set_latency_thresholds([ms(40), ms(70)]);
+    reference.set_latency_thresholds([ms(40), ms(70)]);
     for minute in 0..5u64 {
         clock.set(T0 + minute * 60 * SEC);
         for i in 0..30u64 {
@@ -147,7 +207,15 @@ fn three_sidecars_merged_equal_one_aggregator_fed_every_span() {
         }
         let (g, r) = (gateway.tick(), reference.tick());
         assert_eq!(flat(&g), flat(&r), "minute {minute}");
+        assert!(
+            g.series()
+                .iter()
+                .flat_map(|s| s.slots())
+                .all(|x| x.above.thresholds() == [40_000_000, 70_000_000]),
+            "every slot is exact at the gateway's thresholds"
+        );
     }
+    assert_eq!(gateway.snapshot().totals().merged_slots_estimated, 0);
     let (g, r) = (gateway.snapshot(), reference.snapshot());
     assert_eq!(g.totals().observations, 150);
     assert_eq!(g.totals().merged_observations, 150);
@@ -252,6 +320,10 @@ fn malformed_series_and_slots_are_refused_and_nothing_is_merged() {
         slot(start + 1, 1, 0, &[(3, 1)]),         // not on a slot boundary
         slot(start, 1, 0, &[(1_000_000, 1)]),     // beyond the last bucket
         slot(start, 1 << 41, 0, &[(3, 1 << 41)]), // more than one slot takes
+        above(start, &[5], &[]),                  // a threshold without its count
+        above(start, &[5], &[3]),                 // more above than total
+        above(start, &[9, 5], &[1, 1]),           // thresholds out of order
+        above(start, &[5, 9], &[1, 2]),           // more above the higher one
     ];
     for (i, bad) in bad_slots.into_iter().enumerate() {
         let series = Series {

@@ -350,6 +350,24 @@ fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             .encode_to_vec(),
         ),
         (
+            "Slot",
+            "latency_thresholds_nanos",
+            Slot {
+                latency_thresholds_nanos: vec![1],
+                ..slot()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "Slot",
+            "above_threshold",
+            Slot {
+                above_threshold: vec![1],
+                ..slot()
+            }
+            .encode_to_vec(),
+        ),
+        (
             "Version",
             "version",
             Version {
@@ -507,6 +525,7 @@ fn a_request_round_trips_and_counts_its_observations() {
                     bad: 1,
                     bucket_indexes: vec![5, 900],
                     bucket_counts: vec![2, 1],
+                    ..Slot::default()
                 },
                 Slot {
                     total: 4,

@@ -50,6 +50,7 @@ fn series(service: &str, slots: &[SlotSpec<'_>]) -> Series {
                 bad: *bad,
                 bucket_indexes: buckets.iter().map(|b| b.0).collect(),
                 bucket_counts: buckets.iter().map(|b| b.1).collect(),
+                ..Slot::default()
             })
             .collect(),
         versions: Vec::new(),

@@ -73,6 +73,7 @@ fn series(service: &str, start: u64, total: u64) -> Series {
             bad: 0,
             bucket_indexes: vec![3],
             bucket_counts: vec![total],
+            ..Slot::default()
         }],
         ..Series::default()
     }
