@@ -10,9 +10,19 @@
 //!   a protobuf `ExportTraceServiceRequest`.
 //!
 //! The clock: before the spans of a request are recorded, the clock moves to the latest end
-//! time seen so far, running an evaluation at each multiple of `slo.evaluation_interval` it
-//! passes, exactly as the live pipeline evaluates on its interval. A request whose spans all
-//! end earlier than the clock is recorded as late traffic, as live.
+//! time among them that is not further ahead of it than `aggregator.max_future_skew`,
+//! running an evaluation at each multiple of `slo.evaluation_interval` it passes, exactly as
+//! the live pipeline evaluates on its interval. So the clock stands where the live pipeline's
+//! would have when the request arrived, and a span further ahead (a client with a wrong
+//! clock) is clamped to now and counted, as live, instead of moving the clock: one span
+//! hours ahead must not make the next hours of traffic late. A request whose spans all end
+//! earlier than the clock is recorded as late traffic, as live.
+//!
+//! A request that is ahead as a whole (most of its spans past the skew) is held until the
+//! next one: when that one is ahead too, the recording skipped ahead (a gap in the traffic)
+//! and the clock follows; otherwise the held request was an outlier, recorded at the clock as
+//! it stands (its spans clamped and counted). The first request sets the clock from its own
+//! spans (the median end time and the skew above it).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -83,6 +93,10 @@ pub struct ReplayReport {
     pub invalid: u64,
     /// Wall time spent.
     pub elapsed: Duration,
+    /// Spans ending too far ahead of the clock, clamped to it (`max_future_skew`).
+    pub clamped_future: u64,
+    /// Spans ending before the aggregator's retention, dropped as late.
+    pub dropped_late: u64,
 }
 
 /// The replay machinery: the same components as `run`, minus the network.
@@ -91,6 +105,11 @@ struct Replayer {
     aggregator: Arc<Aggregator>,
     live: Live,
     interval: u64,
+    /// `aggregator.max_future_skew`, nanoseconds.
+    skew: u64,
+    /// A request ahead of the clock as a whole, until the next one says whether it was an
+    /// outlier or the recording skipped ahead.
+    held: Option<Bytes>,
     next_evaluation: Option<u64>,
     events: Vec<AlertEvent>,
     every: Option<u64>,
@@ -109,6 +128,7 @@ impl Replayer {
             shared.clone(),
             &registry,
         ));
+        aggregator.set_latency_thresholds(crate::evaluate::latency_thresholds(&opts.config.slo));
         let engine = SloEngine::new(&opts.config.slo, shared.clone(), &registry)
             .map_err(|e| anyhow::anyhow!("invalid slo section: {e:?}"))?;
         let interval = u64::try_from(engine.evaluation_interval().as_nanos())
@@ -125,6 +145,9 @@ impl Replayer {
             aggregator,
             live,
             interval,
+            skew: u64::try_from(opts.config.aggregator.max_future_skew.as_nanos())
+                .unwrap_or(u64::MAX),
+            held: None,
             next_evaluation: None,
             events: Vec::new(),
             every: opts.every.map(|d| (d.as_nanos() as u64).max(1)),
@@ -173,29 +196,101 @@ impl Replayer {
         Ok(())
     }
 
-    fn record(&mut self, body: &[u8]) -> anyhow::Result<u64> {
-        let mut spans: Vec<SpanRecord<'_>> = Vec::with_capacity((body.len() / 256).max(4));
-        scan_traces(body, self.aggregator.scan_spec(), &mut spans)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Some(t) = spans.iter().map(|s| s.end_unix_nano).max() {
+    /// Records one request (see the module docs for how it moves the clock); returns its
+    /// number of spans.
+    fn record(&mut self, body: &Bytes) -> anyhow::Result<u64> {
+        let spans = scan(body, &self.aggregator)?;
+        let n = spans.len() as u64;
+        let started = self.next_evaluation.is_some();
+        let ahead = started
+            && median_end(&spans)
+                .is_some_and(|m| m > self.clock.now_unix_nanos().saturating_add(self.skew));
+        match self.held.take() {
+            Some(held) => {
+                let held_spans = scan(&held, &self.aggregator)?;
+                if ahead {
+                    // Two requests in a row past the skew: the traffic skipped ahead.
+                    if let Some(t) = clock_for(&held_spans, None, self.skew) {
+                        self.advance_to(t)?;
+                    }
+                }
+                self.aggregator.record(&held_spans);
+                self.record_spans(&spans)?;
+            }
+            None if ahead => self.held = Some(body.clone()),
+            None => self.record_spans(&spans)?,
+        }
+        Ok(n)
+    }
+
+    /// Moves the clock for `spans` (never by a span further ahead than the skew) and records
+    /// them.
+    fn record_spans(&mut self, spans: &[SpanRecord<'_>]) -> anyhow::Result<()> {
+        let now = self
+            .next_evaluation
+            .is_some()
+            .then(|| self.clock.now_unix_nanos());
+        if let Some(t) = clock_for(spans, now, self.skew) {
             self.advance_to(t)?;
         }
-        self.aggregator.record(&spans);
-        Ok(spans.len() as u64)
+        self.aggregator.record(spans);
+        Ok(())
     }
 
     fn finish(mut self, mut report: ReplayReport) -> anyhow::Result<ReplayReport> {
+        // A request still held was an outlier: nothing came after it.
+        if let Some(held) = self.held.take() {
+            let spans = scan(&held, &self.aggregator)?;
+            self.aggregator.record(&spans);
+        }
         // One last evaluation at the next boundary, so the last spans count.
         if let Some(next) = self.next_evaluation {
             self.clock.set(next);
             self.evaluate(true)?;
         }
-        report.slos = self.live.published().slos.clone();
+        let published = self.live.published();
+        report.slos = published.slos.clone();
+        let totals = published.series.totals();
+        report.clamped_future = totals.clamped_future;
+        report.dropped_late = totals.dropped_late;
         print_slos(&mut self.out, self.output, &report.slos)?;
         self.out.flush()?;
         report.events = self.events;
         Ok(report)
     }
+}
+
+/// The spans of a request body.
+fn scan<'a>(body: &'a [u8], aggregator: &Aggregator) -> anyhow::Result<Vec<SpanRecord<'a>>> {
+    let mut spans: Vec<SpanRecord<'_>> = Vec::with_capacity((body.len() / 256).max(4));
+    scan_traces(body, aggregator.scan_spec(), &mut spans).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(spans)
+}
+
+/// The median end time of `spans` (the upper one of an even count).
+fn median_end(spans: &[SpanRecord<'_>]) -> Option<u64> {
+    if spans.is_empty() {
+        return None;
+    }
+    let mut ends: Vec<u64> = spans.iter().map(|s| s.end_unix_nano).collect();
+    let mid = ends.len() / 2;
+    Some(*ends.select_nth_unstable(mid).1)
+}
+
+/// Where the clock goes for a request of `spans`: the latest end time at most `skew` ahead
+/// of `now` (before the first request, of the request's median end time). `None` when no
+/// span qualifies.
+fn clock_for(spans: &[SpanRecord<'_>], now: Option<u64>, skew: u64) -> Option<u64> {
+    let base = match now {
+        Some(now) => now,
+        None => median_end(spans)?,
+    };
+    let limit = base.saturating_add(skew);
+    spans
+        .iter()
+        .map(|s| s.end_unix_nano)
+        .filter(|&e| e <= limit)
+        .max()
 }
 
 fn print_event(out: &mut dyn Write, format: OutputFormat, e: &AlertEvent) -> std::io::Result<()> {
