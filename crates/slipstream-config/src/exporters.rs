@@ -14,6 +14,29 @@ use crate::{ByteSize, Errors, check_socket_addr};
 
 /// Default listen address of the Prometheus pull endpoint.
 pub const DEFAULT_PROMETHEUS_ENDPOINT: &str = "0.0.0.0:8889";
+/// Default upper bounds of the classic latency histogram buckets: Prometheus' default ladder,
+/// 5 ms to 10 s. Each is exported as the nearest edge of slipstream's own buckets
+/// ([`slipstream_core::export::nearest_latency_edge`]), e.g. 100 ms as `le="0.099614719"`.
+pub const DEFAULT_HISTOGRAM_BOUNDARIES: [Duration; 11] = [
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_millis(2500),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+/// Most classic histogram boundaries (each is one more series per histogram).
+pub const MAX_HISTOGRAM_BOUNDARIES: usize = 100;
+/// Default of `exporters.prometheus.native_histograms`: answer a protobuf scrape with native
+/// histograms.
+pub const DEFAULT_PROMETHEUS_NATIVE_HISTOGRAMS: bool = true;
+/// Default of `exporters.remote_write.native_histograms`: classic `_bucket` series only.
+pub const DEFAULT_REMOTE_WRITE_NATIVE_HISTOGRAMS: bool = false;
 /// Default interval between pushes of SLI series (remote write, OTLP metrics).
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(15);
 /// Default interval at which firing alerts are re-sent to Alertmanager.
@@ -75,6 +98,13 @@ pub struct PrometheusConfig {
     pub endpoint: Option<String>,
     /// `slipstream` or `sloth` (adds Sloth-compatible series).
     pub naming: MetricNaming,
+    /// The classic buckets of latency histograms.
+    pub histogram: HistogramExportConfig,
+    /// Answer a scraper that asks for the protobuf format
+    /// (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily`, Prometheus
+    /// with native histograms on) with native histograms, the classic buckets alongside;
+    /// `false` answers it in the text format.
+    pub native_histograms: bool,
 }
 
 impl Default for PrometheusConfig {
@@ -82,7 +112,144 @@ impl Default for PrometheusConfig {
         PrometheusConfig {
             endpoint: Some(DEFAULT_PROMETHEUS_ENDPOINT.to_owned()),
             naming: MetricNaming::Slipstream,
+            histogram: HistogramExportConfig::default(),
+            native_histograms: DEFAULT_PROMETHEUS_NATIVE_HISTOGRAMS,
         }
+    }
+}
+
+/// `exporters.prometheus.histogram` and `exporters.remote_write.histogram`: the classic
+/// buckets of latency histograms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistogramExportConfig {
+    /// Upper bounds of the classic buckets (`le`), ascending: durations (`5ms`, `2s`) or
+    /// numbers of seconds (`0.005`). Every series writes every bound, then `+Inf`. Each is
+    /// exported as the nearest edge of slipstream's own latency buckets (at most 1/128 away;
+    /// 100ms is `le="0.099614719"`), where the counts are exact.
+    #[serde(with = "boundaries_serde")]
+    pub boundaries: Vec<Duration>,
+}
+
+impl Default for HistogramExportConfig {
+    fn default() -> Self {
+        HistogramExportConfig {
+            boundaries: DEFAULT_HISTOGRAM_BOUNDARIES.to_vec(),
+        }
+    }
+}
+
+impl HistogramExportConfig {
+    /// The boundaries as exported: each the nearest bucket edge, in nanoseconds, ascending.
+    pub fn edges_ns(&self) -> Vec<u64> {
+        self.boundaries
+            .iter()
+            .map(|b| {
+                slipstream_core::export::nearest_latency_edge(
+                    u64::try_from(b.as_nanos()).unwrap_or(u64::MAX),
+                )
+            })
+            .collect()
+    }
+
+    fn validate(&self, path: &str, errs: &mut Errors) {
+        let p = format!("{path}.boundaries");
+        errs.check(
+            self.boundaries.len() <= MAX_HISTOGRAM_BOUNDARIES,
+            &p,
+            format!("expected at most {MAX_HISTOGRAM_BOUNDARIES} boundaries"),
+        );
+        let edges = self.edges_ns();
+        for (i, b) in self.boundaries.iter().enumerate() {
+            errs.check(
+                !b.is_zero(),
+                format!("{p}[{i}]"),
+                "expected a duration above 0",
+            );
+            if i > 0 && !b.is_zero() {
+                errs.check(
+                    edges[i] > edges[i - 1],
+                    format!("{p}[{i}]"),
+                    format!(
+                        "`{}` is not above `{}` once both are rounded to the nearest bucket edge \
+                         ({} ns and {} ns); expected ascending boundaries at least 1/64 apart",
+                        humantime::format_duration(*b),
+                        humantime::format_duration(self.boundaries[i - 1]),
+                        edges[i],
+                        edges[i - 1]
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A list of durations in YAML: each a duration string (`5ms`) or a number of seconds.
+mod boundaries_serde {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for d in v {
+            seq.serialize_element(&humantime::format_duration(*d).to_string())?;
+        }
+        seq.end()
+    }
+
+    struct One(Duration);
+
+    impl<'de> serde::Deserialize<'de> for One {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = One;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a duration such as 5ms or 2.5s as seconds (2.5)")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<One, E> {
+                    Ok(One(Duration::from_secs(v)))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<One, E> {
+                    u64::try_from(v)
+                        .map(|v| One(Duration::from_secs(v)))
+                        .map_err(|_| E::custom("a boundary cannot be negative"))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<One, E> {
+                    Duration::try_from_secs_f64(v)
+                        .map(One)
+                        .map_err(|_| E::custom(format!("`{v}` is not a number of seconds above 0")))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<One, E> {
+                    humantime::parse_duration(v)
+                        .map(One)
+                        .map_err(|e| E::custom(format!("`{v}` is not a duration ({e})")))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<Duration>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of durations (5ms, 2s) or numbers of seconds")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Duration>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(One(d)) = seq.next_element()? {
+                    out.push(d);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
     }
 }
 
@@ -137,6 +304,13 @@ pub struct RemoteWriteConfig {
     pub interval: Duration,
     /// `slipstream` or `sloth` (adds Sloth-compatible series).
     pub naming: MetricNaming,
+    /// The classic buckets of latency histograms (same fields as
+    /// `exporters.prometheus.histogram`).
+    pub histogram: HistogramExportConfig,
+    /// Send latency histograms as native histogram samples (schema 8; the receiver needs
+    /// native histograms on, e.g. Prometheus `--enable-feature=native-histograms`) instead of
+    /// classic `_bucket`, `_sum` and `_count` series.
+    pub native_histograms: bool,
     /// Batches (or events) held while the target is slow or down; past it the oldest is
     /// dropped and counted (`reason="queue_full"`). Ingestion never waits on an exporter.
     pub queue_size: usize,
@@ -158,6 +332,8 @@ impl Default for RemoteWriteConfig {
             endpoint: String::new(),
             interval: DEFAULT_PUSH_INTERVAL,
             naming: MetricNaming::Slipstream,
+            histogram: HistogramExportConfig::default(),
+            native_histograms: DEFAULT_REMOTE_WRITE_NATIVE_HISTOGRAMS,
             queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
             timeout: DEFAULT_EXPORT_TIMEOUT,
             headers: BTreeMap::new(),
@@ -431,6 +607,9 @@ impl ExportersConfig {
         if let Some(e) = &self.prometheus.endpoint {
             check_socket_addr(errs, &format!("{path}.prometheus.endpoint"), e);
         }
+        self.prometheus
+            .histogram
+            .validate(&format!("{path}.prometheus.histogram"), errs);
         if let Some(rw) = &self.remote_write {
             let p = format!("{path}.remote_write");
             check_url(errs, &format!("{p}.endpoint"), &rw.endpoint);
@@ -440,6 +619,7 @@ impl ExportersConfig {
                 format!("{p}.interval"),
                 "expected a duration above 0",
             );
+            rw.histogram.validate(&format!("{p}.histogram"), errs);
             rw.delivery().validate(&p, errs);
         }
         for (name, otlp) in [

@@ -382,3 +382,53 @@ fn admin_limits_validate_with_their_paths() {
     assert_eq!(c.admin.silences.max_count, admin::DEFAULT_MAX_SILENCES);
     assert_eq!(c.admin.tokens(), Ok(None));
 }
+
+#[test]
+fn histogram_boundaries_parse_as_durations_or_seconds_and_must_ascend() {
+    let c = Config::from_yaml(
+        "exporters:\n  prometheus:\n    histogram:\n      boundaries: [5ms, 0.1, 2, 2.5s]\n    native_histograms: false\n",
+    )
+    .unwrap();
+    let p = &c.exporters.prometheus;
+    assert_eq!(
+        p.histogram.boundaries,
+        [
+            std::time::Duration::from_millis(5),
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_millis(2500),
+        ]
+    );
+    assert!(!p.native_histograms);
+    assert_eq!(
+        p.histogram.edges_ns(),
+        [4_980_735, 99_614_719, 1_996_488_703, 2_516_582_399]
+    );
+    // The defaults: every edge at most 1/128 from the boundary it stands for.
+    let d = exporters::HistogramExportConfig::default();
+    for (b, e) in d.boundaries.iter().zip(d.edges_ns()) {
+        let b = b.as_nanos() as f64;
+        assert!((e as f64 - b).abs() <= b / 128.0, "{b} -> {e}");
+    }
+    let err = Config::from_yaml(
+        "exporters:\n  remote_write:\n    endpoint: http://p:9090/api/v1/write\n    histogram:\n      boundaries: [10ms, 0s, 100ms, 100.1ms, 50ms]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("exporters.remote_write.histogram.boundaries[1]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exporters.remote_write.histogram.boundaries[3]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exporters.remote_write.histogram.boundaries[4]"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("exporters.remote_write.histogram.boundaries[2]"),
+        "{err}"
+    );
+}

@@ -205,3 +205,35 @@ where
         self()
     }
 }
+
+// === latency bucket layout ===
+
+/// Sub-buckets per power of two of the latency histograms slipstream records (in whole
+/// nanoseconds: one bucket per value below 64 ns, then 64 equal buckets per power of two, so
+/// a bucket above 64 ns holds `[k * w, (k + 1) * w - 1]` with `w = 2^(e - 6)` for values in
+/// `[2^e, 2^(e + 1))`). The [`HistogramValue`]s the binary builds have these buckets.
+pub const LATENCY_SUB_BUCKETS: u64 = 64;
+
+/// The edge of the latency bucket layout nearest to `ns` nanoseconds (the lower one on a tie):
+/// the highest value of some bucket, so "at most the edge" holds for exactly the observations
+/// of that bucket and the ones below it. A count of the values at or below an edge is exact;
+/// at any other bound it is not. Below 128 ns every value is an edge; above, an edge is at most
+/// half a bucket (1/128 of the value) away.
+pub fn nearest_latency_edge(ns: u64) -> u64 {
+    if ns < 2 * LATENCY_SUB_BUCKETS {
+        return ns;
+    }
+    let e = 63 - ns.leading_zeros();
+    let width = 1u64 << (e - LATENCY_SUB_BUCKETS.trailing_zeros());
+    // Edges are the values k * width - 1; `below` is the largest at or below `ns`.
+    let below = (ns + 1) / width * width - 1;
+    let above = below.saturating_add(width);
+    if ns - below <= above - ns {
+        below
+    } else {
+        above
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -22,7 +22,7 @@ use metrics_support::{Log, exporter_metric, now_nanos, point, respond, serve};
 use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, PointValue};
 use slipstream_core::{MetricsSnapshot, Registry};
-use slipstream_exporters::prometheus::{Format, negotiate, render};
+use slipstream_exporters::prometheus::{Format, Histograms, negotiate, render};
 use slipstream_exporters::remote_write::RemoteWriter;
 
 // === Prometheus as a child process ===
@@ -237,7 +237,13 @@ fn snapshot() -> MetricsSnapshot {
                     PointValue::Histogram(HistogramValue {
                         count: 10,
                         sum: 3.1,
-                        buckets: vec![(0.0, 0.1, 3), (0.1, 0.25, 5), (0.5, 1.0, 2)],
+                        // Upper ends on the default boundaries (100, 250 and 1000 ms,
+                        // each the nearest edge of slipstream's buckets).
+                        buckets: vec![
+                            (0.0, 0.099614719, 3),
+                            (0.099614719, 0.249561087, 5),
+                            (0.499122175, 0.998244351, 2),
+                        ],
                     }),
                 )],
             },
@@ -272,10 +278,17 @@ fn expected() -> BTreeMap<BTreeMap<String, String>, f64> {
             ],
             0.0125,
         ),
-        (&[("le", "0.1")], 3.0),
-        (&[("le", "0.25")], 8.0),
-        (&[("le", "0.5")], 8.0),
-        (&[("le", "1.0")], 10.0),
+        (&[("le", "0.004980735")], 0.0),
+        (&[("le", "0.009961471")], 0.0),
+        (&[("le", "0.024903679")], 0.0),
+        (&[("le", "0.049807359")], 0.0),
+        (&[("le", "0.099614719")], 3.0),
+        (&[("le", "0.249561087")], 8.0),
+        (&[("le", "0.499122175")], 8.0),
+        (&[("le", "0.998244351")], 10.0),
+        (&[("le", "2.516582399")], 10.0),
+        (&[("le", "5.033164799")], 10.0),
+        (&[("le", "10.066329599")], 10.0),
         (&[("le", "+Inf")], 10.0),
         (&[("__name__", "rwtest_latency_seconds_sum")], 3.1),
         (&[("__name__", "rwtest_latency_seconds_count")], 10.0),
@@ -348,10 +361,14 @@ async fn serve_metrics() -> (SocketAddr, Log) {
         let format = if r.uri.query() == Some("format=text") {
             Format::Text
         } else {
-            negotiate(r.headers.get("accept").and_then(|v| v.to_str().ok()))
+            negotiate(r.headers.get("accept").and_then(|v| v.to_str().ok()), false)
         };
         let content_type = [("content-type", format.content_type())];
-        respond(200, &content_type, render(&snapshot(), format))
+        respond(
+            200,
+            &content_type,
+            render(&snapshot(), format, &Histograms::default()),
+        )
     })
     .await
 }
@@ -409,7 +426,7 @@ async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
         .unwrap()
         .iter()
         .filter(|r| r.uri.query().is_none())
-        .map(|r| negotiate(r.headers.get("accept").and_then(|v| v.to_str().ok())))
+        .map(|r| negotiate(r.headers.get("accept").and_then(|v| v.to_str().ok()), false))
         .collect();
     assert_eq!(negotiated, BTreeSet::from([Format::OpenMetrics]));
 }

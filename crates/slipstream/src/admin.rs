@@ -127,12 +127,27 @@ pub async fn start(
     ))
 }
 
-/// Binds the SLI-series scrape endpoint (`exporters.prometheus.endpoint`) and serves
-/// `/metrics` from `live` until `shutdown`: text format 0.0.4, or OpenMetrics when the scraper's
-/// `Accept` header asks for it.
+/// [`start_prometheus_with`] the default histogram settings and `naming`.
 pub async fn start_prometheus(
     endpoint: &str,
     naming: slipstream_config::exporters::MetricNaming,
+    live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let cfg = slipstream_config::exporters::PrometheusConfig {
+        naming,
+        ..Default::default()
+    };
+    start_prometheus_with(endpoint, &cfg, live, shutdown).await
+}
+
+/// Binds the SLI-series scrape endpoint (`exporters.prometheus.endpoint`) and serves
+/// `/metrics` from `live` until `shutdown`: text format 0.0.4, or OpenMetrics, or (with
+/// `native_histograms`) the protobuf format with native histograms, as the scraper's `Accept`
+/// header asks; histograms with the classic buckets of `cfg.histogram`.
+pub async fn start_prometheus_with(
+    endpoint: &str,
+    cfg: &slipstream_config::exporters::PrometheusConfig,
     live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
@@ -141,8 +156,10 @@ pub async fn start_prometheus(
         .await
         .with_context(|| format!("cannot listen on {endpoint} (exporters.prometheus)"))?;
     let addr = listener.local_addr()?;
+    let (naming, native) = (cfg.naming, cfg.native_histograms);
+    let histograms = Arc::new(prometheus::Histograms::new(&cfg.histogram));
     let handler: Handler = Arc::new(move |req| {
-        let live = live.clone();
+        let (live, histograms) = (live.clone(), histograms.clone());
         Box::pin(async move {
             const PLAIN: &str = "text/plain; charset=utf-8";
             if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -159,9 +176,10 @@ pub async fn start_prometheus(
                 req.headers()
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok()),
+                native,
             );
             let body = tokio::task::spawn_blocking(move || {
-                prometheus::render(&live.metrics(naming), format)
+                prometheus::render(&live.metrics(naming), format, &histograms)
             })
             .await
             .unwrap_or_default();

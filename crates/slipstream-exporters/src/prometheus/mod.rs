@@ -1,28 +1,38 @@
-//! SLI series for the Prometheus pull endpoint: the text exposition format 0.0.4 and
-//! OpenMetrics 1.0.0.
+//! SLI series for the Prometheus pull endpoint: the text exposition format 0.0.4,
+//! OpenMetrics 1.0.0, and the protobuf format with native histograms.
 //!
 //! The binary serves `/metrics` with
-//! `render(&source.collect(), negotiate(accept))` and the `Content-Type` of
-//! [`Format::content_type`]. Nothing here keeps state: each scrape renders the snapshot it is
-//! given.
+//! `render(&source.collect(), negotiate(accept, native), &histograms)` and the `Content-Type`
+//! of [`Format::content_type`]. Nothing here keeps state: each scrape renders the snapshot it
+//! is given.
 //!
-//! Both formats name samples the same way, and so does remote write
+//! Every format names samples the same way, and so does remote write
 //! ([`crate::remote_write`]), which shares the sample iteration:
 //!
 //! - counters and gauges: one sample per point, named as the family (in OpenMetrics the
 //!   family line drops a `_total` suffix and the sample carries it);
 //! - histograms: cumulative `<name>_bucket{le="..."}` samples, `<name>_sum` (seconds) and
-//!   `<name>_count`. The `le` values are the buckets' upper bounds, plus the lower bound of a
-//!   bucket that does not start where the previous one ended (so `histogram_quantile` does
-//!   not interpolate across an empty gap), and always `+Inf`. They are written as canonical
-//!   OpenMetrics numbers (`1.0`, `0.25`, `+Inf`), the form Prometheus 3 normalises to, so
-//!   scraped and remote-written series carry the same `le` values.
+//!   `<name>_count`. The `le` values are the same for every series: the configured boundaries
+//!   ([`Histograms`]), each the nearest edge of slipstream's latency buckets
+//!   ([`slipstream_core::export::nearest_latency_edge`]), so the count at each is exact, then
+//!   `+Inf`. Series of several instances or label sets therefore add up with `sum by (le)`.
+//!   They are written as canonical OpenMetrics numbers (`0.099614719`, `1.0`, `+Inf`), the
+//!   form Prometheus 3 normalises to, so scraped and remote-written series carry the same
+//!   `le` values.
+//! - in the protobuf format ([`Format::Protobuf`], asked for by a Prometheus with native
+//!   histograms on), a histogram is one `io.prometheus.client.Histogram` holding the same
+//!   classic buckets and a schema-8 native histogram ([`native`]).
 //!
 //! A point whose value does not match its family's kind (a histogram in a counter family) is
 //! left out rather than rendered as something Prometheus would misread.
 
+pub mod native;
+pub mod proto;
+
 use std::fmt::Write as _;
 
+use prost::Message;
+use slipstream_config::exporters::HistogramExportConfig;
 use slipstream_core::MetricsSnapshot;
 use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
 
@@ -31,6 +41,48 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// `Content-Type` of OpenMetrics 1.0.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of the protobuf format: length-delimited `io.prometheus.client.MetricFamily`
+/// messages.
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// How latency histograms are exported: the classic buckets' upper bounds, the same for every
+/// series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histograms {
+    /// The bounds in nanoseconds, each an edge of the latency bucket layout, ascending.
+    edges_ns: Vec<u64>,
+}
+
+impl Histograms {
+    /// The classic buckets of `cfg` (its boundaries, each moved to the nearest bucket edge).
+    pub fn new(cfg: &HistogramExportConfig) -> Self {
+        Self::from_edges(cfg.edges_ns())
+    }
+
+    /// Classic buckets with these upper bounds in nanoseconds (sorted and deduplicated;
+    /// counts are exact where the bounds are edges of the latency bucket layout).
+    pub fn from_edges(mut edges_ns: Vec<u64>) -> Self {
+        edges_ns.sort_unstable();
+        edges_ns.dedup();
+        Histograms { edges_ns }
+    }
+
+    /// The upper bounds in seconds, ascending (`+Inf` not included).
+    pub fn boundaries(&self) -> impl Iterator<Item = f64> + '_ {
+        self.edges_ns.iter().map(|&ns| ns_to_seconds(ns))
+    }
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Self::new(&HistogramExportConfig::default())
+    }
+}
+
+fn ns_to_seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
 
 /// An exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -40,6 +92,9 @@ pub enum Format {
     Text,
     /// OpenMetrics 1.0.0 text.
     OpenMetrics,
+    /// The protobuf format with native histograms (length-delimited
+    /// `io.prometheus.client.MetricFamily` messages).
+    Protobuf,
 }
 
 impl Format {
@@ -48,18 +103,24 @@ impl Format {
         match self {
             Format::Text => TEXT_CONTENT_TYPE,
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::Protobuf => PROTOBUF_CONTENT_TYPE,
         }
     }
 }
 
-/// Picks the format for a scrape from its `Accept` header: OpenMetrics when the header
-/// accepts `application/openmetrics-text` (any version; 1.0.0 is served) with a quality at
-/// least that of every other type it accepts, the text format otherwise (also without a
+/// Picks the format for a scrape from its `Accept` header. When `protobuf` is allowed, the
+/// protobuf format if the header accepts
+/// `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+/// encoding=delimited` (what Prometheus asks for with native histograms on) with a quality at
+/// least that of every other type it accepts; else OpenMetrics when the header accepts
+/// `application/openmetrics-text` (any version; 1.0.0 is served) with a quality at least that
+/// of every other type besides the protobuf one; the text format otherwise (also without a
 /// header, or with one that cannot be read).
-pub fn negotiate(accept: Option<&str>) -> Format {
+pub fn negotiate(accept: Option<&str>, protobuf: bool) -> Format {
     let Some(accept) = accept else {
         return Format::Text;
     };
+    let mut protobuf_q = 0.0_f64;
     let mut openmetrics_q = 0.0_f64;
     let mut other_q = 0.0_f64;
     for range in accept.split(',') {
@@ -69,32 +130,48 @@ pub fn negotiate(accept: Option<&str>) -> Format {
             continue;
         }
         let mut q = 1.0;
+        let mut ours = true;
         for param in parts {
-            if let Some((k, v)) = param.split_once('=')
-                && k.trim().eq_ignore_ascii_case("q")
-            {
-                q = v.trim().parse::<f64>().unwrap_or(0.0).clamp(0.0, 1.0);
+            let Some((k, v)) = param.split_once('=') else {
+                continue;
+            };
+            let (k, v) = (k.trim(), v.trim());
+            if k.eq_ignore_ascii_case("q") {
+                q = v.parse::<f64>().unwrap_or(0.0).clamp(0.0, 1.0);
+            } else if k.eq_ignore_ascii_case("proto") {
+                ours &= v == "io.prometheus.client.MetricFamily";
+            } else if k.eq_ignore_ascii_case("encoding") {
+                ours &= v.eq_ignore_ascii_case("delimited");
             }
         }
-        if media == "application/openmetrics-text" {
+        if media == "application/vnd.google.protobuf" {
+            if protobuf && ours {
+                protobuf_q = protobuf_q.max(q);
+            }
+        } else if media == "application/openmetrics-text" {
             openmetrics_q = openmetrics_q.max(q);
         } else {
             other_q = other_q.max(q);
         }
     }
-    if openmetrics_q > 0.0 && openmetrics_q >= other_q {
+    if protobuf_q > 0.0 && protobuf_q >= openmetrics_q && protobuf_q >= other_q {
+        Format::Protobuf
+    } else if openmetrics_q > 0.0 && openmetrics_q >= other_q {
         Format::OpenMetrics
     } else {
         Format::Text
     }
 }
 
-/// Renders every family of `snapshot` in `format`. Samples carry no timestamps: Prometheus
-/// stamps them with the scrape time.
-pub fn render(snapshot: &MetricsSnapshot, format: Format) -> Vec<u8> {
+/// Renders every family of `snapshot` in `format`, histograms with the classic buckets of
+/// `histograms`. Samples carry no timestamps: Prometheus stamps them with the scrape time.
+pub fn render(snapshot: &MetricsSnapshot, format: Format, histograms: &Histograms) -> Vec<u8> {
+    if format == Format::Protobuf {
+        return render_protobuf(snapshot, histograms);
+    }
     let mut out = String::with_capacity(4096);
     for family in &snapshot.families {
-        render_family(&mut out, family, format);
+        render_family(&mut out, family, format, histograms);
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -102,7 +179,89 @@ pub fn render(snapshot: &MetricsSnapshot, format: Format) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn render_family(out: &mut String, family: &MetricFamily, format: Format) {
+/// The protobuf format: one length-delimited `MetricFamily` per family that has points.
+fn render_protobuf(snapshot: &MetricsSnapshot, histograms: &Histograms) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    for family in &snapshot.families {
+        let metric: Vec<proto::Metric> = family
+            .points
+            .iter()
+            .filter_map(|point| protobuf_metric(family.kind, point, histograms))
+            .collect();
+        if metric.is_empty() {
+            // A family without points is not written: Prometheus' parser wants at least one.
+            continue;
+        }
+        let r#type = match family.kind {
+            MetricKind::Counter => proto::MetricType::Counter,
+            MetricKind::Gauge => proto::MetricType::Gauge,
+            MetricKind::Histogram => proto::MetricType::Histogram,
+        };
+        let mf = proto::MetricFamily {
+            name: family.name.clone(),
+            help: family.help.clone(),
+            r#type: r#type as i32,
+            metric,
+        };
+        mf.encode_length_delimited(&mut out)
+            .expect("a Vec grows to hold any message");
+    }
+    out
+}
+
+fn protobuf_metric(
+    kind: MetricKind,
+    point: &Point,
+    histograms: &Histograms,
+) -> Option<proto::Metric> {
+    let mut m = proto::Metric {
+        label: point
+            .labels
+            .iter()
+            .map(|(name, value)| proto::LabelPair {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    match (&point.value, kind) {
+        (PointValue::Number(v), MetricKind::Counter) => {
+            m.counter = Some(proto::Counter { value: *v });
+        }
+        (PointValue::Number(v), MetricKind::Gauge) => m.gauge = Some(proto::Gauge { value: *v }),
+        (PointValue::Histogram(h), MetricKind::Histogram) => {
+            let n = native::native(h);
+            let mut bucket: Vec<proto::Bucket> = classic_buckets(h, histograms)
+                .into_iter()
+                .map(|(upper_bound, cumulative_count)| proto::Bucket {
+                    cumulative_count,
+                    upper_bound,
+                })
+                .collect();
+            // `+Inf` is the sample count.
+            bucket.pop();
+            m.histogram = Some(proto::Histogram {
+                sample_count: n.count,
+                sample_sum: n.sum,
+                bucket,
+                schema: native::SCHEMA,
+                zero_threshold: native::ZERO_THRESHOLD,
+                zero_count: n.zero_count,
+                positive_span: n
+                    .spans
+                    .iter()
+                    .map(|&(offset, length)| proto::BucketSpan { offset, length })
+                    .collect(),
+                positive_delta: n.deltas,
+            });
+        }
+        _ => return None,
+    }
+    Some(m)
+}
+
+fn render_family(out: &mut String, family: &MetricFamily, format: Format, histograms: &Histograms) {
     let (family_name, sample_suffix) = match (format, family.kind) {
         (Format::OpenMetrics, MetricKind::Counter) => (
             family.name.strip_suffix("_total").unwrap_or(&family.name),
@@ -111,13 +270,13 @@ fn render_family(out: &mut String, family: &MetricFamily, format: Format) {
         _ => (family.name.as_str(), ""),
     };
     let help = match format {
-        Format::Text => escape(&family.help, false),
         Format::OpenMetrics => escape(&family.help, true),
+        Format::Text | Format::Protobuf => escape(&family.help, false),
     };
     let _ = writeln!(out, "# HELP {family_name} {help}");
     let _ = writeln!(out, "# TYPE {family_name} {}", family.kind.as_str());
     for point in &family.points {
-        for_each_sample(family, point, |suffix, le, value| {
+        for_each_sample(family, point, histograms, |suffix, le, value| {
             out.push_str(family_name);
             out.push_str(sample_suffix);
             out.push_str(suffix);
@@ -149,17 +308,19 @@ fn render_family(out: &mut String, family: &MetricFamily, format: Format) {
 }
 
 /// Calls `f(suffix, le, value)` for every sample of `point`: one with suffix `""` for a
-/// counter or gauge; `_bucket` samples (with their `le`), then `_sum` and `_count`, for a
-/// histogram. Nothing for a point whose value does not match the family's kind.
+/// counter or gauge; `_bucket` samples (with their `le`, those of `histograms` then `+Inf`),
+/// then `_sum` and `_count`, for a histogram. Nothing for a point whose value does not match
+/// the family's kind.
 pub(crate) fn for_each_sample(
     family: &MetricFamily,
     point: &Point,
+    histograms: &Histograms,
     mut f: impl FnMut(&'static str, Option<f64>, f64),
 ) {
     match (&point.value, family.kind) {
         (PointValue::Number(v), MetricKind::Counter | MetricKind::Gauge) => f("", None, *v),
         (PointValue::Histogram(h), MetricKind::Histogram) => {
-            for (le, cumulative) in cumulative_buckets(h) {
+            for (le, cumulative) in classic_buckets(h, histograms) {
                 f("_bucket", Some(le), cumulative as f64);
             }
             f("_sum", None, h.sum);
@@ -169,32 +330,41 @@ pub(crate) fn for_each_sample(
     }
 }
 
-/// The cumulative `(le, count)` buckets of a histogram, ascending, ending with `+Inf`
-/// (whose count is `h.count`, or the bucket total if that is larger, so the series stays
-/// monotonic). A bucket's lower bound gets its own `le` (holding the count below it) when
-/// it is above 0 and the previous bucket ended below it.
-pub(crate) fn cumulative_buckets(h: &HistogramValue) -> Vec<(f64, u64)> {
-    let mut out = Vec::with_capacity(h.buckets.len() + 2);
+/// The cumulative `(le, count)` buckets of a histogram at the bounds of `histograms`, then
+/// `+Inf` (whose count is `h.count`, or the bucket total if that is larger, so the series
+/// stays monotonic). The count at a bound holds every input bucket whose upper end is at or
+/// below it (compared in whole nanoseconds); slipstream's buckets never straddle a bound, so
+/// the count is exact. An input bucket that does straddle one (only in hand-built input)
+/// counts above it.
+pub(crate) fn classic_buckets(h: &HistogramValue, histograms: &Histograms) -> Vec<(f64, u64)> {
+    let mut out = Vec::with_capacity(histograms.edges_ns.len() + 1);
+    let mut buckets = h.buckets.iter().peekable();
     let mut cumulative = 0u64;
-    let mut previous_upper = f64::NEG_INFINITY;
-    for &(lower, upper, count) in &h.buckets {
-        if lower > 0.0 && lower > previous_upper && lower.is_finite() {
-            out.push((lower, cumulative));
+    for &edge in &histograms.edges_ns {
+        while let Some(&&(_, upper, count)) = buckets.peek() {
+            if upper_ns(upper) > edge {
+                break;
+            }
+            cumulative = cumulative.saturating_add(count);
+            buckets.next();
         }
-        cumulative = cumulative.saturating_add(count);
-        if upper == f64::INFINITY {
-            break;
-        }
-        if upper > previous_upper {
-            out.push((upper, cumulative));
-            previous_upper = upper;
-        } else if let Some(last) = out.last_mut() {
-            // Out of order or repeated bound: fold it into the last one.
-            last.1 = cumulative;
-        }
+        out.push((ns_to_seconds(edge), cumulative));
     }
-    out.push((f64::INFINITY, h.count.max(cumulative)));
+    let total = h
+        .buckets
+        .iter()
+        .fold(0u64, |sum, b| sum.saturating_add(b.2));
+    out.push((f64::INFINITY, h.count.max(total)));
     out
+}
+
+/// A bucket's upper end in whole nanoseconds (rounded: `hi * 1e-9` seconds is `hi` ns).
+fn upper_ns(upper: f64) -> u64 {
+    if upper.is_nan() || upper >= u64::MAX as f64 / 1e9 {
+        u64::MAX
+    } else {
+        (upper * 1e9).round().max(0.0) as u64
+    }
 }
 
 /// A sample value the way Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes it (as

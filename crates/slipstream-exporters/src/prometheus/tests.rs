@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
 
+use prost::Message;
+use slipstream_config::exporters::HistogramExportConfig;
 use slipstream_core::MetricsSnapshot;
 use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
 
@@ -28,6 +30,11 @@ pub(crate) fn family(name: &str, kind: MetricKind, points: Vec<Point>) -> Metric
         kind,
         points,
     }
+}
+
+/// Classic buckets at 0.1, 0.25, 0.5 and 1 s (the bounds of the hand-built histograms here).
+fn layout() -> Histograms {
+    Histograms::from_edges(vec![100_000_000, 250_000_000, 500_000_000, 1_000_000_000])
 }
 
 fn snapshot() -> MetricsSnapshot {
@@ -78,7 +85,7 @@ fn snapshot() -> MetricsSnapshot {
 
 #[test]
 fn text_format_is_exact() {
-    let got = String::from_utf8(render(&snapshot(), Format::Text)).unwrap();
+    let got = String::from_utf8(render(&snapshot(), Format::Text, &layout())).unwrap();
     let want = r#"# HELP slipstream_sli_requests_total Help of slipstream_sli_requests_total.
 # TYPE slipstream_sli_requests_total counter
 slipstream_sli_requests_total{service="checkout",slo="availability"} 1234
@@ -104,7 +111,7 @@ fn openmetrics_format_is_exact() {
     let mut snap = snapshot();
     snap.families[0].help = "Requests \"seen\"\nby\\SLO.".to_owned();
     snap.families.truncate(2);
-    let got = String::from_utf8(render(&snap, Format::OpenMetrics)).unwrap();
+    let got = String::from_utf8(render(&snap, Format::OpenMetrics, &layout())).unwrap();
     let want = r#"# HELP slipstream_sli_requests Requests \"seen\"\nby\\SLO.
 # TYPE slipstream_sli_requests counter
 slipstream_sli_requests_total{service="checkout",slo="availability"} 1234
@@ -121,7 +128,7 @@ slo:sli_error:ratio_rate5m{sloth_id="checkout-availability"} 0.0025
 fn text_help_escapes_backslash_and_newline_only() {
     let mut snap = snapshot();
     snap.families[0].help = "a \"q\"\nb\\".to_owned();
-    let got = String::from_utf8(render(&snap, Format::Text)).unwrap();
+    let got = String::from_utf8(render(&snap, Format::Text, &layout())).unwrap();
     assert!(got.starts_with("# HELP slipstream_sli_requests_total a \"q\"\\nb\\\\\n"));
 }
 
@@ -150,7 +157,8 @@ fn labels_sort_around_le_and_unlabelled_points_have_no_braces() {
             ),
         ],
     };
-    let got = String::from_utf8(render(&snap, Format::Text)).unwrap();
+    let two_four = Histograms::from_edges(vec![4_000_000_000, 2_000_000_000]);
+    let got = String::from_utf8(render(&snap, Format::Text, &two_four)).unwrap();
     let samples: Vec<&str> = got.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(
         samples,
@@ -194,23 +202,257 @@ fn values_are_formatted_like_go() {
 }
 
 #[test]
-fn cumulative_buckets_always_end_with_inf() {
+fn classic_buckets_are_the_configured_bounds_then_inf() {
     let h = |buckets: Vec<(f64, f64, u64)>, count| HistogramValue {
         count,
         sum: 0.0,
         buckets,
     };
-    assert_eq!(cumulative_buckets(&h(vec![], 0)), vec![(f64::INFINITY, 0)]);
+    let one_two = Histograms::from_edges(vec![1_000_000_000, 2_000_000_000]);
     assert_eq!(
-        cumulative_buckets(&h(vec![(1.0, f64::INFINITY, 5)], 5)),
-        vec![(1.0, 0), (f64::INFINITY, 5)]
+        classic_buckets(&h(vec![], 0), &one_two),
+        vec![(1.0, 0), (2.0, 0), (f64::INFINITY, 0)]
     );
-    // Contiguous buckets add no lower bounds; a count smaller than the buckets' total does
-    // not make +Inf go down.
     assert_eq!(
-        cumulative_buckets(&h(vec![(0.0, 1.0, 2), (1.0, 2.0, 3)], 4)),
-        vec![(1.0, 2), (2.0, 5), (f64::INFINITY, 5)]
+        classic_buckets(&h(vec![(1.0, f64::INFINITY, 5)], 5), &one_two),
+        vec![(1.0, 0), (2.0, 0), (f64::INFINITY, 5)]
     );
+    // A count smaller than the buckets' total does not make +Inf go down; a bucket that
+    // straddles a bound counts above it.
+    assert_eq!(
+        classic_buckets(
+            &h(vec![(0.0, 1.0, 2), (1.0, 1.5, 3), (1.5, 2.5, 1)], 4),
+            &one_two
+        ),
+        vec![(1.0, 2), (2.0, 5), (f64::INFINITY, 6)]
+    );
+    assert_eq!(
+        classic_buckets(&h(vec![(0.0, 1.0, 2)], 2), &Histograms::from_edges(vec![])),
+        vec![(f64::INFINITY, 2)]
+    );
+}
+
+/// The aggregator's bucket of `ns` as the binary exports it: `(lo - 1ns, hi]` in seconds.
+fn exported_bucket(ns: u64) -> (u64, u64) {
+    if ns < 64 {
+        return (ns, ns);
+    }
+    let e = 63 - u64::from(ns.leading_zeros());
+    let width = 1u64 << (e - 6);
+    let lo = ns / width * width;
+    (lo, lo + width - 1)
+}
+
+/// A histogram of these latencies in nanoseconds, bucketed as the binary exports them.
+fn histogram_of(values: &[u64]) -> HistogramValue {
+    let mut buckets: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for &v in values {
+        *buckets.entry(exported_bucket(v)).or_default() += 1;
+    }
+    HistogramValue {
+        count: values.len() as u64,
+        sum: values.iter().map(|&v| v as f64 / 1e9).sum(),
+        buckets: buckets
+            .into_iter()
+            .map(|((lo, hi), n)| (lo.saturating_sub(1) as f64 * 1e-9, hi as f64 * 1e-9, n))
+            .collect(),
+    }
+}
+
+#[test]
+fn every_series_writes_every_default_bound_with_exact_counts() {
+    let histograms = Histograms::default();
+    let edges: Vec<u64> = HistogramExportConfig::default().edges_ns();
+    assert_eq!(edges.len(), 11);
+    // Values on, just below and just above every edge, and some far from all of them.
+    let mut a: Vec<u64> = edges.iter().flat_map(|&e| [e - 1, e, e + 1]).collect();
+    a.extend([3, 700, 1_234_567, 77_777_777, 30_000_000_000]);
+    let b: Vec<u64> = vec![42_000_000, 43_000_000];
+    let snap = MetricsSnapshot {
+        at: 0,
+        families: vec![family(
+            "lat_seconds",
+            MetricKind::Histogram,
+            vec![
+                point(
+                    None,
+                    &[("pod", "a")],
+                    PointValue::Histogram(histogram_of(&a)),
+                ),
+                point(
+                    None,
+                    &[("pod", "b")],
+                    PointValue::Histogram(histogram_of(&b)),
+                ),
+            ],
+        )],
+    };
+    let text = String::from_utf8(render(&snap, Format::Text, &histograms)).unwrap();
+    let samples = parse(&text, false);
+    for (pod, values) in [("a", &a), ("b", &b)] {
+        let buckets: Vec<(String, f64)> = samples
+            .iter()
+            .filter(|(n, l, _)| n == "lat_seconds_bucket" && l["pod"] == pod)
+            .map(|(_, l, v)| (l["le"].clone(), *v))
+            .collect();
+        let mut want: Vec<(String, f64)> = edges
+            .iter()
+            .map(|&e| {
+                let n = values.iter().filter(|&&v| v <= e).count();
+                (format_le(e as f64 / 1e9), n as f64)
+            })
+            .collect();
+        want.push(("+Inf".to_owned(), values.len() as f64));
+        assert_eq!(buckets, want, "pod {pod}");
+    }
+    assert!(
+        text.contains(r#"lat_seconds_bucket{le="0.099614719",pod="b"} 2"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn native_histograms_keep_every_bucket_apart_and_at_its_midpoint() {
+    // Every bucket from 1 ns to 60 s once: no two share a schema-8 bucket.
+    let mut values: Vec<u64> = Vec::new();
+    let mut v = 1u64;
+    while v < 60_000_000_000 {
+        values.push(v);
+        let (_, hi) = exported_bucket(v);
+        v = hi + 1;
+    }
+    values.push(0);
+    let h = histogram_of(&values);
+    let n = native::native(&h);
+    assert_eq!(n.count, values.len() as u64);
+    assert_eq!(n.zero_count, 1);
+    let lengths: u32 = n.spans.iter().map(|s| s.1).sum();
+    assert_eq!(lengths as usize, n.deltas.len());
+    // Absolute counts back from the deltas, with their indices.
+    let mut counts = Vec::new();
+    let mut index = 0i32;
+    let mut count = 0i64;
+    let mut deltas = n.deltas.iter();
+    for (k, &(offset, length)) in n.spans.iter().enumerate() {
+        index += offset + i32::from(k > 0);
+        for j in 0..length {
+            count += deltas.next().unwrap();
+            counts.push((index + j as i32, count));
+        }
+        index += length as i32 - 1;
+    }
+    let filled: Vec<&(i32, i64)> = counts.iter().filter(|c| c.1 > 0).collect();
+    assert_eq!(
+        filled.len(),
+        h.buckets.len() - 1,
+        "one native bucket per input bucket"
+    );
+    assert!(counts.iter().all(|c| c.1 == 0 || c.1 == 1));
+    // Each lands in the schema-8 bucket holding its midpoint.
+    let base = 2f64.powf(1.0 / 256.0);
+    for (&&(i, _), &(lo, hi, _)) in filled.iter().zip(&h.buckets[1..]) {
+        let mid = (lo + hi) / 2.0;
+        let (low, high) = (base.powi(i - 1), base.powi(i));
+        assert!(
+            low < mid * (1.0 + 1e-12) && mid <= high * (1.0 + 1e-12),
+            "{mid} in ({low}, {high}]"
+        );
+    }
+}
+
+#[test]
+fn native_counts_only_grow_while_the_input_grows() {
+    let before = native::native(&histogram_of(&[5_000_000, 5_000_001, 9_000_000]));
+    let after = native::native(&histogram_of(&[
+        5_000_000, 5_000_001, 9_000_000, 5_000_000, 7_000_000,
+    ]));
+    let absolute = |n: &native::Native| {
+        let mut out = BTreeMap::new();
+        let (mut index, mut count) = (0i32, 0i64);
+        let mut deltas = n.deltas.iter();
+        for (k, &(offset, length)) in n.spans.iter().enumerate() {
+            index += offset + i32::from(k > 0);
+            for j in 0..length {
+                count += deltas.next().unwrap();
+                out.insert(index + j as i32, count);
+            }
+            index += length as i32 - 1;
+        }
+        out
+    };
+    let (b, a) = (absolute(&before), absolute(&after));
+    assert!(
+        b.iter().all(|(i, n)| a.get(i).is_some_and(|m| m >= n)),
+        "{b:?} -> {a:?}"
+    );
+    assert_eq!(a.values().sum::<i64>(), 5);
+    let empty = native::native(&HistogramValue::default());
+    assert_eq!(empty.spans, [(0, 0)]);
+    assert!(empty.deltas.is_empty());
+}
+
+#[test]
+fn protobuf_holds_classic_buckets_and_a_native_histogram() {
+    let snap = snapshot();
+    let body = render(&snap, Format::Protobuf, &layout());
+    let mut buf = &body[..];
+    let mut families = Vec::new();
+    while !buf.is_empty() {
+        families.push(proto::MetricFamily::decode_length_delimited(&mut buf).unwrap());
+    }
+    let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "slipstream_sli_requests_total",
+            "slo:sli_error:ratio_rate5m",
+            "slipstream_sli_latency_seconds"
+        ]
+    );
+    assert_eq!(families[0].r#type, proto::MetricType::Counter as i32);
+    assert_eq!(
+        families[0].metric[0].counter.as_ref().unwrap().value,
+        1234.0
+    );
+    assert_eq!(
+        families[0].metric[0].label[0],
+        proto::LabelPair {
+            name: "service".into(),
+            value: "checkout".into()
+        }
+    );
+    assert_eq!(families[1].metric[0].gauge.as_ref().unwrap().value, 0.0025);
+    let h = families[2].metric[0].histogram.as_ref().unwrap();
+    assert_eq!(families[2].r#type, proto::MetricType::Histogram as i32);
+    assert_eq!((h.sample_count, h.sample_sum), (10, 2.75));
+    let classic: Vec<(f64, u64)> = h
+        .bucket
+        .iter()
+        .map(|b| (b.upper_bound, b.cumulative_count))
+        .collect();
+    assert_eq!(classic, [(0.1, 4), (0.25, 7), (0.5, 7), (1.0, 10)]);
+    assert_eq!(h.schema, 8);
+    assert!(h.zero_threshold > 0.0);
+    // Midpoints 0.05, 0.175 and 0.75 s.
+    let first = native::index(0.05);
+    assert_eq!(
+        h.positive_span,
+        [
+            proto::BucketSpan {
+                offset: first,
+                length: 1
+            },
+            proto::BucketSpan {
+                offset: native::index(0.175) - first - 1,
+                length: 1
+            },
+            proto::BucketSpan {
+                offset: native::index(0.75) - native::index(0.175) - 1,
+                length: 1
+            },
+        ]
+    );
+    assert_eq!(h.positive_delta, [4, -1, 0]);
 }
 
 #[test]
@@ -226,7 +468,7 @@ fn mismatched_points_are_left_out() {
             ],
         )],
     };
-    let got = String::from_utf8(render(&snap, Format::Text)).unwrap();
+    let got = String::from_utf8(render(&snap, Format::Text, &layout())).unwrap();
     assert_eq!(
         got.lines()
             .filter(|l| !l.starts_with('#'))
@@ -237,30 +479,61 @@ fn mismatched_points_are_left_out() {
 
 #[test]
 fn negotiation() {
-    assert_eq!(negotiate(None), Format::Text);
-    assert_eq!(negotiate(Some("")), Format::Text);
-    assert_eq!(negotiate(Some("*/*")), Format::Text);
-    assert_eq!(negotiate(Some("text/plain;version=0.0.4")), Format::Text);
+    assert_eq!(negotiate(None, true), Format::Text);
+    assert_eq!(negotiate(Some(""), true), Format::Text);
+    assert_eq!(negotiate(Some("*/*"), true), Format::Text);
     assert_eq!(
-        negotiate(Some("application/openmetrics-text")),
+        negotiate(Some("text/plain;version=0.0.4"), true),
+        Format::Text
+    );
+    assert_eq!(
+        negotiate(Some("application/openmetrics-text"), true),
         Format::OpenMetrics
     );
     // What Prometheus 2.x sends.
     assert_eq!(
-        negotiate(Some(
-            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-        )),
+        negotiate(
+            Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ),
+            true
+        ),
         Format::OpenMetrics
     );
     assert_eq!(
-        negotiate(Some(
-            "text/plain;version=0.0.4;q=1, application/openmetrics-text; version=1.0.0; q=0.5"
-        )),
+        negotiate(
+            Some(
+                "text/plain;version=0.0.4;q=1, application/openmetrics-text; version=1.0.0; q=0.5"
+            ),
+            true
+        ),
         Format::Text
     );
     assert_eq!(
-        negotiate(Some("Application/OpenMetrics-Text; q=0")),
+        negotiate(Some("Application/OpenMetrics-Text; q=0"), true),
         Format::Text
+    );
+    // What Prometheus 2.42 sends with native histograms on.
+    let protobuf_first = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    assert_eq!(negotiate(Some(protobuf_first), true), Format::Protobuf);
+    assert_eq!(negotiate(Some(protobuf_first), false), Format::OpenMetrics);
+    assert_eq!(
+        negotiate(
+            Some("application/vnd.google.protobuf;proto=other.Message;encoding=delimited"),
+            true
+        ),
+        Format::Text
+    );
+    assert_eq!(
+        negotiate(
+            Some("application/vnd.google.protobuf;encoding=text;q=1,text/plain;q=0.5"),
+            true
+        ),
+        Format::Text
+    );
+    assert_eq!(
+        Format::Protobuf.content_type(),
+        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
     );
     assert_eq!(
         Format::OpenMetrics.content_type(),
@@ -366,7 +639,7 @@ fn both_formats_parse_back_to_the_snapshot() {
         )],
     ));
     for format in [Format::Text, Format::OpenMetrics] {
-        let text = String::from_utf8(render(&snap, format)).unwrap();
+        let text = String::from_utf8(render(&snap, format, &layout())).unwrap();
         let samples = parse(&text, format == Format::OpenMetrics);
         let find = |name: &str, labels: &[(&str, &str)]| {
             let labels: BTreeMap<String, String> = labels

@@ -7,8 +7,10 @@
 //! permanent.
 //!
 //! Series are named as on the scrape endpoint ([`crate::prometheus`]): counters and gauges
-//! keep the family name (`_total` included), histograms become `_bucket{le}`, `_sum` and
-//! `_count`. Labels are sorted by name, `__name__` among them (first, unless a label name
+//! keep the family name (`_total` included), histograms become `_bucket{le}` (the configured
+//! boundaries, the same for every series, then `+Inf`), `_sum` and `_count`; with
+//! `native_histograms` a histogram is instead one series named as the family carrying native
+//! histogram samples (schema 8, see [`crate::prometheus::native`]). Labels are sorted by name, `__name__` among them (first, unless a label name
 //! starts with an upper-case letter). Every sample carries the snapshot's time in
 //! milliseconds. A series that was in the previous push and is missing from this one gets a
 //! staleness marker ([`Staleness`]), so it disappears from queries at once, as it would from a
@@ -17,7 +19,7 @@
 mod proto;
 pub(crate) mod push;
 
-pub use proto::{Label, Sample, TimeSeries, WriteRequest};
+pub use proto::{BucketSpan, Histogram, Label, Sample, TimeSeries, WriteRequest};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,10 +29,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use prost::Message;
 use slipstream_config::exporters::RemoteWriteConfig;
+use slipstream_core::export::{HistogramValue, MetricKind, Point, PointValue};
 use slipstream_core::{MetricsSnapshot, MetricsSource, Registry};
 
 use crate::delivery::{self, Delivery};
-use crate::prometheus::{for_each_sample, format_le};
+use crate::prometheus::{Histograms, for_each_sample, format_le, native};
 use push::Periodic;
 
 /// Most series in one request; a larger snapshot is split (Prometheus' own default
@@ -77,9 +80,13 @@ impl RemoteWriter {
             async move { delivery::post(&client, &url, &headers, CONTENT_TYPE, body, timeout).await }
         });
         let staleness = Mutex::new(Staleness::default());
+        let layout = Layout {
+            histograms: Histograms::new(&cfg.histogram),
+            native: cfg.native_histograms,
+        };
         let push = Periodic::start(cfg.interval, source, queue, move |snapshot| {
             let now = now_ms();
-            let mut series = timeseries(snapshot, now);
+            let mut series = timeseries(snapshot, now, &layout);
             staleness
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -138,14 +145,31 @@ fn timestamp_ms(snapshot: &MetricsSnapshot, now_ms: i64) -> i64 {
     }
 }
 
+/// How histograms are written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// The classic buckets.
+    pub histograms: Histograms,
+    /// Native histogram samples instead of classic series.
+    pub native: bool,
+}
+
 /// The snapshot as remote-write time series, in family order, each with one sample at the
 /// snapshot's time (`at`, or `now_ms` when the snapshot has none).
-pub fn timeseries(snapshot: &MetricsSnapshot, now_ms: i64) -> Vec<TimeSeries> {
+pub fn timeseries(snapshot: &MetricsSnapshot, now_ms: i64, layout: &Layout) -> Vec<TimeSeries> {
     let timestamp = timestamp_ms(snapshot, now_ms);
     let mut out = Vec::new();
     for family in &snapshot.families {
         for point in &family.points {
-            for_each_sample(family, point, |suffix, le, value| {
+            if layout.native
+                && let PointValue::Histogram(h) = &point.value
+            {
+                if family.kind == MetricKind::Histogram {
+                    out.push(native_series(&family.name, point, h, timestamp));
+                }
+                continue;
+            }
+            for_each_sample(family, point, &layout.histograms, |suffix, le, value| {
                 let mut labels = Vec::with_capacity(point.labels.len() + 2);
                 labels.push(Label {
                     name: "__name__".to_owned(),
@@ -165,6 +189,7 @@ pub fn timeseries(snapshot: &MetricsSnapshot, now_ms: i64) -> Vec<TimeSeries> {
                 out.push(TimeSeries {
                     labels,
                     samples: vec![Sample { value, timestamp }],
+                    histograms: Vec::new(),
                 });
             });
         }
@@ -172,11 +197,50 @@ pub fn timeseries(snapshot: &MetricsSnapshot, now_ms: i64) -> Vec<TimeSeries> {
     out
 }
 
+/// One series named `name` holding `h` as a native histogram sample.
+fn native_series(name: &str, point: &Point, h: &HistogramValue, timestamp: i64) -> TimeSeries {
+    let mut labels = Vec::with_capacity(point.labels.len() + 1);
+    labels.push(Label {
+        name: "__name__".to_owned(),
+        value: name.to_owned(),
+    });
+    labels.extend(point.labels.iter().map(|(name, value)| Label {
+        name: name.clone(),
+        value: value.clone(),
+    }));
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    let n = native::native(h);
+    TimeSeries {
+        labels,
+        samples: Vec::new(),
+        histograms: vec![Histogram {
+            count_int: n.count,
+            sum: n.sum,
+            schema: native::SCHEMA,
+            zero_threshold: native::ZERO_THRESHOLD,
+            zero_count_int: n.zero_count,
+            positive_spans: n
+                .spans
+                .iter()
+                .map(|&(offset, length)| BucketSpan { offset, length })
+                .collect(),
+            positive_deltas: n.deltas,
+            reset_hint: 0,
+            timestamp,
+        }],
+    }
+}
+
 /// The snapshot as snappy-compressed `WriteRequest` bodies of at most `max_series` series
 /// each (at least one body, possibly empty, so an empty snapshot still shows the target is
 /// reachable).
-pub fn encode(snapshot: &MetricsSnapshot, now_ms: i64, max_series: usize) -> Vec<Bytes> {
-    compress(timeseries(snapshot, now_ms), max_series)
+pub fn encode(
+    snapshot: &MetricsSnapshot,
+    now_ms: i64,
+    layout: &Layout,
+    max_series: usize,
+) -> Vec<Bytes> {
+    compress(timeseries(snapshot, now_ms, layout), max_series)
 }
 
 /// Series as snappy-compressed `WriteRequest` bodies of at most `max_series` series each
@@ -237,6 +301,7 @@ impl Staleness {
                 value: f64::from_bits(STALE_NAN_BITS),
                 timestamp,
             }],
+            histograms: Vec::new(),
         }));
     }
 }

@@ -24,6 +24,7 @@ fn wire_format_matches_the_prompb_field_numbers() {
                 value: 1.0,
                 timestamp: 5,
             }],
+            histograms: Vec::new(),
         }],
     };
     let mut want = vec![0x0a, 28, 0x0a, 13, 0x0a, 8];
@@ -72,7 +73,11 @@ fn series_are_named_like_the_text_format_with_sorted_labels() {
             ),
         ],
     };
-    let series = timeseries(&snap, 42);
+    let layout = Layout {
+        histograms: Histograms::from_edges(vec![250_000_000, 1_000_000_000]),
+        native: false,
+    };
+    let series = timeseries(&snap, 42, &layout);
     let got: Vec<(Vec<(&str, &str)>, f64)> = series
         .iter()
         .map(|ts| {
@@ -143,7 +148,10 @@ fn a_snapshot_without_time_is_stamped_now() {
             vec![point(Some("checkout"), &[], PointValue::Number(1.0))],
         )],
     };
-    assert_eq!(timeseries(&snap, 42)[0].samples[0].timestamp, 42);
+    assert_eq!(
+        timeseries(&snap, 42, &Layout::default())[0].samples[0].timestamp,
+        42
+    );
 }
 
 #[test]
@@ -161,7 +169,7 @@ fn large_snapshots_split_into_batches_that_decode_back() {
         at: 1_000_000,
         families: vec![family("g", MetricKind::Gauge, points)],
     };
-    let bodies = encode(&snap, 0, MAX_SERIES_PER_REQUEST);
+    let bodies = encode(&snap, 0, &Layout::default(), MAX_SERIES_PER_REQUEST);
     let decoded: Vec<WriteRequest> = bodies.iter().map(|b| decode(b).unwrap()).collect();
     assert_eq!(
         decoded
@@ -186,7 +194,12 @@ fn large_snapshots_split_into_batches_that_decode_back() {
 
 #[test]
 fn an_empty_snapshot_is_one_empty_request() {
-    let bodies = encode(&MetricsSnapshot::default(), 0, MAX_SERIES_PER_REQUEST);
+    let bodies = encode(
+        &MetricsSnapshot::default(),
+        0,
+        &Layout::default(),
+        MAX_SERIES_PER_REQUEST,
+    );
     assert_eq!(bodies.len(), 1);
     assert_eq!(decode(&bodies[0]).unwrap(), WriteRequest::default());
 }
@@ -206,7 +219,7 @@ fn series_that_disappear_get_one_stale_marker() {
     };
     let mut staleness = Staleness::default();
     let mut push = |names: &[&str], at: i64| {
-        let mut series = timeseries(&gauge(names), 0);
+        let mut series = timeseries(&gauge(names), 0, &Layout::default());
         staleness.mark(&mut series, at);
         series
             .iter()
@@ -231,4 +244,61 @@ fn series_that_disappear_get_one_stale_marker() {
     assert_eq!(push(&[], 11), [s("b", true, 11)]);
     assert_eq!(push(&[], 13), []);
     assert!(f64::from_bits(STALE_NAN_BITS).is_nan());
+}
+
+#[test]
+fn native_histograms_are_one_series_with_a_histogram_sample() {
+    let snap = MetricsSnapshot {
+        at: 1_700_000_000_123_456_789,
+        families: vec![family(
+            "lat_seconds",
+            MetricKind::Histogram,
+            vec![point(
+                Some("checkout"),
+                &[("z", "2")],
+                PointValue::Histogram(HistogramValue {
+                    count: 4,
+                    sum: 0.75,
+                    buckets: vec![(0.0, 0.0, 1), (0.0, 0.25, 1), (0.25, 1.0, 2)],
+                }),
+            )],
+        )],
+    };
+    let layout = Layout {
+        native: true,
+        ..Layout::default()
+    };
+    let series = timeseries(&snap, 0, &layout);
+    assert_eq!(series.len(), 1);
+    assert_eq!(names(&series[0]), [("__name__", "lat_seconds"), ("z", "2")]);
+    assert!(series[0].samples.is_empty());
+    let h = &series[0].histograms[0];
+    assert_eq!((h.count_int, h.sum, h.zero_count_int), (4, 0.75, 1));
+    assert_eq!((h.schema, h.timestamp), (8, 1_700_000_000_123));
+    let first = crate::prometheus::native::index(0.125);
+    let second = crate::prometheus::native::index(0.625);
+    assert_eq!(
+        h.positive_spans,
+        [
+            BucketSpan {
+                offset: first,
+                length: 1
+            },
+            BucketSpan {
+                offset: second - first - 1,
+                length: 1
+            }
+        ]
+    );
+    assert_eq!(h.positive_deltas, [1, 1]);
+    // Field numbers: TimeSeries.histograms is 4; in Histogram count_int 1, sum 3, schema 4
+    // (zigzag), zero_threshold 5, zero_count_int 6, positive_spans 11, positive_deltas 12,
+    // timestamp 15.
+    let bytes = series[0].encode_to_vec();
+    let decoded = TimeSeries::decode(&bytes[..]).unwrap();
+    assert_eq!(decoded, series[0]);
+    let hb = h.encode_to_vec();
+    assert_eq!(&hb[..2], &[0x08, 4]);
+    assert!(hb.windows(2).any(|w| w == [0x20, 16]), "{hb:?}");
+    assert!(bytes.contains(&0x22), "field 4, length-delimited");
 }
