@@ -289,6 +289,7 @@ impl App {
                 (Arc::new(()), None)
             };
         let aggregator = Arc::new(Aggregator::new(&cfg.aggregator, clock.clone(), &registry));
+        aggregator.set_latency_thresholds(crate::evaluate::latency_thresholds(&cfg.slo));
         let engine =
             slipstream_slo::SloEngine::new(&cfg.slo, clock.clone(), &registry).map_err(|errs| {
                 anyhow::anyhow!(
@@ -519,6 +520,9 @@ impl App {
                 return;
             }
         }
+        // Latency SLOs count exactly at thresholds the reload added from the next slot on.
+        self.aggregator
+            .set_latency_thresholds(crate::evaluate::latency_thresholds(&new.slo));
         match self.receivers.reload_tls(&new.receivers.otlp) {
             Ok(0) => {}
             Ok(listeners) => tracing::info!(
