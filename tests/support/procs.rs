@@ -70,6 +70,12 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (`host:port`, path `/metrics`) every second, as
     /// job `slipstream`.
     pub async fn start(targets: &[SocketAddr]) -> Prometheus {
+        Self::start_with(targets, &[]).await
+    }
+
+    /// As [`Prometheus::start`], with extra command-line arguments (e.g.
+    /// `--enable-feature=native-histograms`).
+    pub async fn start_with(targets: &[SocketAddr], args: &[&str]) -> Prometheus {
         let bin = binary("/usr/bin/prometheus");
         let dir = tempfile::tempdir().unwrap();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
@@ -88,6 +94,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--web.enable-remote-write-receiver")
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
