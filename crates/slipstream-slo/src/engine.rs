@@ -658,18 +658,33 @@ impl SloEngine {
     /// call for a version marks when it first appeared; later calls extend when it was last
     /// seen.
     pub fn observe_version(&mut self, service: &str, version: &str, seen_at: UnixNanos) {
-        // Called for every series on every step: no allocation when both are known. Only
-        // services with SLOs keep versions (their alert events carry them).
+        self.observe_version_seen(service, version, seen_at, seen_at);
+    }
+
+    /// Records that `service` served requests with `version` from `first_seen` (when it
+    /// first appeared) to `last_seen` (its latest request, which says whether it is the
+    /// version running now: the one most recently seen); earlier first and later last times
+    /// win over those already known.
+    pub fn observe_version_seen(
+        &mut self,
+        service: &str,
+        version: &str,
+        first_seen: UnixNanos,
+        last_seen: UnixNanos,
+    ) {
+        // Called for every series its traffic changes, on every step: no allocation when
+        // both are known. Only services with SLOs keep versions (their events carry them).
         if !self.by_service.contains_key(service) {
             return;
         }
+        let (first_seen, last_seen) = (first_seen.min(last_seen), last_seen.max(first_seen));
         let map = match self.versions.get_mut(service) {
             Some(map) => map,
             None => self.versions.entry(service.to_owned()).or_default(),
         };
         if let Some(v) = map.get_mut(version) {
-            v.first = v.first.min(seen_at);
-            v.last = v.last.max(seen_at);
+            v.first = v.first.min(first_seen);
+            v.last = v.last.max(last_seen);
             return;
         }
         if map.len() >= MAX_VERSIONS_PER_SERVICE
@@ -683,8 +698,8 @@ impl SloEngine {
         map.insert(
             version.to_owned(),
             VersionSeen {
-                first: seen_at,
-                last: seen_at,
+                first: first_seen,
+                last: last_seen,
             },
         );
     }
@@ -725,7 +740,12 @@ impl SloEngine {
         self.slos.get(id.0 as usize).map(|s| s.store.memory_bytes())
     }
 
-    fn versions_in(
+    /// The `service.version` values of `service` with requests since `since` (last seen at
+    /// or after it), least recently seen first, and the version running now: the one seen
+    /// most recently (of two seen as recently, the one that appeared later), with when it
+    /// first appeared; `None` without versions in that time. What burn-rate events carry for
+    /// their long window.
+    pub fn versions_since(
         &self,
         service: &str,
         since: UnixNanos,
@@ -735,9 +755,9 @@ impl SloEngine {
         };
         let mut seen: Vec<(&String, &VersionSeen)> =
             map.iter().filter(|(_, v)| v.last >= since).collect();
-        seen.sort_by_key(|(k, v)| (v.first, (*k).clone()));
-        let newest = seen.last().map(|(k, v)| ((*k).clone(), v.first));
-        (seen.into_iter().map(|(k, _)| k.clone()).collect(), newest)
+        seen.sort_by(|(a, x), (b, y)| (x.last, x.first, a).cmp(&(y.last, y.first, b)));
+        let running = seen.last().map(|(k, v)| ((*k).clone(), v.first));
+        (seen.into_iter().map(|(k, _)| k.clone()).collect(), running)
     }
 
     /// Evaluates every SLO at the clock's time: window ratios and burn rates, budgets, alert
@@ -945,7 +965,7 @@ impl SloEngine {
         for (k, state, repeat, superseded_by_page) in pending {
             let row = spec.policy[k];
             let (versions, newest_version) =
-                self.versions_in(&spec.service, now.saturating_sub(nanos(row.long)));
+                self.versions_since(&spec.service, now.saturating_sub(nanos(row.long)));
             let mut labels = spec.labels.clone();
             labels.insert("slo".to_owned(), spec.name.clone());
             labels.insert("service".to_owned(), spec.service.clone());
@@ -995,6 +1015,7 @@ impl SloEngine {
                     since: st.firing.then_some(st.since),
                     superseded: st.superseded,
                     notified: st.notified,
+                    min_events: spec.min_events,
                 })
                 .collect(),
         };

@@ -63,9 +63,11 @@ pub struct AlertEvent {
     pub short_burn_rate: Option<f64>,
     /// Share of the period's error budget left (negative when overspent).
     pub budget_remaining: Option<f64>,
-    /// `service.version` values seen in the long window, oldest first appearance first.
+    /// `service.version` values with requests in the long window, least recently seen first
+    /// (by when each last served a request).
     pub versions: Vec<String>,
-    /// The version among them that appeared last, and when it first appeared.
+    /// The version running at the event: of those, the one seen most recently (after a
+    /// rollback, the version rolled back to), and when it first appeared.
     pub newest_version: Option<(String, UnixNanos)>,
     /// When the event was produced (evaluation time).
     pub at: UnixNanos,
@@ -162,6 +164,8 @@ pub struct AlertStatus {
     pub superseded: bool,
     /// Whether the receivers were last told it fires (false while silenced or superseded).
     pub notified: bool,
+    /// The requests both windows need before the row may fire (the SLO's `min_events`).
+    pub min_events: u64,
 }
 
 /// One SLO at one evaluation.
