@@ -275,3 +275,70 @@ async fn the_quantile_of_two_slipstreams_summed_is_within_1_percent_classic_and_
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrape_endpoint_writes_the_configured_bounds_and_offers_protobuf_as_configured() {
+    const PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,text/plain;version=0.0.4;q=0.5";
+    let scrape = |app: &slipstream::app::App| {
+        let addr = app.prometheus_addr.unwrap();
+        async move {
+            slipstream_e2e::raw::request_http(
+                addr,
+                "GET",
+                "/metrics",
+                &[("accept", PROTOBUF)],
+                vec![],
+            )
+            .await
+        }
+    };
+    let config = |native: bool| {
+        let mut cfg = test_config(
+            None,
+            "aggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  templates: { availability: null, latency: null }\n",
+        );
+        cfg.exporters.prometheus.histogram.boundaries =
+            vec![Duration::from_millis(20), Duration::from_millis(300)];
+        cfg.exporters.prometheus.native_histograms = native;
+        cfg
+    };
+    let plain = start(config(false)).await;
+    send(&plain, &[19_922_943, 19_922_944, 299_000_000]).await;
+    let r = scrape(&plain).await;
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let buckets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("slipstream_sli_latency_seconds_bucket"))
+        .collect();
+    // 20 ms is the edge 19.922943 ms, 300 ms the edge 301.989887 ms.
+    assert_eq!(buckets.len(), 3, "{text}");
+    assert!(
+        buckets[0].contains("le=\"0.019922943\"") && buckets[0].ends_with(" 1"),
+        "{text}"
+    );
+    assert!(
+        buckets[1].contains("le=\"0.301989887\"") && buckets[1].ends_with(" 3"),
+        "{text}"
+    );
+    assert!(
+        buckets[2].contains("le=\"+Inf\"") && buckets[2].ends_with(" 3"),
+        "{text}"
+    );
+    plain.shutdown().await;
+
+    let native = start(config(true)).await;
+    send(&native, &[19_922_943]).await;
+    let r = scrape(&native).await;
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some(
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+        )
+    );
+    assert!(!r.body.is_empty());
+    native.shutdown().await;
+}

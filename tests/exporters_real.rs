@@ -168,12 +168,22 @@ slo:
         )
         .await;
     assert_eq!(got[0].1, 300.0);
-    // Every span took 20 ms: Prometheus' quantile from the exported buckets lands within
-    // the bucket holding 20 ms (at most 0.79% wide).
+    // Every span took 20 ms: all 300 are counted in the default bucket between the 10 ms and
+    // 25 ms bounds (exported as the bucket edges 0.009961471 and 0.024903679), and Prometheus
+    // interpolates the median halfway between them.
+    let got = prom
+        .query("slipstream_sli_latency_seconds_bucket{job=\"slipstream\",le=\"0.024903679\"}")
+        .await;
+    assert_eq!(got[0].1, 300.0, "{got:?}");
+    let got = prom
+        .query("slipstream_sli_latency_seconds_bucket{job=\"slipstream\",le=\"0.009961471\"}")
+        .await;
+    assert_eq!(got[0].1, 0.0, "{got:?}");
     let got = prom
         .query("histogram_quantile(0.5, slipstream_sli_latency_seconds_bucket{job=\"slipstream\"})")
         .await;
-    assert!((got[0].1 - 0.020).abs() < 0.020 * 0.008, "{got:?}");
+    let halfway = 0.009961471 + (0.024903679 - 0.009961471) / 2.0;
+    assert!((got[0].1 - halfway).abs() < 1e-12, "{got:?}");
     app.shutdown().await;
 }
 

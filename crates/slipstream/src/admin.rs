@@ -127,25 +127,11 @@ pub async fn start(
     ))
 }
 
-/// [`start_prometheus_with`] the default histogram settings and `naming`.
-pub async fn start_prometheus(
-    endpoint: &str,
-    naming: slipstream_config::exporters::MetricNaming,
-    live: Arc<Live>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let cfg = slipstream_config::exporters::PrometheusConfig {
-        naming,
-        ..Default::default()
-    };
-    start_prometheus_with(endpoint, &cfg, live, shutdown).await
-}
-
 /// Binds the SLI-series scrape endpoint (`exporters.prometheus.endpoint`) and serves
 /// `/metrics` from `live` until `shutdown`: text format 0.0.4, or OpenMetrics, or (with
 /// `native_histograms`) the protobuf format with native histograms, as the scraper's `Accept`
 /// header asks; histograms with the classic buckets of `cfg.histogram`.
-pub async fn start_prometheus_with(
+pub async fn start_prometheus(
     endpoint: &str,
     cfg: &slipstream_config::exporters::PrometheusConfig,
     live: Arc<Live>,

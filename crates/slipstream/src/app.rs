@@ -418,7 +418,7 @@ impl App {
             Some(ep) => {
                 let (addr, task) = admin::start_prometheus(
                     ep,
-                    cfg.exporters.prometheus.naming,
+                    &cfg.exporters.prometheus,
                     live.clone(),
                     shutdown_rx.clone(),
                 )
