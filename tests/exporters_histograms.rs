@@ -342,3 +342,53 @@ async fn the_scrape_endpoint_writes_the_configured_bounds_and_offers_protobuf_as
     assert!(!r.body.is_empty());
     native.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_by_remote_write_give_the_quantile_within_1_percent() {
+    let prom = Prometheus::start_with(&[], &["--enable-feature=native-histograms"]).await;
+    let mut cfg = test_config(
+        None,
+        "aggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  templates: { availability: null, latency: null }\n",
+    );
+    cfg.exporters.remote_write = Some(slipstream_config::exporters::RemoteWriteConfig {
+        endpoint: prom.remote_write_url(),
+        interval: Duration::from_millis(500),
+        native_histograms: true,
+        ..Default::default()
+    });
+    let app = start(cfg).await;
+    // Latencies spread over 1 ms to 2 s, denser at the low end.
+    let values: Vec<u64> = (1..=4000u64).map(|i| 1_000_000 + i * i * 125).collect();
+    send(&app, &values).await;
+    let count = format!("histogram_count(slipstream_sli_latency_seconds{SELECTOR})");
+    let start_wait = Instant::now();
+    loop {
+        let got = prom.query(&count).await;
+        if got.first().is_some_and(|r| r.1 == values.len() as f64) {
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(30),
+            "{count}: still {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // No classic series: native samples replace them.
+    let classic = prom
+        .query(&format!(
+            "count(slipstream_sli_latency_seconds_bucket{SELECTOR})"
+        ))
+        .await;
+    assert!(classic.is_empty(), "{classic:?}");
+    for q in [0.5, 0.9, 0.99] {
+        let got = prom
+            .query(&format!(
+                "histogram_quantile({q}, sum(slipstream_sli_latency_seconds{SELECTOR}))"
+            ))
+            .await[0]
+            .1;
+        let exact = exact_quantile(&values, q);
+        assert!(within(got, exact, 0.01), "p{q}: {got} vs exact {exact}");
+    }
+    app.shutdown().await;
+}
