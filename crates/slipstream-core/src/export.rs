@@ -136,11 +136,11 @@ pub struct BurnRateEvent {
     pub short_burn_rate: Option<f64>,
     /// Share of the period's error budget left (negative when overspent).
     pub budget_remaining: Option<f64>,
-    /// `service.version` values seen in the long window, in order of first appearance.
+    /// `service.version` values with requests in the long window, least recently seen first.
     pub versions: Vec<String>,
-    /// The newest of them.
+    /// The version running at the event: of them, the one seen most recently.
     pub newest_version: Option<String>,
-    /// When the newest version was first seen (Unix nanoseconds).
+    /// When that version was first seen (Unix nanoseconds).
     pub newest_version_since: Option<UnixNanos>,
     /// True for a firing event re-sent on the repeat interval.
     pub repeat: bool,

@@ -327,8 +327,7 @@ impl SloEngine {
 
         for (service, map) in &versions {
             for (version, seen) in map {
-                self.observe_version(service, version, seen.first);
-                self.observe_version(service, version, seen.last);
+                self.observe_version_seen(service, version, seen.first, seen.last);
             }
         }
 
