@@ -113,6 +113,15 @@ series!(
     "The SLO's objective as a fraction (0.999)."
 );
 series!(
+    SLO_PERIOD,
+    "slipstream_slo_period_seconds",
+    Gauge,
+    "s",
+    [],
+    false,
+    "The SLO's period (its nominal length: 30 days for a calendar month); the generated rules read it."
+);
+series!(
     SLO_ERROR_RATIO,
     "slipstream_slo_error_ratio",
     Gauge,
@@ -165,6 +174,24 @@ series!(
     ["severity", "long_window", "short_window"],
     false,
     "1 while the policy row fires (also when silenced or superseded), else 0."
+);
+series!(
+    SLO_ALERT_FACTOR,
+    "slipstream_slo_alert_burn_rate_factor",
+    Gauge,
+    "1",
+    ["severity", "long_window", "short_window"],
+    false,
+    "The policy row's burn-rate factor: the row fires when both windows burn above it; the generated alert rules read it."
+);
+series!(
+    SLO_ALERT_MIN_EVENTS,
+    "slipstream_slo_alert_min_events",
+    Gauge,
+    "{request}",
+    ["severity", "long_window", "short_window"],
+    false,
+    "Requests each window of the policy row needs before the row may fire (min_events); the generated alert rules read it."
 );
 series!(
     SLOTH_SLI_ERROR,
@@ -248,12 +275,15 @@ pub const SERIES: &[SeriesDesc] = &[
     SUCCESS_RATIO,
     SLO_REQUESTS,
     SLO_OBJECTIVE,
+    SLO_PERIOD,
     SLO_ERROR_RATIO,
     SLO_BURN_RATE,
     SLO_BUDGET_REMAINING,
     SLO_TIME_TO_EXHAUSTION,
     SLO_PERIOD_REQUESTS,
     SLO_ALERT_FIRING,
+    SLO_ALERT_FACTOR,
+    SLO_ALERT_MIN_EVENTS,
     SLOTH_SLI_ERROR,
     SLOTH_OBJECTIVE,
     SLOTH_ERROR_BUDGET,
@@ -514,6 +544,8 @@ fn slo_families(
         "",
         point(base.clone(), service, num(slo.objective), at),
     );
+    let period = num(slo.period.nominal().as_secs_f64());
+    f.push(&SLO_PERIOD, "", point(base.clone(), service, period, at));
     for w in &slo.windows {
         let wl = format_duration(w.window);
         if let Some(r) = w.error_ratio {
@@ -555,7 +587,11 @@ fn slo_families(
             ],
         );
         let v = num(if a.firing { 1.0 } else { 0.0 });
-        f.push(&SLO_ALERT_FIRING, "", point(l, service, v, at));
+        f.push(&SLO_ALERT_FIRING, "", point(l.clone(), service, v, at));
+        let factor = num(a.row.factor);
+        f.push(&SLO_ALERT_FACTOR, "", point(l.clone(), service, factor, at));
+        let min = num(a.min_events as f64);
+        f.push(&SLO_ALERT_MIN_EVENTS, "", point(l, service, min, at));
     }
     if naming == MetricNaming::Sloth {
         sloth_families(f, slo, at);
