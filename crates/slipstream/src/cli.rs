@@ -133,7 +133,7 @@ fn generate(what: Generate) -> anyhow::Result<()> {
             output,
         } => {
             let cfg = Config::load(&config)?;
-            let rules = g::prometheus_rules(&g::slos(&cfg, &services)?);
+            let rules = g::prometheus_rules(&g::rule_specs(&cfg, &services)?);
             match output {
                 Some(p) => std::fs::write(&p, rules)?,
                 None => print!("{rules}"),

@@ -1,11 +1,16 @@
 //! `slipstream generate`: Prometheus rules and Grafana dashboards for the configured SLOs, over
 //! the series slipstream exports (see `docs/sli-series.md`).
 //!
-//! The rules recompute, in Prometheus, what slipstream computes in the stream: the error ratio
-//! of every window from `slipstream_slo_requests_total` (Sloth's recording-rule names, so
-//! Sloth's dashboards work on them too), and one multi-window burn-rate alert per policy row
-//! with the same factor, minimum event count and labels as slipstream's own events. Teams that
-//! want Prometheus to alert as well load them; `promtool check rules` accepts them (tested).
+//! The rules recompute, in Prometheus, what slipstream computes in the stream, for every SLO
+//! it exports: templated SLOs appear only when their service sends traffic, so no rule names
+//! an SLO. One recording rule per window gives the error ratio of every SLO from
+//! `slipstream_slo_requests_total` (Sloth's recording-rule names, so Sloth's dashboards work on
+//! them too); one alert per pair of windows of the configured policies compares both windows'
+//! burn rates with each SLO's factor and minimum event count, read, like the objective and the
+//! period, from the series slipstream exports, and keeps firing while the short window burns,
+//! as slipstream does. The configuration only decides which windows get a rule, which labels
+//! the alerts carry and their annotations. `promtool test rules` on slipstream's own `/metrics`
+//! fires them at the same evaluation as slipstream (`tests/generate_rules_promtool.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,17 +43,112 @@ pub fn slos(cfg: &Config, services: &[String]) -> anyhow::Result<Vec<SloSpec>> {
     Ok(engine.slos().map(|(_, s)| s.clone()).collect())
 }
 
-fn quote(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+/// The service the templates are resolved for when the rules are generated: its name, where a
+/// template's annotation holds it, becomes the alert's `service` label.
+const ANY_SERVICE: &str = "\u{1}any-service\u{1}";
+
+/// The SLOs the generated rules are shaped by: those of [`slos`] for `services` and every
+/// service of the catalog, plus the templates resolved for any other service. The rules are
+/// generic (they read every SLO's objective, period and policy from the exported series);
+/// these give the windows, policy rows, periods, label names and annotations to cover.
+pub fn rule_specs(cfg: &Config, services: &[String]) -> anyhow::Result<Vec<SloSpec>> {
+    let mut all: Vec<String> = cfg.slo.catalog.keys().cloned().collect();
+    all.extend(services.iter().cloned());
+    all.push(ANY_SERVICE.to_owned());
+    slos(cfg, &all)
 }
 
-fn sloth_labels(s: &SloSpec) -> String {
+/// Labels the rules set themselves, never copied from an SLO's own labels.
+const RESERVED: [&str; 7] = [
+    "slo",
+    "service",
+    "sli",
+    "severity",
+    "long_window",
+    "short_window",
+    "alertname",
+];
+
+/// Adds Sloth's `sloth_id`, `sloth_service` and `sloth_slo` to an expression grouped by
+/// `slo` and `service`.
+fn with_sloth_labels(expr: &str) -> String {
     format!(
-        "sloth_id=\"{}\", sloth_service=\"{}\", sloth_slo=\"{}\"",
-        quote(&format!("{}-{}", s.service, s.name)),
-        quote(&s.service),
-        quote(&s.name)
+        "label_join(label_join(label_join(\n  {expr},\n  \"sloth_id\", \"-\", \"service\", \"slo\"),\n  \"sloth_service\", \"\", \"service\"),\n  \"sloth_slo\", \"\", \"slo\")\n"
     )
+}
+
+/// A Go template that writes `s` as it is.
+fn template_literal(s: &str) -> String {
+    s.split("{{").collect::<Vec<_>>().join("{{ \"{{\" }}")
+}
+
+/// One annotation of the generic alerts: the value of each SLO the configuration names,
+/// chosen by the `slo` label, and the templates' value for any other SLO (its service filled
+/// in from the `service` label); `fallback` (a template) where an SLO has none.
+fn annotation(specs: &[SloSpec], key: &str, fallback: &str) -> Option<String> {
+    if fallback.is_empty() && specs.iter().all(|s| !s.annotations.contains_key(key)) {
+        return None;
+    }
+    let fill = |s: &SloSpec| match s.annotations.get(key) {
+        Some(v) => template_literal(v).replace(ANY_SERVICE, "{{ $labels.service }}"),
+        None => fallback.to_owned(),
+    };
+    // The templates, resolved for any service: `<any>-availability`, `<any>-latency`.
+    let any: Vec<&SloSpec> = specs.iter().filter(|s| s.service == ANY_SERVICE).collect();
+    let kind = |s: &SloSpec| s.name[s.service.len()..].to_owned();
+    // (condition, value) in the order they are tried, then the value for any other SLO.
+    let mut branches: Vec<(String, String)> = Vec::new();
+    for s in specs.iter().filter(|s| s.service != ANY_SERVICE) {
+        let as_template = s.source == slipstream_slo::SloSource::Template
+            && any.iter().any(|a| {
+                kind(a) == kind(s)
+                    && a.annotations
+                        .get(key)
+                        .map(|v| v.replace(ANY_SERVICE, &s.service))
+                        == s.annotations.get(key).cloned()
+            });
+        if !as_template {
+            branches.push((format!("eq $labels.slo \"{}\"", quote(&s.name)), fill(s)));
+        }
+    }
+    let last = match any.split_last() {
+        None => fallback.to_owned(),
+        Some((last, rest)) => {
+            for a in rest {
+                let re = format!("^.*{}$", regex_quote(&kind(a)));
+                branches.push((format!("match \"{}\" $labels.slo", quote(&re)), fill(a)));
+            }
+            fill(last)
+        }
+    };
+    // Branches at the end that give what the fallback gives are left out.
+    while branches.last().is_some_and(|(_, v)| *v == last) {
+        branches.pop();
+    }
+    let mut out = String::new();
+    for (cond, value) in &branches {
+        out.push_str(&format!("{{{{ if {cond} }}}}{value}{{{{ else }}}}"));
+    }
+    out.push_str(&last);
+    for _ in &branches {
+        out.push_str("{{ end }}");
+    }
+    Some(out)
+}
+
+fn regex_quote(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if !c.is_ascii_alphanumeric() && c != '_' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 fn windows(s: &SloSpec) -> Vec<Duration> {
@@ -59,109 +159,174 @@ fn windows(s: &SloSpec) -> Vec<Duration> {
     w
 }
 
-/// The rules file (YAML) for `slos`.
-pub fn prometheus_rules(slos: &[SloSpec]) -> String {
-    let mut groups = Vec::new();
-    for s in slos {
-        let sel = format!("slo=\"{}\"", quote(&s.name));
-        let sloth = sloth_labels(s);
-        let base: BTreeMap<&str, String> = [
-            ("sloth_id", format!("{}-{}", s.service, s.name)),
-            ("sloth_service", s.service.clone()),
-            ("sloth_slo", s.name.clone()),
-        ]
-        .into_iter()
-        .collect();
-        let mut rec = Vec::new();
-        for w in windows(s) {
-            let wl = format_duration(w);
-            let mut labels = base.clone();
-            labels.insert("sloth_window", wl.clone());
-            rec.push(json!({
-                "record": format!("slo:sli_error:ratio_rate{wl}"),
-                "expr": format!(
-                    "sum(rate(slipstream_slo_requests_total{{{sel}, outcome=\"bad\"}}[{wl}]))\n/\nsum(rate(slipstream_slo_requests_total{{{sel}}}[{wl}]))\n"
-                ),
-                "labels": labels,
-            }));
-        }
-        let period = format_duration(s.period.nominal());
-        let budget = 1.0 - s.objective;
-        let meta = [
-            ("slo:objective:ratio", format!("vector({})", s.objective)),
-            ("slo:error_budget:ratio", format!("vector({budget})")),
-            (
-                "slo:time_period:days",
-                format!("vector({})", s.period.nominal().as_secs_f64() / 86_400.0),
-            ),
-            (
-                "slo:current_burn_rate:ratio",
-                format!(
-                    "slo:sli_error:ratio_rate5m{{{sloth}}}\n/ on(sloth_id, sloth_slo, sloth_service) group_left\nslo:error_budget:ratio{{{sloth}}}\n"
-                ),
-            ),
-            (
-                "slo:period_burn_rate:ratio",
-                format!(
-                    "slo:sli_error:ratio_rate{period}{{{sloth}}}\n/ on(sloth_id, sloth_slo, sloth_service) group_left\nslo:error_budget:ratio{{{sloth}}}\n"
-                ),
-            ),
-            (
-                "slo:period_error_budget_remaining:ratio",
-                format!("1 - slo:period_burn_rate:ratio{{{sloth}}}"),
-            ),
-        ];
-        for (record, expr) in meta {
-            rec.push(json!({ "record": record, "expr": expr, "labels": base }));
-        }
-        groups.push(json!({ "name": format!("slipstream-sli-{}", s.name), "rules": rec }));
-
-        let mut alerts = Vec::new();
-        for row in &s.policy {
-            let (long, short) = (format_duration(row.long), format_duration(row.short));
-            let threshold = row.factor * budget;
-            let enough = |w: &str| {
-                format!(
-                    "sum(increase(slipstream_slo_requests_total{{{sel}}}[{w}])) >= {}",
-                    s.min_events.max(1)
-                )
-            };
-            let expr = format!(
-                "(\n  max(slo:sli_error:ratio_rate{long}{{{sloth}}} > {threshold}) without (sloth_window)\n  and on()\n  max(slo:sli_error:ratio_rate{short}{{{sloth}}} > {threshold}) without (sloth_window)\n)\nand on() ({})\nand on() ({})\n",
-                enough(&long),
-                enough(&short),
-            );
-            let mut labels: BTreeMap<String, String> = s.labels.clone();
-            for (k, v) in [
-                ("slo", s.name.clone()),
-                ("service", s.service.clone()),
-                ("severity", row.severity.as_str().to_owned()),
-                ("long_window", long.clone()),
-                ("short_window", short.clone()),
-            ] {
-                labels.insert(k.to_owned(), v);
-            }
-            let mut annotations = s.annotations.clone();
-            annotations.entry("summary".to_owned()).or_insert_with(|| {
-                format!(
-                    "{}: error budget of {} burning {:.4}x too fast over {long} and {short}",
-                    s.service, s.name, row.factor
-                )
-            });
-            alerts.push(json!({
-                "alert": ALERT_NAME,
-                "expr": expr,
-                "labels": labels,
-                "annotations": annotations,
-            }));
-        }
-        groups.push(json!({ "name": format!("slipstream-alerts-{}", s.name), "rules": alerts }));
+/// The rules file (YAML): one group of generic rules over every SLO slipstream exports.
+///
+/// `specs` (see [`rule_specs`]) decide only which windows, policy rows and periods get a
+/// rule, which SLO labels the alerts carry and the annotations; the objective, period, factor
+/// and minimum event count of each SLO are read from its exported series, so SLOs created
+/// from templates as traffic arrives are covered, and a reload that changes an objective or a
+/// factor needs no new rules.
+pub fn prometheus_rules(specs: &[SloSpec]) -> String {
+    let mut rules = Vec::new();
+    if !specs.is_empty() {
+        rules = generic_rules(specs);
     }
-    let doc = json!({ "groups": groups });
+    let doc = json!({
+        "groups": if rules.is_empty() {
+            Vec::new()
+        } else {
+            vec![json!({ "name": "slipstream-slo", "rules": rules })]
+        }
+    });
     format!(
-        "# Generated by `slipstream generate prometheus-rules`: recording rules (Sloth names) and\n# multi-window multi-burn-rate alerts over slipstream_slo_requests_total.\n{}",
+        "# Generated by `slipstream generate prometheus-rules`: recording rules (Sloth names) and\n# multi-window multi-burn-rate alerts over slipstream_slo_requests_total, for every SLO\n# slipstream exports (objectives, periods and alert factors are read from its series).\n{}",
         serde_yaml::to_string(&doc).expect("rules serialize")
     )
+}
+
+fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
+    let mut all_windows: Vec<Duration> = specs.iter().flat_map(windows).collect();
+    all_windows.sort();
+    all_windows.dedup();
+    let mut periods: Vec<Duration> = specs.iter().map(|s| s.period.nominal()).collect();
+    periods.sort();
+    periods.dedup();
+    // Policy rows by their windows, pages first, in the order the SLOs list them.
+    let mut rows: Vec<(slipstream_slo::Severity, Duration, Duration)> = specs
+        .iter()
+        .flat_map(|s| s.policy.iter().map(|r| (r.severity, r.long, r.short)))
+        .collect();
+    rows.sort_by_key(|r| (r.0, r.1, r.2));
+    let mut pairs: Vec<(Duration, Duration)> = Vec::new();
+    for (_, long, short) in rows {
+        if !pairs.contains(&(long, short)) {
+            pairs.push((long, short));
+        }
+    }
+    let mut label_names: Vec<String> = specs
+        .iter()
+        .flat_map(|s| s.labels.keys().map(|k| crate::series::label_name(k)))
+        .filter(|k| !RESERVED.contains(&k.as_str()) && !k.starts_with("sloth_"))
+        .collect();
+    label_names.sort();
+    label_names.dedup();
+    let mut by = vec![
+        "slo".to_owned(),
+        "service".to_owned(),
+        "severity".to_owned(),
+        "long_window".to_owned(),
+        "short_window".to_owned(),
+    ];
+    by.extend(label_names);
+    let by = by.join(", ");
+
+    let mut rules = Vec::new();
+    // The error ratio of every window, for every SLO: bad / all requests, absent without
+    // traffic (as slipstream's own `slipstream_slo_error_ratio`).
+    for w in &all_windows {
+        let wl = format_duration(*w);
+        let ratio = format!(
+            "sum by (slo, service) (rate(slipstream_slo_requests_total{{outcome=\"bad\"}}[{wl}]))\n  /\n  (sum by (slo, service) (rate(slipstream_slo_requests_total[{wl}])) > 0)"
+        );
+        rules.push(json!({
+            "record": format!("slo:sli_error:ratio_rate{wl}"),
+            "expr": with_sloth_labels(&ratio),
+            "labels": { "sloth_window": wl },
+        }));
+    }
+    // Each SLO's objective and period, once (several slipstream instances export them alike).
+    for (record, expr) in [
+        (
+            "slo:objective:ratio",
+            "max by (slo, service) (slipstream_slo_objective_ratio)".to_owned(),
+        ),
+        (
+            "slo:error_budget:ratio",
+            "1 - max by (slo, service) (slipstream_slo_objective_ratio)".to_owned(),
+        ),
+        (
+            "slo:time_period:days",
+            "max by (slo, service) (slipstream_slo_period_seconds) / 86400".to_owned(),
+        ),
+    ] {
+        rules.push(json!({ "record": record, "expr": with_sloth_labels(&expr) }));
+    }
+    let on = "on(slo, service)";
+    rules.push(json!({
+        "record": "slo:current_burn_rate:ratio",
+        "expr": format!("slo:sli_error:ratio_rate5m\n/ {on} group_left()\nslo:error_budget:ratio\n"),
+    }));
+    let period_burn: Vec<String> = periods
+        .iter()
+        .map(|p| {
+            format!(
+                "(\n  slo:sli_error:ratio_rate{}\n  / {on} group_left() slo:error_budget:ratio\n  and {on} (slo:time_period:days == {})\n)",
+                format_duration(*p),
+                p.as_secs_f64() / 86_400.0
+            )
+        })
+        .collect();
+    rules.push(json!({
+        "record": "slo:period_burn_rate:ratio",
+        "expr": format!("{}\n", period_burn.join("\nor\n")),
+    }));
+    rules.push(json!({
+        "record": "slo:period_error_budget_remaining:ratio",
+        "expr": "1 - slo:period_burn_rate:ratio\n",
+    }));
+    // Every policy row's factor and minimum event count, once, with the SLO's labels.
+    rules.push(json!({
+        "record": "slipstream:slo_alert_burn_rate_factor",
+        "expr": format!("max by ({by}) (slipstream_slo_alert_burn_rate_factor)\n"),
+    }));
+    rules.push(json!({
+        "record": "slipstream:slo_alert_min_events",
+        "expr": format!("max by ({by}) (slipstream_slo_alert_min_events)\n"),
+    }));
+
+    // One alert per pair of windows: the rows of every SLO with those windows, from the
+    // evaluation where both windows burn above the row's factor with at least its minimum of
+    // requests in each, until the short window alone stops doing so.
+    for (long, short) in pairs {
+        let (l, s) = (format_duration(long), format_duration(short));
+        let sel = format!("{{long_window=\"{l}\", short_window=\"{s}\"}}");
+        let hot = |w: &str| {
+            format!(
+                "(\n    slipstream:slo_alert_burn_rate_factor{sel}\n    < {on} group_left()\n    (slo:sli_error:ratio_rate{w} / {on} group_left() slo:error_budget:ratio)\n  )\n  and\n  (\n    slipstream:slo_alert_min_events{sel}\n    <= {on} group_left()\n    sum by (slo, service) (increase(slipstream_slo_requests_total[{w}]))\n  )"
+            )
+        };
+        // Fires where both windows burn; once firing, keeps firing while the short window
+        // burns (slipstream's rule), read from the alert's own `ALERTS` series.
+        let expr = format!(
+            "(\n  {long}\n)\nand\n(\n  {short}\n)\nor\n(\n  {short}\n)\nand on(slo, service, severity)\nALERTS{{alertname=\"{ALERT_NAME}\", alertstate=\"firing\", long_window=\"{l}\", short_window=\"{s}\"}}\n",
+            long = hot(&l),
+            short = hot(&s),
+        );
+        let summary = format!(
+            "{{{{ $labels.service }}}}: error budget of {{{{ $labels.slo }}}} burning more than {{{{ $value }}}}x too fast over {l} and {s}"
+        );
+        let mut keys: Vec<String> = specs
+            .iter()
+            .flat_map(|sp| sp.annotations.keys().cloned())
+            .chain(std::iter::once("summary".to_owned()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let annotations: BTreeMap<String, String> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let fallback = if k == "summary" { summary.as_str() } else { "" };
+                annotation(specs, &k, fallback).map(|v| (k, v))
+            })
+            .collect();
+        rules.push(json!({
+            "alert": ALERT_NAME,
+            "expr": expr,
+            "labels": { "long_window": l, "short_window": s },
+            "annotations": annotations,
+        }));
+    }
+    rules
 }
 
 fn panel(
@@ -342,10 +507,18 @@ pub fn grafana(slos: &[SloSpec]) -> Vec<(String, Value)> {
                 "Latency p99 from the histogram",
                 "timeseries",
                 (12, 8, 12, 8),
-                &[(
-                    "histogram_quantile(0.99, sum by (service_name, le) (rate(slipstream_sli_latency_seconds_bucket[5m])))",
-                    "{{service_name}}",
-                )],
+                &[
+                    // Classic buckets: the same `le` bounds in every series, so they add up.
+                    (
+                        "histogram_quantile(0.99, sum by (service_name, le) (rate(slipstream_sli_latency_seconds_bucket[5m])))",
+                        "{{service_name}}",
+                    ),
+                    // Native histograms (a Prometheus that scrapes them has no `_bucket`).
+                    (
+                        "histogram_quantile(0.99, sum by (service_name) (rate(slipstream_sli_latency_seconds[5m])))",
+                        "{{service_name}} (native)",
+                    ),
+                ],
             ),
         ],
     );
@@ -369,3 +542,6 @@ pub fn dashboard_queries(dashboards: &[(String, Value)]) -> Vec<String> {
         .filter_map(|t| t["expr"].as_str().map(str::to_owned))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
