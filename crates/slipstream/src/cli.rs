@@ -103,7 +103,8 @@ pub enum Generate {
         /// The YAML configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// Also generate the templated SLOs of this service (repeatable).
+        /// Also resolve the templated SLOs of this service when writing annotations
+        /// (repeatable; the rules cover every SLO slipstream exports without it).
         #[arg(long = "service", value_name = "NAME")]
         services: Vec<String>,
         /// Write here instead of stdout.
