@@ -252,15 +252,20 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
         rules.push(json!({ "record": record, "expr": with_sloth_labels(&expr) }));
     }
     let on = "on(slo, service)";
+    // The series these rules record, not those of the same Sloth names slipstream exports
+    // itself with `naming: sloth` (they have no `slo` label).
+    let mine = "{slo!=\"\"}";
     rules.push(json!({
         "record": "slo:current_burn_rate:ratio",
-        "expr": format!("slo:sli_error:ratio_rate5m\n/ {on} group_left()\nslo:error_budget:ratio\n"),
+        "expr": format!(
+            "slo:sli_error:ratio_rate5m{mine}\n/ {on} group_left()\nslo:error_budget:ratio{mine}\n"
+        ),
     }));
     let period_burn: Vec<String> = periods
         .iter()
         .map(|p| {
             format!(
-                "(\n  slo:sli_error:ratio_rate{}\n  / {on} group_left() slo:error_budget:ratio\n  and {on} (slo:time_period:days == {})\n)",
+                "(\n  slo:sli_error:ratio_rate{}{mine}\n  / {on} group_left() slo:error_budget:ratio{mine}\n  and {on} (slo:time_period:days{mine} == {})\n)",
                 format_duration(*p),
                 p.as_secs_f64() / 86_400.0
             )
@@ -272,7 +277,7 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
     }));
     rules.push(json!({
         "record": "slo:period_error_budget_remaining:ratio",
-        "expr": "1 - slo:period_burn_rate:ratio\n",
+        "expr": format!("1 - slo:period_burn_rate:ratio{mine}\n"),
     }));
     // Every policy row's factor and minimum event count, once, with the SLO's labels.
     rules.push(json!({
@@ -292,7 +297,7 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
         let sel = format!("{{long_window=\"{l}\", short_window=\"{s}\"}}");
         let hot = |w: &str| {
             format!(
-                "(\n    slipstream:slo_alert_burn_rate_factor{sel}\n    < {on} group_left()\n    (slo:sli_error:ratio_rate{w} / {on} group_left() slo:error_budget:ratio)\n  )\n  and\n  (\n    slipstream:slo_alert_min_events{sel}\n    <= {on} group_left()\n    sum by (slo, service) (increase(slipstream_slo_requests_total[{w}]))\n  )"
+                "(\n    slipstream:slo_alert_burn_rate_factor{sel}\n    < {on} group_left()\n    (slo:sli_error:ratio_rate{w}{mine} / {on} group_left() slo:error_budget:ratio{mine})\n  )\n  and\n  (\n    slipstream:slo_alert_min_events{sel}\n    <= {on} group_left()\n    sum by (slo, service) (increase(slipstream_slo_requests_total[{w}]))\n  )"
             )
         };
         // Fires where both windows burn; once firing, keeps firing while the short window

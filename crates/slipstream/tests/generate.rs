@@ -110,13 +110,15 @@ fn generated_prometheus_rules_pass_promtool_and_alert_like_slipstream() {
 
 /// An explicitly configured SLO (its own period, objective and alert row, catalog labels and
 /// runbook) pages through the generic rules with slipstream's labels and annotations, on
-/// series shaped as slipstream exports them.
+/// series shaped as slipstream exports them, Sloth-named ones (`naming: sloth`) included.
 #[test]
 fn an_explicit_slo_pages_through_the_generic_rules() {
     let cfg = Config::from_yaml(CONFIG).unwrap();
     let rules = prometheus_rules(&rule_specs(&cfg, &[]).unwrap());
     let slo = "slo=\"checkout-latency\",service=\"checkout\",sli=\"latency\",owner=\"team-payments\",tier=\"tier-1\",instance=\"a:8889\",job=\"slipstream\"";
     let row = "severity=\"page\",long_window=\"1h\",short_window=\"5m\"";
+    // What slipstream also exports with `naming: sloth`: the recorded names without `slo`.
+    let sloth = "sloth_service=\"checkout\",instance=\"a:8889\",job=\"slipstream\"";
     // 1,000 good requests a minute for an hour, then 1,000 bad ones a minute.
     let test = format!(
         "rule_files: [rules.yml]
@@ -136,6 +138,12 @@ tests:
         values: '14.4x120'
       - series: 'slipstream_slo_alert_min_events{{{slo},{row}}}'
         values: '10x120'
+      - series: 'slo:sli_error:ratio_rate1h{{{sloth},sloth_slo=\"checkout-latency\",sloth_window=\"1h\"}}'
+        values: '0.5x120'
+      - series: 'slo:error_budget:ratio{{{sloth},sloth_slo=\"checkout-latency\"}}'
+        values: '0.01x120'
+      - series: 'slo:error_budget:ratio{{{sloth},sloth_slo=\"checkout-availability\"}}'
+        values: '0.001x120'
     promql_expr_test:
       - expr: slo:time_period:days
         eval_time: 30m
