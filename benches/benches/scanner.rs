@@ -2,7 +2,9 @@
 //!
 //! The request is what an instrumented HTTP service's SDK exports: 512 server and client spans
 //! (about 390 bytes each) with the usual HTTP, network and user-agent attributes, under one
-//! resource. Throughput is in spans.
+//! resource. Throughput is in spans. `scan_512_sampled_spans`: the same spans, each with a
+//! W3C trace state holding an OpenTelemetry sampling threshold (`ot=...;th:c`) after another
+//! vendor's member, which the scanner parses.
 //!
 //! `cargo bench -p slipstream-benches --bench scanner -- --measurement-time 3 --warm-up-time 1`
 #![allow(missing_docs)]
@@ -36,8 +38,8 @@ fn int(v: i64) -> any_value::Value {
     any_value::Value::IntValue(v)
 }
 
-/// A realistic request: one resource, one scope, `n` HTTP spans.
-fn request(n: usize) -> ExportTraceServiceRequest {
+/// A realistic request: one resource, one scope, `n` HTTP spans, each with `trace_state`.
+fn request(n: usize, trace_state: &str) -> ExportTraceServiceRequest {
     const ROUTES: [&str; 4] = ["/api/cart", "/api/cart/{id}", "/api/checkout", "/health"];
     const METHODS: [&str; 3] = ["GET", "POST", "PUT"];
     let spans = (0..n)
@@ -49,6 +51,7 @@ fn request(n: usize) -> ExportTraceServiceRequest {
                 span_id: (0..8).map(|b| (b * 13 + i) as u8).collect(),
                 parent_span_id: (0..8).map(|b| (b * 3 + i) as u8).collect(),
                 flags: 0x301,
+                trace_state: trace_state.to_owned(),
                 name: format!("{} {route}", METHODS[i % METHODS.len()]),
                 kind: if i % 5 == 0 { 3 } else { 2 },
                 start_time_unix_nano: start,
@@ -109,7 +112,9 @@ fn request(n: usize) -> ExportTraceServiceRequest {
 }
 
 fn scanner(c: &mut Criterion) {
-    let buf = request(SPANS).encode_to_vec();
+    let buf = request(SPANS, "").encode_to_vec();
+    // As an OpenTelemetry probability sampler at 1 in 4 writes it, after another vendor's.
+    let sampled = request(SPANS, "rojo=00f067aa0ba902b7,ot=rv:6b3a2e0f81c7d4;th:c").encode_to_vec();
     eprintln!(
         "request: {SPANS} spans, {} bytes, {} bytes/span",
         buf.len(),
@@ -127,6 +132,13 @@ fn scanner(c: &mut Criterion) {
         let mut out: Vec<SpanRecord<'_>> = Vec::with_capacity(SPANS);
         b.iter(|| {
             scan_traces(black_box(&buf), &spec, &mut out).expect("valid request");
+            black_box(out.len())
+        })
+    });
+    group.bench_function("scan_512_sampled_spans", |b| {
+        let mut out: Vec<SpanRecord<'_>> = Vec::with_capacity(SPANS);
+        b.iter(|| {
+            scan_traces(black_box(&sampled), &spec, &mut out).expect("valid request");
             black_box(out.len())
         })
     });

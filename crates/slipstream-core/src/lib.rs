@@ -26,7 +26,8 @@ pub use export::{BurnRateEvent, MetricFamily, MetricsSnapshot, MetricsSource};
 pub use forward::{Backpressure, ForwardSink, Signal};
 pub use outcome::{GrpcBadCodes, Outcome, OutcomeRules};
 pub use span::{
-    AttrValue, MAX_DIMENSIONS, ObservationSink, ScanSpec, SpanKind, SpanRecord, StatusCode,
+    AttrValue, MAX_DIMENSIONS, ObservationSink, SAMPLING_THRESHOLD_RANGE, ScanSpec, SpanKind,
+    SpanRecord, StatusCode,
 };
 pub use telemetry::Registry;
 pub use time::{Clock, ManualClock, SystemClock, UnixNanos};

@@ -186,7 +186,15 @@ pub struct SpanRecord<'a> {
     pub rpc_grpc_status_code: Option<i64>,
     /// Dimension values, laid out as [`ScanSpec`] says; unused slots are [`AttrValue::Absent`].
     pub dims: [AttrValue<'a>; MAX_DIMENSIONS],
+    /// The OpenTelemetry sampling threshold `T` the span carries (`th` in the `ot` member of
+    /// its W3C `tracestate`, right-padded to 56 bits): it was sampled with probability
+    /// `(2^56 - T) / 2^56` and stands for `2^56 / (2^56 - T)` spans (its adjusted count).
+    /// `None` when the trace state holds no valid threshold: the span counts as one.
+    pub sampling_threshold: Option<u64>,
 }
+
+/// `2^56`: one more than the largest sampling threshold ([`SpanRecord::sampling_threshold`]).
+pub const SAMPLING_THRESHOLD_RANGE: u64 = 1 << 56;
 
 impl SpanRecord<'_> {
     /// `end - start` in nanoseconds, zero when the end precedes the start.

@@ -23,6 +23,8 @@
 //!   `pcommon.Map.Get`), whatever the type of its value;
 //! - dimension values that are arrays, key-value lists, bytes or string-table references read
 //!   as [`AttrValue::Absent`];
+//! - [`SpanRecord::sampling_threshold`] is the `th` of the `ot` member of the span's last
+//!   `trace_state` (see `tracestate`), `None` without a valid one;
 //! - [`SpanRecord::http_status_code`] is `http.response.status_code` read as an integer
 //!   ([`AttrValue::as_i64`]: an int, or a string or integral double holding one), or else
 //!   `http.status_code` read the same way; [`SpanRecord::rpc_grpc_status_code`] is
@@ -41,6 +43,7 @@ use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord,
 
 use wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT};
 
+mod tracestate;
 mod walk;
 mod wire;
 
@@ -666,6 +669,8 @@ fn scan_span<'a>(
     // Lengths of the last trace id, span id and parent span id (a repeated bytes field keeps
     // its last occurrence); a missing one reads as empty.
     let mut ids = [0usize; 3];
+    // The last trace state (a string field keeps its last occurrence), parsed once at the end.
+    let mut trace_state: &[u8] = &[];
     let start = r.offset();
     while !r.is_empty() {
         let at = r.offset();
@@ -719,7 +724,11 @@ fn scan_span<'a>(
                 Reader::expect(wt, LEN, field, SPAN, at)?;
                 ids[(field as usize).min(3) - 1] = r.bytes()?.0.len();
             }
-            3 | 11 | 13 => r.skip_known(field, wt, LEN, SPAN, at)?,
+            3 => {
+                Reader::expect(wt, LEN, field, SPAN, at)?;
+                trace_state = r.bytes()?.0;
+            }
+            11 | 13 => r.skip_known(field, wt, LEN, SPAN, at)?,
             10 | 12 | 14 => r.skip_known(field, wt, VARINT, SPAN, at)?,
             16 => r.skip_known(field, wt, I32, SPAN, at)?,
             _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_SPAN)?,
@@ -738,6 +747,9 @@ fn scan_span<'a>(
     }
     rec.http_status_code = http.as_i64().or_else(|| http_old.as_i64());
     rec.rpc_grpc_status_code = grpc.as_i64();
+    if !trace_state.is_empty() {
+        rec.sampling_threshold = tracestate::sampling_threshold(trace_state);
+    }
     Ok(())
 }
 

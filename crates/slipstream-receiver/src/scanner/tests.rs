@@ -74,11 +74,28 @@ fn reference<'a>(req: &'a ExportTraceServiceRequest, spec: &ScanSpec) -> Vec<Spa
                         .or_else(|| attr(attrs, "http.status_code").as_i64()),
                     rpc_grpc_status_code: attr(attrs, "rpc.grpc.status_code").as_i64(),
                     dims,
+                    sampling_threshold: threshold_of(&span.trace_state),
                 });
             }
         }
     }
     out
+}
+
+/// The OpenTelemetry sampling threshold of a trace state, read as the specification words it:
+/// the first member keyed `ot`, its first sub-key `th`, 1 to 14 lowercase hex digits padded
+/// on the right to 14.
+fn threshold_of(trace_state: &str) -> Option<u64> {
+    let ot = trace_state
+        .split(',')
+        .map(|m| m.trim_matches([' ', '\t']))
+        .find_map(|m| m.strip_prefix("ot="))?;
+    let th = ot.split(';').find_map(|kv| kv.strip_prefix("th:"))?;
+    let valid = (1..=14).contains(&th.len())
+        && th
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    valid.then(|| u64::from_str_radix(&format!("{th:0<14}"), 16).unwrap())
 }
 
 /// Records compared through `Debug`, so that a NaN dimension equals itself.
@@ -1129,4 +1146,62 @@ fn span_checks_apply_while_scanning() {
         ..SpanChecks::default()
     };
     assert_eq!(checked(&many, budget), Ok(100));
+}
+
+#[test]
+fn the_sampling_threshold_is_read_from_the_trace_state() {
+    let cases: &[(&str, Option<u64>)] = &[
+        // Absent: no trace state, other vendors only, an `ot` member without `th`.
+        ("", None),
+        ("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7", None),
+        ("ot=rv:abcdef01234567", None),
+        // Valid: 1 in 4, always, 1 in 2 with the randomness and other sub-keys around it.
+        ("ot=th:c", Some(0xc0_0000_0000_0000)),
+        ("ot=th:0", Some(0)),
+        ("ot=rv:1234;th:8;x:1", Some(0x80_0000_0000_0000)),
+        ("ot=th:fd70a3d70a3d71", Some(0xfd_70a3_d70a_3d71)),
+        // Among other vendors, in any position, with optional whitespace around the commas.
+        (
+            "congo=t61rcWkgMzE, ot=th:c ,rojo=00f067aa",
+            Some(0xc0_0000_0000_0000),
+        ),
+        ("rojo=00f067aa,\tot=th:e", Some(0xe0_0000_0000_0000)),
+        // Not `ot`: a key that only ends with it, or `th` as another member's sub-key.
+        ("foot=th:c", None),
+        ("xot=th:c,ot=th:8", Some(0x80_0000_0000_0000)),
+        ("vendor=th:c", None),
+        // Invalid thresholds: empty, too long, not lowercase hex.
+        ("ot=th:", None),
+        ("ot=th:123456789abcdef", None),
+        ("ot=th:C", None),
+        ("ot=th:1g", None),
+        ("ot=th:-1", None),
+    ];
+    for &(trace_state, want) in cases {
+        let mut span = server_span("GET /", vec![]);
+        span.trace_state = trace_state.to_owned();
+        let buf = request(vec![kv("service.name", s("shop"))], vec![span]).encode_to_vec();
+        let got = scan(&buf, &ScanSpec::default()).unwrap()[0].sampling_threshold;
+        assert_eq!(got, want, "{trace_state:?}");
+        assert_eq!(
+            threshold_of(trace_state),
+            want,
+            "the reference, {trace_state:?}"
+        );
+    }
+}
+
+#[test]
+fn the_last_trace_state_of_a_span_counts_and_each_span_has_its_own() {
+    // Two occurrences of field 3: a string keeps the last one.
+    let mut first = server_span("GET /", vec![]).encode_to_vec();
+    first.extend(len_field(3, b"ot=th:c"));
+    first.extend(len_field(3, b"ot=th:8"));
+    let second = server_span("GET /b", vec![]).encode_to_vec();
+    let scope = [len_field(2, &first), len_field(2, &second)].concat();
+    let rs = len_field(2, &scope);
+    let buf = len_field(1, &rs);
+    let got = scan(&buf, &ScanSpec::default()).unwrap();
+    assert_eq!(got[0].sampling_threshold, Some(0x80_0000_0000_0000));
+    assert_eq!(got[1].sampling_threshold, None);
 }
