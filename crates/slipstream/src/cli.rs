@@ -232,13 +232,15 @@ pub fn main() -> ExitCode {
                 Ok(r) => {
                     let secs = r.elapsed.as_secs_f64().max(1e-9);
                     eprintln!(
-                        "replayed {} spans in {} requests in {:.2}s ({:.0} spans/s); {} events; {} invalid records skipped",
+                        "replayed {} spans in {} requests in {:.2}s ({:.0} spans/s); {} events; {} invalid records skipped; {} spans ahead of the clock clamped, {} late spans dropped",
                         r.spans,
                         r.requests,
                         secs,
                         r.spans as f64 / secs,
                         r.events.len(),
-                        r.invalid
+                        r.invalid,
+                        r.clamped_future,
+                        r.dropped_late
                     );
                     ExitCode::SUCCESS
                 }
