@@ -45,13 +45,29 @@ impl Encoding {
 /// a millisecond, and the hand-off is paid only by bodies it adds at most 12% to.
 pub(crate) const INLINE_DECOMPRESS: usize = 1 << 20;
 
-/// Reads a whole body, refusing one larger than `limit` bytes as it arrives, and reserving
-/// its bytes on `reservation` before keeping them. A body of one frame is kept as it arrived;
-/// one of several is copied into one buffer as its frames arrive, sized from the declared
-/// length when there is one (reserved once), else grown in steps (each reserved first).
+/// How a request body announces its size before it has all arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announced {
+    /// By its `Content-Length`, when it has one.
+    Header,
+    /// Also by a gRPC message prefix (a flag byte and a 4-byte length) at its start.
+    GrpcPrefix,
+}
+
+/// Reads a whole body, refusing one larger than `limit` bytes as it arrives, with its bytes
+/// reserved on `reservation` before they are kept. A body whose size is announced (see
+/// [`Announced`]) reserves that size at once, all or nothing, with `ahead(size)` more for what
+/// decoding it is expected to take: in a burst, the requests that fit are read and decoded in
+/// full and the others refused before their bodies are read, rather than all holding part of
+/// the budget and none getting enough. A body of one frame is kept as it
+/// arrived; one of several is copied into one buffer of the announced size (or grown in
+/// steps, each reserved first). The reservation covers the larger of the frame kept and the
+/// buffer, not the one frame that briefly overlaps them.
 pub(crate) async fn read_limited<B>(
     body: B,
     limit: usize,
+    announced: Announced,
+    ahead: fn(usize) -> usize,
     reservation: &Reservation,
 ) -> Result<Bytes, ExportError>
 where
@@ -67,7 +83,20 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let declared = declared.map_or(0, |n| n as usize);
+    let mut declared = declared.map_or(0, |n| n as usize);
+    // Bytes reserved for the body so far.
+    let mut held = 0usize;
+    let hold = |n: usize, held: &mut usize| -> Result<(), ExportError> {
+        if n > *held {
+            reservation.grow(n - *held)?;
+            *held = n;
+        }
+        Ok(())
+    };
+    hold(declared, &mut held)?;
+    if declared > 0 {
+        reservation.prepay(ahead(declared))?;
+    }
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
@@ -86,7 +115,18 @@ where
             return Err(too_large());
         }
         if first.is_none() && joined.capacity() == 0 {
-            reservation.grow(data.len())?;
+            if declared == 0
+                && announced == Announced::GrpcPrefix
+                && let [_, a, b, c, d, ..] = data[..]
+            {
+                // The message and its prefix; a larger claim is refused when unframed.
+                declared = (u32::from_be_bytes([a, b, c, d]) as usize)
+                    .saturating_add(5)
+                    .min(limit);
+                hold(declared, &mut held)?;
+                reservation.prepay(ahead(declared))?;
+            }
+            hold(data.len(), &mut held)?;
             first = Some(data);
             continue;
         }
@@ -102,7 +142,7 @@ where
                 )
                 .min(limit)
             };
-            reservation.grow(want - joined.capacity())?;
+            hold(want, &mut held)?;
             joined.reserve_exact(want - joined.len());
         }
         if let Some(f) = first.take() {

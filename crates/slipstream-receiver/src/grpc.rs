@@ -9,8 +9,8 @@ use prost::Message;
 use slipstream_core::Signal;
 use slipstream_core::rpc::{GrpcCode, RpcStatus, base64_encode};
 
-use crate::body::{Encoding, ResponseBody, decompress, read_limited};
-use crate::pipeline::{ExportError, Pipeline, Reservation, Transport};
+use crate::body::{Announced, Encoding, ResponseBody, decompress, read_limited};
+use crate::pipeline::{ExportError, Pipeline, Reservation, Transport, span_records_estimate};
 
 /// The encodings advertised in `grpc-accept-encoding`.
 const ACCEPT_ENCODING: &str = "gzip,zstd,deflate,identity";
@@ -80,7 +80,18 @@ where
         );
     };
     let reservation = pipeline.reserve();
-    let raw = match read_limited(req.into_body(), max_recv.saturating_add(5), &reservation).await {
+    let raw = match read_limited(
+        req.into_body(),
+        max_recv.saturating_add(5),
+        Announced::GrpcPrefix,
+        match signal {
+            Signal::Traces => span_records_estimate,
+            _ => |_| 0,
+        },
+        &reservation,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return refuse(e.reason(), status_for(&e)),
     };

@@ -9,8 +9,10 @@ use prost::Message;
 use slipstream_core::rpc::{GrpcCode, RpcStatus};
 use slipstream_core::{Signal, aggregates};
 
-use crate::body::{Encoding, ResponseBody, decompress, read_limited};
-use crate::pipeline::{ExportError, Pipeline, Reservation, Transport, json_to_protobuf_reserved};
+use crate::body::{Announced, Encoding, ResponseBody, decompress, read_limited};
+use crate::pipeline::{
+    ExportError, Pipeline, Reservation, Transport, json_to_protobuf_reserved, span_records_estimate,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
@@ -205,9 +207,20 @@ where
         ));
     };
     let reservation = pipeline.reserve();
-    let raw = read_limited(req.into_body(), max_body, &reservation)
-        .await
-        .map_err(refuse)?;
+    // What a protobuf trace body's span records are expected to take is reserved with it.
+    let ahead: fn(usize) -> usize = match (signal_for_path(req.uri().path()), format) {
+        (Some(Signal::Traces), Format::Protobuf) => span_records_estimate,
+        _ => |_| 0,
+    };
+    let raw = read_limited(
+        req.into_body(),
+        max_body,
+        Announced::Header,
+        ahead,
+        &reservation,
+    )
+    .await
+    .map_err(refuse)?;
     (count.bytes)(raw.len());
     let body = decompress(
         encoding,

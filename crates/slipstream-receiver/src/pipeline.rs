@@ -198,6 +198,8 @@ struct Held {
     gate: MemoryGate,
     bytes: AtomicUsize,
     retained: AtomicUsize,
+    /// Part of `bytes` reserved ahead ([`Reservation::prepay`]) and not used yet.
+    credit: AtomicUsize,
 }
 
 impl Reservation {
@@ -207,6 +209,15 @@ impl Reservation {
         let Some(held) = &self.0 else {
             return Ok(());
         };
+        // What was reserved ahead is used first.
+        let from_credit = held
+            .credit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c - c.min(n)))
+            .map_or(0, |c| c.min(n));
+        let n = n - from_credit;
+        if n == 0 {
+            return Ok(());
+        }
         let budget = &held.gate.in_flight;
         if budget.try_take(n) {
             held.bytes.fetch_add(n, Ordering::Relaxed);
@@ -220,6 +231,17 @@ impl Reservation {
             )));
         }
         Err(ExportError::MemoryLimit(held.gate.retry_after))
+    }
+
+    /// Reserves `n` bytes ahead, for what decoding the request will allocate later (used by
+    /// [`Reservation::grow`] before the budget): a request admitted in a burst then has what
+    /// it needs, instead of every request holding part of the budget and none enough.
+    pub(crate) fn prepay(&self, n: usize) -> Result<(), ExportError> {
+        self.grow(n)?;
+        if let Some(held) = &self.0 {
+            held.credit.fetch_add(n, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Marks `n` bytes as staying resident after the request (its body, queued to forward).
@@ -446,6 +468,7 @@ impl Pipeline {
                 gate: gate.clone(),
                 bytes: AtomicUsize::new(0),
                 retained: AtomicUsize::new(0),
+                credit: AtomicUsize::new(0),
             })
         }))
     }
@@ -489,7 +512,7 @@ impl Pipeline {
         match signal {
             Signal::Traces => {
                 let max = self.limits.max_spans_per_request;
-                let mut first = estimate_spans(body.len());
+                let mut first = estimate_spans(body.len()).min(8192);
                 if max > 0 {
                     first = first.min(max);
                 }
@@ -668,7 +691,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A first guess at the number of spans in a request, to size the scan buffer once.
 fn estimate_spans(len: usize) -> usize {
-    (len / 256).clamp(4, 8192)
+    (len / 256).max(4)
+}
+
+/// What the span records of a trace request of `len` bytes are expected to take (one record
+/// per 256 bytes), to reserve ahead of reading it.
+pub(crate) fn span_records_estimate(len: usize) -> usize {
+    estimate_spans(len).saturating_mul(std::mem::size_of::<SpanRecord<'_>>())
 }
 
 fn token_bytes(tokens: Vec<String>) -> Arc<Vec<Vec<u8>>> {

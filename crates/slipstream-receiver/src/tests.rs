@@ -818,3 +818,27 @@ fn metrics_and_logs_are_forwarded_as_they_arrived_with_their_counts() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, logs);
 }
+
+#[test]
+fn what_is_reserved_ahead_is_used_first_and_given_back_unused() {
+    let g = gate(10 << 20);
+    let (p, _) = pipeline(0, Some(g.clone()));
+    let r = p.reserve();
+    r.prepay(4 << 20).unwrap();
+    assert_eq!(g.in_flight.held(), 4 << 20);
+    // Growth within the prepaid part takes nothing more from the budget.
+    r.grow(3 << 20).unwrap();
+    assert_eq!(g.in_flight.held(), 4 << 20);
+    // Past it, the rest comes from the budget.
+    r.grow(2 << 20).unwrap();
+    assert_eq!(g.in_flight.held(), 5 << 20);
+    // Another request cannot take what this one holds.
+    let other = p.reserve();
+    assert_eq!(
+        other.grow(6 << 20),
+        Err(ExportError::MemoryLimit(Duration::from_secs(2)))
+    );
+    drop(r);
+    assert_eq!(g.in_flight.held(), 0);
+    other.grow(6 << 20).unwrap();
+}
