@@ -16,14 +16,19 @@
 //! requests, until the short window alone stops burning), so Prometheus fires and resolves
 //! every row at the same evaluation as slipstream.
 //!
+//! A second run adds an explicit SLO for a second service (its own objective, 28-day period,
+//! policy rows, `min_events` high enough to hold a page back, catalog and own labels): the
+//! same generic rules alert for it, with its labels, at slipstream's evaluations too.
+//!
 //! Why the two agree exactly rather than nearly: traffic is even within every minute, so the
 //! engine's windows (whole one-minute slots, the one at the old edge by time share) hold
 //! exactly the requests of `[T - W, T)`, and Prometheus' `rate()` over `[T - W, T]` finds a
 //! scrape at both ends (no extrapolation) once the series are older than `W`. Before that,
 //! the counters' first scrape is at most one interval's requests (`bad` is 0), so `rate()`
 //! extrapolates back to zero and counts every request since the SLO appeared, as the engine
-//! does. The test also asserts that no burn rate sits within 1e-9 of its factor, so the
-//! comparison never hangs on the last bits of the two divisions.
+//! does. The test also asserts that no burn rate sits within 1e-9 of its factor and no
+//! window's count within 1e-6 of `min_events` (short of equal), so no comparison hangs on the
+//! last bits of two computations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -34,6 +39,7 @@ use std::sync::Arc;
 
 use slipstream::app::App;
 use slipstream::generate::{ALERT_NAME, prometheus_rules, rule_specs};
+use slipstream::series::label_name;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_core::export::format_duration;
@@ -60,11 +66,18 @@ fn traffic(m: u64) -> (u64, u64) {
     (total, (total * per_cent).div_ceil(100))
 }
 
-/// The example configuration with its listeners on loopback, port 0.
-fn example_config() -> Config {
+/// The example configuration with its listeners on loopback, port 0, and `slo` (YAML lines
+/// indented for the `slo` section) added to its `slo` section.
+fn example_config(slo: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/slipstream.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let mut local = text.clone();
+    let section = "\nslo:\n";
+    assert!(
+        text.contains(section),
+        "{} has no slo section",
+        path.display()
+    );
+    let mut local = text.replacen(section, &format!("{section}{slo}"), 1);
     // Port 0 on distinct loopback addresses: the listeners may not share an address.
     for (i, addr) in [
         "0.0.0.0:4317",
@@ -89,8 +102,9 @@ fn example_config() -> Config {
     cfg
 }
 
-/// OTLP JSON: the spans of `SERVICE` ending evenly over `[end - 10 s, end)`.
-fn request(end: u64, total: u64, bad: u64) -> String {
+/// OTLP JSON: for each of `services`, `total` spans ending evenly over `[end - 10 s, end)`,
+/// the first `bad` of them failed.
+fn request(end: u64, services: &[&str], total: u64, bad: u64) -> String {
     let spans: Vec<serde_json::Value> = (0..total)
         .map(|i| {
             let t = end - STEP + i * STEP / total;
@@ -108,13 +122,18 @@ fn request(end: u64, total: u64, bad: u64) -> String {
             span
         })
         .collect();
-    serde_json::json!({ "resourceSpans": [{
-        "resource": { "attributes": [
-            { "key": "service.name", "value": { "stringValue": SERVICE } }
-        ]},
-        "scopeSpans": [{ "spans": spans }],
-    }]})
-    .to_string()
+    let resource_spans: Vec<serde_json::Value> = services
+        .iter()
+        .map(|service| {
+            serde_json::json!({
+                "resource": { "attributes": [
+                    { "key": "service.name", "value": { "stringValue": service } }
+                ]},
+                "scopeSpans": [{ "spans": spans }],
+            })
+        })
+        .collect();
+    serde_json::json!({ "resourceSpans": resource_spans }).to_string()
 }
 
 /// One HTTP/1.1 exchange; returns the status and the body.
@@ -189,14 +208,33 @@ fn severity(s: Severity) -> &'static str {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_rules_alert_at_the_same_evaluation_as_slipstream() {
+/// What one run recorded.
+#[derive(Debug, Default)]
+struct Run {
+    /// Per series, its value at every step (index 0 is time 0, before any scrape).
+    series: BTreeMap<String, Vec<Option<String>>>,
+    /// Per step, the rows slipstream has firing.
+    firing: Vec<BTreeSet<Row>>,
+    /// Steps where a row fires only because its short window still burns.
+    held: usize,
+    /// Steps where both windows of a row burn above its factor but one holds fewer than
+    /// `min_events` requests.
+    guarded: usize,
+    /// Per row, the steps where slipstream starts firing it, and where it sends a page.
+    starts: BTreeMap<Row, Vec<u64>>,
+    page_events: BTreeMap<Row, Vec<u64>>,
+    /// Per row, its factor; per SLO, its service and labels.
+    factors: BTreeMap<Row, f64>,
+    slos: BTreeMap<String, (String, BTreeMap<String, String>)>,
+}
+
+/// Runs the scenario for `services` on slipstream with `cfg`, then `promtool test rules` on
+/// its scrapes with the rules generated for `cfg`; returns what slipstream did.
+async fn run(cfg: Config, services: &[&str]) -> Run {
     assert!(
         Path::new(PROMTOOL).exists(),
         "{PROMTOOL} is missing: run scripts/test-deps.sh (Debian package `prometheus`)"
     );
-    let cfg = example_config();
-    assert!(cfg.slo.objectives.is_empty(), "the example lists no SLOs");
     let rules = prometheus_rules(&rule_specs(&cfg, &[]).unwrap());
     let families: BTreeSet<String> = rules
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
@@ -215,27 +253,25 @@ async fn generated_rules_alert_at_the_same_evaluation_as_slipstream() {
     let (otlp, metrics) = (app.http_addr.unwrap(), app.prometheus_addr.unwrap());
 
     let steps = MINUTES * 60 * SEC / STEP;
-    // Per series, its value at every step (index 0 is time 0, before any scrape).
-    let mut series: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
-    // Per step, the rows slipstream has firing.
-    let mut firing: Vec<BTreeSet<Row>> = vec![BTreeSet::new()];
-    // Steps where a row fires only because its short window still burns.
-    let mut held = 0;
-    // Per row, the steps where slipstream starts firing it, and where it sends a page.
-    let mut starts: BTreeMap<Row, Vec<u64>> = BTreeMap::new();
-    let mut page_events: BTreeMap<Row, Vec<u64>> = BTreeMap::new();
-    let mut factors: BTreeMap<Row, f64> = BTreeMap::new();
-    let mut closest = f64::INFINITY;
+    let mut r = Run {
+        firing: vec![BTreeSet::new()],
+        ..Run::default()
+    };
+    // How close a burn rate came to its factor, and a window's requests to `min_events`.
+    let (mut closest, mut closest_min) = (f64::INFINITY, f64::INFINITY);
     for k in 1..=steps {
         let now = START + k * STEP;
         let (total, bad) = traffic((k - 1) * STEP / (60 * SEC));
         clock.set(now);
-        let (status, body) = http(otlp, "POST", "/v1/traces", &request(now, total, bad)).await;
+        let body = request(now, services, total, bad);
+        let (status, body) = http(otlp, "POST", "/v1/traces", &body).await;
         assert_eq!(status, 200, "{body}");
         let step = app.step().await;
         let snap = step.slos.expect("every step evaluates");
         let mut holding = BTreeSet::new();
         for slo in &snap.slos {
+            r.slos
+                .insert(slo.name.clone(), (slo.service.clone(), slo.labels.clone()));
             for a in &slo.alerts {
                 let row: Row = (
                     slo.name.clone(),
@@ -243,20 +279,34 @@ async fn generated_rules_alert_at_the_same_evaluation_as_slipstream() {
                     format_duration(a.row.long),
                     format_duration(a.row.short),
                 );
-                factors.insert(row.clone(), a.row.factor);
+                r.factors.insert(row.clone(), a.row.factor);
                 for w in [a.row.long, a.row.short] {
-                    if let Some(b) = slo.window(w).and_then(|w| w.burn_rate) {
+                    let Some(w) = slo.window(w) else { continue };
+                    if let Some(b) = w.burn_rate {
                         closest = closest.min((b - a.row.factor).abs() / a.row.factor);
+                    }
+                    // Equal is fine (both sides count whole requests); nearly equal is not.
+                    let d = (w.counts.total - a.min_events as f64).abs();
+                    if d > 0.0 {
+                        closest_min = closest_min.min(d);
                     }
                 }
                 if a.firing && !a.condition {
-                    held += 1;
+                    r.held += 1;
+                }
+                let burns = [a.row.long, a.row.short].iter().all(|w| {
+                    slo.window(*w)
+                        .and_then(|w| w.burn_rate)
+                        .is_some_and(|b| b > a.row.factor)
+                });
+                if burns && !a.condition {
+                    r.guarded += 1;
                 }
                 if a.firing {
                     holding.insert(row.clone());
                 }
                 if a.since == Some(now) {
-                    starts.entry(row).or_default().push(k);
+                    r.starts.entry(row).or_default().push(k);
                 }
             }
         }
@@ -271,44 +321,36 @@ async fn generated_rules_alert_at_the_same_evaluation_as_slipstream() {
                     format_duration(e.row.long),
                     format_duration(e.row.short),
                 );
-                page_events.entry(row).or_default().push(k);
+                r.page_events.entry(row).or_default().push(k);
             }
         }
-        firing.push(holding);
+        r.firing.push(holding);
         let (status, body) = http(metrics, "GET", "/metrics", "").await;
         assert_eq!(status, 200, "{body}");
         for (s, v) in samples(&body, &families) {
-            let values = series.entry(s).or_insert_with(|| vec![None; k as usize]);
+            let values = r.series.entry(s).or_insert_with(|| vec![None; k as usize]);
             values.resize(k as usize, None);
             values.push(Some(v));
         }
     }
     app.shutdown().await;
+    // The comparisons never hang on the last bits of two computations.
     assert!(
         closest > 1e-9,
         "a burn rate came within {closest:e} of its factor: the scenario is ill-posed"
     );
-
     assert!(
-        held > 0,
-        "the scenario should keep a row firing on its short window alone"
+        closest_min > 1e-6,
+        "a window held min_events requests to {closest_min:e}: the scenario is ill-posed"
     );
-
-    // Every row of the templated availability SLO fires; pages are sent at the step their
-    // row starts firing.
-    let availability = format!("{SERVICE}-availability");
-    let rows: Vec<&Row> = factors.keys().filter(|r| r.0 == availability).collect();
-    assert_eq!(rows.len(), 4, "{rows:?}");
-    for row in rows {
-        let st = starts
-            .get(row)
-            .unwrap_or_else(|| panic!("{row:?} never fires"));
+    // Pages are sent at the step their row starts firing.
+    for (row, st) in &r.starts {
         for &k in st {
-            assert!(firing[k as usize].contains(row));
-            assert!(!firing[k as usize - 1].contains(row));
+            assert!(r.firing[k as usize].contains(row));
+            assert!(!r.firing[k as usize - 1].contains(row));
         }
         if row.1 == "page" {
-            assert_eq!(page_events.get(row), Some(st), "{row:?}");
+            assert_eq!(r.page_events.get(row), Some(st), "{row:?}");
         }
         eprintln!(
             "{row:?} starts firing at minute(s) {:?}",
@@ -318,11 +360,7 @@ async fn generated_rules_alert_at_the_same_evaluation_as_slipstream() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
-    std::fs::write(
-        dir.path().join("test.yml"),
-        test_file(&rules, &series, &firing, &factors),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("test.yml"), test_file(&rules, &r)).unwrap();
     for args in [
         &["check", "rules", "rules.yml"][..],
         &["test", "rules", "test.yml"],
@@ -345,16 +383,60 @@ async fn generated_rules_alert_at_the_same_evaluation_as_slipstream() {
         }
         assert!(stdout.contains("SUCCESS"), "{stdout}");
     }
+    r
+}
+
+/// The rows of `slo` that fired in `r`.
+fn fired<'a>(r: &'a Run, slo: &str) -> Vec<&'a Row> {
+    r.starts.keys().filter(|row| row.0 == slo).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_rules_alert_at_the_same_evaluation_as_slipstream() {
+    let cfg = example_config("");
+    assert!(cfg.slo.objectives.is_empty(), "the example lists no SLOs");
+    let r = run(cfg, &[SERVICE]).await;
+    // Every row of the templated availability SLO fires, one of them also on its short
+    // window alone; the latency SLO (every request takes 20 ms) never does.
+    assert_eq!(fired(&r, &format!("{SERVICE}-availability")).len(), 4);
+    assert!(fired(&r, &format!("{SERVICE}-latency")).is_empty());
+    assert!(
+        r.held > 0,
+        "the scenario should keep a row firing on its short window alone"
+    );
+}
+
+/// An explicit SLO next to the templated ones, with its own objective, period, policy,
+/// `min_events` and catalog labels, alerts through the same generic rules at the same
+/// evaluations as slipstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_slo_alerts_through_the_same_rules() {
+    let cfg = example_config(
+        "  catalog:
+    checkout: { owner: team-payments, tier: tier-1 }
+  objectives:
+    - name: checkout-availability
+      service: checkout
+      objective: 99.5
+      period: 28d
+      min_events: 3200
+      labels: { team.channel: payments-oncall }
+      alerts:
+        - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 9.3 }
+        - { severity: ticket, long_window: 6h, short_window: 30m, burn_rate: 2.7 }
+",
+    );
+    let r = run(cfg, &[SERVICE, "checkout"]).await;
+    assert_eq!(fired(&r, "checkout-availability").len(), 2);
+    assert_eq!(fired(&r, &format!("{SERVICE}-availability")).len(), 4);
+    assert!(r.guarded > 0, "min_events should hold a row back");
+    let labels = &r.slos["checkout-availability"].1;
+    assert_eq!(labels["owner"], "team-payments");
 }
 
 /// The promtool unit test: the scraped series, and at every step the alerts slipstream had
 /// firing, with the annotations the rules render for them.
-fn test_file(
-    rules: &str,
-    series: &BTreeMap<String, Vec<Option<String>>>,
-    firing: &[BTreeSet<Row>],
-    factors: &BTreeMap<Row, f64>,
-) -> String {
+fn test_file(rules: &str, r: &Run) -> String {
     let doc: serde_yaml::Value = serde_yaml::from_str(rules).unwrap();
     let alerts: Vec<&serde_yaml::Value> = doc["groups"][0]["rules"]
         .as_sequence()
@@ -372,17 +454,17 @@ fn test_file(
             .unwrap_or_else(|| panic!("no alert rule for {row:?}"));
         let s = rule["annotations"]["summary"].as_str().unwrap();
         let out = s
-            .replace("{{ $labels.service }}", SERVICE)
+            .replace("{{ $labels.service }}", &r.slos[&row.0].0)
             .replace("{{ $labels.slo }}", &row.0)
-            .replace("{{ $value }}", &factors[row].to_string());
+            .replace("{{ $value }}", &r.factors[row].to_string());
         assert!(!out.contains("{{"), "{out}");
         out
     };
     let mut t = String::from(
         "rule_files: [rules.yml]\nevaluation_interval: 10s\ntests:\n  - interval: 10s\n    input_series:\n",
     );
-    let steps = firing.len();
-    for (name, values) in series {
+    let steps = r.firing.len();
+    for (name, values) in &r.series {
         let mut v: Vec<&str> = values.iter().map(|v| v.as_deref().unwrap_or("_")).collect();
         v.resize(steps, "_");
         let _ = write!(
@@ -393,7 +475,7 @@ fn test_file(
         );
     }
     t.push_str("    alert_rule_test:\n");
-    for (k, holding) in firing.iter().enumerate().skip(1) {
+    for (k, holding) in r.firing.iter().enumerate().skip(1) {
         let _ = write!(
             t,
             "      - eval_time: {}s\n        alertname: {ALERT_NAME}\n        exp_alerts:",
@@ -405,13 +487,17 @@ fn test_file(
         }
         t.push('\n');
         for row in holding {
+            let (service, labels) = &r.slos[&row.0];
+            let mut exp = format!(
+                "slo: {}, service: {service}, severity: {}, long_window: {}, short_window: {}",
+                row.0, row.1, row.2, row.3
+            );
+            for (k, v) in labels {
+                let _ = write!(exp, ", {}: {v}", label_name(k));
+            }
             let _ = write!(
                 t,
-                "          - exp_labels: {{ slo: {}, service: {SERVICE}, severity: {}, long_window: {}, short_window: {} }}\n            exp_annotations: {{ summary: {} }}\n",
-                row.0,
-                row.1,
-                row.2,
-                row.3,
+                "          - exp_labels: {{ {exp} }}\n            exp_annotations: {{ summary: {} }}\n",
                 serde_json::to_string(&summary(row)).unwrap()
             );
         }
