@@ -1166,6 +1166,8 @@ fn the_sampling_threshold_is_read_from_the_trace_state() {
             Some(0xc0_0000_0000_0000),
         ),
         ("rojo=00f067aa,\tot=th:e", Some(0xe0_0000_0000_0000)),
+        ("ot=th:8;x:1 , a=b", Some(0x80_0000_0000_0000)),
+        ("ot=th:8 ;x:1", None),
         // Not `ot`: a key that only ends with it, or `th` as another member's sub-key.
         ("foot=th:c", None),
         ("xot=th:c,ot=th:8", Some(0x80_0000_0000_0000)),

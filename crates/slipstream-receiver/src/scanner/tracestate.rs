@@ -8,32 +8,41 @@
 //!
 //! The trace state is a comma-separated list of `key=value` members (optional spaces or tabs
 //! around the commas); the `ot` value is a `;`-separated list of `key:value` sub-keys. It is
-//! read in place, without allocating, and only parsed when it holds `ot=` at all (most trace
-//! states are empty or carry other vendors' members only).
+//! read in place in one pass, without allocating; an empty one (most spans') is not looked
+//! at.
 
 /// Hex digits of a full threshold (56 bits).
 const DIGITS: usize = 14;
 
 /// The sampling threshold `T` in trace state `ts`; `None` when it has no `ot` member, the
-/// member no `th`, or the `th` is not 1 to 14 lowercase hex digits.
+/// member no `th`, or the `th` is not 1 to 14 lowercase hex digits. One pass over the members
+/// up to the `ot` one, then over its sub-keys.
 pub(crate) fn sampling_threshold(ts: &[u8]) -> Option<u64> {
-    if !contains_ot(ts) {
-        return None;
+    let mut rest = ts;
+    loop {
+        let start = rest.iter().position(|&b| !is_ows(b))?;
+        rest = &rest[start..];
+        let end = rest.iter().position(|&b| b == b',');
+        if let Some(ot) = rest.strip_prefix(b"ot=") {
+            let ot = trim_end(&ot[..end.map_or(ot.len(), |e| e - 3)]);
+            return ot
+                .split(|&b| b == b';')
+                .find_map(|kv| kv.strip_prefix(b"th:"))
+                .and_then(parse_threshold);
+        }
+        rest = &rest[end? + 1..];
     }
-    let member = ts
-        .split(|&b| b == b',')
-        .map(trim)
-        .find_map(|m| m.strip_prefix(b"ot="))?;
-    let th = member
-        .split(|&b| b == b';')
-        .find_map(|kv| kv.strip_prefix(b"th:"))?;
-    parse_threshold(th)
 }
 
-/// Whether `ts` holds `ot=` anywhere (the quick test before any parsing).
-#[inline]
-fn contains_ot(ts: &[u8]) -> bool {
-    ts.windows(3).any(|w| w == b"ot=")
+/// Optional whitespace around a list member.
+fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// `m` without the optional whitespace before the comma that ends a member.
+fn trim_end(m: &[u8]) -> &[u8] {
+    let end = m.iter().rposition(|&b| !is_ows(b)).map_or(0, |e| e + 1);
+    &m[..end]
 }
 
 /// `th`'s value: 1 to 14 lowercase hex digits, right-padded with zeros to 14.
@@ -51,12 +60,4 @@ fn parse_threshold(th: &[u8]) -> Option<u64> {
         v = v << 4 | u64::from(d);
     }
     Some(v << (4 * (DIGITS - th.len())))
-}
-
-/// `m` without the optional whitespace (spaces, tabs) around a list member.
-fn trim(m: &[u8]) -> &[u8] {
-    let ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = m.iter().position(|b| !ows(b)).unwrap_or(m.len());
-    let end = m.iter().rposition(|b| !ows(b)).map_or(start, |e| e + 1);
-    &m[start..end]
 }

@@ -94,7 +94,7 @@ fn span_strategy() -> impl Strategy<Value = Span> {
             "[a-z=,]{0,6}",
             // Trace states with an OpenTelemetry sampling threshold, valid or not, among
             // other vendors' members.
-            "([ \t]?[a-z]{1,3}=[a-z0-9:;]{0,4}[ \t]?,)?[ \t]?ot=(rv:[0-9a-f]{0,3};)?th:[0-9a-fA-F]{0,15}(;[a-z]{1,2}:[0-9]{1,2})?(,[a-z]{1,3}=[a-z0-9:;]{0,4})?",
+            "([ \t]?[a-z]{1,3}=[a-z0-9:;]{0,4}[ \t]?,)?[ \t]?ot=(rv:[0-9a-f]{0,3};)?th:[0-9a-fA-F]{0,15}[ \t]?(;[a-z]{1,2}:[0-9]{1,2})?[ \t]?(,[a-z]{1,3}=[a-z0-9:;]{0,4})?",
         ],
         any::<u32>(),
     );
