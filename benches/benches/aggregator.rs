@@ -7,6 +7,9 @@
 //! two threads, each with its own shard; the time is the recording thread's CPU time per
 //! request (so that other load on the machine does not count), less what reading that clock
 //! around nothing measures, throughput in spans. The shards are merged (untimed) after each sample, as the tick would.
+//! No latency thresholds are counted, except in `{series}_series_3_thresholds`: 1 ms, 10 ms
+//! and 100 ms, which most spans of the workload exceed at least one of (each then counted in
+//! its accumulator's above counters).
 //!
 //! `tick`: merging one span per series from one shard into the window store and publishing
 //! the snapshot; at 100,000 series also with every series holding the 60 one-minute slots
@@ -89,8 +92,14 @@ fn record(c: &mut Criterion) {
     for series in [1_000, 100_000] {
         let names = RecordWorkload::new(series);
         let reqs = names.requests(series, SystemClock.now_unix_nanos());
-        for threads in [1usize, 2] {
+        for (threads, thresholds) in [(1usize, 0), (2, 0), (1, 3)] {
             let agg = aggregator(series);
+            agg.set_latency_thresholds(
+                [1, 10, 100]
+                    .into_iter()
+                    .take(thresholds)
+                    .map(Duration::from_millis),
+            );
             let mut shards: Vec<_> = (0..threads).map(|_| agg.shard()).collect();
             // Every series seen once: the bench measures steady state, not creation.
             for h in &shards {
@@ -99,29 +108,30 @@ fn record(c: &mut Criterion) {
                 }
             }
             agg.tick();
-            g.bench_function(
-                BenchmarkId::new(format!("{series}_series"), format!("{threads}_threads")),
-                |b| {
-                    b.iter_custom(|iters| {
-                        let reqs = &reqs;
-                        let mean = mean_over_threads(&mut shards, |t, h| {
-                            // As after the scanner: the request's spans were just written, so
-                            // they are in cache (copying them is not timed); the series they
-                            // name are not.
-                            let mut buf = Vec::with_capacity(SPANS);
-                            let mut total = Duration::ZERO;
-                            for i in 0..iters as usize {
-                                buf.clear();
-                                buf.extend_from_slice(&reqs[(i + t * 17) % REQUESTS]);
-                                total += cpu_time(overhead, || h.record(&buf));
-                            }
-                            total
-                        });
-                        agg.tick();
-                        mean
-                    })
-                },
-            );
+            let name = match thresholds {
+                0 => format!("{series}_series"),
+                n => format!("{series}_series_{n}_thresholds"),
+            };
+            g.bench_function(BenchmarkId::new(name, format!("{threads}_threads")), |b| {
+                b.iter_custom(|iters| {
+                    let reqs = &reqs;
+                    let mean = mean_over_threads(&mut shards, |t, h| {
+                        // As after the scanner: the request's spans were just written, so
+                        // they are in cache (copying them is not timed); the series they
+                        // name are not.
+                        let mut buf = Vec::with_capacity(SPANS);
+                        let mut total = Duration::ZERO;
+                        for i in 0..iters as usize {
+                            buf.clear();
+                            buf.extend_from_slice(&reqs[(i + t * 17) % REQUESTS]);
+                            total += cpu_time(overhead, || h.record(&buf));
+                        }
+                        total
+                    });
+                    agg.tick();
+                    mean
+                })
+            });
         }
     }
     g.finish();

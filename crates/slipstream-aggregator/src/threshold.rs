@@ -85,6 +85,9 @@ impl Inline {
     /// How many thresholds `dur` is above: the request is bad for the lowest `k` of them.
     #[inline(always)]
     pub(crate) fn exceeded(&self, dur: u64) -> usize {
+        if self.len == 0 {
+            return 0;
+        }
         self.values[..self.len]
             .iter()
             .take_while(|&&t| t < dur)
