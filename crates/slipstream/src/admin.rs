@@ -29,6 +29,10 @@ pub struct Readiness {
     /// The forward stage, ready while some downstream endpoint was reached; `None` when
     /// forwarding is off.
     pub downstream: Option<Arc<slipstream_exporters::ForwardRouter>>,
+    /// True while the memory monitor finds the process over `memory.limit` and the receivers
+    /// refuse every new request; `None` without a limit. Not ready then, so a Service sends
+    /// the traffic to the replicas that take it.
+    pub memory_over: Option<Arc<AtomicBool>>,
 }
 
 impl Readiness {
@@ -41,6 +45,11 @@ impl Readiness {
             && !d.is_reachable()
         {
             return Err("the forward downstream is not reachable");
+        }
+        if let Some(over) = &self.memory_over
+            && over.load(Ordering::Relaxed)
+        {
+            return Err("over the memory limit: new requests are refused");
         }
         Ok(())
     }
@@ -182,3 +191,6 @@ pub async fn start_prometheus(
         tokio::spawn(serve_http(listener, handler, shutdown, "prometheus")),
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -357,7 +357,9 @@ impl App {
             ));
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut memory_over = None;
         if let Some(gate) = crate::memory::start(&cfg.memory, &registry, shutdown_rx.clone()) {
+            memory_over = Some(gate.over.clone());
             pipeline = pipeline.with_memory_gate(gate);
         }
         if let Some(auth) = &cfg.receivers.otlp.auth {
@@ -370,6 +372,7 @@ impl App {
         let readiness = Readiness {
             listening: listening.clone(),
             downstream: forwarder.clone(),
+            memory_over,
         };
         let admin_access = Arc::new(
             crate::api::Access::new(&cfg.admin, clock.clone(), &registry)
