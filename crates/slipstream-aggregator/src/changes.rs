@@ -58,8 +58,8 @@ impl Snapshot {
     }
 
     /// What this snapshot holds beyond `old` (an earlier snapshot of the same aggregator), as
-    /// partial aggregates: per changed series, what each slot gained and the versions first
-    /// seen since. Merged into another aggregator, they add exactly what this one added.
+    /// partial aggregates: per changed series, what each slot gained and the versions new or
+    /// serving since. Merged into another aggregator, they add exactly what this one added.
     pub fn aggregates_since(&self, old: &Snapshot) -> Vec<aggregates::Series> {
         self.changes_since(old)
             .filter_map(|c| c.aggregates())
@@ -99,6 +99,14 @@ impl<'a> SeriesChange<'a> {
                 }
                 let (bucket_indexes, bucket_counts) =
                     c.slot.gained_since(c.before).into_iter().unzip();
+                let spans = c
+                    .slot
+                    .spans()
+                    .saturating_sub(c.before.map_or(0, SlotData::spans));
+                let sampled_spans = c
+                    .slot
+                    .sampled_spans()
+                    .saturating_sub(c.before.map_or(0, SlotData::sampled_spans));
                 let (latency_thresholds_nanos, above_threshold) = c
                     .slot
                     .above
@@ -113,6 +121,13 @@ impl<'a> SeriesChange<'a> {
                     bucket_counts,
                     latency_thresholds_nanos,
                     above_threshold,
+                    // 0 when each span counted once (what older senders send).
+                    spans: if spans == total && sampled_spans == 0 {
+                        0
+                    } else {
+                        spans
+                    },
+                    sampled_spans,
                 })
             })
             .collect();
@@ -123,12 +138,15 @@ impl<'a> SeriesChange<'a> {
             .iter()
             .filter(|v| {
                 !old.iter().any(|o| {
-                    o.version == v.version && o.first_seen_unix_nanos <= v.first_seen_unix_nanos
+                    o.version == v.version
+                        && o.first_seen_unix_nanos <= v.first_seen_unix_nanos
+                        && o.last_seen_unix_nanos >= v.last_seen_unix_nanos
                 })
             })
             .map(|v| aggregates::Version {
                 version: v.version.to_string(),
                 first_seen_unix_nanos: v.first_seen_unix_nanos,
+                last_seen_unix_nanos: v.last_seen_unix_nanos,
             })
             .collect();
         if slots.is_empty() && versions.is_empty() {

@@ -4,7 +4,10 @@
 //! [`ObservationSink`]) on the worker thread that received it. Each worker thread records
 //! into its own shard (a thread-local registered with the aggregator on first use): a series
 //! map keyed by `service.name` plus the configured dimensions, and per (series, event-time
-//! slot) request and bad-request counts and a log-linear HDR latency histogram. The shard's
+//! slot) request and bad-request counts, a log-linear HDR latency histogram and the requests
+//! above each configured latency threshold ([`Aggregator::set_latency_thresholds`]: latency
+//! SLOs count exactly at their threshold). A span that carries an OpenTelemetry sampling
+//! threshold counts as its adjusted count ([`SlotData::spans`]). The shard's
 //! lock is taken once per request and is uncontended; nothing is shared per span, and in
 //! steady state nothing is allocated.
 //!
@@ -127,7 +130,7 @@ pub mod names {
         "slipstream_aggregator_clamped_spans_total",
         Counter,
         ["reason"],
-        "Spans aggregated with a clamped value, by reason: future (end time), duration."
+        "Spans aggregated with a clamped value, by reason: future (end time), duration, adjusted_count (a sampled span's adjusted count above 2^20)."
     );
     metric!(
         FILTERED_SPANS,
@@ -187,6 +190,7 @@ struct Metrics {
     dropped_shard_full: StdArc<Counter>,
     clamped_future: StdArc<Counter>,
     clamped_duration: StdArc<Counter>,
+    clamped_adjusted_count: StdArc<Counter>,
     filtered: StdArc<Counter>,
     merged_slots_estimated: StdArc<Counter>,
     shards: StdArc<Gauge>,
@@ -207,6 +211,7 @@ impl Metrics {
             dropped_shard_full: r.counter(&DROPPED_SPANS, &["shard_full"]),
             clamped_future: r.counter(&CLAMPED_SPANS, &["future"]),
             clamped_duration: r.counter(&CLAMPED_SPANS, &["duration"]),
+            clamped_adjusted_count: r.counter(&CLAMPED_SPANS, &["adjusted_count"]),
             filtered: r.counter(&FILTERED_SPANS, &[]),
             merged_slots_estimated: r.counter(&MERGED_SLOTS_ESTIMATED, &[]),
             shards: r.gauge(&SHARDS, &[]),
@@ -233,6 +238,8 @@ impl Metrics {
         self.clamped_duration
             .add(new.clamped_duration - old.clamped_duration);
         self.filtered.add(new.filtered - old.filtered);
+        self.clamped_adjusted_count
+            .add(new.clamped_adjusted_count - old.clamped_adjusted_count);
         self.merged_slots_estimated
             .add(new.merged_slots_estimated - old.merged_slots_estimated);
         self.ticks.add(new.ticks - old.ticks);

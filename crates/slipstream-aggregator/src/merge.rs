@@ -35,8 +35,13 @@ use crate::threshold::{MAX_LATENCY_THRESHOLDS, Thresholds};
 pub(crate) struct SlotCounts {
     /// Slot number (start / slot width).
     pub(crate) slot: u64,
+    /// Requests (a sampled span counts its adjusted count).
     pub(crate) total: u64,
     pub(crate) bad: u64,
+    /// Spans they came from.
+    pub(crate) spans: u64,
+    /// Of those, spans that carried a sampling threshold.
+    pub(crate) sampled_spans: u64,
 }
 
 /// One slot of a checked series.
@@ -60,7 +65,8 @@ pub(crate) struct MergeSeries {
     /// one).
     pub(crate) key: Box<[u8]>,
     pub(crate) overflow: Overflow,
-    pub(crate) versions: Vec<(Box<str>, UnixNanos)>,
+    /// `(version, first seen, last seen)`.
+    pub(crate) versions: Vec<(Box<str>, UnixNanos, UnixNanos)>,
     pub(crate) slots: Vec<MergeSlot>,
 }
 
@@ -279,7 +285,14 @@ fn check_series(cfg: &ShardConfig, s: Series) -> Result<MergeSeries, String> {
         versions: s
             .versions
             .into_iter()
-            .map(|v| (v.version.into(), v.first_seen_unix_nanos))
+            .map(|v| {
+                // A sender that does not say when it last saw the version: when it first did.
+                let last = match v.last_seen_unix_nanos {
+                    0 => v.first_seen_unix_nanos,
+                    t => t,
+                };
+                (v.version.into(), v.first_seen_unix_nanos, last)
+            })
             .collect(),
         slots,
     })
@@ -326,11 +339,25 @@ fn check_slot(
         ));
     }
     let above = check_above(&slot)?;
+    // From an older sender: one span per request, none sampled.
+    let spans = if slot.spans == 0 {
+        slot.total
+    } else {
+        slot.spans
+    };
+    if spans > slot.total || slot.sampled_spans > spans {
+        return Err(format!(
+            "{spans} spans ({} sampled) for total {}: every span counts at least one request",
+            slot.sampled_spans, slot.total
+        ));
+    }
     Ok(MergeSlot {
         counts: SlotCounts {
             slot: slot.start_unix_nanos / cfg.slot_ns,
             total: slot.total,
             bad: slot.bad,
+            spans,
+            sampled_spans: slot.sampled_spans,
         },
         buckets: slot
             .bucket_indexes

@@ -6,7 +6,9 @@
 //! (series, slot) with chunked bucket counts. All of it lives in vectors whose capacity the
 //! ticker hands back cleared, so steady-state recording allocates nothing.
 
-use slipstream_core::{Outcome, OutcomeRules, SpanKind, SpanRecord, UnixNanos};
+use slipstream_core::{
+    Outcome, OutcomeRules, SAMPLING_THRESHOLD_RANGE, SpanKind, SpanRecord, UnixNanos,
+};
 
 use crate::histogram::{CHUNK, bucket_of};
 use crate::key::{KeyLayout, fingerprint};
@@ -56,6 +58,8 @@ pub(crate) struct Counters {
     pub(crate) shard_full: u64,
     /// Spans not counted because of their kind.
     pub(crate) filtered: u64,
+    /// Spans whose adjusted count was above [`MAX_ADJUSTED_COUNT`] (counted as that).
+    pub(crate) adjusted_count: u64,
 }
 
 /// Observations an accumulator keeps as raw bucket indices before it takes chunks.
@@ -71,7 +75,10 @@ const INLINE: usize = 8;
 /// requests above the lowest `k`): counter `k` of the accumulator's `above` chunk, taken on
 /// the first such request.
 ///
-/// One cache line each (60 bytes of fields, aligned): an accumulator is found at random, and
+/// An accumulator counts spans of one weight (adjusted count, see [`weight_of`]): a series
+/// whose spans come with several weights in one slot takes one accumulator per weight.
+///
+/// One cache line each (64 bytes of fields, aligned): an accumulator is found at random, and
 /// the lookahead's one prefetch brings all of it.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
@@ -95,14 +102,19 @@ pub(crate) struct Acc {
     /// Index in `Counts::chunks` of the chunk counting requests by thresholds exceeded,
     /// [`NONE`] before the first above a threshold.
     above: u32,
+    /// The adjusted count of every span counted here (see [`weight_of`]); 0 for spans
+    /// without a sampling threshold, which count as one. The counts above are of spans; the
+    /// tick multiplies them by the weight.
+    pub(crate) weight: u32,
 }
 
 impl Acc {
-    fn new(local: u32, stamp: u32, slot: u64) -> Self {
+    fn new(local: u32, stamp: u32, slot: u64, weight: u32) -> Self {
         Acc {
             local,
             stamp,
             slot,
+            weight,
             total: 0,
             bad: 0,
             run: NONE,
@@ -158,8 +170,16 @@ pub(crate) struct Delta {
     epoch: u32,
     /// Series keys created since the last tick, to be resolved to global series.
     pub(crate) new_keys: Vec<(u32, Box<[u8]>)>,
-    /// `service.version` values first seen: (local series, version, span end time).
+    /// `service.version` values that served requests in this delta on series whose version
+    /// changed in it: (local series, version, end time of the span that brought it), once per
+    /// series and version. A series whose version did not change served with its current one
+    /// (see `current_versions`).
     pub(crate) versions: Vec<(u32, Box<str>, UnixNanos)>,
+    /// The version each series ended this delta with, for those whose version changed in it
+    /// and those announced again in `new_keys`: (local series, version).
+    pub(crate) current_versions: Vec<(u32, Box<str>)>,
+    /// Local series whose version changed in this delta, each once.
+    switched: Vec<u32>,
     pub(crate) counters: Counters,
     /// The latency thresholds every request of this delta is compared with (installed when
     /// the delta starts recording), and a copy for the record path.
@@ -309,7 +329,7 @@ impl Delta {
             ..
         } = self;
         match primary.get_mut(hot.local as usize) {
-            Some(acc) if acc.stamp == *epoch && acc.slot == slot => {
+            Some(acc) if acc.stamp == *epoch && acc.slot == slot && acc.weight == obs.w => {
                 counts.observe(acc, obs);
                 true
             }
@@ -322,7 +342,7 @@ impl Delta {
     fn observe_other(&mut self, cfg: &ShardConfig, hot: &mut Hot, slot: u64, obs: Obs) -> bool {
         let l = hot.local as usize;
         if l >= self.primary.len() {
-            self.primary.resize(l + 1, Acc::new(NONE, 0, 0));
+            self.primary.resize(l + 1, Acc::new(NONE, 0, 0, 0));
         }
         let full = self.len() >= cfg.max_pending;
         let epoch = self.epoch;
@@ -331,17 +351,19 @@ impl Delta {
                 return false;
             }
             self.touched.push(hot.local);
-            self.primary[l] = Acc::new(hot.local, epoch, slot);
+            self.primary[l] = Acc::new(hot.local, epoch, slot, obs.w);
             &mut self.primary[l]
         } else {
             if hot.epoch != epoch {
                 hot.epoch = epoch;
                 hot.acc = [NONE; 2];
             }
-            let found = hot
-                .acc
-                .into_iter()
-                .find(|&a| a != NONE && self.secondary[a as usize].slot == slot);
+            let found = hot.acc.into_iter().find(|&a| {
+                a != NONE && {
+                    let acc = &self.secondary[a as usize];
+                    acc.slot == slot && acc.weight == obs.w
+                }
+            });
             let a = match found {
                 Some(a) => a,
                 None => {
@@ -349,7 +371,7 @@ impl Delta {
                         return false;
                     }
                     let a = self.secondary.len() as u32;
-                    self.secondary.push(Acc::new(hot.local, epoch, slot));
+                    self.secondary.push(Acc::new(hot.local, epoch, slot, obs.w));
                     let i = match hot.acc {
                         [NONE, _] => 0,
                         [_, NONE] => 1,
@@ -381,6 +403,19 @@ impl Delta {
             || (hot.epoch == self.epoch && hot.acc != [NONE; 2])
     }
 
+    /// Whether the span just recorded for `hot`'s series is its first in this delta.
+    fn only_one(&self, hot: &Hot) -> bool {
+        self.primary
+            .get(hot.local as usize)
+            .is_some_and(|acc| acc.stamp == self.epoch && acc.total == 1)
+            && !(hot.epoch == self.epoch && hot.acc != [NONE; 2])
+    }
+
+    /// The local series that recorded into this delta.
+    pub(crate) fn touched(&self) -> &[u32] {
+        &self.touched
+    }
+
     /// Empties the delta, keeping its capacity. Its primary accumulators are freed here, not
     /// only by the next epoch: the ticker hands spare deltas to any shard, whose epoch may be
     /// the one they were stamped with.
@@ -396,6 +431,8 @@ impl Delta {
         self.counts.chunks.clear();
         self.new_keys.clear();
         self.versions.clear();
+        self.current_versions.clear();
+        self.switched.clear();
         self.counters = Counters::default();
     }
 }
@@ -403,6 +440,8 @@ impl Delta {
 /// One request as an accumulator counts it.
 #[derive(Debug, Clone, Copy)]
 struct Obs {
+    /// The span's weight ([`Acc::weight`]).
+    w: u32,
     bad: bool,
     /// Latency bucket.
     b: u32,
@@ -414,7 +453,7 @@ impl Counts {
     /// Counts one observation in `acc`.
     #[inline(always)]
     fn observe(&mut self, acc: &mut Acc, obs: Obs) {
-        let Obs { bad, b, k } = obs;
+        let Obs { bad, b, k, .. } = obs;
         acc.total += 1;
         acc.bad += u64::from(bad);
         if k > 0 {
@@ -475,14 +514,22 @@ impl Counts {
         self.push_pending((acc.run as usize + c - acc.base as usize) * CHUNK + b % CHUNK);
     }
 
-    /// Counts a request above the lowest `k` thresholds.
-    #[inline(always)]
+    /// Counts a request above the lowest `k` thresholds (out of line: the record loop stays
+    /// as small as it was, and requests within every threshold never call it).
+    #[inline(never)]
     fn above(&mut self, acc: &mut Acc, k: usize) {
         if acc.above == NONE {
-            acc.above = self.chunks.len() as u32;
-            self.chunks.push([0; CHUNK]);
+            self.take_above(acc);
         }
         self.push_pending(acc.above as usize * CHUNK + k);
+    }
+
+    /// Gives `acc` its chunk of counters of requests above the thresholds.
+    #[cold]
+    #[inline(never)]
+    fn take_above(&mut self, acc: &mut Acc) {
+        acc.above = self.chunks.len() as u32;
+        self.chunks.push([0; CHUNK]);
     }
 
     #[inline(always)]
@@ -568,7 +615,11 @@ impl Hot {
 /// The `service.version` values a local series has seen (bounded).
 #[derive(Debug, Default)]
 struct Cold {
-    versions: Vec<Box<str>>,
+    /// Least recently switched to first: the last one is the series' current version. Each
+    /// with the delta epoch it was last reported in (0: none).
+    versions: Vec<(Box<str>, u32)>,
+    /// The delta epoch the series' version last changed in (0: none).
+    switched: u32,
 }
 
 /// Longest key stored inside the map entry itself.
@@ -830,6 +881,87 @@ pub(crate) struct Shard {
     free: Vec<u32>,
     pub(crate) delta: Delta,
     scratch: Vec<u8>,
+    /// The state of the generator that rounds fractional adjusted counts ([`weight_of`]).
+    rng: u64,
+}
+
+// === adjusted counts ===
+
+/// The largest adjusted count a sampled span counts for (a sampling probability of about one
+/// in a million); a span sampled with a lower probability counts as this many and is counted
+/// as clamped.
+pub(crate) const MAX_ADJUSTED_COUNT: u64 = 1 << 20;
+
+/// A sampling threshold's adjusted count `2^56 / (2^56 - T)` as quotient and remainder of the
+/// division by `d = 2^56 - T` (the remainder is the fractional part, in units of `1/d`).
+#[derive(Debug, Clone, Copy)]
+struct Adjusted {
+    threshold: u64,
+    q: u64,
+    r: u64,
+    d: u64,
+}
+
+impl Adjusted {
+    fn of(threshold: u64) -> Option<Self> {
+        let d = SAMPLING_THRESHOLD_RANGE
+            .checked_sub(threshold)
+            .filter(|d| *d > 0)?;
+        Some(Adjusted {
+            threshold,
+            q: SAMPLING_THRESHOLD_RANGE / d,
+            r: SAMPLING_THRESHOLD_RANGE % d,
+            d,
+        })
+    }
+}
+
+/// The weight of a span ([`Acc::weight`]): 0 without a (valid) sampling threshold, else its
+/// adjusted count as an integer. An adjusted count that is an integer (any probability
+/// `1/2^n`, and `1/N` to within the threshold's 56 bits) is used as it is; otherwise the span
+/// counts `floor` or `ceil` of it at random, `ceil` with the probability of the fractional
+/// part, so that the expected count is exact. `last` caches the division for the spans of a
+/// request, which mostly share a threshold.
+#[inline(always)]
+fn weight_of(
+    threshold: Option<u64>,
+    last: &mut Option<Adjusted>,
+    rng: &mut u64,
+    clamped: &mut u64,
+) -> u32 {
+    match threshold {
+        None => 0,
+        Some(t) => sampled_weight(t, last, rng, clamped),
+    }
+}
+
+/// [`weight_of`] a span that carries sampling threshold `t` (out of line: the record loop
+/// of unsampled traffic stays as small as it was).
+#[inline(never)]
+fn sampled_weight(t: u64, last: &mut Option<Adjusted>, rng: &mut u64, clamped: &mut u64) -> u32 {
+    let a = match *last {
+        Some(a) if a.threshold == t => a,
+        _ => match Adjusted::of(t) {
+            Some(a) => {
+                *last = Some(a);
+                a
+            }
+            None => return 0,
+        },
+    };
+    if a.q >= MAX_ADJUSTED_COUNT {
+        *clamped += 1;
+        return MAX_ADJUSTED_COUNT as u32;
+    }
+    let up = a.r > 0 && {
+        // xorshift64*: a uniform draw in [0, d), compared with the remainder.
+        *rng ^= *rng >> 12;
+        *rng ^= *rng << 25;
+        *rng ^= *rng >> 27;
+        let x = rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((u128::from(x) * u128::from(a.d)) >> 64) < u128::from(a.r)
+    };
+    (a.q + u64::from(up)) as u32
 }
 
 impl Shard {
@@ -843,6 +975,7 @@ impl Shard {
             free: Vec::new(),
             delta: Delta::new(cfg.nchunks, 1, thresholds),
             scratch: Vec::with_capacity(256),
+            rng: 0x9E37_79B9_7F4A_7C15,
         }
     }
 
@@ -886,8 +1019,12 @@ impl Shard {
             free,
             delta,
             scratch,
+            rng,
         } = self;
         let mut observed = 0;
+        // The last sampling threshold's adjusted count, and spans clamped to the largest.
+        let mut adjusted: Option<Adjusted> = None;
+        let mut clamped_weight = 0;
         // The latency thresholds, compared with every request's duration.
         let thresholds = delta.inline_thresholds;
         // The slot of the last span (most spans of a request end in the same slot) and the
@@ -978,6 +1115,12 @@ impl Shard {
                     dur = cfg.max_value;
                 }
                 let obs = Obs {
+                    w: weight_of(
+                        span.sampling_threshold,
+                        &mut adjusted,
+                        rng,
+                        &mut clamped_weight,
+                    ),
                     bad: cfg.rules.classify(span) == Outcome::Bad,
                     b: bucket_of(dur),
                     k,
@@ -1014,6 +1157,7 @@ impl Shard {
             last = prev.map(|(p, h)| (p, h.local));
         }
         delta.counters.observed += observed;
+        delta.counters.adjusted_count += clamped_weight;
         delta.flush();
     }
 
@@ -1029,6 +1173,11 @@ impl Shard {
         thresholds: &std::sync::Arc<Thresholds>,
     ) {
         spare.set_thresholds(thresholds);
+        for &l in &self.delta.switched {
+            if let Some((v, _)) = self.cold[l as usize].versions.last() {
+                self.delta.current_versions.push((l, v.clone()));
+            }
+        }
         std::mem::swap(&mut self.delta, spare);
         let taken = spare;
         self.delta.epoch = taken.epoch.wrapping_add(1).max(1);
@@ -1052,6 +1201,9 @@ impl Shard {
                     removed = true;
                 } else if retired {
                     taken.new_keys.push((h.local, e.key.as_slice().into()));
+                    if let Some((v, _)) = self.cold[h.local as usize].versions.last() {
+                        taken.current_versions.push((h.local, v.clone()));
+                    }
                 }
             }
             if removed {
@@ -1062,8 +1214,10 @@ impl Shard {
     }
 }
 
-/// A `service.version` not the last one seen on this series: remember it, and report it
-/// when it is new.
+/// A `service.version` not the last one seen on this series: it becomes the current one.
+/// Reports, once per delta, each version that served in it on a series whose version changed
+/// (the one before the change too, unless the change came with the series' first span of the
+/// delta), so that the tick knows which versions served and which one serves now.
 #[cold]
 fn note_version(
     cfg: &ShardConfig,
@@ -1074,13 +1228,31 @@ fn note_version(
     fp: u64,
     end: UnixNanos,
 ) {
-    if !cold.versions.iter().any(|x| **x == *v) {
-        if cold.versions.len() >= cfg.max_versions {
-            cold.versions.remove(0);
+    if cold.switched != d.epoch {
+        cold.switched = d.epoch;
+        d.switched.push(hot.local);
+        if !d.only_one(hot)
+            && let Some((before, at)) = cold.versions.last_mut()
+            && *at != d.epoch
+        {
+            *at = d.epoch;
+            d.versions.push((hot.local, before.clone(), end));
         }
-        cold.versions.push(v.into());
-        d.versions.push((hot.local, v.into(), end));
     }
+    let mut seen = match cold.versions.iter().position(|(x, _)| **x == *v) {
+        Some(i) => cold.versions.remove(i),
+        None => {
+            if cold.versions.len() >= cfg.max_versions {
+                cold.versions.remove(0);
+            }
+            (v.into(), 0)
+        }
+    };
+    if seen.1 != d.epoch {
+        seen.1 = d.epoch;
+        d.versions.push((hot.local, seen.0.clone(), end));
+    }
+    cold.versions.push(seen);
     hot.ver = fp;
 }
 

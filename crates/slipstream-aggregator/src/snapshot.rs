@@ -27,9 +27,29 @@ pub struct SlotData {
     /// Requests above each latency threshold, exact where every request of the slot was
     /// compared with it (see `Aggregator::set_latency_thresholds`).
     pub above: AboveCounts,
+    /// Spans counted and, of those, spans that carried a sampling threshold; `None` when every
+    /// span counted once and carried none (`total` spans), which saves the slot the bytes.
+    pub(crate) sampling: Option<Box<[u64; 2]>>,
 }
 
 impl SlotData {
+    /// Spans counted. Without sampling, `total`; a span that carried an OpenTelemetry sampling
+    /// threshold counts its adjusted count (1 / sampling probability) in `total`, `bad`, the
+    /// histogram and `above`, and one here.
+    pub fn spans(&self) -> u64 {
+        self.sampling.as_ref().map_or(self.total, |s| s[0])
+    }
+
+    /// Of [`SlotData::spans`], those that carried a sampling threshold.
+    pub fn sampled_spans(&self) -> u64 {
+        self.sampling.as_ref().map_or(0, |s| s[1])
+    }
+
+    /// What [`SlotData::sampling`] holds for these counts.
+    pub(crate) fn sampling_of(total: u64, spans: u64, sampled: u64) -> Option<Box<[u64; 2]>> {
+        (spans != total || sampled != 0).then(|| Box::new([spans, sampled]))
+    }
+
     /// Requests at or below `threshold` nanoseconds, the good count of a latency SLI, and
     /// whether it is exact: from [`SlotData::above`] where the slot covers the threshold,
     /// otherwise estimated from the histogram (the bucket holding the threshold counts as
@@ -50,6 +70,10 @@ pub struct VersionSeen {
     pub version: Arc<str>,
     /// End time of the first span seen with it (Unix nanoseconds).
     pub first_seen_unix_nanos: UnixNanos,
+    /// When a request with it was last recorded (tick time, Unix nanoseconds, as
+    /// [`SeriesData::last_seen_unix_nanos`]): the version serving now is the one with the
+    /// latest.
+    pub last_seen_unix_nanos: UnixNanos,
 }
 
 /// Identifies a live series; reused after the series expires.
@@ -105,8 +129,9 @@ impl SeriesData {
         &self.slots
     }
 
-    /// The `service.version` values seen, oldest first (bounded by
-    /// `max_versions_per_series`).
+    /// The `service.version` values seen, in the order they were first seen, each with when
+    /// it last served a request (bounded by `max_versions_per_series`: the least recently
+    /// seen is forgotten first).
     pub fn versions(&self) -> &[VersionSeen] {
         &self.versions
     }
@@ -137,6 +162,8 @@ impl SeriesData {
         {
             w.total += s.total;
             w.bad += s.bad;
+            w.spans += s.spans();
+            w.sampled_spans += s.sampled_spans();
             w.histogram.merge_sparse(&s.histogram);
         }
         w
@@ -152,6 +179,10 @@ pub struct WindowStats {
     pub bad: u64,
     /// Latencies, nanoseconds.
     pub histogram: Histogram,
+    /// Spans the requests were counted from (see [`SlotData::spans`]).
+    pub spans: u64,
+    /// Of those, spans that carried a sampling threshold.
+    pub sampled_spans: u64,
 }
 
 /// The quantiles slipstream reports.
@@ -166,6 +197,12 @@ impl WindowStats {
     /// `bad / total`; `None` without traffic.
     pub fn error_ratio(&self) -> Option<f64> {
         (self.total > 0).then(|| self.bad as f64 / self.total as f64)
+    }
+
+    /// The share of spans that carried a sampling threshold (and so were counted with their
+    /// adjusted count); `None` without traffic.
+    pub fn sampled_share(&self) -> Option<f64> {
+        (self.spans > 0).then(|| self.sampled_spans as f64 / self.spans as f64)
     }
 
     /// Latency quantile `q` (0..=1), within 0.79% of the exact one; `None` without traffic.
@@ -201,6 +238,8 @@ pub struct Totals {
     pub clamped_future: u64,
     /// Spans whose duration was above the histogram range, clamped to its top.
     pub clamped_duration: u64,
+    /// Sampled spans whose adjusted count was above the largest counted, clamped to it.
+    pub clamped_adjusted_count: u64,
     /// Spans not counted as requests because of their kind.
     pub filtered: u64,
     /// Slots of partial aggregates merged without exact counts for this aggregator's latency

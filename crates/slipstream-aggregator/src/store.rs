@@ -59,6 +59,9 @@ struct Service {
 struct Link {
     cell: Arc<ShardCell>,
     global_of: Vec<u32>,
+    /// The `service.version` each local series serves with (its last span's), as the shard
+    /// reported it; credited on every tick the series records.
+    version_of: Vec<Option<StdArc<str>>>,
 }
 
 /// Limits and timings of the store.
@@ -134,6 +137,7 @@ impl Store {
         self.shards.push(Link {
             cell,
             global_of: vec![GLOBAL_OVERFLOW],
+            version_of: Vec::new(),
         });
     }
 
@@ -216,10 +220,30 @@ impl Store {
                 map.resize(l + 1, GLOBAL_OVERFLOW);
             }
             map[l] = g;
+            if let Some(v) = self.shards[shard].version_of.get_mut(l) {
+                *v = None;
+            }
         }
         for (l, v, t) in &delta.versions {
             let g = self.shards[shard].global_of[*l as usize];
-            self.add_version(g, v, *t);
+            self.add_version(g, v, *t, now);
+        }
+        for (l, v) in &delta.current_versions {
+            let map = &mut self.shards[shard].version_of;
+            let l = *l as usize;
+            if map.len() <= l {
+                map.resize(l + 1, None);
+            }
+            map[l] = Some(StdArc::from(&**v));
+        }
+        // Every series that recorded served with its current version.
+        for &l in delta.touched() {
+            let link = &self.shards[shard];
+            let Some(Some(v)) = link.version_of.get(l as usize) else {
+                continue;
+            };
+            let (g, v) = (link.global_of[l as usize], v.clone());
+            self.add_version(g, &v, now, now);
         }
         // Added in series order, not in the order the worker first recorded them: consecutive
         // series were mostly created one after another, so their data lies close together and
@@ -249,13 +273,21 @@ impl Store {
             let Some(acc) = delta.acc(a as usize) else {
                 continue;
             };
+            // The accumulator counted spans of one weight: requests are that many times more.
+            let w = u64::from(acc.weight.max(1));
             let counts = SlotCounts {
                 slot: acc.slot,
-                total: acc.total,
-                bad: acc.bad,
+                total: acc.total * w,
+                bad: acc.bad * w,
+                spans: acc.total,
+                sampled_spans: if acc.weight > 0 { acc.total } else { 0 },
             };
             delta.buckets_into(acc, &mut pairs);
             delta.above_into(acc, &mut above);
+            if w > 1 {
+                pairs.iter_mut().for_each(|p| p.1 *= w);
+                above.iter_mut().for_each(|n| *n *= w);
+            }
             let exact = Some((&delta.thresholds, &above[..]));
             self.add(g, counts, &pairs, exact, now, oldest);
         }
@@ -270,6 +302,7 @@ impl Store {
         t.clamped_future += c.future;
         t.clamped_duration += c.duration;
         t.filtered += c.filtered;
+        t.clamped_adjusted_count += c.adjusted_count;
     }
 
     /// Merges checked partial aggregates (see `merge`) as if their spans had been recorded
@@ -288,8 +321,9 @@ impl Store {
                 Overflow::Service => self.service_overflow(&series.key, now),
                 Overflow::Global => GLOBAL_OVERFLOW,
             };
-            for (v, t) in &series.versions {
-                self.add_version(g, v, *t);
+            for (v, first, last) in &series.versions {
+                // A sender's clock is not trusted past this one's.
+                self.add_version(g, v, *first, (*last).min(now));
             }
             for slot in &series.slots {
                 let mut counts = slot.counts;
@@ -310,7 +344,7 @@ impl Store {
                     .chain((clamped > 0).then_some((top, clamped)))
                     .collect();
                 self.totals.merged_observations =
-                    self.totals.merged_observations.saturating_add(counts.total);
+                    self.totals.merged_observations.saturating_add(counts.spans);
                 let exact = slot.above.as_ref().map(|(set, n)| (set, &n[..]));
                 if exact.is_none() && !self.thresholds.is_empty() {
                     self.totals.merged_slots_estimated += 1;
@@ -338,16 +372,16 @@ impl Store {
             .as_mut()
             .filter(|_| counts.slot >= oldest)
         else {
-            self.totals.dropped_late = self.totals.dropped_late.saturating_add(counts.total);
+            self.totals.dropped_late = self.totals.dropped_late.saturating_add(counts.spans);
             return;
         };
         if e.kind() != Overflow::None {
             self.totals.overflow_observations = self
                 .totals
                 .overflow_observations
-                .saturating_add(counts.total);
+                .saturating_add(counts.spans);
         }
-        self.totals.observations = self.totals.observations.saturating_add(counts.total);
+        self.totals.observations = self.totals.observations.saturating_add(counts.spans);
         let d = StdArc::make_mut(&mut e.data);
         d.last_seen = now;
         let start = counts.slot * self.cfg.slot_ns;
@@ -357,6 +391,11 @@ impl Store {
                 let histogram = slot.histogram.merged_with(pairs.iter().copied());
                 let total = slot.total.saturating_add(counts.total);
                 let bad = slot.bad.saturating_add(counts.bad);
+                let sampling = SlotData::sampling_of(
+                    total,
+                    slot.spans().saturating_add(counts.spans),
+                    slot.sampled_spans().saturating_add(counts.sampled_spans),
+                );
                 let mut above = slot.above.clone();
                 match exact {
                     Some((set, n)) => above.add(slot.total, set, n, &current),
@@ -370,6 +409,7 @@ impl Store {
                         s.bad = bad;
                         s.histogram = histogram;
                         s.above = above;
+                        s.sampling = sampling;
                     }
                     None => {
                         *slot = StdArc::new(SlotData {
@@ -378,6 +418,7 @@ impl Store {
                             bad,
                             histogram,
                             above,
+                            sampling,
                         })
                     }
                 }
@@ -397,34 +438,54 @@ impl Store {
                             pairs.iter().copied(),
                         ),
                         above,
+                        sampling: SlotData::sampling_of(
+                            counts.total,
+                            counts.spans,
+                            counts.sampled_spans,
+                        ),
                     }),
                 )
             }
         }
     }
 
-    /// Remembers that series `g` saw `service.version` `v` first at `t` (the earliest time
-    /// wins when it was already known), forgetting the oldest beyond the limit.
-    fn add_version(&mut self, g: u32, v: &str, t: UnixNanos) {
+    /// Remembers that series `g` served `service.version` `v`, first at `first` and last at
+    /// `last` (the earliest first and the latest last win when it was already known),
+    /// forgetting the least recently seen beyond the limit.
+    fn add_version(&mut self, g: u32, v: &str, first: UnixNanos, last: UnixNanos) {
         let max_versions = self.cfg.max_versions;
-        let Some(e) = self.series[g as usize].as_mut() else {
+        let Some(e) = self.series[g as usize]
+            .as_mut()
+            .filter(|_| max_versions > 0)
+        else {
             return;
         };
         match e.data.versions.iter().position(|x| *x.version == *v) {
-            Some(i) if e.data.versions[i].first_seen_unix_nanos > t => {
+            Some(i) => {
+                let x = &e.data.versions[i];
+                if x.first_seen_unix_nanos <= first && x.last_seen_unix_nanos >= last {
+                    return;
+                }
                 let d = StdArc::make_mut(&mut e.data);
-                StdArc::make_mut(&mut d.versions)[i].first_seen_unix_nanos = t;
+                let x = &mut StdArc::make_mut(&mut d.versions)[i];
+                x.first_seen_unix_nanos = x.first_seen_unix_nanos.min(first);
+                x.last_seen_unix_nanos = x.last_seen_unix_nanos.max(last);
             }
-            Some(_) => {}
             None => {
                 let d = StdArc::make_mut(&mut e.data);
                 let versions = StdArc::make_mut(&mut d.versions);
-                if versions.len() >= max_versions {
-                    versions.remove(0);
+                if versions.len() >= max_versions
+                    && let Some(i) = (0..versions.len()).min_by_key(|&i| {
+                        let x = &versions[i];
+                        (x.last_seen_unix_nanos, x.first_seen_unix_nanos)
+                    })
+                {
+                    versions.remove(i);
                 }
                 versions.push(VersionSeen {
                     version: StdArc::from(v),
-                    first_seen_unix_nanos: t,
+                    first_seen_unix_nanos: first,
+                    last_seen_unix_nanos: last.max(first),
                 });
             }
         }

@@ -322,6 +322,92 @@ fn versions_are_tracked_per_series() {
     assert_eq!(s.versions()[1].first_seen_unix_nanos, T0 - 10 * SEC + 3);
 }
 
+/// `(version, last seen)` of a series, in the snapshot's order.
+fn versions_seen(snap: &Snapshot, service: &str) -> Vec<(String, u64)> {
+    let s = snap.find(&labels(service, "prod")).unwrap();
+    s.versions()
+        .iter()
+        .map(|v| (v.version.to_string(), v.last_seen_unix_nanos))
+        .collect()
+}
+
+#[test]
+fn a_version_rolled_back_to_is_seen_again_and_the_one_rolled_back_is_not() {
+    let (agg, clock, _) = setup(AggregatorConfig::default());
+    let send = |version: &str, n: u64| {
+        let now = clock.now_unix_nanos();
+        let spans: Vec<_> = (0..n)
+            .map(|i| {
+                let mut s = span("api", "prod", now - SEC + i, 1_000);
+                s.service_version = Some(version);
+                s
+            })
+            .collect();
+        agg.record(&spans);
+    };
+    let t = |k: u64| T0 + k * 5 * SEC;
+    // 1.4.0, then 1.5.0, then back to 1.4.0, one tick each.
+    send("1.4.0", 3);
+    agg.tick();
+    clock.set(t(1));
+    send("1.5.0", 3);
+    agg.tick();
+    clock.set(t(2));
+    send("1.4.0", 3);
+    let snap = agg.tick();
+    let want = |a: u64, b: u64| vec![("1.4.0".to_owned(), a), ("1.5.0".to_owned(), b)];
+    assert_eq!(versions_seen(&snap, "api"), want(t(2), t(1)));
+    // Traffic on 1.4.0 alone keeps it seen; 1.5.0 stays where it was last seen.
+    clock.set(t(3));
+    send("1.4.0", 2);
+    let snap = agg.tick();
+    assert_eq!(versions_seen(&snap, "api"), want(t(3), t(1)));
+    // A tick without traffic sees no version.
+    clock.set(t(4));
+    let snap = agg.tick();
+    assert_eq!(versions_seen(&snap, "api"), want(t(3), t(1)));
+    // Both within one tick, ending on 1.5.0: both served, and 1.5.0 alone serves on.
+    clock.set(t(5));
+    send("1.4.0", 1);
+    send("1.5.0", 1);
+    send("1.4.0", 1);
+    send("1.5.0", 1);
+    let snap = agg.tick();
+    assert_eq!(versions_seen(&snap, "api"), want(t(5), t(5)));
+    clock.set(t(6));
+    send("1.5.0", 1);
+    let snap = agg.tick();
+    assert_eq!(versions_seen(&snap, "api"), want(t(5), t(6)));
+    // A change of version with the series' first span of a tick: the version before did
+    // not serve in it.
+    clock.set(t(7));
+    send("1.4.0", 1);
+    let snap = agg.tick();
+    assert_eq!(versions_seen(&snap, "api"), want(t(7), t(6)));
+}
+
+#[test]
+fn versions_served_through_different_shards_are_all_seen() {
+    let (agg, clock, _) = setup(AggregatorConfig::default());
+    let (a, b) = (agg.shard(), agg.shard());
+    for k in 0..3 {
+        let now = T0 + k * 5 * SEC;
+        clock.set(now);
+        let mut old = span("api", "prod", now - SEC, 1_000);
+        old.service_version = Some("1.4.0");
+        let mut new = span("api", "prod", now - SEC, 1_000);
+        new.service_version = Some("1.5.0");
+        a.record(&[old]);
+        b.record(&[new]);
+        let snap = agg.tick();
+        assert_eq!(
+            versions_seen(&snap, "api"),
+            [("1.4.0".to_owned(), now), ("1.5.0".to_owned(), now)],
+            "tick {k}"
+        );
+    }
+}
+
 #[test]
 fn a_version_is_reported_once_however_long_and_wherever_its_bytes_live() {
     let (agg, _clock, _) = setup(AggregatorConfig::default());
@@ -877,4 +963,85 @@ proptest::proptest! {
             }
         }
     }
+}
+
+// === sampled spans ===
+
+/// `th:c`: sampled with probability 1/4.
+const QUARTER: u64 = 0xc0_0000_0000_0000;
+
+#[test]
+fn a_sampled_span_counts_its_adjusted_count_everywhere() {
+    let (sampled, _clock, _) = setup(AggregatorConfig::default());
+    let (full, _clock, _) = setup(AggregatorConfig::default());
+    for a in [&sampled, &full] {
+        a.set_latency_thresholds([Duration::from_millis(100)]);
+        a.tick();
+    }
+    let end = T0 - SEC;
+    let shape = |i: u64| {
+        let mut s = span("checkout", "prod", end, (i % 7 + 1) * 30 * MS);
+        if i.is_multiple_of(3) {
+            s.status = StatusCode::Error;
+        }
+        s
+    };
+    // 1 span in 4 kept, each carrying th:c; against every span of the same shape.
+    let kept: Vec<SpanRecord<'_>> = (0..50)
+        .map(|i| SpanRecord {
+            sampling_threshold: Some(QUARTER),
+            ..shape(i)
+        })
+        .collect();
+    let all: Vec<SpanRecord<'_>> = (0..50)
+        .flat_map(|i| std::iter::repeat_n(shape(i), 4))
+        .collect();
+    sampled.record(&kept);
+    full.record(&all);
+    let (s, f) = (sampled.tick(), full.tick());
+    let (s, f) = (
+        &s.find(&labels("checkout", "prod")).unwrap().slots()[0],
+        &f.find(&labels("checkout", "prod")).unwrap().slots()[0],
+    );
+    assert_eq!((s.total, s.bad), (200, 68));
+    assert_eq!((s.total, s.bad), (f.total, f.bad));
+    assert_eq!(s.histogram, f.histogram);
+    assert_eq!(s.above, f.above);
+    assert_eq!((s.spans(), s.sampled_spans()), (50, 50));
+    assert_eq!((f.spans(), f.sampled_spans()), (200, 0));
+    // Spans counted once in the self-metrics.
+    assert_eq!(sampled.snapshot().totals().observations, 50);
+}
+
+#[test]
+fn fractional_adjusted_counts_round_to_an_unbiased_integer() {
+    let (agg, _clock, _) = setup(AggregatorConfig::default());
+    // th:4: sampled with probability 3/4, an adjusted count of 4/3.
+    let mut s = span("checkout", "prod", T0 - SEC, MS);
+    s.sampling_threshold = Some(0x40_0000_0000_0000);
+    let n = 30_000u64;
+    for _ in 0..n / 500 {
+        agg.record(&vec![s; 500]);
+    }
+    // Without a threshold (and with th:0) a span counts once.
+    let mut always = s;
+    always.sampling_threshold = Some(0);
+    agg.record(&[always, span("checkout", "prod", T0 - SEC, MS)]);
+    // Beyond the largest adjusted count: clamped and counted.
+    let mut rare = s;
+    rare.sampling_threshold = Some((1 << 56) - 1);
+    agg.record(&[rare]);
+    let snap = agg.tick();
+    let slot = &snap.find(&labels("checkout", "prod")).unwrap().slots()[0];
+    let sampled = slot.total - 2 - (1 << 20);
+    // Each span counts 1 or 2, 2 with probability 1/3: 40,000 expected, standard deviation
+    // sqrt(n * 2/9) = 82.
+    let expected = n * 4 / 3;
+    assert!(
+        sampled.abs_diff(expected) < 500,
+        "{sampled} requests from {n} spans, {expected} expected"
+    );
+    assert_eq!(slot.spans(), n + 3);
+    assert_eq!(slot.sampled_spans(), n + 2);
+    assert_eq!(snap.totals().clamped_adjusted_count, 1);
 }

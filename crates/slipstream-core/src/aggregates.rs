@@ -69,7 +69,8 @@ pub struct Series {
     /// The slots that gained requests, each with only what it gained.
     #[prost(message, repeated, tag = "3")]
     pub slots: Vec<Slot>,
-    /// `service.version` values seen on this series for the first time.
+    /// `service.version` values new to this series or that served requests since the
+    /// previous shipment.
     #[prost(message, repeated, tag = "4")]
     pub versions: Vec<Version>,
 }
@@ -143,9 +144,17 @@ pub struct Slot {
     /// Requests added above each of those thresholds (same length).
     #[prost(uint64, repeated, tag = "7")]
     pub above_threshold: Vec<u64>,
+    /// Spans the requests were counted from (a sampled span counts its adjusted count in the
+    /// requests, once here); 0 from an older sender: one span per request.
+    #[prost(uint64, tag = "8")]
+    pub spans: u64,
+    /// Of those, spans that carried an OpenTelemetry sampling threshold.
+    #[prost(uint64, tag = "9")]
+    pub sampled_spans: u64,
 }
 
-/// `Version`: a `service.version` first seen on a series.
+/// `Version`: a `service.version` seen on a series (new to it, or serving since the previous
+/// shipment).
 #[derive(Clone, PartialEq, Message)]
 pub struct Version {
     /// The version.
@@ -154,6 +163,10 @@ pub struct Version {
     /// End time of the first span seen with it, Unix nanoseconds.
     #[prost(uint64, tag = "2")]
     pub first_seen_unix_nanos: u64,
+    /// When a request with it was last recorded (the sender's tick time), Unix nanoseconds;
+    /// 0 when the sender does not say.
+    #[prost(uint64, tag = "3")]
+    pub last_seen_unix_nanos: u64,
 }
 
 impl Series {

@@ -59,6 +59,8 @@ struct SlotSum {
     /// Requests above each latency threshold that every part of the sum counted (a threshold
     /// one part lacks is left out: the gateway estimates it for the slot).
     above: BTreeMap<u64, u64>,
+    spans: u64,
+    sampled_spans: u64,
 }
 
 /// What one series gained since the last shipment.
@@ -67,8 +69,8 @@ struct Pending {
     key: Vec<Value>,
     overflow: i32,
     slots: BTreeMap<u64, SlotSum>,
-    /// Version and first seen, by version.
-    versions: BTreeMap<String, u64>,
+    /// First and last seen, by version.
+    versions: BTreeMap<String, (u64, u64)>,
 }
 
 /// Series waiting for the next shipment, by their key and overflow kind (encoded).
@@ -111,17 +113,21 @@ impl Outbox {
                     }
                 }
                 sum.total += slot.total;
+                sum.spans += if slot.spans == 0 {
+                    slot.total
+                } else {
+                    slot.spans
+                };
+                sum.sampled_spans += slot.sampled_spans;
                 sum.bad += slot.bad;
                 for (b, n) in slot.bucket_indexes.into_iter().zip(slot.bucket_counts) {
                     *sum.buckets.entry(b).or_default() += n;
                 }
             }
             for v in s.versions {
-                let at = p
-                    .versions
-                    .entry(v.version)
-                    .or_insert(v.first_seen_unix_nanos);
-                *at = (*at).min(v.first_seen_unix_nanos);
+                let seen = (v.first_seen_unix_nanos, v.last_seen_unix_nanos);
+                let at = p.versions.entry(v.version).or_insert(seen);
+                *at = (at.0.min(seen.0), at.1.max(seen.1));
             }
         }
     }
@@ -148,16 +154,26 @@ impl Outbox {
                             bucket_counts,
                             latency_thresholds_nanos,
                             above_threshold,
+                            // 0 when each span counted once (what older senders send).
+                            spans: if s.spans == s.total && s.sampled_spans == 0 {
+                                0
+                            } else {
+                                s.spans
+                            },
+                            sampled_spans: s.sampled_spans,
                         }
                     })
                     .collect(),
                 versions: p
                     .versions
                     .into_iter()
-                    .map(|(version, first_seen_unix_nanos)| Version {
-                        version,
-                        first_seen_unix_nanos,
-                    })
+                    .map(
+                        |(version, (first_seen_unix_nanos, last_seen_unix_nanos))| Version {
+                            version,
+                            first_seen_unix_nanos,
+                            last_seen_unix_nanos,
+                        },
+                    )
                     .collect(),
             })
             .collect()

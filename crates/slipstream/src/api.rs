@@ -673,6 +673,8 @@ fn series_query(live: &Live, query: Option<&str>) -> Result<Value, String> {
                 "bad": w.bad,
                 "error_ratio": w.error_ratio(),
                 "latency_seconds": quantiles,
+                "spans": w.spans,
+                "sampled_share": w.sampled_share(),
             });
             (w.total, w.bad, row)
         })

@@ -62,7 +62,7 @@ fn aggregator(cfg: &AggregatorConfig, clock: &ManualClock) -> (Aggregator, Regis
 /// Every series of a snapshot by its labels, with its slots as
 /// `(start, total, bad, buckets, above each latency threshold)`.
 type Flat = Vec<(String, Vec<FlatSlot>)>;
-type FlatSlot = (u64, u64, u64, Vec<(u32, u64)>, Vec<(u64, u64)>);
+type FlatSlot = (u64, u64, u64, Vec<(u32, u64)>, Vec<(u64, u64)>, (u64, u64));
 
 fn flat(snap: &Snapshot) -> Flat {
     let mut out: Flat = snap
@@ -80,6 +80,7 @@ fn flat(snap: &Snapshot) -> Flat {
                             x.bad,
                             x.histogram.iter().collect(),
                             x.above.iter().collect(),
+                            (x.spans(), x.sampled_spans()),
                         )
                     })
                     .collect(),
@@ -197,6 +198,12 @@ fn three_sidecars_merged_equal_one_aggregator_fed_every_span() {
             }
             let v = if minute < 2 { "1.0" } else { "1.1" };
             s.service_version = Some(v);
+            // Some spans were sampled at 1 in 4 (th:c), some at 1 in 2 (th:8).
+            s.sampling_threshold = match i % 5 {
+                1 => Some(0xc0_0000_0000_0000),
+                2 => Some(0x80_0000_0000_0000),
+                _ => None,
+            };
             let sidecar = if service == "pay" { i % 2 } else { i % 3 } as usize;
             sidecars[sidecar].agg.record(&[s]);
             reference.record(&[s]);
@@ -324,6 +331,15 @@ fn malformed_series_and_slots_are_refused_and_nothing_is_merged() {
         above(start, &[5], &[3]),                 // more above than total
         above(start, &[9, 5], &[1, 1]),           // thresholds out of order
         above(start, &[5, 9], &[1, 2]),           // more above the higher one
+        Slot {
+            spans: 3, // more spans than requests
+            ..slot(start, 2, 0, &[(3, 2)])
+        },
+        Slot {
+            spans: 2,
+            sampled_spans: 3, // more sampled spans than spans
+            ..slot(start, 2, 0, &[(3, 2)])
+        },
     ];
     for (i, bad) in bad_slots.into_iter().enumerate() {
         let series = Series {
@@ -523,6 +539,65 @@ fn typed_keys_land_in_the_series_a_span_would_reach() {
         snap.series()
             .iter()
             .any(|x| x.labels().service().is_empty())
+    );
+}
+
+#[test]
+fn versions_reach_the_gateway_with_when_they_last_served() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let mut sidecar = Sender::new(&cfg, &clock, "a");
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let seen = |snap: &Snapshot| -> Vec<(String, u64, u64)> {
+        snap.find(&[("service.name", "api"), ("deployment.environment", "prod")])
+            .unwrap()
+            .versions()
+            .iter()
+            .map(|v| {
+                let (first, last) = (v.first_seen_unix_nanos, v.last_seen_unix_nanos);
+                (v.version.to_string(), first, last)
+            })
+            .collect()
+    };
+    // 1.4.0, 1.5.0, then back to 1.4.0, a shipment each.
+    for (k, version) in ["1.4.0", "1.5.0", "1.4.0"].into_iter().enumerate() {
+        let now = T0 + k as u64 * 60 * SEC;
+        clock.set(now);
+        let mut s = span("api", "prod", now - SEC, 1_000);
+        s.service_version = Some(version);
+        sidecar.agg.record(&[s]);
+        assert_eq!(gateway.merge(sidecar.ship()), Ok(Merged::Accepted));
+        gateway.tick();
+    }
+    let at = |k: u64| T0 + k * 60 * SEC;
+    let want = vec![
+        ("1.4.0".to_owned(), at(0) - SEC, at(2)),
+        ("1.5.0".to_owned(), at(1) - SEC, at(1)),
+    ];
+    assert_eq!(seen(&sidecar.agg.snapshot()), want);
+    assert_eq!(seen(&gateway.snapshot()), want);
+
+    // A sender's clock is not trusted past the gateway's; one that does not say when it last
+    // saw a version (0) is read as when it first did.
+    clock.set(at(3));
+    let mut s = span("api", "prod", at(3) - SEC, 1_000);
+    s.service_version = Some("1.5.0");
+    sidecar.agg.record(&[s]);
+    let mut req = sidecar.ship();
+    let v = &mut req.series[0].versions;
+    assert_eq!(v.len(), 1, "only the version that served is shipped: {v:?}");
+    v[0].last_seen_unix_nanos = at(3) + 3_600 * SEC;
+    v.push(slipstream_core::aggregates::Version {
+        version: "1.6.0".into(),
+        first_seen_unix_nanos: at(3) - 2 * SEC,
+        last_seen_unix_nanos: 0,
+    });
+    assert_eq!(gateway.merge(req), Ok(Merged::Accepted));
+    let got = seen(&gateway.tick());
+    assert_eq!(got[1], ("1.5.0".to_owned(), at(1) - SEC, at(3)));
+    assert_eq!(
+        got[2],
+        ("1.6.0".to_owned(), at(3) - 2 * SEC, at(3) - 2 * SEC)
     );
 }
 

@@ -358,6 +358,16 @@ fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             }
             .encode_to_vec(),
         ),
+        ("Slot", "spans", Slot { spans: 1, ..slot() }.encode_to_vec()),
+        (
+            "Slot",
+            "sampled_spans",
+            Slot {
+                sampled_spans: 1,
+                ..slot()
+            }
+            .encode_to_vec(),
+        ),
         (
             "Slot",
             "above_threshold",
@@ -381,6 +391,15 @@ fn samples() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "first_seen_unix_nanos",
             Version {
                 first_seen_unix_nanos: 1,
+                ..version()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "Version",
+            "last_seen_unix_nanos",
+            Version {
+                last_seen_unix_nanos: 1,
                 ..version()
             }
             .encode_to_vec(),

@@ -136,6 +136,7 @@ fn the_outbox_sums_ticks_per_series_and_slot() {
     a.versions.push(Version {
         version: "1.1".into(),
         first_seen_unix_nanos: 70,
+        last_seen_unix_nanos: 90,
     });
     let mut b = series(
         "cart",
@@ -144,6 +145,7 @@ fn the_outbox_sums_ticks_per_series_and_slot() {
     b.versions.push(Version {
         version: "1.1".into(),
         first_seen_unix_nanos: 65,
+        last_seen_unix_nanos: 80,
     });
     let mut overflow = series("cart", &[(60, 5, 0, &[(1, 5)])]);
     overflow.overflow = Overflow::Service as i32;
@@ -163,6 +165,7 @@ fn the_outbox_sums_ticks_per_series_and_slot() {
     want.versions.push(Version {
         version: "1.1".into(),
         first_seen_unix_nanos: 65,
+        last_seen_unix_nanos: 90,
     });
     assert_eq!(out[0], want);
     assert_eq!(out[1], overflow);
@@ -178,6 +181,7 @@ fn large_shipments_are_cut_into_requests_within_the_limit() {
     big.versions.push(Version {
         version: "2".into(),
         first_seen_unix_nanos: 5,
+        last_seen_unix_nanos: 5,
     });
     let small: Vec<Series> = (0..50)
         .map(|i| series(&format!("s{i}"), &[(0, 1, 0, &[(1, 1)])]))

@@ -121,3 +121,103 @@ fn a_slot_not_compared_with_a_threshold_is_estimated_from_its_histogram() {
     let step = ev.step(true);
     assert_eq!(step.slo_totals["shop-latency"], (4, 5));
 }
+
+// === sampled traffic, from the wire ===
+
+/// Protobuf wire helpers: a length-delimited field, a varint field, a fixed64 field.
+fn len_field(out: &mut Vec<u8>, field: u32, body: &[u8]) {
+    varint(out, u64::from(field) << 3 | 2);
+    varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn fixed64_field(out: &mut Vec<u8>, field: u32, v: u64) {
+    varint(out, u64::from(field) << 3 | 1);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// An OTLP `ExportTraceServiceRequest` of `shop`'s server spans `(duration, error)`, ending at
+/// `end`, each `copies` times, with `trace_state`.
+fn otlp(spans: &[(u64, bool)], copies: usize, end: u64, trace_state: &str) -> Vec<u8> {
+    let mut scope = Vec::new();
+    for (i, &(dur, error)) in spans.iter().enumerate() {
+        for c in 0..copies {
+            let mut span = Vec::new();
+            len_field(&mut span, 1, &[(i * copies + c) as u8 | 1; 16]);
+            len_field(&mut span, 2, &[7; 8]);
+            if !trace_state.is_empty() {
+                len_field(&mut span, 3, trace_state.as_bytes());
+            }
+            len_field(&mut span, 5, b"GET /");
+            varint(&mut span, 6 << 3);
+            varint(&mut span, 2);
+            fixed64_field(&mut span, 7, end - dur);
+            fixed64_field(&mut span, 8, end);
+            if error {
+                let mut status = Vec::new();
+                varint(&mut status, 3 << 3);
+                varint(&mut status, 2);
+                len_field(&mut span, 15, &status);
+            }
+            len_field(&mut scope, 2, &span);
+        }
+    }
+    let mut value = Vec::new();
+    len_field(&mut value, 1, b"shop");
+    let mut kv = Vec::new();
+    len_field(&mut kv, 1, b"service.name");
+    len_field(&mut kv, 2, &value);
+    let mut resource = Vec::new();
+    len_field(&mut resource, 1, &kv);
+    let mut rs = Vec::new();
+    len_field(&mut rs, 1, &resource);
+    len_field(&mut rs, 2, &scope);
+    let mut req = Vec::new();
+    len_field(&mut req, 1, &rs);
+    req
+}
+
+#[test]
+fn spans_sampled_at_one_in_four_count_as_four_times_the_traffic() {
+    let cfg = Config::from_yaml(CONFIG).unwrap();
+    let clock = ManualClock::new(T0);
+    let (sampled, mut sampled_ev) = evaluator(&cfg, &clock);
+    let (full, mut full_ev) = evaluator(&cfg, &clock);
+    let shape: Vec<(u64, bool)> = (0..40u64)
+        .map(|i| ((i % 9 + 1) * 25 * MS, i.is_multiple_of(6)))
+        .collect();
+    let end = T0 - SEC;
+    // One span in four kept by an OpenTelemetry probability sampler (th:c), among another
+    // vendor's trace state; against all the spans, unsampled.
+    let kept = otlp(&shape, 1, end, "rojo=00f067aa0ba902b7,ot=rv:1234;th:c");
+    let all = otlp(&shape, 4, end, "");
+    for (agg, body) in [(&sampled, &kept), (&full, &all)] {
+        let mut spans = Vec::new();
+        slipstream_receiver::scanner::scan_traces(body, agg.scan_spec(), &mut spans).unwrap();
+        agg.record(&spans);
+    }
+    let (s, f) = (sampled_ev.step(true), full_ev.step(true));
+    assert_eq!(s.slo_totals["shop-latency"], f.slo_totals["shop-latency"]);
+    assert_eq!(f.slo_totals["shop-latency"].1, 160);
+    let (st, ft) = (&s.totals[0], &f.totals[0]);
+    assert_eq!((st.total, st.bad), (160, 28));
+    assert_eq!(
+        (st.total, st.bad, &st.histogram),
+        (ft.total, ft.bad, &ft.histogram)
+    );
+    let window = |step: &Step| {
+        let snap = &step.series;
+        snap.window(&snap.series()[0], Duration::from_secs(300))
+    };
+    assert_eq!(window(&s).sampled_share(), Some(1.0));
+    assert_eq!(window(&f).sampled_share(), Some(0.0));
+    assert_eq!((window(&s).spans, window(&f).spans), (40, 160));
+}
