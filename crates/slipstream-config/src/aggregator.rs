@@ -102,8 +102,9 @@ pub struct AggregatorConfig {
     /// A series with no observation for this long is expired with its data.
     #[serde(with = "humantime_serde")]
     pub series_idle_timeout: Duration,
-    /// Number of distinct `service.version` values remembered per series (with the end time
-    /// of the first span seen with each); the oldest is forgotten first.
+    /// Number of distinct `service.version` values remembered per series (with when each was
+    /// first seen and when it last served a request); the least recently seen is forgotten
+    /// first.
     pub max_versions_per_series: usize,
     /// Limit on (series, slot) accumulators a worker shard holds between two ticks; spans
     /// beyond it are dropped and counted (`reason="shard_full"`). Bounds memory whatever the

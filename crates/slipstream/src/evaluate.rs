@@ -219,20 +219,21 @@ impl Evaluator {
         }
         let Some(service) = service else { return };
         // Versions already handed over are handed over again only when the list changed
-        // (the snapshots share it otherwise) or the SLOs did.
+        // (the snapshots share it otherwise: it changes on the ticks the series records, as
+        // the versions serving it are seen again) or the SLOs did. Each comes with when it
+        // last served a request: the engine names the one seen most recently as running.
         let versions_changed = change
             .before
             .is_none_or(|b| !std::ptr::eq(b.versions(), s.versions()));
         if rerouted || versions_changed {
             for v in s.versions() {
-                self.engine
-                    .observe_version(service, &v.version, v.first_seen_unix_nanos);
+                self.engine.observe_version_seen(
+                    service,
+                    &v.version,
+                    v.first_seen_unix_nanos,
+                    v.last_seen_unix_nanos,
+                );
             }
-        }
-        // The newest version is taken to be running as long as the series gets traffic.
-        if let Some(v) = s.versions().last() {
-            self.engine
-                .observe_version(service, &v.version, s.last_seen_unix_nanos());
         }
     }
 }
