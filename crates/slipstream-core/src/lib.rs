@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregates;
+pub mod auth;
 pub mod export;
 mod forward;
 mod outcome;

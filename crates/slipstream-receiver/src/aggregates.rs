@@ -123,20 +123,12 @@ impl AggregatesIntake {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let Some(given) = headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes)
-            .and_then(|v| {
-                let (scheme, rest) = v.split_at(v.len().min(7));
-                scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
-            })
-        else {
-            return false;
-        };
-        // Compare every token in full, whatever matches, so timing tells nothing.
-        tokens
-            .iter()
-            .fold(false, |ok, t| ok | constant_time_eq(t, given))
+        slipstream_core::auth::bearer_accepted(
+            headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+            &tokens,
+        )
     }
 
     /// Whether `instance` matches one of the sender patterns.
@@ -300,13 +292,6 @@ pub(crate) fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == b'*')
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn token_bytes(tokens: Vec<String>) -> Arc<Vec<Vec<u8>>> {

@@ -406,20 +406,12 @@ impl Pipeline {
             return true;
         };
         let tokens = tokens.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(given) = headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_at(v.len().min(7));
-                scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
-            })
-        else {
-            return false;
-        };
-        // Compare every token in full, whatever matches, so timing tells nothing.
-        tokens
-            .iter()
-            .fold(false, |ok, t| ok | constant_time_eq(t, given))
+        slipstream_core::auth::bearer_accepted(
+            headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            &tokens,
+        )
     }
 
     /// The registry the pipeline's self-metrics live in.
@@ -680,13 +672,6 @@ fn scan_error(e: scanner::ScanError, what: &str) -> ExportError {
         },
         e => ExportError::Invalid(format!("invalid {what}: {e}")),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A first guess at the number of spans in a request, to size the scan buffer once.

@@ -318,29 +318,14 @@ fn token_bytes(tokens: Vec<String>) -> Vec<Box<[u8]>> {
         .collect()
 }
 
-/// Whether `Authorization: Bearer <t>` carries one of `tokens`; every token is compared in
-/// full, whichever matches, so the time taken tells nothing about them.
+/// Whether `Authorization: Bearer <t>` carries one of `tokens` (compared in constant time).
 fn bearer_accepted(headers: &HeaderMap, tokens: &[Box<[u8]>]) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .map(http::HeaderValue::as_bytes)
-        .and_then(|v| {
-            let (scheme, rest) = v.split_at(v.len().min(7));
-            scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
-        })
-    else {
-        return false;
-    };
-    tokens
-        .iter()
-        .fold(false, |ok, t| ok | constant_time_eq(t, given))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    slipstream_core::auth::bearer_accepted(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes),
+        tokens,
+    )
 }
 
 /// Whether a request comes from another origin than this server: `Sec-Fetch-Site:
