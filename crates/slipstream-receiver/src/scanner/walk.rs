@@ -62,36 +62,97 @@ fn budget(depth: u32) -> u32 {
 
 /// Walks an encoded `ExportMetricsServiceRequest`; returns its number of data points.
 pub fn walk_metrics(buf: &[u8]) -> Result<u64, ScanError> {
-    let mut points = 0u64;
-    let mut r = Reader::new(buf);
-    while !r.is_empty() {
-        let at = r.offset();
-        let (field, wt) = r.key(METRICS_REQUEST)?;
-        if field == 1 {
-            Reader::expect(wt, LEN, field, METRICS_REQUEST, at)?;
-            points += resource_metrics(r.message()?)?;
-        } else {
-            r.skip(field, wt, at, budget(0))?;
-        }
-    }
-    Ok(points)
+    walk(buf, &METRICS, metric)
 }
 
 /// Walks an encoded `ExportLogsServiceRequest`; returns its number of log records.
 pub fn walk_logs(buf: &[u8]) -> Result<u64, ScanError> {
-    let mut records = 0u64;
+    walk(buf, &LOGS, |r| log_record(r).map(|()| 1))
+}
+
+// === the envelope both signals share ===
+
+/// The names of a signal's three envelope messages: the request, its per-resource and its
+/// per-scope message. Each holds the next in field 2 (the request: field 1), a `Resource` or
+/// `InstrumentationScope` in field 1 and a schema URL in field 3.
+#[derive(Debug)]
+struct Envelope {
+    request: &'static str,
+    resource: &'static str,
+    scope: &'static str,
+}
+
+const METRICS: Envelope = Envelope {
+    request: METRICS_REQUEST,
+    resource: RESOURCE_METRICS,
+    scope: SCOPE_METRICS,
+};
+
+const LOGS: Envelope = Envelope {
+    request: LOGS_REQUEST,
+    resource: RESOURCE_LOGS,
+    scope: SCOPE_LOGS,
+};
+
+/// Walks a request of `env`'s signal; `item` validates one item of a scope message (depth 3)
+/// and says how many it counts for.
+fn walk<F>(buf: &[u8], env: &Envelope, item: F) -> Result<u64, ScanError>
+where
+    F: Fn(Reader<'_>) -> Result<u64, ScanError> + Copy,
+{
+    let mut n = 0u64;
     let mut r = Reader::new(buf);
     while !r.is_empty() {
         let at = r.offset();
-        let (field, wt) = r.key(LOGS_REQUEST)?;
+        let (field, wt) = r.key(env.request)?;
         if field == 1 {
-            Reader::expect(wt, LEN, field, LOGS_REQUEST, at)?;
-            records += resource_logs(r.message()?)?;
+            Reader::expect(wt, LEN, field, env.request, at)?;
+            n += per_resource(r.message()?, env, item)?;
         } else {
             r.skip(field, wt, at, budget(0))?;
         }
     }
-    Ok(records)
+    Ok(n)
+}
+
+/// `ResourceMetrics` / `ResourceLogs` (depth 1).
+fn per_resource<F>(mut r: Reader<'_>, env: &Envelope, item: F) -> Result<u64, ScanError>
+where
+    F: Fn(Reader<'_>) -> Result<u64, ScanError> + Copy,
+{
+    let name = env.resource;
+    let mut n = 0;
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(name)?;
+        match field {
+            1 => resource(embedded(&mut r, wt, field, name, at)?, 2)?,
+            2 => n += per_scope(embedded(&mut r, wt, field, name, at)?, env, item)?,
+            3 => string(&mut r, wt, field, name, at)?,
+            _ => r.skip(field, wt, at, budget(1))?,
+        }
+    }
+    Ok(n)
+}
+
+/// `ScopeMetrics` / `ScopeLogs` (depth 2).
+fn per_scope<F>(mut r: Reader<'_>, env: &Envelope, item: F) -> Result<u64, ScanError>
+where
+    F: Fn(Reader<'_>) -> Result<u64, ScanError> + Copy,
+{
+    let name = env.scope;
+    let mut n = 0;
+    while !r.is_empty() {
+        let at = r.offset();
+        let (field, wt) = r.key(name)?;
+        match field {
+            1 => scope(embedded(&mut r, wt, field, name, at)?, 3)?,
+            2 => n += item(embedded(&mut r, wt, field, name, at)?)?,
+            3 => string(&mut r, wt, field, name, at)?,
+            _ => r.skip(field, wt, at, budget(2))?,
+        }
+    }
+    Ok(n)
 }
 
 // === shared messages ===
@@ -293,38 +354,6 @@ fn id(
 
 // === metrics ===
 
-/// `ResourceMetrics` (depth 1): its data points.
-fn resource_metrics(mut r: Reader<'_>) -> Result<u64, ScanError> {
-    let mut points = 0;
-    while !r.is_empty() {
-        let at = r.offset();
-        let (field, wt) = r.key(RESOURCE_METRICS)?;
-        match field {
-            1 => resource(embedded(&mut r, wt, field, RESOURCE_METRICS, at)?, 2)?,
-            2 => points += scope_metrics(embedded(&mut r, wt, field, RESOURCE_METRICS, at)?)?,
-            3 => string(&mut r, wt, field, RESOURCE_METRICS, at)?,
-            _ => r.skip(field, wt, at, budget(1))?,
-        }
-    }
-    Ok(points)
-}
-
-/// `ScopeMetrics` (depth 2): its data points.
-fn scope_metrics(mut r: Reader<'_>) -> Result<u64, ScanError> {
-    let mut points = 0;
-    while !r.is_empty() {
-        let at = r.offset();
-        let (field, wt) = r.key(SCOPE_METRICS)?;
-        match field {
-            1 => scope(embedded(&mut r, wt, field, SCOPE_METRICS, at)?, 3)?,
-            2 => points += metric(embedded(&mut r, wt, field, SCOPE_METRICS, at)?)?,
-            3 => string(&mut r, wt, field, SCOPE_METRICS, at)?,
-            _ => r.skip(field, wt, at, budget(2))?,
-        }
-    }
-    Ok(points)
-}
-
 /// `Metric` (depth 3): the data points of its `data` oneof as the decoded tree holds it.
 fn metric(mut r: Reader<'_>) -> Result<u64, ScanError> {
     // The oneof member set last, and its points (merged occurrences of one member add up).
@@ -486,41 +515,6 @@ fn exemplar(mut r: Reader<'_>) -> Result<(), ScanError> {
 }
 
 // === logs ===
-
-/// `ResourceLogs` (depth 1): its log records.
-fn resource_logs(mut r: Reader<'_>) -> Result<u64, ScanError> {
-    let mut records = 0;
-    while !r.is_empty() {
-        let at = r.offset();
-        let (field, wt) = r.key(RESOURCE_LOGS)?;
-        match field {
-            1 => resource(embedded(&mut r, wt, field, RESOURCE_LOGS, at)?, 2)?,
-            2 => records += scope_logs(embedded(&mut r, wt, field, RESOURCE_LOGS, at)?)?,
-            3 => string(&mut r, wt, field, RESOURCE_LOGS, at)?,
-            _ => r.skip(field, wt, at, budget(1))?,
-        }
-    }
-    Ok(records)
-}
-
-/// `ScopeLogs` (depth 2): its log records.
-fn scope_logs(mut r: Reader<'_>) -> Result<u64, ScanError> {
-    let mut records = 0;
-    while !r.is_empty() {
-        let at = r.offset();
-        let (field, wt) = r.key(SCOPE_LOGS)?;
-        match field {
-            1 => scope(embedded(&mut r, wt, field, SCOPE_LOGS, at)?, 3)?,
-            2 => {
-                log_record(embedded(&mut r, wt, field, SCOPE_LOGS, at)?)?;
-                records += 1;
-            }
-            3 => string(&mut r, wt, field, SCOPE_LOGS, at)?,
-            _ => r.skip(field, wt, at, budget(2))?,
-        }
-    }
-    Ok(records)
-}
 
 /// `LogRecord` (depth 3): ids, when present, of the right length.
 fn log_record(mut r: Reader<'_>) -> Result<(), ScanError> {
