@@ -442,7 +442,7 @@ async fn the_aggregates_endpoint_refuses_what_it_cannot_merge_and_merges_the_res
         bearer_tokens_file: None,
     });
     cfg.receivers.otlp.aggregates = sidecars_only();
-    let app = slipstream::app::App::start_with(
+    let app = slipstream_app::app::App::start_with(
         cfg,
         std::sync::Arc::new(slipstream_core::SystemClock),
         false,
@@ -610,7 +610,7 @@ async fn forged_shipments_are_refused_and_a_firing_page_stays_firing() {
     });
     cfg.receivers.otlp.aggregates = sidecars_only();
     let clock = ManualClock::new(START);
-    let app = slipstream::app::App::start_with(cfg, std::sync::Arc::new(clock.clone()), false)
+    let app = slipstream_app::app::App::start_with(cfg, std::sync::Arc::new(clock.clone()), false)
         .await
         .unwrap();
     let (http, admin) = (app.http_addr.unwrap(), app.admin_addr.unwrap());
@@ -807,7 +807,7 @@ async fn a_reload_rereads_the_sidecar_token_file() {
     };
     let path = dir.path().join("slipstream.yaml");
     std::fs::write(&path, cfg.to_yaml()).unwrap();
-    let app = slipstream::app::App::start_with(
+    let app = slipstream_app::app::App::start_with(
         cfg,
         std::sync::Arc::new(slipstream_core::SystemClock),
         false,

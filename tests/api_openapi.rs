@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use slipstream::api::ROUTES;
-use slipstream::app::App;
+use slipstream_app::api::ROUTES;
+use slipstream_app::app::App;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, play_minute, scenario};
 use slipstream_e2e::raw::{post_http, request_http};

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_e2e::{DownPort, otlp, raw, self_metric, start, test_config};
 
 const FULL_DISK: &str = "/tmp/slipstream-test-full-disk";

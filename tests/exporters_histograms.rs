@@ -106,7 +106,7 @@ fn requests(latencies: &[u64]) -> Vec<ExportTraceServiceRequest> {
         .collect()
 }
 
-async fn send(app: &slipstream::app::App, latencies: &[u64]) {
+async fn send(app: &slipstream_app::app::App, latencies: &[u64]) {
     for req in requests(latencies) {
         export(app.http_addr.unwrap(), &req).await;
     }
@@ -279,7 +279,7 @@ async fn the_quantile_of_two_slipstreams_summed_is_within_1_percent_classic_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scrape_endpoint_writes_the_configured_bounds_and_offers_protobuf_as_configured() {
     const PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,text/plain;version=0.0.4;q=0.5";
-    let scrape = |app: &slipstream::app::App| {
+    let scrape = |app: &slipstream_app::app::App| {
         let addr = app.prometheus_addr.unwrap();
         async move {
             slipstream_e2e::raw::request_http(

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_e2e::{DownPort, otlp, raw, self_metric, start, test_config};
 
 /// 10 minutes at 5,000 spans/s.

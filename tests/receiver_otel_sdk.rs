@@ -12,7 +12,7 @@ use slipstream_e2e::{Sink, otlp, raw, self_metric, spans_in, start, test_config}
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn sdk_to_slipstream(
-    exporter: impl FnOnce(&slipstream::app::App) -> SpanExporter,
+    exporter: impl FnOnce(&slipstream_app::app::App) -> SpanExporter,
     forward_protocol: &str,
 ) {
     let sink = Sink::start().await;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, play_minute, scenario};
 use slipstream_e2e::raw::{post_http, request_http};

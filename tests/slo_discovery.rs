@@ -11,7 +11,7 @@ use std::time::Instant;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{export, kv};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, scenario};
 use slipstream_e2e::test_config;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, play_minute, scenario};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, play_minute, scenario};
 use slipstream_e2e::raw::request_http;

@@ -9,7 +9,7 @@ use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, I
 use opentelemetry_otlp::{
     Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_config::Config;
 use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_config::receiver::AuthConfig;

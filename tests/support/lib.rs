@@ -16,7 +16,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-use slipstream::app::App;
+use slipstream_app::app::App;
 use slipstream_config::Config;
 use tokio::net::TcpListener;
 

@@ -126,7 +126,7 @@ pub async fn export(addr: std::net::SocketAddr, req: &ExportTraceServiceRequest)
 /// `requests` are exported, the clock moves to the minute's end and slipstream evaluates.
 /// Returns the events of that evaluation.
 pub async fn play_minute(
-    app: &slipstream::app::App,
+    app: &slipstream_app::app::App,
     clock: &slipstream_core::ManualClock,
     start: u64,
     m: usize,

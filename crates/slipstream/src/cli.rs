@@ -215,8 +215,8 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            crate::app::init_logging(&slipstream_config::LogConfig {
-                level: "warn,slipstream::live=error".to_owned(),
+            slipstream_app::app::init_logging(&slipstream_config::LogConfig {
+                level: "warn,slipstream_step::live=error".to_owned(),
                 ..cfg.log.clone()
             });
             let opts = ReplayOptions {
@@ -258,8 +258,8 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            crate::app::init_logging(&cfg.log);
-            match crate::app::run(cfg, config) {
+            slipstream_app::app::init_logging(&cfg.log);
+            match slipstream_app::app::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

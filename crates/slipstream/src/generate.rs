@@ -205,7 +205,11 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
     }
     let mut label_names: Vec<String> = specs
         .iter()
-        .flat_map(|s| s.labels.keys().map(|k| crate::series::label_name(k)))
+        .flat_map(|s| {
+            s.labels
+                .keys()
+                .map(|k| slipstream_step::series::label_name(k))
+        })
         .filter(|k| !RESERVED.contains(&k.as_str()) && !k.starts_with("sloth_"))
         .collect();
     label_names.sort();

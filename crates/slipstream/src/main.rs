@@ -16,7 +16,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 ///   10 ms. Each tick frees the previous snapshot's copies and allocates new ones, so at
 ///   100,000 series every tick gave back and faulted in again tens of MiB; ten seconds
 ///   outlasts the tick interval (5 s by default), so the pages are reused. The memory limit
-///   still gets them back at once when it needs to (`slipstream::allocator`).
+///   still gets them back at once when it needs to (`slipstream_app::allocator`).
 const ALLOCATOR_DEFAULTS: [(&str, &str); 2] = [
     ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
     ("MIMALLOC_PURGE_DELAY", "10000"),

@@ -38,8 +38,8 @@ use slipstream_receiver::Pipeline;
 use slipstream_receiver::scanner::scan_traces;
 use slipstream_slo::{AlertEvent, SloEngine, SloSnapshot};
 
-use crate::evaluate::Evaluator;
-use crate::live::Live;
+use slipstream_step::evaluate::Evaluator;
+use slipstream_step::live::Live;
 
 /// How the input file is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -128,7 +128,9 @@ impl Replayer {
             shared.clone(),
             &registry,
         ));
-        aggregator.set_latency_thresholds(crate::evaluate::latency_thresholds(&opts.config.slo));
+        aggregator.set_latency_thresholds(slipstream_step::evaluate::latency_thresholds(
+            &opts.config.slo,
+        ));
         let engine = SloEngine::new(&opts.config.slo, shared.clone(), &registry)
             .map_err(|e| anyhow::anyhow!("invalid slo section: {e:?}"))?;
         let interval = u64::try_from(engine.evaluation_interval().as_nanos())
@@ -299,17 +301,19 @@ fn print_event(out: &mut dyn Write, format: OutputFormat, e: &AlertEvent) -> std
             writeln!(
                 out,
                 "{}",
-                serde_json::json!({ "event": crate::api::event_json(e) })
+                serde_json::json!({ "event": slipstream_app::api::event_json(e) })
             )
         }
         OutputFormat::Text => {
             let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
-            let at = crate::api::time(Some(e.at));
+            let at = slipstream_app::api::time(Some(e.at));
             let versions = match &e.newest_version {
                 Some((v, since)) => format!(
                     "  versions {} (newest {v} since {})",
                     e.versions.join(","),
-                    crate::api::time(Some(*since)).as_str().unwrap_or("-")
+                    slipstream_app::api::time(Some(*since))
+                        .as_str()
+                        .unwrap_or("-")
                 ),
                 None => String::new(),
             };
@@ -340,15 +344,19 @@ fn print_slos(
 ) -> std::io::Result<()> {
     match format {
         OutputFormat::Json => {
-            let all: Vec<_> = slos.slos.iter().map(crate::api::slo_json).collect();
+            let all: Vec<_> = slos
+                .slos
+                .iter()
+                .map(slipstream_app::api::slo_json)
+                .collect();
             writeln!(
                 out,
                 "{}",
-                serde_json::json!({ "at": crate::api::time(Some(slos.at)), "slos": all })
+                serde_json::json!({ "at": slipstream_app::api::time(Some(slos.at)), "slos": all })
             )
         }
         OutputFormat::Text => {
-            let at = crate::api::time(Some(slos.at));
+            let at = slipstream_app::api::time(Some(slos.at));
             writeln!(out, "SLOs at {}", at.as_str().unwrap_or("-"))?;
             writeln!(
                 out,

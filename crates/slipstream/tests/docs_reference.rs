@@ -7,9 +7,9 @@ fn declared() -> Vec<&'static MetricDesc> {
     let mut all = names::ALL.to_vec();
     all.extend_from_slice(slipstream_aggregator::names::ALL);
     all.extend_from_slice(slipstream_slo::names::ALL);
-    all.extend_from_slice(slipstream::state::names::ALL);
-    all.extend_from_slice(slipstream::memory::names::ALL);
-    all.extend_from_slice(slipstream::live::names::ALL);
+    all.extend_from_slice(slipstream_app::state::names::ALL);
+    all.extend_from_slice(slipstream_app::memory::names::ALL);
+    all.extend_from_slice(slipstream_step::live::names::ALL);
     all.extend_from_slice(slipstream_exporters::names::ALL);
     all
 }
@@ -51,7 +51,7 @@ fn metrics_doc_matches_the_declared_metrics() {
 
 #[test]
 fn sli_series_doc_matches_the_declared_families() {
-    use slipstream::series::SERIES;
+    use slipstream_step::series::SERIES;
     let expected: Vec<String> = SERIES
         .iter()
         .map(|d| {

@@ -8,8 +8,8 @@ use std::process::Command;
 use slipstream::generate::{
     ALERT_NAME, dashboard_queries, grafana, prometheus_rules, rule_specs, slos,
 };
-use slipstream::series::SERIES;
 use slipstream_config::Config;
+use slipstream_step::series::SERIES;
 
 const PROMTOOL: &str = "/usr/bin/promtool";
 

@@ -37,13 +37,13 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use slipstream::app::App;
 use slipstream::generate::{ALERT_NAME, prometheus_rules, rule_specs};
-use slipstream::series::label_name;
+use slipstream_app::app::App;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_core::export::format_duration;
 use slipstream_slo::Severity;
+use slipstream_step::series::label_name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROMTOOL: &str = "/usr/bin/promtool";

@@ -12,7 +12,6 @@ use slipstream_config::slo::CatalogEntry;
 use slipstream_core::export::{BurnRateEvent, MetricsSnapshot};
 use slipstream_core::telemetry::{Counter, SecondsCounter};
 use slipstream_core::{Clock, Registry, UnixNanos};
-use slipstream_exporters::aggregates::AggregatesExporter;
 use slipstream_slo::{AlertEvent, AlertState, Silence, SilenceId, SloSnapshot};
 
 use crate::evaluate::{Evaluator, SeriesTotals, Step};
@@ -48,52 +47,10 @@ pub trait EventSink: Send + Sync {
     fn publish(&self, events: &[BurnRateEvent]);
 }
 
-/// The event exporters of the config, shared by the evaluation step (which publishes) and the
-/// shutdown (which takes them to drain their queues).
-#[derive(Debug, Default)]
-pub struct EventExportersSink(Mutex<Option<slipstream_exporters::events::EventExporters>>);
-
-impl EventExportersSink {
-    /// Holds `exporters`.
-    pub fn new(exporters: slipstream_exporters::events::EventExporters) -> Self {
-        EventExportersSink(Mutex::new(Some(exporters)))
-    }
-
-    /// Takes the exporters out (later events are not sent).
-    pub fn take(&self) -> Option<slipstream_exporters::events::EventExporters> {
-        lock(&self.0).take()
-    }
-}
-
-impl EventSink for EventExportersSink {
-    fn publish(&self, events: &[BurnRateEvent]) {
-        if let Some(e) = lock(&self.0).as_ref() {
-            e.publish(events);
-        }
-    }
-}
-
-/// The partial-aggregates exporter (two-tier mode, sidecar side), fed by each evaluation
-/// step and taken out at shutdown to ship the last of it.
-#[derive(Debug, Default)]
-pub struct AggregatesExporterSink(Mutex<Option<AggregatesExporter>>);
-
-impl AggregatesExporterSink {
-    /// Holds `exporter`.
-    pub fn new(exporter: AggregatesExporter) -> Self {
-        AggregatesExporterSink(Mutex::new(Some(exporter)))
-    }
-
-    /// Takes the exporter out (later steps ship nothing).
-    pub fn take(&self) -> Option<AggregatesExporter> {
-        lock(&self.0).take()
-    }
-
-    fn add(&self, series: Vec<slipstream_core::aggregates::Series>) {
-        if let Some(e) = lock(&self.0).as_ref() {
-            e.add(series);
-        }
-    }
+/// Where each step's partial aggregates go (two-tier mode, sidecar side).
+pub trait AggregatesSink: Send + Sync {
+    /// Takes the series one step gained; must not block.
+    fn add(&self, series: Vec<slipstream_core::aggregates::Series>);
 }
 
 /// The latest results, as readers see them.
@@ -218,7 +175,7 @@ pub struct Live {
     catalog: RwLock<BTreeMap<String, CatalogEntry>>,
     started: UnixNanos,
     sinks: Vec<Arc<dyn EventSink>>,
-    aggregates: Option<Arc<AggregatesExporterSink>>,
+    aggregates: Option<Arc<dyn AggregatesSink>>,
     history: Mutex<std::collections::HashMap<String, History>>,
     metrics: Option<(Arc<Counter>, Arc<SecondsCounter>)>,
 }
@@ -267,7 +224,7 @@ impl Live {
 
     /// Ships what the aggregator gains at each step to gateways through `exporter` (two-tier
     /// mode, sidecar side).
-    pub fn with_aggregates(mut self, exporter: Arc<AggregatesExporterSink>) -> Self {
+    pub fn with_aggregates(mut self, exporter: Arc<dyn AggregatesSink>) -> Self {
         lock(&self.evaluator).ship_aggregates(true);
         self.aggregates = Some(exporter);
         self

@@ -14,13 +14,14 @@ use slipstream_receiver::{Limits, Pipeline, Receivers, RunningReceivers};
 use tokio::sync::watch;
 
 use crate::admin::{self, Readiness};
-use crate::evaluate::Evaluator;
-use crate::live::{AggregatesExporterSink, EventExportersSink, EventSink, Live};
+use crate::sinks::{AggregatesExporterSink, EventExportersSink};
 use crate::state::Persistence;
-use crate::tick::StepThread;
 use slipstream_core::MetricsSource;
 use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
 use slipstream_exporters::remote_write::{RemoteWriter, RemoteWriterHandle};
+use slipstream_step::evaluate::Evaluator;
+use slipstream_step::live::{EventSink, Live};
+use slipstream_step::thread::StepThread;
 
 /// Sets up `tracing` from the config; `RUST_LOG` wins over `log.level` when set.
 ///
@@ -289,7 +290,7 @@ impl App {
                 (Arc::new(()), None)
             };
         let aggregator = Arc::new(Aggregator::new(&cfg.aggregator, clock.clone(), &registry));
-        aggregator.set_latency_thresholds(crate::evaluate::latency_thresholds(&cfg.slo));
+        aggregator.set_latency_thresholds(slipstream_step::evaluate::latency_thresholds(&cfg.slo));
         let engine =
             slipstream_slo::SloEngine::new(&cfg.slo, clock.clone(), &registry).map_err(|errs| {
                 anyhow::anyhow!(
@@ -487,7 +488,7 @@ impl App {
 
     /// Merges the shards and evaluates the SLOs now, whatever the interval; returns what the
     /// step produced (its events were also handed to the exporters).
-    pub async fn step(&self) -> crate::evaluate::Step {
+    pub async fn step(&self) -> slipstream_step::evaluate::Step {
         let live = self.live.clone();
         tokio::task::spawn_blocking(move || live.step(true))
             .await
@@ -525,7 +526,7 @@ impl App {
         }
         // Latency SLOs count exactly at thresholds the reload added from the next slot on.
         self.aggregator
-            .set_latency_thresholds(crate::evaluate::latency_thresholds(&new.slo));
+            .set_latency_thresholds(slipstream_step::evaluate::latency_thresholds(&new.slo));
         match self.receivers.reload_tls(&new.receivers.otlp) {
             Ok(0) => {}
             Ok(listeners) => tracing::info!(
