@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Counter or gauge.
@@ -114,6 +114,81 @@ struct Entry {
     desc: &'static MetricDesc,
     label_values: Vec<String>,
     value: Value,
+}
+
+/// A closed set of values of a metric's last label (the reasons a request is refused, the
+/// outcomes of a delivery), so that [`ByLabel`] can hold one counter per value.
+pub trait LabelValue: Copy + 'static {
+    /// How many values there are; [`LabelValue::index`] is below it.
+    const COUNT: usize;
+    /// The label value as rendered.
+    fn as_str(self) -> &'static str;
+    /// This value's slot, unique and below [`LabelValue::COUNT`] (for a fieldless enum,
+    /// `self as usize`).
+    fn index(self) -> usize;
+}
+
+/// The counters of one metric for every value of its last label, for hot paths: the labels
+/// before the last are fixed at construction, and each counter is looked up in the registry
+/// on its first use only; after that an update is an array index and an atomic add, with no
+/// lock and no search. A counter appears in the registry when first used, as with
+/// [`Registry::counter`].
+pub struct ByLabel<V: LabelValue> {
+    registry: Registry,
+    desc: &'static MetricDesc,
+    fixed: Vec<String>,
+    slots: Box<[OnceLock<Arc<Counter>>]>,
+    _values: std::marker::PhantomData<V>,
+}
+
+impl<V: LabelValue> std::fmt::Debug for ByLabel<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByLabel")
+            .field("metric", &self.desc.name)
+            .field("fixed", &self.fixed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: LabelValue> ByLabel<V> {
+    /// The counters of `desc` whose labels but the last are `fixed`.
+    pub fn new(registry: &Registry, desc: &'static MetricDesc, fixed: &[&str]) -> Self {
+        assert_eq!(
+            desc.labels.len(),
+            fixed.len() + 1,
+            "{}: the last label is the varying one",
+            desc.name
+        );
+        ByLabel {
+            registry: registry.clone(),
+            desc,
+            fixed: fixed.iter().map(|s| (*s).to_owned()).collect(),
+            slots: (0..V::COUNT).map(|_| OnceLock::new()).collect(),
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    /// The counter for `value`.
+    #[inline]
+    pub fn get(&self, value: V) -> &Counter {
+        self.slots[value.index()].get_or_init(|| {
+            let mut labels: Vec<&str> = self.fixed.iter().map(String::as_str).collect();
+            labels.push(value.as_str());
+            self.registry.counter(self.desc, &labels)
+        })
+    }
+
+    /// Adds `n` to the counter for `value`.
+    #[inline]
+    pub fn add(&self, value: V, n: u64) {
+        self.get(value).add(n);
+    }
+
+    /// Adds one to the counter for `value`.
+    #[inline]
+    pub fn inc(&self, value: V) {
+        self.get(value).inc();
+    }
 }
 
 /// The set of self-metrics of one running slipstream. Cheap to clone.

@@ -244,3 +244,60 @@ fn burn_rate_event_json_names_windows_and_nulls() {
     assert!(v["short_burn_rate"].is_null());
     assert_eq!(e.alert_key(), "checkout-availability/1h/5m");
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    QueueFull,
+    TooLarge,
+}
+
+impl telemetry::LabelValue for Why {
+    const COUNT: usize = 2;
+    fn as_str(self) -> &'static str {
+        match self {
+            Why::QueueFull => "queue_full",
+            Why::TooLarge => "too_large",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[test]
+fn counters_by_label_are_the_registry_counters_and_appear_on_first_use() {
+    let r = Registry::new();
+    let by = telemetry::ByLabel::<Why>::new(
+        &r,
+        &telemetry::names::REFUSED_REQUESTS,
+        &["traces", "grpc"],
+    );
+    assert!(
+        !r.render_prometheus().contains("refused_requests"),
+        "nothing is rendered before first use"
+    );
+    by.inc(Why::QueueFull);
+    by.add(Why::QueueFull, 2);
+    // The same counter as a lookup by its labels.
+    r.counter(
+        &telemetry::names::REFUSED_REQUESTS,
+        &["traces", "grpc", "queue_full"],
+    )
+    .inc();
+    assert_eq!(by.get(Why::QueueFull).get(), 4);
+    assert_eq!(by.get(Why::TooLarge).get(), 0, "a first use creates the counter at zero");
+    assert_eq!(
+        r.value(
+            "slipstream_receiver_refused_requests_total",
+            &["traces", "grpc", "queue_full"]
+        ),
+        Some(4)
+    );
+    assert_eq!(
+        r.value(
+            "slipstream_receiver_refused_requests_total",
+            &["traces", "grpc", "too_large"]
+        ),
+        Some(0)
+    );
+}
