@@ -16,24 +16,24 @@
 //! refused retryably; large decompressions and JSON decodes run on blocking threads.
 //!
 //! In two-tier mode the HTTP port also takes partial aggregates from sidecars
-//! (`POST /v1/slipstream/aggregates`, see `aggregates`): same admission, then a prost decode
+//! (`POST /v1/slipstream/aggregates`, see `http::aggregates`): same admission, then a prost decode
 //! and the [`slipstream_core::AggregatesSink`] plugged in with [`Pipeline::with_aggregates`]
 //! through an [`AggregatesIntake`], which holds the sidecars' own tokens, the sender names
 //! taken and the plausibility limits (off unless `receivers.otlp.aggregates.enabled`).
 #![forbid(unsafe_code)]
 
-mod aggregates;
 mod body;
 mod conn;
 mod grpc;
 mod http;
+mod intake;
 mod pipeline;
 pub mod scanner;
 mod server;
 
-pub use aggregates::AggregatesIntake;
 pub use body::ResponseBody;
 pub use conn::{ADMIN_MAX_OPEN, ConnectionLimits};
+pub use intake::AggregatesIntake;
 pub use pipeline::{ExportError, InFlight, Limits, MemoryGate, Pipeline, Transport};
 pub use server::{Handler, Receivers, RunningReceivers, serve_http, serve_http_with};
 

@@ -110,7 +110,7 @@ pub struct Pipeline {
     counters: Vec<SignalCounters>,
     tokens: Option<std::sync::RwLock<Arc<Vec<Vec<u8>>>>>,
     memory: Option<MemoryGate>,
-    aggregates: Option<Arc<crate::aggregates::AggregatesIntake>>,
+    aggregates: Option<Arc<crate::intake::AggregatesIntake>>,
     aggregate_counters: AggregateCounters,
 }
 
@@ -335,13 +335,13 @@ impl Pipeline {
     /// Takes partial aggregates (two-tier mode, `POST /v1/slipstream/aggregates` on the HTTP
     /// port) from the senders `intake` authenticates, within its limits, and hands them to its
     /// sink; without it that path answers 404.
-    pub fn with_aggregates(mut self, intake: Arc<crate::aggregates::AggregatesIntake>) -> Self {
+    pub fn with_aggregates(mut self, intake: Arc<crate::intake::AggregatesIntake>) -> Self {
         self.aggregates = Some(intake);
         self
     }
 
     /// Where partial aggregates go and who may send them, when they are taken.
-    pub fn aggregates(&self) -> Option<&crate::aggregates::AggregatesIntake> {
+    pub fn aggregates(&self) -> Option<&crate::intake::AggregatesIntake> {
         self.aggregates.as_deref()
     }
 

@@ -1,19 +1,20 @@
-//! OTLP/HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with protobuf or JSON bodies, and
-//! (see [`crate::aggregates`]) `POST /v1/slipstream/aggregates`; both go through the same
-//! admission ([`admit`]).
+//! The admission every POST on the HTTP port goes through, OTLP and partial aggregates alike:
+//! method, bearer token, media type, memory gate, content encoding, bounded read and bounded
+//! decompression ([`admit`]), and the answers it gives: `google.rpc.Status` bodies in the
+//! request's format with the OTLP/HTTP status codes ([`error_response`], [`status_response`]).
+//! It depends on the pipeline and the body reader only; the endpoints depend on it.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use prost::Message;
+use slipstream_core::Signal;
 use slipstream_core::rpc::{GrpcCode, RpcStatus};
-use slipstream_core::{Signal, aggregates};
 
 use crate::body::{Announced, Encoding, ResponseBody, decompress, read_limited};
-use crate::pipeline::{
-    ExportError, Pipeline, Reservation, Transport, json_to_protobuf_reserved, span_records_estimate,
-};
+use crate::pipeline::{ExportError, Pipeline, Reservation, span_records_estimate};
 
+/// The body format of a request, from its media type; answers are in the same format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
     Protobuf,
@@ -21,7 +22,7 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Format::Protobuf => "application/x-protobuf",
             Format::Json => "application/json",
@@ -29,62 +30,9 @@ impl Format {
     }
 }
 
-fn signal_for_path(path: &str) -> Option<Signal> {
+/// The signal an OTLP/HTTP path is for.
+pub(super) fn signal_for_path(path: &str) -> Option<Signal> {
     Signal::ALL.into_iter().find(|s| s.http_path() == path)
-}
-
-/// Handles one request on the HTTP port.
-pub(crate) async fn handle<B>(
-    pipeline: &Pipeline,
-    max_body: usize,
-    req: Request<B>,
-) -> Response<ResponseBody>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    if req.uri().path() == aggregates::HTTP_PATH {
-        return crate::aggregates::handle(pipeline, max_body, req).await;
-    }
-    let Some(signal) = signal_for_path(req.uri().path()) else {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "not found: OTLP/HTTP paths are /v1/traces, /v1/metrics and /v1/logs (and /v1/slipstream/aggregates for partial aggregates)",
-        );
-    };
-    let counting = Counting {
-        refused: &|reason| pipeline.count_refused(signal, Transport::Http, reason),
-        bytes: &|n| pipeline.count_wire_bytes(signal, Transport::Http, n),
-    };
-    let Admitted {
-        format,
-        body,
-        reservation,
-    } = match admit(pipeline, max_body, req, true, true, &counting).await {
-        Ok(a) => a,
-        Err(refused) => return refused,
-    };
-    let protobuf = match format {
-        Format::Protobuf => body,
-        Format::Json => match json_to_protobuf(signal, body, &reservation).await {
-            Ok(b) => b,
-            Err(e) => {
-                pipeline.count_refused(signal, Transport::Http, e.reason());
-                return error_response(format, &e);
-            }
-        },
-    };
-    match pipeline.export_reserved(signal, Transport::Http, protobuf, &reservation) {
-        Ok(()) => {
-            // An empty Export*ServiceResponse: zero bytes in protobuf, `{}` in JSON.
-            let body = match format {
-                Format::Protobuf => ResponseBody::empty(),
-                Format::Json => ResponseBody::full("{}"),
-            };
-            with_type(Response::new(body), format)
-        }
-        Err(e) => error_response(format, &e),
-    }
 }
 
 /// How a request path counts what happens to its requests.
@@ -101,28 +49,6 @@ pub(crate) struct Admitted {
     pub(crate) format: Format,
     pub(crate) body: Bytes,
     pub(crate) reservation: Reservation,
-}
-
-/// JSON bodies up to this size are converted on the async worker; larger ones on a blocking
-/// thread (a serde decode runs at roughly 100-300 MB/s, so 256 KiB is about a millisecond).
-const INLINE_JSON: usize = 256 << 10;
-
-/// Converts an OTLP/JSON body to protobuf, with its memory reserved on `reservation`, on a
-/// blocking thread when it is large.
-async fn json_to_protobuf(
-    signal: Signal,
-    json: Bytes,
-    reservation: &Reservation,
-) -> Result<Bytes, ExportError> {
-    if json.len() <= INLINE_JSON {
-        return json_to_protobuf_reserved(signal, &json, Some(reservation));
-    }
-    let reservation = reservation.clone();
-    tokio::task::spawn_blocking(move || {
-        json_to_protobuf_reserved(signal, &json, Some(&reservation))
-    })
-    .await
-    .map_err(|e| ExportError::Invalid(format!("JSON conversion failed: {e}")))?
 }
 
 /// What every POST on the HTTP port goes through before its body is looked at: method, bearer
@@ -245,7 +171,8 @@ pub(crate) fn with_type(mut r: Response<ResponseBody>, format: Format) -> Respon
     r
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
+/// A plain-text answer with `status`.
+pub(super) fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(format!("{text}\n")));
     *r.status_mut() = status;
     r.headers_mut().insert(

@@ -10,7 +10,7 @@ use slipstream_core::aggregates::{
 use slipstream_core::rpc::RpcStatus;
 use slipstream_core::{AggregatesSink, MergeError, Merged, Registry, ScanSpec};
 
-use super::{AggregatesIntake, glob_match};
+use crate::intake::{AggregatesIntake, glob_match};
 use crate::pipeline::{Limits, Pipeline};
 
 /// Records what reaches it; refuses with `refusal` when set.
