@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::Access;
-use slipstream_step::live::Live;
+use slipstream_step::publish::Live;
 
 /// What `/readyz` checks.
 #[derive(Debug, Clone)]

@@ -52,7 +52,7 @@ use slipstream_core::{Clock, Registry, UnixNanos};
 use slipstream_receiver::ResponseBody;
 use slipstream_slo::{AlertEvent, Silence, SilenceId, SloStatus};
 
-use slipstream_step::live::Live;
+use slipstream_step::publish::Live;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 64 * 1024;

@@ -20,7 +20,7 @@ use slipstream_core::MetricsSource;
 use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
 use slipstream_exporters::remote_write::{RemoteWriter, RemoteWriterHandle};
 use slipstream_step::evaluate::Evaluator;
-use slipstream_step::live::{EventSink, Live};
+use slipstream_step::publish::{EventSink, Live};
 use slipstream_step::thread::StepThread;
 
 /// Sets up `tracing` from the config; `RUST_LOG` wins over `log.level` when set.

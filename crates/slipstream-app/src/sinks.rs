@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use slipstream_core::export::BurnRateEvent;
 use slipstream_exporters::aggregates::AggregatesExporter;
-use slipstream_step::live::{AggregatesSink, EventSink};
+use slipstream_step::publish::{AggregatesSink, EventSink};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -14,7 +14,7 @@ use slipstream_core::telemetry::{Counter, Gauge};
 use slipstream_slo::EngineState;
 use slipstream_state::{StateError, StateStore};
 
-use slipstream_step::live::Live;
+use slipstream_step::publish::Live;
 
 /// The key the SLO engine's state is stored under.
 pub const SLO_KEY: &str = "slo-engine";

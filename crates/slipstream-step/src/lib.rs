@@ -3,6 +3,6 @@
 #![deny(unsafe_code)]
 
 pub mod evaluate;
-pub mod live;
+pub mod publish;
 pub mod series;
 pub mod thread;

@@ -13,7 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use crate::evaluate::Step;
-use crate::live::Live;
+use crate::publish::Live;
 
 /// How much nicer (lower CPU priority) than the process the step thread runs, on Linux.
 /// With 10, a step competing with a request worker for one core gets about a tenth of it.

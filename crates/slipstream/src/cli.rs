@@ -216,7 +216,7 @@ pub fn main() -> ExitCode {
                 }
             };
             slipstream_app::app::init_logging(&slipstream_config::LogConfig {
-                level: "warn,slipstream_step::live=error".to_owned(),
+                level: "warn,slipstream_step::publish=error".to_owned(),
                 ..cfg.log.clone()
             });
             let opts = ReplayOptions {

@@ -39,7 +39,7 @@ use slipstream_receiver::scanner::scan_traces;
 use slipstream_slo::{AlertEvent, SloEngine, SloSnapshot};
 
 use slipstream_step::evaluate::Evaluator;
-use slipstream_step::live::Live;
+use slipstream_step::publish::Live;
 
 /// How the input file is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -9,7 +9,7 @@ fn declared() -> Vec<&'static MetricDesc> {
     all.extend_from_slice(slipstream_slo::names::ALL);
     all.extend_from_slice(slipstream_app::state::names::ALL);
     all.extend_from_slice(slipstream_app::memory::names::ALL);
-    all.extend_from_slice(slipstream_step::live::names::ALL);
+    all.extend_from_slice(slipstream_step::publish::names::ALL);
     all.extend_from_slice(slipstream_exporters::names::ALL);
     all
 }
