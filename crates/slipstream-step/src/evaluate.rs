@@ -1,12 +1,14 @@
-//! The evaluation step shared by `run` and `replay`: merge the aggregator's shards, feed what
-//! changed to the SLO engine, evaluate SLOs when due.
+//! Hops 6 to 8 of the life of a span (see [the crate docs](crate)), the first three of a
+//! step, shared by `slipstream run` and `slipstream replay`: merge the aggregator's shards,
+//! feed what changed to the SLO engine, evaluate the SLOs when the evaluation interval has
+//! passed. [`Evaluator::step`] runs them; [`crate::publish`] runs the fourth.
 //!
 //! The aggregator publishes immutable snapshots in which unchanged series and slots are the
-//! same `Arc`s as in the previous one. [`Evaluator::step`] walks the new snapshot next to the
-//! previous one ([`Snapshot::changes_since`]: pointer-equal series and slots are skipped) and
-//! hands the engine only the difference of the slots that changed: new requests, and late
-//! spans added to an older slot. So each request reaches the SLO engine exactly once, however
-//! often the aggregator ticks, and a tick costs a pointer comparison per unchanged series.
+//! same `Arc`s as in the previous one. The feed walks the new snapshot next to the previous
+//! one ([`Snapshot::changes_since`]: pointer-equal series and slots are skipped) and hands the
+//! engine only the difference of the slots that changed: new requests, and late spans added
+//! to an older slot. So each request reaches the SLO engine exactly once, however often steps
+//! run, and the feed costs a pointer comparison per unchanged series.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use slipstream_core::aggregates::{self, Overflow};
 use slipstream_core::{Clock, UnixNanos};
 use slipstream_slo::{AlertEvent, Sli, SloEngine, SloId, SloSnapshot};
 
-/// What one evaluation step produced.
+/// What one step produced.
 #[derive(Debug, Clone)]
 pub struct Step {
     /// The aggregator snapshot the step read.
@@ -55,14 +57,15 @@ pub struct SeriesTotals {
     pub bad: u64,
     /// Latencies, nanoseconds.
     pub histogram: SparseHistogram,
-    /// When the series was first seen (tick time).
+    /// When the series was first seen (the clock at the step that first saw it).
     pub since: UnixNanos,
     /// Its service is refused SLOs (over `slo.discovery.max_services`): the series is left
     /// out of the exported SLI series.
     pub over_limit: bool,
 }
 
-/// Feeds the SLO engine from the aggregator and evaluates on the engine's interval.
+/// The merge, feed and evaluate hops of a step: feeds the SLO engine from the aggregator and
+/// evaluates on the engine's evaluation interval.
 #[derive(Debug)]
 pub struct Evaluator {
     aggregator: Arc<Aggregator>,
@@ -117,8 +120,8 @@ impl Evaluator {
         self.engine.evaluation_interval()
     }
 
-    /// Merges the shards, feeds the engine what changed, and evaluates the SLOs when the
-    /// evaluation interval has passed (or `force` is set).
+    /// Runs the first three hops of a step: merges the shards, feeds the engine what changed,
+    /// and evaluates the SLOs when the evaluation interval has passed (or `force` is set).
     pub fn step(&mut self, force: bool) -> Step {
         let series = self.aggregator.tick();
         self.feed(&series);
@@ -219,9 +222,10 @@ impl Evaluator {
         }
         let Some(service) = service else { return };
         // Versions already handed over are handed over again only when the list changed
-        // (the snapshots share it otherwise: it changes on the ticks the series records, as
-        // the versions serving it are seen again) or the SLOs did. Each comes with when it
-        // last served a request: the engine names the one seen most recently as running.
+        // (the snapshots share it otherwise: it changes at each step whose merge brought the
+        // series requests, as the versions serving it are seen again) or the SLOs did. Each
+        // comes with when it last served a request: the engine names the one seen most
+        // recently as running.
         let versions_changed = change
             .before
             .is_none_or(|b| !std::ptr::eq(b.versions(), s.versions()));

@@ -1,6 +1,11 @@
-//! The live SLO state: the evaluator behind a lock, the latest published results, and the
-//! hand-off of alert events to the event exporters. The tick loop, the admin API and the
-//! metrics exporters share one [`Live`].
+//! Hop 9 of the life of a span (see [the crate docs](crate)), the last of a step: publish.
+//!
+//! [`Live`] holds the [`Evaluator`] behind a lock and runs whole steps ([`Live::step`]): the
+//! evaluator's merge, feed and evaluate, then the publishing of their results, which readers
+//! then see ([`Published`]), the SLO history kept for the status page, and the hand-off of
+//! burn-rate events to the [`EventSink`]s and of a sidecar's partial aggregates to the
+//! [`AggregatesSink`]. The step thread, the admin API and the metrics exporters share one
+//! [`Live`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,7 +22,8 @@ use slipstream_slo::{AlertEvent, AlertState, Silence, SilenceId, SloSnapshot};
 use crate::evaluate::{Evaluator, SeriesTotals, Step};
 use crate::series;
 
-/// The self-metrics of the evaluation steps, declared once.
+/// The self-metrics of the steps, declared once. Their names say "evaluation step" (kept for
+/// the dashboards that read them): it is the same step.
 pub mod names {
     use slipstream_core::metric;
     use slipstream_core::telemetry::MetricDesc;
@@ -41,9 +47,9 @@ pub mod names {
     pub const ALL: &[&MetricDesc] = &[&STEPS, &STEP_SECONDS];
 }
 
-/// Where burn-rate events go after each evaluation.
+/// Where the burn-rate events of each step go (a step has events only when it evaluated).
 pub trait EventSink: Send + Sync {
-    /// Hands the events of one evaluation over; must not block.
+    /// Hands the events of one step over; must not block.
     fn publish(&self, events: &[BurnRateEvent]);
 }
 
@@ -86,7 +92,9 @@ pub const HISTORY_STEP: u64 = 60_000_000_000;
 /// One SLO's kept evaluations in one flat ring of `f32`s, without an allocation per point:
 /// 40 bytes a point with the default seven windows, so a day of points of the 4,000
 /// templated SLOs of `slo.discovery.max_services: 2000` takes 230 MB (at most 330 MB with
-/// the rings' spare capacity), where points kept as [`HistoryPoint`]s took about 2.3 GB.
+/// the rings' spare capacity). Points kept as [`HistoryPoint`]s, a vector each, took ten
+/// times that: see docs/benchmarks.md, "Experiment log", "2026-12-06: the SLO history in a
+/// flat ring".
 #[derive(Debug, Default)]
 struct History {
     /// The windows of every point (the SLO's evaluated windows; a change starts afresh).
@@ -168,7 +176,8 @@ impl History {
     }
 }
 
-/// The live SLO state.
+/// The step and its published results, shared by the step thread, the admin API and the
+/// exporters.
 pub struct Live {
     evaluator: Mutex<Evaluator>,
     published: RwLock<Arc<Published>>,
@@ -194,7 +203,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Live {
-    /// Live state over `evaluator`; `catalog` gives the owner and tier labels of series.
+    /// Steps over `evaluator`; `catalog` gives the owner and tier labels of series.
     pub fn new(
         evaluator: Evaluator,
         catalog: BTreeMap<String, CatalogEntry>,
@@ -230,9 +239,9 @@ impl Live {
         self
     }
 
-    /// Runs one evaluation step (see [`Evaluator::step`]), publishes its results, hands its
-    /// events to the sinks and its partial aggregates to the aggregates exporter (so the
-    /// returned step's are empty). Blocking CPU work: call it off the I/O threads.
+    /// Runs one step: the merge, feed and evaluate of [`Evaluator::step`], then publishes its
+    /// results, hands its events to the sinks and its partial aggregates to the aggregates
+    /// sink (so the returned step's are empty). Blocking CPU work: call it off the I/O threads.
     pub fn step(&self, force: bool) -> Step {
         let started = Instant::now();
         let (step, events) = {

@@ -1,5 +1,6 @@
-//! The SLI series every metrics exporter sends, built from one evaluation step, and the
-//! burn-rate events every event exporter sends, built from the engine's alert events.
+//! Hop 10 of the life of a span (see [the crate docs](crate)): the SLI series every metrics
+//! exporter sends, built from the results the last step published, and, for the publish hop,
+//! the burn-rate events every event exporter sends, built from the engine's alert events.
 //!
 //! [`SERIES`] declares every exported family (name, type, unit, labels); `docs/sli-series.md`
 //! is checked against it by a test, and [`build`] only emits declared families.
@@ -392,7 +393,7 @@ fn catalog_labels(
     out
 }
 
-/// What [`build`] reads: one evaluation's snapshots.
+/// What [`build`] reads: the snapshots one step published.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
     /// The aggregator snapshot.
@@ -409,7 +410,7 @@ pub struct Inputs<'a> {
     pub started: u64,
 }
 
-/// The SLI series of one evaluation, named per `naming`.
+/// The SLI series of one step's published results, named per `naming`.
 pub fn build(inp: Inputs<'_>, naming: MetricNaming) -> MetricsSnapshot {
     let mut f = Families::default();
     let at = inp.series.taken_at().max(inp.slos.at);

@@ -1,13 +1,15 @@
-//! The thread that runs the evaluation steps: merging the aggregator's shards into the
-//! window store, evaluating the SLOs and publishing what they give.
+//! Hop 5 of the life of a span (see [the crate docs](crate)): the thread that runs the
+//! steps, one per tick, each merging the aggregator's shards, feeding and evaluating the SLOs
+//! and publishing what they give ([`Live::step`]).
 //!
-//! A step is a burst of CPU work that grows with the number of series (tens of milliseconds
-//! at 100,000). Run at the request workers' priority, on a machine with few cores, it holds
-//! up the Export calls that arrive meanwhile: at 100,000 series and half the maximum rate,
-//! their 99th percentile was 8-26 ms, against 2-3.5 ms at 1,000 series (docs/benchmarks.md).
-//! So steps run on a thread of their own, [`TICK_NICE`] steps nicer than the process: the
-//! scheduler lets a request worker that wakes up preempt it, and the step still gets every
-//! CPU cycle the workers leave idle (the same p99 is then 3.7-5.0 ms).
+//! A step is a burst of CPU work that grows with the number of series. Run at the request
+//! workers' priority on a machine with few cores, the steps at 100,000 series held up the
+//! Export calls that arrived meanwhile, far more than at 1,000 series. So steps run on a
+//! thread of their own, with a nice value [`STEP_NICE`] above the process's: the scheduler
+//! lets a request worker that wakes up preempt a step, and the step still gets every CPU
+//! cycle the workers leave idle. The tail latencies measured with and without it: see
+//! docs/benchmarks.md, "Experiment log", "2026-11-24: the step on a thread of its own at
+//! nice +10".
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use crate::publish::Live;
 
 /// How much nicer (lower CPU priority) than the process the step thread runs, on Linux.
 /// With 10, a step competing with a request worker for one core gets about a tenth of it.
-pub const TICK_NICE: i32 = 10;
+pub const STEP_NICE: i32 = 10;
 
 type Job<T> = (bool, tokio::sync::oneshot::Sender<T>);
 
@@ -56,8 +58,8 @@ impl<T: Send + 'static> StepThread<T> {
         Ok(StepThread { jobs })
     }
 
-    /// Runs one step (`force`: whatever the evaluation interval) and waits for it; `None`
-    /// when it panicked.
+    /// Runs one step (`force`: evaluating whatever the evaluation interval) and waits for it;
+    /// `None` when it panicked.
     pub async fn step(&self, force: bool) -> Option<T> {
         let (reply, done) = tokio::sync::oneshot::channel();
         self.jobs.send((force, reply)).ok()?;
@@ -65,14 +67,14 @@ impl<T: Send + 'static> StepThread<T> {
     }
 }
 
-/// Makes the calling thread [`TICK_NICE`] steps nicer than it is. On Linux a nice value
+/// Makes the calling thread nicer than it is by [`STEP_NICE`]. On Linux a nice value
 /// set through `setpriority(PRIO_PROCESS, tid)` applies to that one thread.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
         let tid = rustix::thread::gettid();
         let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-        let nice = (now + TICK_NICE).min(19);
+        let nice = (now + STEP_NICE).min(19);
         if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
             tracing::warn!(error = %e, "could not lower the evaluation step thread's priority");
         }
@@ -98,7 +100,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(child, (parent + TICK_NICE).min(19));
+        assert_eq!(child, (parent + STEP_NICE).min(19));
         // Only that thread: this one is unchanged.
         assert_eq!(current_nice(), parent);
     }
@@ -115,12 +117,12 @@ mod tests {
         let parent = current_nice();
         assert_eq!(
             steps.step(false).await,
-            Some((1, false, (parent + TICK_NICE).min(19)))
+            Some((1, false, (parent + STEP_NICE).min(19)))
         );
         assert_eq!(steps.step(false).await, None);
         assert_eq!(
             steps.step(true).await,
-            Some((3, true, (parent + TICK_NICE).min(19)))
+            Some((3, true, (parent + STEP_NICE).min(19)))
         );
     }
 }
