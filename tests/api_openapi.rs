@@ -22,90 +22,21 @@ fn spec() -> Value {
     serde_yaml::from_str(&text).unwrap()
 }
 
-fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema.get("$ref").and_then(Value::as_str) {
-        Some(r) => {
-            let name = r.trim_start_matches("#/components/schemas/");
-            &spec["components"]["schemas"][name]
-        }
-        None => schema,
-    }
-}
-
-/// Checks `v` against an OpenAPI 3.0 schema (the subset the document uses); returns every
-/// mismatch with its JSON path.
-fn validate(spec: &Value, schema: &Value, v: &Value, path: &str, errs: &mut Vec<String>) {
-    let schema = resolve(spec, schema);
-    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
-        // One object schema holding every part's properties and required names.
-        let mut merged = serde_json::json!({ "type": "object", "properties": {}, "required": [] });
-        for part in all {
-            let part = resolve(spec, part);
-            for (k, p) in part["properties"].as_object().into_iter().flatten() {
-                merged["properties"][k] = p.clone();
-            }
-            for r in part["required"].as_array().into_iter().flatten() {
-                merged["required"].as_array_mut().unwrap().push(r.clone());
-            }
-        }
-        validate(spec, &merged, v, path, errs);
-        return;
-    }
-    if v.is_null() {
-        if !schema["nullable"].as_bool().unwrap_or(false) {
-            errs.push(format!("{path}: null but not nullable"));
-        }
-        return;
-    }
-    let ty = schema["type"].as_str().unwrap_or("");
-    let ok = match ty {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "number" => v.is_number(),
-        "integer" => v.is_u64() || v.is_i64(),
-        "boolean" => v.is_boolean(),
-        _ => true,
-    };
-    if !ok {
-        errs.push(format!("{path}: expected {ty}, got {v}"));
-        return;
-    }
-    if let Some(allowed) = schema["enum"].as_array()
-        && !allowed.contains(v)
-    {
-        errs.push(format!("{path}: {v} not in {allowed:?}"));
-    }
-    if let Some(obj) = v.as_object() {
-        for r in schema["required"].as_array().into_iter().flatten() {
-            if !obj.contains_key(r.as_str().unwrap()) {
-                errs.push(format!(
-                    "{path}: missing required `{}`",
-                    r.as_str().unwrap()
-                ));
-            }
-        }
-        let props = schema["properties"].as_object();
-        for (k, val) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(s) => validate(spec, s, val, &format!("{path}.{k}"), errs),
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) | None if props.is_some() => {
-                        errs.push(format!("{path}: undocumented property `{k}`"))
-                    }
-                    Some(s @ Value::Object(_)) => {
-                        validate(spec, s, val, &format!("{path}.{k}"), errs)
-                    }
-                    _ => {}
-                },
-            }
-        }
-    }
-    if let Some(items) = v.as_array() {
-        for (i, item) in items.iter().enumerate() {
-            validate(spec, &schema["items"], item, &format!("{path}[{i}]"), errs);
-        }
-    }
+/// Validates `v` against a response schema of the document (OpenAPI 3.1 schemas are JSON
+/// Schema 2020-12), with `format` checked; returns every mismatch with its JSON path. The
+/// schema is compiled with the document's `components` beside it, so its `$ref`s resolve.
+fn validate(spec: &Value, schema: &Value, v: &Value) -> Vec<String> {
+    let mut root = schema.clone();
+    root["components"] = spec["components"].clone();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("the documented schema does not compile: {e}"));
+    validator
+        .iter_errors(v)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
 }
 
 fn check(spec: &Value, route: &str, method: &str, status: u16, body: &[u8]) -> Value {
@@ -122,14 +53,48 @@ fn check(spec: &Value, route: &str, method: &str, status: u16, body: &[u8]) -> V
         return Value::Null;
     };
     let v: Value = serde_json::from_slice(body).unwrap();
-    let mut errs = Vec::new();
-    validate(spec, schema, &v, "$", &mut errs);
+    let errs = validate(spec, schema, &v);
     assert!(
         errs.is_empty(),
         "{method} {route} ({status}):\n{}",
         errs.join("\n")
     );
     v
+}
+
+/// The validator is strict where the document is: a wrong type, a value outside an enum, a
+/// malformed date-time and a missing required field are each reported at their path.
+#[test]
+fn answers_that_break_the_schema_are_reported_where_they_break_it() {
+    let spec = spec();
+    let schema = &spec["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    let event = |at: &str, state: &str| {
+        serde_json::json!({
+            "at": at, "state": state, "slo": "orders-availability", "service": "orders",
+            "severity": "page", "long_window": "1h", "short_window": "5m", "factor": 14.4,
+            "long_burn_rate": null, "short_burn_rate": 20.0, "budget_remaining": 0.5,
+            "versions": ["1.0.0"], "newest_version": null, "newest_version_since": null,
+            "firing_since": "2026-04-01T00:00:00Z", "repeat": false, "superseded_by_page": false
+        })
+    };
+    let good = serde_json::json!({ "events": [event("2026-04-01T00:00:00Z", "firing")] });
+    assert_eq!(validate(&spec, schema, &good), Vec::<String>::new());
+
+    let mut missing = event("2026-04-01T00:00:00Z", "firing");
+    missing.as_object_mut().unwrap().remove("slo");
+    let mut wrong_type = event("2026-04-01T00:00:00Z", "firing");
+    wrong_type["factor"] = "fast".into();
+    let bad = serde_json::json!({ "events": [
+        event("yesterday", "firing"),
+        event("2026-04-01T00:00:00Z", "burning"),
+        missing,
+        wrong_type,
+    ] });
+    let errs = validate(&spec, schema, &bad).join("\n");
+    for path in ["/events/0/at", "/events/1/state", "/events/2", "/events/3/factor"] {
+        assert!(errs.contains(&format!("{path}: ")), "{path} not reported in:\n{errs}");
+    }
 }
 
 #[test]
