@@ -47,8 +47,9 @@ fn aggregator(series: usize) -> Aggregator {
 }
 
 /// What reading the thread's CPU clock around nothing measures (the clock is a system call,
-/// part of whose own time lands inside the interval): about 0.5 us on this machine, 1 ns per
-/// span of a 512-span request, subtracted from every timed request. The median of many.
+/// part of whose own time lands inside the interval), subtracted from every timed request.
+/// The median of many. What it comes to on the development machine: see docs/benchmarks.md,
+/// "Current figures", "Aggregator".
 fn clock_overhead() -> Duration {
     let mut d: Vec<Duration> = (0..20_000)
         .map(|_| {
@@ -204,8 +205,9 @@ fn tick(c: &mut Criterion) {
 const REF_LINES: usize = 4;
 /// Operations ahead that [`reference`] prefetches a line, as the record path's lookahead does.
 const REF_AHEAD: usize = 16;
-/// Rounds of arithmetic per operation of [`reference`]: about the 29 ns per span of
-/// `record/1000_series/1_threads` when its lines are in the L2.
+/// Rounds of arithmetic per operation of [`reference`]: about the time per span of
+/// `record/1000_series/1_threads` when its lines are in the L2 (the figure it was set to:
+/// docs/benchmarks.md, "Current figures", "Aggregator").
 const REF_ROUNDS: u32 = 16;
 
 /// The machine's own cost of a second thread, with nothing shared: each thread owns a region
@@ -213,7 +215,8 @@ const REF_ROUNDS: u32 = 16;
 /// [`REF_AHEAD`] operations ahead) and [`REF_ROUNDS`] rounds of arithmetic, 512 operations per
 /// timed call, timed as `record` is (thread CPU time). A region of 1 MiB stays in each core's
 /// L2, like `record` at 1,000 series; one of 16 MiB fits the shared L3 once but not twice, like
-/// the map and accumulators of `record`'s shards at 100,000 series (20 MB each); one of 64 MiB
+/// the map and accumulators of `record`'s shards at 100,000 series (their size: see
+/// docs/benchmarks.md, "Current figures", "Two threads at 100k series"); one of 64 MiB
 /// is beyond the L3 whatever the threads. Whatever two threads cost more per thread than one
 /// here is the shared caches' and memory's.
 fn reference(c: &mut Criterion) {

@@ -9,14 +9,17 @@ static GLOBAL: MiMalloc = MiMalloc;
 /// defaults do not suit slipstream; unless the operator chose a value, run again with ours
 /// (docs/benchmarks.md has the measurements):
 ///
-/// - `MIMALLOC_ARENA_EAGER_COMMIT=0`: by default it commits whole arenas up front, which costs
-///   about 5.6 MiB of resident memory idle and 27 MiB under load for no measured speed; a
-///   sidecar next to every pod cannot afford that.
+/// - `MIMALLOC_ARENA_EAGER_COMMIT=0`: by default it commits whole arenas up front, which
+///   costs resident memory idle and more under load for no measured speed; a sidecar next to
+///   every pod cannot afford that. See docs/benchmarks.md, "Experiment log", "2026-11-24:
+///   mimalloc's eager arena commit off".
 /// - `MIMALLOC_PURGE_DELAY=10000` (ms): by default freed pages go back to the system after
-///   10 ms. Each tick frees the previous snapshot's copies and allocates new ones, so at
-///   100,000 series every tick gave back and faulted in again tens of MiB; ten seconds
-///   outlasts the tick interval (5 s by default), so the pages are reused. The memory limit
-///   still gets them back at once when it needs to (`slipstream_app::allocator`).
+///   10 ms. Each step frees the previous snapshot's copies and allocates new ones, so at
+///   100,000 series every step gave back and faulted in again tens of MiB; ten seconds
+///   outlasts the tick (5 s by default), so the pages are reused. The memory limit still gets
+///   them back at once when it needs to (`slipstream_app::allocator`). See
+///   docs/benchmarks.md, "Experiment log", "2026-11-24: end to end with the lookahead; the
+///   tail at the ticks; mimalloc's purge delay".
 const ALLOCATOR_DEFAULTS: [(&str, &str); 2] = [
     ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
     ("MIMALLOC_PURGE_DELAY", "10000"),
