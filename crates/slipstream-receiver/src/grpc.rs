@@ -11,6 +11,7 @@ use slipstream_core::rpc::{GrpcCode, RpcStatus, base64_encode};
 
 use crate::body::{Announced, Encoding, ResponseBody, decompress, read_limited};
 use crate::pipeline::{ExportError, Pipeline, Reservation, Transport, span_records_estimate};
+use crate::refusal::Refusal;
 
 /// The encodings advertised in `grpc-accept-encoding`.
 const ACCEPT_ENCODING: &str = "gzip,zstd,deflate,identity";
@@ -35,12 +36,12 @@ where
             format!("unknown method {}", req.uri().path()),
         ));
     };
-    let refuse = |reason: &str, status: RpcStatus| {
+    let refuse = |reason: Refusal, status: RpcStatus| {
         pipeline.count_refused(signal, Transport::Grpc, reason);
         status_only(&status)
     };
     if req.method() != Method::POST {
-        pipeline.count_refused(signal, Transport::Grpc, "method_not_allowed");
+        pipeline.count_refused(signal, Transport::Grpc, Refusal::MethodNotAllowed);
         let mut r = Response::new(ResponseBody::empty());
         *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         r.headers_mut()
@@ -53,14 +54,14 @@ where
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
     if !is_grpc {
-        pipeline.count_refused(signal, Transport::Grpc, "unsupported_media_type");
+        pipeline.count_refused(signal, Transport::Grpc, Refusal::UnsupportedMediaType);
         let mut r = Response::new(ResponseBody::full("expected content-type application/grpc"));
         *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return r;
     }
     if !pipeline.authorized(req.headers()) {
         return refuse(
-            "unauthenticated",
+            Refusal::Unauthenticated,
             RpcStatus::new(
                 GrpcCode::Unauthenticated,
                 "missing or invalid bearer token (authorization: Bearer <token>)",
@@ -68,11 +69,11 @@ where
         );
     }
     if let Err(e) = pipeline.admit_memory() {
-        return refuse(e.reason(), status_for(&e));
+        return refuse(e.refusal(), status_for(&e));
     }
     let Some(encoding) = Encoding::parse(req.headers().get("grpc-encoding")) else {
         return refuse(
-            "unsupported_encoding",
+            Refusal::UnsupportedEncoding,
             RpcStatus::new(
                 GrpcCode::Unimplemented,
                 format!("unsupported grpc-encoding; accepted: {ACCEPT_ENCODING}"),
@@ -93,7 +94,7 @@ where
     .await
     {
         Ok(b) => b,
-        Err(e) => return refuse(e.reason(), status_for(&e)),
+        Err(e) => return refuse(e.refusal(), status_for(&e)),
     };
     pipeline.count_wire_bytes(signal, Transport::Grpc, raw.len());
     let message = match unframe(
@@ -106,7 +107,7 @@ where
     .await
     {
         Ok(m) => m,
-        Err(e) => return refuse(e.reason(), status_for(&e)),
+        Err(e) => return refuse(e.refusal(), status_for(&e)),
     };
     match pipeline.export_reserved(signal, Transport::Grpc, message, &reservation) {
         Ok(()) => ok_response(),

@@ -28,6 +28,7 @@ mod grpc;
 mod http;
 mod intake;
 mod pipeline;
+mod refusal;
 pub mod scanner;
 mod server;
 

@@ -13,6 +13,7 @@ use prost::Message;
 use slipstream_core::telemetry::{Counter, names};
 use slipstream_core::{ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord};
 
+use crate::refusal::{Refusal, RefusalCounters};
 use crate::scanner;
 
 /// Why a request was not accepted; each maps onto an OTLP status.
@@ -60,6 +61,21 @@ impl ExportError {
             ExportError::MemoryLimit(_) => "memory_limit",
         }
     }
+
+    /// [`ExportError::reason`] as a slot of the refusal counters.
+    pub(crate) fn refusal(&self) -> Refusal {
+        match self {
+            ExportError::Invalid(_) => Refusal::Invalid,
+            ExportError::TooLarge(_) => Refusal::TooLarge,
+            ExportError::AttributeLimit(_) => Refusal::AttributeLimit,
+            ExportError::Unforwardable { reason, .. } => match *reason {
+                "nesting_limit" => Refusal::NestingLimit,
+                _ => Refusal::InvalidId,
+            },
+            ExportError::Backpressure(_) => Refusal::QueueFull,
+            ExportError::MemoryLimit(_) => Refusal::MemoryLimit,
+        }
+    }
 }
 
 /// The transport a request came in on, as a label value.
@@ -87,6 +103,8 @@ struct SignalCounters {
     accepted: Arc<Counter>,
     refused: Arc<Counter>,
     bytes: Arc<Counter>,
+    /// `refused` by reason.
+    reasons: RefusalCounters,
 }
 
 /// Limits applied to every request, whatever the transport.
@@ -121,6 +139,8 @@ struct AggregateCounters {
     duplicate: Arc<Counter>,
     refused: Arc<Counter>,
     bytes: Arc<Counter>,
+    /// `refused` by reason.
+    reasons: RefusalCounters,
 }
 
 /// Set by the memory monitor while slipstream is over its memory limit; requests are then
@@ -309,6 +329,7 @@ impl Pipeline {
                         .counter(&names::RECEIVED_REQUESTS, &[l[0], l[1], "accepted"]),
                     refused: registry.counter(&names::RECEIVED_REQUESTS, &[l[0], l[1], "refused"]),
                     bytes: registry.counter(&names::RECEIVED_BYTES, &l),
+                    reasons: RefusalCounters::new(&registry, &names::REFUSED_REQUESTS, &l),
                 });
             }
         }
@@ -317,6 +338,7 @@ impl Pipeline {
             duplicate: registry.counter(&names::AGGREGATES_REQUESTS, &["duplicate"]),
             refused: registry.counter(&names::AGGREGATES_REQUESTS, &["refused"]),
             bytes: registry.counter(&names::AGGREGATES_BYTES, &[]),
+            reasons: RefusalCounters::new(&registry, &names::AGGREGATES_REFUSED, &[]),
         };
         Pipeline {
             forward,
@@ -347,20 +369,19 @@ impl Pipeline {
 
     /// Counts a partial-aggregates request taken (`accepted`) or recognized as a retry
     /// (`duplicate`).
-    pub(crate) fn count_aggregates_answered(&self, outcome: &str) {
+    pub(crate) fn count_aggregates_answered(&self, merged: slipstream_core::Merged) {
         let c = &self.aggregate_counters;
-        match outcome {
-            "duplicate" => c.duplicate.inc(),
-            _ => c.accepted.inc(),
+        match merged {
+            slipstream_core::Merged::Duplicate => c.duplicate.inc(),
+            slipstream_core::Merged::Accepted => c.accepted.inc(),
         }
     }
 
     /// Counts a partial-aggregates request refused, with its reason.
-    pub(crate) fn count_aggregates_refused(&self, reason: &str) {
-        self.aggregate_counters.refused.inc();
-        self.registry
-            .counter(&names::AGGREGATES_REFUSED, &[reason])
-            .inc();
+    pub(crate) fn count_aggregates_refused(&self, reason: Refusal) {
+        let c = &self.aggregate_counters;
+        c.refused.inc();
+        c.reasons.inc(reason);
     }
 
     /// Counts partial-aggregates bytes as they arrived on the wire.
@@ -431,14 +452,10 @@ impl Pipeline {
 
     /// Counts a request refused before it reached [`Pipeline::export`] (wrong method, media
     /// type, size, encoding, ...), or by it.
-    pub(crate) fn count_refused(&self, signal: Signal, transport: Transport, reason: &str) {
-        self.counters[index(signal, transport)].refused.inc();
-        self.registry
-            .counter(
-                &names::REFUSED_REQUESTS,
-                &[signal.as_str(), transport.as_str(), reason],
-            )
-            .inc();
+    pub(crate) fn count_refused(&self, signal: Signal, transport: Transport, reason: Refusal) {
+        let c = &self.counters[index(signal, transport)];
+        c.refused.inc();
+        c.reasons.inc(reason);
     }
 
     /// Handles one decoded protobuf request body: validates it, admits it to the forward
@@ -483,7 +500,7 @@ impl Pipeline {
                 c.accepted.inc();
                 c.items.add(*items);
             }
-            Err(e) => self.count_refused(signal, transport, e.reason()),
+            Err(e) => self.count_refused(signal, transport, e.refusal()),
         }
         result.map(|_| ())
     }

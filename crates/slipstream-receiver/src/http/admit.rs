@@ -13,6 +13,7 @@ use slipstream_core::rpc::{GrpcCode, RpcStatus};
 
 use crate::body::{Announced, Encoding, ResponseBody, decompress, read_limited};
 use crate::pipeline::{ExportError, Pipeline, Reservation, span_records_estimate};
+use crate::refusal::Refusal;
 
 /// The body format of a request, from its media type; answers are in the same format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub(super) fn signal_for_path(path: &str) -> Option<Signal> {
 /// How a request path counts what happens to its requests.
 pub(crate) struct Counting<'a> {
     /// Counts a refusal with its reason.
-    pub(crate) refused: &'a (dyn Fn(&'static str) + Sync),
+    pub(crate) refused: &'a (dyn Fn(Refusal) + Sync),
     /// Counts body bytes as they arrived on the wire.
     pub(crate) bytes: &'a (dyn Fn(usize) + Sync),
 }
@@ -69,7 +70,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if req.method() != Method::POST {
-        (count.refused)("method_not_allowed");
+        (count.refused)(Refusal::MethodNotAllowed);
         let mut r = plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use POST",
@@ -79,7 +80,7 @@ where
         return Err(r);
     }
     if otlp_auth && !pipeline.authorized(req.headers()) {
-        (count.refused)("unauthenticated");
+        (count.refused)(Refusal::Unauthenticated);
         let mut r = plain(
             StatusCode::UNAUTHORIZED,
             "unauthenticated: send Authorization: Bearer <token>",
@@ -103,7 +104,7 @@ where
         Some("application/x-protobuf") | Some("application/protobuf") => Format::Protobuf,
         Some("application/json") if json => Format::Json,
         other => {
-            (count.refused)("unsupported_media_type");
+            (count.refused)(Refusal::UnsupportedMediaType);
             let expected = if json {
                 "application/x-protobuf or application/json"
             } else {
@@ -119,14 +120,14 @@ where
         }
     };
     let refuse = |e: ExportError| {
-        (count.refused)(e.reason());
+        (count.refused)(e.refusal());
         error_response(format, &e)
     };
     if let Err(e) = pipeline.admit_memory() {
         return Err(refuse(e));
     }
     let Some(encoding) = Encoding::parse(req.headers().get(header::CONTENT_ENCODING)) else {
-        (count.refused)("unsupported_encoding");
+        (count.refused)(Refusal::UnsupportedEncoding);
         return Err(plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported content-encoding: expected gzip, zstd, deflate or none",

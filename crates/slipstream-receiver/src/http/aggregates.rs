@@ -33,13 +33,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use prost::Message;
+use slipstream_core::MergeError;
 use slipstream_core::aggregates::ExportAggregatesRequest;
 use slipstream_core::rpc::GrpcCode;
-use slipstream_core::{MergeError, Merged};
 
 use super::admit::{Admitted, Counting, Format, admit, status_response, with_type};
 use crate::body::ResponseBody;
 use crate::pipeline::Pipeline;
+use crate::refusal::Refusal;
 
 /// Handles one request on the partial-aggregates path.
 pub(crate) async fn handle<B>(
@@ -51,13 +52,13 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let refuse = |reason: &'static str, status, code, message: &str, retry_after| {
+    let refuse = |reason: Refusal, status, code, message: &str, retry_after| {
         pipeline.count_aggregates_refused(reason);
         status_response(Format::Protobuf, status, code, message, retry_after)
     };
     let Some(intake) = pipeline.aggregates() else {
         return refuse(
-            "disabled",
+            Refusal::Disabled,
             StatusCode::NOT_FOUND,
             GrpcCode::Unimplemented,
             "this slipstream does not take partial aggregates (receivers.otlp.aggregates.enabled is false)",
@@ -66,7 +67,7 @@ where
     };
     if !intake.authorized(req.headers()) {
         let mut r = refuse(
-            "unauthenticated",
+            Refusal::Unauthenticated,
             StatusCode::UNAUTHORIZED,
             GrpcCode::Unauthenticated,
             "unauthenticated: partial aggregates need Authorization: Bearer <token> with a sidecar token (receivers.otlp.aggregates.auth)",
@@ -89,7 +90,7 @@ where
         Ok(r) => r,
         Err(e) => {
             return refuse(
-                "invalid",
+                Refusal::Invalid,
                 StatusCode::BAD_REQUEST,
                 GrpcCode::InvalidArgument,
                 &format!("invalid ExportAggregatesRequest: {e}"),
@@ -101,7 +102,7 @@ where
     if !intake.sender_allowed(sender) {
         let shown: String = sender.chars().take(128).collect();
         return refuse(
-            "unknown_sender",
+            Refusal::UnknownSender,
             StatusCode::FORBIDDEN,
             GrpcCode::PermissionDenied,
             &format!("sender {shown:?} is not one of receivers.otlp.aggregates.senders"),
@@ -110,7 +111,7 @@ where
     }
     if let Err(why) = intake.plausible(&request) {
         return refuse(
-            "implausible",
+            Refusal::Implausible,
             StatusCode::BAD_REQUEST,
             GrpcCode::InvalidArgument,
             &format!("implausible partial aggregates: {why}"),
@@ -119,23 +120,20 @@ where
     }
     match intake.merge(request) {
         Ok(merged) => {
-            pipeline.count_aggregates_answered(match merged {
-                Merged::Accepted => "accepted",
-                Merged::Duplicate => "duplicate",
-            });
+            pipeline.count_aggregates_answered(merged);
             with_type(Response::new(ResponseBody::empty()), Format::Protobuf)
         }
         Err(
             e @ (MergeError::Incompatible(_) | MergeError::Invalid(_) | MergeError::Implausible(_)),
         ) => refuse(
-            e.reason(),
+            Refusal::of_merge(&e),
             StatusCode::BAD_REQUEST,
             GrpcCode::InvalidArgument,
             &e.to_string(),
             None,
         ),
         Err(e @ MergeError::Busy(d)) => refuse(
-            e.reason(),
+            Refusal::of_merge(&e),
             StatusCode::SERVICE_UNAVAILABLE,
             GrpcCode::Unavailable,
             &e.to_string(),

@@ -47,7 +47,7 @@ where
         Format::Json => match json_to_protobuf(signal, body, &reservation).await {
             Ok(b) => b,
             Err(e) => {
-                pipeline.count_refused(signal, Transport::Http, e.reason());
+                pipeline.count_refused(signal, Transport::Http, e.refusal());
                 return error_response(format, &e);
             }
         },
