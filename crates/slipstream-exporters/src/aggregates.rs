@@ -42,6 +42,7 @@ use slipstream_core::route::Rendezvous;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::Error;
 use crate::delivery::{self, Delivery, DeliveryQueue};
 use crate::resolve::DnsName;
 
@@ -190,7 +191,7 @@ struct Gateways {
 }
 
 /// Starts the delivery queue of the gateway at an endpoint URL.
-type MakeQueue = Box<dyn Fn(&str) -> Result<Delivery<Bytes>, String> + Send + Sync>;
+type MakeQueue = Box<dyn Fn(&str) -> Result<Delivery<Bytes>, Error> + Send + Sync>;
 
 /// How to start a gateway's delivery queue.
 struct QueueMaker {
@@ -239,12 +240,12 @@ impl AggregatesExporter {
         cfg: &AggregatesConfig,
         header: Header,
         registry: &Registry,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let section = "exporters.aggregates";
         let mut headers = delivery::header_map(section, &cfg.headers)?;
-        if let Some(token) = cfg.token()? {
+        if let Some(token) = cfg.token().map_err(Error::Credentials)? {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| format!("{section}.bearer_token: {e}"))?;
+                .map_err(|e| Error::field(format!("{section}.bearer_token"), e))?;
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
         }
@@ -372,7 +373,7 @@ impl Shared {
 
     /// Ships to `endpoints` from now on: queues of gateways still listed are kept, new ones
     /// started, the others drained in the background for `retire_deadline`.
-    fn set_gateways(&self, mut endpoints: Vec<String>) -> Result<(), String> {
+    fn set_gateways(&self, mut endpoints: Vec<String>) -> Result<(), Error> {
         endpoints.sort();
         endpoints.dedup();
         if self.gateways().endpoints == endpoints {

@@ -38,6 +38,7 @@ use slipstream_core::{BurnRateEvent, Registry, UnixNanos};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::Error;
 use crate::delivery::{self, Delivery, DeliveryQueue};
 
 /// The `exporter` label value of the Alertmanager delivery metrics.
@@ -86,7 +87,7 @@ pub struct AlertmanagerExporter {
 impl AlertmanagerExporter {
     /// Starts one delivery worker per endpoint and the resend timer, on the current tokio
     /// runtime. Fails on an unsupported URL or a header that is not valid HTTP.
-    pub fn start(cfg: &AlertmanagerConfig, registry: &Registry) -> Result<Self, String> {
+    pub fn start(cfg: &AlertmanagerConfig, registry: &Registry) -> Result<Self, Error> {
         let delivery_cfg = cfg.delivery();
         let posts = delivery::EndpointPosts {
             exporter: EXPORTER,

@@ -47,6 +47,7 @@ use slipstream_core::telemetry::{Counter, Gauge};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::Error;
 use crate::names;
 
 /// Why one delivery attempt failed.
@@ -395,7 +396,7 @@ pub fn http_client(
     section: &str,
     connect_timeout: Duration,
     tls: Option<&ClientTlsConfig>,
-) -> Result<HttpClient, String> {
+) -> Result<HttpClient, Error> {
     let connector = https_connector(section, connect_timeout, tls, false)?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
@@ -409,7 +410,7 @@ pub(crate) fn https_connector(
     connect_timeout: Duration,
     tls: Option<&ClientTlsConfig>,
     http2_only: bool,
-) -> Result<HttpsConnector<HttpConnector>, String> {
+) -> Result<HttpsConnector<HttpConnector>, Error> {
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
@@ -418,7 +419,7 @@ pub(crate) fn https_connector(
         .cloned()
         .unwrap_or_default()
         .load(&format!("{section}.tls"))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Tls(e.to_string()))?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http();
@@ -455,7 +456,7 @@ pub fn endpoint_queues<T, B>(
     cfg: &DeliveryConfig,
     registry: &Registry,
     body: B,
-) -> Result<Vec<Delivery<T>>, String>
+) -> Result<Vec<Delivery<T>>, Error>
 where
     T: Send + Sync + 'static,
     B: Fn(&T) -> Bytes + Clone + Send + Sync + 'static,
@@ -490,24 +491,27 @@ where
 
 /// The configured extra headers as a header map; `section` names the config section in
 /// errors (`exporters.webhook`).
-pub fn header_map(section: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+pub fn header_map(section: &str, headers: &BTreeMap<String, String>) -> Result<HeaderMap, Error> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
+        let field = || format!("{section}.headers.{k}");
         let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
-            .map_err(|e| format!("{section}.headers.{k}: {e}"))?;
-        let value = HeaderValue::from_str(v).map_err(|e| format!("{section}.headers.{k}: {e}"))?;
+            .map_err(|e| Error::field(field(), e))?;
+        let value = HeaderValue::from_str(v).map_err(|e| Error::field(field(), e))?;
         map.insert(name, value);
     }
     Ok(map)
 }
 
 /// Parses an `http://` or `https://` URL; `field` names the config field in errors.
-pub fn http_url(field: &str, url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("{field} `{url}`: {e}"))?;
+pub fn http_url(field: &str, url: &str) -> Result<Uri, Error> {
+    let uri: Uri = url.parse().map_err(|e| Error::url(field, url, e))?;
     match uri.scheme_str() {
         Some("http" | "https") if uri.authority().is_some() => Ok(uri),
-        _ => Err(format!(
-            "{field} `{url}`: expected http://host:port/... or https://host:port/..."
+        _ => Err(Error::url(
+            field,
+            url,
+            "expected http://host:port/... or https://host:port/...",
         )),
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn wiring(cfg: &slipstream_config::exporters::ExportersConfig,
-//! #                 events: Vec<slipstream_core::BurnRateEvent>) -> Result<(), String> {
+//! #                 events: Vec<slipstream_core::BurnRateEvent>) -> Result<(), slipstream_exporters::Error> {
 //! use std::time::Duration;
 //! use slipstream_exporters::events::EventExporters;
 //!
@@ -25,6 +25,7 @@ use std::time::Duration;
 use slipstream_config::exporters::ExportersConfig;
 use slipstream_core::{BurnRateEvent, Registry};
 
+use crate::Error;
 use crate::alertmanager::AlertmanagerExporter;
 use crate::otlp_logs::OtlpLogsExporter;
 use crate::stdout::StdoutExporter;
@@ -44,7 +45,7 @@ impl EventExporters {
     /// Starts every configured event exporter on the current tokio runtime. Fails, naming the
     /// config field, on a URL or header the exporters cannot use (an `https://` URL, a header
     /// that is not valid HTTP).
-    pub fn start(cfg: &ExportersConfig, registry: &Registry) -> Result<Self, String> {
+    pub fn start(cfg: &ExportersConfig, registry: &Registry) -> Result<Self, Error> {
         Ok(EventExporters {
             alertmanager: cfg
                 .alertmanager

@@ -16,6 +16,7 @@
 pub mod aggregates;
 pub mod alertmanager;
 pub mod delivery;
+mod error;
 pub mod events;
 pub mod forward;
 pub mod names;
@@ -27,4 +28,5 @@ mod resolve;
 pub mod stdout;
 pub mod webhook;
 
+pub use error::Error;
 pub use forward::{DrainReport, ForwardQueue, ForwardRouter, Forwarder, ForwarderHandle};

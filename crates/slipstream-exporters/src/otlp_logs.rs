@@ -35,6 +35,7 @@ use slipstream_config::exporters::OtlpExportConfig;
 use slipstream_core::export::{EventState, format_duration};
 use slipstream_core::{BurnRateEvent, Registry, Signal};
 
+use crate::Error;
 use crate::alertmanager::summary;
 use crate::delivery::Delivery;
 use crate::forward::otlp_delivery;
@@ -55,7 +56,7 @@ pub struct OtlpLogsExporter {
 impl OtlpLogsExporter {
     /// Starts the delivery worker for `cfg.endpoint` on the current tokio runtime. Fails on an
     /// endpoint that is not `http://host:port` or a header that is not valid HTTP.
-    pub fn start(cfg: &OtlpExportConfig, registry: &Registry) -> Result<Self, String> {
+    pub fn start(cfg: &OtlpExportConfig, registry: &Registry) -> Result<Self, Error> {
         let delivery = otlp_delivery(EXPORTER, "exporters.otlp_logs", cfg, Signal::Logs, registry)?;
         Ok(OtlpLogsExporter { delivery })
     }

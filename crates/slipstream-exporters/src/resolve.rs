@@ -1,5 +1,7 @@
 //! Endpoints found by DNS: a name with one address per endpoint (a headless Service).
 
+use crate::Error;
+
 /// A DNS name standing for several endpoints: the scheme, host and port to look up.
 #[derive(Debug, Clone)]
 pub(crate) struct DnsName {
@@ -10,11 +12,11 @@ pub(crate) struct DnsName {
 
 impl DnsName {
     /// Parses `scheme://name:port`; `field` names the config field in errors.
-    pub(crate) fn parse(field: &str, url: &str) -> Result<DnsName, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("{field} `{url}`: {e}"))?;
+    pub(crate) fn parse(field: &str, url: &str) -> Result<DnsName, Error> {
+        let uri: http::Uri = url.parse().map_err(|e| Error::url(field, url, e))?;
         let (Some(scheme), Some(host), Some(port)) = (uri.scheme_str(), uri.host(), uri.port_u16())
         else {
-            return Err(format!("{field} `{url}`: expected scheme://name:port"));
+            return Err(Error::url(field, url, "expected scheme://name:port"));
         };
         Ok(DnsName {
             scheme: scheme.to_owned(),
@@ -24,13 +26,18 @@ impl DnsName {
     }
 
     /// Every address the name has, as endpoint URLs.
-    pub(crate) async fn lookup(&self) -> Result<Vec<String>, String> {
+    pub(crate) async fn lookup(&self) -> Result<Vec<String>, Error> {
         let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
-            .map_err(|e| format!("cannot look up {}: {e}", self.host))?;
+            .map_err(|cause| Error::DnsLookup {
+                host: self.host.clone(),
+                cause,
+            })?;
         let found: Vec<String> = addrs.map(|a| format!("{}://{a}", self.scheme)).collect();
         if found.is_empty() {
-            return Err(format!("{} has no addresses", self.host));
+            return Err(Error::NoAddresses {
+                host: self.host.clone(),
+            });
         }
         Ok(found)
     }
@@ -44,7 +51,7 @@ pub(crate) fn follow<T: Send + Sync + 'static>(
     every: std::time::Duration,
     owner: std::sync::Weak<T>,
     field: &'static str,
-    apply: fn(&T, Vec<String>) -> Result<(), String>,
+    apply: fn(&T, Vec<String>) -> Result<(), Error>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {

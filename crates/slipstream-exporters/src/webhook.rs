@@ -22,6 +22,7 @@ use slipstream_config::exporters::WebhookConfig;
 use slipstream_core::export::EventState;
 use slipstream_core::{BurnRateEvent, Registry};
 
+use crate::Error;
 use crate::delivery::{self, Delivery, HttpClient};
 
 /// The `exporter` label value of the webhook's delivery metrics.
@@ -49,13 +50,13 @@ pub struct WebhookExporter {
 impl WebhookExporter {
     /// Starts the delivery worker for `cfg.url` (an `http://` URL) on the current tokio
     /// runtime. Fails on an unsupported URL or a header that is not valid HTTP.
-    pub fn start(cfg: &WebhookConfig, registry: &Registry) -> Result<Self, String> {
+    pub fn start(cfg: &WebhookConfig, registry: &Registry) -> Result<Self, Error> {
         let url = delivery::http_url("exporters.webhook.url", &cfg.url)?;
         let headers = delivery::header_map("exporters.webhook", &cfg.headers)?;
         let signer = match &cfg.secret {
             Some(secret) => {
                 let name = HeaderName::from_bytes(cfg.signature_header.as_bytes())
-                    .map_err(|e| format!("exporters.webhook.signature_header: {e}"))?;
+                    .map_err(|e| Error::field("exporters.webhook.signature_header", e))?;
                 Some((name, secret.as_bytes().to_vec()))
             }
             None => None,

@@ -142,6 +142,7 @@ fn bad_endpoints_are_refused_with_the_field_path() {
         Arc::new(|| snapshot_of(1)),
         &Registry::new(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("exporters.remote_write.endpoint"), "{err}");
 }

@@ -246,7 +246,9 @@ async fn the_token_is_sent_and_a_gateway_refusing_it_is_not_retried() {
 
     // A token file that cannot be read stops the start, naming the field.
     cfg.bearer_token_file = Some(dir.path().join("missing"));
-    let e = AggregatesExporter::start(&cfg, header(), &Registry::new()).unwrap_err();
+    let e = AggregatesExporter::start(&cfg, header(), &Registry::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("exporters.aggregates.bearer_token_file"), "{e}");
 }
 

@@ -438,6 +438,7 @@ fn http_and_https_urls_are_accepted() {
     assert!(
         http_url("x", "alertmanager:9093")
             .unwrap_err()
+            .to_string()
             .contains("https://")
     );
     assert!(http_url("x", "ftp://alertmanager:9093").is_err());
@@ -449,7 +450,9 @@ fn a_bad_tls_file_fails_the_client_naming_the_field() {
         ca_file: Some("/nonexistent/ca.pem".into()),
         ..Default::default()
     };
-    let err = http_client("exporters.webhook", Duration::from_secs(1), Some(&tls)).unwrap_err();
+    let err = http_client("exporters.webhook", Duration::from_secs(1), Some(&tls))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("exporters.webhook.tls.ca_file: cannot read /nonexistent/ca.pem"),
         "{err}"

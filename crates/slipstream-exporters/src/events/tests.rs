@@ -67,6 +67,8 @@ async fn nothing_configured_is_empty_and_a_bad_url_names_its_field() {
         endpoints: vec!["http://127.0.0.1:9".to_owned(), "am:9093".to_owned()],
         ..AlertmanagerConfig::default()
     });
-    let err = EventExporters::start(&cfg, &registry).unwrap_err();
+    let err = EventExporters::start(&cfg, &registry)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("exporters.alertmanager.endpoints[1]"), "{err}");
 }

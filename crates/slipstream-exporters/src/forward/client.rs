@@ -24,6 +24,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::queue::{ForwardQueue, Item};
 use super::spill::Spill;
+use crate::Error;
 use crate::delivery::backoff;
 
 /// How often the downstream's reachability is probed while it is not known to be up.
@@ -117,8 +118,10 @@ impl Forwarder {
     pub fn start(
         cfg: &ForwardConfig,
         registry: &Registry,
-    ) -> Result<(Arc<ForwardQueue>, ForwarderHandle), String> {
-        let endpoint = cfg.endpoint.clone().ok_or("forward.endpoint is not set")?;
+    ) -> Result<(Arc<ForwardQueue>, ForwarderHandle), Error> {
+        let endpoint = cfg.endpoint.clone().ok_or(Error::Unset {
+            field: "forward.endpoint",
+        })?;
         let otlp = OtlpTarget::new(
             "forward",
             &endpoint,
@@ -190,7 +193,7 @@ pub(crate) fn otlp_delivery(
     cfg: &slipstream_config::exporters::OtlpExportConfig,
     signal: Signal,
     registry: &Registry,
-) -> Result<crate::delivery::Delivery<Bytes>, String> {
+) -> Result<crate::delivery::Delivery<Bytes>, Error> {
     let target = Arc::new(OtlpTarget::new(
         section,
         &cfg.endpoint,
@@ -230,17 +233,23 @@ impl OtlpTarget {
         gzip: bool,
         connect_timeout: Duration,
         tls: Option<&ClientTlsConfig>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
+        let field = format!("{section}.endpoint");
         let uri: Uri = endpoint
             .parse()
-            .map_err(|e| format!("{section}.endpoint `{endpoint}`: {e}"))?;
+            .map_err(|e| Error::url(&field, endpoint, e))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(format!(
-                "{section}.endpoint `{endpoint}`: expected http://host:port or https://host:port"
+            return Err(Error::url(
+                field,
+                endpoint,
+                "expected http://host:port or https://host:port",
             ));
         }
         if uri.authority().is_none() {
-            return Err(format!("{section}.endpoint `{endpoint}` has no host"));
+            return Err(Error::NoHost {
+                field,
+                url: endpoint.to_owned(),
+            });
         }
         let header_map = crate::delivery::header_map(section, headers)?;
         let mut builder = Client::builder(TokioExecutor::new());

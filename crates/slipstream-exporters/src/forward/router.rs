@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{DrainReport, Forwarder, ForwarderHandle};
 use super::queue::ForwardQueue;
+use crate::Error;
 use crate::resolve::DnsName;
 
 /// One endpoint's queue and exporter.
@@ -64,7 +65,7 @@ impl ForwardRouter {
     /// Starts forwarding as `cfg` says (`endpoint`, or `routing`); the caller checks
     /// [`ForwardConfig::enabled`]. With `routing.dns`, the first lookup happens before this
     /// returns; until it finds an address, requests are refused with the retryable answer.
-    pub async fn start(cfg: &ForwardConfig, registry: &Registry) -> Result<Arc<Self>, String> {
+    pub async fn start(cfg: &ForwardConfig, registry: &Registry) -> Result<Arc<Self>, Error> {
         let router = Arc::new(ForwardRouter {
             routes: RwLock::default(),
             cfg: cfg.clone(),
@@ -107,14 +108,18 @@ impl ForwardRouter {
                         ForwardRouter::set_endpoints,
                     ));
             }
-            (None, None) => return Err("forward.endpoint is not set".into()),
+            (None, None) => {
+                return Err(Error::Unset {
+                    field: "forward.endpoint",
+                });
+            }
         }
         Ok(router)
     }
 
     /// Routes over `endpoints` from now on: lanes of endpoints still listed are kept, new ones
     /// started, and the others retired (drained in the background).
-    pub(crate) fn set_endpoints(&self, mut endpoints: Vec<String>) -> Result<(), String> {
+    pub(crate) fn set_endpoints(&self, mut endpoints: Vec<String>) -> Result<(), Error> {
         endpoints.sort();
         endpoints.dedup();
         {
@@ -175,7 +180,7 @@ impl ForwardRouter {
         self.cfg.retry.max_interval.max(self.cfg.timeout)
     }
 
-    fn lane(&self, endpoint: &str) -> Result<Lane, String> {
+    fn lane(&self, endpoint: &str) -> Result<Lane, Error> {
         let mut cfg = self.cfg.clone();
         cfg.endpoint = Some(endpoint.to_owned());
         cfg.routing = None;

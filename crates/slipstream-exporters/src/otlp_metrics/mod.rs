@@ -30,6 +30,7 @@ use prost::Message;
 use slipstream_config::exporters::OtlpExportConfig;
 use slipstream_core::{MetricsSource, Registry, Signal};
 
+use crate::Error;
 use crate::forward::otlp_delivery;
 use crate::remote_write::push::Periodic;
 
@@ -51,7 +52,7 @@ impl OtlpMetricsExporter {
         cfg: &OtlpExportConfig,
         source: Arc<dyn MetricsSource>,
         registry: &Registry,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let delivery = otlp_delivery(
             EXPORTER,
             "exporters.otlp_metrics",

@@ -32,6 +32,7 @@ use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_core::export::{HistogramValue, MetricKind, Point, PointValue};
 use slipstream_core::{MetricsSnapshot, MetricsSource, Registry};
 
+use crate::Error;
 use crate::delivery::{self, Delivery};
 use crate::prometheus::{Histograms, for_each_sample, format_le, native};
 use push::Periodic;
@@ -68,7 +69,7 @@ impl RemoteWriter {
         cfg: &RemoteWriteConfig,
         source: Arc<dyn MetricsSource>,
         registry: &Registry,
-    ) -> Result<RemoteWriterHandle, String> {
+    ) -> Result<RemoteWriterHandle, Error> {
         let url = delivery::http_url("exporters.remote_write.endpoint", &cfg.endpoint)?;
         let headers = request_headers(&cfg.headers)?;
         let client =
@@ -108,7 +109,7 @@ impl RemoteWriterHandle {
 /// The remote-write headers, then the configured ones (which win on a clash).
 fn request_headers(
     configured: &std::collections::BTreeMap<String, String>,
-) -> Result<HeaderMap, String> {
+) -> Result<HeaderMap, Error> {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_ENCODING,
@@ -307,11 +308,17 @@ impl Staleness {
 }
 
 /// Decodes a body [`encode`] made (for tests and tools).
-pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
+pub fn decode(body: &[u8]) -> Result<WriteRequest, Error> {
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| format!("snappy: {e}"))?;
-    WriteRequest::decode(&raw[..]).map_err(|e| format!("protobuf: {e}"))
+        .map_err(|e| Error::Decode {
+            format: "snappy",
+            detail: e.to_string(),
+        })?;
+    WriteRequest::decode(&raw[..]).map_err(|e| Error::Decode {
+        format: "protobuf",
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]

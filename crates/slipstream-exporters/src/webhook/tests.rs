@@ -147,7 +147,8 @@ fn a_url_that_is_not_http_is_refused_with_the_field_named() {
         &config("hooks.example/x".to_owned(), None),
         &Registry::new(),
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("exporters.webhook.url"), "{err}");
     let mut https = config("https://hooks.example/x".to_owned(), None);
     https.tls = Some(slipstream_config::tls::ClientTlsConfig {
@@ -155,7 +156,9 @@ fn a_url_that_is_not_http_is_refused_with_the_field_named() {
         key_file: Some("/nonexistent/client.key".into()),
         ..Default::default()
     });
-    let err = WebhookExporter::start(&https, &Registry::new()).unwrap_err();
+    let err = WebhookExporter::start(&https, &Registry::new())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("exporters.webhook.tls.cert_file: cannot read"),
         "{err}"
