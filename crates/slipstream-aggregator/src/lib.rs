@@ -11,7 +11,8 @@
 //! lock is taken once per request and is uncontended; nothing is shared per span, and in
 //! steady state nothing is allocated.
 //!
-//! [`Aggregator::tick`], called on an interval, swaps each shard's pending counts out, merges
+//! [`Aggregator::tick`], called once per `aggregator.tick_interval` by the evaluation step
+//! (`slipstream-step`, whose merge hop it is), swaps each shard's pending counts out, merges
 //! them into the window store (event-time slots retained for `retention`), applies the
 //! cardinality limits (overflow series `otel.metric.overflow="true"`), expires idle series,
 //! publishes an immutable [`Snapshot`] (readers get it with [`Aggregator::snapshot`]) and

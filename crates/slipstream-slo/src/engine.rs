@@ -204,10 +204,10 @@ impl Metrics {
     }
 }
 
-/// The SLO engine. The binary builds it from the `slo` section, feeds it per-slot counts
-/// ([`observe`](Self::observe)), calls [`tick`](Self::tick) every
-/// [`evaluation_interval`](Self::evaluation_interval) and publishes the
-/// [`snapshot`](Self::snapshot) and the events `tick` returns.
+/// The SLO engine. The application builds it from the `slo` section; the evaluation step
+/// (`slipstream-step`) feeds it per-slot counts ([`observe`](Self::observe)), calls
+/// [`tick`](Self::tick) every [`evaluation_interval`](Self::evaluation_interval) and
+/// publishes the [`snapshot`](Self::snapshot) and the events `tick` returns.
 #[derive(Debug)]
 pub struct SloEngine {
     clock: Arc<dyn Clock>,

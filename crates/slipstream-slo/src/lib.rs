@@ -2,14 +2,15 @@
 //! multi-burn-rate alerts.
 //!
 //! [`SloEngine::new`] resolves the `slo` configuration section into [`SloSpec`]s: explicit
-//! objectives, plus templated ones created when the binary reports a new service with
-//! [`SloEngine::service_seen`]; the service catalog's owner, tier and links become labels and
-//! annotations. The binary finds the SLOs a series counts towards with
-//! [`SloEngine::matching`] and feeds good/total counts per event-time slot with
+//! objectives, plus templated ones created when the evaluation step (`slipstream-step`)
+//! reports a new service with [`SloEngine::service_seen`]; the service catalog's owner, tier
+//! and links become labels and annotations. The step finds the SLOs a series counts towards
+//! with [`SloEngine::matching`] and feeds good/total counts per event-time slot with
 //! [`SloEngine::observe`] (and `service.version` sightings with
 //! [`SloEngine::observe_version`]). Each SLO keeps its counts in a [`WindowStore`] of
 //! multi-resolution rings (1-minute slots up to 6h, 5-minute up to 3d, hourly up to the
-//! period). On every [`SloEngine::tick`] (read from an injected [`slipstream_core::Clock`])
+//! period). On every [`SloEngine::tick`] (the evaluate hop of a step, on
+//! `slo.evaluation_interval`; time read from an injected [`slipstream_core::Clock`])
 //! the engine computes, per SLO, the error ratio and burn rate of every window, the budget
 //! remaining over the period and the time to its exhaustion, runs the alert state machine of
 //! every policy row (firing when both windows burn above the factor, resolved when the short
@@ -19,7 +20,7 @@
 //!
 //! # Discovered services are bounded
 //!
-//! The binary reports traffic per series with [`SloEngine::service_traffic`]. Templated SLOs
+//! The step reports traffic per series with [`SloEngine::service_traffic`]. Templated SLOs
 //! go only to services that hold an ordinary series (not only an aggregator overflow series),
 //! and to at most `slo.discovery.max_services` of them at once; services beyond the cap are
 //! listed in the snapshot ([`SloSnapshot::services_over_limit`], bounded) and counted. A
@@ -32,7 +33,7 @@
 //! # Restarts and reloads
 //!
 //! [`SloEngine::export_state`] takes an [`EngineState`] (serde, versioned by
-//! [`ENGINE_STATE_FORMAT`]) that the binary persists; [`SloEngine::restore_state`] puts it back
+//! [`ENGINE_STATE_FORMAT`]) that the application (`slipstream-app`) persists; [`SloEngine::restore_state`] puts it back
 //! into an engine built from the configuration at start-up. Persisted: per SLO, its
 //! *fingerprint* (service, `match_labels`, SLI kind and latency threshold, objective, period),
 //! the contents of its window rings and the state of every alert row (keyed by severity, long
