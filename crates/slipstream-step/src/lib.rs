@@ -30,10 +30,10 @@
 //!    (OTLP/HTTP, protobuf or JSON) reads the body within its size limit and decompresses it
 //!    within its own (`body` module), under the admission checks: bearer token, memory
 //!    budget, connection limits.
-//! 2. **Validate and admit** (the receiver's `pipeline` module, `Pipeline::export`). The
-//!    wire-format `scanner` walks the protobuf request in place and writes one
-//!    [`SpanRecord`] per span (service, dimensions, name, kind, status, times), without
-//!    building the prost tree.
+//! 2. **Scan** (the receiver's `pipeline` module, `Pipeline::export`, and its `scanner`
+//!    module). The wire-format scanner walks the protobuf request in place, checks it, and
+//!    writes one [`SpanRecord`] per span (service, dimensions, name, kind, status, times),
+//!    without building the prost tree. A request that breaks a limit is refused whole.
 //! 3. **Forward**, alongside. Before the spans are recorded, the pipeline offers the request's
 //!    bytes, as they arrived, to the [`ForwardSink`] (`crates/slipstream-core/src/forward.rs`).
 //!    The exporters' `forward` module (`crates/slipstream-exporters/src/forward/`: the router
