@@ -6,13 +6,13 @@
 //! - [`Delivery::push`] never blocks and never awaits. The queue holds at most `queue_size`
 //!   items; a push into a full queue drops the oldest item (`reason="queue_full"`), so a slow
 //!   or dead target never holds up ingestion, the SLO engine or another exporter.
-//! - [`SendError::Retryable`] is retried with exponential backoff and ±20% jitter, from
+//! - A retryable [`SendError`] is retried with exponential backoff and ±20% jitter, from
 //!   `retry.initial_interval` doubling up to `retry.max_interval`; a longer delay the server
 //!   asked for (`Retry-After`) is honoured. When `retry.max_elapsed_time` is set and the next
 //!   attempt would start past it, the item is dropped (`reason="retries_exhausted"`); unset, it
 //!   is retried until the target takes it (new pushes keep queueing meanwhile, dropping the
 //!   oldest).
-//! - [`SendError::Permanent`] drops the item at once (`reason="rejected"`).
+//! - A permanent [`SendError`] drops the item at once (`reason="rejected"`).
 //! - Every attempt is bounded by `timeout`; one that runs over counts as a `timeout` failure
 //!   and is retried.
 //! - [`Delivery::shutdown`] delivers what is queued within a deadline and counts the rest as
@@ -24,7 +24,7 @@
 //! `slipstream_exporter_queue_length`, each labelled with the exporter's name.
 //!
 //! [`post`] is the HTTP POST every HTTP exporter uses; it classifies answers into success,
-//! retryable and permanent failures. It speaks HTTP/1.1 over plain `http://` or over TLS
+//! retryable and permanent failures ([`crate::failure::classify`], [`RetryPolicy::Http`]). It speaks HTTP/1.1 over plain `http://` or over TLS
 //! (`https://`, rustls; trust roots and client certificate from the exporter's `tls`).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -43,37 +43,41 @@ use rand::Rng;
 use slipstream_config::exporters::DeliveryConfig;
 use slipstream_config::tls::ClientTlsConfig;
 use slipstream_core::Registry;
-use slipstream_core::telemetry::{Counter, Gauge};
+use slipstream_core::telemetry::{ByLabel, Counter, Gauge, LabelValue};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::Error;
-use crate::names;
+pub use crate::failure::SendError;
+use crate::failure::{FailureReason, Retry, RetryPolicy, classify};
+use crate::{Error, names};
 
-/// Why one delivery attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// Worth trying again (connection refused, timeout, 429, 5xx).
-    Retryable {
-        /// Label value of `slipstream_exporter_failures_total` (`unreachable`, `timeout`,
-        /// `http_status`, ...).
-        reason: &'static str,
-        /// A delay the target asked for; honoured when longer than the backoff.
-        retry_after: Option<Duration>,
-    },
-    /// The target refused the item for good (a 4xx other than 429): it is dropped.
-    Permanent {
-        /// Label value of `slipstream_exporter_failures_total` (`http_status`, `invalid`, ...).
-        reason: &'static str,
-    },
+/// Why a push exporter gave an item up: the `reason` of `slipstream_exporter_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue was full and this was its oldest item (`queue_full`).
+    QueueFull,
+    /// The target refused it for good (`rejected`).
+    Rejected,
+    /// `retry.max_elapsed_time` passed (`retries_exhausted`).
+    RetriesExhausted,
+    /// Still undelivered at the shutdown deadline, or pushed after shutdown (`shutdown`).
+    Shutdown,
 }
 
-impl SendError {
-    /// The failure counter's `reason` label value.
-    pub fn reason(&self) -> &'static str {
+impl LabelValue for DropReason {
+    const COUNT: usize = 4;
+
+    fn as_str(self) -> &'static str {
         match self {
-            SendError::Retryable { reason, .. } | SendError::Permanent { reason } => reason,
+            DropReason::QueueFull => "queue_full",
+            DropReason::Rejected => "rejected",
+            DropReason::RetriesExhausted => "retries_exhausted",
+            DropReason::Shutdown => "shutdown",
         }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -92,8 +96,9 @@ struct Shared<T> {
     capacity: usize,
     state: Mutex<State<T>>,
     notify: Notify,
-    registry: Registry,
     sent: Arc<Counter>,
+    failures: ByLabel<FailureReason>,
+    dropped: ByLabel<DropReason>,
     /// Moved by differences, so that queues sharing an exporter name (one per Alertmanager)
     /// add up.
     length: Arc<Gauge>,
@@ -156,8 +161,9 @@ impl<T: Send + Sync + 'static> Delivery<T> {
                 closed: false,
             }),
             notify: Notify::new(),
-            registry: registry.clone(),
             sent: registry.counter(&names::SENT, &[exporter]),
+            failures: ByLabel::new(registry, &names::FAILURES, &[exporter]),
+            dropped: ByLabel::new(registry, &names::DROPPED, &[exporter]),
             length: registry.gauge(&names::QUEUE_LENGTH, &[exporter]),
         });
         let policy = Policy {
@@ -214,7 +220,7 @@ impl<T> Delivery<T> {
             n
         };
         if undelivered > 0 {
-            self.shared.drop_items("shutdown", undelivered);
+            self.shared.drop_items(DropReason::Shutdown, undelivered);
             tracing::warn!(
                 exporter = self.shared.exporter,
                 undelivered,
@@ -247,17 +253,15 @@ impl<T> Shared<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn drop_items(&self, reason: &str, n: usize) {
-        self.registry
-            .counter(&names::DROPPED, &[self.exporter, reason])
-            .add(n as u64);
+    fn drop_items(&self, reason: DropReason, n: usize) {
+        self.dropped.add(reason, n as u64);
     }
 
     fn push(&self, item: T) {
         let mut st = self.lock();
         if st.closed {
             drop(st);
-            self.drop_items("shutdown", 1);
+            self.drop_items(DropReason::Shutdown, 1);
             return;
         }
         let mut dropped = false;
@@ -271,7 +275,7 @@ impl<T> Shared<T> {
         }
         drop(st);
         if dropped {
-            self.drop_items("queue_full", 1);
+            self.drop_items(DropReason::QueueFull, 1);
             tracing::debug!(
                 exporter = self.exporter,
                 "export queue full; dropped the oldest item"
@@ -323,10 +327,7 @@ where
     loop {
         let result = match tokio::time::timeout(policy.timeout, send(item)).await {
             Ok(r) => r,
-            Err(_) => Err(SendError::Retryable {
-                reason: "timeout",
-                retry_after: None,
-            }),
+            Err(_) => Err(SendError::timeout(policy.timeout)),
         };
         let error = match result {
             Ok(()) => {
@@ -335,31 +336,30 @@ where
             }
             Err(e) => e,
         };
-        shared
-            .registry
-            .counter(&names::FAILURES, &[exporter, error.reason()])
-            .inc();
-        let retry_after = match error {
-            SendError::Permanent { reason } => {
-                shared.drop_items("rejected", 1);
+        shared.failures.inc(error.reason);
+        let reason = error.reason.as_str();
+        let retry_after = match error.retry {
+            Retry::Never => {
+                shared.drop_items(DropReason::Rejected, 1);
                 tracing::warn!(
                     exporter,
                     reason,
+                    detail = %error.detail,
                     "the target rejected an item permanently; dropped"
                 );
                 return;
             }
-            SendError::Retryable { retry_after, .. } => retry_after,
+            Retry::After(after) => after,
         };
         let pause = backoff(policy.initial, policy.max_interval, attempt);
         let delay = retry_after.map_or(pause, |d| d.max(pause));
         if let Some(max) = policy.max_elapsed
             && started.elapsed() + delay > max
         {
-            shared.drop_items("retries_exhausted", 1);
+            shared.drop_items(DropReason::RetriesExhausted, 1);
             tracing::warn!(
                 exporter,
-                reason = error.reason(),
+                reason,
                 "giving up on an item after {max:?} of retries; dropped"
             );
             return;
@@ -367,7 +367,7 @@ where
         tracing::debug!(
             exporter,
             attempt,
-            reason = error.reason(),
+            reason,
             ?delay,
             "delivery failed; retrying"
         );
@@ -518,9 +518,9 @@ pub fn http_url(field: &str, url: &str) -> Result<Uri, Error> {
 
 /// POSTs `body` to `url` with `headers` and `content_type`, waiting at most `timeout` for the
 /// whole answer. Classification: 2xx is success; a connection error is retryable
-/// (`unreachable`), so is running past `timeout` (`timeout`); 429, 502, 503 and 504 are
-/// retryable honouring a `Retry-After` given in seconds, other 5xx retryable, and every other
-/// status (4xx, 3xx) permanent (`http_status`).
+/// (`unreachable`), so is running past `timeout` (`timeout`); statuses as
+/// [`RetryPolicy::Http`] says (429 and every 5xx retryable, honouring a `Retry-After` given
+/// in seconds; every other status, 4xx and 3xx, permanent), counted as `http_status`.
 pub async fn post(
     client: &HttpClient,
     url: &Uri,
@@ -529,18 +529,18 @@ pub async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<(), SendError> {
+    let invalid = |e: http::Error| SendError::permanent(FailureReason::Invalid, e.to_string());
     let mut req = Request::post(url.clone())
         .body(Full::new(body))
-        .map_err(|_| SendError::Permanent { reason: "invalid" })?;
+        .map_err(invalid)?;
     let h = req.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type)
-            .map_err(|_| SendError::Permanent { reason: "invalid" })?,
+        HeaderValue::from_str(content_type).map_err(|e| invalid(e.into()))?,
     );
     h.extend(headers.clone());
     let exchange = async {
-        let resp = client.request(req).await.map_err(|_| unreachable())?;
+        let resp = client.request(req).await.map_err(SendError::unreachable)?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -550,37 +550,11 @@ pub async fn post(
             .map(Duration::from_secs);
         // Read the body so the connection can be reused.
         let _ = resp.into_body().collect().await;
-        classify(status, retry_after)
+        classify(RetryPolicy::Http, status, retry_after)
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r,
-        Err(_) => Err(SendError::Retryable {
-            reason: "timeout",
-            retry_after: None,
-        }),
-    }
-}
-
-fn unreachable() -> SendError {
-    SendError::Retryable {
-        reason: "unreachable",
-        retry_after: None,
-    }
-}
-
-/// Success, retryable or permanent, from an HTTP status.
-pub(crate) fn classify(status: StatusCode, retry_after: Option<Duration>) -> Result<(), SendError> {
-    if status.is_success() {
-        Ok(())
-    } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        Err(SendError::Retryable {
-            reason: "http_status",
-            retry_after,
-        })
-    } else {
-        Err(SendError::Permanent {
-            reason: "http_status",
-        })
+        Err(_) => Err(SendError::timeout(timeout)),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod alertmanager;
 pub mod delivery;
 mod error;
 pub mod events;
+pub mod failure;
 pub mod forward;
 pub mod names;
 pub mod otlp_logs;
@@ -29,4 +30,5 @@ pub mod stdout;
 pub mod webhook;
 
 pub use error::Error;
+pub use failure::{FailureReason, RetryPolicy, SendError};
 pub use forward::{DrainReport, ForwardQueue, ForwardRouter, Forwarder, ForwarderHandle};

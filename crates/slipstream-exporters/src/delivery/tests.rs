@@ -74,10 +74,7 @@ impl Script {
 }
 
 fn retryable() -> Result<(), SendError> {
-    Err(SendError::Retryable {
-        reason: "unreachable",
-        retry_after: None,
-    })
+    Err(SendError::retryable(FailureReason::Unreachable, None, ""))
 }
 
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
@@ -134,10 +131,7 @@ async fn retryable_failures_are_retried_until_success_and_counted() {
     let registry = Registry::new();
     let script = Script::new([
         retryable(),
-        Err(SendError::Retryable {
-            reason: "http_status",
-            retry_after: None,
-        }),
+        Err(SendError::retryable(FailureReason::HttpStatus, None, "")),
     ]);
     let d = script.start(&config(10, None), &registry);
     d.push(7);
@@ -165,10 +159,11 @@ async fn retryable_failures_are_retried_until_success_and_counted() {
 #[tokio::test]
 async fn a_longer_retry_after_is_honoured() {
     let registry = Registry::new();
-    let script = Script::new([Err(SendError::Retryable {
-        reason: "http_status",
-        retry_after: Some(Duration::from_millis(150)),
-    })]);
+    let script = Script::new([Err(SendError::retryable(
+        FailureReason::HttpStatus,
+        Some(Duration::from_millis(150)),
+        "",
+    ))]);
     let d = script.start(&config(10, None), &registry);
     d.push(1);
     eventually("the retry", || script.calls().len() == 2).await;
@@ -184,9 +179,7 @@ async fn a_longer_retry_after_is_honoured() {
 #[tokio::test]
 async fn a_permanent_failure_drops_the_item_and_moves_on() {
     let registry = Registry::new();
-    let script = Script::new([Err(SendError::Permanent {
-        reason: "http_status",
-    })]);
+    let script = Script::new([Err(SendError::permanent(FailureReason::HttpStatus, ""))]);
     let d = script.start(&config(10, None), &registry);
     d.push(1);
     d.push(2);
@@ -356,7 +349,8 @@ async fn answering(status: u16, delay: Duration) -> SocketAddr {
     addr
 }
 
-async fn post_to(addr: SocketAddr, timeout: Duration) -> Result<(), SendError> {
+/// What `post` made of the answer: success, or the failure's reason and retry verdict.
+async fn post_to(addr: SocketAddr, timeout: Duration) -> Result<(), (FailureReason, Retry)> {
     let client = http_client("test", Duration::from_secs(1), None).unwrap();
     let url = http_url("url", &format!("http://{addr}/hook")).unwrap();
     post(
@@ -368,6 +362,7 @@ async fn post_to(addr: SocketAddr, timeout: Duration) -> Result<(), SendError> {
         timeout,
     )
     .await
+    .map_err(|e| (e.reason, e.retry))
 }
 
 #[tokio::test]
@@ -383,27 +378,22 @@ async fn post_classifies_answers() {
     );
     assert_eq!(
         post_to(answering(503, Duration::ZERO).await, t).await,
-        Err(SendError::Retryable {
-            reason: "http_status",
-            retry_after: Some(Duration::from_secs(2))
-        })
+        Err((
+            FailureReason::HttpStatus,
+            Retry::After(Some(Duration::from_secs(2)))
+        ))
     );
     for status in [429, 500, 502, 504] {
         assert_eq!(
             post_to(answering(status, Duration::ZERO).await, t).await,
-            Err(SendError::Retryable {
-                reason: "http_status",
-                retry_after: None
-            }),
+            Err((FailureReason::HttpStatus, Retry::After(None))),
             "{status}"
         );
     }
     for status in [400, 401, 404, 413] {
         assert_eq!(
             post_to(answering(status, Duration::ZERO).await, t).await,
-            Err(SendError::Permanent {
-                reason: "http_status"
-            }),
+            Err((FailureReason::HttpStatus, Retry::Never)),
             "{status}"
         );
     }
@@ -413,10 +403,7 @@ async fn post_classifies_answers() {
             Duration::from_millis(50)
         )
         .await,
-        Err(SendError::Retryable {
-            reason: "timeout",
-            retry_after: None
-        })
+        Err((FailureReason::Timeout, Retry::After(None)))
     );
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -424,10 +411,7 @@ async fn post_classifies_answers() {
     };
     assert_eq!(
         post_to(closed, t).await,
-        Err(SendError::Retryable {
-            reason: "unreachable",
-            retry_after: None
-        })
+        Err((FailureReason::Unreachable, Retry::After(None)))
     );
 }
 

@@ -16,16 +16,18 @@ use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use slipstream_config::forward::{ForwardCompression, ForwardConfig, ForwardProtocol};
 use slipstream_config::tls::ClientTlsConfig;
-use slipstream_core::rpc::{RpcStatus, base64_decode, grpc_code_is_retryable};
-use slipstream_core::telemetry::names;
+use slipstream_core::rpc::{RpcStatus, base64_decode};
+use slipstream_core::telemetry::LabelValue as _;
 use slipstream_core::{Registry, Signal};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::counters::{ForwardCounters, ForwardDrop, SpillReason};
 use super::queue::{ForwardQueue, Item};
 use super::spill::Spill;
 use crate::Error;
 use crate::delivery::backoff;
+use crate::failure::{FailureReason, Retry, RetryPolicy, SendError, classify, grpc_status};
 
 /// How often the downstream's reachability is probed while it is not known to be up.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -65,31 +67,6 @@ pub struct DrainReport {
     /// Requests undelivered when the deadline passed and written to the disk spill, to be
     /// delivered by the next run.
     pub spilled: usize,
-}
-
-/// Why one export attempt failed.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) retryable: bool,
-    /// A delay the downstream asked for.
-    pub(crate) delay: Option<Duration>,
-    /// Label value of the retry/drop counter.
-    pub(crate) reason: &'static str,
-    pub(crate) detail: String,
-}
-
-impl From<Failure> for crate::delivery::SendError {
-    /// For the delivery queue: retryable failures keep the delay the target asked for.
-    fn from(f: Failure) -> Self {
-        if f.retryable {
-            crate::delivery::SendError::Retryable {
-                reason: f.reason,
-                retry_after: f.delay,
-            }
-        } else {
-            crate::delivery::SendError::Permanent { reason: f.reason }
-        }
-    }
 }
 
 /// An OTLP endpoint and how to talk to it (gRPC or HTTP/protobuf, extra headers, gzip):
@@ -166,7 +143,7 @@ impl Forwarder {
                 target: target.clone(),
                 phase: phase_rx,
                 reachable: reachable.clone(),
-                registry: registry.clone(),
+                counters: Arc::new(ForwardCounters::new(registry)),
             }
             .run(rx, cfg.concurrency),
         );
@@ -209,12 +186,7 @@ pub(crate) fn otlp_delivery(
         registry,
         move |body: &Bytes| {
             let (target, body) = (target.clone(), body.clone());
-            async move {
-                target
-                    .send(signal, body)
-                    .await
-                    .map_err(crate::delivery::SendError::from)
-            }
+            async move { target.send(signal, body).await }
         },
     ))
 }
@@ -282,7 +254,7 @@ impl OtlpTarget {
     }
 
     /// One export of an (already encoded) body over gRPC or HTTP.
-    pub(crate) async fn send(&self, signal: Signal, body: Bytes) -> Result<(), Failure> {
+    pub(crate) async fn send(&self, signal: Signal, body: Bytes) -> Result<(), SendError> {
         match self.protocol {
             ForwardProtocol::Grpc => send_grpc(self, signal, body).await,
             ForwardProtocol::Http => send_http(self, signal, body).await,
@@ -386,7 +358,7 @@ struct Dispatcher {
     target: Arc<Target>,
     phase: watch::Receiver<Phase>,
     reachable: Arc<AtomicBool>,
-    registry: Registry,
+    counters: Arc<ForwardCounters>,
 }
 
 /// How one delivery ended.
@@ -458,17 +430,17 @@ impl Dispatcher {
             };
             spill_turn = !spill_turn;
             let Some(item) = item else { continue };
-            let (target, reachable, registry, queue, spill, mut phase) = (
+            let (target, reachable, counters, queue, spill, mut phase) = (
                 self.target.clone(),
                 self.reachable.clone(),
-                self.registry.clone(),
+                self.counters.clone(),
                 self.queue.clone(),
                 self.spill.clone(),
                 self.phase.clone(),
             );
             inflight.spawn(async move {
                 let abandoned = tokio::select! {
-                    () = deliver(&target, &item, &reachable, &registry) => false,
+                    () = deliver(&target, &item, &reachable, &counters) => false,
                     _ = phase.wait_for(|p| *p == Phase::Abandon) => true,
                 };
                 drop(permit);
@@ -512,7 +484,7 @@ impl Dispatcher {
         }
         let len = item.body.len();
         let spilled = self.spill.as_ref().is_some_and(|s| {
-            match s.append(item.signal, &item.body, "shutdown") {
+            match s.append(item.signal, &item.body, SpillReason::Shutdown) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!("forward spill: cannot keep a request at shutdown: {e:?}");
@@ -524,19 +496,14 @@ impl Dispatcher {
             report.spilled += 1;
         } else {
             report.undelivered += 1;
-            self.registry
-                .counter(
-                    &names::DROPPED_REQUESTS,
-                    &[item.signal.as_str(), "shutdown"],
-                )
-                .inc();
+            self.counters.dropped(item.signal, ForwardDrop::Shutdown);
         }
         self.queue.release(item.signal, len);
     }
 }
 
 /// Sends one request until it is delivered, rejected for good, or retries run out.
-async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, registry: &Registry) {
+async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, counters: &ForwardCounters) {
     let signal = item.signal.as_str();
     let body = target.otlp.encode_body(&item.body);
     let started = Instant::now();
@@ -547,49 +514,35 @@ async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, registry:
                 .await
             {
                 Ok(r) => r,
-                Err(_) => Err(Failure {
-                    retryable: true,
-                    delay: None,
-                    reason: "timeout",
-                    detail: format!("no answer within {:?}", target.timeout),
-                }),
+                Err(_) => Err(SendError::timeout(target.timeout)),
             };
         let failure = match result {
             Ok(()) => {
                 reachable.store(true, Ordering::Release);
-                registry.counter(&names::FORWARDED_ITEMS, &[signal]).inc();
-                registry
-                    .counter(&names::FORWARDED_BYTES, &[signal])
-                    .add(item.body.len() as u64);
+                counters.delivered(item.signal, item.body.len());
                 return;
             }
             Err(f) => f,
         };
-        if failure.reason == "unreachable" {
+        if failure.reason == FailureReason::Unreachable {
             reachable.store(false, Ordering::Release);
         }
-        if !failure.retryable {
-            registry
-                .counter(&names::DROPPED_REQUESTS, &[signal, "rejected_downstream"])
-                .inc();
+        let Retry::After(asked) = failure.retry else {
+            counters.dropped(item.signal, ForwardDrop::RejectedDownstream);
             tracing::warn!(signal, detail = %failure.detail, "downstream rejected a request permanently; dropped");
             return;
-        }
+        };
         let backoff = backoff(target.initial, target.max_interval, attempt);
-        let delay = failure.delay.map_or(backoff, |d| d.max(backoff));
+        let delay = asked.map_or(backoff, |d| d.max(backoff));
         if let Some(max) = target.max_elapsed
             && started.elapsed() + delay > max
         {
-            registry
-                .counter(&names::DROPPED_REQUESTS, &[signal, "retries_exhausted"])
-                .inc();
+            counters.dropped(item.signal, ForwardDrop::RetriesExhausted);
             tracing::warn!(signal, detail = %failure.detail, "giving up on a request after {max:?} of retries; dropped");
             return;
         }
-        registry
-            .counter(&names::FORWARD_RETRIES, &[signal, failure.reason])
-            .inc();
-        tracing::debug!(signal, attempt, reason = failure.reason, detail = %failure.detail, ?delay, "export failed; retrying");
+        counters.retried(item.signal, failure.reason);
+        tracing::debug!(signal, attempt, reason = failure.reason.as_str(), detail = %failure.detail, ?delay, "export failed; retrying");
         tokio::time::sleep(delay).await;
         attempt = attempt.saturating_add(1);
     }
@@ -604,15 +557,6 @@ fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
 }
 
-fn unreachable(e: impl std::fmt::Display) -> Failure {
-    Failure {
-        retryable: true,
-        delay: None,
-        reason: "unreachable",
-        detail: e.to_string(),
-    }
-}
-
 /// A POST to `path` under the endpoint with `fixed` headers, the gzip marker under
 /// `encoding_header` when compressing, and the configured extra headers.
 fn build_request(
@@ -621,15 +565,10 @@ fn build_request(
     fixed: &[(HeaderName, &'static str)],
     encoding_header: HeaderName,
     body: Bytes,
-) -> Result<Request<Full<Bytes>>, Failure> {
+) -> Result<Request<Full<Bytes>>, SendError> {
     let mut req = Request::post(format!("{}{path}", target.base))
         .body(Full::new(body))
-        .map_err(|e| Failure {
-            retryable: false,
-            delay: None,
-            reason: "invalid",
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| SendError::permanent(FailureReason::Invalid, e.to_string()))?;
     let h = req.headers_mut();
     for (name, value) in fixed {
         h.insert(name.clone(), HeaderValue::from_static(value));
@@ -641,7 +580,7 @@ fn build_request(
     Ok(req)
 }
 
-async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), Failure> {
+async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), SendError> {
     let mut framed = BytesMut::with_capacity(body.len() + 5);
     framed.put_u8(u8::from(target.gzip));
     framed.put_u32(body.len() as u32);
@@ -656,24 +595,27 @@ async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(
         HeaderName::from_static("grpc-encoding"),
         framed.freeze(),
     )?;
-    let resp = target.client.request(req).await.map_err(unreachable)?;
+    let resp = target
+        .client
+        .request(req)
+        .await
+        .map_err(SendError::unreachable)?;
     let http_status = resp.status();
     let (parts, body) = resp.into_parts();
-    let collected = body.collect().await.map_err(unreachable)?;
+    let collected = body.collect().await.map_err(SendError::unreachable)?;
     let trailers = collected.trailers().cloned().unwrap_or_default();
     let status_of = |name: &str| trailers.get(name).or_else(|| parts.headers.get(name));
     let Some(code) = status_of("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
     else {
-        // No gRPC status at all: a proxy or a non-gRPC server answered.
-        let retryable = matches!(http_status.as_u16(), 429 | 502 | 503 | 504);
-        return Err(Failure {
-            retryable,
-            delay: None,
-            reason: "http_status",
-            detail: format!("HTTP {http_status} without grpc-status"),
-        });
+        // No gRPC status at all: a proxy or a non-gRPC server answered (a success status
+        // without one is a failure too).
+        let mut failure = classify(RetryPolicy::Otlp, http_status, None)
+            .err()
+            .unwrap_or_else(|| SendError::permanent(FailureReason::HttpStatus, String::new()));
+        failure.detail = format!("HTTP {http_status} without grpc-status");
+        return Err(failure);
     };
     if code == 0 {
         return Ok(());
@@ -687,15 +629,10 @@ async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(
         .and_then(base64_decode)
         .and_then(|b| RpcStatus::decode(&b[..]).ok())
         .and_then(|s| s.retry_delay());
-    Err(Failure {
-        retryable: grpc_code_is_retryable(code, delay.is_some()),
-        delay,
-        reason: "grpc_status",
-        detail: format!("grpc-status {code}: {message}"),
-    })
+    grpc_status(code, &message, delay)
 }
 
-async fn send_http(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), Failure> {
+async fn send_http(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), SendError> {
     let req = build_request(
         target,
         signal.http_path(),
@@ -703,7 +640,11 @@ async fn send_http(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(
         header::CONTENT_ENCODING,
         body,
     )?;
-    let resp = target.client.request(req).await.map_err(unreachable)?;
+    let resp = target
+        .client
+        .request(req)
+        .await
+        .map_err(SendError::unreachable)?;
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -713,13 +654,5 @@ async fn send_http(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(
         .map(Duration::from_secs);
     // Read the body so the connection can be reused.
     let _ = resp.into_body().collect().await;
-    if status.is_success() {
-        return Ok(());
-    }
-    Err(Failure {
-        retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
-        delay: retry_after,
-        reason: "http_status",
-        detail: format!("HTTP {status}"),
-    })
+    classify(RetryPolicy::Otlp, status, retry_after)
 }

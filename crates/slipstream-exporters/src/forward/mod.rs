@@ -7,6 +7,7 @@
 //! RetryInfo and Retry-After) until the downstream takes them, or `max_elapsed_time` passes.
 
 mod client;
+mod counters;
 mod queue;
 mod router;
 mod spill;

@@ -9,6 +9,7 @@ use slipstream_core::telemetry::{Gauge, names};
 use slipstream_core::{Backpressure, ForwardSink, Registry, Signal};
 use tokio::sync::mpsc;
 
+use super::counters::SpillReason;
 use super::spill::{AppendError, RecordAt, Spill};
 
 /// One request waiting to be forwarded.
@@ -121,7 +122,7 @@ impl ForwardSink for ForwardQueue {
         if before > 0 && before + len > self.capacity {
             self.bytes.fetch_sub(len, Ordering::AcqRel);
             return match &self.spill {
-                Some(spill) => match spill.append(signal, &body, "queue_full") {
+                Some(spill) => match spill.append(signal, &body, SpillReason::QueueFull) {
                     Ok(()) => Ok(()),
                     Err(AppendError::Full) => Err(refuse),
                     Err(AppendError::Io(e)) => {

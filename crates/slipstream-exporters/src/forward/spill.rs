@@ -20,9 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use slipstream_core::telemetry::{Gauge, names};
+use slipstream_core::telemetry::{ByLabel, Gauge, names};
 use slipstream_core::{Registry, Signal};
 use tokio::sync::Notify;
+
+use super::counters::{ForwardDrop, PerSignal, SpillReason};
 
 /// Size at which the segment being written is sealed and a new one started.
 pub(crate) const SEGMENT_BYTES: u64 = 16 << 20;
@@ -66,7 +68,9 @@ pub(crate) struct Spill {
     capacity_gauge: Arc<Gauge>,
     recovered_gauge: Arc<Gauge>,
     recovered: u64,
-    registry: Registry,
+    spilled: PerSignal<ByLabel<SpillReason>>,
+    /// Requests lost in damaged segments (their signal unknown).
+    corrupt: ByLabel<ForwardDrop>,
 }
 
 #[derive(Debug)]
@@ -188,7 +192,10 @@ impl Spill {
             capacity_gauge,
             recovered_gauge,
             recovered: requests,
-            registry: registry.clone(),
+            spilled: PerSignal::new(|s| {
+                ByLabel::new(registry, &names::SPILLED_REQUESTS, &[s.as_str()])
+            }),
+            corrupt: ByLabel::new(registry, &names::DROPPED_REQUESTS, &["unknown"]),
         };
         {
             let mut st = spill.lock();
@@ -225,7 +232,7 @@ impl Spill {
         &self,
         signal: Signal,
         body: &[u8],
-        reason: &'static str,
+        reason: SpillReason,
     ) -> Result<(), AppendError> {
         let len = u32::try_from(body.len()).map_err(|_| AppendError::Full)?;
         let record = (HEADER + body.len()) as u64;
@@ -293,9 +300,7 @@ impl Spill {
         st.requests += 1;
         self.publish(&mut st);
         drop(st);
-        self.registry
-            .counter(&names::SPILLED_REQUESTS, &[signal.as_str(), reason])
-            .inc();
+        self.spilled.get(signal).inc(reason);
         self.notify.notify_one();
         Ok(())
     }
@@ -343,9 +348,7 @@ impl Spill {
                         "forward spill: unreadable record ({e}); skipping the rest of the segment"
                     );
                     let unread = st.segments[idx].unread;
-                    self.registry
-                        .counter(&names::DROPPED_REQUESTS, &["unknown", "spill_corrupt"])
-                        .add(unread.max(1));
+                    self.corrupt.add(ForwardDrop::SpillCorrupt, unread.max(1));
                     st.requests = st.requests.saturating_sub(unread);
                     let s = &mut st.segments[idx];
                     s.unread = 0;

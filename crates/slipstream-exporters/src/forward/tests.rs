@@ -4,6 +4,7 @@ use bytes::Bytes;
 use slipstream_core::{ForwardSink, Registry, Signal};
 
 use super::ForwardQueue;
+use super::counters::SpillReason;
 
 fn body(n: usize) -> Bytes {
     Bytes::from(vec![7u8; n])
@@ -80,10 +81,12 @@ mod spill {
         let spill = Spill::open_sized(dir.path(), 1 << 20, 250, &registry).unwrap();
         for i in 0..5 {
             spill
-                .append(Signal::Traces, &numbered(i), "queue_full")
+                .append(Signal::Traces, &numbered(i), SpillReason::QueueFull)
                 .unwrap();
         }
-        spill.append(Signal::Logs, b"log", "queue_full").unwrap();
+        spill
+            .append(Signal::Logs, b"log", SpillReason::QueueFull)
+            .unwrap();
         assert_eq!(segments(dir.path()), 3);
         assert_eq!(spill.requests(), 6);
         let mut read = Vec::new();
@@ -126,7 +129,7 @@ mod spill {
             let spill = Spill::open(dir.path(), 1 << 20, &Registry::new()).unwrap();
             for i in 0..10 {
                 spill
-                    .append(Signal::Traces, &numbered(i), "queue_full")
+                    .append(Signal::Traces, &numbered(i), SpillReason::QueueFull)
                     .unwrap();
             }
             let read: Vec<_> = std::iter::from_fn(|| spill.next()).take(6).collect();
@@ -150,7 +153,7 @@ mod spill {
         assert_eq!(again, (3..10).map(numbered).collect::<Vec<_>>());
         // New appends after a restart go to a new segment, read after the old ones.
         spill
-            .append(Signal::Traces, &numbered(10), "queue_full")
+            .append(Signal::Traces, &numbered(10), SpillReason::QueueFull)
             .unwrap();
         assert_eq!(spill.next().unwrap().body.to_vec(), numbered(10));
     }
@@ -162,7 +165,7 @@ mod spill {
             let spill = Spill::open_sized(dir.path(), 1 << 20, 250, &Registry::new()).unwrap();
             for i in 0..4 {
                 spill
-                    .append(Signal::Traces, &numbered(i), "queue_full")
+                    .append(Signal::Traces, &numbered(i), SpillReason::QueueFull)
                     .unwrap();
             }
         }
@@ -198,7 +201,7 @@ mod spill {
         let registry = Registry::new();
         let spill = std::sync::Arc::new(Spill::open(dir.path(), 250, &registry).unwrap());
         assert!(matches!(
-            spill.append(Signal::Traces, &[0; 300], "queue_full"),
+            spill.append(Signal::Traces, &[0; 300], SpillReason::QueueFull),
             Err(AppendError::Full)
         ));
         let (q, _rx) =
