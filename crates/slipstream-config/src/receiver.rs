@@ -274,8 +274,13 @@ impl ReceiversConfig {
             );
         }
         if let (Some(g), Some(h)) = (&o.grpc, &o.http) {
+            // Port 0 asks the system for a free port, a different one for each listener.
+            let any_port = |e: &str| {
+                e.parse::<std::net::SocketAddr>()
+                    .is_ok_and(|a| a.port() == 0)
+            };
             errs.check(
-                g.endpoint != h.endpoint,
+                g.endpoint != h.endpoint || any_port(&g.endpoint),
                 format!("{p}.http.endpoint"),
                 "the gRPC and HTTP receivers cannot share one address",
             );
