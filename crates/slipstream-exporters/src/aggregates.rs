@@ -363,6 +363,8 @@ impl AggregatesExporter {
     }
 }
 
+crate::lifecycle::exporter!(AggregatesExporter, EXPORTER);
+
 impl Shared {
     fn gateways(&self) -> Arc<Gateways> {
         self.gateways

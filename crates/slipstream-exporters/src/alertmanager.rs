@@ -165,6 +165,14 @@ impl AlertmanagerExporter {
     }
 }
 
+crate::lifecycle::exporter!(AlertmanagerExporter, EXPORTER);
+
+impl crate::lifecycle::EventExporter for AlertmanagerExporter {
+    fn publish(&self, events: &[BurnRateEvent]) {
+        AlertmanagerExporter::publish(self, events);
+    }
+}
+
 async fn resend_loop(firing: Firing, queues: Vec<DeliveryQueue<Batch>>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

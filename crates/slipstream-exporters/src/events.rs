@@ -18,7 +18,8 @@
 //!
 //! [`EventExporters::publish`] never blocks: Alertmanager, webhook and OTLP logs queue their
 //! requests in their own bounded [`crate::delivery`] queues (a dead target drops its oldest
-//! requests, never slows the others); stdout writes a line per event at once.
+//! requests, never slows the others); stdout writes a line per event at once. Each is an
+//! [`EventExporter`]: a new one is its module and one line in [`EventExporters::start`].
 
 use std::time::Duration;
 
@@ -27,18 +28,16 @@ use slipstream_core::{BurnRateEvent, Registry};
 
 use crate::Error;
 use crate::alertmanager::AlertmanagerExporter;
+use crate::lifecycle::{EventExporter, Exporter, shutdown_all};
 use crate::otlp_logs::OtlpLogsExporter;
 use crate::stdout::StdoutExporter;
 use crate::webhook::WebhookExporter;
 
 /// The configured burn-rate event exporters (`exporters.alertmanager`, `.webhook`,
-/// `.otlp_logs`, `.stdout`).
+/// `.otlp_logs`, `.stdout`), in that order.
 #[derive(Debug, Default)]
 pub struct EventExporters {
-    alertmanager: Option<AlertmanagerExporter>,
-    webhook: Option<WebhookExporter>,
-    otlp_logs: Option<OtlpLogsExporter>,
-    stdout: Option<StdoutExporter>,
+    exporters: Vec<Box<dyn EventExporter>>,
 }
 
 impl EventExporters {
@@ -46,32 +45,25 @@ impl EventExporters {
     /// config field, on a URL or header the exporters cannot use (an `https://` URL, a header
     /// that is not valid HTTP).
     pub fn start(cfg: &ExportersConfig, registry: &Registry) -> Result<Self, Error> {
-        Ok(EventExporters {
-            alertmanager: cfg
-                .alertmanager
-                .as_ref()
-                .map(|c| AlertmanagerExporter::start(c, registry))
-                .transpose()?,
-            webhook: cfg
-                .webhook
-                .as_ref()
-                .map(|c| WebhookExporter::start(c, registry))
-                .transpose()?,
-            otlp_logs: cfg
-                .otlp_logs
-                .as_ref()
-                .map(|c| OtlpLogsExporter::start(c, registry))
-                .transpose()?,
-            stdout: cfg.stdout.enabled.then_some(StdoutExporter),
-        })
+        let mut exporters: Vec<Box<dyn EventExporter>> = Vec::new();
+        if let Some(c) = &cfg.alertmanager {
+            exporters.push(Box::new(AlertmanagerExporter::start(c, registry)?));
+        }
+        if let Some(c) = &cfg.webhook {
+            exporters.push(Box::new(WebhookExporter::start(c, registry)?));
+        }
+        if let Some(c) = &cfg.otlp_logs {
+            exporters.push(Box::new(OtlpLogsExporter::start(c, registry)?));
+        }
+        if cfg.stdout.enabled {
+            exporters.push(Box::new(StdoutExporter));
+        }
+        Ok(EventExporters { exporters })
     }
 
     /// Whether no event exporter is configured.
     pub fn is_empty(&self) -> bool {
-        self.alertmanager.is_none()
-            && self.webhook.is_none()
-            && self.otlp_logs.is_none()
-            && self.stdout.is_none()
+        self.exporters.is_empty()
     }
 
     /// Hands one evaluation's events to every exporter; never waits on a target.
@@ -79,16 +71,7 @@ impl EventExporters {
         if events.is_empty() {
             return;
         }
-        if let Some(e) = &self.alertmanager {
-            e.publish(events);
-        }
-        if let Some(e) = &self.webhook {
-            e.publish(events);
-        }
-        if let Some(e) = &self.otlp_logs {
-            e.publish(events);
-        }
-        if let Some(e) = &self.stdout {
+        for e in &self.exporters {
             e.publish(events);
         }
     }
@@ -96,29 +79,20 @@ impl EventExporters {
     /// Delivers what the exporters still hold, all at once, for at most `deadline`; returns
     /// how many queued items (alert batches, webhook events, log requests) were dropped.
     pub async fn shutdown(self, deadline: Duration) -> usize {
-        let (a, w, o) = tokio::join!(
-            async {
-                match self.alertmanager {
-                    Some(e) => e.shutdown(deadline).await,
-                    None => 0,
-                }
-            },
-            async {
-                match self.webhook {
-                    Some(e) => e.shutdown(deadline).await,
-                    None => 0,
-                }
-            },
-            async {
-                match self.otlp_logs {
-                    Some(e) => e.shutdown(deadline).await,
-                    None => 0,
-                }
-            },
-        );
-        a + w + o
+        let all: Vec<Box<dyn Exporter>> = self
+            .exporters
+            .into_iter()
+            .map(|e| -> Box<dyn Exporter> { e })
+            .collect();
+        shutdown_all(all, deadline)
+            .await
+            .into_iter()
+            .map(|(_, left)| left)
+            .sum()
     }
 }
+
+crate::lifecycle::exporter!(EventExporters, "events");
 
 #[cfg(test)]
 pub(crate) mod fixture;

@@ -11,6 +11,13 @@
 //! SLO engine's snapshots. [`delivery`] is the bounded queue with retries every push exporter
 //! uses. In two-tier mode, [`aggregates`] ships a sidecar's partial aggregates
 //! ([`slipstream_core::aggregates`]) to the gateway that owns each service.
+//!
+//! Every exporter but the forward one follows one lifecycle ([`lifecycle`]): a constructor
+//! that fails with the crate's [`Error`], feeding that never waits, and a drain behind the
+//! [`Exporter`] trait that the wiring runs for all of them at once ([`shutdown_all`]). The
+//! forward exporter drains on its own, earlier, and may spill to disk ([`DrainReport`]). A
+//! failed attempt is a [`SendError`], classified by [`failure::classify`] under the
+//! exporter's [`RetryPolicy`].
 #![forbid(unsafe_code)]
 
 pub mod aggregates;
@@ -20,6 +27,7 @@ mod error;
 pub mod events;
 pub mod failure;
 pub mod forward;
+pub mod lifecycle;
 pub mod names;
 pub mod otlp_logs;
 pub mod otlp_metrics;
@@ -32,3 +40,4 @@ pub mod webhook;
 pub use error::Error;
 pub use failure::{FailureReason, RetryPolicy, SendError};
 pub use forward::{DrainReport, ForwardQueue, ForwardRouter, Forwarder, ForwarderHandle};
+pub use lifecycle::{EventExporter, Exporter, shutdown_all, start_series_exporters};

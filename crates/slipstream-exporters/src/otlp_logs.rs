@@ -76,6 +76,14 @@ impl OtlpLogsExporter {
     }
 }
 
+crate::lifecycle::exporter!(OtlpLogsExporter, EXPORTER);
+
+impl crate::lifecycle::EventExporter for OtlpLogsExporter {
+    fn publish(&self, events: &[BurnRateEvent]) {
+        OtlpLogsExporter::publish(self, events);
+    }
+}
+
 /// The request carrying `events` (see the module docs for the layout).
 pub fn request(events: &[BurnRateEvent]) -> ExportLogsServiceRequest {
     let mut by_service: BTreeMap<&str, Vec<LogRecord>> = BTreeMap::new();

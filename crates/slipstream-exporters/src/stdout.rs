@@ -32,6 +32,23 @@ impl StdoutExporter {
     }
 }
 
+impl crate::lifecycle::Exporter for StdoutExporter {
+    fn name(&self) -> &'static str {
+        "stdout"
+    }
+
+    /// Nothing to drain: every line is written when published.
+    fn shutdown(self: Box<Self>, _deadline: std::time::Duration) -> crate::lifecycle::Drain {
+        Box::pin(std::future::ready(0))
+    }
+}
+
+impl crate::lifecycle::EventExporter for StdoutExporter {
+    fn publish(&self, events: &[BurnRateEvent]) {
+        StdoutExporter::publish(self, events);
+    }
+}
+
 /// Writes each event as one JSON line to `out`, then flushes it.
 pub fn write_lines(out: &mut impl Write, events: &[BurnRateEvent]) -> io::Result<()> {
     for event in events {

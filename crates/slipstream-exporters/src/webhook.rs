@@ -112,6 +112,14 @@ impl WebhookExporter {
     }
 }
 
+crate::lifecycle::exporter!(WebhookExporter, EXPORTER);
+
+impl crate::lifecycle::EventExporter for WebhookExporter {
+    fn publish(&self, events: &[BurnRateEvent]) {
+        WebhookExporter::publish(self, events);
+    }
+}
+
 /// The signature header's value for `body`: `sha256=<lowercase hex HMAC-SHA256(secret, body)>`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");

@@ -73,5 +73,7 @@ impl OtlpMetricsExporter {
     }
 }
 
+crate::lifecycle::exporter!(OtlpMetricsExporter, EXPORTER);
+
 #[cfg(test)]
 mod tests;

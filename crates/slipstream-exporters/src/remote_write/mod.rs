@@ -106,6 +106,8 @@ impl RemoteWriterHandle {
     }
 }
 
+crate::lifecycle::exporter!(RemoteWriterHandle, EXPORTER);
+
 /// The remote-write headers, then the configured ones (which win on a clash).
 fn request_headers(
     configured: &std::collections::BTreeMap<String, String>,
