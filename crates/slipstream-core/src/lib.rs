@@ -21,6 +21,7 @@ pub mod rpc;
 mod span;
 pub mod telemetry;
 mod time;
+pub mod wire;
 
 pub use aggregates::{AggregatesSink, MergeError, Merged};
 pub use export::{BurnRateEvent, MetricFamily, MetricsSnapshot, MetricsSource};

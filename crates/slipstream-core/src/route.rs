@@ -9,9 +9,12 @@
 //!
 //! [`resources`] walks the top level of an OTLP export request (traces, metrics or logs: they
 //! share the shape) and yields each `Resource*` entry's bytes with its `service.name`, so a
-//! request can be split per owner without decoding or re-encoding anything.
+//! request can be split per owner without decoding or re-encoding anything. It reads the
+//! protobuf with the shared [`crate::wire::Reader`].
 
 use std::ops::Range;
+
+use crate::wire::{I32, I64, LEN, Reader, VARINT};
 
 /// Endpoints a key can be routed to, by rendezvous hashing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,14 +121,14 @@ pub struct Malformed(pub usize);
 /// are skipped.
 pub fn resources(body: &[u8]) -> Result<Vec<ResourceEntry<'_>>, Malformed> {
     let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < body.len() {
-        let start = pos;
-        let (field, wire, value) = next_field(body, &mut pos)?;
-        if field == 1 && wire == 2 {
-            let service = resource_service(&body[value.clone()]).unwrap_or(&[]);
+    let mut r = Reader::new(body);
+    while !r.is_empty() {
+        let start = r.offset();
+        let (field, wire, value) = next_field(&mut r)?;
+        if field == 1 && wire == LEN {
+            let service = resource_service(value).unwrap_or(&[]);
             out.push(ResourceEntry {
-                range: start..pos,
+                range: start..r.offset(),
                 service,
             });
         }
@@ -135,19 +138,18 @@ pub fn resources(body: &[u8]) -> Result<Vec<ResourceEntry<'_>>, Malformed> {
 
 /// `service.name` of the `Resource` (field 1) inside one resource entry.
 fn resource_service(entry: &[u8]) -> Option<&[u8]> {
-    let mut pos = 0;
-    while pos < entry.len() {
-        let (field, wire, value) = next_field(entry, &mut pos).ok()?;
-        if field != 1 || wire != 2 {
+    let mut r = Reader::new(entry);
+    while !r.is_empty() {
+        let (field, wire, resource) = next_field(&mut r).ok()?;
+        if field != 1 || wire != LEN {
             continue;
         }
-        let resource = &entry[value];
-        let mut rpos = 0;
-        while rpos < resource.len() {
-            let (f, w, kv) = next_field(resource, &mut rpos).ok()?;
+        let mut attributes = Reader::new(resource);
+        while !attributes.is_empty() {
+            let (f, w, kv) = next_field(&mut attributes).ok()?;
             if f == 1
-                && w == 2
-                && let Some(v) = service_name_value(&resource[kv])
+                && w == LEN
+                && let Some(v) = service_name_value(kv)
             {
                 return Some(v);
             }
@@ -159,77 +161,43 @@ fn resource_service(entry: &[u8]) -> Option<&[u8]> {
 /// The string value of a `KeyValue` whose key is `service.name`.
 fn service_name_value(kv: &[u8]) -> Option<&[u8]> {
     let (mut key, mut value) = (None, None);
-    let mut pos = 0;
-    while pos < kv.len() {
-        let (f, w, r) = next_field(kv, &mut pos).ok()?;
-        match (f, w) {
-            (1, 2) => key = Some(&kv[r]),
-            (2, 2) => value = Some(&kv[r]),
+    let mut r = Reader::new(kv);
+    while !r.is_empty() {
+        match next_field(&mut r).ok()? {
+            (1, LEN, k) => key = Some(k),
+            (2, LEN, v) => value = Some(v),
             _ => {}
         }
     }
     if key? != b"service.name" {
         return None;
     }
-    let any = value?;
-    let mut pos = 0;
-    while pos < any.len() {
-        let (f, w, r) = next_field(any, &mut pos).ok()?;
-        if f == 1 && w == 2 {
-            return Some(&any[r]);
+    let mut any = Reader::new(value?);
+    while !any.is_empty() {
+        if let (1, LEN, s) = next_field(&mut any).ok()? {
+            return Some(s);
         }
     }
     None
 }
 
-/// Reads one field at `*pos`: its number, wire type and (for length-delimited fields) the
-/// value's range; advances past it.
-fn next_field(buf: &[u8], pos: &mut usize) -> Result<(u64, u8, Range<usize>), Malformed> {
-    let at = *pos;
-    let key = varint(buf, pos).ok_or(Malformed(at))?;
-    let (field, wire) = (key >> 3, (key & 7) as u8);
+/// Reads one field: its number, wire type and (for length-delimited fields) the value's bytes,
+/// empty for other wire types; groups are malformed here. An error names where the field
+/// starts.
+fn next_field<'a>(r: &mut Reader<'a>) -> Result<(u32, u8, &'a [u8]), Malformed> {
+    let at = r.offset();
+    let malformed = |_| Malformed(at);
+    let (field, wire) = r.key("an OTLP request").map_err(malformed)?;
     let value = match wire {
-        0 => {
-            varint(buf, pos).ok_or(Malformed(at))?;
-            *pos..*pos
-        }
-        1 | 5 => {
-            let n = if wire == 1 { 8 } else { 4 };
-            if buf.len() - *pos < n {
-                return Err(Malformed(at));
-            }
-            *pos += n;
-            *pos..*pos
-        }
-        2 => {
-            let len = varint(buf, pos).ok_or(Malformed(at))?;
-            let len = usize::try_from(len).map_err(|_| Malformed(at))?;
-            if buf.len() - *pos < len {
-                return Err(Malformed(at));
-            }
-            let r = *pos..*pos + len;
-            *pos += len;
-            r
+        LEN => r.bytes().map_err(malformed)?.0,
+        VARINT | I64 | I32 => {
+            r.skip_known(field, wire, wire, "an OTLP request", at)
+                .map_err(malformed)?;
+            &[]
         }
         _ => return Err(Malformed(at)),
     };
-    if field == 0 {
-        return Err(Malformed(at));
-    }
     Ok((field, wire, value))
-}
-
-fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

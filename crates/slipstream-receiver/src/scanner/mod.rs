@@ -39,13 +39,11 @@
 //! [`ScanSpec`] keys beyond [`MAX_DIMENSIONS`] in total are ignored (configuration validation
 //! refuses such specs).
 
+use slipstream_core::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT, WireError};
 use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode};
-
-use wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT};
 
 mod tracestate;
 mod walk;
-mod wire;
 
 pub use walk::{MAX_ANY_VALUE_DEPTH, walk_logs, walk_metrics};
 
@@ -201,6 +199,56 @@ pub enum ScanError {
         /// Spans scanned when it was asked.
         spans: usize,
     },
+}
+
+impl From<WireError> for ScanError {
+    /// The same error, with the same message, among the scanner's.
+    #[cold]
+    fn from(e: WireError) -> Self {
+        use WireError as W;
+        match e {
+            W::TruncatedVarint { offset } => ScanError::TruncatedVarint { offset },
+            W::VarintOverflow { offset } => ScanError::VarintOverflow { offset },
+            W::InvalidKey { key, offset } => ScanError::InvalidKey { key, offset },
+            W::FieldZero { offset } => ScanError::FieldZero { offset },
+            W::InvalidWireType {
+                wire_type,
+                field,
+                message,
+                offset,
+            } => ScanError::InvalidWireType {
+                wire_type,
+                field,
+                message,
+                offset,
+            },
+            W::LengthPastEnd {
+                len,
+                offset,
+                available,
+            } => ScanError::LengthPastEnd {
+                len,
+                offset,
+                available,
+            },
+            W::TruncatedFixed {
+                bits,
+                field,
+                offset,
+            } => ScanError::TruncatedFixed {
+                bits,
+                field,
+                offset,
+            },
+            W::UnexpectedEndGroup { field, offset } => {
+                ScanError::UnexpectedEndGroup { field, offset }
+            }
+            W::UnterminatedGroup { field, offset } => {
+                ScanError::UnterminatedGroup { field, offset }
+            }
+            W::RecursionLimit { offset } => ScanError::RecursionLimit { offset },
+        }
+    }
 }
 
 /// Checks on the spans of a request, besides the attribute limits ([`scan_traces_checked`]).

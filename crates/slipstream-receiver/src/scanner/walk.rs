@@ -25,7 +25,7 @@
 //!   bytes (the last occurrence of the field counts, as in the decoded tree).
 
 use super::ScanError;
-use super::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT};
+use slipstream_core::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT};
 
 /// How deep `AnyValue`s may nest (a value holding an array of values is two levels).
 pub const MAX_ANY_VALUE_DEPTH: u32 = 128;
@@ -185,7 +185,7 @@ fn embedded<'a>(
     at: usize,
 ) -> Result<Reader<'a>, ScanError> {
     Reader::expect(wt, LEN, field, message, at)?;
-    r.message()
+    Ok(r.message()?)
 }
 
 /// A repeated number field of `fixed` bytes each (8: `fixed64`, `double`), packed or not.
@@ -207,7 +207,7 @@ fn repeated_fixed(
         }
         Ok(())
     } else {
-        r.skip_known(field, wt, I64, message, at)
+        Ok(r.skip_known(field, wt, I64, message, at)?)
     }
 }
 
@@ -226,7 +226,7 @@ fn repeated_varint(
         }
         Ok(())
     } else {
-        r.skip_known(field, wt, VARINT, message, at)
+        Ok(r.skip_known(field, wt, VARINT, message, at)?)
     }
 }
 
