@@ -67,8 +67,8 @@ fn check(spec: &Value, route: &str, method: &str, status: u16, body: &[u8]) -> V
 #[test]
 fn answers_that_break_the_schema_are_reported_where_they_break_it() {
     let spec = spec();
-    let schema = &spec["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]
-        ["application/json"]["schema"];
+    let schema = &spec["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
     let event = |at: &str, state: &str| {
         serde_json::json!({
             "at": at, "state": state, "slo": "orders-availability", "service": "orders",
@@ -92,8 +92,16 @@ fn answers_that_break_the_schema_are_reported_where_they_break_it() {
         wrong_type,
     ] });
     let errs = validate(&spec, schema, &bad).join("\n");
-    for path in ["/events/0/at", "/events/1/state", "/events/2", "/events/3/factor"] {
-        assert!(errs.contains(&format!("{path}: ")), "{path} not reported in:\n{errs}");
+    for path in [
+        "/events/0/at",
+        "/events/1/state",
+        "/events/2",
+        "/events/3/factor",
+    ] {
+        assert!(
+            errs.contains(&format!("{path}: ")),
+            "{path} not reported in:\n{errs}"
+        );
     }
 }
 
