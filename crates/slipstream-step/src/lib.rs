@@ -79,7 +79,9 @@
 //!     collects (a Prometheus scrape, a remote-write or OTLP-metrics push on its interval),
 //!     [`Live::metrics`] builds the SLI series of the last step from what was published
 //!     ([`series::build`], every family declared in [`series::SERIES`]). The exporters'
-//!     `prometheus`, `remote_write` and `otlp_metrics` modules render and deliver them.
+//!     `prometheus`, `remote_write` and `otlp_metrics` modules render and deliver them. Every
+//!     exporter, of events, series or aggregates, follows one lifecycle, start, feed, drain,
+//!     shut down (the exporters' `lifecycle` module), so a slow target never holds up a step.
 //! 11. **Admin API** (`crates/slipstream-app/src/api.rs`). The status API and page read the
 //!     same [`Published`] results, the SLO history ([`Live::history`]), the recent events
 //!     and the silences through [`Live`]; a silence added there reaches the engine through
