@@ -231,3 +231,6 @@ pub(crate) fn percent_encode(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

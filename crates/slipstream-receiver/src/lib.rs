@@ -39,4 +39,6 @@ pub use pipeline::{ExportError, InFlight, Limits, MemoryGate, Pipeline, Transpor
 pub use server::{Handler, Receivers, RunningReceivers, serve_http, serve_http_with};
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

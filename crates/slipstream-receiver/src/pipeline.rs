@@ -705,3 +705,6 @@ pub(crate) fn span_records_estimate(len: usize) -> usize {
 fn token_bytes(tokens: Vec<String>) -> Arc<Vec<Vec<u8>>> {
     Arc::new(tokens.into_iter().map(String::into_bytes).collect())
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
 };
@@ -21,7 +20,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     summary_data_point::ValueAtQuantile,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use proptest::prelude::*;
 use prost::Message;
 use slipstream_core::{Backpressure, ForwardSink, Registry, ScanSpec, Signal};
@@ -29,6 +28,7 @@ use slipstream_core::{Backpressure, ForwardSink, Registry, ScanSpec, Signal};
 use crate::body::{Encoding, decompress};
 use crate::pipeline::{ExportError, InFlight, Limits, MemoryGate, Pipeline, Transport};
 use crate::scanner::{MAX_ANY_VALUE_DEPTH, ScanError, walk_logs, walk_metrics};
+use crate::test_support::traces_of as traces;
 
 // === generated requests ===
 
@@ -613,21 +613,6 @@ fn span(trace_id: usize, span_id: usize, parent: usize) -> Span {
         kind: 2,
         ..Default::default()
     }
-}
-
-fn traces(spans: Vec<Span>) -> Bytes {
-    Bytes::from(
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-        .encode_to_vec(),
-    )
 }
 
 #[test]

@@ -228,3 +228,6 @@ pub(crate) fn status_response(
     }
     r
 }
+
+#[cfg(test)]
+mod tests;
