@@ -20,6 +20,14 @@
 //! and the [`slipstream_core::AggregatesSink`] plugged in with [`Pipeline::with_aggregates`]
 //! through an [`AggregatesIntake`], which holds the sidecars' own tokens, the sender names
 //! taken and the plausibility limits (off unless `receivers.otlp.aggregates.enabled`).
+//!
+//! The modules, each depending only on those after it: `server` (listeners, TLS) and `conn`
+//! (connection limits) route to `grpc` (hand-framed OTLP/gRPC) and `http` (routing to its
+//! `otlp` and `aggregates` endpoints, both through its `admit`); these use `body` (bounded
+//! reading and decompression) and the [`Pipeline`], which uses the [`scanner`], the
+//! [`AggregatesIntake`] (`intake`) and the refusal reasons (`refusal`), each counted without a
+//! registry lookup per request. The protobuf wire reader the scanner walks with is
+//! [`slipstream_core::wire`], shared with the router.
 #![forbid(unsafe_code)]
 
 mod body;
