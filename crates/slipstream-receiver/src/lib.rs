@@ -48,5 +48,3 @@ pub use server::{Handler, Receivers, RunningReceivers, serve_http, serve_http_wi
 
 #[cfg(test)]
 mod test_support;
-#[cfg(test)]
-mod tests;

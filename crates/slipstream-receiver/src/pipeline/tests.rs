@@ -8,6 +8,8 @@ use super::{ExportError, Transport};
 use crate::refusal::Refusal;
 use crate::test_support::harness;
 
+mod budget;
+
 #[test]
 fn an_accepted_request_is_forwarded_recorded_and_counted() {
     let h = harness(|p| p);

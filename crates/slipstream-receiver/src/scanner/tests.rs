@@ -13,6 +13,7 @@ use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord,
 use super::{ScanError, scan_traces};
 
 mod props;
+mod walk;
 
 // === reference extraction from the decoded tree ===
 
