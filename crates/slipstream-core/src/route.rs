@@ -39,19 +39,8 @@ impl Rendezvous {
     /// service the same way; by `host:port` when hosts repeat (several endpoints on one
     /// machine). Indexes follow the order of `urls`.
     pub fn for_endpoints<S: AsRef<str>>(urls: &[S]) -> Self {
-        let authority = |u: &str| {
-            let rest = u.split_once("://").map_or(u, |(_, r)| r);
-            rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
-        };
-        let host = |a: &str| {
-            let h = match a.rsplit_once(':') {
-                Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-                _ => a,
-            };
-            h.trim_start_matches('[').trim_end_matches(']').to_owned()
-        };
-        let authorities: Vec<String> = urls.iter().map(|u| authority(u.as_ref())).collect();
-        let hosts: Vec<String> = authorities.iter().map(|a| host(a)).collect();
+        let (authorities, hosts): (Vec<String>, Vec<String>) =
+            urls.iter().map(|u| endpoint_names(u.as_ref())).unzip();
         let distinct = hosts
             .iter()
             .collect::<std::collections::BTreeSet<_>>()
@@ -82,6 +71,24 @@ impl Rendezvous {
             }
         }
         best.map(|(_, i)| i)
+    }
+}
+
+/// An endpoint URL's authority (`host:port`, as written) and host (an IPv6 address without
+/// its brackets); the whole string for both when it is not a URI with an authority.
+fn endpoint_names(url: &str) -> (String, String) {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => match uri.authority() {
+            Some(a) => (
+                a.as_str().to_owned(),
+                a.host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            ),
+            None => (url.to_owned(), url.to_owned()),
+        },
+        Err(_) => (url.to_owned(), url.to_owned()),
     }
 }
 
@@ -278,6 +285,46 @@ mod tests {
             .map(|s| local.pick(format!("s{s}").as_bytes()))
             .collect();
         assert_eq!(picks.len(), 2);
+    }
+
+    /// The authority and host as they were cut out of a URL by hand before `http::Uri` did it:
+    /// the names must stay the same, or services would move between gateways on upgrade.
+    fn names_by_hand(u: &str) -> (String, String) {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        (
+            authority.to_owned(),
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+    }
+
+    #[test]
+    fn endpoint_names_are_those_cut_by_hand_before() {
+        for url in [
+            "http://gw-0.gw:4317",
+            "https://gw-0.gw:4318/",
+            "https://gw-1.gw:4318/v1/slipstream/aggregates",
+            "http://[fd00::2]:4317",
+            "http://[fd00::2]",
+            "http://127.0.0.1:1",
+            "http://127.0.0.1",
+            "https://gateway.example.com",
+            "https://gateway.example.com?x=1",
+            "gw-2.gw:4317",
+        ] {
+            assert_eq!(endpoint_names(url), names_by_hand(url), "{url}");
+        }
+        // Where the hand-written cut was wrong: user information is not part of the host.
+        assert_eq!(
+            endpoint_names("http://user@gw:4317/"),
+            ("user@gw:4317".to_owned(), "gw".to_owned())
+        );
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
