@@ -29,6 +29,12 @@ pub enum Command {
         /// The YAML configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Once every listener is bound, write their addresses here as JSON
+        /// (`{"otlp_grpc": "127.0.0.1:4317", "otlp_http": ..., "admin": ..., "prometheus": ...}`,
+        /// the enabled ones), through a temporary file renamed into place: with port 0 in the
+        /// config, this says which ports were taken.
+        #[arg(long, value_name = "FILE")]
+        ready_file: Option<PathBuf>,
     },
     /// Check a configuration file and list every error in it (exit 64 when there are any).
     Validate {
@@ -157,6 +163,29 @@ fn generate(what: Generate) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the bound addresses of `app` to `path` as a JSON object (see `run --ready-file`):
+/// first to a temporary file beside it, then renamed, so a reader sees all of it or nothing.
+fn write_ready_file(path: &std::path::Path, app: &slipstream_app::app::App) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let listeners = [
+        ("otlp_grpc", app.grpc_addr),
+        ("otlp_http", app.http_addr),
+        ("admin", app.admin_addr),
+        ("prometheus", app.prometheus_addr),
+    ];
+    let doc: serde_json::Map<String, serde_json::Value> = listeners
+        .into_iter()
+        .filter_map(|(name, addr)| Some((name.to_owned(), addr?.to_string().into())))
+        .collect();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, serde_json::Value::Object(doc).to_string())
+        .with_context(|| format!("cannot write the ready file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -250,7 +279,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => {
+        Command::Run { config, ready_file } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -259,7 +288,11 @@ pub fn main() -> ExitCode {
                 }
             };
             slipstream_app::app::init_logging(&cfg.log);
-            match slipstream_app::app::run(cfg, config) {
+            let on_ready = |app: &slipstream_app::app::App| match &ready_file {
+                Some(path) => write_ready_file(path, app),
+                None => Ok(()),
+            };
+            match slipstream_app::app::run(cfg, config, on_ready) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
