@@ -1,19 +1,17 @@
 //! The command line as a user runs it: `validate`, `run` until SIGTERM, `--help`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use slipstream_test_support::eventually;
+use slipstream_test_support::http::{
+    blocking_get as get, blocking_get_text as get_text, blocking_post, blocking_self_metric,
+};
+use slipstream_test_support::process::{HeldPort, Lines, Running, exit_within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_slipstream");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(name: &str, yaml: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("slipstream-cli-{}-{name}", std::process::id()));
@@ -23,29 +21,20 @@ fn write_config(name: &str, yaml: &str) -> std::path::PathBuf {
     path
 }
 
-fn get(port: u16, path: &str) -> Option<u16> {
-    get_text(port, path)?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+/// `slipstream run --config <path>` with stdout and stderr discarded.
+fn run_command(path: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
 }
 
-/// The whole answer (status line, headers and body) to `GET path`.
-fn get_text(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf)
-}
-
-/// The value of the unlabelled self-metric `name` on the admin server's `/metrics`.
-fn self_metric(admin: u16, name: &str) -> Option<f64> {
-    let text = get_text(admin, "/metrics")?;
-    let line = text.lines().find(|l| l.starts_with(&format!("{name} ")))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+/// The value of the self-metric `name` on the admin server's `/metrics` (the sum of its
+/// series with `labels`).
+fn self_metric(admin: SocketAddr, name: &str, labels: &[&str]) -> Option<f64> {
+    blocking_self_metric(admin, name, labels)
 }
 
 #[test]
@@ -106,34 +95,34 @@ fn validate_lists_every_error_and_exits_64() {
 
 #[test]
 fn run_serves_until_sigterm_then_exits_zero() {
-    let admin = free_port();
     let path = write_config(
         "run",
-        &format!(
-            "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\nstate:\n  dir: null\n",
-            free_port(),
-            free_port(),
-            free_port()
-        ),
+        "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:0\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:0\nstate:\n  dir: null\n",
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&path)
-        // An operator's choice of an allocator option is kept; the others get slipstream's.
-        .env("MIMALLOC_PURGE_DELAY", "250")
+    let mut cmd = run_command(&path);
+    // An operator's choice of an allocator option is kept; the others get slipstream's.
+    cmd.env("MIMALLOC_PURGE_DELAY", "250")
         .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while get(admin, "/readyz") != Some(200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never became ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .stderr(Stdio::piped());
+    let mut proc = Running::start(cmd);
+    // Every listener is reported, each on a port of its own.
+    let ready = proc.ready;
+    let mut ports = [
+        ready.otlp_grpc().port(),
+        ready.otlp_http().port(),
+        ready.admin().port(),
+        ready.prometheus().port(),
+    ];
+    ports.sort_unstable();
+    assert!(
+        ports[0] != 0 && ports.windows(2).all(|w| w[0] != w[1]),
+        "{ready:?}"
+    );
+    let admin = ready.admin();
+    eventually("ready", Duration::from_secs(10), || {
+        get(admin, "/readyz") == Some(200)
+    });
+    let child = &mut proc.child;
     let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
     let environ: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
     // The binary ran itself again with its allocator options (`src/main.rs`).
@@ -143,26 +132,13 @@ fn run_serves_until_sigterm_then_exits_zero() {
     assert_eq!(get(admin, "/metrics"), Some(200));
     // The first tick runs at start; its step is counted and timed.
     wait_until("the first evaluation step is counted", || {
-        self_metric(admin, "slipstream_evaluation_steps_total").is_some_and(|n| n >= 1.0)
+        self_metric(admin, "slipstream_evaluation_steps_total", &[]).is_some_and(|n| n >= 1.0)
     });
-    let seconds = self_metric(admin, "slipstream_evaluation_step_seconds_total").unwrap();
+    let seconds = self_metric(admin, "slipstream_evaluation_step_seconds_total", &[]).unwrap();
     assert!(seconds > 0.0 && seconds < 5.0, "{seconds}");
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    proc.send_term();
+    let child = &mut proc.child;
+    let status = exit_within(child, Duration::from_secs(15), "the exit after SIGTERM");
     let mut stderr = String::new();
     child
         .stderr
@@ -197,7 +173,7 @@ fn every_command_has_help() {
 
 /// POSTs an OTLP/JSON trace request of `n` server spans of `service` ending now, the first
 /// `bad` of them with status ERROR.
-fn post_spans(port: u16, service: &str, n: usize, bad: usize) {
+fn post_spans(http: SocketAddr, service: &str, n: usize, bad: usize) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -218,47 +194,26 @@ fn post_spans(port: u16, service: &str, n: usize, bad: usize) {
         r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
         spans.join(",")
     );
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /v1/traces HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let status = blocking_post(http, "/v1/traces", "application/json", body.as_bytes());
+    assert_eq!(status, Some(200));
 }
 
 #[test]
 fn status_prints_the_slo_table_of_a_running_slipstream() {
-    let (admin, http) = (free_port(), free_port());
     let path = write_config(
         "status",
-        &format!(
-            "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{http}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  catalog:\n    checkout: {{ owner: team-payments }}\n"
-        ),
+        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  catalog:\n    checkout: { owner: team-payments }\n",
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while get(admin, "/readyz") != Some(200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never became ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let proc = Running::start(run_command(&path));
+    let (admin, http) = (proc.ready.admin(), proc.ready.otlp_http());
+    eventually("ready", Duration::from_secs(10), || {
+        get(admin, "/readyz") == Some(200)
+    });
     post_spans(http, "checkout", 100, 20);
     post_spans(http, "search", 10, 0);
     let status = |args: &[&str]| {
         let out = Command::new(BIN)
-            .args(["status", "--admin", &format!("127.0.0.1:{admin}")])
+            .args(["status", "--admin", &admin.to_string()])
             .args(args)
             .output()
             .unwrap();
@@ -269,18 +224,14 @@ fn status_prints_the_slo_table_of_a_running_slipstream() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let start = Instant::now();
-    let table = loop {
+    let table = eventually("the SLOs of both services", Duration::from_secs(15), || {
         let t = status(&[]);
         if t.contains("checkout-availability") && t.contains("search-latency") {
-            break t;
+            Ok(t)
+        } else {
+            Err(t)
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no SLOs yet:\n{t}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     // Piped: no colour codes. Sorted by budget burn: checkout (20% errors) first.
     assert!(!table.contains('\x1b'), "{table}");
     let lines: Vec<&str> = table.lines().collect();
@@ -290,12 +241,12 @@ fn status_prints_the_slo_table_of_a_running_slipstream() {
     assert!(table.contains("not in the catalog: search"), "{table}");
     let json: serde_json::Value = serde_json::from_str(&status(&["--output", "json"])).unwrap();
     assert_eq!(json["slos"].as_array().unwrap().len(), 4);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proc);
 
     // With nothing listening, a clear error and a failing exit code.
+    let nothing = HeldPort::hold();
     let out = Command::new(BIN)
-        .args(["status", "--admin", &format!("127.0.0.1:{}", free_port())])
+        .args(["status", "--admin", &nothing.addr().to_string()])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -303,24 +254,17 @@ fn status_prints_the_slo_table_of_a_running_slipstream() {
 }
 
 /// `GET /api/v1/slos` of the admin server on `port`, parsed.
-fn slos(port: u16) -> Option<serde_json::Value> {
-    let text = get_text(port, "/api/v1/slos")?;
+fn slos(admin: SocketAddr) -> Option<serde_json::Value> {
+    let text = get_text(admin, "/api/v1/slos")?;
     serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    eventually(what, Duration::from_secs(20), f);
 }
 
-fn slo_names(port: u16) -> Vec<String> {
-    slos(port)
+fn slo_names(admin: SocketAddr) -> Vec<String> {
+    slos(admin)
         .map(|v| {
             v["slos"]
                 .as_array()
@@ -334,37 +278,46 @@ fn slo_names(port: u16) -> Vec<String> {
 
 #[test]
 fn state_survives_kill_9_and_sighup_reloads_the_slos() {
-    let (admin, http) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("slipstream-cli-{}-state", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let base = format!(
-        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{http}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: {}\n  snapshot_interval: 1s\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  templates: {{ availability: null, latency: null }}\n  objectives:\n    - {{ name: checkout-availability, service: checkout, sli: {{ kind: availability }}, objective: 99.9 }}\n",
+        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: {}\n  snapshot_interval: 1s\naggregator:\n  tick_interval: 1s\nslo:\n  evaluation_interval: 1s\n  templates: {{ availability: null, latency: null }}\n  objectives:\n    - {{ name: checkout-availability, service: checkout, sli: {{ kind: availability }}, objective: 99.9 }}\n",
         dir.join("data").display()
     );
     let path = write_config("state", &base);
+    // Logs on stderr: the refused reload below is awaited by its log line.
     let start = || {
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut cmd = run_command(&path);
+        cmd.stderr(Stdio::piped());
+        let mut proc = Running::start(cmd);
+        let admin = proc.ready.admin();
+        let log = Lines::follow(proc.child.stderr.take().unwrap());
         wait_until("ready", || get(admin, "/readyz") == Some(200));
-        child
+        (proc, log)
     };
-    let total = |port| slos(port).map(|v| v["slos"][0]["period_total"].as_f64().unwrap_or(0.0));
+    let total = |admin| slos(admin).map(|v| v["slos"][0]["period_total"].as_f64().unwrap_or(0.0));
+    let snapshots = |admin| {
+        self_metric(
+            admin,
+            "slipstream_state_snapshots_total",
+            &["outcome=\"ok\""],
+        )
+        .unwrap_or(0.0)
+    };
 
-    let mut child = start();
+    let (mut proc, _log) = start();
+    let (admin, http) = (proc.ready.admin(), proc.ready.otlp_http());
     post_spans(http, "checkout", 100, 5);
     wait_until("100 requests counted", || total(admin) == Some(100.0));
-    // Let a snapshot interval pass, then kill -9: at most one interval is lost, and it was
-    // all saved by now.
-    std::thread::sleep(Duration::from_millis(2500));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Two more snapshots, then kill -9: the second of them began after the requests were
+    // counted, so it holds them all.
+    let saved = snapshots(admin);
+    wait_until("two more snapshots", || snapshots(admin) >= saved + 2.0);
+    proc.kill9();
 
-    let mut child = start();
+    let (proc, log) = start();
+    let (admin, http) = (proc.ready.admin(), proc.ready.otlp_http());
+    let child = &proc.child;
     wait_until("restored", || total(admin) == Some(100.0));
     assert_eq!(slos(admin).unwrap()["slos"][0]["period_bad"], 5.0);
     post_spans(http, "checkout", 10, 0);
@@ -381,10 +334,13 @@ fn state_survives_kill_9_and_sighup_reloads_the_slos() {
                 .success()
         );
     };
-    hup(&child);
-    std::thread::sleep(Duration::from_millis(1500));
+    let lines = log.seen().len();
+    hup(child);
+    log.wait_for(lines, "config reload refused", Duration::from_secs(20));
     assert_eq!(slo_names(admin), ["checkout-availability"]);
-    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let mut proc = proc;
+    assert!(proc.child.try_wait().unwrap().is_none(), "still running");
+    let child = &proc.child;
 
     // A valid one adds a latency SLO; the unchanged one keeps its windows.
     std::fs::write(
@@ -395,7 +351,7 @@ fn state_survives_kill_9_and_sighup_reloads_the_slos() {
         ),
     )
     .unwrap();
-    hup(&child);
+    hup(child);
     wait_until("the new SLO", || slo_names(admin).len() == 2);
     assert_eq!(total(admin), Some(110.0));
     // The series already known counts towards the new SLO from now on.
@@ -413,18 +369,14 @@ fn state_survives_kill_9_and_sighup_reloads_the_slos() {
         total_of("checkout-availability") == Some(150.0)
             && total_of("checkout-latency") == Some(40.0)
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proc);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn run_refuses_to_start_on_a_certificate_it_cannot_read() {
-    let yaml = format!(
-        "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n      tls:\n        cert_file: /nonexistent/slipstream/server.crt\n        key_file: /nonexistent/slipstream/server.key\n    http: null\nadmin:\n  endpoint: null\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\n",
-        free_port()
-    );
-    let config = write_config("bad-cert", &yaml);
+    let yaml = "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:0\n      tls:\n        cert_file: /nonexistent/slipstream/server.crt\n        key_file: /nonexistent/slipstream/server.key\n    http: null\nadmin:\n  endpoint: null\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\n";
+    let config = write_config("bad-cert", yaml);
     let out = Command::new(BIN)
         .args(["run", "--config"])
         .arg(&config)
@@ -438,26 +390,6 @@ fn run_refuses_to_start_on_a_certificate_it_cannot_read() {
         ),
         "{stderr}"
     );
-}
-
-/// Waits for `child` to exit within `limit`; kills it and fails otherwise.
-fn exit_within(
-    child: &mut std::process::Child,
-    limit: Duration,
-    what: &str,
-) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -533,71 +465,38 @@ fn validate_print_shows_no_secret() {
 
 #[test]
 fn sigterm_during_a_sighup_reload_stops_the_process() {
-    let admin = free_port();
     // Enough SLOs that a reload takes a while: the SIGTERM lands while it runs.
-    let mut yaml = format!(
-        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\nslo:\n  templates: {{ availability: null, latency: null }}\n  objectives:\n",
-        free_port()
-    );
+    let mut yaml = "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\nslo:\n  templates: { availability: null, latency: null }\n  objectives:\n".to_owned();
     for i in 0..3000 {
         yaml.push_str(&format!(
             "    - {{ name: svc{i}-availability, service: svc{i}, sli: {{ kind: availability }}, objective: 99.9 }}\n"
         ));
     }
     let path = write_config("hup-term", &yaml);
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = lines_tx.send(line);
-        }
-    });
+    let mut cmd = run_command(&path);
+    cmd.stderr(Stdio::piped());
+    let mut proc = Running::start(cmd);
+    let lines = Lines::follow(proc.child.stderr.take().unwrap());
     let signal = |sig: &str| {
         assert!(
             Command::new("kill")
-                .args([sig, &child.id().to_string()])
+                .args([sig, &proc.pid().to_string()])
                 .status()
                 .unwrap()
                 .success()
         );
     };
-    let mut seen = Vec::new();
-    let mut wait_for_line = |want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(l) => {
-                    let hit = l.contains(want);
-                    seen.push(l);
-                    if hit {
-                        return;
-                    }
-                }
-                Err(_) => panic!("no log line with {want:?}; seen: {seen:#?}"),
-            }
-        }
-    };
-    wait_for_line("slipstream listening");
+    let timeout = Duration::from_secs(20);
+    let seen = lines.wait_for(0, "slipstream listening", timeout);
     signal("-HUP");
-    wait_for_line("SIGHUP: reloading the config");
+    let seen = lines.wait_for(seen, "SIGHUP: reloading the config", timeout);
     signal("-TERM");
     let status = exit_within(
-        &mut child,
-        Duration::from_secs(20),
-        "SIGTERM during a reload",
+        &mut proc.child,
+        timeout,
+        "the exit on SIGTERM during a reload",
     );
-    reader.join().unwrap();
-    let rest: Vec<String> = lines.try_iter().collect();
+    let rest = lines.finish().split_off(seen);
     assert_eq!(status.code(), Some(0), "{rest:#?}");
     assert!(
         rest.iter().any(|l| l.contains("shutting down")),

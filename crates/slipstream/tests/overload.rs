@@ -4,22 +4,18 @@
 //! accepts again by itself once the downstream is back and the queue drains.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use slipstream_test_support::eventually;
+use slipstream_test_support::http::{blocking_post, blocking_self_metric};
+use slipstream_test_support::process::Running;
+
 const BIN: &str = env!("CARGO_BIN_EXE_slipstream");
 const MIB: u64 = 1 << 20;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An OTLP/HTTP downstream answering 503 until `up`, then 200; counts what it accepted.
 struct Downstream {
@@ -117,64 +113,38 @@ fn big_body() -> String {
     )
 }
 
-/// POSTs `body`; returns the status code.
-fn post(port: u16, path: &str, body: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+/// POSTs `body` as OTLP/JSON; returns the status code (0 when the connection failed).
+fn post(http: SocketAddr, path: &str, body: &str) -> u16 {
+    blocking_post(http, path, "application/json", body.as_bytes()).unwrap_or(0)
 }
 
-fn metric(port: u16, name: &str, label: &str) -> f64 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
-    };
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+fn metric(admin: SocketAddr, name: &str, label: &str) -> f64 {
+    blocking_self_metric(admin, name, &[label]).unwrap_or(0.0)
 }
 
 #[test]
 fn over_the_memory_limit_requests_are_refused_retryably_and_nothing_accepted_is_lost() {
     let down = Downstream::start();
-    let (http, admin) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("slipstream-overload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let limit = 160 * MIB;
     let config = format!(
-        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:{http}\nadmin:\n  endpoint: 127.0.0.1:{admin}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\nforward:\n  endpoint: http://127.0.0.1:{}\n  protocol: http\n  queue:\n    max_bytes: 2GiB\n  retry:\n    initial_interval: 20ms\n    max_interval: 100ms\nmemory:\n  limit: {limit}\n  check_interval: 20ms\n",
+        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\nforward:\n  endpoint: http://127.0.0.1:{}\n  protocol: http\n  queue:\n    max_bytes: 2GiB\n  retry:\n    initial_interval: 20ms\n    max_interval: 100ms\nmemory:\n  limit: {limit}\n  check_interval: 20ms\n",
         down.port
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"])
         .arg(&path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let start = Instant::now();
-    while post(http, "/nothing", "") != 404 {
-        assert!(start.elapsed() < Duration::from_secs(10), "never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .stderr(Stdio::null());
+    let proc = Running::start(cmd);
+    let (http, admin) = (proc.ready.otlp_http(), proc.ready.admin());
+    let pid = proc.pid();
+    eventually("the receiver answering", Duration::from_secs(10), || {
+        post(http, "/nothing", "") == 404
+    });
 
     // Downstream down: every accepted request stays queued, so memory grows until the limit
     // refuses more. A queue of 2 GiB would allow far more than the limit.
@@ -215,30 +185,32 @@ fn over_the_memory_limit_requests_are_refused_retryably_and_nothing_accepted_is_
     // (`src/allocator.rs`), the allocator kept it resident and the refusals went on for tens
     // of seconds, or for good.
     down.up.store(true, Ordering::SeqCst);
-    let start = Instant::now();
-    loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "still refusing after the downstream came back (RSS {} MiB, downstream got {} of {ok})",
-            rss(pid) / MIB,
-            down.accepted.load(Ordering::SeqCst)
-        );
-        if post(http, "/v1/traces", &body) == 200 {
-            ok += 1;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "an accepted request after the downstream came back",
+        Duration::from_secs(20),
+        || match post(http, "/v1/traces", &body) {
+            200 => Ok(()),
+            status => Err(format!(
+                "{status}, RSS {} MiB, downstream got {} of {ok}",
+                rss(pid) / MIB,
+                down.accepted.load(Ordering::SeqCst)
+            )),
+        },
+    );
+    ok += 1;
     // Every request slipstream accepted reaches the downstream.
-    let start = Instant::now();
-    while down.accepted.load(Ordering::SeqCst) < ok {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "downstream got {} of {ok}",
-            down.accepted.load(Ordering::SeqCst)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        "every accepted request at the downstream",
+        Duration::from_secs(60),
+        || {
+            let got = down.accepted.load(Ordering::SeqCst);
+            if got >= ok {
+                Ok(())
+            } else {
+                Err(format!("{got} of {ok}"))
+            }
+        },
+    );
     assert_eq!(down.accepted.load(Ordering::SeqCst), ok);
     assert_eq!(
         metric(
@@ -248,7 +220,6 @@ fn over_the_memory_limit_requests_are_refused_retryably_and_nothing_accepted_is_
         ),
         0.0
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proc);
     let _ = std::fs::remove_dir_all(&dir);
 }
