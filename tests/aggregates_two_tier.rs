@@ -7,15 +7,15 @@
 //! listed, plausible shipments; forged shipments leave a firing page as it was.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use serde_json::Value;
 use slipstream_core::route::Rendezvous;
+use slipstream_e2e::eventually_async;
 use slipstream_e2e::node::{Node, NodeConfig};
-use slipstream_e2e::otlp::{export, kv};
+use slipstream_e2e::otlp::{self, export, kv};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -131,41 +131,33 @@ fn traffic(role: Role, now: u64) -> Vec<(To, Span)> {
 }
 
 fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", service),
-                    kv("service.version", "1.4.2"),
-                    kv("deployment.environment", "prod"),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    let resource = vec![
+        kv("service.name", service),
+        kv("service.version", "1.4.2"),
+        kv("deployment.environment", "prod"),
+    ];
+    otlp::request(resource, spans)
 }
 
-/// Gateway configs whose ports route `cart` and `auth` (the two services that alert) to
-/// different gateways, and at least two services to each; with their URLs.
-fn gateway_configs() -> (Vec<NodeConfig>, Vec<String>) {
+/// Two running gateways whose ports route `cart` and `auth` (the two services that alert) to
+/// different gateways, and at least two services to each; with their URLs. The ports are the
+/// system's choice, so gateways are started until a pair routes so.
+async fn gateways() -> (Vec<Node>, Vec<String>) {
     loop {
-        let configs: Vec<_> = (0..2)
-            .map(|_| Node::config(COMMON, "").with_receiver(&gateway_receiver()))
-            .collect();
-        let urls: Vec<String> = configs
+        let mut gateways = Vec::new();
+        for i in 0..2 {
+            let cfg = Node::config(COMMON, "").with_receiver(&gateway_receiver());
+            gateways.push(Node::start(&format!("gateway-{i}"), cfg).await);
+        }
+        let urls: Vec<String> = gateways
             .iter()
-            .map(|c| format!("http://{}", c.http))
+            .map(|g| format!("http://{}", g.http))
             .collect();
         let route = Rendezvous::for_endpoints(&urls);
         let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
         let owned = |g: usize| ROLES.iter().filter(|r| owner(r.name) == g).count();
         if owner("cart") != owner("auth") && owned(0) >= 2 && owned(1) >= 2 {
-            return (configs, urls);
+            return (gateways, urls);
         }
     }
 }
@@ -249,41 +241,38 @@ async fn converge(
     what: Reading,
     complete: impl Fn(&BTreeMap<String, Value>) -> bool,
 ) -> (BTreeMap<String, Value>, Vec<BTreeMap<String, Value>>) {
-    let start = Instant::now();
-    loop {
-        let want = read(reference, what).await;
-        let mut got = Vec::new();
-        for g in gateways {
-            got.push(read(g, what).await);
-        }
-        let mut union: BTreeMap<String, Value> = BTreeMap::new();
-        let mut overlap = false;
-        for m in &got {
-            for (k, v) in m {
-                overlap |= union.insert(k.clone(), v.clone()).is_some();
+    let complete = &complete;
+    eventually_async(
+        &format!("{what:?}: the gateways to match the reference"),
+        within,
+        || async move {
+            let want = read(reference, what).await;
+            let mut got = Vec::new();
+            for g in gateways {
+                got.push(read(g, what).await);
             }
-        }
-        if complete(&want) && !overlap && union == want {
-            return (want, got);
-        }
-        if start.elapsed() > within {
-            panic!(
-                "{what:?}: the gateways never matched the reference.\nreference: {want:#?}\ngateways: {got:#?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+            let mut union: BTreeMap<String, Value> = BTreeMap::new();
+            let mut overlap = false;
+            for m in &got {
+                for (k, v) in m {
+                    overlap |= union.insert(k.clone(), v.clone()).is_some();
+                }
+            }
+            if complete(&want) && !overlap && union == want {
+                Ok((want, got))
+            } else {
+                Err(format!("reference: {want:#?}\ngateways: {got:#?}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sidecars_and_two_gateways_equal_one_slipstream_fed_every_span() {
-    let (gateway_cfgs, gateway_urls) = gateway_configs();
+    let (gateways, gateway_urls) = gateways().await;
     let route = Rendezvous::for_endpoints(&gateway_urls);
     let owner = |s: &str| route.pick(s.as_bytes()).unwrap();
-    let mut gateways = Vec::new();
-    for (i, cfg) in gateway_cfgs.into_iter().enumerate() {
-        gateways.push(Node::start(&format!("gateway-{i}"), cfg).await);
-    }
     let mut sidecars = Vec::new();
     for i in 0..3 {
         let cfg = sidecar_config(i, &gateway_urls);

@@ -9,10 +9,10 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slipstream_app::app::App;
-use slipstream_e2e::{DownPort, otlp, raw, self_metric, start, test_config};
+use slipstream_e2e::{DownPort, eventually_async, otlp, raw, self_metric, start, test_config};
 
 const FULL_DISK: &str = "/tmp/slipstream-test-full-disk";
 
@@ -26,14 +26,13 @@ fn fill(dir: &Path) -> std::path::PathBuf {
 }
 
 async fn wait_metric(app: &App, name: &str, labels: &[&str], at_least: f64) {
-    let start = Instant::now();
-    while self_metric(app.admin_addr.unwrap(), name, labels).await < at_least {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{name}{labels:?} never reached {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let admin = app.admin_addr.unwrap();
+    let what = format!("{name}{labels:?} at least {at_least}");
+    eventually_async(&what, Duration::from_secs(20), || async move {
+        let v = self_metric(admin, name, labels).await;
+        if v >= at_least { Ok(()) } else { Err(v) }
+    })
+    .await;
 }
 
 fn request(i: usize) -> Vec<u8> {

@@ -30,12 +30,10 @@
 //!   `rate()` sees); the raw queries are over every span.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use slipstream_e2e::otlp::{export, kv};
+use slipstream_e2e::otlp::{export, kv, request, server_span};
 use slipstream_e2e::procs::Prometheus;
 use slipstream_e2e::{start, test_config};
 
@@ -75,33 +73,18 @@ fn requests(latencies: &[u64]) -> Vec<ExportTraceServiceRequest> {
     latencies
         .chunks(500)
         .enumerate()
-        .map(|(c, chunk)| ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![kv("service.name", "checkout")],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &latency)| {
-                            let id = (c * 500 + i) as u64 + 1;
-                            Span {
-                                trace_id: [id.to_be_bytes(), [7; 8]].concat(),
-                                span_id: id.to_be_bytes().to_vec(),
-                                name: "GET /cart".into(),
-                                kind: 2,
-                                start_time_unix_nano: end - latency,
-                                end_time_unix_nano: end,
-                                ..Default::default()
-                            }
-                        })
-                        .collect(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
+        .map(|(c, chunk)| {
+            let spans = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, &latency)| {
+                    let id = (c * 500 + i) as u64 + 1;
+                    let trace_id = [id.to_be_bytes(), [7; 8]].concat();
+                    let span_id = id.to_be_bytes().to_vec();
+                    server_span(trace_id, span_id, "GET /cart", end - latency, end)
+                })
+                .collect();
+            request(vec![kv("service.name", "checkout")], spans)
         })
         .collect()
 }
@@ -145,22 +128,14 @@ fn within(got: f64, want: f64, tolerance: f64) -> bool {
 /// Waits until `promql` on `prom` gives two results (one per pod) with these values, in
 /// either order.
 async fn wait_for_pods(prom: &Prometheus, promql: &str, want: [f64; 2]) {
-    let start = Instant::now();
-    loop {
-        let got = prom.query(promql).await;
+    let mut w = want.to_vec();
+    w.sort_by(f64::total_cmp);
+    prom.wait_for(promql, Duration::from_secs(30), |got| {
         let mut values: Vec<f64> = got.iter().map(|r| r.1).collect();
         values.sort_by(f64::total_cmp);
-        let mut w = want.to_vec();
-        w.sort_by(f64::total_cmp);
-        if values == w {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{promql}: still {got:?}, waiting for {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        values == w
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,18 +336,10 @@ async fn native_histograms_by_remote_write_give_the_quantile_within_1_percent() 
     let values: Vec<u64> = (1..=4000u64).map(|i| 1_000_000 + i * i * 125).collect();
     send(&app, &values).await;
     let count = format!("histogram_count(slipstream_sli_latency_seconds{SELECTOR})");
-    let start_wait = Instant::now();
-    loop {
-        let got = prom.query(&count).await;
-        if got.first().is_some_and(|r| r.1 == values.len() as f64) {
-            break;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(30),
-            "{count}: still {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    prom.wait_for(&count, Duration::from_secs(30), |got| {
+        got.first().is_some_and(|r| r.1 == values.len() as f64)
+    })
+    .await;
     // No classic series: native samples replace them.
     let classic = prom
         .query(&format!(

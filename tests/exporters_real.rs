@@ -8,7 +8,7 @@ use slipstream_config::exporters::{AlertmanagerConfig, RemoteWriteConfig};
 use slipstream_e2e::otlp::{Minute, scenario};
 use slipstream_e2e::procs::{Alertmanager, Prometheus};
 use slipstream_e2e::sdk::{emit, http_exporter};
-use slipstream_e2e::{http_get, start, test_config};
+use slipstream_e2e::{eventually_async, http_get, start, test_config};
 
 const MIN: u64 = 60_000_000_000;
 
@@ -48,15 +48,7 @@ slo:
     );
     cfg.exporters.prometheus.naming = slipstream_config::exporters::MetricNaming::Sloth;
     // The same Prometheus scrapes slipstream and receives its remote writes.
-    let target: std::net::SocketAddr = cfg
-        .exporters
-        .prometheus
-        .endpoint
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let prom = Prometheus::start(&[target]).await;
+    let prom = Prometheus::start(&[]).await;
     cfg.exporters.remote_write = Some(RemoteWriteConfig {
         endpoint: prom.remote_write_url(),
         interval: Duration::from_millis(500),
@@ -64,6 +56,7 @@ slo:
         ..Default::default()
     });
     let app = start(cfg).await;
+    prom.set_targets(&[app.prometheus_addr.unwrap()]);
 
     // Five minutes of recorded traffic ending now: 60 requests a minute, half of the fourth
     // minute failing.
@@ -189,7 +182,7 @@ slo:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burn_rate_incident_from_real_otlp_traffic_fires_and_resolves_in_alertmanager() {
-    let am = Alertmanager::start(None).await;
+    let am = Alertmanager::start().await;
     let mut cfg = test_config(
         None,
         "aggregator:
@@ -219,18 +212,15 @@ slo:
     // The incident: 50 requests, every one answered 503, from the real OTel SDK.
     emit(http_exporter(http), "checkout", 50, |_| true).await;
     let ours = |a: &serde_json::Value| a["labels"]["slo"] == "checkout-availability";
-    let start_wait = std::time::Instant::now();
-    let alert = loop {
-        let alerts = am.alerts().await;
-        if let Some(a) = alerts.iter().find(|a| ours(a)) {
-            break a.clone();
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "no alert in Alertmanager: {alerts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let alert = eventually_async(
+        "our alert in Alertmanager",
+        Duration::from_secs(20),
+        || async {
+            let alerts = am.alerts().await;
+            alerts.iter().find(|a| ours(a)).cloned().ok_or(alerts)
+        },
+    )
+    .await;
     assert_eq!(alert["status"]["state"], "active", "{alert:#}");
     let labels = &alert["labels"];
     assert_eq!(labels["alertname"], "SlipstreamErrorBudgetBurn");
@@ -249,21 +239,18 @@ slo:
     for _ in 0..5 {
         emit(http_exporter(http), "checkout", 2000, |_| false).await;
     }
-    let start_wait = std::time::Instant::now();
-    loop {
-        let alerts = am.alerts().await;
-        let active = alerts
-            .iter()
-            .any(|a| ours(a) && a["status"]["state"] == "active");
-        if !active {
-            break;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "the alert is still active after recovery: {alerts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually_async(
+        "the alert no longer active after recovery",
+        Duration::from_secs(20),
+        || async {
+            let alerts = am.alerts().await;
+            let active = alerts
+                .iter()
+                .any(|a| ours(a) && a["status"]["state"] == "active");
+            if active { Err(alerts) } else { Ok(()) }
+        },
+    )
+    .await;
     let events: serde_json::Value =
         serde_json::from_str(&http_get(app.admin_addr.unwrap(), "/api/v1/events").await.1).unwrap();
     let states: Vec<&str> = events["events"]

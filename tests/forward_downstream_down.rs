@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use slipstream_core::rpc::{RpcStatus, base64_decode};
 use slipstream_e2e::{
-    DownPort, Sink, SinkMode, http_get, otlp, raw, self_metric, spans_in, start, test_config,
+    DownPort, Sink, SinkMode, eventually_async, http_get, otlp, raw, self_metric, spans_in, start,
+    test_config,
 };
 
 fn request(i: usize) -> Vec<u8> {
@@ -70,10 +71,22 @@ async fn backpressure_while_down_then_everything_accepted_is_delivered() {
             >= 2.0
     );
 
-    // The downstream comes back, first answering UNAVAILABLE for a while, then accepting.
+    // The downstream comes back, first answering UNAVAILABLE (to a few attempts), then
+    // accepting.
     let sink = down.start_sink().await;
     sink.set_mode(SinkMode::Unavailable);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually_async(
+        "3 attempts refused by the downstream",
+        Duration::from_secs(10),
+        || {
+            std::future::ready(if sink.refused() >= 3 {
+                Ok(())
+            } else {
+                Err(sink.refused())
+            })
+        },
+    )
+    .await;
     sink.set_mode(SinkMode::Accept);
     let got = sink
         .wait_for(Duration::from_secs(30), "every accepted request", |r| {
@@ -87,14 +100,12 @@ async fn backpressure_while_down_then_everything_accepted_is_delivered() {
         self_metric(admin, "slipstream_forward_dropped_requests_total", &[]).await,
         0.0
     );
-    let start = std::time::Instant::now();
-    while http_get(admin, "/readyz").await.0 != 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "ready once the downstream is back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_async(
+        "ready once the downstream is back",
+        Duration::from_secs(10),
+        || async { http_get(admin, "/readyz").await.0 == 200 },
+    )
+    .await;
     // Room again: new requests are accepted.
     let r = raw::post_traces(app.http_addr.unwrap(), request(0)).await;
     assert_eq!(r.status, 200);
@@ -114,9 +125,14 @@ async fn shutdown_drains_the_queue_within_the_deadline() {
         let r = raw::post_traces(app.http_addr.unwrap(), request(i)).await;
         assert_eq!(r.status, 200);
     }
+    // The downstream comes back once the drain has met it down.
     let s = sink.clone();
+    let refused = sink.refused();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        eventually_async("a drain attempt refused", Duration::from_secs(10), || {
+            std::future::ready(s.refused() > refused)
+        })
+        .await;
         s.set_mode(SinkMode::Accept);
     });
     app.shutdown().await;
@@ -143,28 +159,23 @@ async fn a_downstream_slower_than_the_timeout_gets_everything_at_least_once() {
         let r = raw::post_traces(app.http_addr.unwrap(), body.clone()).await;
         assert_eq!(r.status, 200);
     }
-    let start = std::time::Instant::now();
-    while self_metric(
-        admin,
-        "slipstream_forward_retries_total",
-        &["reason=\"timeout\""],
-    )
-    .await
-        < 4.0
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no timeouts counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async("4 timeouts counted", Duration::from_secs(20), || async {
+        let n = self_metric(
+            admin,
+            "slipstream_forward_retries_total",
+            &["reason=\"timeout\""],
+        )
+        .await;
+        if n >= 4.0 { Ok(()) } else { Err(n) }
+    })
+    .await;
     // The downstream recovers.
     sink.set_delay(Duration::ZERO);
-    let start = std::time::Instant::now();
-    while self_metric(admin, "slipstream_forward_queue_requests", &[]).await > 0.0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "never drained");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async("the queue drained", Duration::from_secs(30), || async {
+        let n = self_metric(admin, "slipstream_forward_queue_requests", &[]).await;
+        if n == 0.0 { Ok(()) } else { Err(n) }
+    })
+    .await;
     // At least once: a timed-out export may have been taken, so the sink can hold repeats,
     // but every request is there, and slipstream counts each delivered once, none dropped.
     let got: std::collections::HashSet<Vec<u8>> = sink

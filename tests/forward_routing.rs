@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use slipstream_e2e::{Sink, free_port, otlp, raw, self_metric, spans_in, start, test_config};
+use slipstream_e2e::{
+    Sink, eventually_async, otlp, raw, self_metric, spans_in, start, test_config,
+};
 
 const SERVICES: usize = 120;
 
@@ -61,16 +63,15 @@ fn owners(sinks: &[Sink]) -> (Owners, Vec<(String, String)>) {
 }
 
 async fn wait_spans(sinks: &[Sink], n: usize) {
-    let start = std::time::Instant::now();
-    while sinks
-        .iter()
-        .map(|s| spans_in(&s.received()).len())
-        .sum::<usize>()
-        < n
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "spans missing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async(
+        &format!("{n} spans at the sinks"),
+        Duration::from_secs(30),
+        || {
+            let got: usize = sinks.iter().map(|s| spans_in(&s.received()).len()).sum();
+            std::future::ready(if got >= n { Ok(()) } else { Err(got) })
+        },
+    )
+    .await;
 }
 
 /// Sends every service once, in mixed requests of 6 services; returns the spans sent.
@@ -151,19 +152,27 @@ async fn a_dns_name_routes_over_every_address_it_has() {
     // `gateways.slipstream.test` has two addresses (127.0.0.2 and 127.0.0.3, put in /etc/hosts
     // by scripts/test-deps.sh): a sink listens on each, on one port, like the pods behind a
     // headless Service.
-    let port = free_port();
-    let mut addrs: Vec<std::net::SocketAddr> =
-        tokio::net::lookup_host(("gateways.slipstream.test", port))
-            .await
-            .expect("gateways.slipstream.test resolves: run scripts/test-deps.sh")
-            .collect();
+    let mut addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host(("gateways.slipstream.test", 0))
+        .await
+        .expect("gateways.slipstream.test resolves: run scripts/test-deps.sh")
+        .map(|a| a.ip())
+        .collect();
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), 2, "{addrs:?}: run scripts/test-deps.sh");
-    let mut sinks = Vec::new();
-    for a in &addrs {
-        sinks.push(Sink::start_on_addr(*a).await);
-    }
+    // The first address takes a port of the system's choosing; the second binds the same
+    // port (free there unless something else took it: then try another).
+    let (port, sinks) = loop {
+        let first = tokio::net::TcpListener::bind((addrs[0], 0)).await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let Ok(second) = tokio::net::TcpListener::bind((addrs[1], port)).await else {
+            continue;
+        };
+        break (
+            port,
+            vec![Sink::start_on(first).await, Sink::start_on(second).await],
+        );
+    };
     let app = start(test_config(
         None,
         &format!(

@@ -12,15 +12,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use slipstream_e2e::otlp::kv;
+use slipstream_e2e::otlp::{kv, server_span};
 use slipstream_e2e::process::Slipstream;
-use slipstream_e2e::{Sink, SinkMode, free_port, http_get, raw, self_metric};
+use slipstream_e2e::{Sink, SinkMode, eventually_async, http_get, raw, self_metric};
 
 const SPANS_PER_REQUEST: usize = 100;
+
+/// What a kill may lose of the SLO's count: the spans accepted in the last snapshot interval,
+/// aggregator tick and evaluation before it (with a margin).
+const LOSS_WINDOW: Duration = Duration::from_millis(1_000 + 500 + 1_000 + 1_500);
 
 /// Request `i`: 100 server spans of `orders` ending now, the first named after `i`.
 fn request(i: usize) -> Vec<u8> {
@@ -28,34 +29,18 @@ fn request(i: usize) -> Vec<u8> {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "orders")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans: (0..SPANS_PER_REQUEST)
-                    .map(|j| Span {
-                        trace_id: vec![1; 16],
-                        span_id: vec![(j % 250) as u8 + 1; 8],
-                        name: if j == 0 {
-                            format!("request {i}")
-                        } else {
-                            "GET /orders".into()
-                        },
-                        kind: 2,
-                        start_time_unix_nano: now - 20_000_000,
-                        end_time_unix_nano: now,
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    let spans = (0..SPANS_PER_REQUEST)
+        .map(|j| {
+            let name = if j == 0 {
+                format!("request {i}")
+            } else {
+                "GET /orders".into()
+            };
+            let span_id = vec![(j % 250) as u8 + 1; 8];
+            server_span(vec![1; 16], span_id, &name, now - 20_000_000, now)
+        })
+        .collect();
+    slipstream_e2e::otlp::request(vec![kv("service.name", "orders")], spans).encode_to_vec()
 }
 
 /// What the client saw.
@@ -70,9 +55,9 @@ struct ClientLog {
 }
 
 /// Sends requests one after another until `stop`, each until it gets a 200 (as an OTel SDK
-/// retries), to whichever port is listening.
+/// retries), to the address in `http` (the process listening now).
 async fn load(
-    http: SocketAddr,
+    http: Arc<Mutex<SocketAddr>>,
     log: Arc<Mutex<ClientLog>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -80,10 +65,11 @@ async fn load(
     while !stop.load(std::sync::atomic::Ordering::Acquire) {
         let body = request(i);
         loop {
+            let to = *http.lock().unwrap();
             let r = tokio::time::timeout(
                 Duration::from_secs(5),
                 raw::try_post_http(
-                    http,
+                    to,
                     "/v1/traces",
                     &[("content-type", "application/x-protobuf")],
                     body.clone(),
@@ -107,6 +93,7 @@ async fn load(
                     log.lock().unwrap().refused += 1;
                 }
             }
+            // A client's pause before it retries.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         i += 1;
@@ -125,21 +112,17 @@ async fn kill_9_under_load_loses_only_the_memory_queue_and_one_snapshot_interval
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.set_mode(SinkMode::Unavailable);
-    let (http, admin): (SocketAddr, SocketAddr) = (
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    );
     let config = dir.path().join("slipstream.yaml");
     std::fs::write(
         &config,
         format!(
             "receivers:
   otlp:
-    grpc: {{ endpoint: 127.0.0.1:{grpc} }}
-    http: {{ endpoint: {http} }}
-admin: {{ endpoint: {admin} }}
+    grpc: {{ endpoint: 127.0.0.1:0 }}
+    http: {{ endpoint: 127.0.0.1:0 }}
+admin: {{ endpoint: 127.0.0.1:0 }}
 exporters:
-  prometheus: {{ endpoint: 127.0.0.1:{prom} }}
+  prometheus: {{ endpoint: 127.0.0.1:0 }}
 forward:
   endpoint: {sink}
   protocol: grpc
@@ -161,22 +144,51 @@ slo:
       sli: {{ kind: availability }}
       objective: 99.9
 ",
-            grpc = free_port(),
-            prom = free_port(),
             sink = sink.url(),
             dir = dir.path().display(),
         ),
     )
     .unwrap();
 
-    let first = Slipstream::start(&config, admin).await;
+    let first = Slipstream::start(&config).await;
+    let admin = first.admin;
+    let http = Arc::new(Mutex::new(first.ready.otlp_http()));
     let log = Arc::new(Mutex::new(ClientLog::default()));
+    let accepted = || log.lock().unwrap().accepted.len();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = tokio::spawn(load(http, log.clone(), stop.clone()));
+    let client = tokio::spawn(load(http.clone(), log.clone(), stop.clone()));
 
-    // Under load for a few seconds, with the downstream down: the memory queue fills and the
-    // rest goes to the spill.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Under load with the downstream down until the memory queue is full and the rest goes
+    // to the spill, over 50 requests were accepted, and at least half of them before the
+    // loss window and a snapshot since (so the restored SLO count is held to most of what
+    // was accepted, not only to what came after the restart).
+    eventually_async(
+        "the spill in use, and half of over 50 requests accepted and saved before the loss window",
+        Duration::from_secs(60),
+        || async {
+            let spilled = self_metric(admin, "slipstream_forward_spill_requests", &[]).await;
+            let snapshots = self_metric(
+                admin,
+                "slipstream_state_snapshots_total",
+                &["outcome=\"ok\""],
+            )
+            .await;
+            let (n, old) = {
+                let log = log.lock().unwrap();
+                let cutoff = Instant::now() - LOSS_WINDOW;
+                let old = log.accepted.iter().filter(|(_, _, at)| *at < cutoff).count();
+                (log.accepted.len(), old)
+            };
+            if spilled > 0.0 && n > 50 && old * 2 >= n && snapshots >= 2.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{spilled} spilled, {n} accepted, {old} before the loss window, {snapshots} snapshots"
+                ))
+            }
+        },
+    )
+    .await;
     let in_memory = self_metric(admin, "slipstream_forward_queue_requests", &[]).await as usize;
     let accepted_at_sample = log.lock().unwrap().accepted.len();
     assert!(
@@ -187,11 +199,22 @@ slo:
     first.kill9();
     let accepted_between = log.lock().unwrap().accepted.len() - accepted_at_sample;
 
-    // Started again on the same directories while the client keeps retrying.
-    let second = Slipstream::start(&config, admin).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Started again on the same directories while the client keeps retrying (on the new
+    // process's port from now on).
+    let second = Slipstream::start(&config).await;
+    let admin = second.admin;
+    *http.lock().unwrap() = second.ready.otlp_http();
+    // Load on the restarted process with the downstream still down, then with it back.
+    let more_accepted = |what: &'static str, n: usize| {
+        let from = accepted();
+        eventually_async(what, Duration::from_secs(30), move || {
+            let got = accepted() - from;
+            std::future::ready(if got >= n { Ok(()) } else { Err(got) })
+        })
+    };
+    more_accepted("10 requests accepted by the restarted process", 10).await;
     sink.set_mode(SinkMode::Accept);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    more_accepted("10 requests accepted with the downstream back", 10).await;
     stop.store(true, std::sync::atomic::Ordering::Release);
     client.await.unwrap();
 
@@ -206,16 +229,16 @@ slo:
         .filter(|(_, _, at)| *at < killed_at)
         .collect();
     let after_restart = log.accepted.len() - before_kill.len();
-    let start = Instant::now();
-    loop {
-        let queued = self_metric(admin, "slipstream_forward_queue_requests", &[]).await
-            + self_metric(admin, "slipstream_forward_spill_requests", &[]).await;
-        if queued == 0.0 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "never drained");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_async(
+        "the queue and spill drained",
+        Duration::from_secs(60),
+        || async {
+            let queued = self_metric(admin, "slipstream_forward_queue_requests", &[]).await
+                + self_metric(admin, "slipstream_forward_spill_requests", &[]).await;
+            if queued == 0.0 { Ok(()) } else { Err(queued) }
+        },
+    )
+    .await;
     let delivered: HashSet<Vec<u8>> = sink
         .received()
         .into_iter()
@@ -268,22 +291,26 @@ slo:
 
     // The SLO: the restored period count is off by at most what was accepted in the last
     // snapshot interval, aggregator tick and evaluation before the kill.
-    let window = Duration::from_millis(1_000 + 500 + 1_000 + 1_500);
     let recent_spans = before_kill
         .iter()
-        .filter(|(_, _, at)| killed_at.duration_since(*at) < window)
+        .filter(|(_, _, at)| killed_at.duration_since(*at) < LOSS_WINDOW)
         .count()
         * SPANS_PER_REQUEST;
     let ambiguous_spans = log.ambiguous.len() * SPANS_PER_REQUEST;
     let lower = accepted_spans - recent_spans;
-    let start = Instant::now();
-    let total = loop {
-        let total = period_total(admin).await as usize;
-        if total >= lower || start.elapsed() > Duration::from_secs(10) {
-            break total;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let total = eventually_async(
+        &format!("an SLO period total of at least {lower}"),
+        Duration::from_secs(10),
+        || async {
+            let total = period_total(admin).await as usize;
+            if total >= lower {
+                Ok(total)
+            } else {
+                Err(total)
+            }
+        },
+    )
+    .await;
     println!(
         "SLO period total {total} of {accepted_spans} spans accepted; at most {recent_spans} \
          could be lost"

@@ -470,29 +470,23 @@ const MIB: u64 = 1 << 20;
 /// limit plus its margin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_bodies_keep_resident_memory_within_the_limit_and_its_margin() {
-    use slipstream_e2e::free_port;
     use slipstream_e2e::process::Slipstream;
 
     let limit = 100 * MIB;
     let margin = limit / 4;
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (http, admin): (std::net::SocketAddr, std::net::SocketAddr) = (
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    );
-    let grpc_port = free_port();
     let config = dir.path().join("slipstream.yaml");
     std::fs::write(
         &config,
         format!(
             "receivers:
   otlp:
-    grpc: {{ endpoint: 127.0.0.1:{grpc_port} }}
-    http: {{ endpoint: {http} }}
-admin: {{ endpoint: {admin} }}
+    grpc: {{ endpoint: 127.0.0.1:0 }}
+    http: {{ endpoint: 127.0.0.1:0 }}
+admin: {{ endpoint: 127.0.0.1:0 }}
 exporters:
-  prometheus: {{ endpoint: 127.0.0.1:{prom} }}
+  prometheus: {{ endpoint: 127.0.0.1:0 }}
 forward:
   endpoint: {sink}
   protocol: grpc
@@ -501,12 +495,12 @@ state:
 memory:
   limit: 100MiB
 ",
-            prom = free_port(),
             sink = sink.url(),
         ),
     )
     .unwrap();
-    let proc = Slipstream::start(&config, admin).await;
+    let proc = Slipstream::start(&config).await;
+    let (http, grpc, admin) = (proc.ready.otlp_http(), proc.ready.otlp_grpc(), proc.admin);
     let pid = proc.pid();
     let at_start = peak_rss(pid);
     let pb = ("content-type", "application/x-protobuf");
@@ -579,7 +573,6 @@ memory:
 
     // The same over gRPC: 40 concurrent calls of 3.9 MiB (under the 4 MiB message limit),
     // each on its own HTTP/2 connection.
-    let grpc: std::net::SocketAddr = format!("127.0.0.1:{grpc_port}").parse().unwrap();
     let call = otlp::trace_request("hostile-grpc", 18_000, |_| long_name.clone());
     assert!(call.len() < 4 << 20, "{} bytes", call.len());
     let calls = (0..40).map(|_| {

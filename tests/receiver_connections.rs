@@ -8,45 +8,32 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use slipstream_e2e::process::slipstream_binary;
-use slipstream_e2e::{free_port, http_get, otlp, raw, self_metric};
+use slipstream_e2e::{eventually_async, http_get, otlp, raw, self_metric};
+use slipstream_test_support::process::Running;
 use tokio::net::TcpStream;
 
 /// Sockets opened, against a limit of this many open files in slipstream.
 const IDLE_SOCKETS: usize = 1400;
 const NOFILE: u32 = 1024;
 
-/// slipstream run under `prlimit --nofile`, its stderr in a file; killed when dropped.
-struct Limited {
-    child: Child,
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Limited {
-    fn start(config: &Path, stderr: &Path) -> Limited {
-        let child = Command::new("prlimit")
-            .arg(format!("--nofile={NOFILE}:{NOFILE}"))
-            .arg("--")
-            .arg(slipstream_binary())
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(stderr).unwrap())
-            .spawn()
-            .expect("prlimit (util-linux) starts slipstream");
-        Limited { child }
-    }
+/// slipstream run under `prlimit --nofile` (which runs it in its own place: the process is
+/// slipstream's), its stderr in a file; killed when dropped.
+async fn start_limited(config: &Path, stderr: &Path) -> Running {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={NOFILE}:{NOFILE}"))
+        .arg("--")
+        .arg(slipstream_binary())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap());
+    Running::start_async(cmd).await
 }
 
 /// Lets this test process hold the idle sockets' ends: raises its own soft limit on open
@@ -62,23 +49,24 @@ fn raise_own_nofile(want: usize) {
     }
 }
 
-/// Polls `f` until it is true, or panics after `within` naming `what`.
+/// [`eventually_async`] with each try bounded to 2 s (a listener full of idle sockets may
+/// not answer at all); returns how long it took.
 async fn eventually<F, Fut>(what: &str, within: Duration, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let start = Instant::now();
-    let mut last = String::from("not tried");
-    while start.elapsed() < within {
-        match tokio::time::timeout(Duration::from_secs(2), f()).await {
-            Ok(Ok(())) => return start.elapsed(),
-            Ok(Err(e)) => last = e,
-            Err(_) => last = "no answer within 2 s".into(),
+    eventually_async(what, within, || {
+        let attempt = f();
+        async move {
+            tokio::time::timeout(Duration::from_secs(2), attempt)
+                .await
+                .unwrap_or_else(|_| Err("no answer within 2 s".into()))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: not within {within:?}; last: {last}");
+    })
+    .await;
+    start.elapsed()
 }
 
 async fn healthz(admin: SocketAddr) -> Result<(), String> {
@@ -96,34 +84,32 @@ async fn healthz(admin: SocketAddr) -> Result<(), String> {
 async fn idle_sockets_past_the_open_file_limit_do_not_stop_requests_or_healthz() {
     raise_own_nofile(IDLE_SOCKETS + 512);
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http, admin): (SocketAddr, SocketAddr, SocketAddr) = (
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
-    );
     let config = dir.path().join("slipstream.yaml");
     std::fs::write(
         &config,
-        format!(
-            "receivers:
+        "receivers:
   otlp:
-    grpc: {{ endpoint: {grpc} }}
-    http: {{ endpoint: {http} }}
+    grpc: { endpoint: 127.0.0.1:0 }
+    http: { endpoint: 127.0.0.1:0 }
     connections:
       handshake_timeout: 3s
       header_timeout: 3s
       idle_timeout: 5s
       body_timeout: 1s
-admin: {{ endpoint: {admin} }}
+admin: { endpoint: 127.0.0.1:0 }
 exporters:
-  prometheus: {{ endpoint: null }}
-state: {{ dir: null }}
-"
-        ),
+  prometheus: { endpoint: null }
+state: { dir: null }
+",
     )
     .unwrap();
     let stderr = dir.path().join("stderr.log");
-    let mut proc = Limited::start(&config, &stderr);
+    let mut proc = start_limited(&config, &stderr).await;
+    let (grpc, http, admin) = (
+        proc.ready.otlp_grpc(),
+        proc.ready.otlp_http(),
+        proc.ready.admin(),
+    );
     eventually(
         "slipstream healthy at start",
         Duration::from_secs(30),

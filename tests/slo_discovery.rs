@@ -9,12 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use slipstream_app::app::App;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
-use slipstream_e2e::otlp::{export, kv};
+use slipstream_e2e::otlp::{export, kv, resource_spans, server_span};
 use slipstream_e2e::{http_get, self_metric, test_config};
 
 const SEC: u64 = 1_000_000_000;
@@ -43,25 +41,11 @@ fn request(services: &[String], end: u64) -> ExportTraceServiceRequest {
         resource_spans: services
             .iter()
             .enumerate()
-            .map(|(i, s)| ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![kv("service.name", s)],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![Span {
-                        trace_id: [(end / SEC).to_be_bytes(), (i as u64 + 1).to_be_bytes()]
-                            .concat(),
-                        span_id: (i as u64 + 1).to_be_bytes().to_vec(),
-                        name: "GET /".into(),
-                        kind: 2,
-                        start_time_unix_nano: end - 20_000_000,
-                        end_time_unix_nano: end,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
+            .map(|(i, s)| {
+                let trace_id = [(end / SEC).to_be_bytes(), (i as u64 + 1).to_be_bytes()].concat();
+                let span_id = (i as u64 + 1).to_be_bytes().to_vec();
+                let span = server_span(trace_id, span_id, "GET /", end - 20_000_000, end);
+                resource_spans(vec![kv("service.name", s)], vec![span])
             })
             .collect(),
     }

@@ -1,13 +1,14 @@
 //! Support for slipstream's end-to-end tests: a downstream OTLP sink that records what it is
-//! sent, free ports, and a slipstream started on them.
+//! sent, and a slipstream started in this process on port 0. What the tests of other crates
+//! share too (OTLP builders, `eventually`, HTTP clients, the binary and its ready file) is in
+//! `slipstream-test-support`, re-exported here.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -25,61 +26,43 @@ pub mod otlp;
 pub mod process;
 pub mod procs;
 pub mod python;
-pub mod raw;
 pub mod sdk;
 pub mod tls;
 
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use slipstream_test_support::raw;
+pub use slipstream_test_support::{
+    answers, eventually, eventually_async, gunzip, gzip, http_get, self_metric,
+};
 
 /// A port on 127.0.0.1 for a downstream that is down. It is held bound but not listening, so
-/// connections to it are refused and nothing else can take it meanwhile: a port from
-/// [`free_port`] may be handed to another test's sink, which would then take the traffic of
-/// an outage. [`DownPort::start_sink`] brings the downstream up on it.
+/// connections to it are refused and nothing else can take it meanwhile (a port bound and let
+/// go may be handed to another test's sink, which would then take the traffic of an outage).
+/// [`DownPort::start_sink`] brings the downstream up on it.
 #[derive(Debug)]
-pub struct DownPort {
-    socket: tokio::net::TcpSocket,
-    port: u16,
-}
+pub struct DownPort(slipstream_test_support::process::HeldPort);
 
 impl DownPort {
     /// Holds a free port.
     pub fn hold() -> DownPort {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let port = socket.local_addr().unwrap().port();
-        DownPort { socket, port }
+        DownPort(slipstream_test_support::process::HeldPort::hold())
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.addr().port()
     }
 
     /// Lets the port go and starts a sink on it at once.
     pub async fn start_sink(self) -> Sink {
-        let port = self.port;
-        drop(self.socket);
-        Sink::start_at(port).await
+        Sink::start_on_addr(self.0.release()).await
     }
 }
 
-/// A slipstream config for tests: loopback ports, forwarding to `forward` (a base URL) when
-/// given, plus `extra` YAML appended at the top level.
+/// A slipstream config for tests: every listener on port 0 (the app reports where it got:
+/// [`App::grpc_addr`] and the others), forwarding to `forward` (a base URL) when given, plus
+/// `extra` YAML appended at the top level.
 pub fn test_config(forward: Option<(&str, &str)>, extra: &str) -> Config {
-    let mut yaml = format!(
-        "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{}\n    http:\n      endpoint: 127.0.0.1:{}\nadmin:\n  endpoint: 127.0.0.1:{}\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:{}\nstate:\n  dir: null\n",
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port()
-    );
+    let mut yaml = "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:0\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nexporters:\n  prometheus:\n    endpoint: 127.0.0.1:0\nstate:\n  dir: null\n".to_owned();
     if let Some((protocol, url)) = forward {
         yaml.push_str(&format!(
             "forward:\n  endpoint: {url}\n  protocol: {protocol}\n  retry:\n    initial_interval: 50ms\n    max_interval: 200ms\n"
@@ -121,6 +104,7 @@ pub struct Sink {
     received: Arc<Mutex<Vec<Received>>>,
     mode: Arc<AtomicU8>,
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
     tls: bool,
 }
 
@@ -128,11 +112,6 @@ impl Sink {
     /// Starts a sink on a free port.
     pub async fn start() -> Sink {
         Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
-    }
-
-    /// Starts a sink on `port` (which must be free).
-    pub async fn start_at(port: u16) -> Sink {
-        Self::start_on_addr(SocketAddr::from(([127, 0, 0, 1], port))).await
     }
 
     /// Starts a sink on `addr` (which must be free).
@@ -150,7 +129,8 @@ impl Sink {
         .await
     }
 
-    async fn start_on(listener: TcpListener) -> Sink {
+    /// Starts a sink on `listener`.
+    pub async fn start_on(listener: TcpListener) -> Sink {
         Self::start_with(listener, None).await
     }
 
@@ -160,6 +140,7 @@ impl Sink {
             received: Arc::default(),
             mode: Arc::new(AtomicU8::new(SinkMode::Accept as u8)),
             delay_ms: Arc::default(),
+            refused: Arc::default(),
             tls: tls.is_some(),
         };
         let s = sink.clone();
@@ -210,6 +191,11 @@ impl Sink {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// How many requests were answered UNAVAILABLE / 503 so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
     /// Forgets what was received so far.
     pub fn clear(&self) {
         self.received.lock().unwrap().clear();
@@ -227,19 +213,16 @@ impl Sink {
         what: &str,
         pred: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
-        let start = Instant::now();
-        loop {
+        eventually_async(what, timeout, || {
             let got = self.received();
-            if pred(&got) {
-                return got;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "timed out waiting for {what}; the sink has {} requests",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            let seen = if pred(&got) {
+                Ok(got)
+            } else {
+                Err(format!("the sink has {} requests", got.len()))
+            };
+            std::future::ready(seen)
+        })
+        .await
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
@@ -259,9 +242,13 @@ impl Sink {
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         let unavailable = self.mode.load(Ordering::SeqCst) == SinkMode::Unavailable as u8;
+        if unavailable {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+        }
         let response = self.answer(path, grpc, gzip_http, raw, unavailable);
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
+            // The slow downstream the test asked for: the wait is the behaviour.
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         response
@@ -349,23 +336,6 @@ fn futures_iter(
     Frames(frames.into())
 }
 
-/// Decompresses gzip.
-pub fn gunzip(data: &[u8]) -> Bytes {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .expect("valid gzip");
-    Bytes::from(out)
-}
-
-/// Compresses with gzip.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
 /// The spans in the trace requests of `received`, as (service.name, span name) pairs.
 pub fn spans_in(received: &[Received]) -> Vec<(String, String)> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -393,43 +363,4 @@ pub fn spans_in(received: &[Received]) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-/// Reads one self-metric from the admin server's `/metrics`: the sum of every series of
-/// `name` whose labels include all of `labels` (`key="value"` strings).
-pub async fn self_metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
-    let text = http_get(admin, "/metrics").await.1;
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Whether `GET http://{addr}{path}` answers 2xx within a second (a readiness probe).
-pub async fn answers(addr: SocketAddr, path: &str) -> bool {
-    tokio::time::timeout(Duration::from_secs(1), async {
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .build_http::<Full<Bytes>>()
-            .get(format!("http://{addr}{path}").parse().unwrap())
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let resp = client
-        .get(format!("http://{addr}{path}").parse().unwrap())
-        .await
-        .expect("GET");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }

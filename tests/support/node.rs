@@ -1,10 +1,10 @@
 //! Several slipstreams as separate processes, each on its own config: a config written to a
-//! scratch directory with free loopback ports, the real binary started on it
-//! ([`crate::process::Slipstream`]), and the JSON API and self-metrics read over HTTP.
+//! scratch directory with its listeners on port 0, the real binary started on it
+//! ([`crate::process::Slipstream`]) and its addresses read from its ready file, and the JSON
+//! API and self-metrics read over HTTP.
 
 use std::net::SocketAddr;
 
-use crate::free_port;
 use crate::process::Slipstream;
 
 /// A running slipstream process, killed when dropped.
@@ -20,15 +20,11 @@ pub struct Node {
     _dir: tempfile::TempDir,
 }
 
-/// A config for [`Node::start`]: its YAML and the two addresses it listens on.
+/// A config for [`Node::start`].
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// The document.
     pub yaml: String,
-    /// OTLP/HTTP.
-    pub http: SocketAddr,
-    /// The admin server.
-    pub admin: SocketAddr,
 }
 
 impl NodeConfig {
@@ -44,17 +40,14 @@ impl NodeConfig {
 }
 
 impl Node {
-    /// A config listening on free loopback ports for OTLP/HTTP and the admin server
-    /// (OTLP/gRPC and the Prometheus endpoint off, no state), plus `extra` (top-level sections
-    /// other than those) and `exporters` (lines of the `exporters` section, indented by two
-    /// spaces).
+    /// A config listening on loopback port 0 for OTLP/HTTP and the admin server (OTLP/gRPC
+    /// and the Prometheus endpoint off, no state), plus `extra` (top-level sections other than
+    /// those) and `exporters` (lines of the `exporters` section, indented by two spaces).
     pub fn config(extra: &str, exporters: &str) -> NodeConfig {
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let yaml = format!(
-            "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: {http}\nadmin:\n  endpoint: {admin}\nstate:\n  dir: null\nexporters:\n  prometheus:\n    endpoint: null\n{exporters}{extra}"
+            "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nstate:\n  dir: null\nexporters:\n  prometheus:\n    endpoint: null\n{exporters}{extra}"
         );
-        NodeConfig { yaml, http, admin }
+        NodeConfig { yaml }
     }
 
     /// Starts slipstream on `cfg` (see [`Node::config`]) and waits until it is up.
@@ -62,11 +55,12 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("slipstream.yaml");
         std::fs::write(&path, &cfg.yaml).unwrap();
+        let proc = Slipstream::start(&path).await;
         Node {
             name: name.to_owned(),
-            http: cfg.http,
-            admin: cfg.admin,
-            _proc: Slipstream::start(&path, cfg.admin).await,
+            http: proc.ready.otlp_http(),
+            admin: proc.admin,
+            _proc: proc,
             _dir: dir,
         }
     }

@@ -1,12 +1,15 @@
-//! The `slipstream` binary as a separate process, for tests that kill it or run several.
+//! The `slipstream` binary as a separate process, for tests that kill it or run several:
+//! started on port 0, its addresses read from its ready file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::http_get;
+use slipstream_test_support::process::{Ready, Running};
+
+use crate::{eventually_async, http_get};
 
 /// The `slipstream` binary of this build profile, built (once per test process) if needed.
 pub fn slipstream_binary() -> &'static Path {
@@ -35,67 +38,46 @@ pub fn slipstream_binary() -> &'static Path {
 /// A running `slipstream run` process, killed when dropped.
 #[derive(Debug)]
 pub struct Slipstream {
-    child: Child,
-    /// The admin server's address (from the config).
+    proc: Running,
+    /// Where it listens (from its ready file).
+    pub ready: Ready,
+    /// The admin server's address.
     pub admin: SocketAddr,
 }
 
 impl Slipstream {
-    /// Starts `slipstream run --config <config>` and waits until `/healthz` answers on
-    /// `admin`.
-    pub async fn start(config: &Path, admin: SocketAddr) -> Slipstream {
-        let child = Command::new(slipstream_binary())
-            .args(["run", "--config"])
+    /// Starts `slipstream run --config <config>` (its listeners on port 0, the admin server
+    /// enabled), waits for its ready file, then until `/healthz` answers.
+    pub async fn start(config: &Path) -> Slipstream {
+        let mut cmd = Command::new(slipstream_binary());
+        cmd.args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("slipstream starts");
-        let mut proc = Slipstream { child, admin };
-        let start = Instant::now();
-        loop {
-            if tokio::net::TcpStream::connect(admin).await.is_ok()
-                && http_get(admin, "/healthz").await.0 == 200
-            {
-                break;
-            }
-            if let Ok(Some(status)) = proc.child.try_wait() {
-                panic!("slipstream exited at start: {status}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "slipstream not healthy after 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        proc
+            .stdin(Stdio::null());
+        let proc = Running::start_async(cmd).await;
+        let ready = proc.ready;
+        let admin = ready.admin();
+        eventually_async(
+            "/healthz answering 200",
+            Duration::from_secs(30),
+            || async move { http_get(admin, "/healthz").await.0 == 200 },
+        )
+        .await;
+        Slipstream { proc, ready, admin }
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// `kill -9`: no chance to save anything.
     pub fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
+        self.proc.kill9();
     }
 
     /// SIGTERM, then waits for a graceful exit; returns whether it exited with success.
     pub fn terminate(mut self) -> bool {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-        self.child.wait().expect("reaped").success()
-    }
-}
-
-impl Drop for Slipstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.terminate().success()
     }
 }

@@ -1,12 +1,16 @@
 //! Real Prometheus and Alertmanager processes for the exporter tests (Debian packages
-//! `prometheus` and `prometheus-alertmanager`, installed by `scripts/test-deps.sh`).
+//! `prometheus` and `prometheus-alertmanager`, installed by `scripts/test-deps.sh`). Each
+//! listens on a port of its own choosing (`127.0.0.1:0`), found from `/proc` once it is
+//! bound.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{free_port, http_get};
+use slipstream_test_support::listening::listening;
+
+use crate::{eventually_async, http_get};
 
 fn binary(path: &'static str) -> &'static str {
     assert!(
@@ -31,19 +35,40 @@ impl Drop for Proc {
     }
 }
 
-async fn wait_ready(addr: SocketAddr, what: &str) {
-    let start = Instant::now();
-    loop {
-        let ok = crate::answers(addr, "/-/ready").await;
-        if ok {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what} on {addr} not ready after 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits for the one port `child` listens on, then until it answers `/-/ready`; its address.
+async fn wait_ready(child: &mut Child, what: &str) -> SocketAddr {
+    let pid = child.id();
+    let addr = eventually_async(
+        &format!("{what} listening"),
+        Duration::from_secs(30),
+        || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("{what} exited at start: {status}");
+            }
+            let ports = listening(pid);
+            std::future::ready(match ports[..] {
+                [addr] => Ok(addr),
+                _ => Err(format!("listening on {ports:?}")),
+            })
+        },
+    )
+    .await;
+    eventually_async(
+        &format!("{what} on {addr} ready"),
+        Duration::from_secs(30),
+        || crate::answers(addr, "/-/ready"),
+    )
+    .await;
+    addr
+}
+
+/// Writes the scrape targets file that Prometheus watches (written whole, then renamed).
+fn write_targets(path: &Path, targets: &[SocketAddr]) {
+    let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    let doc = serde_json::json!([{ "targets": targets }]);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, doc.to_string()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Percent-encodes a query parameter value.
@@ -63,6 +88,7 @@ pub fn urlencode(s: &str) -> String {
 pub struct Prometheus {
     /// Where it listens.
     pub addr: SocketAddr,
+    targets: PathBuf,
     _proc: Proc,
 }
 
@@ -78,33 +104,39 @@ impl Prometheus {
     pub async fn start_with(targets: &[SocketAddr], args: &[&str]) -> Prometheus {
         let bin = binary("/usr/bin/prometheus");
         let dir = tempfile::tempdir().unwrap();
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let targets_path = dir.path().join("targets.json");
+        write_targets(&targets_path, targets);
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: slipstream\n    scrape_interval: 1s\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: slipstream\n    scrape_interval: 1s\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+            targets_path.display()
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--web.enable-remote-write-receiver")
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus");
-        let p = Prometheus {
+        let addr = wait_ready(&mut child, "prometheus").await;
+        Prometheus {
             addr,
+            targets: targets_path,
             _proc: Proc { child, _dir: dir },
-        };
-        wait_ready(addr, "prometheus").await;
-        p
+        }
+    }
+
+    /// Scrapes `targets` from now on instead (Prometheus watches the file that lists them),
+    /// e.g. a slipstream started after Prometheus, on a port of its own choosing.
+    pub fn set_targets(&self, targets: &[SocketAddr]) {
+        write_targets(&self.targets, targets);
     }
 
     /// The remote-write URL.
@@ -139,18 +171,12 @@ impl Prometheus {
         within: Duration,
         check: impl Fn(&[(serde_json::Value, f64)]) -> bool,
     ) -> Vec<(serde_json::Value, f64)> {
-        let start = Instant::now();
-        loop {
+        let check = &check;
+        eventually_async(promql, within, || async move {
             let r = self.query(promql).await;
-            if check(&r) {
-                return r;
-            }
-            assert!(
-                start.elapsed() < within,
-                "{promql}: still {r:?} after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            if check(&r) { Ok(r) } else { Err(r) }
+        })
+        .await
     }
 }
 
@@ -163,8 +189,8 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
-    /// Starts Alertmanager on `port` (a free one when `None`).
-    pub async fn start(port: Option<u16>) -> Alertmanager {
+    /// Starts Alertmanager on a port of its own choosing.
+    pub async fn start() -> Alertmanager {
         let bin = binary("/usr/bin/prometheus-alertmanager");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("alertmanager.yml");
@@ -173,27 +199,23 @@ impl Alertmanager {
             "route:\n  receiver: 'null'\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: 'null'\n",
         )
         .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", port.unwrap_or_else(free_port))
-            .parse()
-            .unwrap();
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start alertmanager");
-        let a = Alertmanager {
+        let addr = wait_ready(&mut child, "alertmanager").await;
+        Alertmanager {
             addr,
             _proc: Proc { child, _dir: dir },
-        };
-        wait_ready(addr, "alertmanager").await;
-        a
+        }
     }
 
     /// The alerts Alertmanager holds (`GET /api/v2/alerts`), active and not.
