@@ -3,7 +3,7 @@
 //! TLS downstream. Certificates are made here with rcgen.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
 use opentelemetry_otlp::{
@@ -18,7 +18,7 @@ use slipstream_e2e::sdk::{emit, http_exporter};
 use slipstream_e2e::tls::{
     Ca, Files, Pem, client_config, plain_get, server_config, tls_get, tls_request,
 };
-use slipstream_e2e::{Sink, http_get, self_metric, spans_in, start, test_config};
+use slipstream_e2e::{Sink, eventually_async, http_get, self_metric, spans_in, start, test_config};
 
 const WAIT: Duration = Duration::from_secs(20);
 const FAILURES: &str = "slipstream_receiver_tls_handshake_failures_total";
@@ -94,18 +94,13 @@ fn spans_of(sink: &Sink, service: &str) -> usize {
 
 /// Waits until the self-metric `name{labels}` reaches `at_least`, and returns it.
 async fn wait_metric(app: &App, name: &str, labels: &[&str], at_least: f64) -> f64 {
-    let start = Instant::now();
-    loop {
-        let v = self_metric(app.admin_addr.unwrap(), name, labels).await;
-        if v >= at_least {
-            return v;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "{name}{labels:?} stayed at {v}, expected at least {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let admin = app.admin_addr.unwrap();
+    let what = format!("{name}{labels:?} at least {at_least}");
+    eventually_async(&what, WAIT, || async move {
+        let v = self_metric(admin, name, labels).await;
+        if v >= at_least { Ok(v) } else { Err(v) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,6 +329,7 @@ async fn forward_to_a_downstream_of_another_ca_is_retried_and_nothing_dropped() 
     for _ in 0..3 {
         let (status, body) = http_get(app.admin_addr.unwrap(), "/readyz").await;
         assert_eq!(status, 503, "{body}");
+        // Wall time passing is the point: the probe runs again meanwhile and still fails.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     app.shutdown().await;
