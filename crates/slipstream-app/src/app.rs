@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use slipstream_aggregator::Aggregator;
 use slipstream_config::{Config, LogConfig, LogFormat, Mode};
 use slipstream_core::{Clock, ForwardSink, ObservationSink, Registry, SystemClock};
-use slipstream_exporters::ForwardRouter;
 use slipstream_exporters::aggregates::AggregatesExporter;
+use slipstream_exporters::events::EventExporters;
+use slipstream_exporters::{Exporter, ForwardRouter};
 use slipstream_receiver::{Limits, Pipeline, Receivers, RunningReceivers};
 use tokio::sync::watch;
 
@@ -17,8 +18,6 @@ use crate::admin::{self, Readiness};
 use crate::sinks::{AggregatesExporterSink, EventExportersSink};
 use crate::state::Persistence;
 use slipstream_core::MetricsSource;
-use slipstream_exporters::otlp_metrics::OtlpMetricsExporter;
-use slipstream_exporters::remote_write::{RemoteWriter, RemoteWriterHandle};
 use slipstream_step::evaluate::Evaluator;
 use slipstream_step::publish::{EventSink, Live};
 use slipstream_step::thread::StepThread;
@@ -145,8 +144,14 @@ impl<W: std::io::Write> std::io::Write for Redacting<W> {
 }
 
 /// Runs slipstream until SIGTERM or SIGINT, then shuts down gracefully. SIGHUP re-reads the
-/// config file at `path` (see [`App::reload`]).
-pub fn run(cfg: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
+/// config file at `path` (see [`App::reload`]). `on_ready` is called once, when every
+/// listener is bound and before the first signal is awaited (the CLI's `--ready-file`); when
+/// it fails, slipstream shuts down and returns its error.
+pub fn run(
+    cfg: Config,
+    path: std::path::PathBuf,
+    on_ready: impl FnOnce(&App) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let runtime = match cfg.mode {
         Mode::Gateway => tokio::runtime::Builder::new_multi_thread()
             .on_thread_park(crate::allocator::on_park)
@@ -164,6 +169,10 @@ pub fn run(cfg: Config, path: std::path::PathBuf) -> anyhow::Result<()> {
         // signal that arrives while a reload runs waits for the next `recv`, never lost.
         let mut signals = Signals::new()?;
         let app = App::start(cfg).await?;
+        if let Err(e) = on_ready(&app) {
+            app.shutdown().await;
+            return Err(e);
+        }
         loop {
             match signals.recv().await {
                 Signal::Stop => break,
@@ -258,12 +267,10 @@ pub struct App {
     admin: Option<tokio::task::JoinHandle<()>>,
     admin_access: Arc<crate::api::Access>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
-    events: Arc<EventExportersSink>,
-    aggregates: Option<Arc<AggregatesExporterSink>>,
     persistence: Option<Arc<Persistence>>,
     snapshots: Option<tokio::task::JoinHandle<()>>,
-    remote_write: Option<RemoteWriterHandle>,
-    otlp_metrics: Option<OtlpMetricsExporter>,
+    /// Every exporter but the forward one, drained together last at shutdown.
+    exporters: Vec<Box<dyn Exporter>>,
 }
 
 impl App {
@@ -282,9 +289,7 @@ impl App {
         let registry = Registry::new();
         let (forward, forwarder): (Arc<dyn ForwardSink>, Option<Arc<ForwardRouter>>) =
             if cfg.forward.enabled() {
-                let router = ForwardRouter::start(&cfg.forward, &registry)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                let router = ForwardRouter::start(&cfg.forward, &registry).await?;
                 (router.clone(), Some(router))
             } else {
                 (Arc::new(()), None)
@@ -301,11 +306,9 @@ impl App {
                         .join("; ")
                 )
             })?;
-        let events = Arc::new(EventExportersSink::new(
-            slipstream_exporters::events::EventExporters::start(&cfg.exporters, &registry)
-                .map_err(anyhow::Error::msg)?,
-        ));
-        let sinks: Vec<Arc<dyn EventSink>> = vec![events.clone()];
+        let events = EventExportersSink::new(EventExporters::start(&cfg.exporters, &registry)?);
+        let sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(events.clone())];
+        let mut exporters: Vec<Box<dyn Exporter>> = vec![Box::new(events)];
         let mut live = Live::new(
             Evaluator::new(aggregator.clone(), engine, clock.clone()),
             cfg.slo.catalog.clone(),
@@ -314,17 +317,12 @@ impl App {
         )
         .with_metrics(&registry);
         // Two-tier mode, sidecar side: what the aggregator gains goes to the gateways too.
-        let aggregates = match &cfg.exporters.aggregates {
-            Some(c) => {
-                let exporter =
-                    AggregatesExporter::start(c, aggregator.aggregates_header(), &registry)
-                        .map_err(anyhow::Error::msg)?;
-                let sink = Arc::new(AggregatesExporterSink::new(exporter));
-                live = live.with_aggregates(sink.clone());
-                Some(sink)
-            }
-            None => None,
-        };
+        if let Some(c) = &cfg.exporters.aggregates {
+            let exporter = AggregatesExporter::start(c, aggregator.aggregates_header(), &registry)?;
+            let sink = AggregatesExporterSink::new(exporter);
+            live = live.with_aggregates(Arc::new(sink.clone()));
+            exporters.push(Box::new(sink));
+        }
         let live = Arc::new(live);
         let sink: Arc<dyn ObservationSink> = aggregator.clone();
         let limits = Limits {
@@ -398,26 +396,11 @@ impl App {
             let live = live.clone();
             Arc::new(move || live.metrics(naming))
         };
-        let remote_write = cfg
-            .exporters
-            .remote_write
-            .as_ref()
-            .map(|c| RemoteWriter::start(c, source(c.naming), &registry))
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        let otlp_metrics = cfg
-            .exporters
-            .otlp_metrics
-            .as_ref()
-            .map(|c| {
-                OtlpMetricsExporter::start(
-                    c,
-                    source(slipstream_config::exporters::MetricNaming::Slipstream),
-                    &registry,
-                )
-            })
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
+        exporters.extend(slipstream_exporters::start_series_exporters(
+            &cfg.exporters,
+            &source,
+            &registry,
+        )?);
         let (prometheus_addr, prometheus) = match &cfg.exporters.prometheus.endpoint {
             Some(ep) => {
                 let (addr, task) = admin::start_prometheus(
@@ -477,12 +460,9 @@ impl App {
             admin,
             admin_access,
             prometheus,
-            events,
-            aggregates,
             persistence,
             snapshots,
-            remote_write,
-            otlp_metrics,
+            exporters,
         })
     }
 
@@ -629,41 +609,12 @@ impl App {
             }
         }
         // The final step published its events and series: deliver them.
-        let deadline = self.cfg.shutdown.drain_timeout;
-        let events = self.events.take();
-        let aggregates = self.aggregates.and_then(|a| a.take());
-        let (e, r, o, a) = tokio::join!(
-            async {
-                match events {
-                    Some(e) => e.shutdown(deadline).await,
-                    None => 0,
-                }
-            },
-            async {
-                match self.remote_write {
-                    Some(r) => r.shutdown(deadline).await,
-                    None => 0,
-                }
-            },
-            async {
-                match self.otlp_metrics {
-                    Some(o) => o.shutdown(deadline).await,
-                    None => 0,
-                }
-            },
-            async {
-                match aggregates {
-                    Some(a) => a.shutdown(deadline).await,
-                    None => 0,
-                }
-            },
-        );
-        if e + r + o + a > 0 {
+        let drained =
+            slipstream_exporters::shutdown_all(self.exporters, self.cfg.shutdown.drain_timeout)
+                .await;
+        if drained.iter().any(|(_, left)| *left > 0) {
             tracing::warn!(
-                events = e,
-                remote_write = r,
-                otlp_metrics = o,
-                aggregates = a,
+                undelivered = ?drained,
                 "exporters still held items at the drain deadline; counted as dropped"
             );
         }

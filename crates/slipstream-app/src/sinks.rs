@@ -2,62 +2,88 @@
 //! ([`EventSink`], [`AggregatesSink`]): shared by the step (which publishes) and the shutdown
 //! (which takes them out to drain their queues).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use slipstream_core::export::BurnRateEvent;
+use slipstream_exporters::Exporter;
 use slipstream_exporters::aggregates::AggregatesExporter;
+use slipstream_exporters::events::EventExporters;
+use slipstream_exporters::lifecycle::Drain;
 use slipstream_step::publish::{AggregatesSink, EventSink};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The event exporters of the config, shared by the evaluation step (which publishes) and the
-/// shutdown (which takes them to drain their queues).
-#[derive(Debug, Default)]
-pub struct EventExportersSink(Mutex<Option<slipstream_exporters::events::EventExporters>>);
+/// An exporter the evaluation step feeds, shared by the step (which publishes into it) and
+/// the shutdown (which takes it out and drains it; later steps publish nothing). Clones share
+/// the exporter.
+#[derive(Debug)]
+pub struct Fed<E> {
+    name: &'static str,
+    exporter: Arc<Mutex<Option<E>>>,
+}
 
-impl EventExportersSink {
-    /// Holds `exporters`.
-    pub fn new(exporters: slipstream_exporters::events::EventExporters) -> Self {
-        EventExportersSink(Mutex::new(Some(exporters)))
-    }
-
-    /// Takes the exporters out (later events are not sent).
-    pub fn take(&self) -> Option<slipstream_exporters::events::EventExporters> {
-        lock(&self.0).take()
+impl<E> Clone for Fed<E> {
+    fn clone(&self) -> Self {
+        Fed {
+            name: self.name,
+            exporter: self.exporter.clone(),
+        }
     }
 }
 
-impl EventSink for EventExportersSink {
+impl<E: Exporter> Fed<E> {
+    /// Holds `exporter`.
+    pub fn new(exporter: E) -> Self {
+        Fed {
+            name: exporter.name(),
+            exporter: Arc::new(Mutex::new(Some(exporter))),
+        }
+    }
+
+    /// Takes the exporter out (later publishing sends nothing).
+    pub fn take(&self) -> Option<E> {
+        lock(&self.exporter).take()
+    }
+}
+
+impl<E: Exporter + 'static> Exporter for Fed<E> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Takes the exporter out, then drains it; 0 when it was already taken.
+    fn shutdown(self: Box<Self>, deadline: std::time::Duration) -> Drain {
+        match self.take() {
+            Some(e) => Box::new(e).shutdown(deadline),
+            None => Box::pin(std::future::ready(0)),
+        }
+    }
+}
+
+/// The event exporters of the config, fed by each evaluation step.
+pub type EventExportersSink = Fed<EventExporters>;
+
+/// The partial-aggregates exporter (two-tier mode, sidecar side), fed by each evaluation
+/// step and taken out at shutdown to ship the last of it.
+pub type AggregatesExporterSink = Fed<AggregatesExporter>;
+
+impl EventSink for Fed<EventExporters> {
     fn publish(&self, events: &[BurnRateEvent]) {
-        if let Some(e) = lock(&self.0).as_ref() {
+        if let Some(e) = lock(&self.exporter).as_ref() {
             e.publish(events);
         }
     }
 }
 
-/// The partial-aggregates exporter (two-tier mode, sidecar side), fed by each evaluation
-/// step and taken out at shutdown to ship the last of it.
-#[derive(Debug, Default)]
-pub struct AggregatesExporterSink(Mutex<Option<AggregatesExporter>>);
-
-impl AggregatesExporterSink {
-    /// Holds `exporter`.
-    pub fn new(exporter: AggregatesExporter) -> Self {
-        AggregatesExporterSink(Mutex::new(Some(exporter)))
-    }
-
-    /// Takes the exporter out (later steps ship nothing).
-    pub fn take(&self) -> Option<AggregatesExporter> {
-        lock(&self.0).take()
-    }
-}
-
-impl AggregatesSink for AggregatesExporterSink {
+impl AggregatesSink for Fed<AggregatesExporter> {
     fn add(&self, series: Vec<slipstream_core::aggregates::Series>) {
-        if let Some(e) = lock(&self.0).as_ref() {
+        if let Some(e) = lock(&self.exporter).as_ref() {
             e.add(series);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
