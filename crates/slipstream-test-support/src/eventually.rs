@@ -13,14 +13,14 @@ const MAX_PAUSE: Duration = Duration::from_millis(200);
 
 /// What one check saw: done (with a value) or not yet (with a description of what it saw,
 /// for the message at the deadline).
-pub trait Observation {
+pub trait Condition {
     /// The value handed back once the condition holds.
     type Output;
     /// `Ok` once the condition holds, else what was seen.
     fn seen(self) -> Result<Self::Output, String>;
 }
 
-impl Observation for bool {
+impl Condition for bool {
     type Output = ();
     fn seen(self) -> Result<(), String> {
         if self {
@@ -31,18 +31,24 @@ impl Observation for bool {
     }
 }
 
-impl<T> Observation for Option<T> {
+impl<T> Condition for Option<T> {
     type Output = T;
     fn seen(self) -> Result<T, String> {
         self.ok_or_else(|| "None".to_owned())
     }
 }
 
-/// `Err` carries what was seen instead (e.g. `Err(format!("{n} of 10 requests"))`).
-impl<T, E: Debug> Observation for Result<T, E> {
+/// `Err` carries what was seen instead (e.g. `Err(format!("{n} of 10 requests"))`): a
+/// `String` as it is, anything else in its `Debug` form.
+impl<T, E: Debug + 'static> Condition for Result<T, E> {
     type Output = T;
     fn seen(self) -> Result<T, String> {
-        self.map_err(|e| format!("{e:?}"))
+        self.map_err(
+            |e| match (&e as &dyn std::any::Any).downcast_ref::<String>() {
+                Some(s) => s.clone(),
+                None => format!("{e:?}"),
+            },
+        )
     }
 }
 
@@ -82,7 +88,7 @@ fn timed_out(what: &str, timeout: Duration, last: &str) -> ! {
 /// returns its value. Panics after `timeout` naming `what` and the last observation. The
 /// check runs at least once, and once more at the deadline.
 #[track_caller]
-pub fn eventually<O: Observation>(
+pub fn eventually<O: Condition>(
     what: &str,
     timeout: Duration,
     mut check: impl FnMut() -> O,
@@ -109,7 +115,7 @@ pub fn eventually_async<'a, O, F>(
     mut check: impl FnMut() -> F + 'a,
 ) -> impl Future<Output = O::Output> + 'a
 where
-    O: Observation,
+    O: Condition,
     F: Future<Output = O> + 'a,
 {
     let caller = std::panic::Location::caller();

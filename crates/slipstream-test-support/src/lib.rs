@@ -20,5 +20,5 @@ pub mod raw;
 #[cfg(test)]
 mod tests;
 
-pub use eventually::{Observation, eventually, eventually_async};
+pub use eventually::{Condition, eventually, eventually_async};
 pub use http::{answers, gunzip, gzip, http_get, self_metric};

@@ -28,7 +28,7 @@ fn eventually_names_what_it_waited_for_and_what_it_saw_last() {
     let message = panic.downcast_ref::<String>().expect("a formatted message");
     assert!(message.contains("waiting for a counter at 10"), "{message}");
     assert!(
-        message.contains(&format!("last seen: \"{} of 10\"", calls.get())),
+        message.contains(&format!("last seen: {} of 10", calls.get())),
         "{message}"
     );
     assert!(start.elapsed() >= Duration::from_millis(100));
