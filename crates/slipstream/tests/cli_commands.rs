@@ -374,6 +374,32 @@ fn state_survives_kill_9_and_sighup_reloads_the_slos() {
 }
 
 #[test]
+fn a_ready_file_that_cannot_be_written_stops_the_process() {
+    let path = write_config(
+        "ready-unwritable",
+        "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: 127.0.0.1:0\nadmin:\n  endpoint: 127.0.0.1:0\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\n",
+    );
+    let mut child = run_command(&path)
+        .args(["--ready-file", "/nonexistent/slipstream/ready.json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(20), "the exit");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the ready file /nonexistent/slipstream/ready.json.tmp"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn run_refuses_to_start_on_a_certificate_it_cannot_read() {
     let yaml = "receivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:0\n      tls:\n        cert_file: /nonexistent/slipstream/server.crt\n        key_file: /nonexistent/slipstream/server.key\n    http: null\nadmin:\n  endpoint: null\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\n";
     let config = write_config("bad-cert", yaml);
