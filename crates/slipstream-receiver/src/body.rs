@@ -38,11 +38,11 @@ impl Encoding {
 }
 
 /// Decompressed output produced on the async worker before the rest of a decompression moves
-/// to a blocking thread. Measured (release, gzip of protobuf-like data): 256 KiB inflates in
-/// 0.1 ms, 1 MiB in 0.55 ms, 16 MiB in 25 ms; a `spawn_blocking` round trip costs 65 µs
-/// (`block_in_place` 8 µs more than a plain task, but it panics on a current-thread runtime
-/// and stalls whatever else the worker's task drives). So a worker is held at most about half
-/// a millisecond, and the hand-off is paid only by bodies it adds at most 12% to.
+/// to a blocking thread: small enough that a worker is held well under a millisecond, large
+/// enough that the `spawn_blocking` round trip is paid only by bodies it adds little to
+/// (`block_in_place` is not used: it panics on a current-thread runtime and stalls whatever
+/// else the worker's task drives). The measurements behind it are in `docs/benchmarks.md`,
+/// "Receiver: work handed to blocking threads".
 pub(crate) const INLINE_DECOMPRESS: usize = 1 << 20;
 
 /// How a request body announces its size before it has all arrived.

@@ -65,8 +65,9 @@ where
     }
 }
 
-/// JSON bodies up to this size are converted on the async worker; larger ones on a blocking
-/// thread (a serde decode runs at roughly 100-300 MB/s, so 256 KiB is about a millisecond).
+/// JSON bodies up to this size are converted on the async worker (about a millisecond of
+/// decoding, `docs/benchmarks.md`, "Receiver: work handed to blocking threads"); larger ones on
+/// a blocking thread.
 const INLINE_JSON: usize = 256 << 10;
 
 /// Converts an OTLP/JSON body to protobuf, with its memory reserved on `reservation`, on a
