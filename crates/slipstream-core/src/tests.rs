@@ -285,7 +285,11 @@ fn counters_by_label_are_the_registry_counters_and_appear_on_first_use() {
     )
     .inc();
     assert_eq!(by.get(Why::QueueFull).get(), 4);
-    assert_eq!(by.get(Why::TooLarge).get(), 0, "a first use creates the counter at zero");
+    assert_eq!(
+        by.get(Why::TooLarge).get(),
+        0,
+        "a first use creates the counter at zero"
+    );
     assert_eq!(
         r.value(
             "slipstream_receiver_refused_requests_total",
