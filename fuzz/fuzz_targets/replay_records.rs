@@ -4,8 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slipstream::replay::{decode_json_line, read_length_prefixed};
-use slipstream_core::ScanSpec;
+use slipstream_core::{ScanSpec, Signal};
+use slipstream_receiver::Pipeline;
+use slipstream_receiver::records::read_length_prefixed;
 use slipstream_receiver::scanner::scan_traces;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         let _ = scan_traces(&record, &spec, &mut out);
     }
-    if let Ok(body) = decode_json_line(data) {
+    if let Ok(body) = Pipeline::json_to_protobuf(Signal::Traces, data) {
         let mut out = Vec::new();
         let _ = scan_traces(&body, &spec, &mut out);
     }

@@ -36,6 +36,7 @@ mod grpc;
 mod http;
 mod intake;
 mod pipeline;
+pub mod records;
 mod refusal;
 pub mod scanner;
 mod server;

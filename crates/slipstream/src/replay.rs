@@ -24,7 +24,7 @@
 //! it stands (its spans clamped and counted). The first request sets the clock from its own
 //! spans (the median end time and the skew above it).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -468,41 +468,14 @@ impl Records {
                 }
                 *current = records.into_iter();
             },
-            Records::Protobuf(r) => Ok(read_length_prefixed(r)?.map(|buf| {
-                let n = buf.len() as u64 + 4;
-                (Ok(Bytes::from(buf)), n)
-            })),
+            Records::Protobuf(r) => Ok(slipstream_receiver::records::read_length_prefixed(r)?.map(
+                |buf| {
+                    let n = buf.len() as u64 + 4;
+                    (Ok(Bytes::from(buf)), n)
+                },
+            )),
         }
     }
-}
-
-/// Reads one length-prefixed record (a 4-byte big-endian length, then the bytes); `None` at a
-/// clean end of input. Memory grows with the bytes actually read, never with the length a
-/// hostile header announces.
-pub fn read_length_prefixed<R: Read>(r: &mut R) -> anyhow::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut len[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => anyhow::bail!(
-                "the file ends inside a record length (truncated length-prefixed protobuf)"
-            ),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let n = u64::from(u32::from_be_bytes(len));
-    let mut buf = Vec::new();
-    r.take(n).read_to_end(&mut buf)?;
-    if buf.len() as u64 != n {
-        anyhow::bail!(
-            "the file ends inside a record of {n} bytes after {} (truncated length-prefixed protobuf)",
-            buf.len()
-        );
-    }
-    Ok(Some(buf))
 }
 
 /// Decodes one line of OTLP JSON (an `ExportTraceServiceRequest`) into protobuf bytes.
