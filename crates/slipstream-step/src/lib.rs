@@ -112,7 +112,7 @@
 //! [`Evaluator::step`]: evaluate::Evaluator::step
 //! [`SeriesTotals`]: evaluate::SeriesTotals
 //! [`StepThread`]: thread::StepThread
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod evaluate;
 pub mod publish;

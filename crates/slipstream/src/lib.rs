@@ -1,6 +1,6 @@
 //! slipstream, the program: the command line ([`cli`]) and its commands: `run` (the collector,
 //! `slipstream-app`), [`generate`], [`replay`] and [`status`].
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod generate;
