@@ -244,22 +244,22 @@ impl Live {
     /// sink (so the returned step's are empty). Blocking CPU work: call it off the I/O threads.
     pub fn step(&self, force: bool) -> Step {
         let started = Instant::now();
-        let (step, events) = {
-            let mut ev = lock(&self.evaluator);
-            let mut step = ev.step(force);
-            if let Some(a) = &self.aggregates {
-                a.add(std::mem::take(&mut step.aggregates));
-            }
-            let events: Vec<BurnRateEvent> = step
-                .events
-                .iter()
-                .map(|e| {
-                    let objective = ev.engine().spec(e.slo_id).map_or(0.0, |s| s.objective);
-                    series::burn_rate_event(e, objective)
-                })
-                .collect();
-            (step, events)
-        };
+        // The evaluator stays locked until the step is published: when two steps overlap (the
+        // tick's and a forced one), they publish in the order they ran, so readers never see an
+        // older step's results replace a newer one's, and sinks get events in order.
+        let mut ev = lock(&self.evaluator);
+        let mut step = ev.step(force);
+        if let Some(a) = &self.aggregates {
+            a.add(std::mem::take(&mut step.aggregates));
+        }
+        let events: Vec<BurnRateEvent> = step
+            .events
+            .iter()
+            .map(|e| {
+                let objective = ev.engine().spec(e.slo_id).map_or(0.0, |s| s.objective);
+                series::burn_rate_event(e, objective)
+            })
+            .collect();
         {
             let mut p = self
                 .published
@@ -284,6 +284,7 @@ impl Live {
                 s.publish(&events);
             }
         }
+        drop(ev);
         if let Some((steps, seconds)) = &self.metrics {
             steps.inc();
             seconds.add(started.elapsed());
