@@ -4,76 +4,73 @@
 //! ends it, and an Alertmanager that comes up late gets the alert once it is up, with the
 //! failures before counted.
 
+mod processes;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use processes::{Relay, wait_ready};
 use serde_json::Value;
 use slipstream_config::exporters::AlertmanagerConfig;
 use slipstream_config::forward::RetryConfig;
 use slipstream_core::export::EventState;
 use slipstream_core::{BurnRateEvent, Registry};
 use slipstream_exporters::alertmanager::AlertmanagerExporter;
+use slipstream_test_support::eventually_async;
 
 const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
 /// A real Alertmanager: clustering off, one route to a receiver that sends nothing, its own
-/// scratch directory. Killed (and the directory removed) on drop.
+/// scratch directory, a port of its own choosing. Killed (and the directory removed) on drop.
 struct RealAlertmanager {
     child: Child,
-    scratch: PathBuf,
+    _scratch: tempfile::TempDir,
     addr: SocketAddr,
 }
 
 impl RealAlertmanager {
-    fn spawn(addr: SocketAddr) -> RealAlertmanager {
+    /// Starts Alertmanager on `127.0.0.1:0` and waits until it is ready.
+    async fn start() -> RealAlertmanager {
         let binary = std::env::var("ALERTMANAGER_BIN").unwrap_or_else(|_| BINARY.to_owned());
         assert!(
             std::path::Path::new(&binary).is_file(),
             "{binary} is not installed: run scripts/test-deps.sh (it installs the Debian \
              package prometheus-alertmanager), or point ALERTMANAGER_BIN at the binary"
         );
-        let scratch = std::env::temp_dir().join(format!(
-            "slipstream-am-{}-{}",
-            std::process::id(),
-            addr.port()
-        ));
-        std::fs::create_dir_all(&scratch).unwrap();
-        let config = scratch.join("alertmanager.yml");
+        let scratch = tempfile::Builder::new()
+            .prefix("slipstream-am-")
+            .tempdir()
+            .unwrap();
+        let config = scratch.path().join("alertmanager.yml");
         std::fs::write(
             &config,
             "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
         )
         .unwrap();
-        let child = Command::new(&binary)
+        let mut child = Command::new(&binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", scratch.join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
+            .arg(format!(
+                "--storage.path={}",
+                scratch.path().join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        let addr = wait_ready(&mut child, "alertmanager", String::new).await;
         RealAlertmanager {
             child,
-            scratch,
+            _scratch: scratch,
             addr,
         }
-    }
-
-    async fn ready(self) -> RealAlertmanager {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while get(self.addr, "/-/ready").await.map(|(s, _)| s) != Some(200) {
-            assert!(Instant::now() < deadline, "alertmanager not ready in 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self
     }
 
     /// `GET /api/v2/alerts` (Alertmanager lists the alerts that have not ended).
@@ -85,15 +82,16 @@ impl RealAlertmanager {
 
     /// Polls the alert list until `done` holds (at most 10 s).
     async fn wait_until(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let done = &done;
+        eventually_async(what, Duration::from_secs(10), || async move {
             let alerts = self.alerts().await;
             if done(&alerts) {
-                return alerts;
+                Ok(alerts)
+            } else {
+                Err(format!("alerts: {alerts:#?}"))
             }
-            assert!(Instant::now() < deadline, "{what}; alerts: {alerts:#?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -101,7 +99,6 @@ impl Drop for RealAlertmanager {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 
@@ -117,13 +114,6 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn now_nanos() -> u64 {
@@ -193,14 +183,12 @@ fn counter(registry: &Registry, name: &str, labels: &[&str]) -> i128 {
 
 #[tokio::test]
 async fn a_firing_alert_is_active_with_its_labels_until_resolved() {
-    let am = RealAlertmanager::spawn(free_addr()).ready().await;
+    let am = RealAlertmanager::start().await;
     let registry = Registry::new();
     let exporter = AlertmanagerExporter::start(&config(am.addr), &registry).unwrap();
 
     exporter.publish(&[event(EventState::Firing)]);
-    let alerts = am
-        .wait_until("the firing alert never showed up", |a| a.len() == 1)
-        .await;
+    let alerts = am.wait_until("the firing alert", |a| a.len() == 1).await;
     let alert = &alerts[0];
     assert_eq!(alert["status"]["state"], "active", "{alert:#}");
     let labels = &alert["labels"];
@@ -243,7 +231,7 @@ async fn a_firing_alert_is_active_with_its_labels_until_resolved() {
     );
 
     exporter.publish(&[event(EventState::Resolved)]);
-    am.wait_until("the resolved alert is still active", |a| a.is_empty())
+    am.wait_until("the resolved alert to end", |a| a.is_empty())
         .await;
     assert!(exporter.firing().is_empty());
     assert_eq!(exporter.shutdown(Duration::from_secs(2)).await, 0);
@@ -259,9 +247,11 @@ async fn a_firing_alert_is_active_with_its_labels_until_resolved() {
 
 #[tokio::test]
 async fn an_alertmanager_that_starts_late_gets_the_alert_and_the_failures_are_counted() {
-    let addr = free_addr();
+    // The exporter needs an address before Alertmanager has one: it sends through a relay
+    // that turns connections away until Alertmanager is up.
+    let relay = Relay::start().await;
     let registry = Registry::new();
-    let exporter = AlertmanagerExporter::start(&config(addr), &registry).unwrap();
+    let exporter = AlertmanagerExporter::start(&config(relay.addr), &registry).unwrap();
     exporter.publish(&[event(EventState::Firing)]);
     let failures = || {
         counter(
@@ -270,11 +260,10 @@ async fn an_alertmanager_that_starts_late_gets_the_alert_and_the_failures_are_co
             &["alertmanager", "unreachable"],
         )
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while failures() < 2 {
-        assert!(Instant::now() < deadline, "no failed attempts counted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async("failed attempts counted", Duration::from_secs(5), || {
+        std::future::ready(failures() >= 2)
+    })
+    .await;
     assert_eq!(
         counter(
             &registry,
@@ -284,10 +273,9 @@ async fn an_alertmanager_that_starts_late_gets_the_alert_and_the_failures_are_co
         0
     );
 
-    let am = RealAlertmanager::spawn(addr).ready().await;
-    let alerts = am
-        .wait_until("the retried alert never arrived", |a| a.len() == 1)
-        .await;
+    let am = RealAlertmanager::start().await;
+    relay.forward_to(am.addr);
+    let alerts = am.wait_until("the retried alert", |a| a.len() == 1).await;
     assert_eq!(alerts[0]["labels"]["slo"], "checkout-availability");
     assert_eq!(alerts[0]["status"]["state"], "active");
     assert_eq!(

@@ -11,6 +11,7 @@ use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_core::export::{MetricFamily, MetricKind, PointValue};
 use slipstream_core::{MetricsSnapshot, Registry};
 use slipstream_exporters::remote_write::{RemoteWriter, WriteRequest, decode};
+use slipstream_test_support::eventually_async;
 
 /// A remote-write endpoint answering the `n`-th request with `status(n)`.
 async fn receiver(status: fn(usize) -> u16) -> (String, Log) {
@@ -111,8 +112,14 @@ async fn client_errors_drop_the_request_without_retrying() {
     let writer =
         RemoteWriter::start(&config(endpoint), Arc::new(|| snapshot_of(3)), &registry).unwrap();
     wait_for_requests(&seen, 1).await;
-    // Retries would come within 10-50 ms.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the request counts as dropped the writer is done with it: any retry would have
+    // come before.
+    eventually_async(
+        "the request counted as dropped",
+        Duration::from_secs(10),
+        || std::future::ready(metric(&registry, "slipstream_exporter_dropped_total") >= 1.0),
+    )
+    .await;
     assert_eq!(seen.lock().unwrap().len(), 1);
     assert_eq!(metric(&registry, "slipstream_exporter_dropped_total"), 1.0);
     assert_eq!(metric(&registry, "slipstream_exporter_sent_total"), 0.0);

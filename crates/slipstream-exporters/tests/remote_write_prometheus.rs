@@ -4,14 +4,15 @@
 //! series once it is up, and the failures before are counted.
 
 mod metrics_support;
+mod processes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -19,27 +20,22 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use metrics_support::{Log, exporter_metric, now_nanos, point, respond, serve};
+use processes::{Relay, wait_ready};
 use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, PointValue};
 use slipstream_core::{MetricsSnapshot, Registry};
 use slipstream_exporters::prometheus::{Format, Histograms, negotiate, render};
 use slipstream_exporters::remote_write::RemoteWriter;
+use slipstream_test_support::eventually_async;
 
 // === Prometheus as a child process ===
 
-/// A Prometheus child process with its own config and storage; killed on drop.
+/// A Prometheus child process with its own config and storage, listening on a port of its
+/// own choosing; killed (and its directory removed) on drop.
 struct Prometheus {
     child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
 }
 
 fn prometheus_binary() -> PathBuf {
@@ -60,18 +56,15 @@ fn prometheus_binary() -> PathBuf {
 }
 
 impl Prometheus {
-    /// Starts Prometheus on `port` with these `scrape_configs` (YAML list items) and the
-    /// remote-write receiver on, and waits until it is ready.
-    async fn start(port: u16, scrape_configs: &str) -> Prometheus {
+    /// Starts Prometheus on `127.0.0.1:0` with these `scrape_configs` (YAML list items) and
+    /// the remote-write receiver on, and waits until it is ready.
+    async fn start(scrape_configs: &str) -> Prometheus {
         let bin = prometheus_binary();
-        let dir = std::env::temp_dir().join(format!(
-            "slipstream-prom-{}-{port}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
+        let scratch = tempfile::Builder::new()
+            .prefix("slipstream-prom-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:{}\n",
@@ -83,7 +76,7 @@ impl Prometheus {
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .arg("--web.enable-remote-write-receiver")
             .arg(format!(
                 "--config.file={}",
@@ -93,38 +86,29 @@ impl Prometheus {
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let mut prom = Prometheus { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((200, _)) = get(&format!("http://127.0.0.1:{port}/-/ready")).await {
-                return prom;
-            }
-            if let Ok(Some(status)) = prom.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", prom.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready after 20 s:\n{}",
-                prom.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let log_path = dir.join("prometheus.log");
+        let addr = wait_ready(&mut child, "prometheus", || read_log(&log_path)).await;
+        Prometheus {
+            child,
+            dir: scratch,
+            addr,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        read_log(&self.dir.path().join("prometheus.log"))
     }
 
     /// Every series matching `selector` at the latest instant: labels to value.
     async fn query(&self, selector: &str) -> BTreeMap<BTreeMap<String, String>, f64> {
         let url = format!(
-            "http://127.0.0.1:{}/api/v1/query?query={}",
-            self.port,
+            "http://{}/api/v1/query?query={}",
+            self.addr,
             percent_encode(selector)
         );
         let (status, body) = get(&url).await.expect("query");
@@ -153,8 +137,11 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 fn percent_encode(s: &str) -> String {
@@ -337,19 +324,16 @@ async fn wait_for(
     what: &str,
     check: impl Fn(&BTreeMap<BTreeMap<String, String>, f64>) -> bool,
 ) -> BTreeMap<BTreeMap<String, String>, f64> {
-    let deadline = Instant::now() + limit;
-    loop {
+    let check = &check;
+    eventually_async(what, limit, || async move {
         let got = prom.query(SELECTOR).await;
         if check(&got) {
-            return got;
+            Ok(got)
+        } else {
+            Err(format!("Prometheus holds\n{got:#?}\nlog:\n{}", prom.log()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not there after {limit:?}; Prometheus holds\n{got:#?}\nlog:\n{}",
-            prom.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
 }
 
 // === the scrape endpoint ===
@@ -380,9 +364,9 @@ fn scrape_configs(target: SocketAddr) -> String {
     )
 }
 
-fn remote_write_config(port: u16, interval: Duration) -> RemoteWriteConfig {
+fn remote_write_config(prometheus: SocketAddr, interval: Duration) -> RemoteWriteConfig {
     let mut cfg = RemoteWriteConfig::default();
-    cfg.endpoint = format!("http://127.0.0.1:{port}/api/v1/write");
+    cfg.endpoint = format!("http://{prometheus}/api/v1/write");
     cfg.interval = interval;
     cfg.timeout = Duration::from_secs(2);
     cfg.retry.initial_interval = Duration::from_millis(100);
@@ -395,11 +379,10 @@ fn remote_write_config(port: u16, interval: Duration) -> RemoteWriteConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
     let (target, scrapes) = serve_metrics().await;
-    let port = free_port();
-    let prom = Prometheus::start(port, &scrape_configs(target)).await;
+    let prom = Prometheus::start(&scrape_configs(target)).await;
     let registry = Registry::new();
     let writer = RemoteWriter::start(
-        &remote_write_config(port, Duration::from_millis(200)),
+        &remote_write_config(prom.addr, Duration::from_millis(200)),
         Arc::new(snapshot),
         &registry,
     )
@@ -433,7 +416,9 @@ async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_counted() {
-    let port = free_port();
+    // The writer needs an address before Prometheus has one: it writes through a relay that
+    // turns connections away until Prometheus is up.
+    let relay = Relay::start().await;
     let registry = Registry::new();
     let gauge_gone = Arc::new(AtomicBool::new(false));
     let gone = gauge_gone.clone();
@@ -445,7 +430,7 @@ async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_coun
         s
     };
     let writer = RemoteWriter::start(
-        &remote_write_config(port, Duration::from_millis(200)),
+        &remote_write_config(relay.addr, Duration::from_millis(200)),
         Arc::new(source),
         &registry,
     )
@@ -457,15 +442,14 @@ async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_coun
             "remote_write",
         )
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while failures() < 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no failures counted while Prometheus is down"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let prom = Prometheus::start(port, "").await;
+    eventually_async(
+        "failures counted while Prometheus is down",
+        Duration::from_secs(10),
+        || std::future::ready(failures() >= 2.0),
+    )
+    .await;
+    let prom = Prometheus::start("").await;
+    relay.forward_to(prom.addr);
     let mut want = expected();
     wait_for(
         &prom,

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
@@ -16,6 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use slipstream_core::Registry;
 use slipstream_core::export::{Point, PointValue};
+use slipstream_test_support::eventually_async;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -99,17 +100,15 @@ pub(crate) fn respond(
 
 /// Waits until the log holds at least `n` requests (at most 10 s); returns them.
 pub(crate) async fn wait_for_requests(log: &Log, n: usize) -> Vec<Served> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        {
-            let log = log.lock().unwrap();
-            if log.len() >= n {
-                return log.clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "fewer than {n} requests in 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async(&format!("{n} requests"), Duration::from_secs(10), || {
+        let log = log.lock().unwrap();
+        std::future::ready(if log.len() >= n {
+            Ok(log.clone())
+        } else {
+            Err(format!("{} requests", log.len()))
+        })
+    })
+    .await
 }
 
 /// A point with these labels (sorted by the caller) and value, started at 1000 ns.
