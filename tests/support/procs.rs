@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use slipstream_test_support::listening::listening;
+use slipstream_test_support::listening::wait_ready;
 
 use crate::{eventually_async, http_get};
 
@@ -33,33 +33,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Waits for the one port `child` listens on, then until it answers `/-/ready`; its address.
-async fn wait_ready(child: &mut Child, what: &str) -> SocketAddr {
-    let pid = child.id();
-    let addr = eventually_async(
-        &format!("{what} listening"),
-        Duration::from_secs(30),
-        || {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("{what} exited at start: {status}");
-            }
-            let ports = listening(pid);
-            std::future::ready(match ports[..] {
-                [addr] => Ok(addr),
-                _ => Err(format!("listening on {ports:?}")),
-            })
-        },
-    )
-    .await;
-    eventually_async(
-        &format!("{what} on {addr} ready"),
-        Duration::from_secs(30),
-        || crate::answers(addr, "/-/ready"),
-    )
-    .await;
-    addr
 }
 
 /// Writes the scrape targets file that Prometheus watches (written whole, then renamed).
@@ -125,7 +98,7 @@ impl Prometheus {
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus");
-        let addr = wait_ready(&mut child, "prometheus").await;
+        let addr = wait_ready(&mut child, "prometheus", String::new).await;
         Prometheus {
             addr,
             targets: targets_path,
@@ -211,7 +184,7 @@ impl Alertmanager {
             .stderr(Stdio::null())
             .spawn()
             .expect("start alertmanager");
-        let addr = wait_ready(&mut child, "alertmanager").await;
+        let addr = wait_ready(&mut child, "alertmanager", String::new).await;
         Alertmanager {
             addr,
             _proc: Proc { child, _dir: dir },

@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Child;
+use std::time::Duration;
 
 /// The IPv4 addresses on which process `pid` has a listening TCP socket (empty when it has
 /// none yet, or is gone).
@@ -12,6 +14,34 @@ pub fn listening(pid: u32) -> Vec<SocketAddr> {
     let inodes = socket_inodes(pid);
     let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
     listening_in(&table, &inodes)
+}
+
+/// Waits for the one port `child` listens on, then until it answers `GET /-/ready`; returns
+/// its address. Panics with `log()` if the child exits first.
+pub async fn wait_ready(child: &mut Child, what: &str, log: impl Fn() -> String) -> SocketAddr {
+    let pid = child.id();
+    let addr = crate::eventually_async(
+        &format!("{what} listening"),
+        Duration::from_secs(30),
+        || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("{what} exited with {status}:\n{}", log());
+            }
+            let ports = listening(pid);
+            std::future::ready(match ports[..] {
+                [addr] => Ok(addr),
+                _ => Err(format!("listening on {ports:?}")),
+            })
+        },
+    )
+    .await;
+    crate::eventually_async(
+        &format!("{what} on {addr} ready"),
+        Duration::from_secs(30),
+        || crate::answers(addr, "/-/ready"),
+    )
+    .await;
+    addr
 }
 
 /// The inodes of the sockets among the open files of `pid`.

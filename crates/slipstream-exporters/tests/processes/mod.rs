@@ -4,46 +4,11 @@
 //! server which starts after its client.
 
 use std::net::SocketAddr;
-use std::process::Child;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use slipstream_test_support::listening::listening;
-use slipstream_test_support::{answers, eventually_async};
+pub(crate) use slipstream_test_support::listening::wait_ready;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-
-/// Waits for the one port `child` listens on, then until it answers `GET /-/ready`; returns
-/// its address. Panics with `log()` if the child exits first.
-pub(crate) async fn wait_ready(
-    child: &mut Child,
-    what: &str,
-    log: impl Fn() -> String,
-) -> SocketAddr {
-    let pid = child.id();
-    let addr = eventually_async(
-        &format!("{what} listening"),
-        Duration::from_secs(30),
-        || {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("{what} exited with {status}:\n{}", log());
-            }
-            let ports = listening(pid);
-            std::future::ready(match ports[..] {
-                [addr] => Ok(addr),
-                _ => Err(format!("listening on {ports:?}")),
-            })
-        },
-    )
-    .await;
-    eventually_async(
-        &format!("{what} on {addr} ready"),
-        Duration::from_secs(30),
-        || answers(addr, "/-/ready"),
-    )
-    .await;
-    addr
-}
 
 /// A TCP relay on a port of its own choosing, for a client started before its server: until
 /// [`Relay::forward_to`] names the server, each connection is closed unanswered (to the
