@@ -27,6 +27,8 @@
 //!       alerts:
 //!         - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }
 //!         - { severity: ticket, long_window: 3d, short_window: 6h, budget_percent: 10 }
+//!         - { severity: page, exhausts_within: 4h, window: 1h }
+//!         - { severity: ticket, budget_drop_percent: 10, within: 2h }
 //!   silences:
 //!     - service: checkout
 //!       kind: maintenance
@@ -413,27 +415,115 @@ impl Severity {
     }
 }
 
-/// `alerts[i]`: one multi-window burn-rate alert row.
+/// `alerts[i]`: one alert row, of one of three kinds:
+///
+/// - multi-window burn rate: `long_window`, `short_window` and `burn_rate` or
+///   `budget_percent`;
+/// - time to exhaustion: `exhausts_within` (and optionally `window`);
+/// - budget drop: `budget_drop_percent` and `within`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertPolicyConfig {
     /// `page` or `ticket`. A firing page holds back the tickets of the same SLO.
     pub severity: Severity,
-    /// The long window (e.g. `1h`): it must burn above the factor, so one blip cannot fire.
-    #[serde(with = "humantime_serde")]
+    /// Burn-rate rows: the long window (e.g. `1h`): it must burn above the factor, so one
+    /// blip cannot fire.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "is_zero")]
     pub long_window: Duration,
-    /// The short window (e.g. `5m`): it must burn above the factor too, and the alert resolves
-    /// as soon as it no longer does.
-    #[serde(with = "humantime_serde")]
+    /// Burn-rate rows: the short window (e.g. `5m`): it must burn above the factor too, and
+    /// the alert resolves as soon as it no longer does.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "is_zero")]
     pub short_window: Duration,
-    /// The burn-rate factor both windows must exceed. Give this or `budget_percent`.
-    #[serde(default)]
+    /// Burn-rate rows: the burn-rate factor both windows must exceed. Give this or
+    /// `budget_percent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burn_rate: Option<f64>,
-    /// The share of the period's error budget, in percent, that burning for the whole long
-    /// window would consume; the factor is `budget_percent / 100 * period / long_window`
-    /// (2% over 1h of 30 days gives 14.4). Give this or `burn_rate`.
-    #[serde(default)]
+    /// Burn-rate rows: the share of the period's error budget, in percent, that burning for
+    /// the whole long window would consume; the factor is
+    /// `budget_percent / 100 * period / long_window` (2% over 1h of 30 days gives 14.4).
+    /// Give this or `burn_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_percent: Option<f64>,
+    /// Time-to-exhaustion rows: fire while the budget left runs out within this long at the
+    /// burn rate of `window`: `burn_rate(window) > max(budget_remaining, 0) * period /
+    /// exhausts_within` (so also while the budget is spent and `window` holds bad requests);
+    /// resolve as soon as that no longer holds.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub exhausts_within: Option<Duration>,
+    /// Time-to-exhaustion rows: the window whose burn rate is the current rate (default
+    /// `1h`, the window of the reported time to exhaustion).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
+    /// Budget-drop rows: fire while the bad requests of the last `within` are at least this
+    /// share, in percent, of the period's error budget in requests:
+    /// `bad(within) >= budget_drop_percent / 100 * (1 - objective) * total(period)`;
+    /// resolve as soon as they are fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_drop_percent: Option<f64>,
+    /// Budget-drop rows: the window the bad requests are counted over (e.g. `2h`).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub within: Option<Duration>,
+}
+
+fn is_zero(d: &Duration) -> bool {
+    d.is_zero()
+}
+
+/// The window of a time-to-exhaustion row that gives none: one hour.
+pub const DEFAULT_EXHAUSTION_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The kind of an alert row, as its fields give it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlertRowKind {
+    /// `long_window`, `short_window`, `burn_rate` or `budget_percent`.
+    BurnRate,
+    /// `exhausts_within` and `window`.
+    Exhaustion {
+        /// Fire when the budget runs out within this long.
+        within: Duration,
+        /// The window of the current burn rate.
+        window: Duration,
+    },
+    /// `budget_drop_percent` and `within`.
+    BudgetDrop {
+        /// The share of the period's budget, in percent.
+        percent: f64,
+        /// The window the bad requests are counted over.
+        within: Duration,
+    },
+}
+
+impl AlertPolicyConfig {
+    /// The row's kind: a budget drop when `budget_drop_percent` is given, time to exhaustion
+    /// when `exhausts_within` is, otherwise a burn-rate row (validation makes sure a row
+    /// holds the fields of one kind only).
+    pub fn kind(&self) -> AlertRowKind {
+        if let Some(percent) = self.budget_drop_percent {
+            AlertRowKind::BudgetDrop {
+                percent,
+                within: self.within.unwrap_or_default(),
+            }
+        } else if let Some(within) = self.exhausts_within {
+            AlertRowKind::Exhaustion {
+                within,
+                window: self.window.unwrap_or(DEFAULT_EXHAUSTION_WINDOW),
+            }
+        } else {
+            AlertRowKind::BurnRate
+        }
+    }
 }
 
 /// `annotations`: texts that travel with an SLO's alerts.
@@ -549,9 +639,76 @@ fn check_period(errs: &mut Errors, path: &str, p: Period) {
     }
 }
 
+/// A window of an alert row: a whole number of minutes, at least 1m, within the period.
+fn check_row_window(errs: &mut Errors, path: String, w: Duration, period: Period) {
+    errs.check(
+        w >= MIN_WINDOW && w.as_nanos().is_multiple_of(MIN_WINDOW.as_nanos()),
+        path.clone(),
+        "expected a whole number of minutes, at least 1m",
+    );
+    errs.check(
+        w <= period.longest(),
+        path,
+        "expected a window no longer than the SLO period",
+    );
+}
+
 fn check_alerts(errs: &mut Errors, path: &str, alerts: &[AlertPolicyConfig], period: Period) {
     for (i, a) in alerts.iter().enumerate() {
         let p = format!("{path}[{i}]");
+        let burn = !a.long_window.is_zero()
+            || !a.short_window.is_zero()
+            || a.burn_rate.is_some()
+            || a.budget_percent.is_some();
+        let exhaustion = a.exhausts_within.is_some() || a.window.is_some();
+        let drop = a.budget_drop_percent.is_some() || a.within.is_some();
+        if usize::from(burn) + usize::from(exhaustion) + usize::from(drop) > 1 {
+            errs.push(
+                p,
+                "expected the fields of one kind of row: `long_window`, `short_window` and \
+                 `burn_rate` or `budget_percent` (burn rate), `exhausts_within` and `window` \
+                 (time to exhaustion), or `budget_drop_percent` and `within` (budget drop)",
+            );
+            continue;
+        }
+        if exhaustion {
+            match a.exhausts_within {
+                Some(t) => errs.check(
+                    t >= MIN_WINDOW && t <= period.longest(),
+                    format!("{p}.exhausts_within"),
+                    "expected a time of at least 1m and at most the SLO period",
+                ),
+                None => errs.push(
+                    format!("{p}.exhausts_within"),
+                    "expected the time within which the budget would run out (e.g. 4h)",
+                ),
+            }
+            if let Some(w) = a.window {
+                check_row_window(errs, format!("{p}.window"), w, period);
+            }
+            continue;
+        }
+        if drop {
+            match a.budget_drop_percent {
+                Some(b) => errs.check(
+                    b.is_finite() && b > 0.0 && b <= 100.0,
+                    format!("{p}.budget_drop_percent"),
+                    format!("expected a percentage above 0 and at most 100, got {b}"),
+                ),
+                None => errs.push(
+                    format!("{p}.budget_drop_percent"),
+                    "expected the share of the budget, in percent, that fires (e.g. 10)",
+                ),
+            }
+            match a.within {
+                Some(w) => check_row_window(errs, format!("{p}.within"), w, period),
+                None => errs.push(
+                    format!("{p}.within"),
+                    "expected the window the budget drop is counted over (e.g. 2h)",
+                ),
+            }
+            continue;
+        }
         errs.check(
             a.short_window >= MIN_WINDOW && a.short_window.as_nanos() % MIN_WINDOW.as_nanos() == 0,
             format!("{p}.short_window"),

@@ -18,7 +18,7 @@ use crate::model::{
 };
 use crate::names;
 use crate::persist::SavedSlo;
-use crate::spec::{CURRENT_BURN_WINDOW, SloSource, SloSpec};
+use crate::spec::{CURRENT_BURN_WINDOW, RowKind, SloSource, SloSpec};
 use crate::window::{Counts, DAY, Stored, WindowStore};
 
 mod persist;
@@ -863,23 +863,40 @@ impl SloEngine {
             _ => None,
         };
 
-        // The condition state machine of every row, pages first.
-        let min = spec.min_events as f64;
+        // The condition state machine of every row, pages first. A burn-rate row fires when
+        // both windows burn above the factor and resolves when the short one no longer
+        // does; the other kinds fire and resolve with their condition.
         let mut page_firing = false;
         let mut rows_eval = Vec::with_capacity(spec.policy.len());
         for (row, st) in spec.policy.iter().zip(slo.rows.iter_mut()) {
-            let long = find(row.long);
+            // A budget drop counts only what the period holds: in a calendar month, not the
+            // bad requests of the month before.
+            let long = match (row.kind, spec.period) {
+                (RowKind::BudgetDrop { .. }, Period::CalendarMonth) => {
+                    let from = now.saturating_sub(nanos(row.long)).max(month_start(now));
+                    slo.store.query_since(now, from)
+                }
+                _ => find(row.long),
+            };
             let short = find(row.short);
             let (lb, sb) = (burn(long), burn(short));
-            let hot =
-                |c: Counts, b: Option<f64>| c.total >= min && b.is_some_and(|b| b > row.factor);
-            st.condition = hot(long, lb) && hot(short, sb);
+            st.condition = row.condition(
+                long,
+                short,
+                budget,
+                budget_remaining,
+                period_counts.total,
+                spec.min_events,
+            );
             if !st.firing {
                 if st.condition {
                     st.firing = true;
                     st.since = now;
                 }
-            } else if !hot(short, sb) {
+            } else if row.kind != RowKind::BurnRate {
+                st.firing = st.condition;
+            } else if !(short.total >= spec.min_events as f64 && sb.is_some_and(|b| b > row.factor))
+            {
                 st.firing = false;
             }
             if st.firing && row.severity == Severity::Page {
@@ -970,6 +987,9 @@ impl SloEngine {
             labels.insert("slo".to_owned(), spec.name.clone());
             labels.insert("service".to_owned(), spec.service.clone());
             labels.insert("severity".to_owned(), row.severity.as_str().to_owned());
+            for (k, v) in row.kind_labels() {
+                labels.insert(k.to_owned(), v);
+            }
             events.push(AlertEvent {
                 slo_id: SloId(i as u32),
                 slo: spec.name.clone(),

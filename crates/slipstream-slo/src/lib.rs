@@ -78,8 +78,9 @@ pub use persist::{
 };
 pub use slipstream_config::slo::{Period, Severity, SilenceKind};
 pub use spec::{
-    CURRENT_BURN_WINDOW, DEFAULT_POLICY, PolicyRow, REPORTED_WINDOWS, Sli, SloSource, SloSpec,
-    policy, scaled_factor,
+    ALERT_NAME_BUDGET_DROP, ALERT_NAME_BURN_RATE, ALERT_NAME_EXHAUSTION, CURRENT_BURN_WINDOW,
+    DEFAULT_POLICY, PolicyRow, REPORTED_WINDOWS, RowKind, Sli, SloSource, SloSpec, budget_drop,
+    exhaustion_threshold, policy, scaled_factor,
 };
 pub use window::{Counts, DAY, HOUR, MINUTE, Stored, WindowStore};
 

@@ -14,7 +14,7 @@ use slipstream_config::slo::{Period, Severity, SilenceKind};
 use slipstream_core::UnixNanos;
 
 use crate::model::{AlertEvent, AlertState, Silence, SilenceId, SloId};
-use crate::spec::{PolicyRow, Sli, SloSpec};
+use crate::spec::{PolicyRow, RowKind, Sli, SloSpec};
 use crate::window::SavedRing;
 
 /// The version of the [`EngineState`] layout this build writes and reads.
@@ -153,13 +153,49 @@ pub(crate) struct SavedSlo {
     pub(crate) rows: Vec<SavedRow>,
 }
 
-/// One alert row's state, keyed by severity and windows (not the factor: a rescaled policy
-/// keeps its rows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What tells a saved row's kind and parameters apart (absent for a burn-rate row, as in
+/// states written before the other kinds existed).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) struct SavedKind {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exhausts_within: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    budget_drop_percent: Option<f64>,
+}
+
+impl SavedKind {
+    pub(crate) fn of(kind: RowKind) -> SavedKind {
+        match kind {
+            RowKind::BurnRate => SavedKind::default(),
+            RowKind::Exhaustion { within } => SavedKind {
+                exhausts_within: Some(within),
+                ..SavedKind::default()
+            },
+            RowKind::BudgetDrop { percent } => SavedKind {
+                budget_drop_percent: Some(percent),
+                ..SavedKind::default()
+            },
+        }
+    }
+
+    pub(crate) fn kind(self) -> RowKind {
+        match (self.exhausts_within, self.budget_drop_percent) {
+            (Some(within), _) => RowKind::Exhaustion { within },
+            (None, Some(percent)) => RowKind::BudgetDrop { percent },
+            (None, None) => RowKind::BurnRate,
+        }
+    }
+}
+
+/// One alert row's state, keyed by severity, windows and kind with its parameters (not the
+/// factor: a rescaled policy keeps its rows).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SavedRow {
     pub(crate) severity: Severity,
     pub(crate) long: Duration,
     pub(crate) short: Duration,
+    #[serde(flatten)]
+    pub(crate) kind: SavedKind,
     pub(crate) condition: bool,
     pub(crate) firing: bool,
     pub(crate) since: UnixNanos,
@@ -172,7 +208,10 @@ pub(crate) struct SavedRow {
 
 impl SavedRow {
     pub(crate) fn matches(&self, row: &PolicyRow) -> bool {
-        self.severity == row.severity && self.long == row.long && self.short == row.short
+        self.severity == row.severity
+            && self.long == row.long
+            && self.short == row.short
+            && self.kind.kind() == row.kind
     }
 }
 
@@ -243,6 +282,8 @@ pub(crate) struct SavedEvent {
     short: Duration,
     /// `None` for a row that never fires (an infinite factor).
     factor: Option<f64>,
+    #[serde(flatten)]
+    kind: SavedKind,
     long_burn_rate: Option<f64>,
     short_burn_rate: Option<f64>,
     budget_remaining: Option<f64>,
@@ -270,6 +311,7 @@ impl SavedEvent {
             long: e.row.long,
             short: e.row.short,
             factor: finite(Some(e.row.factor)),
+            kind: SavedKind::of(e.row.kind),
             long_burn_rate: finite(e.long_burn_rate),
             short_burn_rate: finite(e.short_burn_rate),
             budget_remaining: finite(e.budget_remaining),
@@ -304,6 +346,7 @@ impl SavedEvent {
                 long: self.long,
                 short: self.short,
                 factor: self.factor.unwrap_or(f64::INFINITY),
+                kind: self.kind.kind(),
             },
             long_burn_rate: self.long_burn_rate,
             short_burn_rate: self.short_burn_rate,

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use slipstream_config::slo::{
-    AlertPolicyConfig, AnnotationsConfig, CatalogEntry, ObjectiveConfig, Period, Severity,
-    SliConfig, TemplateConfig,
+    AlertPolicyConfig, AlertRowKind, AnnotationsConfig, CatalogEntry, ObjectiveConfig, Period,
+    Severity, SliConfig, TemplateConfig,
 };
+use slipstream_core::export::format_duration;
+
+use crate::window::Counts;
 
 /// The default multi-window table for a 30-day period: severity, long window, short window,
 /// share of the budget spent when it fires. Factors are `share * period / long`.
@@ -84,17 +87,135 @@ impl From<SliConfig> for Sli {
     }
 }
 
+/// What a policy row compares, besides its windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowKind {
+    /// Multi-window burn rate: both windows burn above the factor; resolved when the short
+    /// window no longer does.
+    BurnRate,
+    /// Time to exhaustion: the budget left runs out within `within` at the burn rate of the
+    /// row's window (`long`, equal to `short`). Fires while `burn_rate(window) > factor *
+    /// max(budget_remaining, 0)`, the factor being `period / within` (the burn rate that
+    /// spends a whole budget in `within`): with budget left, while `budget_remaining *
+    /// period / burn_rate < within`; once the budget is spent, while the window holds bad
+    /// requests. Resolved as soon as that no longer holds.
+    Exhaustion {
+        /// The time within which the budget would run out.
+        within: Duration,
+    },
+    /// Budget drop: the bad requests of the row's window (`long`, equal to `short`) are at
+    /// least `percent` of the period's error budget in requests, `(1 - objective) *
+    /// total(period)` (the budget that `budget_remaining` counts down). Resolved as soon as
+    /// they are fewer. The factor is the burn rate that drops as much with steady traffic:
+    /// `percent / 100 * period / window`.
+    BudgetDrop {
+        /// The share of the budget, in percent.
+        percent: f64,
+    },
+}
+
+impl RowKind {
+    /// `burn_rate`, `exhaustion` or `budget_drop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowKind::BurnRate => "burn_rate",
+            RowKind::Exhaustion { .. } => "exhaustion",
+            RowKind::BudgetDrop { .. } => "budget_drop",
+        }
+    }
+
+    /// The `alertname` of the row's alerts (slipstream's events and the generated rules).
+    pub fn alert_name(self) -> &'static str {
+        match self {
+            RowKind::BurnRate => ALERT_NAME_BURN_RATE,
+            RowKind::Exhaustion { .. } => ALERT_NAME_EXHAUSTION,
+            RowKind::BudgetDrop { .. } => ALERT_NAME_BUDGET_DROP,
+        }
+    }
+}
+
+/// The `alertname` of multi-window burn-rate alerts.
+pub const ALERT_NAME_BURN_RATE: &str = "SlipstreamErrorBudgetBurn";
+/// The `alertname` of time-to-exhaustion alerts.
+pub const ALERT_NAME_EXHAUSTION: &str = "SlipstreamErrorBudgetExhaustion";
+/// The `alertname` of budget-drop alerts.
+pub const ALERT_NAME_BUDGET_DROP: &str = "SlipstreamErrorBudgetDrop";
+
 /// One row of an alert policy, with its factor resolved.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PolicyRow {
     /// Page or ticket.
     pub severity: Severity,
-    /// The long window.
+    /// The long window (the one window of exhaustion and budget-drop rows).
     pub long: Duration,
-    /// The short window.
+    /// The short window (equal to `long` for exhaustion and budget-drop rows).
     pub short: Duration,
-    /// The burn rate both windows must exceed.
+    /// The burn rate both windows must exceed (see [`RowKind`] for the other kinds).
     pub factor: f64,
+    /// What the row compares.
+    pub kind: RowKind,
+}
+
+impl PolicyRow {
+    /// The labels that tell the row apart from others of its SLO with the same severity and
+    /// windows, besides `severity`, `long_window` and `short_window`: none for a burn-rate
+    /// row, `exhausts_within` for time to exhaustion, `budget_drop_percent` for a budget
+    /// drop. Alert events, SLI series and the generated rules carry them.
+    pub fn kind_labels(&self) -> Vec<(&'static str, String)> {
+        match self.kind {
+            RowKind::BurnRate => Vec::new(),
+            RowKind::Exhaustion { within } => vec![("exhausts_within", format_duration(within))],
+            RowKind::BudgetDrop { percent } => vec![("budget_drop_percent", format!("{percent}"))],
+        }
+    }
+
+    /// Whether the row's condition holds. `long` and `short` are the counts of its windows,
+    /// `budget` the error budget as a fraction (`1 - objective`), `remaining` the budget
+    /// remaining over the period, `period_total` the requests of the period; `min_events`
+    /// the requests each window needs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn condition(
+        &self,
+        long: Counts,
+        short: Counts,
+        budget: f64,
+        remaining: Option<f64>,
+        period_total: f64,
+        min_events: u64,
+    ) -> bool {
+        let min = min_events as f64;
+        let burn = |c: Counts| c.error_ratio().map(|r| r / budget);
+        match self.kind {
+            RowKind::BurnRate => {
+                let hot = |c: Counts| c.total >= min && burn(c).is_some_and(|b| b > self.factor);
+                hot(long) && hot(short)
+            }
+            RowKind::Exhaustion { .. } => {
+                long.total >= min
+                    && match (burn(long), remaining) {
+                        (Some(b), Some(r)) => b > exhaustion_threshold(self.factor, r),
+                        _ => false,
+                    }
+            }
+            RowKind::BudgetDrop { percent } => {
+                long.total >= min
+                    && budget_drop(long.bad, budget, period_total)
+                        .is_some_and(|d| d >= percent / 100.0)
+            }
+        }
+    }
+}
+
+/// The burn rate a time-to-exhaustion row with factor `period / within` must exceed with
+/// `remaining` of the budget left: `factor * max(remaining, 0)`.
+pub fn exhaustion_threshold(factor: f64, remaining: f64) -> f64 {
+    factor * remaining.max(0.0)
+}
+
+/// The share of the period's error budget that `bad` requests spend: `bad / (budget *
+/// period_total)`; `None` without requests in the period.
+pub fn budget_drop(bad: f64, budget: f64, period_total: f64) -> Option<f64> {
+    (period_total > 0.0).then(|| bad / (budget * period_total))
 }
 
 /// Where an SLO came from.
@@ -237,24 +358,44 @@ pub fn policy(rows: Option<&[AlertPolicyConfig]>, period: Period) -> Vec<PolicyR
                 long,
                 short,
                 factor: scaled_factor(share, nominal, long),
+                kind: RowKind::BurnRate,
             })
             .collect(),
-        Some(rows) => rows
-            .iter()
-            .map(|r| PolicyRow {
-                severity: r.severity,
-                long: r.long_window,
-                short: r.short_window,
-                factor: match (r.burn_rate, r.budget_percent) {
-                    (Some(f), _) => f,
-                    (None, Some(b)) => scaled_factor(b / 100.0, nominal, r.long_window),
-                    (None, None) => f64::INFINITY,
-                },
-            })
-            .collect(),
+        Some(rows) => rows.iter().map(|r| row(r, nominal)).collect(),
     };
     out.sort_by_key(|r| r.severity);
     out
+}
+
+/// One configured row, its factor resolved for a period of `nominal` seconds.
+fn row(r: &AlertPolicyConfig, nominal: f64) -> PolicyRow {
+    match r.kind() {
+        AlertRowKind::BurnRate => PolicyRow {
+            severity: r.severity,
+            long: r.long_window,
+            short: r.short_window,
+            factor: match (r.burn_rate, r.budget_percent) {
+                (Some(f), _) => f,
+                (None, Some(b)) => scaled_factor(b / 100.0, nominal, r.long_window),
+                (None, None) => f64::INFINITY,
+            },
+            kind: RowKind::BurnRate,
+        },
+        AlertRowKind::Exhaustion { within, window } => PolicyRow {
+            severity: r.severity,
+            long: window,
+            short: window,
+            factor: scaled_factor(1.0, nominal, within),
+            kind: RowKind::Exhaustion { within },
+        },
+        AlertRowKind::BudgetDrop { percent, within } => PolicyRow {
+            severity: r.severity,
+            long: within,
+            short: within,
+            factor: scaled_factor(percent / 100.0, nominal, within),
+            kind: RowKind::BudgetDrop { percent },
+        },
+    }
 }
 
 /// `share * period / long`: the burn rate that spends `share` of the budget in `long`.

@@ -172,25 +172,43 @@ series!(
     "slipstream_slo_alert_firing",
     Gauge,
     "1",
-    ["severity", "long_window", "short_window"],
+    [
+        "severity",
+        "long_window",
+        "short_window",
+        "exhausts_within",
+        "budget_drop_percent"
+    ],
     false,
-    "1 while the policy row fires (also when silenced or superseded), else 0."
+    "1 while the policy row fires (also when silenced or superseded), else 0; exhausts_within and budget_drop_percent only on rows of those kinds."
 );
 series!(
     SLO_ALERT_FACTOR,
     "slipstream_slo_alert_burn_rate_factor",
     Gauge,
     "1",
-    ["severity", "long_window", "short_window"],
+    [
+        "severity",
+        "long_window",
+        "short_window",
+        "exhausts_within",
+        "budget_drop_percent"
+    ],
     false,
-    "The policy row's burn-rate factor: the row fires when both windows burn above it; the generated alert rules read it."
+    "The policy row's burn-rate factor: the row fires when both windows burn above it (exhaustion rows: period / exhausts_within, times the budget left; budget-drop rows: the steady-traffic equivalent); the generated alert rules read it."
 );
 series!(
     SLO_ALERT_MIN_EVENTS,
     "slipstream_slo_alert_min_events",
     Gauge,
     "{request}",
-    ["severity", "long_window", "short_window"],
+    [
+        "severity",
+        "long_window",
+        "short_window",
+        "exhausts_within",
+        "budget_drop_percent"
+    ],
     false,
     "Requests each window of the policy row needs before the row may fire (min_events); the generated alert rules read it."
 );
@@ -579,14 +597,13 @@ fn slo_families(
         f.push(&SLO_PERIOD_REQUESTS, "", point(l, service, num(n), started));
     }
     for a in &slo.alerts {
-        let l = with(
-            &base,
-            &[
-                ("severity", a.row.severity.as_str().to_owned()),
-                ("long_window", format_duration(a.row.long)),
-                ("short_window", format_duration(a.row.short)),
-            ],
-        );
+        let mut row = vec![
+            ("severity", a.row.severity.as_str().to_owned()),
+            ("long_window", format_duration(a.row.long)),
+            ("short_window", format_duration(a.row.short)),
+        ];
+        row.extend(a.row.kind_labels());
+        let l = with(&base, &row);
         let v = num(if a.firing { 1.0 } else { 0.0 });
         f.push(&SLO_ALERT_FIRING, "", point(l.clone(), service, v, at));
         let factor = num(a.row.factor);
@@ -688,7 +705,7 @@ pub fn burn_rate_event(e: &AlertEvent, objective: f64) -> BurnRateEvent {
     let mut labels = e.labels.clone();
     labels
         .entry("alertname".to_owned())
-        .or_insert_with(|| "SlipstreamErrorBudgetBurn".to_owned());
+        .or_insert_with(|| e.row.kind.alert_name().to_owned());
     labels.insert("long_window".to_owned(), long);
     labels.insert("short_window".to_owned(), short);
     BurnRateEvent {

@@ -10,7 +10,8 @@ use super::{DiscoveryRule, RECENT_EVENTS, RowState, SloEngine, SloState};
 use crate::model::{Silence, SilenceId, SloId};
 use crate::persist::{
     DropReason, DroppedSlo, ENGINE_STATE_FORMAT, EngineState, Fingerprint, ReconfigureReport,
-    RestoreReport, SavedEvent, SavedRow, SavedSeen, SavedSilence, SavedSlo, SavedVersion,
+    RestoreReport, SavedEvent, SavedKind, SavedRow, SavedSeen, SavedSilence, SavedSlo,
+    SavedVersion,
 };
 use crate::spec::{PolicyRow, SloSource, SloSpec};
 
@@ -29,6 +30,7 @@ fn save_row(row: &PolicyRow, st: &RowState) -> SavedRow {
         severity: row.severity,
         long: row.long,
         short: row.short,
+        kind: SavedKind::of(row.kind),
         condition: st.condition,
         firing: st.firing,
         since: st.since,
@@ -53,7 +55,7 @@ fn load_row(s: &SavedRow) -> RowState {
     }
 }
 
-/// The row states for `policy` from saved rows matched by severity and windows (each saved
+/// The row states for `policy` from saved rows matched by severity, windows and kind (each saved
 /// row used once, in order); rows without a match start clear. Also whether a saved row that
 /// receivers were told fires found no match.
 fn match_rows(policy: &[PolicyRow], saved: &[SavedRow]) -> (Vec<RowState>, bool) {
