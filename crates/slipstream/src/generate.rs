@@ -8,7 +8,12 @@
 //! them too); one alert per pair of windows of the configured policies compares both windows'
 //! burn rates with each SLO's factor and minimum event count, read, like the objective and the
 //! period, from the series slipstream exports, and keeps firing while the short window burns,
-//! as slipstream does. The configuration only decides which windows get a rule, which labels
+//! as slipstream does. Time-to-exhaustion rows get one alert per window and time
+//! (`SlipstreamErrorBudgetExhaustion`: the window's burn rate above the row's factor, `period /
+//! exhausts_within`, times the budget left over the period), budget-drop rows one per window
+//! and share (`SlipstreamErrorBudgetDrop`: the window's bad requests against the share of the
+//! period's budget in requests); both hold while their condition does, as slipstream's.
+//! The configuration only decides which windows get a rule, which labels
 //! the alerts carry and their annotations. `promtool test rules` on slipstream's own `/metrics`
 //! fires them at the same evaluation as slipstream (`tests/generate_rules_promtool.rs`).
 
@@ -20,10 +25,10 @@ use serde_json::{Value, json};
 use slipstream_config::Config;
 use slipstream_core::export::format_duration;
 use slipstream_core::{ManualClock, Registry};
-use slipstream_slo::{SloEngine, SloSpec};
+use slipstream_slo::{RowKind, SloEngine, SloSpec};
 
-/// The alert name of generated alerts (and of slipstream's own events).
-pub const ALERT_NAME: &str = "SlipstreamErrorBudgetBurn";
+/// The alert name of generated burn-rate alerts (and of slipstream's own events).
+pub const ALERT_NAME: &str = slipstream_slo::ALERT_NAME_BURN_RATE;
 
 /// The SLOs of `cfg`: the explicit ones, plus the templated ones of `services`.
 pub fn slos(cfg: &Config, services: &[String]) -> anyhow::Result<Vec<SloSpec>> {
@@ -59,13 +64,15 @@ pub fn rule_specs(cfg: &Config, services: &[String]) -> anyhow::Result<Vec<SloSp
 }
 
 /// Labels the rules set themselves, never copied from an SLO's own labels.
-const RESERVED: [&str; 7] = [
+const RESERVED: [&str; 9] = [
     "slo",
     "service",
     "sli",
     "severity",
     "long_window",
     "short_window",
+    "exhausts_within",
+    "budget_drop_percent",
     "alertname",
 ];
 
@@ -194,7 +201,9 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
     // Policy rows by their windows, pages first, in the order the SLOs list them.
     let mut rows: Vec<(slipstream_slo::Severity, Duration, Duration)> = specs
         .iter()
-        .flat_map(|s| s.policy.iter().map(|r| (r.severity, r.long, r.short)))
+        .flat_map(|s| s.policy.iter())
+        .filter(|r| r.kind == RowKind::BurnRate)
+        .map(|r| (r.severity, r.long, r.short))
         .collect();
     rows.sort_by_key(|r| (r.0, r.1, r.2));
     let mut pairs: Vec<(Duration, Duration)> = Vec::new();
@@ -203,6 +212,20 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
             pairs.push((long, short));
         }
     }
+    // The other rows by window and parameter (the labels that tell them apart).
+    let mut budget_rows: Vec<slipstream_slo::PolicyRow> = Vec::new();
+    for r in specs.iter().flat_map(|s| s.policy.iter()) {
+        if r.kind != RowKind::BurnRate
+            && !budget_rows
+                .iter()
+                .any(|b| b.long == r.long && b.kind == r.kind)
+        {
+            budget_rows.push(*r);
+        }
+    }
+    budget_rows.sort_by(|a, b| {
+        (a.kind.as_str(), a.long, a.kind_labels()).cmp(&(b.kind.as_str(), b.long, b.kind_labels()))
+    });
     let mut label_names: Vec<String> = specs
         .iter()
         .flat_map(|s| {
@@ -221,6 +244,14 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
         "long_window".to_owned(),
         "short_window".to_owned(),
     ];
+    for kind_label in ["exhausts_within", "budget_drop_percent"] {
+        if budget_rows
+            .iter()
+            .any(|r| r.kind_labels().iter().any(|(k, _)| *k == kind_label))
+        {
+            by.push(kind_label.to_owned());
+        }
+    }
     by.extend(label_names);
     let by = by.join(", ");
 
@@ -283,6 +314,26 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
         "record": "slo:period_error_budget_remaining:ratio",
         "expr": format!("1 - slo:period_burn_rate:ratio{mine}\n"),
     }));
+    // The requests of each SLO's period: the error budget in requests of budget-drop rows.
+    if budget_rows
+        .iter()
+        .any(|r| matches!(r.kind, RowKind::BudgetDrop { .. }))
+    {
+        let period_requests: Vec<String> = periods
+            .iter()
+            .map(|p| {
+                format!(
+                    "(\n  sum by (slo, service) (increase(slipstream_slo_requests_total[{}]))\n  and {on} (slo:time_period:days{mine} == {})\n)",
+                    format_duration(*p),
+                    p.as_secs_f64() / 86_400.0
+                )
+            })
+            .collect();
+        rules.push(json!({
+            "record": "slo:period_requests:total",
+            "expr": format!("{}\n", period_requests.join("\nor\n")),
+        }));
+    }
     // Every policy row's factor and minimum event count, once, with the SLO's labels.
     rules.push(json!({
         "record": "slipstream:slo_alert_burn_rate_factor",
@@ -314,28 +365,79 @@ fn generic_rules(specs: &[SloSpec]) -> Vec<Value> {
         let summary = format!(
             "{{{{ $labels.service }}}}: error budget of {{{{ $labels.slo }}}} burning more than {{{{ $value }}}}x too fast over {l} and {s}"
         );
-        let mut keys: Vec<String> = specs
-            .iter()
-            .flat_map(|sp| sp.annotations.keys().cloned())
-            .chain(std::iter::once("summary".to_owned()))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        let annotations: BTreeMap<String, String> = keys
-            .into_iter()
-            .filter_map(|k| {
-                let fallback = if k == "summary" { summary.as_str() } else { "" };
-                annotation(specs, &k, fallback).map(|v| (k, v))
-            })
-            .collect();
         rules.push(json!({
             "alert": ALERT_NAME,
             "expr": expr,
             "labels": { "long_window": l, "short_window": s },
-            "annotations": annotations,
+            "annotations": annotations(specs, &summary),
+        }));
+    }
+
+    // Time-to-exhaustion and budget-drop rows: from the evaluation where the condition holds
+    // (with at least the row's minimum of requests in its window) until it no longer does.
+    for row in budget_rows {
+        let (kind, kind_labels) = (row.kind, row.kind_labels());
+        let w = format_duration(row.long);
+        let mut sel = format!("long_window=\"{w}\", short_window=\"{w}\"");
+        let mut labels = BTreeMap::from([
+            ("long_window".to_owned(), w.clone()),
+            ("short_window".to_owned(), w.clone()),
+        ]);
+        for (k, v) in &kind_labels {
+            sel.push_str(&format!(", {k}=\"{v}\""));
+            labels.insert((*k).to_owned(), v.clone());
+        }
+        let sel = format!("{{{sel}}}");
+        let enough = format!(
+            "(\n  slipstream:slo_alert_min_events{sel}\n  <= {on} group_left()\n  sum by (slo, service) (increase(slipstream_slo_requests_total[{w}]))\n)"
+        );
+        let (expr, summary) = match kind {
+            RowKind::Exhaustion { within } => (
+                format!(
+                    "(\n  slipstream:slo_alert_burn_rate_factor{sel}\n  * {on} group_left() clamp_min(slo:period_error_budget_remaining:ratio{mine}, 0)\n  < {on} group_left()\n  (slo:sli_error:ratio_rate{w}{mine} / {on} group_left() slo:error_budget:ratio{mine})\n)\nand\n{enough}\n"
+                ),
+                format!(
+                    "{{{{ $labels.service }}}}: error budget of {{{{ $labels.slo }}}} runs out within {} at the burn rate of the last {w}",
+                    format_duration(within)
+                ),
+            ),
+            RowKind::BudgetDrop { percent } => (
+                format!(
+                    "{enough}\nand {on}\n(\n  sum by (slo, service) (increase(slipstream_slo_requests_total{{outcome=\"bad\"}}[{w}]))\n  / {on}\n  (slo:period_requests:total{mine} * {on} slo:error_budget:ratio{mine})\n  >= {}\n)\n",
+                    percent / 100.0
+                ),
+                format!(
+                    "{{{{ $labels.service }}}}: {percent}% of the error budget of {{{{ $labels.slo }}}} went in {w}"
+                ),
+            ),
+            RowKind::BurnRate => continue,
+        };
+        rules.push(json!({
+            "alert": kind.alert_name(),
+            "expr": expr,
+            "labels": labels,
+            "annotations": annotations(specs, &summary),
         }));
     }
     rules
+}
+
+/// The annotations of an alert: every key the SLOs give (see [`annotation`]), and `summary`,
+/// `summary` (a template) where an SLO has none.
+fn annotations(specs: &[SloSpec], summary: &str) -> BTreeMap<String, String> {
+    let mut keys: Vec<String> = specs
+        .iter()
+        .flat_map(|sp| sp.annotations.keys().cloned())
+        .chain(std::iter::once("summary".to_owned()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let fallback = if k == "summary" { summary } else { "" };
+            annotation(specs, &k, fallback).map(|v| (k, v))
+        })
+        .collect()
 }
 
 fn panel(

@@ -16,6 +16,9 @@
 //! requests, until the short window alone stops burning), so Prometheus fires and resolves
 //! every row at the same evaluation as slipstream.
 //!
+//! A third run gives an explicit SLO time-to-exhaustion and budget-drop rows only: their own
+//! generated alerts fire and resolve at slipstream's evaluations too.
+//!
 //! A second run adds an explicit SLO for a second service (its own objective, 28-day period,
 //! policy rows, `min_events` high enough to hold a page back, catalog and own labels): the
 //! same generic rules alert for it, with its labels, at slipstream's evaluations too.
@@ -37,12 +40,12 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use slipstream::generate::{ALERT_NAME, prometheus_rules, rule_specs};
+use slipstream::generate::{prometheus_rules, rule_specs};
 use slipstream_app::app::App;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_core::export::format_duration;
-use slipstream_slo::Severity;
+use slipstream_slo::{RowKind, Severity, budget_drop, exhaustion_threshold};
 use slipstream_step::series::label_name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -198,8 +201,28 @@ fn scraped(series: &str) -> String {
     }
 }
 
-/// A row as the alert's labels name it: (slo, severity, long window, short window).
-type Row = (String, &'static str, String, String);
+/// A row as the alert's labels name it: (slo, severity, long window, short window, the
+/// labels of its kind, alert name).
+type Row = (
+    String,
+    &'static str,
+    String,
+    String,
+    Vec<(&'static str, String)>,
+    &'static str,
+);
+
+/// The row of `slo` as its alert names it.
+fn row_of(slo: &str, r: &slipstream_slo::PolicyRow) -> Row {
+    (
+        slo.to_owned(),
+        severity(r.severity),
+        format_duration(r.long),
+        format_duration(r.short),
+        r.kind_labels(),
+        r.kind.alert_name(),
+    )
+}
 
 fn severity(s: Severity) -> &'static str {
     match s {
@@ -273,14 +296,31 @@ async fn run(cfg: Config, services: &[&str]) -> Run {
             r.slos
                 .insert(slo.name.clone(), (slo.service.clone(), slo.labels.clone()));
             for a in &slo.alerts {
-                let row: Row = (
-                    slo.name.clone(),
-                    severity(a.row.severity),
-                    format_duration(a.row.long),
-                    format_duration(a.row.short),
-                );
+                let row = row_of(&slo.name, &a.row);
                 r.factors.insert(row.clone(), a.row.factor);
+                let budget = 1.0 - slo.objective;
+                match a.row.kind {
+                    RowKind::BurnRate => {}
+                    RowKind::Exhaustion { .. } => {
+                        let burn = slo.window(a.row.long).and_then(|w| w.burn_rate);
+                        if let (Some(b), Some(rem)) = (burn, slo.budget_remaining) {
+                            let t = exhaustion_threshold(a.row.factor, rem);
+                            if b > 0.0 || t > 0.0 {
+                                closest = closest.min((b - t).abs() / b.max(t));
+                            }
+                        }
+                    }
+                    RowKind::BudgetDrop { percent } => {
+                        let bad = slo.window(a.row.long).map_or(0.0, |w| w.counts.bad);
+                        if let Some(d) = budget_drop(bad, budget, slo.period_counts.total) {
+                            closest = closest.min((d - percent / 100.0).abs() / d.max(1e-300));
+                        }
+                    }
+                }
                 for w in [a.row.long, a.row.short] {
+                    if a.row.kind != RowKind::BurnRate {
+                        break;
+                    }
                     let Some(w) = slo.window(w) else { continue };
                     if let Some(b) = w.burn_rate {
                         closest = closest.min((b - a.row.factor).abs() / a.row.factor);
@@ -294,11 +334,12 @@ async fn run(cfg: Config, services: &[&str]) -> Run {
                 if a.firing && !a.condition {
                     r.held += 1;
                 }
-                let burns = [a.row.long, a.row.short].iter().all(|w| {
-                    slo.window(*w)
-                        .and_then(|w| w.burn_rate)
-                        .is_some_and(|b| b > a.row.factor)
-                });
+                let burns = a.row.kind == RowKind::BurnRate
+                    && [a.row.long, a.row.short].iter().all(|w| {
+                        slo.window(*w)
+                            .and_then(|w| w.burn_rate)
+                            .is_some_and(|b| b > a.row.factor)
+                    });
                 if burns && !a.condition {
                     r.guarded += 1;
                 }
@@ -315,12 +356,7 @@ async fn run(cfg: Config, services: &[&str]) -> Run {
                 && e.state == slipstream_slo::AlertState::Firing
                 && !e.repeat
             {
-                let row = (
-                    e.slo.clone(),
-                    "page",
-                    format_duration(e.row.long),
-                    format_duration(e.row.short),
-                );
+                let row = row_of(&e.slo, &e.row);
                 r.page_events.entry(row).or_default().push(k);
             }
         }
@@ -434,8 +470,41 @@ async fn an_explicit_slo_alerts_through_the_same_rules() {
     assert_eq!(labels["owner"], "team-payments");
 }
 
-/// The promtool unit test: the scraped series, and at every step the alerts slipstream had
-/// firing, with the annotations the rules render for them.
+/// Time-to-exhaustion and budget-drop rows of an explicit SLO (2h period, 98%, so the
+/// scenario's incidents spend and refill its budget) alert through their generated rules at
+/// the same evaluations as slipstream, each firing and resolving several times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_rows_alert_through_their_generated_rules() {
+    let cfg = example_config(
+        "  objectives:
+    - name: checkout-budget
+      service: checkout
+      objective: 98
+      period: 2h
+      min_events: 100
+      alerts:
+        - { severity: page, exhausts_within: 1h, window: 30m }
+        - { severity: ticket, budget_drop_percent: 28, within: 30m }
+",
+    );
+    let r = run(cfg, &[SERVICE, "checkout"]).await;
+    let kinds: BTreeMap<&str, usize> = r
+        .starts
+        .iter()
+        .filter(|(row, _)| row.0 == "checkout-budget")
+        .map(|(row, st)| (row.5, st.len()))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            (slipstream_slo::ALERT_NAME_BUDGET_DROP, 3),
+            (slipstream_slo::ALERT_NAME_EXHAUSTION, 3),
+        ])
+    );
+}
+
+/// The promtool unit test: the scraped series, and at every step, for every alert name of the
+/// rules, the alerts slipstream had firing, with the annotations the rules render for them.
 fn test_file(rules: &str, r: &Run) -> String {
     let doc: serde_yaml::Value = serde_yaml::from_str(rules).unwrap();
     let alerts: Vec<&serde_yaml::Value> = doc["groups"][0]["rules"]
@@ -444,12 +513,16 @@ fn test_file(rules: &str, r: &Run) -> String {
         .iter()
         .filter(|r| r.get("alert").is_some())
         .collect();
+    let mut names: Vec<&str> = alerts.iter().filter_map(|a| a["alert"].as_str()).collect();
+    names.dedup();
     let summary = |row: &Row| -> String {
         let rule = alerts
             .iter()
             .find(|a| {
-                a["labels"]["long_window"] == row.2.as_str()
+                a["alert"] == row.5
+                    && a["labels"]["long_window"] == row.2.as_str()
                     && a["labels"]["short_window"] == row.3.as_str()
+                    && row.4.iter().all(|(k, v)| a["labels"][*k] == v.as_str())
             })
             .unwrap_or_else(|| panic!("no alert rule for {row:?}"));
         let s = rule["annotations"]["summary"].as_str().unwrap();
@@ -476,30 +549,36 @@ fn test_file(rules: &str, r: &Run) -> String {
     }
     t.push_str("    alert_rule_test:\n");
     for (k, holding) in r.firing.iter().enumerate().skip(1) {
-        let _ = write!(
-            t,
-            "      - eval_time: {}s\n        alertname: {ALERT_NAME}\n        exp_alerts:",
-            k as u64 * STEP / SEC
-        );
-        if holding.is_empty() {
-            t.push_str(" []\n");
-            continue;
-        }
-        t.push('\n');
-        for row in holding {
-            let (service, labels) = &r.slos[&row.0];
-            let mut exp = format!(
-                "slo: {}, service: {service}, severity: {}, long_window: {}, short_window: {}",
-                row.0, row.1, row.2, row.3
-            );
-            for (k, v) in labels {
-                let _ = write!(exp, ", {}: {v}", label_name(k));
-            }
+        for name in &names {
             let _ = write!(
                 t,
-                "          - exp_labels: {{ {exp} }}\n            exp_annotations: {{ summary: {} }}\n",
-                serde_json::to_string(&summary(row)).unwrap()
+                "      - eval_time: {}s\n        alertname: {name}\n        exp_alerts:",
+                k as u64 * STEP / SEC
             );
+            let rows: Vec<&Row> = holding.iter().filter(|row| row.5 == *name).collect();
+            if rows.is_empty() {
+                t.push_str(" []\n");
+                continue;
+            }
+            t.push('\n');
+            for row in rows {
+                let (service, labels) = &r.slos[&row.0];
+                let mut exp = format!(
+                    "slo: {}, service: {service}, severity: {}, long_window: {}, short_window: {}",
+                    row.0, row.1, row.2, row.3
+                );
+                for (k, v) in &row.4 {
+                    let _ = write!(exp, ", {k}: {}", serde_json::to_string(v).unwrap());
+                }
+                for (k, v) in labels {
+                    let _ = write!(exp, ", {}: {v}", label_name(k));
+                }
+                let _ = write!(
+                    t,
+                    "          - exp_labels: {{ {exp} }}\n            exp_annotations: {{ summary: {} }}\n",
+                    serde_json::to_string(&summary(row)).unwrap()
+                );
+            }
         }
     }
     t

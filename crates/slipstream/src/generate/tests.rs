@@ -109,3 +109,52 @@ fn without_slos_or_templates_there_are_no_rules() {
     let rules = prometheus_rules(&rule_specs(&cfg, &[]).unwrap());
     assert!(rules.contains("groups: []"), "{rules}");
 }
+
+#[test]
+fn budget_rows_get_alerts_of_their_own_and_leave_burn_rate_rules_alone() {
+    let budget = CONFIG.replace(
+        "      annotations: { description: 'see {{ the board }}' }\n",
+        "      annotations: { description: 'see {{ the board }}' }
+      alerts:
+        - { severity: page, exhausts_within: 4h }
+        - { severity: page, exhausts_within: 2h }
+        - { severity: ticket, budget_drop_percent: 2.5, within: 2h }
+",
+    );
+    let cfg = Config::from_yaml(&budget).unwrap();
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&prometheus_rules(&rule_specs(&cfg, &[]).unwrap())).unwrap();
+    let named = |name: &str| -> Vec<String> {
+        alerts(&doc)
+            .iter()
+            .filter(|a| a["alert"] == name)
+            .map(|a| serde_json::to_string(&a["labels"]).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        named(slipstream_slo::ALERT_NAME_EXHAUSTION),
+        [
+            r#"{"exhausts_within":"2h","long_window":"1h","short_window":"1h"}"#,
+            r#"{"exhausts_within":"4h","long_window":"1h","short_window":"1h"}"#,
+        ]
+    );
+    assert_eq!(
+        named(slipstream_slo::ALERT_NAME_BUDGET_DROP),
+        [r#"{"budget_drop_percent":"2.5","long_window":"2h","short_window":"2h"}"#]
+    );
+    let drop = alerts(&doc)
+        .into_iter()
+        .find(|a| a["alert"] == slipstream_slo::ALERT_NAME_BUDGET_DROP)
+        .unwrap();
+    assert!(drop["expr"].as_str().unwrap().contains(">= 0.025"));
+    // The templates' burn-rate alerts are those of the configuration without the rows.
+    let plain = rules();
+    let burn = |d: &serde_yaml::Value| -> Vec<serde_yaml::Value> {
+        alerts(d)
+            .into_iter()
+            .filter(|a| a["alert"] == ALERT_NAME)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(burn(&doc), burn(&plain));
+}
