@@ -50,7 +50,7 @@ use slipstream_config::slo::SilenceConfig;
 use slipstream_core::telemetry::{Counter, names};
 use slipstream_core::{Clock, Registry, UnixNanos};
 use slipstream_receiver::ResponseBody;
-use slipstream_slo::{AlertEvent, Silence, SilenceId, SloStatus};
+use slipstream_slo::{AlertEvent, PolicyRow, RowKind, Silence, SilenceId, SloStatus};
 
 use slipstream_step::publish::Live;
 
@@ -125,7 +125,7 @@ pub fn slo_json(s: &SloStatus) -> Value {
         "budget_remaining": s.budget_remaining,
         "current_burn_rate": s.current_burn_rate,
         "time_to_exhaustion_seconds": s.time_to_exhaustion.map(|d| d.as_secs_f64()),
-        "alerts": s.alerts.iter().map(|a| json!({
+        "alerts": s.alerts.iter().map(|a| with_kind(json!({
             "severity": a.row.severity.as_str(),
             "long_window": window_label(a.row.long),
             "short_window": window_label(a.row.short),
@@ -134,13 +134,27 @@ pub fn slo_json(s: &SloStatus) -> Value {
             "since": time(a.since),
             "superseded": a.superseded,
             "notified": a.notified,
-        })).collect::<Vec<_>>(),
+        }), &a.row)).collect::<Vec<_>>(),
     })
+}
+
+/// `v` with the kind of `row` and its parameter: `kind` (`burn_rate`, `exhaustion`,
+/// `budget_drop`), `exhausts_within` and `budget_drop_percent` (`null` unless of that kind).
+fn with_kind(mut v: Value, row: &PolicyRow) -> Value {
+    let (within, percent) = match row.kind {
+        RowKind::BurnRate => (None, None),
+        RowKind::Exhaustion { within } => (Some(window_label(within)), None),
+        RowKind::BudgetDrop { percent } => (None, Some(percent)),
+    };
+    v["kind"] = json!(row.kind.as_str());
+    v["exhausts_within"] = json!(within);
+    v["budget_drop_percent"] = json!(percent);
+    v
 }
 
 /// One alert event as the API (and `replay --output json`) shows it.
 pub fn event_json(e: &AlertEvent) -> Value {
-    json!({
+    let v = json!({
         "at": time(Some(e.at)),
         "state": e.state.as_str(),
         "slo": e.slo,
@@ -158,7 +172,8 @@ pub fn event_json(e: &AlertEvent) -> Value {
         "firing_since": time(Some(e.firing_since)),
         "repeat": e.repeat,
         "superseded_by_page": e.superseded_by_page,
-    })
+    });
+    with_kind(v, &e.row)
 }
 
 // === impl Access ===

@@ -245,12 +245,34 @@ pub fn alert(event: &BurnRateEvent) -> Alert {
 }
 
 /// One line saying what burns: `checkout: SLO checkout-availability burns its error budget
-/// 20.5x over 1h and 31.25x over 5m (threshold 14.4x)` (`-` for a rate without traffic).
+/// 20.5x over 1h and 31.25x over 5m (threshold 14.4x)` (`-` for a rate without traffic); for
+/// a time-to-exhaustion row (its `exhausts_within` label) `checkout: SLO
+/// checkout-availability runs out of error budget within 4h at 20.5x over 1h (budget
+/// remaining 0.3)`, for a budget-drop row (`budget_drop_percent`) `checkout: SLO
+/// checkout-availability spent at least 10% of its error budget in 2h (3.5x over 2h)`.
 pub(crate) fn summary(event: &BurnRateEvent) -> String {
     let rate = |x: Option<f64>| {
         x.filter(|x| x.is_finite())
             .map_or_else(|| "-".to_owned(), format_number)
     };
+    let window = format_duration(event.long_window);
+    if let Some(within) = event.labels.get("exhausts_within") {
+        return format!(
+            "{}: SLO {} runs out of error budget within {within} at {}x over {window} (budget remaining {})",
+            event.service,
+            event.slo,
+            rate(event.long_burn_rate),
+            rate(event.budget_remaining),
+        );
+    }
+    if let Some(percent) = event.labels.get("budget_drop_percent") {
+        return format!(
+            "{}: SLO {} spent at least {percent}% of its error budget in {window} ({}x over {window})",
+            event.service,
+            event.slo,
+            rate(event.long_burn_rate),
+        );
+    }
     format!(
         "{}: SLO {} burns its error budget {}x over {} and {}x over {} (threshold {}x)",
         event.service,

@@ -13,8 +13,10 @@
 //! `slo.evaluation_interval`; time read from an injected [`slipstream_core::Clock`])
 //! the engine computes, per SLO, the error ratio and burn rate of every window, the budget
 //! remaining over the period and the time to its exhaustion, runs the alert state machine of
-//! every policy row (firing when both windows burn above the factor, resolved when the short
-//! one no longer does; a firing page holds back the SLO's tickets), applies silences, and
+//! every policy row (a burn-rate row fires when both windows burn above the factor and
+//! resolves when the short one no longer does; a time-to-exhaustion row or a budget-drop row,
+//! see [`RowKind`], fires and resolves with its condition; a firing page holds back the SLO's
+//! tickets), applies silences, and
 //! publishes an immutable [`SloSnapshot`]. `tick` returns the [`AlertEvent`]s to send.
 //! Self-metrics are declared in [`names`].
 //!
@@ -37,7 +39,7 @@
 //! into an engine built from the configuration at start-up. Persisted: per SLO, its
 //! *fingerprint* (service, `match_labels`, SLI kind and latency threshold, objective, period),
 //! the contents of its window rings and the state of every alert row (keyed by severity, long
-//! and short window); the silences with their ids, marked as coming from the configuration or
+//! and short window, kind and parameter); the silences with their ids, marked as coming from the configuration or
 //! the API; the `service.version`s seen per service; the services seen; the recent events.
 //! Not persisted: the snapshot (the next tick makes one), self-metric counters, dropped-data
 //! counts.
@@ -45,7 +47,7 @@
 //! Data goes only to an SLO of the same *name* and an equal fingerprint: a change of
 //! labels, annotations, alert policy or `min_events` keeps it, a change of what is measured or
 //! against what starts the SLO afresh (the [`RestoreReport`] says which and why). Alert rows
-//! are matched by severity and windows, so a rescaled or extended policy keeps the rows it
+//! are matched by severity, windows, kind and parameter (not the factor), so a rescaled or extended policy keeps the rows it
 //! shares: a row firing before the restart goes on firing without a second firing event and
 //! resolves with one resolved event. The services seen are seen again, so their templated SLOs
 //! exist at once with their data. Slots older than an SLO's rings hold fall out at the next
@@ -70,8 +72,8 @@ pub use engine::{
     SloEngine, month_start,
 };
 pub use model::{
-    AlertEvent, AlertState, AlertStatus, Silence, SilenceId, SloId, SloSnapshot, SloStatus,
-    WindowStatus,
+    AlertEvent, AlertState, AlertStatus, MAX_EVENT_EXEMPLARS, Silence, SilenceId, SloId,
+    SloSnapshot, SloStatus, WindowStatus,
 };
 pub use persist::{
     DropReason, DroppedSlo, ENGINE_STATE_FORMAT, EngineState, ReconfigureReport, RestoreReport,

@@ -317,13 +317,21 @@ fn print_event(out: &mut dyn Write, format: OutputFormat, e: &AlertEvent) -> std
                 ),
                 None => String::new(),
             };
+            // Time-to-exhaustion and budget-drop rows name their parameter.
+            let kind: String = e
+                .row
+                .kind_labels()
+                .iter()
+                .map(|(k, v)| format!(" {k}={v}"))
+                .collect();
             writeln!(
                 out,
-                "{}  {:<8} {:<6} {}  {}/{} burn {}/{} (factor {:.2})  budget left {}{}",
+                "{}  {:<8} {:<6} {}{}  {}/{} burn {}/{} (factor {:.2})  budget left {}{}",
                 at.as_str().unwrap_or("-"),
                 e.state.as_str().to_uppercase(),
                 e.severity.as_str(),
                 e.slo,
+                kind,
                 slipstream_core::export::format_duration(e.row.long),
                 slipstream_core::export::format_duration(e.row.short),
                 rate(e.long_burn_rate),

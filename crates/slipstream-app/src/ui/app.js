@@ -105,15 +105,28 @@ function showError(msg) {
 }
 
 // ---- SLO table ----
+// A policy row's short name: its windows, or for time-to-exhaustion and budget-drop rows
+// their parameter and window.
+function rowName(a) {
+  if (a.kind === 'exhaustion') return `exhausts within ${a.exhausts_within} (${a.long_window})`;
+  if (a.kind === 'budget_drop') return `${a.budget_drop_percent}% of budget in ${a.long_window}`;
+  return `${a.long_window}/${a.short_window}`;
+}
+
 function badges(s) {
   const firing = (s.alerts || []).filter((a) => a.firing);
   if (!firing.length) return '<span class="badge ok">ok</span>';
   return firing.map((a) => {
     const note = a.superseded ? 'held back' : a.notified ? '' : 'silenced';
     const why = a.superseded ? '; held back while a page of this SLO fires' : a.notified ? '' : '; silenced, receivers not told';
-    const title = `firing since ${stamp(a.since)} (${ago(a.since)}): burn rate above ${a.factor}× over ${a.long_window} and ${a.short_window}${why}`;
+    const cond = a.kind === 'exhaustion'
+      ? `the budget left runs out within ${a.exhausts_within} at the burn rate of ${a.long_window}`
+      : a.kind === 'budget_drop'
+        ? `${a.budget_drop_percent}% or more of the budget went in ${a.long_window}`
+        : `burn rate above ${a.factor}× over ${a.long_window} and ${a.short_window}`;
+    const title = `firing since ${stamp(a.since)} (${ago(a.since)}): ${cond}${why}`;
     return `<span class="badge firing sev-${esc(a.severity)}${a.superseded ? ' superseded' : ''}" title="${esc(title)}">`
-      + `FIRING · ${esc(a.severity)} · ${esc(a.long_window)}/${esc(a.short_window)}`
+      + `FIRING · ${esc(a.severity)} · ${esc(rowName(a))}`
       + `${note ? ` <small>(${note})</small>` : ''}</span>`;
   }).join(' ');
 }
@@ -262,7 +275,9 @@ function charts(d) {
   // Burn rate per window, log scale, with the alert factors.
   const burnLines = windows.map((w) => ({ label: `burn rate ${w}`, cls: cls(w), points: series(w, (x) => x.burn_rate) }));
   const factors = new Map();
-  for (const a of d.alerts || []) factors.set(a.factor, [...(factors.get(a.factor) || []), a.severity]);
+  for (const a of (d.alerts || []).filter((x) => !x.kind || x.kind === 'burn_rate')) {
+    factors.set(a.factor, [...(factors.get(a.factor) || []), a.severity]);
+  }
   const top = Math.max(2, ...burnLines.flatMap((l) => l.points.map((p) => p[1]).filter(num)), ...factors.keys()) * 1.2;
   const burnChart = chart({
     ...base, label: `Burn rate of ${d.name} per window over time`, lines: burnLines, y0: 0, y1: top, log: true,
@@ -294,6 +309,7 @@ function eventItem(e, withSlo) {
   return `<li class="event ${esc(e.state)}">${timeTag(e.at)} <span class="state ${esc(e.state)}">${esc(e.state)}</span> `
     + `<span class="sev sev-${esc(e.severity)}">${esc(e.severity)}</span> `
     + (withSlo ? `<strong>${esc(e.slo)}</strong> ` : '')
+    + (e.kind && e.kind !== 'burn_rate' ? `${esc(rowName(e))} · ` : '')
     + `burn rate ${esc(e.long_window)} ${burn(e.long_burn_rate)} · ${esc(e.short_window)} ${burn(e.short_burn_rate)} (threshold ${esc(e.factor)}×), `
     + `budget ${pct(e.budget_remaining)}${e.repeat ? ' <small>(repeat)</small>' : ''} ${versions}</li>`;
 }

@@ -186,3 +186,30 @@ async fn a_dead_endpoint_does_not_hold_up_a_live_one() {
         Some(2)
     );
 }
+
+#[test]
+fn budget_rows_keep_their_labels_and_say_what_they_fire_on() {
+    let mut e = event(EventState::Firing);
+    e.annotations.remove("summary");
+    e.short_window = e.long_window;
+    e.labels
+        .insert("exhausts_within".to_owned(), "4h".to_owned());
+    let a = alert(&e);
+    assert_eq!(a.labels["exhausts_within"], "4h");
+    assert_eq!(
+        a.annotations["summary"],
+        "checkout: SLO checkout-availability runs out of error budget within 4h at 20.5x over 1h \
+         (budget remaining 0.75)"
+    );
+    e.labels.remove("exhausts_within");
+    e.labels
+        .insert("budget_drop_percent".to_owned(), "10".to_owned());
+    e.long_window = Duration::from_secs(7200);
+    let a = alert(&e);
+    assert_eq!(a.labels["budget_drop_percent"], "10");
+    assert_eq!(
+        a.annotations["summary"],
+        "checkout: SLO checkout-availability spent at least 10% of its error budget in 2h \
+         (20.5x over 2h)"
+    );
+}
