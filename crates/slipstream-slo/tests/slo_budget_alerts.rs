@@ -344,3 +344,59 @@ fn budget_rows_are_checked_with_their_paths() {
     assert_eq!(spec.policy[0].kind.as_str(), "exhaustion");
     assert_eq!(spec.policy[1].kind, RowKind::BudgetDrop { percent: 10.0 });
 }
+
+/// A burn-rate row is saved as before the other kinds existed (no new keys), so states of
+/// either build load in the other; a saved row without the keys is a burn-rate row, and
+/// never lands on a budget row.
+#[test]
+fn saved_rows_keep_the_burn_rate_layout_and_old_states_load() {
+    let yaml = POLICY.replace(
+        "      alerts:\n",
+        "      alerts:\n        - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 0.4 }\n",
+    );
+    let (states, _) = run(&mut harness(POLICY));
+    let both = states.iter().position(|s| *s == (true, true)).unwrap() + 1;
+    let mut h = harness(&yaml);
+    let before = minutes(&mut h, 0, both);
+    assert!(before.iter().any(|e| e.row.kind == RowKind::BurnRate));
+
+    let mut json = serde_json::to_value(h.engine.export_state()).unwrap();
+    let rows = json["slos"][0]["rows"].as_array_mut().unwrap();
+    let keys =
+        |r: &serde_json::Value| -> Vec<String> { r.as_object().unwrap().keys().cloned().collect() };
+    let burn = rows
+        .iter()
+        .find(|r| r["short"] != r["long"])
+        .expect("the burn-rate row");
+    assert!(
+        !keys(burn)
+            .iter()
+            .any(|k| k == "exhausts_within" || k == "budget_drop_percent"),
+        "{burn}"
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.get("exhausts_within").is_some() || r.get("budget_drop_percent").is_some())
+            .count(),
+        2
+    );
+    // As an older build wrote it: the budget rows lose their keys (and with them their
+    // identity), the burn-rate row is as it was.
+    for r in rows.iter_mut() {
+        let o = r.as_object_mut().unwrap();
+        o.remove("exhausts_within");
+        o.remove("budget_drop_percent");
+    }
+    let state: EngineState = serde_json::from_value(json).unwrap();
+    let mut r = harness(&yaml);
+    r.clock.set(h.now());
+    r.engine.restore_state(state);
+    let after = minutes(&mut r, both, both + 1);
+    // The budget rows start clear and fire afresh; the burn-rate row goes on without an event.
+    let firing: Vec<&str> = after
+        .iter()
+        .filter(|e| e.state == AlertState::Firing)
+        .map(|e| e.row.kind.as_str())
+        .collect();
+    assert_eq!(firing, ["exhaustion", "budget_drop"], "{after:#?}");
+}
