@@ -53,6 +53,9 @@ mod tests;
 /// Why a request could not be scanned. Offsets are bytes from the start of the request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScanError {
+    /// The request breaks the protobuf wire format; the message is the wire reader's.
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// A span holds more attributes than the limit.
     #[error("span at byte {offset} has {count} attributes, more than the limit of {limit}")]
     TooManyAttributes {
@@ -73,92 +76,12 @@ pub enum ScanError {
         /// The limit.
         limit: usize,
     },
-    /// A varint runs past the end of its message.
-    #[error("truncated varint at byte {offset}")]
-    TruncatedVarint {
-        /// Where the varint starts.
-        offset: usize,
-    },
-    /// A varint is longer than 10 bytes or does not fit in 64 bits.
-    #[error("varint at byte {offset} does not fit in 64 bits")]
-    VarintOverflow {
-        /// Where the varint starts.
-        offset: usize,
-    },
-    /// A field key does not fit in 32 bits.
-    #[error("field key {key} at byte {offset} does not fit in 32 bits")]
-    InvalidKey {
-        /// The key as read.
-        key: u64,
-        /// Where the key starts.
-        offset: usize,
-    },
-    /// A field key names field number 0.
-    #[error("field number 0 at byte {offset}")]
-    FieldZero {
-        /// Where the key starts.
-        offset: usize,
-    },
-    /// A wire type that does not exist (6, 7), or that does not match the field's type.
-    #[error("invalid wire type {wire_type} for field {field} of {message} at byte {offset}")]
-    InvalidWireType {
-        /// The wire type in the key.
-        wire_type: u8,
-        /// The field number in the key.
-        field: u32,
-        /// The message the field belongs to.
-        message: &'static str,
-        /// Where the key starts.
-        offset: usize,
-    },
-    /// A length prefix says more bytes than its message has left.
-    #[error("length {len} at byte {offset} runs past the end ({available} bytes left)")]
-    LengthPastEnd {
-        /// The length as read.
-        len: u64,
-        /// Where the length prefix starts.
-        offset: usize,
-        /// How many bytes the enclosing message has after the prefix.
-        available: usize,
-    },
-    /// A `fixed32`/`fixed64` value runs past the end of its message.
-    #[error("fixed{bits} field {field} at byte {offset} runs past the end")]
-    TruncatedFixed {
-        /// 32 or 64.
-        bits: u8,
-        /// The field number.
-        field: u32,
-        /// Where the value starts.
-        offset: usize,
-    },
     /// A string the scanner returns is not valid UTF-8.
     #[error("invalid UTF-8 in {what} at byte {offset}")]
     InvalidUtf8 {
         /// Which string: `service.name`, `span name`, `attribute http.route`, ...
         what: String,
         /// Where the string's bytes start.
-        offset: usize,
-    },
-    /// An end-group key without the matching start-group.
-    #[error("unexpected end of group {field} at byte {offset}")]
-    UnexpectedEndGroup {
-        /// The field number in the end-group key.
-        field: u32,
-        /// Where the key starts.
-        offset: usize,
-    },
-    /// A group that its message ends inside.
-    #[error("group {field} at byte {offset} is not closed")]
-    UnterminatedGroup {
-        /// The group's field number.
-        field: u32,
-        /// Where the start-group key starts.
-        offset: usize,
-    },
-    /// Groups nested deeper than prost's recursion limit.
-    #[error("fields nested too deep at byte {offset}")]
-    RecursionLimit {
-        /// Where the field that exceeds the limit starts.
         offset: usize,
     },
     /// A trace or span id of the wrong length: a trace id is 16 bytes, a span id 8, a parent
@@ -199,57 +122,6 @@ pub enum ScanError {
         /// Spans scanned when it was asked.
         spans: usize,
     },
-}
-
-impl From<WireError> for ScanError {
-    /// The same error, with the same message, among the scanner's. Inlined: marked cold
-    /// instead, it cost the scan 3% more instructions per span.
-    #[inline]
-    fn from(e: WireError) -> Self {
-        use WireError as W;
-        match e {
-            W::TruncatedVarint { offset } => ScanError::TruncatedVarint { offset },
-            W::VarintOverflow { offset } => ScanError::VarintOverflow { offset },
-            W::InvalidKey { key, offset } => ScanError::InvalidKey { key, offset },
-            W::FieldZero { offset } => ScanError::FieldZero { offset },
-            W::InvalidWireType {
-                wire_type,
-                field,
-                message,
-                offset,
-            } => ScanError::InvalidWireType {
-                wire_type,
-                field,
-                message,
-                offset,
-            },
-            W::LengthPastEnd {
-                len,
-                offset,
-                available,
-            } => ScanError::LengthPastEnd {
-                len,
-                offset,
-                available,
-            },
-            W::TruncatedFixed {
-                bits,
-                field,
-                offset,
-            } => ScanError::TruncatedFixed {
-                bits,
-                field,
-                offset,
-            },
-            W::UnexpectedEndGroup { field, offset } => {
-                ScanError::UnexpectedEndGroup { field, offset }
-            }
-            W::UnterminatedGroup { field, offset } => {
-                ScanError::UnterminatedGroup { field, offset }
-            }
-            W::RecursionLimit { offset } => ScanError::RecursionLimit { offset },
-        }
-    }
 }
 
 /// Checks on the spans of a request, besides the attribute limits ([`scan_traces_checked`]).

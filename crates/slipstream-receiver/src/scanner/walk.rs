@@ -25,7 +25,7 @@
 //!   bytes (the last occurrence of the field counts, as in the decoded tree).
 
 use super::ScanError;
-use slipstream_core::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT};
+use slipstream_core::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT, WireError};
 
 /// How deep `AnyValue`s may nest (a value holding an array of values is two levels).
 pub const MAX_ANY_VALUE_DEPTH: u32 = 128;
@@ -199,11 +199,11 @@ fn repeated_fixed(
     if wt == LEN {
         let (run, offset) = r.bytes()?;
         if run.len() % 8 != 0 {
-            return Err(ScanError::TruncatedFixed {
+            return Err(ScanError::Wire(WireError::TruncatedFixed {
                 bits: 64,
                 field,
                 offset: offset + run.len() / 8 * 8,
-            });
+            }));
         }
         Ok(())
     } else {
