@@ -152,11 +152,13 @@ pub struct AlertStatus {
     /// Windows, factor, severity.
     pub row: PolicyRow,
     /// Both windows burn above the factor now (with enough requests): what a Prometheus
-    /// alert `long > f and short > f` without `for:` evaluates.
+    /// alert `long > f and short > f` without `for:` evaluates. For time-to-exhaustion and
+    /// budget-drop rows, their condition (see [`RowKind`](crate::RowKind)).
     pub condition: bool,
     /// The row's state: it fires from the evaluation where `condition` first holds until the
     /// short window alone stops burning above the factor (so a long window that dips below
-    /// the factor while the short one still burns keeps it firing).
+    /// the factor while the short one still burns keeps it firing); time-to-exhaustion and
+    /// budget-drop rows fire exactly while `condition` holds.
     pub firing: bool,
     /// Since when it fires.
     pub since: Option<UnixNanos>,
