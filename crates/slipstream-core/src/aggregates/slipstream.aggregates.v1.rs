@@ -91,7 +91,7 @@ pub mod value {
     }
 }
 /// Counts added to one event-time slot.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Slot {
     /// Start of the slot, Unix nanoseconds: a multiple of the slot width.
     #[prost(uint64, tag = "1")]
@@ -129,6 +129,30 @@ pub struct Slot {
     /// Of `spans`, those that carried a sampling threshold (at most `spans`).
     #[prost(uint64, tag = "9")]
     pub sampled_spans: u64,
+    /// A few example requests of the slot (at most 4): its most recent bad ones and its
+    /// slowest ones, as the sender keeps them. Sent again whole whenever the slot changes: the
+    /// receiver keeps each request once.
+    #[prost(message, repeated, tag = "10")]
+    pub exemplars: ::prost::alloc::vec::Vec<Exemplar>,
+}
+/// An example request: the ids of its span, when it ended and how long it took.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Exemplar {
+    /// W3C trace id, 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub trace_id: ::prost::alloc::vec::Vec<u8>,
+    /// Span id, 8 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub span_id: ::prost::alloc::vec::Vec<u8>,
+    /// End time, Unix nanoseconds.
+    #[prost(uint64, tag = "3")]
+    pub end_unix_nanos: u64,
+    /// Latency (end - start), nanoseconds.
+    #[prost(uint64, tag = "4")]
+    pub duration_nanos: u64,
+    /// Whether the request was bad.
+    #[prost(bool, tag = "5")]
+    pub bad: bool,
 }
 /// A `service.version` seen on a series: sent when it is new to the series or served
 /// requests since the previous shipment.

@@ -62,6 +62,8 @@ fn every_field_set() -> ExportAggregatesRequest {
         above_threshold: vec![20, 3],
         spans: 280,
         sampled_spans: 12,
+        // Pinned on its own below: the bytes above predate the field.
+        exemplars: vec![],
     };
     let value = |v| Value { value: Some(v) };
     ExportAggregatesRequest {
@@ -195,4 +197,32 @@ fn a_request_round_trips_and_counts_its_observations() {
     assert_eq!(back.observations(), 7);
     assert_eq!(back.series[0].service(), "cart");
     assert_eq!(Series::default().service(), "");
+}
+
+#[test]
+fn an_exemplar_is_pinned_byte_for_byte() {
+    let slot = Slot {
+        exemplars: vec![Exemplar {
+            trace_id: vec![0xab; 16],
+            span_id: vec![0x01; 8],
+            end_unix_nanos: 300,
+            duration_nanos: 5,
+            bad: true,
+        }],
+        ..Slot::default()
+    };
+    let hex: String = slot
+        .encode_to_vec()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        hex,
+        format!(
+            "52230a10{}1208{}18ac0220052801",
+            "ab".repeat(16),
+            "01".repeat(8)
+        )
+    );
+    assert_eq!(Slot::decode(&slot.encode_to_vec()[..]).unwrap(), slot);
 }
