@@ -97,6 +97,17 @@ impl<'a> SeriesChange<'a> {
                 if total == 0 {
                     return None;
                 }
+                // The whole set, when it changed: the receiver keeps each request once.
+                let start = c.slot.start_unix_nanos;
+                let exemplars = match (
+                    self.series.slot_exemplars(start),
+                    self.before.and_then(|b| b.slot_exemplars(start)),
+                ) {
+                    (Some(now), before) if before != Some(now) => {
+                        now.iter().map(aggregates::Exemplar::from).collect()
+                    }
+                    _ => Vec::new(),
+                };
                 let (bucket_indexes, bucket_counts) =
                     c.slot.gained_since(c.before).into_iter().unzip();
                 let spans = c
@@ -128,6 +139,7 @@ impl<'a> SeriesChange<'a> {
                         spans
                     },
                     sampled_spans,
+                    exemplars,
                 })
             })
             .collect();

@@ -17,11 +17,11 @@
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
-use slipstream_core::UnixNanos;
 use slipstream_core::aggregates::{
     ExportAggregatesRequest, HISTOGRAM_LAYOUT, Header, Overflow, Series,
 };
-use slipstream_core::{MergeError, Merged};
+use slipstream_core::exemplar::{BAD_EXEMPLARS, SLOW_EXEMPLARS};
+use slipstream_core::{Exemplars, MergeError, Merged, UnixNanos};
 
 use std::sync::Arc;
 
@@ -53,6 +53,8 @@ pub(crate) struct MergeSlot {
     /// The latency thresholds the sender compared every request of the slot with, and the
     /// requests above each; `None` when it sent none.
     pub(crate) above: Option<Above>,
+    /// The example requests the sender kept for the slot.
+    pub(crate) exemplars: Exemplars,
 }
 
 /// Latency thresholds and the requests above each.
@@ -339,6 +341,7 @@ fn check_slot(
         ));
     }
     let above = check_above(&slot)?;
+    let exemplars = check_exemplars(&slot)?;
     // From an older sender: one span per request, none sampled.
     let spans = if slot.spans == 0 {
         slot.total
@@ -366,7 +369,27 @@ fn check_slot(
             .filter(|(_, n)| *n > 0)
             .collect(),
         above,
+        exemplars,
     })
+}
+
+/// The slot's exemplars: at most as many as a set keeps, each with the ids of a valid span.
+fn check_exemplars(slot: &slipstream_core::aggregates::Slot) -> Result<Exemplars, String> {
+    let max = BAD_EXEMPLARS + SLOW_EXEMPLARS;
+    if slot.exemplars.len() > max {
+        return Err(format!(
+            "{} exemplars, more than {max}",
+            slot.exemplars.len()
+        ));
+    }
+    let mut set = Exemplars::default();
+    for (i, e) in slot.exemplars.iter().enumerate() {
+        let e = e.to_exemplar().ok_or_else(|| {
+            format!("exemplars[{i}]: the trace id must be 16 bytes (not all zero), the span id 8")
+        })?;
+        set.offer(e);
+    }
+    Ok(set)
 }
 
 /// The slot's exact latency-threshold counts: thresholds strictly ascending, at most

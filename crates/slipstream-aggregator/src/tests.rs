@@ -1045,3 +1045,137 @@ fn fractional_adjusted_counts_round_to_an_unbiased_integer() {
     assert_eq!(slot.sampled_spans(), n + 2);
     assert_eq!(snap.totals().clamped_adjusted_count, 1);
 }
+
+// === exemplars ===
+
+/// Ids of request `n`: trace id `[n; 16]`, span id `[n; 8]` (kept in statics: records borrow).
+pub(crate) static TRACE_IDS: [[u8; 16]; 64] = ids();
+pub(crate) static SPAN_IDS: [[u8; 8]; 64] = ids();
+
+/// Id `n` of 64: every byte `n + 1`.
+const fn ids<const N: usize>() -> [[u8; N]; 64] {
+    let mut ids = [[0u8; N]; 64];
+    let mut i = 0;
+    while i < 64 {
+        ids[i] = [i as u8 + 1; N];
+        i += 1;
+    }
+    ids
+}
+
+/// A span of request `n` (0..64) with its ids.
+pub(crate) fn with_ids<'a>(mut s: SpanRecord<'a>, n: usize) -> SpanRecord<'a> {
+    s.trace_id = &TRACE_IDS[n];
+    s.span_id = &SPAN_IDS[n];
+    s
+}
+
+fn ids_of<'a>(it: impl Iterator<Item = &'a slipstream_core::Exemplar>) -> Vec<u8> {
+    it.map(|e| e.trace_id[0] - 1).collect()
+}
+
+#[test]
+fn a_slot_keeps_its_most_recent_bad_requests_and_its_slowest() {
+    let (agg, _clock, _) = setup(AggregatorConfig::default());
+    let mut spans = Vec::new();
+    for n in 0..30usize {
+        let end = T0 - 15 * SEC + n as u64 * SEC / 4;
+        // Request 11 is the slowest, then 23; every fourth is bad.
+        let dur = match n {
+            11 => 900_000_000,
+            23 => 800_000_000,
+            _ => 1_000_000 + n as u64,
+        };
+        let mut s = with_ids(span("api", "prod", end, dur), n);
+        if n % 4 == 0 {
+            s.status = StatusCode::Error;
+        }
+        spans.push(s);
+    }
+    // Split over two ticks: the sets of both deltas merge into the slot's.
+    agg.record(&spans[..15]);
+    agg.tick();
+    agg.record(&spans[15..]);
+    let snap = agg.tick();
+    let series = snap.find(&labels("api", "prod")).unwrap();
+    assert_eq!(series.slots().len(), 1);
+    let set = series
+        .slot_exemplars(series.slots()[0].start_unix_nanos)
+        .expect("exemplars");
+    assert_eq!(ids_of(set.bad()), [28, 24]);
+    assert_eq!(ids_of(set.slow()), [11, 23]);
+    let e = set.slow().next().unwrap();
+    assert_eq!(e.duration_nanos, 900_000_000);
+    assert_eq!(e.end_unix_nanos, T0 - 15 * SEC + 11 * SEC / 4);
+    assert!(!e.bad);
+    assert_eq!(e.span_id, [12; 8]);
+    assert_eq!(
+        snap.window_exemplars(series, Duration::from_secs(300)),
+        *set
+    );
+}
+
+#[test]
+fn spans_without_ids_give_no_exemplars() {
+    let (agg, _clock, _) = setup(AggregatorConfig::default());
+    let mut bad = span("api", "prod", T0 - SEC, 5);
+    bad.status = StatusCode::Error;
+    // A trace id of the wrong length (the scanner's id check off) or all zero names no one.
+    let mut short = bad;
+    short.trace_id = &TRACE_IDS[0][..15];
+    short.span_id = &SPAN_IDS[0];
+    let mut zero = bad;
+    zero.trace_id = &[0; 16];
+    zero.span_id = &SPAN_IDS[0];
+    agg.record(&[bad, span("api", "prod", T0 - SEC, 7_000_000), short, zero]);
+    let snap = agg.tick();
+    let series = snap.find(&labels("api", "prod")).unwrap();
+    assert_eq!(series.slots()[0].total, 4);
+    assert!(series.exemplar_slots().is_empty());
+}
+
+#[test]
+fn exemplars_can_be_turned_off() {
+    let clock = ManualClock::new(T0);
+    let agg = Aggregator::with_exemplars(
+        &AggregatorConfig::default(),
+        Arc::new(clock.clone()),
+        &Registry::new(),
+        false,
+    );
+    agg.record(&[with_ids(span("api", "prod", T0 - SEC, 5), 0)]);
+    let snap = agg.tick();
+    let series = snap.find(&labels("api", "prod")).unwrap();
+    assert!(series.exemplar_slots().is_empty());
+}
+
+#[test]
+fn only_the_newest_slots_keep_exemplars() {
+    let (agg, clock, _) = setup(AggregatorConfig::default());
+    let slots = EXEMPLAR_SLOTS + 3;
+    for m in 0..slots as u64 {
+        let now = T0 + m * 60 * SEC;
+        clock.set(now);
+        agg.record(&[with_ids(span("api", "prod", now - SEC, 5), m as usize)]);
+        agg.tick();
+    }
+    let snap = agg.snapshot();
+    let series = snap.find(&labels("api", "prod")).unwrap();
+    assert_eq!(series.slots().len(), slots);
+    let kept: Vec<bool> = series
+        .slots()
+        .iter()
+        .map(|s| series.slot_exemplars(s.start_unix_nanos).is_some())
+        .collect();
+    let mut want = vec![false; slots - EXEMPLAR_SLOTS];
+    want.extend([true; EXEMPLAR_SLOTS]);
+    assert_eq!(kept, want);
+    // The window's set is the newest slots' merged: the slowest are all 5 ns, the newest win
+    // no place by age, but every one is a request of the window.
+    let set = snap.window_exemplars(series, Duration::from_secs(3600));
+    assert_eq!(set.slow().count(), 2);
+    assert!(
+        set.slow()
+            .all(|e| e.trace_id[0] as usize > slots - EXEMPLAR_SLOTS)
+    );
+}

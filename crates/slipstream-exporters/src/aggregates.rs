@@ -34,11 +34,11 @@ use bytes::Bytes;
 use http::{HeaderValue, header};
 use prost::Message;
 use slipstream_config::exporters::AggregatesConfig;
-use slipstream_core::Registry;
 use slipstream_core::aggregates::{
     ExportAggregatesRequest, HTTP_PATH, Header, Series, Slot, Value, Version,
 };
 use slipstream_core::route::Rendezvous;
+use slipstream_core::{Exemplars, Registry};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -62,6 +62,8 @@ struct SlotSum {
     above: BTreeMap<u64, u64>,
     spans: u64,
     sampled_spans: u64,
+    /// The example requests of every part, within the bound of one set.
+    exemplars: Exemplars,
 }
 
 /// What one series gained since the last shipment.
@@ -124,6 +126,9 @@ impl Outbox {
                 for (b, n) in slot.bucket_indexes.into_iter().zip(slot.bucket_counts) {
                     *sum.buckets.entry(b).or_default() += n;
                 }
+                for e in slot.exemplars.iter().filter_map(|e| e.to_exemplar()) {
+                    sum.exemplars.offer(e);
+                }
             }
             for v in s.versions {
                 let seen = (v.first_seen_unix_nanos, v.last_seen_unix_nanos);
@@ -162,6 +167,7 @@ impl Outbox {
                                 s.spans
                             },
                             sampled_spans: s.sampled_spans,
+                            exemplars: s.exemplars.iter().map(Into::into).collect(),
                         }
                     })
                     .collect(),

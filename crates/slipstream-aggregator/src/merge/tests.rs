@@ -747,3 +747,110 @@ proptest! {
         }
     }
 }
+
+/// Every slot's exemplars by series labels and slot start.
+fn exemplars(snap: &Snapshot) -> Vec<(String, u64, Option<slipstream_core::Exemplars>)> {
+    let mut out: Vec<_> = snap
+        .series()
+        .iter()
+        .flat_map(|s| {
+            s.slots().iter().map(|x| {
+                (
+                    s.labels().to_string(),
+                    x.start_unix_nanos,
+                    s.slot_exemplars(x.start_unix_nanos).copied(),
+                )
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    out
+}
+
+#[test]
+fn exemplars_cross_to_the_gateway_within_the_bound() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let mut sidecars: Vec<Sender> = ["a", "b"]
+        .into_iter()
+        .map(|n| Sender::new(&cfg, &clock, n))
+        .collect();
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let (reference, _) = aggregator(&cfg, &clock);
+    let mut n = 0;
+    for minute in 0..3u64 {
+        clock.set(T0 + minute * 60 * SEC);
+        // Two shipments a minute: a slot's set is sent again whole when it changes.
+        for _ in 0..2 {
+            for i in 0..10u64 {
+                let now = clock.now_unix_nanos();
+                let mut s = crate::tests::with_ids(
+                    span(
+                        "cart",
+                        "prod",
+                        now - i * SEC,
+                        (n as u64 % 7 + 1) * 1_000_000 + n as u64,
+                    ),
+                    n,
+                );
+                if n % 3 == 0 {
+                    s.status = StatusCode::Error;
+                }
+                sidecars[n % 2].agg.record(&[s]);
+                reference.record(&[s]);
+                n += 1;
+            }
+            for sc in &mut sidecars {
+                let req = sc.ship();
+                assert!(
+                    req.series
+                        .iter()
+                        .flat_map(|s| &s.slots)
+                        .all(|s| s.exemplars.len() <= 4)
+                );
+                assert_eq!(gateway.merge(req), Ok(Merged::Accepted));
+            }
+            let (g, r) = (gateway.tick(), reference.tick());
+            assert_eq!(exemplars(&g), exemplars(&r), "minute {minute}");
+        }
+    }
+    assert!(
+        exemplars(&gateway.snapshot())
+            .iter()
+            .all(|(_, _, e)| e.is_some())
+    );
+}
+
+#[test]
+fn malformed_exemplars_are_refused() {
+    let cfg = AggregatorConfig::default();
+    let clock = ManualClock::new(T0);
+    let (gateway, _) = aggregator(&cfg, &clock);
+    let start = (T0 / (60 * SEC)) * 60 * SEC;
+    let ex = |trace: Vec<u8>| slipstream_core::aggregates::Exemplar {
+        trace_id: trace,
+        span_id: vec![1; 8],
+        end_unix_nanos: start,
+        duration_nanos: 3,
+        bad: true,
+    };
+    for exemplars in [
+        vec![ex(vec![1; 15])],
+        vec![ex(vec![0; 16])],
+        vec![ex(vec![1; 16]); 5],
+    ] {
+        let s = Series {
+            key: vec![string("cart"), string("prod")],
+            slots: vec![Slot {
+                exemplars,
+                ..slot(start, 1, 1, &[(3, 1)])
+            }],
+            ..Series::default()
+        };
+        let err = gateway.merge(request(vec![s], 0, &gateway)).unwrap_err();
+        assert!(
+            matches!(&err, MergeError::Invalid(m) if m.contains("exemplars")),
+            "{err:?}"
+        );
+    }
+}

@@ -344,3 +344,41 @@ async fn a_dns_name_ships_to_every_gateway_it_resolves_to() {
     assert_eq!(names, want, "every service once, over both gateways");
     assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
 }
+
+#[test]
+fn the_outbox_keeps_one_bounded_set_of_exemplars_per_slot() {
+    let ex = |n: u8, dur: u64, bad: bool| slipstream_core::aggregates::Exemplar {
+        trace_id: vec![n; 16],
+        span_id: vec![n; 8],
+        end_unix_nanos: 60 + u64::from(n),
+        duration_nanos: dur,
+        bad,
+    };
+    let mut outbox = Outbox::default();
+    for (tick, exemplars) in [
+        vec![ex(1, 10, true), ex(2, 50, false)],
+        // Sent again whole with two more: each request is kept once.
+        vec![
+            ex(1, 10, true),
+            ex(2, 50, false),
+            ex(3, 40, true),
+            ex(4, 5, false),
+        ],
+        vec![ex(5, 1, true)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = series("cart", &[(60, 1 + tick as u64, 0, &[(3, 1 + tick as u64)])]);
+        s.slots[0].exemplars = exemplars;
+        outbox.add(vec![s]);
+    }
+    let shipped = outbox.take();
+    let kept: Vec<(u8, bool)> = shipped[0].slots[0]
+        .exemplars
+        .iter()
+        .map(|e| (e.trace_id[0], e.bad))
+        .collect();
+    // The two most recent bad (5, then 3), the two slowest (2, then 3 again: listed once).
+    assert_eq!(kept, [(5, true), (3, true), (2, false)]);
+}
