@@ -71,6 +71,11 @@ pub struct Point {
     pub value: PointValue,
     /// For counters and histograms: when the accumulation started (OTLP start time).
     pub start_time: UnixNanos,
+    /// Example requests behind the value, rendered as exemplars where the format has them
+    /// (OpenMetrics, the Prometheus protobuf format, OTLP): a counter's sample carries the
+    /// first; a histogram's bucket carries the first whose latency it holds.
+    #[serde(skip)]
+    pub exemplars: Vec<crate::Exemplar>,
 }
 
 /// One metric family: a name and its points.
@@ -151,8 +156,42 @@ pub struct BurnRateEvent {
     /// Labels: `alertname`, `slo`, `service`, `severity`, `long_window`, `short_window`, then
     /// the SLO's and the catalog's (`owner`, `tier`, ...).
     pub labels: BTreeMap<String, String>,
-    /// Annotations: `summary`, `description`, `runbook_url`, catalog links.
+    /// Annotations: `summary`, `description`, `runbook_url`, catalog links, and
+    /// `example_traces` (the example requests, one per line, linked where a trace URL
+    /// template is set).
     pub annotations: BTreeMap<String, String>,
+    /// Example bad requests of the SLO's series in the short window, most recent first; left
+    /// out of the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub example_traces: Vec<ExampleTrace>,
+}
+
+/// An example request of a burn-rate event, as the JSON of an event names it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExampleTrace {
+    /// W3C trace id, 32 hex digits.
+    pub trace_id: String,
+    /// Span id, 16 hex digits.
+    pub span_id: String,
+    /// End time (Unix nanoseconds).
+    pub end_unix_nanos: UnixNanos,
+    /// Latency in seconds.
+    pub duration_seconds: f64,
+    /// Whether the request was bad (per the outcome rules; a latency SLO's slow requests may
+    /// not be).
+    pub bad: bool,
+}
+
+impl From<&crate::Exemplar> for ExampleTrace {
+    fn from(e: &crate::Exemplar) -> Self {
+        ExampleTrace {
+            trace_id: e.trace_id_hex(),
+            span_id: e.span_id_hex(),
+            end_unix_nanos: e.end_unix_nanos,
+            duration_seconds: e.duration_nanos as f64 / 1e9,
+            bad: e.bad,
+        }
+    }
 }
 
 impl BurnRateEvent {

@@ -236,6 +236,7 @@ fn burn_rate_event_json_names_windows_and_nulls() {
         firing_since: 10,
         labels: Default::default(),
         annotations: Default::default(),
+        example_traces: Vec::new(),
     };
     let v: serde_json::Value = serde_json::to_value(&e).unwrap();
     assert_eq!(v["state"], "firing");

@@ -19,7 +19,9 @@
 //!   out), `slo.versions` (array of strings), `slo.newest_version` (string),
 //!   `slo.newest_version_since` and `slo.firing_since` (Unix nanoseconds, ints), `slo.repeat`
 //!   (bool), then every label as `slo.label.<name>` and every annotation as
-//!   `slo.annotation.<name>` (strings).
+//!   `slo.annotation.<name>` (strings), and `slo.example_trace_ids` (array of strings) when
+//!   the event has example requests; the record's `trace_id` and `span_id` are then the most
+//!   recent one's, so a backend links the event to that trace.
 
 use std::collections::BTreeMap;
 
@@ -141,18 +143,7 @@ fn record(event: &BurnRateEvent) -> LogRecord {
             attributes.push(double(key, v));
         }
     }
-    attributes.push(attribute(
-        "slo.versions",
-        any_value::Value::ArrayValue(ArrayValue {
-            values: event
-                .versions
-                .iter()
-                .map(|v| AnyValue {
-                    value: Some(any_value::Value::StringValue(v.clone())),
-                })
-                .collect(),
-        }),
-    ));
+    attributes.push(strings("slo.versions", &event.versions));
     if let Some(v) = &event.newest_version {
         attributes.push(string("slo.newest_version", v));
     }
@@ -170,7 +161,19 @@ fn record(event: &BurnRateEvent) -> LogRecord {
     for (k, v) in &event.annotations {
         attributes.push(string(&format!("slo.annotation.{k}"), v));
     }
+    if !event.example_traces.is_empty() {
+        let ids: Vec<String> = event
+            .example_traces
+            .iter()
+            .map(|t| t.trace_id.clone())
+            .collect();
+        attributes.push(strings("slo.example_trace_ids", &ids));
+    }
+    // The record names the most recent example request's span: backends link it to the trace.
+    let first = event.example_traces.first();
     LogRecord {
+        trace_id: first.map_or_else(Vec::new, |t| unhex(&t.trace_id)),
+        span_id: first.map_or_else(Vec::new, |t| unhex(&t.span_id)),
         time_unix_nano: event.at,
         observed_time_unix_nano: event.at,
         severity_number: severity as i32,
@@ -187,6 +190,33 @@ fn record(event: &BurnRateEvent) -> LogRecord {
         attributes,
         ..Default::default()
     }
+}
+
+/// An attribute whose value is an array of strings.
+fn strings(key: &str, values: &[String]) -> KeyValue {
+    attribute(
+        key,
+        any_value::Value::ArrayValue(ArrayValue {
+            values: values
+                .iter()
+                .map(|v| AnyValue {
+                    value: Some(any_value::Value::StringValue(v.clone())),
+                })
+                .collect(),
+        }),
+    )
+}
+
+/// Bytes of a string of hex digits (as example traces name their ids); empty if it is not one.
+fn unhex(s: &str) -> Vec<u8> {
+    if !s.len().is_multiple_of(2) {
+        return Vec::new();
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .unwrap_or_default()
 }
 
 fn attribute(key: &str, value: any_value::Value) -> KeyValue {

@@ -378,6 +378,7 @@ fn point(
         service: service.map(str::to_owned),
         value,
         start_time: start,
+        exemplars: Vec::new(),
     }
 }
 
@@ -450,22 +451,21 @@ pub fn build(inp: Inputs<'_>, naming: MetricNaming) -> MetricsSnapshot {
             .collect();
         labels.extend(catalog_labels(inp.catalog, service));
         let num = |v: f64| PointValue::Number(v);
-        f.push(
-            &REQUESTS,
-            "",
-            point(labels.clone(), service, num(t.total as f64), t.since),
-        );
-        f.push(
-            &ERRORS,
-            "",
-            point(labels.clone(), service, num(t.bad as f64), t.since),
-        );
+        // The newest slot's example requests: the newest on the requests counter, the newest
+        // bad one on the errors counter, all of them on the latency histogram.
+        let ex = s.and_then(newest_exemplars);
+        let mut requests = point(labels.clone(), service, num(t.total as f64), t.since);
+        requests
+            .exemplars
+            .extend(ex.and_then(|e| e.iter().max_by_key(|x| x.end_unix_nanos)));
+        f.push(&REQUESTS, "", requests);
+        let mut errors = point(labels.clone(), service, num(t.bad as f64), t.since);
+        errors.exemplars.extend(ex.and_then(|e| e.bad().next()));
+        f.push(&ERRORS, "", errors);
         if t.total > 0 {
-            f.push(
-                &LATENCY,
-                "",
-                point(labels.clone(), service, latency(t), t.since),
-            );
+            let mut p = point(labels.clone(), service, latency(t), t.since);
+            p.exemplars.extend(ex.iter().flat_map(|e| e.iter()));
+            f.push(&LATENCY, "", p);
         }
         let Some(s) = s else { continue };
         for w in SERIES_WINDOWS {
@@ -495,6 +495,11 @@ pub fn build(inp: Inputs<'_>, naming: MetricNaming) -> MetricsSnapshot {
         slo_families(&mut f, slo, totals, naming, inp.started, at);
     }
     f.finish(at)
+}
+
+/// The exemplars of the newest slot of `s` that has any.
+fn newest_exemplars(s: &slipstream_aggregator::SeriesData) -> Option<&slipstream_core::Exemplars> {
+    s.exemplar_slots().last().map(|(_, e)| *e)
 }
 
 /// The aggregator's series matching each totals entry (both are in id order).
@@ -731,5 +736,6 @@ pub fn burn_rate_event(e: &AlertEvent, objective: f64) -> BurnRateEvent {
         firing_since: e.firing_since,
         labels,
         annotations: e.annotations.clone(),
+        example_traces: e.exemplars.iter().map(Into::into).collect(),
     }
 }

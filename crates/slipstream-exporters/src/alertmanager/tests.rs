@@ -188,6 +188,15 @@ async fn a_dead_endpoint_does_not_hold_up_a_live_one() {
 }
 
 #[test]
+fn example_traces_reach_the_alert_as_an_annotation() {
+    let e = crate::events::fixture::event_with_example_traces(EventState::Firing);
+    let a = alert(&e);
+    let links = &a.annotations["example_traces"];
+    assert!(links.starts_with(&format!("https://tempo.example/trace/{}", "01".repeat(16))));
+    assert_eq!(links.lines().count(), 2);
+}
+
+#[test]
 fn budget_rows_keep_their_labels_and_say_what_they_fire_on() {
     let mut e = event(EventState::Firing);
     e.annotations.remove("summary");

@@ -54,7 +54,34 @@ pub(crate) fn event(state: EventState) -> BurnRateEvent {
         firing_since: AT - 120_000_000_000,
         labels,
         annotations,
+        example_traces: Vec::new(),
     }
+}
+
+/// [`event`] with two example requests and their `example_traces` annotation, linked as the
+/// evaluator writes it with a trace URL template.
+pub(crate) fn event_with_example_traces(state: EventState) -> BurnRateEvent {
+    let mut e = event(state);
+    for n in [1u8, 2] {
+        let x = slipstream_core::Exemplar::new(
+            &[n; 16],
+            &[n; 8],
+            AT - u64::from(n),
+            1_500_000_000,
+            true,
+        )
+        .expect("valid ids");
+        e.example_traces.push((&x).into());
+    }
+    e.annotations.insert(
+        "example_traces".to_owned(),
+        format!(
+            "https://tempo.example/trace/{} (1.500s)\nhttps://tempo.example/trace/{} (1.500s)",
+            "01".repeat(16),
+            "02".repeat(16)
+        ),
+    );
+    e
 }
 
 // === A recording HTTP server ===

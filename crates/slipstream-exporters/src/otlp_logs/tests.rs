@@ -187,3 +187,29 @@ async fn over_http_protobuf_with_retries() {
         Some(1)
     );
 }
+
+#[test]
+fn example_traces_name_the_record_span_and_an_attribute() {
+    let e = crate::events::fixture::event_with_example_traces(EventState::Firing);
+    let req = request(&[e]);
+    let r = &req.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(r.trace_id, vec![1; 16]);
+    assert_eq!(r.span_id, vec![1; 8]);
+    let Some(Value::ArrayValue(ids)) = attr(&r.attributes, "slo.example_trace_ids") else {
+        panic!("slo.example_trace_ids is an array")
+    };
+    let ids: Vec<_> = ids.values.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(
+        ids,
+        [
+            Some(Value::StringValue("01".repeat(16))),
+            Some(Value::StringValue("02".repeat(16)))
+        ]
+    );
+    assert!(str_attr(&r.attributes, "slo.annotation.example_traces").contains("tempo.example"));
+    // Without example requests, no ids.
+    let plain = request(&[event(EventState::Firing)]);
+    let r = &plain.resource_logs[0].scope_logs[0].log_records[0];
+    assert!(r.trace_id.is_empty() && r.span_id.is_empty());
+    assert!(attr(&r.attributes, "slo.example_trace_ids").is_none());
+}

@@ -1,11 +1,16 @@
 //! [`MetricsSnapshot`] to `ExportMetricsServiceRequest`.
+//!
+//! A point's example requests ([`Point::exemplars`]) become OTLP exemplars with their trace
+//! and span ids and end time: on a counter's point the first, valued 1; on a histogram's
+//! every one, valued at its latency in seconds.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Metric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar, metric,
+    number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use slipstream_core::MetricsSnapshot;
@@ -61,6 +66,17 @@ pub fn to_request(snapshot: &MetricsSnapshot) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest { resource_metrics }
 }
 
+/// An example request as an OTLP exemplar of `value`.
+fn exemplar(e: &slipstream_core::Exemplar, value: f64) -> Exemplar {
+    Exemplar {
+        time_unix_nano: e.end_unix_nanos,
+        span_id: e.span_id.to_vec(),
+        trace_id: e.trace_id.to_vec(),
+        value: Some(exemplar::Value::AsDouble(value)),
+        ..Default::default()
+    }
+}
+
 fn string_attribute(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
@@ -93,6 +109,13 @@ fn to_metric(family: &MetricFamily, service: &str, at: u64) -> Option<Metric> {
                     start_time_unix_nano: if start { p.start_time } else { 0 },
                     time_unix_nano: at,
                     value: Some(number_data_point::Value::AsDouble(v)),
+                    // Counters only: a gauge's value is no count of requests.
+                    exemplars: p
+                        .exemplars
+                        .iter()
+                        .take(usize::from(start))
+                        .map(|e| exemplar(e, 1.0))
+                        .collect(),
                     ..Default::default()
                 }),
                 PointValue::Histogram(_) => None,
@@ -120,6 +143,11 @@ fn to_metric(family: &MetricFamily, service: &str, at: u64) -> Option<Metric> {
                         attributes: attributes(p),
                         start_time_unix_nano: p.start_time,
                         time_unix_nano: at,
+                        exemplars: p
+                            .exemplars
+                            .iter()
+                            .map(|e| exemplar(e, e.duration_nanos as f64 / 1e9))
+                            .collect(),
                         ..exponential_point(h)
                     }),
                     PointValue::Number(_) => None,

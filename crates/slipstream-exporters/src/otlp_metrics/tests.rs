@@ -272,3 +272,65 @@ fn an_empty_snapshot_is_an_empty_request() {
             .is_empty()
     );
 }
+
+#[test]
+fn exemplars_carry_the_ids_of_the_requests() {
+    let e = slipstream_core::Exemplar::new(
+        &[7; 16],
+        &[8; 8],
+        1_700_000_000_000_000_123,
+        250_000_000,
+        true,
+    )
+    .unwrap();
+    let mut requests = point(Some("cart"), &[], PointValue::Number(3.0));
+    requests.exemplars = vec![e];
+    let mut ratio = point(Some("cart"), &[], PointValue::Number(0.5));
+    ratio.exemplars = vec![e];
+    let mut latency = point(
+        Some("cart"),
+        &[],
+        PointValue::Histogram(HistogramValue {
+            count: 1,
+            sum: 0.25,
+            buckets: vec![(0.2, 0.25, 1)],
+        }),
+    );
+    latency.exemplars = vec![e];
+    let snap = MetricsSnapshot {
+        at: 1_700_000_001_000_000_000,
+        families: vec![
+            family("requests_total", MetricKind::Counter, vec![requests]),
+            family("ratio", MetricKind::Gauge, vec![ratio]),
+            family("latency", MetricKind::Histogram, vec![latency]),
+        ],
+    };
+    let req = to_request(&snap);
+    let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+    let Some(metric::Data::Sum(sum)) = &metrics[0].data else {
+        panic!("a sum")
+    };
+    let x = &sum.data_points[0].exemplars;
+    assert_eq!(x.len(), 1);
+    assert_eq!(x[0].trace_id, vec![7; 16]);
+    assert_eq!(x[0].span_id, vec![8; 8]);
+    assert_eq!(x[0].time_unix_nano, 1_700_000_000_000_000_123);
+    assert_eq!(
+        x[0].value,
+        Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(1.0))
+    );
+    let Some(metric::Data::Gauge(gauge)) = &metrics[1].data else {
+        panic!("a gauge")
+    };
+    assert!(gauge.data_points[0].exemplars.is_empty());
+    let Some(metric::Data::ExponentialHistogram(h)) = &metrics[2].data else {
+        panic!("a histogram")
+    };
+    let x = &h.data_points[0].exemplars;
+    assert_eq!(x.len(), 1);
+    assert_eq!(
+        x[0].value,
+        Some(opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(0.25))
+    );
+    assert_eq!(x[0].trace_id, vec![7; 16]);
+}

@@ -25,6 +25,13 @@
 //!
 //! A point whose value does not match its family's kind (a histogram in a counter family) is
 //! left out rather than rendered as something Prometheus would misread.
+//!
+//! Exemplars (a point's example requests, [`Point::exemplars`]) are written in OpenMetrics
+//! and the protobuf format, never in the text format 0.0.4, which has no syntax for them:
+//! a counter's sample carries its point's first one (`# {trace_id="...",span_id="..."} 1
+//! <end time>`), each classic bucket of a histogram the first whose latency it holds and the
+//! buckets below do not (valued at the latency in seconds); the protobuf format also lists
+//! them all on the native histogram.
 
 pub mod native;
 pub mod proto;
@@ -33,8 +40,8 @@ use std::fmt::Write as _;
 
 use prost::Message;
 use slipstream_config::exporters::HistogramExportConfig;
-use slipstream_core::MetricsSnapshot;
 use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, Point, PointValue};
+use slipstream_core::{Exemplar, MetricsSnapshot};
 
 /// `Content-Type` of the text exposition format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -227,16 +234,22 @@ fn protobuf_metric(
     };
     match (&point.value, kind) {
         (PointValue::Number(v), MetricKind::Counter) => {
-            m.counter = Some(proto::Counter { value: *v });
+            m.counter = Some(proto::Counter {
+                value: *v,
+                exemplar: point.exemplars.first().map(|e| protobuf_exemplar(e, 1.0)),
+            });
         }
         (PointValue::Number(v), MetricKind::Gauge) => m.gauge = Some(proto::Gauge { value: *v }),
         (PointValue::Histogram(h), MetricKind::Histogram) => {
             let n = native::native(h);
+            let by_bucket = bucket_exemplars(point, histograms);
             let mut bucket: Vec<proto::Bucket> = classic_buckets(h, histograms)
                 .into_iter()
-                .map(|(upper_bound, cumulative_count)| proto::Bucket {
+                .zip(by_bucket)
+                .map(|((upper_bound, cumulative_count), e)| proto::Bucket {
                     cumulative_count,
                     upper_bound,
+                    exemplar: e.map(|e| protobuf_exemplar(e, latency_seconds(e))),
                 })
                 .collect();
             // `+Inf` is the sample count.
@@ -254,11 +267,66 @@ fn protobuf_metric(
                     .map(|&(offset, length)| proto::BucketSpan { offset, length })
                     .collect(),
                 positive_delta: n.deltas,
+                exemplars: point
+                    .exemplars
+                    .iter()
+                    .map(|e| protobuf_exemplar(e, latency_seconds(e)))
+                    .collect(),
             });
         }
         _ => return None,
     }
     Some(m)
+}
+
+/// An exemplar's value on a histogram: its latency in seconds.
+fn latency_seconds(e: &Exemplar) -> f64 {
+    ns_to_seconds(e.duration_nanos)
+}
+
+fn protobuf_exemplar(e: &Exemplar, value: f64) -> proto::Exemplar {
+    let label = |name: &str, value: String| proto::LabelPair {
+        name: name.to_owned(),
+        value,
+    };
+    proto::Exemplar {
+        label: vec![
+            label("trace_id", e.trace_id_hex()),
+            label("span_id", e.span_id_hex()),
+        ],
+        value,
+        timestamp: Some(proto::Timestamp {
+            seconds: (e.end_unix_nanos / 1_000_000_000) as i64,
+            nanos: (e.end_unix_nanos % 1_000_000_000) as i32,
+        }),
+    }
+}
+
+/// For each classic bucket of `histograms` (then `+Inf`), the first of the point's exemplars
+/// whose latency it holds and the bucket below does not.
+fn bucket_exemplars<'p>(point: &'p Point, histograms: &Histograms) -> Vec<Option<&'p Exemplar>> {
+    let mut out = vec![None; histograms.edges_ns.len() + 1];
+    for e in &point.exemplars {
+        let i = histograms
+            .edges_ns
+            .partition_point(|&edge| edge < e.duration_nanos);
+        out[i].get_or_insert(e);
+    }
+    out
+}
+
+/// ` # {trace_id="...",span_id="..."} value timestamp`: an OpenMetrics exemplar (its label
+/// set is 63 characters, within the 128 allowed).
+fn write_exemplar(out: &mut String, e: &Exemplar, value: f64) {
+    let _ = write!(
+        out,
+        " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {}.{:09}",
+        e.trace_id_hex(),
+        e.span_id_hex(),
+        format_value(value),
+        e.end_unix_nanos / 1_000_000_000,
+        e.end_unix_nanos % 1_000_000_000
+    );
 }
 
 fn render_family(out: &mut String, family: &MetricFamily, format: Format, histograms: &Histograms) {
@@ -276,6 +344,14 @@ fn render_family(out: &mut String, family: &MetricFamily, format: Format, histog
     let _ = writeln!(out, "# HELP {family_name} {help}");
     let _ = writeln!(out, "# TYPE {family_name} {}", family.kind.as_str());
     for point in &family.points {
+        // The exemplar of each sample, in OpenMetrics only.
+        let with_exemplars = format == Format::OpenMetrics && !point.exemplars.is_empty();
+        let by_bucket = if with_exemplars && family.kind == MetricKind::Histogram {
+            bucket_exemplars(point, histograms)
+        } else {
+            Vec::new()
+        };
+        let mut bucket = 0;
         for_each_sample(family, point, histograms, |suffix, le, value| {
             out.push_str(family_name);
             out.push_str(sample_suffix);
@@ -302,6 +378,18 @@ fn render_family(out: &mut String, family: &MetricFamily, format: Format, histog
             }
             out.push(' ');
             out.push_str(&format_value(value));
+            if with_exemplars {
+                match (family.kind, suffix) {
+                    (MetricKind::Counter, _) => write_exemplar(out, &point.exemplars[0], 1.0),
+                    (MetricKind::Histogram, "_bucket") => {
+                        if let Some(e) = by_bucket.get(bucket).copied().flatten() {
+                            write_exemplar(out, e, latency_seconds(e));
+                        }
+                        bucket += 1;
+                    }
+                    _ => {}
+                }
+            }
             out.push('\n');
         });
     }

@@ -1,6 +1,6 @@
 //! The messages of the Prometheus protobuf exposition format (`io.prometheus.client`, from
 //! `prometheus/client_model`'s `metrics.proto`; field numbers as there), the fields slipstream
-//! writes: no summaries, exemplars or created timestamps.
+//! writes: no summaries or created timestamps.
 
 /// `io.prometheus.client.MetricType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -77,6 +77,34 @@ pub struct Counter {
     /// The value.
     #[prost(double, tag = "1")]
     pub value: f64,
+    /// An example request behind the value.
+    #[prost(message, optional, tag = "2")]
+    pub exemplar: Option<Exemplar>,
+}
+
+/// `io.prometheus.client.Exemplar`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exemplar {
+    /// Its labels (`trace_id`, `span_id`).
+    #[prost(message, repeated, tag = "1")]
+    pub label: Vec<LabelPair>,
+    /// Its value (1 on a counter, the latency in seconds on a histogram).
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    /// When it happened.
+    #[prost(message, optional, tag = "3")]
+    pub timestamp: Option<Timestamp>,
+}
+
+/// `google.protobuf.Timestamp`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds within the second.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
 }
 
 /// `io.prometheus.client.Histogram`: classic buckets and a native histogram in one.
@@ -106,6 +134,9 @@ pub struct Histogram {
     /// Native: count deltas of the positive buckets.
     #[prost(sint64, repeated, tag = "13")]
     pub positive_delta: Vec<i64>,
+    /// Native: example requests (the classic buckets carry theirs in [`Bucket::exemplar`]).
+    #[prost(message, repeated, tag = "16")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// `io.prometheus.client.Bucket`.
@@ -117,6 +148,9 @@ pub struct Bucket {
     /// The inclusive upper bound.
     #[prost(double, tag = "2")]
     pub upper_bound: f64,
+    /// An example request in this bucket (and not in the one below).
+    #[prost(message, optional, tag = "3")]
+    pub exemplar: Option<Exemplar>,
 }
 
 /// `io.prometheus.client.BucketSpan`.

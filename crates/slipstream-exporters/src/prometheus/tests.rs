@@ -18,6 +18,7 @@ pub(crate) fn point(service: Option<&str>, labels: &[(&str, &str)], value: Point
         service: service.map(str::to_owned),
         value,
         start_time: 111,
+        exemplars: Vec::new(),
     }
 }
 
@@ -681,4 +682,114 @@ fn both_formats_parse_back_to_the_snapshot() {
         assert!(find("weird_total", &[("k", "\\\\\"\n\n")]).is_nan());
         assert_eq!(samples.len(), 2 + 1 + 7 + 1);
     }
+}
+
+// === exemplars ===
+
+fn ex(n: u8, duration_nanos: u64, bad: bool) -> Exemplar {
+    Exemplar::new(
+        &[n; 16],
+        &[n; 8],
+        1_700_000_000_250_000_000 + u64::from(n),
+        duration_nanos,
+        bad,
+    )
+    .unwrap()
+}
+
+/// A requests counter and a latency histogram whose points carry exemplars.
+fn with_exemplars() -> MetricsSnapshot {
+    let mut requests = point(None, &[("service", "checkout")], PointValue::Number(12.0));
+    requests.exemplars = vec![ex(1, 300_000_000, true)];
+    let mut latency = point(
+        None,
+        &[("service", "checkout")],
+        PointValue::Histogram(HistogramValue {
+            count: 12,
+            sum: 3.0,
+            buckets: vec![(0.0, 0.1, 8), (0.25, 0.5, 3), (1.0, 2.0, 1)],
+        }),
+    );
+    // 300 ms and 400 ms both fall in (0.25, 0.5]: the first is shown; 1.5 s above every bound.
+    latency.exemplars = vec![
+        ex(1, 300_000_000, true),
+        ex(2, 400_000_000, false),
+        ex(3, 1_500_000_000, false),
+    ];
+    MetricsSnapshot {
+        at: 1_700_000_000_000_000_000,
+        families: vec![
+            family(
+                "slipstream_sli_requests_total",
+                MetricKind::Counter,
+                vec![requests],
+            ),
+            family(
+                "slipstream_sli_latency_seconds",
+                MetricKind::Histogram,
+                vec![latency],
+            ),
+        ],
+    }
+}
+
+#[test]
+fn openmetrics_carries_exemplars_on_counters_and_buckets() {
+    let out = String::from_utf8(render(&with_exemplars(), Format::OpenMetrics, &layout())).unwrap();
+    let (t1, t3) = ("01".repeat(16), "03".repeat(16));
+    let (s1, s3) = ("01".repeat(8), "03".repeat(8));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.contains(&&*format!(
+        "slipstream_sli_requests_total{{service=\"checkout\"}} 12 # {{trace_id=\"{t1}\",span_id=\"{s1}\"}} 1 1700000000.250000001"
+    )), "{out}");
+    assert!(lines.contains(&&*format!(
+        "slipstream_sli_latency_seconds_bucket{{le=\"0.5\",service=\"checkout\"}} 11 # {{trace_id=\"{t1}\",span_id=\"{s1}\"}} 0.3 1700000000.250000001"
+    )), "{out}");
+    assert!(lines.contains(&&*format!(
+        "slipstream_sli_latency_seconds_bucket{{le=\"+Inf\",service=\"checkout\"}} 12 # {{trace_id=\"{t3}\",span_id=\"{s3}\"}} 1.5 1700000000.250000003"
+    )), "{out}");
+    // One exemplar per sample, none on _sum and _count, none on buckets without one.
+    assert_eq!(out.matches(" # {").count(), 3, "{out}");
+    assert!(
+        lines.contains(&"slipstream_sli_latency_seconds_bucket{le=\"0.1\",service=\"checkout\"} 8")
+    );
+    // The label set stays within OpenMetrics' 128 characters.
+    for line in lines.iter().filter(|l| l.contains(" # {")) {
+        let set = &line[line.find(" # {").unwrap() + 3..];
+        let set = &set[..=set.find('}').unwrap()];
+        assert!(set.chars().count() - 2 <= 128, "{set}");
+    }
+}
+
+#[test]
+fn the_text_format_has_no_exemplars() {
+    let out = String::from_utf8(render(&with_exemplars(), Format::Text, &layout())).unwrap();
+    assert!(!out.contains("trace_id"), "{out}");
+    assert!(out.contains("slipstream_sli_requests_total{service=\"checkout\"} 12\n"));
+}
+
+#[test]
+fn the_protobuf_format_carries_exemplars() {
+    let out = render(&with_exemplars(), Format::Protobuf, &layout());
+    let mut buf = &out[..];
+    let mut families = Vec::new();
+    while !buf.is_empty() {
+        families.push(proto::MetricFamily::decode_length_delimited(&mut buf).unwrap());
+    }
+    let counter = families[0].metric[0].counter.as_ref().unwrap();
+    let e = counter.exemplar.as_ref().expect("a counter exemplar");
+    assert_eq!(e.value, 1.0);
+    assert_eq!(e.label[0].name, "trace_id");
+    assert_eq!(e.label[0].value, "01".repeat(16));
+    assert_eq!(e.label[1].value, "01".repeat(8));
+    let ts = e.timestamp.as_ref().unwrap();
+    assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 250_000_001));
+    let h = families[1].metric[0].histogram.as_ref().unwrap();
+    let on_buckets: Vec<Option<f64>> = h
+        .bucket
+        .iter()
+        .map(|b| b.exemplar.as_ref().map(|e| e.value))
+        .collect();
+    assert_eq!(on_buckets, [None, None, Some(0.3), None]);
+    assert_eq!(h.exemplars.len(), 3);
 }

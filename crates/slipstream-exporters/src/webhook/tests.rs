@@ -164,3 +164,18 @@ fn a_url_that_is_not_http_is_refused_with_the_field_named() {
         "{err}"
     );
 }
+
+#[test]
+fn the_event_json_lists_its_example_traces() {
+    let e = crate::events::fixture::event_with_example_traces(EventState::Firing);
+    let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["example_traces"][0]["trace_id"], "01".repeat(16));
+    assert_eq!(v["example_traces"][0]["span_id"], "01".repeat(8));
+    assert_eq!(v["example_traces"][0]["duration_seconds"], 1.5);
+    assert_eq!(v["example_traces"][0]["bad"], true);
+    assert_eq!(v["example_traces"].as_array().unwrap().len(), 2);
+    assert!(v["annotations"]["example_traces"].is_string());
+    // None: the field is left out, as before.
+    let plain = serde_json::to_value(event(EventState::Firing)).unwrap();
+    assert!(plain.get("example_traces").is_none());
+}
