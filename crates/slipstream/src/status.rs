@@ -106,12 +106,19 @@ pub fn table(slos: &Value, colour: bool) -> String {
             .flatten()
             .filter(|a| a["firing"].as_bool() == Some(true))
             .map(|a| {
-                format!(
-                    "{} {}/{}",
-                    a["severity"].as_str().unwrap_or(""),
-                    a["long_window"].as_str().unwrap_or(""),
-                    a["short_window"].as_str().unwrap_or("")
-                )
+                let severity = a["severity"].as_str().unwrap_or("");
+                let long = a["long_window"].as_str().unwrap_or("");
+                // Time-to-exhaustion and budget-drop rows by their parameter and window.
+                if let Some(t) = a["exhausts_within"].as_str() {
+                    format!("{severity} exhausts within {t} ({long})")
+                } else if let Some(p) = a["budget_drop_percent"].as_f64() {
+                    format!("{severity} {p}% of budget in {long}")
+                } else {
+                    format!(
+                        "{severity} {long}/{}",
+                        a["short_window"].as_str().unwrap_or("")
+                    )
+                }
             })
             .collect();
         let budget = pct(&s["budget_remaining"]);

@@ -130,6 +130,21 @@ fn replay_prints_budget_row_events_with_their_parameters() {
         .unwrap();
     assert_eq!(exhaustion.row.long, Duration::from_secs(600));
 
+    // `slipstream status` names firing rows by their parameter (marked firing here).
+    let slos: Vec<serde_json::Value> = report
+        .slos
+        .slos
+        .iter()
+        .map(slipstream_app::api::slo_json)
+        .collect();
+    let mut api = serde_json::json!({ "slos": slos });
+    for a in api["slos"][0]["alerts"].as_array_mut().unwrap() {
+        a["firing"] = true.into();
+    }
+    let table = slipstream::status::table(&api, false);
+    assert!(table.contains("page exhausts within 30m (10m)"), "{table}");
+    assert!(table.contains("ticket 20% of budget in 10m"), "{table}");
+
     let (json, _) = run(&input, OutputFormat::Json);
     let events: Vec<serde_json::Value> = json
         .lines()
