@@ -13,30 +13,14 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
 use slipstream_core::{ScanSpec, SpanRecord};
 use slipstream_receiver::scanner::scan_traces;
+use slipstream_test_support::otlp::{kv, kv_int};
 
 const SPANS: usize = 512;
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-fn s(v: impl Into<String>) -> any_value::Value {
-    any_value::Value::StringValue(v.into())
-}
-
-fn int(v: i64) -> any_value::Value {
-    any_value::Value::IntValue(v)
-}
 
 /// A realistic request: one resource, one scope, `n` HTTP spans, each with `trace_state`.
 fn request(n: usize, trace_state: &str) -> ExportTraceServiceRequest {
@@ -57,23 +41,23 @@ fn request(n: usize, trace_state: &str) -> ExportTraceServiceRequest {
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 1_000 * (i as u64 % 9_000 + 100),
                 attributes: vec![
-                    kv("http.request.method", s(METHODS[i % METHODS.len()])),
-                    kv("http.route", s(route)),
-                    kv(
+                    kv("http.request.method", METHODS[i % METHODS.len()]),
+                    kv("http.route", route),
+                    kv_int(
                         "http.response.status_code",
-                        int(if i % 50 == 0 { 503 } else { 200 }),
+                        if i % 50 == 0 { 503 } else { 200 },
                     ),
                     kv(
                         "url.full",
-                        s(format!("https://shop.example.com{route}?s={i:05}")),
+                        &format!("https://shop.example.com{route}?s={i:05}"),
                     ),
                     kv(
                         "user_agent.original",
-                        s("Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0"),
+                        "Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0",
                     ),
-                    kv("net.peer.ip", s(format!("10.1.{}.{}", i / 256, i % 256))),
-                    kv("server.address", s("shop.example.com")),
-                    kv("server.port", int(443)),
+                    kv("net.peer.ip", &format!("10.1.{}.{}", i / 256, i % 256)),
+                    kv("server.address", "shop.example.com"),
+                    kv_int("server.port", 443),
                 ],
                 status: Some(Status {
                     message: String::new(),
@@ -83,32 +67,26 @@ fn request(n: usize, trace_state: &str) -> ExportTraceServiceRequest {
             }
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", s("checkout")),
-                    kv("service.version", s("2.14.1")),
-                    kv("deployment.environment", s("production")),
-                    kv("host.name", s("checkout-7d9f8c6b5-x2x9q")),
-                    kv("k8s.pod.name", s("checkout-7d9f8c6b5-x2x9q")),
-                    kv("telemetry.sdk.language", s("java")),
-                    kv("telemetry.sdk.version", s("1.38.0")),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "io.opentelemetry.tomcat-10.0".into(),
-                    version: "2.4.0-alpha".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: "https://opentelemetry.io/schemas/1.24.0".into(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
+    let mut req = slipstream_test_support::otlp::request(
+        vec![
+            kv("service.name", "checkout"),
+            kv("service.version", "2.14.1"),
+            kv("deployment.environment", "production"),
+            kv("host.name", "checkout-7d9f8c6b5-x2x9q"),
+            kv("k8s.pod.name", "checkout-7d9f8c6b5-x2x9q"),
+            kv("telemetry.sdk.language", "java"),
+            kv("telemetry.sdk.version", "1.38.0"),
+        ],
+        spans,
+    );
+    let scope_spans = &mut req.resource_spans[0].scope_spans[0];
+    scope_spans.scope = Some(InstrumentationScope {
+        name: "io.opentelemetry.tomcat-10.0".into(),
+        version: "2.4.0-alpha".into(),
+        ..Default::default()
+    });
+    scope_spans.schema_url = "https://opentelemetry.io/schemas/1.24.0".into();
+    req
 }
 
 fn scanner(c: &mut Criterion) {

@@ -1,34 +1,13 @@
 //! Shared helpers for the benches and the load harness: realistic OTLP trace requests
-//! ([`Workload`]) and small statistics helpers.
+//! ([`Workload`]), built with `slipstream-test-support`'s OTLP builders, and small statistics
+//! helpers.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
-
-/// A string attribute.
-pub fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-/// An integer attribute.
-pub fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
-}
+use slipstream_test_support::otlp::request;
+pub use slipstream_test_support::otlp::{kv, kv_int};
 
 /// What the generated traffic looks like.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,25 +97,16 @@ impl Workload {
                 }
             })
             .collect();
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![
-                        kv("service.name", &format!("service-{service}")),
-                        kv("service.version", "1.4.2"),
-                        kv("deployment.environment", "production"),
-                        kv("k8s.namespace.name", "shop"),
-                        kv("telemetry.sdk.language", "rust"),
-                    ],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
+        request(
+            vec![
+                kv("service.name", &format!("service-{service}")),
+                kv("service.version", "1.4.2"),
+                kv("deployment.environment", "production"),
+                kv("k8s.namespace.name", "shop"),
+                kv("telemetry.sdk.language", "rust"),
+            ],
+            spans,
+        )
     }
 
     /// `count` encoded requests, ending at about `now`.

@@ -6,10 +6,9 @@
 use std::io::{BufWriter, Write};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
-use slipstream_benches::kv;
+use slipstream_test_support::otlp::{self, kv};
 
 const SERVICES: usize = 20;
 const PER_REQUEST: usize = 512;
@@ -51,26 +50,17 @@ fn request(n: u64) -> ExportTraceServiceRequest {
             }
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", &format!("service-{service}")),
-                    kv(
-                        "service.version",
-                        if minute < 115 { "1.0.0" } else { "1.1.0" },
-                    ),
-                    kv("deployment.environment", "production"),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    otlp::request(
+        vec![
+            kv("service.name", &format!("service-{service}")),
+            kv(
+                "service.version",
+                if minute < 115 { "1.0.0" } else { "1.1.0" },
+            ),
+            kv("deployment.environment", "production"),
+        ],
+        spans,
+    )
 }
 
 fn main() -> std::io::Result<()> {

@@ -1,20 +1,18 @@
 //! What the receiver's unit tests share: a pipeline in front of a downstream that records
-//! what it is given (or refuses it, as a full queue does), the self-metrics it keeps, and
-//! small valid requests.
+//! what it is given (or refuses it, as a full queue does) and the self-metrics it keeps. The
+//! requests they send are built by `slipstream-test-support`, re-exported here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 use slipstream_core::{
     Backpressure, ForwardSink, ObservationSink, Registry, ScanSpec, Signal, SpanRecord,
+};
+
+pub(crate) use slipstream_test_support::otlp::{
+    logs_with, nested_value as nested_body, traces, traces_of,
 };
 
 use crate::pipeline::{Limits, Pipeline, Transport};
@@ -116,68 +114,7 @@ impl Harness {
     }
 }
 
-/// An encoded trace request of `n` server spans with valid ids.
-pub(crate) fn traces(n: usize) -> Bytes {
-    let spans = (0..n)
-        .map(|i| Span {
-            trace_id: vec![1; 16],
-            span_id: vec![i as u8 + 1; 8],
-            name: "GET /".into(),
-            kind: 2,
-            start_time_unix_nano: 1_000,
-            end_time_unix_nano: 2_000,
-            ..Default::default()
-        })
-        .collect();
-    traces_of(spans)
-}
-
-/// An encoded trace request of `spans` under one resource and scope.
-pub(crate) fn traces_of(spans: Vec<Span>) -> Bytes {
-    Bytes::from(
-        ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-        .encode_to_vec(),
-    )
-}
-
 /// `data` gzip-compressed.
 pub(crate) fn gzip(data: &[u8]) -> Bytes {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, data).unwrap();
-    Bytes::from(gz.finish().unwrap())
-}
-
-/// A log body of `depth` levels of AnyValue: arrays, then a string.
-pub(crate) fn nested_body(depth: usize) -> AnyValue {
-    let mut v = AnyValue {
-        value: Some(any_value::Value::StringValue("leaf".into())),
-    };
-    for _ in 1..depth {
-        v = AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
-        };
-    }
-    v
-}
-
-/// An encoded logs request of one record.
-pub(crate) fn logs_with(record: LogRecord) -> Vec<u8> {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![record],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    Bytes::from(slipstream_test_support::gzip(data))
 }

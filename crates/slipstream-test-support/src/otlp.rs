@@ -1,8 +1,12 @@
-//! OTLP trace requests built for tests: attributes, server spans, requests of one resource,
-//! minutes of steady traffic, and sending one to a receiver.
+//! OTLP requests built for tests and benches: attributes, server spans, trace requests of one
+//! resource, minutes of steady traffic, log requests and nested values, and sending a request
+//! to a receiver.
 
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -10,15 +14,23 @@ use prost::Message;
 /// One minute in nanoseconds.
 const MIN: u64 = 60_000_000_000;
 
-/// A string attribute.
-pub fn kv(key: &str, value: &str) -> KeyValue {
+/// An attribute of any value.
+pub fn kv_value(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
+        value: Some(AnyValue { value: Some(value) }),
         ..Default::default()
     }
+}
+
+/// A string attribute.
+pub fn kv(key: &str, value: &str) -> KeyValue {
+    kv_value(key, any_value::Value::StringValue(value.into()))
+}
+
+/// An integer attribute.
+pub fn kv_int(key: &str, value: i64) -> KeyValue {
+    kv_value(key, any_value::Value::IntValue(value))
 }
 
 /// A server span (kind SERVER, status unset) `name` from `start` to `end` (Unix ns).
@@ -71,6 +83,58 @@ pub fn trace_request(service: &str, n: usize, name: impl Fn(usize) -> String) ->
         })
         .collect();
     request(vec![kv("service.name", service)], spans).encode_to_vec()
+}
+
+/// An encoded trace request of `n` server spans named `GET /` with valid ids (one trace, span
+/// ids 1, 2, ...), under one resource without attributes.
+pub fn traces(n: usize) -> Bytes {
+    let spans = (0..n)
+        .map(|i| server_span(vec![1; 16], vec![i as u8 + 1; 8], "GET /", 1_000, 2_000))
+        .collect();
+    traces_of(spans)
+}
+
+/// An encoded trace request of `spans` under one resource (no `Resource` message) and scope.
+pub fn traces_of(spans: Vec<Span>) -> Bytes {
+    Bytes::from(
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// A log body of `depth` levels of `AnyValue`: arrays, then a string.
+pub fn nested_value(depth: usize) -> AnyValue {
+    let mut v = AnyValue {
+        value: Some(any_value::Value::StringValue("leaf".into())),
+    };
+    for _ in 1..depth {
+        v = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+        };
+    }
+    v
+}
+
+/// An encoded logs request of one record, under one resource and scope.
+pub fn logs_with(record: LogRecord) -> Vec<u8> {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
 }
 
 /// One minute of traffic of a scenario.

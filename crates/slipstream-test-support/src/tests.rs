@@ -101,3 +101,42 @@ fn metrics_text_sums_the_matching_series() {
 fn gzip_round_trips() {
     assert_eq!(&gunzip(&gzip(b"spans")[..])[..], b"spans");
 }
+
+#[test]
+fn traces_have_valid_ids_and_no_resource() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let req = ExportTraceServiceRequest::decode(otlp::traces(3)).unwrap();
+    assert_eq!(req.resource_spans.len(), 1);
+    assert_eq!(req.resource_spans[0].resource, None);
+    let spans = &req.resource_spans[0].scope_spans[0].spans;
+    let ids: Vec<_> = spans.iter().map(|s| s.span_id.clone()).collect();
+    assert_eq!(ids, [vec![1; 8], vec![2; 8], vec![3; 8]]);
+    assert!(spans.iter().all(|s| s.trace_id == [1; 16] && s.kind == 2));
+}
+
+#[test]
+fn attributes_of_each_kind_encode_as_the_messages_would() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let int = otlp::kv_int("server.port", 443);
+    assert_eq!(int.key, "server.port");
+    assert_eq!(int.value.unwrap().value, Some(Value::IntValue(443)));
+    let s = otlp::kv("http.route", "/cart");
+    assert_eq!(
+        s.value.unwrap().value,
+        Some(Value::StringValue("/cart".into()))
+    );
+}
+
+#[test]
+fn a_nested_value_has_the_depth_asked_for() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let mut v = otlp::nested_value(4);
+    let mut depth = 1;
+    while let Some(Value::ArrayValue(a)) = v.value {
+        v = a.values.into_iter().next().unwrap();
+        depth += 1;
+    }
+    assert_eq!(depth, 4);
+    assert_eq!(v.value, Some(Value::StringValue("leaf".into())));
+}
