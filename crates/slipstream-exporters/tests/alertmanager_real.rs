@@ -4,18 +4,14 @@
 //! ends it, and an Alertmanager that comes up late gets the alert once it is up, with the
 //! failures before counted.
 
-mod processes;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use processes::{Relay, wait_ready};
 use serde_json::Value;
 use slipstream_config::exporters::AlertmanagerConfig;
 use slipstream_config::forward::RetryConfig;
@@ -23,53 +19,24 @@ use slipstream_core::export::EventState;
 use slipstream_core::{BurnRateEvent, Registry};
 use slipstream_exporters::alertmanager::AlertmanagerExporter;
 use slipstream_test_support::eventually_async;
+use slipstream_test_support::procs::Alertmanager;
+use slipstream_test_support::recorder::now_nanos;
+use slipstream_test_support::relay::Relay;
 
-const BINARY: &str = "/usr/bin/prometheus-alertmanager";
-
-/// A real Alertmanager: clustering off, one route to a receiver that sends nothing, its own
-/// scratch directory, a port of its own choosing. Killed (and the directory removed) on drop.
+/// A real Alertmanager ([`Alertmanager`]: clustering off, one route to a receiver that sends
+/// nothing, a port of its own choosing), with the queries these tests make.
 struct RealAlertmanager {
-    child: Child,
-    _scratch: tempfile::TempDir,
     addr: SocketAddr,
+    _am: Alertmanager,
 }
 
 impl RealAlertmanager {
     /// Starts Alertmanager on `127.0.0.1:0` and waits until it is ready.
     async fn start() -> RealAlertmanager {
-        let binary = std::env::var("ALERTMANAGER_BIN").unwrap_or_else(|_| BINARY.to_owned());
-        assert!(
-            std::path::Path::new(&binary).is_file(),
-            "{binary} is not installed: run scripts/test-deps.sh (it installs the Debian \
-             package prometheus-alertmanager), or point ALERTMANAGER_BIN at the binary"
-        );
-        let scratch = tempfile::Builder::new()
-            .prefix("slipstream-am-")
-            .tempdir()
-            .unwrap();
-        let config = scratch.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
-        )
-        .unwrap();
-        let mut child = Command::new(&binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                scratch.path().join("data").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-        let addr = wait_ready(&mut child, "alertmanager", String::new).await;
+        let am = Alertmanager::start().await;
         RealAlertmanager {
-            child,
-            _scratch: scratch,
-            addr,
+            addr: am.addr,
+            _am: am,
         }
     }
 
@@ -95,13 +62,6 @@ impl RealAlertmanager {
     }
 }
 
-impl Drop for RealAlertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let resp = tokio::time::timeout(
@@ -114,13 +74,6 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 /// A page-severity burn-rate event as the binary builds it, timed now.
@@ -161,6 +114,7 @@ fn event(state: EventState) -> BurnRateEvent {
             "runbook_url".to_owned(),
             "http://runbooks.example/checkout".to_owned(),
         )]),
+        example_traces: Vec::new(),
     }
 }
 

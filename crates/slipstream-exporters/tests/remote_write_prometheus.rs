@@ -4,12 +4,9 @@
 //! series once it is up, and the failures before are counted.
 
 mod metrics_support;
-mod processes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,139 +17,43 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use metrics_support::{Log, exporter_metric, now_nanos, point, respond, serve};
-use processes::{Relay, wait_ready};
 use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_core::export::{HistogramValue, MetricFamily, MetricKind, PointValue};
 use slipstream_core::{MetricsSnapshot, Registry};
 use slipstream_exporters::prometheus::{Format, Histograms, negotiate, render};
 use slipstream_exporters::remote_write::RemoteWriter;
 use slipstream_test_support::eventually_async;
+use slipstream_test_support::procs::{Prometheus, urlencode};
+use slipstream_test_support::relay::Relay;
 
-// === Prometheus as a child process ===
+// === queries ===
 
-/// A Prometheus child process with its own config and storage, listening on a port of its
-/// own choosing; killed (and its directory removed) on drop.
-struct Prometheus {
-    child: Child,
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-fn prometheus_binary() -> PathBuf {
-    let missing = "the `prometheus` binary is not installed: run scripts/test-deps.sh, which \
-                   installs the Debian package (or point PROMETHEUS_BIN at one)";
-    if let Ok(p) = std::env::var("PROMETHEUS_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "PROMETHEUS_BIN={}: {missing}", p.display());
-        return p;
+/// Every series matching `selector` at the latest instant: labels to value.
+async fn series(prom: &Prometheus, selector: &str) -> BTreeMap<BTreeMap<String, String>, f64> {
+    let url = format!(
+        "http://{}/api/v1/query?query={}",
+        prom.addr,
+        urlencode(selector)
+    );
+    let (status, body) = get(&url).await.expect("query");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut out = BTreeMap::new();
+    for r in v["data"]["result"].as_array().unwrap() {
+        let labels = r["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let value: f64 = match r["value"][1].as_str().unwrap() {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            s => s.parse().unwrap(),
+        };
+        out.insert(labels, value);
     }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = PathBuf::from(dir).join("prometheus");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{missing}");
-}
-
-impl Prometheus {
-    /// Starts Prometheus on `127.0.0.1:0` with these `scrape_configs` (YAML list items) and
-    /// the remote-write receiver on, and waits until it is ready.
-    async fn start(scrape_configs: &str) -> Prometheus {
-        let bin = prometheus_binary();
-        let scratch = tempfile::Builder::new()
-            .prefix("slipstream-prom-")
-            .tempdir()
-            .unwrap();
-        let dir = scratch.path();
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:{}\n",
-            if scrape_configs.is_empty() {
-                " []".to_owned()
-            } else {
-                format!("\n{scrape_configs}")
-            }
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let mut child = Command::new(&bin)
-            .arg("--web.enable-remote-write-receiver")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let log_path = dir.join("prometheus.log");
-        let addr = wait_ready(&mut child, "prometheus", || read_log(&log_path)).await;
-        Prometheus {
-            child,
-            dir: scratch,
-            addr,
-        }
-    }
-
-    fn log(&self) -> String {
-        read_log(&self.dir.path().join("prometheus.log"))
-    }
-
-    /// Every series matching `selector` at the latest instant: labels to value.
-    async fn query(&self, selector: &str) -> BTreeMap<BTreeMap<String, String>, f64> {
-        let url = format!(
-            "http://{}/api/v1/query?query={}",
-            self.addr,
-            percent_encode(selector)
-        );
-        let (status, body) = get(&url).await.expect("query");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let mut out = BTreeMap::new();
-        for r in v["data"]["result"].as_array().unwrap() {
-            let labels = r["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-                .collect();
-            let value: f64 = match r["value"][1].as_str().unwrap() {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                s => s.parse().unwrap(),
-            };
-            out.insert(labels, value);
-        }
-        out
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+    out
 }
 
 async fn get(url: &str) -> Result<(u16, String), String> {
@@ -326,7 +227,7 @@ async fn wait_for(
 ) -> BTreeMap<BTreeMap<String, String>, f64> {
     let check = &check;
     eventually_async(what, limit, || async move {
-        let got = prom.query(SELECTOR).await;
+        let got = series(prom, SELECTOR).await;
         if check(&got) {
             Ok(got)
         } else {
@@ -379,7 +280,7 @@ fn remote_write_config(prometheus: SocketAddr, interval: Duration) -> RemoteWrit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_written_and_scraped_series_hold_exactly_the_snapshot_values() {
     let (target, scrapes) = serve_metrics().await;
-    let prom = Prometheus::start(&scrape_configs(target)).await;
+    let prom = Prometheus::start_scraping(&scrape_configs(target)).await;
     let registry = Registry::new();
     let writer = RemoteWriter::start(
         &remote_write_config(prom.addr, Duration::from_millis(200)),
@@ -448,7 +349,7 @@ async fn a_prometheus_that_starts_late_gets_the_series_and_the_failures_are_coun
         || std::future::ready(failures() >= 2.0),
     )
     .await;
-    let prom = Prometheus::start("").await;
+    let prom = Prometheus::start_scraping("").await;
     relay.forward_to(prom.addr);
     let mut want = expected();
     wait_for(

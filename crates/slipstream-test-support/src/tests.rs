@@ -140,3 +140,22 @@ fn a_nested_value_has_the_depth_asked_for() {
     assert_eq!(depth, 4);
     assert_eq!(v.value, Some(Value::StringValue("leaf".into())));
 }
+
+#[tokio::test]
+async fn the_recorder_answers_as_told_and_keeps_every_request() {
+    let (addr, log) = recorder::serve(|n, _| recorder::respond(200 + n as u16, &[], "ok")).await;
+    assert_eq!(http_get(addr, "/a").await, (200, "ok".to_owned()));
+    assert_eq!(http_get(addr, "/b?x=1").await.0, 201);
+    let served = recorder::wait_for_requests(&log, 2).await;
+    let paths: Vec<String> = served.iter().map(|s| s.uri.to_string()).collect();
+    assert_eq!(paths, ["/a", "/b?x=1"]);
+}
+
+#[tokio::test]
+async fn a_relay_refuses_until_it_knows_its_server_then_pipes() {
+    let relay = relay::Relay::start().await;
+    assert!(!answers(relay.addr, "/").await);
+    let (server, _log) = recorder::serve(|_, _| recorder::respond(200, &[], "")).await;
+    relay.forward_to(server);
+    assert!(answers(relay.addr, "/").await);
+}

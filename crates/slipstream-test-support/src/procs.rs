@@ -1,31 +1,65 @@
 //! Real Prometheus and Alertmanager processes for the exporter tests (Debian packages
-//! `prometheus` and `prometheus-alertmanager`, installed by `scripts/test-deps.sh`). Each
-//! listens on a port of its own choosing (`127.0.0.1:0`), found from `/proc` once it is
-//! bound.
+//! `prometheus` and `prometheus-alertmanager`, installed by `scripts/test-deps.sh`; or the
+//! binaries `PROMETHEUS_BIN` and `ALERTMANAGER_BIN` name). Each listens on a port of its own
+//! choosing (`127.0.0.1:0`), found from `/proc` once it is bound, and writes its log to its
+//! scratch directory, shown when it exits before it is ready.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use slipstream_test_support::listening::wait_ready;
+use crate::listening::wait_ready;
 
 use crate::{eventually_async, http_get};
 
-fn binary(path: &'static str) -> &'static str {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: run scripts/test-deps.sh (it installs the Debian packages \
-         `prometheus` and `prometheus-alertmanager`)"
+/// The binary `$env` names, else `name` on `PATH`; panics naming the fix when neither is there.
+fn binary(name: &str, env: &str) -> PathBuf {
+    let missing = format!(
+        "`{name}` is not installed: run scripts/test-deps.sh (it installs the Debian packages \
+         `prometheus` and `prometheus-alertmanager`), or point {env} at the binary"
     );
-    path
+    if let Some(p) = std::env::var_os(env) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{env}={}: {missing}", p.display());
+        return p;
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{missing}"))
 }
 
-/// A child process killed when dropped, with its scratch directory.
+/// A child process killed when dropped, with its scratch directory and log.
 #[derive(Debug)]
 struct Proc {
     child: Child,
+    log: PathBuf,
+    addr: SocketAddr,
     _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    /// Starts `cmd` listening on a port of its own choosing, its stderr to `what.log` in `dir`;
+    /// waits until it answers `/-/ready`.
+    async fn start(mut cmd: Command, what: &str, dir: tempfile::TempDir) -> Proc {
+        let log = dir.path().join(format!("{what}.log"));
+        let stderr = std::fs::File::create(&log).expect("a log file");
+        let mut child = cmd
+            .arg("--web.listen-address=127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        let addr = wait_ready(&mut child, what, || read_log(&log)).await;
+        Proc {
+            child,
+            log,
+            addr,
+            _dir: dir,
+        }
+    }
 }
 
 impl Drop for Proc {
@@ -33,6 +67,10 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Writes the scrape targets file that Prometheus watches (written whole, then renamed).
@@ -62,7 +100,7 @@ pub struct Prometheus {
     /// Where it listens.
     pub addr: SocketAddr,
     targets: PathBuf,
-    _proc: Proc,
+    proc: Proc,
 }
 
 impl Prometheus {
@@ -75,35 +113,53 @@ impl Prometheus {
     /// As [`Prometheus::start`], with extra command-line arguments (e.g.
     /// `--enable-feature=native-histograms`).
     pub async fn start_with(targets: &[SocketAddr], args: &[&str]) -> Prometheus {
-        let bin = binary("/usr/bin/prometheus");
         let dir = tempfile::tempdir().unwrap();
         let targets_path = dir.path().join("targets.json");
         write_targets(&targets_path, targets);
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: slipstream\n    scrape_interval: 1s\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+        let job = format!(
+            "  - job_name: slipstream\n    scrape_interval: 1s\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
             targets_path.display()
+        );
+        Self::launch(dir, &job, args).await
+    }
+
+    /// Starts Prometheus with these `scrape_configs` (YAML list items, indented by two
+    /// spaces; none when empty) instead of the `slipstream` job.
+    pub async fn start_scraping(scrape_configs: &str) -> Prometheus {
+        Self::launch(tempfile::tempdir().unwrap(), scrape_configs, &[]).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, scrape_configs: &str, args: &[&str]) -> Prometheus {
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:{}\n",
+            if scrape_configs.is_empty() {
+                " []".to_owned()
+            } else {
+                format!("\n{}", scrape_configs.trim_end_matches('\n'))
+            }
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(bin)
-            .arg(format!("--config.file={}", config_path.display()))
+        let mut cmd = Command::new(binary("prometheus", "PROMETHEUS_BIN"));
+        cmd.arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--web.enable-remote-write-receiver")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let addr = wait_ready(&mut child, "prometheus", String::new).await;
+            .args(args);
+        let targets = dir.path().join("targets.json");
+        let proc = Proc::start(cmd, "prometheus", dir).await;
         Prometheus {
-            addr,
-            targets: targets_path,
-            _proc: Proc { child, _dir: dir },
+            addr: proc.addr,
+            targets,
+            proc,
         }
+    }
+
+    /// What Prometheus logged so far (to show beside a failed wait).
+    pub fn log(&self) -> String {
+        read_log(&self.proc.log)
     }
 
     /// Scrapes `targets` from now on instead (Prometheus watches the file that lists them),
@@ -164,7 +220,6 @@ pub struct Alertmanager {
 impl Alertmanager {
     /// Starts Alertmanager on a port of its own choosing.
     pub async fn start() -> Alertmanager {
-        let bin = binary("/usr/bin/prometheus-alertmanager");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("alertmanager.yml");
         std::fs::write(
@@ -172,22 +227,17 @@ impl Alertmanager {
             "route:\n  receiver: 'null'\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: 'null'\n",
         )
         .unwrap();
-        let mut child = Command::new(bin)
-            .arg(format!("--config.file={}", config_path.display()))
+        let mut cmd = Command::new(binary("prometheus-alertmanager", "ALERTMANAGER_BIN"));
+        cmd.arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.path={}",
                 dir.path().join("data").display()
             ))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start alertmanager");
-        let addr = wait_ready(&mut child, "alertmanager", String::new).await;
+            .arg("--cluster.listen-address=");
+        let proc = Proc::start(cmd, "alertmanager", dir).await;
         Alertmanager {
-            addr,
-            _proc: Proc { child, _dir: dir },
+            addr: proc.addr,
+            _proc: proc,
         }
     }
 
