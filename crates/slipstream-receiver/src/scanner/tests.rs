@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
 use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode};
+use slipstream_test_support::otlp::kv_value as kv;
 
 use super::{ScanError, scan_traces};
 
@@ -105,14 +106,6 @@ fn debug(records: &[SpanRecord<'_>]) -> Vec<String> {
 }
 
 // === building requests ===
-
-fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
 
 fn s(v: &str) -> Value {
     Value::StringValue(v.to_owned())
