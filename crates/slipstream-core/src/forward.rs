@@ -64,6 +64,14 @@ pub trait ForwardSink: Send + Sync + 'static {
     /// call this before they aggregate, so a refused request leaves no trace in the SLIs and
     /// the client can retry it.
     fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure>;
+
+    /// Whether a request of `len` bytes would be refused now: the receivers ask before they
+    /// scan a request, so that under overload a refusal costs little next to an accepted
+    /// request. A cheap look, not a promise: [`ForwardSink::forward`] decides. `None` (the
+    /// default) when it would probably be taken.
+    fn would_refuse(&self, _signal: Signal, _len: usize) -> Option<Backpressure> {
+        None
+    }
 }
 
 /// Forwarding turned off: every request is accepted and discarded.

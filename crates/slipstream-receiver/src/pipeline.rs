@@ -518,6 +518,10 @@ impl Pipeline {
                 self.limits.max_decompressed_size
             )));
         }
+        // Under overload, refuse before the scan, the cost of an accepted request.
+        if let Some(b) = self.forward.would_refuse(signal, body.len()) {
+            return Err(ExportError::Backpressure(b.retry_after));
+        }
         match signal {
             Signal::Traces => {
                 let max = self.limits.max_spans_per_request;

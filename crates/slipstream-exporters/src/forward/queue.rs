@@ -148,6 +148,21 @@ impl ForwardSink for ForwardQueue {
         self.requests_gauge.add(1);
         Ok(())
     }
+
+    fn would_refuse(&self, _signal: Signal, len: usize) -> Option<Backpressure> {
+        let refuse = Some(Backpressure {
+            retry_after: self.retry_after,
+        });
+        if self.closed.load(Ordering::Acquire) {
+            return refuse;
+        }
+        // With a spill, a full queue still takes the request (on disk) until the spill is full.
+        let before = self.bytes.load(Ordering::Acquire);
+        if self.spill.is_none() && before > 0 && before + len > self.capacity {
+            return refuse;
+        }
+        None
+    }
 }
 
 impl Drop for ForwardQueue {

@@ -318,6 +318,21 @@ impl ForwardSink for ForwardRouter {
         }
         result
     }
+
+    fn would_refuse(&self, signal: Signal, len: usize) -> Option<Backpressure> {
+        let refuse = Some(Backpressure {
+            retry_after: self.cfg.queue.retry_after,
+        });
+        if self.closed.load(Ordering::Acquire) {
+            return refuse;
+        }
+        // With several lanes the request may be split; each lane decides when it is queued.
+        match self.routes().lanes.as_slice() {
+            [] => refuse,
+            [lane] => lane.queue.would_refuse(signal, len),
+            _ => None,
+        }
+    }
 }
 
 /// A directory name for an endpoint's spill: its URL with every character that is not a
