@@ -213,3 +213,25 @@ fn example_traces_name_the_record_span_and_an_attribute() {
     assert!(r.trace_id.is_empty() && r.span_id.is_empty());
     assert!(attr(&r.attributes, "slo.example_trace_ids").is_none());
 }
+
+#[test]
+fn budget_rows_name_their_parameter_in_the_body_and_the_labels() {
+    let mut e = event(EventState::Firing);
+    e.short_window = e.long_window;
+    e.labels
+        .insert("budget_drop_percent".to_owned(), "10".to_owned());
+    let req = request(&[e]);
+    let r = &req.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(
+        r.body.as_ref().and_then(|b| b.value.clone()),
+        Some(Value::StringValue(
+            "firing: checkout: SLO checkout-availability spent at least 10% of its error budget \
+             in 1h (20.5x over 1h)"
+                .to_owned()
+        ))
+    );
+    assert_eq!(
+        str_attr(&r.attributes, "slo.label.budget_drop_percent"),
+        "10"
+    );
+}
