@@ -72,6 +72,25 @@ impl Rendezvous {
         }
         best.map(|(_, i)| i)
     }
+
+    /// Indexes of the `r` endpoints ranked highest for `key`, best first: the first is
+    /// [`Rendezvous::pick`]'s, all are distinct, and fewer than `r` when there are fewer
+    /// endpoints. Replicating a key to these keeps rendezvous hashing's properties: adding an
+    /// endpoint puts it into the sets of the keys it now ranks among the top `r` (about `r/N` of
+    /// them), each losing only its lowest-ranked endpoint; removing one changes only the sets
+    /// that held it.
+    pub fn pick_n(&self, key: &[u8], r: usize) -> Vec<usize> {
+        let k = fnv1a(key);
+        let mut scored: Vec<(u64, usize)> = self
+            .seeds
+            .iter()
+            .enumerate()
+            .map(|(i, seed)| (mix(k ^ seed), i))
+            .collect();
+        // Highest score first; on a tie the lower index, as `pick` does.
+        scored.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().take(r).map(|(_, i)| i).collect()
+    }
 }
 
 /// An endpoint URL's authority (`host:port`, as written) and host (an IPv6 address without
@@ -257,6 +276,80 @@ mod tests {
             let share = n as f64 / keys as f64;
             assert!((0.18..0.22).contains(&share), "uneven share {share}");
         }
+    }
+
+    #[test]
+    fn pick_n_ranks_distinct_endpoints_led_by_the_owner() {
+        let route = Rendezvous::new(&names(5));
+        for s in 0..1000 {
+            let key = format!("service-{s}");
+            let top = route.pick_n(key.as_bytes(), 3);
+            assert_eq!(top.len(), 3);
+            assert_eq!(Some(top[0]), route.pick(key.as_bytes()));
+            let distinct: std::collections::BTreeSet<_> = top.iter().collect();
+            assert_eq!(distinct.len(), 3, "{top:?}");
+            // Stable, and a prefix of any longer ranking.
+            assert_eq!(route.pick_n(key.as_bytes(), 3), top);
+            assert_eq!(route.pick_n(key.as_bytes(), 5)[..3], top[..]);
+            assert_eq!(route.pick_n(key.as_bytes(), 1), [top[0]]);
+        }
+        // More replicas than endpoints: every endpoint, once.
+        let mut all = route.pick_n(b"checkout", 9);
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3, 4]);
+        assert!(route.pick_n(b"checkout", 0).is_empty());
+        assert!(Rendezvous::new::<&str>(&[]).pick_n(b"x", 2).is_empty());
+    }
+
+    #[test]
+    fn pick_n_depends_on_the_names_not_their_order() {
+        let forward = names(6);
+        let a = Rendezvous::new(&forward);
+        let mut reversed = names(6);
+        reversed.reverse();
+        let b = Rendezvous::new(&reversed);
+        for s in 0..500 {
+            let key = format!("service-{s}");
+            let na: Vec<&String> = a
+                .pick_n(key.as_bytes(), 2)
+                .into_iter()
+                .map(|i| &forward[i])
+                .collect();
+            let nb: Vec<&String> = b
+                .pick_n(key.as_bytes(), 2)
+                .into_iter()
+                .map(|i| &reversed[i])
+                .collect();
+            assert_eq!(na, nb);
+        }
+    }
+
+    #[test]
+    fn adding_an_endpoint_changes_a_replica_set_only_by_taking_its_last_place() {
+        let r = 2;
+        let before = Rendezvous::new(&names(4));
+        let after = Rendezvous::new(&names(5));
+        let keys = 20_000;
+        let mut changed = 0;
+        for s in 0..keys {
+            let key = format!("svc-{s}");
+            let (b, a) = (
+                before.pick_n(key.as_bytes(), r),
+                after.pick_n(key.as_bytes(), r),
+            );
+            if a == b {
+                continue;
+            }
+            changed += 1;
+            // The new endpoint joins the set; the old ones keep their order, and only the
+            // lowest-ranked one leaves.
+            assert!(a.contains(&4), "{b:?} -> {a:?} without the new endpoint");
+            let kept: Vec<usize> = a.iter().copied().filter(|&i| i != 4).collect();
+            assert_eq!(kept, b[..r - 1], "{b:?} -> {a:?}");
+        }
+        // The new endpoint ranks among the top 2 of 5 for about 2/5 of the keys.
+        let share = changed as f64 / keys as f64;
+        assert!((0.37..0.43).contains(&share), "changed share {share}");
     }
 
     #[test]
