@@ -199,6 +199,8 @@ impl Inflate {
         data: Bytes,
         limit: usize,
     ) -> Result<Result<Inflate, Bytes>, ExportError> {
+        // The body is in memory, so the decoders read it in place (`bufread`), not through a
+        // buffer of their own that each request would allocate, zero and copy into.
         let reader = data.clone().reader();
         let (reader, what): (Box<dyn Read + Send>, _) = match encoding {
             Encoding::Identity => {
@@ -209,8 +211,14 @@ impl Inflate {
                 }
                 return Ok(Err(data));
             }
-            Encoding::Gzip => (Box::new(flate2::read::MultiGzDecoder::new(reader)), "gzip"),
-            Encoding::Deflate => (Box::new(flate2::read::ZlibDecoder::new(reader)), "deflate"),
+            Encoding::Gzip => (
+                Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+                "gzip",
+            ),
+            Encoding::Deflate => (
+                Box::new(flate2::bufread::ZlibDecoder::new(reader)),
+                "deflate",
+            ),
             Encoding::Zstd => {
                 let decoder = zstd::stream::read::Decoder::with_buffer(reader)
                     .map_err(|e| ExportError::Invalid(format!("invalid zstd body: {e}")))?;
