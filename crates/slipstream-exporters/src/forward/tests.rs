@@ -40,6 +40,26 @@ fn a_request_larger_than_the_queue_fits_only_when_it_is_empty() {
 }
 
 #[test]
+fn the_early_look_refuses_what_queueing_would_refuse() {
+    let (q, mut rx) = ForwardQueue::new(100, Duration::from_secs(3), None, &Registry::new());
+    assert_eq!(
+        q.would_refuse(Signal::Traces, 500),
+        None,
+        "an empty queue takes any size"
+    );
+    q.forward(Signal::Traces, body(60)).unwrap();
+    assert_eq!(q.would_refuse(Signal::Traces, 40), None);
+    let refused = q.would_refuse(Signal::Traces, 41).expect("over the limit");
+    assert_eq!(refused.retry_after, Duration::from_secs(3));
+    assert!(q.forward(Signal::Traces, body(41)).is_err());
+    let first = rx.try_recv().unwrap();
+    q.release(first.signal, first.body.len());
+    assert_eq!(q.would_refuse(Signal::Traces, 41), None);
+    q.close();
+    assert!(q.would_refuse(Signal::Traces, 1).is_some());
+}
+
+#[test]
 fn a_closed_queue_refuses_everything() {
     let (q, _rx) = ForwardQueue::new(1000, Duration::from_secs(1), None, &Registry::new());
     q.close();
@@ -333,5 +353,117 @@ mod router {
             Some(60)
         );
         assert!(router.forward(Signal::Logs, request("late")).is_err());
+    }
+}
+
+mod compression {
+    use std::io::Read;
+
+    use slipstream_config::ForwardConfig;
+    use slipstream_config::forward::{ForwardCompression, ForwardProtocol};
+
+    use super::*;
+    use crate::events::fixture::{Received, Recorder, fast_retry};
+    use crate::forward::ForwardRouter;
+
+    /// What a received request carries: its encoding header and its message decoded.
+    fn decoded(protocol: ForwardProtocol, got: &Received) -> (Option<String>, Vec<u8>) {
+        let (header, body) = match protocol {
+            ForwardProtocol::Grpc => {
+                let len = u32::from_be_bytes(got.body[1..5].try_into().unwrap()) as usize;
+                assert_eq!(
+                    len,
+                    got.body.len() - 5,
+                    "the prefix gives the message length"
+                );
+                ("grpc-encoding", got.body.slice(5..))
+            }
+            ForwardProtocol::Http => ("content-encoding", got.body.clone()),
+        };
+        let encoding = got
+            .headers
+            .get(header)
+            .map(|v| v.to_str().unwrap().to_owned());
+        if protocol == ForwardProtocol::Grpc {
+            assert_eq!(got.body[0] == 1, encoding.is_some(), "the compressed flag");
+        }
+        let plain = match encoding.as_deref() {
+            None => body.to_vec(),
+            Some("gzip") => {
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
+                plain
+            }
+            Some("zstd") => zstd::stream::decode_all(&body[..]).unwrap(),
+            Some(other) => panic!("unexpected encoding {other}"),
+        };
+        (encoding, plain)
+    }
+
+    /// Forwards `sent` with `compression` over `protocol`; returns the request as it arrived
+    /// (not the empty reachability probe), with its encoding and its message decoded.
+    async fn forwarded(
+        protocol: ForwardProtocol,
+        compression: ForwardCompression,
+        sent: &Bytes,
+    ) -> (Received, Option<String>, Vec<u8>) {
+        let downstream = Recorder::start([]).await;
+        let cfg = ForwardConfig {
+            endpoint: Some(downstream.url()),
+            protocol,
+            compression,
+            retry: fast_retry(),
+            ..Default::default()
+        };
+        let router = ForwardRouter::start(&cfg, &Registry::new()).await.unwrap();
+        router.forward(Signal::Traces, sent.clone()).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            let found = downstream.received().into_iter().find_map(|r| {
+                let (encoding, plain) = decoded(protocol, &r);
+                (!plain.is_empty()).then_some((r, encoding, plain))
+            });
+            if let Some(found) = found {
+                break found;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "{protocol:?} {compression:?}: no forwarded request within 5 s; received {}",
+                downstream.received().len()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        router.shutdown(Duration::from_secs(1)).await;
+        found
+    }
+
+    #[tokio::test]
+    async fn each_compression_arrives_marked_and_decodes_to_the_request() {
+        let sent = Bytes::from(
+            (0..20_000u32)
+                .flat_map(|i| (i % 97).to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        for protocol in [ForwardProtocol::Grpc, ForwardProtocol::Http] {
+            for (compression, name) in [
+                (ForwardCompression::None, None),
+                (ForwardCompression::Gzip, Some("gzip")),
+                (ForwardCompression::Zstd, Some("zstd")),
+            ] {
+                let what = format!("{protocol:?} {compression:?}");
+                let (got, encoding, plain) = forwarded(protocol, compression, &sent).await;
+                assert_eq!(encoding.as_deref(), name, "{what}");
+                assert_eq!(plain, sent, "{what}");
+                if name.is_some() {
+                    assert!(
+                        got.body.len() < sent.len() / 4,
+                        "{what}: {}",
+                        got.body.len()
+                    );
+                }
+            }
+        }
     }
 }
