@@ -55,6 +55,8 @@ pub const DEFAULT_AGGREGATES_MAX_REQUEST_SIZE: ByteSize = ByteSize::mib(4);
 /// Default largest number of series in one request of partial aggregates (the gateway's
 /// `receivers.otlp.aggregates.max_series_per_request` default).
 pub const DEFAULT_AGGREGATES_MAX_SERIES_PER_REQUEST: usize = 10_000;
+/// Default number of gateways each service's partial aggregates go to.
+pub const DEFAULT_AGGREGATES_REPLICAS: usize = 1;
 
 /// `exporters`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -472,6 +474,11 @@ pub struct AggregatesConfig {
     /// aggregates always go to the same one, chosen by rendezvous hashing of `service.name`
     /// over this list.
     pub endpoints: Vec<String>,
+    /// Gateways each service's aggregates go to: the `replicas` ranked highest for its
+    /// `service.name`, each computing the same SLOs and sending the same alerts (Alertmanager
+    /// deduplicates them), so a service keeps being evaluated while one of them is down. With
+    /// fewer gateways than `replicas`, every gateway gets every service.
+    pub replicas: usize,
     /// Instead of `endpoints`: a URL whose host has one address per gateway (a headless
     /// Service, `http://slipstream-gateway-headless.observability.svc:4318`), looked up every
     /// `refresh_interval`; each address is a gateway `scheme://address:port`.
@@ -544,6 +551,7 @@ impl Default for AggregatesConfig {
     fn default() -> Self {
         AggregatesConfig {
             endpoints: Vec::new(),
+            replicas: DEFAULT_AGGREGATES_REPLICAS,
             dns: None,
             refresh_interval: crate::forward::DEFAULT_DNS_REFRESH_INTERVAL,
             instance: None,
@@ -684,6 +692,11 @@ impl ExportersConfig {
                 check_url(errs, &format!("{p}.dns"), d);
                 check_tls_scheme(errs, &p, d, a.tls.as_ref());
             }
+            errs.check(
+                a.replicas >= 1,
+                format!("{p}.replicas"),
+                "expected at least 1",
+            );
             errs.check(
                 !a.refresh_interval.is_zero(),
                 format!("{p}.refresh_interval"),

@@ -222,6 +222,17 @@ fn the_aggregates_exporter_parses_with_defaults_and_mistakes_name_their_fields()
     let unknown =
         Config::from_yaml("exporters:\n  aggregates:\n    endpoint: http://gw:4318\n").unwrap_err();
     assert_eq!(unknown.errors[0].path, "exporters.aggregates.endpoint");
+    assert_eq!(a.replicas, exporters::DEFAULT_AGGREGATES_REPLICAS);
+    let none = Config::from_yaml(
+        "exporters:\n  aggregates:\n    endpoints: [http://gw:4318]\n    replicas: 0\n",
+    )
+    .unwrap_err();
+    assert_eq!(none.errors[0].path, "exporters.aggregates.replicas");
+    // More replicas than gateways is allowed: each gateway gets every service.
+    Config::from_yaml(
+        "exporters:\n  aggregates:\n    endpoints: [http://gw:4318]\n    replicas: 3\n",
+    )
+    .unwrap();
 }
 
 // === environment values are scalars ===

@@ -7,7 +7,9 @@
 //!
 //! - each series goes to the gateway that owns its service: rendezvous hashing of
 //!   `service.name` over `endpoints` ([`Rendezvous`]), so a service's aggregates, from every
-//!   sidecar, meet on one gateway;
+//!   sidecar, meet on one gateway; with `replicas: R`, to the R gateways ranked highest
+//!   ([`Rendezvous::pick_n`]), which all get the same series (series with the same set of
+//!   gateways are packed and encoded once, and the bytes queued to each of them);
 //! - per gateway, the series are packed into requests of at most `max_request_size` bytes
 //!   and `max_series_per_request` series (a series larger than that is cut between its
 //!   slots); each request carries the header
@@ -227,6 +229,8 @@ struct Shared {
     max_request: usize,
     max_series: usize,
     gzip: bool,
+    /// Gateways each series goes to.
+    replicas: usize,
 }
 
 /// The running exporter of partial aggregates.
@@ -306,6 +310,7 @@ impl AggregatesExporter {
             max_request: usize::try_from(cfg.max_request_size.0).unwrap_or(usize::MAX),
             max_series: cfg.max_series_per_request.max(1),
             gzip: cfg.gzip,
+            replicas: cfg.replicas.max(1),
         });
         if dns.is_none() {
             shared.set_gateways(cfg.endpoints.clone())?;
@@ -418,7 +423,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Takes the outbox, routes each series to its gateway and queues the requests. With no
+    /// Takes the outbox, routes each series to its `replicas` gateways and queues the
+    /// requests: one set of requests per set of gateways, queued to each of them. With no
     /// gateway known yet (the first DNS lookup), the outbox waits.
     fn ship(&self) {
         let gateways = self.gateways();
@@ -429,15 +435,21 @@ impl Shared {
         if series.is_empty() {
             return;
         }
-        let mut per_gateway: Vec<Vec<Series>> = vec![Vec::new(); gateways.queues.len()];
+        let mut per_owners: BTreeMap<Vec<usize>, Vec<Series>> = BTreeMap::new();
         for s in series {
-            if let Some(i) = gateways.route.pick(s.service().as_bytes()) {
-                per_gateway[i].push(s);
+            let mut owners = gateways.route.pick_n(s.service().as_bytes(), self.replicas);
+            if owners.is_empty() {
+                continue;
             }
+            owners.sort_unstable();
+            per_owners.entry(owners).or_default().push(s);
         }
-        for (queue, series) in gateways.queues.iter().zip(per_gateway) {
+        for (owners, series) in per_owners {
             for batch in pack(series, self.max_request, self.max_series) {
-                queue.push(self.encode(batch));
+                let body = self.encode(batch);
+                for &i in &owners {
+                    gateways.queues[i].push(body.clone());
+                }
             }
         }
     }

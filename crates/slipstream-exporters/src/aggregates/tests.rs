@@ -129,6 +129,88 @@ async fn each_service_goes_to_the_gateway_that_owns_it() {
     );
 }
 
+#[tokio::test]
+async fn with_replicas_each_service_goes_to_its_highest_ranked_gateways() {
+    let gateways = [
+        Recorder::start([]).await,
+        Recorder::start([]).await,
+        Recorder::start([]).await,
+    ];
+    let urls: Vec<String> = gateways.iter().map(Recorder::url).collect();
+    let cfg = AggregatesConfig {
+        replicas: 2,
+        ..config(urls.clone())
+    };
+    let exporter = AggregatesExporter::start(&cfg, header(), &Registry::new()).unwrap();
+    let services: Vec<String> = (0..12).map(|i| format!("svc-{i}")).collect();
+    exporter.add(
+        services
+            .iter()
+            .map(|s| series(s, &[(60, 2, 1, &[(10, 2)])]))
+            .collect(),
+    );
+    exporter.ship();
+    let route = Rendezvous::for_endpoints(&urls);
+    let mut copies = std::collections::BTreeMap::<String, usize>::new();
+    for (i, g) in gateways.iter().enumerate() {
+        let mut want: Vec<&str> = services
+            .iter()
+            .filter(|s| route.pick_n(s.as_bytes(), 2).contains(&i))
+            .map(String::as_str)
+            .collect();
+        want.sort_unstable();
+        // One request per pair of gateways holding the services that pair owns.
+        let pairs: std::collections::BTreeSet<Vec<usize>> = services
+            .iter()
+            .map(|s| {
+                let mut p = route.pick_n(s.as_bytes(), 2);
+                p.sort_unstable();
+                p
+            })
+            .filter(|p| p.contains(&i))
+            .collect();
+        let got = g.wait_for(pairs.len()).await;
+        assert_eq!(got.len(), pairs.len());
+        let mut names = Vec::new();
+        let mut last_sequence = 0;
+        for r in &got {
+            let req = decode(r);
+            let sequence = req.header.unwrap().sequence;
+            assert!(sequence > last_sequence, "sequences rise per gateway");
+            last_sequence = sequence;
+            for s in &req.series {
+                names.push(s.service().to_owned());
+                *copies.entry(s.service().to_owned()).or_default() += 1;
+                assert_eq!(s.slots[0].total, 2, "every replica gets the whole count");
+            }
+        }
+        names.sort_unstable();
+        assert_eq!(names, want, "gateway {i}");
+    }
+    assert_eq!(copies.len(), 12);
+    assert!(copies.values().all(|&n| n == 2), "{copies:?}");
+    assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
+
+    // More replicas than gateways: each gateway gets every service.
+    let cfg = AggregatesConfig {
+        replicas: 5,
+        ..config(urls[..2].to_vec())
+    };
+    let exporter = AggregatesExporter::start(&cfg, header(), &Registry::new()).unwrap();
+    let before: Vec<usize> = gateways.iter().map(|g| g.received().len()).collect();
+    exporter.add(vec![series("checkout", &[(60, 1, 0, &[(10, 1)])])]);
+    exporter.ship();
+    for (g, n) in gateways[..2].iter().zip(&before) {
+        let got = g.wait_for(n + 1).await;
+        let req = decode(got.last().unwrap());
+        assert_eq!(req.series.len(), 1);
+        assert_eq!(req.series[0].service(), "checkout");
+    }
+    assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
+    let after: Vec<usize> = gateways.iter().map(|g| g.received().len()).collect();
+    assert_eq!(after, [before[0] + 1, before[1] + 1, before[2]]);
+}
+
 #[test]
 fn the_outbox_sums_ticks_per_series_and_slot() {
     let mut outbox = Outbox::default();
