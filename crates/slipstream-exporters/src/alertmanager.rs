@@ -21,6 +21,10 @@
 //!   slipstream stopped, expires on its own); for a resolved alert, the event's time.
 //! - no `generatorURL`.
 //!
+//! Nothing in an alert names the slipstream that sent it, so replicated gateways evaluating
+//! the same SLO send identical label sets and a clustered Alertmanager notifies once.
+//! [`incident_key`] names that label set in the webhook and OTLP log events.
+//!
 //! Alertmanager forgets alerts that are not re-sent, so the exporter keeps the set of firing
 //! alerts (keyed by their label set) and re-sends all of them every `resend_interval` until a
 //! resolved event for the same labels arrives; that one is sent with its `endsAt` and the alert
@@ -191,26 +195,28 @@ async fn resend_loop(firing: Firing, queues: Vec<DeliveryQueue<Batch>>, every: D
     }
 }
 
+/// A stable name of the alert an event belongs to, the same on every slipstream that
+/// evaluates the SLO: the lowercase hex of the first 16 bytes of SHA-256 over its Alertmanager
+/// labels (the set Alertmanager deduplicates on), each written `name=value` and ended by a NUL,
+/// in name order. It depends on the SLO, service, severity, the policy row's parameters and the
+/// SLO's and catalog's labels, never on an evaluation time, so replicas that evaluate seconds
+/// apart agree; as with Alertmanager, one incident is the run of events from a firing one to
+/// the next resolved one.
+pub fn incident_key(event: &BurnRateEvent) -> String {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    for (k, v) in alert_labels(event) {
+        hash.update(k.as_bytes());
+        hash.update(b"=");
+        hash.update(v.as_bytes());
+        hash.update(b"\0");
+    }
+    hex::encode(&hash.finalize()[..16])
+}
+
 /// The alert of one event (see the module docs for its labels and annotations).
 pub fn alert(event: &BurnRateEvent) -> Alert {
-    let mut labels: BTreeMap<String, String> = event
-        .labels
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (label_name(k), v.clone()))
-        .collect();
-    for (k, v) in [
-        ("alertname", DEFAULT_ALERTNAME.to_owned()),
-        ("service", event.service.clone()),
-        ("slo", event.slo.clone()),
-        ("severity", event.severity.clone()),
-        ("long_window", format_duration(event.long_window)),
-        ("short_window", format_duration(event.short_window)),
-    ] {
-        if !v.is_empty() {
-            labels.entry(k.to_owned()).or_insert(v);
-        }
-    }
+    let labels = alert_labels(event);
     let mut annotations = event.annotations.clone();
     let number = |x: Option<f64>| x.filter(|x| x.is_finite()).map(format_number);
     let versions = (!event.versions.is_empty()).then(|| event.versions.join(", "));
@@ -242,6 +248,29 @@ pub fn alert(event: &BurnRateEvent) -> Alert {
             EventState::Resolved => Some(event.at.max(event.firing_since)),
         },
     }
+}
+
+/// An event's Alertmanager labels (see the module docs).
+fn alert_labels(event: &BurnRateEvent) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = event
+        .labels
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (label_name(k), v.clone()))
+        .collect();
+    for (k, v) in [
+        ("alertname", DEFAULT_ALERTNAME.to_owned()),
+        ("service", event.service.clone()),
+        ("slo", event.slo.clone()),
+        ("severity", event.severity.clone()),
+        ("long_window", format_duration(event.long_window)),
+        ("short_window", format_duration(event.short_window)),
+    ] {
+        if !v.is_empty() {
+            labels.entry(k.to_owned()).or_insert(v);
+        }
+    }
+    labels
 }
 
 /// One line saying what burns: `checkout: SLO checkout-availability burns its error budget

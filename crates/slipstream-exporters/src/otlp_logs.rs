@@ -18,7 +18,8 @@
 //!   `slo.short_burn_rate`, `slo.budget_remaining` (doubles; a rate without traffic is left
 //!   out), `slo.versions` (array of strings), `slo.newest_version` (string),
 //!   `slo.newest_version_since` and `slo.firing_since` (Unix nanoseconds, ints), `slo.repeat`
-//!   (bool), then every label as `slo.label.<name>` and every annotation as
+//!   (bool), `slo.incident_key` ([`crate::alertmanager::incident_key`], the same on every
+//!   replica that fires the alert), then every label as `slo.label.<name>` and every annotation as
 //!   `slo.annotation.<name>` (strings), and `slo.example_trace_ids` (array of strings) when
 //!   the event has example requests; the record's `trace_id` and `span_id` are then the most
 //!   recent one's, so a backend links the event to that trace.
@@ -154,6 +155,10 @@ fn record(event: &BurnRateEvent) -> LogRecord {
     attributes.push(attribute(
         "slo.repeat",
         any_value::Value::BoolValue(event.repeat),
+    ));
+    attributes.push(string(
+        "slo.incident_key",
+        &crate::alertmanager::incident_key(event),
     ));
     for (k, v) in &event.labels {
         attributes.push(string(&format!("slo.label.{k}"), v));

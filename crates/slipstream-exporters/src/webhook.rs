@@ -2,7 +2,8 @@
 //!
 //! Each event is one `POST` to `exporters.webhook.url` whose body is the event's JSON form
 //! (`serde_json` of [`slipstream_core::BurnRateEvent`], documented in the README's
-//! "Burn-rate events" section), with:
+//! "Burn-rate events" section) plus `incident_key` ([`crate::alertmanager::incident_key`]: the
+//! same on every replica that fires the alert, so a receiver can deduplicate), with:
 //!
 //! - `Content-Type: application/json`;
 //! - `X-Slipstream-Event: firing` or `resolved`;
@@ -82,7 +83,14 @@ impl WebhookExporter {
 
     /// Queues one POST for `event`; never waits.
     pub fn send(&self, event: &BurnRateEvent) {
-        let body = Bytes::from(serde_json::to_vec(event).expect("an event serializes to JSON"));
+        let mut json = serde_json::to_value(event).expect("an event serializes to JSON");
+        if let Some(fields) = json.as_object_mut() {
+            fields.insert(
+                "incident_key".to_owned(),
+                crate::alertmanager::incident_key(event).into(),
+            );
+        }
+        let body = Bytes::from(serde_json::to_vec(&json).expect("JSON serializes"));
         let mut headers = self.headers.clone();
         headers.insert(
             HeaderName::from_static(EVENT_HEADER),

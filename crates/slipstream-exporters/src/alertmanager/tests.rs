@@ -5,7 +5,7 @@ use slipstream_config::exporters::AlertmanagerConfig;
 use slipstream_core::Registry;
 use slipstream_core::export::EventState;
 
-use super::{AlertmanagerExporter, DEFAULT_ALERTNAME, alert, render, rfc3339};
+use super::{AlertmanagerExporter, DEFAULT_ALERTNAME, alert, incident_key, render, rfc3339};
 use crate::events::fixture::{AT, Recorder, event, fast_retry};
 
 fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -36,6 +36,41 @@ fn an_alert_has_the_event_labels_and_its_numbers_as_annotations() {
         ("versions", "1.4.0, 1.5.0"),
     ]);
     assert_eq!(a.annotations, expected);
+}
+
+#[test]
+fn the_incident_key_names_the_label_set_not_the_evaluation() {
+    let e = event(EventState::Firing);
+    let key = incident_key(&e);
+    assert_eq!(key.len(), 32);
+    assert!(
+        key.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    // Another replica evaluates a few seconds later, with other numbers: the same key, as
+    // Alertmanager sees the same alert; so does the resolved event that ends it.
+    let mut later = e.clone();
+    later.at += 7_000_000_000;
+    later.firing_since += 7_000_000_000;
+    later.long_burn_rate = Some(21.0);
+    later.budget_remaining = Some(0.7);
+    later.repeat = true;
+    later
+        .annotations
+        .insert("summary".into(), "other words".into());
+    assert_eq!(incident_key(&later), key);
+    assert_eq!(incident_key(&event(EventState::Resolved)), key);
+    // Another row, severity, SLO or label is another alert.
+    for (name, value) in [
+        ("short_window", "30m"),
+        ("severity", "ticket"),
+        ("slo", "checkout-latency"),
+        ("owner", "search"),
+    ] {
+        let mut other = e.clone();
+        other.labels.insert(name.into(), value.into());
+        assert_ne!(incident_key(&other), key, "{name}");
+    }
 }
 
 #[test]

@@ -81,6 +81,10 @@ fn check_firing_page(r: &LogRecord) {
         Some(&Value::IntValue((AT - 120_000_000_000) as i64))
     );
     assert_eq!(attr(a, "slo.repeat"), Some(&Value::BoolValue(false)));
+    assert_eq!(
+        str_attr(a, "slo.incident_key"),
+        crate::alertmanager::incident_key(&event(EventState::Firing))
+    );
     assert_eq!(str_attr(a, "slo.label.owner"), "payments");
     assert_eq!(str_attr(a, "slo.label.alertname"), "SlipstreamBurnRate");
     assert_eq!(

@@ -60,7 +60,14 @@ async fn a_signed_event_carries_a_verifiable_signature_and_the_event_json() {
         mac.verify_slice(&hex::decode(hex_mac).unwrap())
             .expect("the signature matches the body");
         assert_eq!(hex_mac, hex_mac.to_lowercase());
-        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let mut body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        // The event's JSON, plus the key that names its alert on every replica.
+        let key = body
+            .as_object_mut()
+            .unwrap()
+            .remove("incident_key")
+            .expect("an incident key");
+        assert_eq!(key, crate::alertmanager::incident_key(sent));
         assert_eq!(body, serde_json::to_value(sent).unwrap());
         assert_eq!(body["state"], state);
         assert_eq!(body["slo"], "checkout-availability");
