@@ -112,6 +112,8 @@ pub struct AggregatorConfig {
     pub max_pending_per_shard: usize,
     /// How a span's outcome is decided.
     pub outcome: OutcomeConfig,
+    /// What the bad requests share: candidate attributes counted per service and slot.
+    pub explain: crate::explain::ExplainConfig,
 }
 
 impl Default for AggregatorConfig {
@@ -143,6 +145,7 @@ impl Default for AggregatorConfig {
             max_versions_per_series: DEFAULT_MAX_VERSIONS_PER_SERIES,
             max_pending_per_shard: DEFAULT_MAX_PENDING_PER_SHARD,
             outcome: OutcomeConfig::default(),
+            explain: crate::explain::ExplainConfig::default(),
         }
     }
 }
@@ -215,6 +218,7 @@ impl AggregatorConfig {
                 .map(|d| keys(map, d)[1..].to_vec())
                 .collect(),
             span_keys: self.span_dimensions.clone(),
+            candidate_keys: self.explain.candidate_keys(),
         }
     }
 
@@ -321,6 +325,7 @@ impl AggregatorConfig {
             format!("{path}.max_pending_per_shard"),
             "expected at least 16",
         );
+        self.explain.validate(&format!("{path}.explain"), errs);
         let o = &self.outcome;
         errs.check(
             o.http_bad_status_min <= o.http_bad_status_max,

@@ -12,6 +12,8 @@ pub mod admin;
 pub mod aggregates;
 pub mod aggregator;
 mod env;
+pub mod exemplars;
+pub mod explain;
 pub mod exporters;
 pub mod forward;
 pub mod memory;
@@ -30,6 +32,8 @@ use serde::{Deserialize, Serialize};
 pub use admin::AdminConfig;
 pub use aggregator::AggregatorConfig;
 pub use env::substitute_env;
+pub use exemplars::ExemplarsConfig;
+pub use explain::ExplainConfig;
 pub use exporters::ExportersConfig;
 pub use forward::ForwardConfig;
 pub use memory::MemoryConfig;
@@ -58,6 +62,8 @@ pub struct Config {
     pub slo: SloConfig,
     /// Where SLI series and burn-rate events are exported.
     pub exporters: ExportersConfig,
+    /// Example requests (exemplars) and links to their traces.
+    pub exemplars: ExemplarsConfig,
     /// Persistence of the SLO state across restarts.
     pub state: StateConfig,
     /// The memory limit past which new requests are refused.
@@ -282,6 +288,7 @@ impl Config {
         self.aggregator.validate("aggregator", &mut errs);
         self.slo.validate("slo", &mut errs);
         self.exporters.validate("exporters", &mut errs);
+        self.exemplars.validate("exemplars", &mut errs);
         self.state.validate("state", &mut errs);
         self.memory.validate("memory", &mut errs);
         errs.check(

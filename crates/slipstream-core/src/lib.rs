@@ -13,6 +13,8 @@
 
 pub mod aggregates;
 pub mod auth;
+pub mod exemplar;
+pub mod explain;
 pub mod export;
 mod forward;
 mod outcome;
@@ -24,12 +26,13 @@ mod time;
 pub mod wire;
 
 pub use aggregates::{AggregatesSink, MergeError, Merged};
+pub use exemplar::{Exemplar, Exemplars};
 pub use export::{BurnRateEvent, MetricFamily, MetricsSnapshot, MetricsSource};
 pub use forward::{Backpressure, ForwardSink, Signal};
 pub use outcome::{GrpcBadCodes, Outcome, OutcomeRules};
 pub use span::{
-    AttrValue, MAX_DIMENSIONS, ObservationSink, SAMPLING_THRESHOLD_RANGE, ScanSpec, SpanKind,
-    SpanRecord, StatusCode,
+    AttrValue, MAX_CANDIDATES, MAX_DIMENSIONS, ObservationSink, SAMPLING_THRESHOLD_RANGE, ScanSpec,
+    SpanKind, SpanRecord, StatusCode,
 };
 pub use telemetry::Registry;
 pub use time::{Clock, ManualClock, SystemClock, UnixNanos};

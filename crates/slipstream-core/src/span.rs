@@ -5,6 +5,9 @@ use std::fmt;
 /// The most attribute dimensions (resource and span together) a series key may carry.
 pub const MAX_DIMENSIONS: usize = 8;
 
+/// The most candidate attributes ([`ScanSpec::candidate_keys`]) the scanner reads per span.
+pub const MAX_CANDIDATES: usize = 16;
+
 /// OTLP `Span.SpanKind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
@@ -149,6 +152,10 @@ pub struct ScanSpec {
     pub resource_alternatives: Vec<Vec<String>>,
     /// Span attribute keys (for example `http.route`).
     pub span_keys: Vec<String>,
+    /// Candidate attributes (at most [`MAX_CANDIDATES`]), whose values say what the bad
+    /// requests share: each is looked up on the span first, then on its resource. Their
+    /// values land in [`SpanRecord::candidates`], in this order.
+    pub candidate_keys: Vec<String>,
 }
 
 impl ScanSpec {
@@ -191,15 +198,41 @@ pub struct SpanRecord<'a> {
     /// `(2^56 - T) / 2^56` and stands for `2^56 / (2^56 - T)` spans (its adjusted count).
     /// `None` when the trace state holds no valid threshold: the span counts as one.
     pub sampling_threshold: Option<u64>,
+    /// The span's `trace_id` (16 bytes) when it has a valid one, else empty: exemplars name it.
+    pub trace_id: &'a [u8],
+    /// The span's `span_id` (8 bytes) when it has a valid one, else empty.
+    pub span_id: &'a [u8],
+    /// The request the span was read from, when [`ScanSpec::candidate_keys`] asked for
+    /// values in it ([`SpanRecord::candidate`]); else empty.
+    pub request: &'a [u8],
+    /// Where the values of [`ScanSpec::candidate_keys`] are in `request`, in order: the
+    /// offset of the length prefix of each attribute's encoded `AnyValue` (the span's, else
+    /// its resource's), 0 when neither has it. Offsets keep the record small; the values are
+    /// read only for the requests that are counted.
+    pub candidates: [u32; MAX_CANDIDATES],
 }
 
 /// `2^56`: one more than the largest sampling threshold ([`SpanRecord::sampling_threshold`]).
 pub const SAMPLING_THRESHOLD_RANGE: u64 = 1 << 56;
 
-impl SpanRecord<'_> {
+impl<'a> SpanRecord<'a> {
     /// `end - start` in nanoseconds, zero when the end precedes the start.
     pub fn duration_nanos(&self) -> u64 {
         self.end_unix_nano.saturating_sub(self.start_unix_nano)
+    }
+
+    /// The encoded `AnyValue` of candidate attribute `i` ([`SpanRecord::candidates`]), not
+    /// decoded; empty when the span has none.
+    #[inline]
+    pub fn candidate(&self, i: usize) -> &'a [u8] {
+        let request: &'a [u8] = self.request;
+        match self.candidates.get(i) {
+            Some(&at) if at != 0 => request
+                .get(at as usize..)
+                .and_then(|rest| crate::wire::Reader::new(rest).bytes().ok())
+                .map_or(&[], |(value, _)| value),
+            _ => &[],
+        }
     }
 }
 

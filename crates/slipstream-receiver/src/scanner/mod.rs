@@ -40,7 +40,9 @@
 //! refuses such specs).
 
 use slipstream_core::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT, WireError};
-use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode};
+use slipstream_core::{
+    AttrValue, MAX_CANDIDATES, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode,
+};
 
 mod tracestate;
 mod walk;
@@ -204,7 +206,13 @@ pub fn scan_traces_checked<'a>(
         let (field, wt) = r.key(REQUEST)?;
         if field == 1 {
             Reader::expect(wt, LEN, field, REQUEST, at)?;
-            scan_resource_spans(r.message()?, &keys, out)?;
+            // Candidate values are read later from the request itself (by offset).
+            let request = if spec.candidate_keys.is_empty() {
+                &[]
+            } else {
+                buf
+            };
+            scan_resource_spans(r.message()?, request, &keys, out)?;
         } else {
             r.skip(field, wt, at, RECURSION_LIMIT)?;
         }
@@ -233,8 +241,9 @@ const DEPTH_STATUS: u32 = 4;
 // === key lookup ===
 
 /// Targets a key fills, as bits: 0..MAX_DIMENSIONS are dimension slots, then the fixed ones,
-/// numbered separately in the resource table (`T_SERVICE_*`) and the span table (`T_*_STATUS*`).
-type Targets = u16;
+/// numbered separately in the resource table (`T_SERVICE_*`) and the span table (`T_*_STATUS*`),
+/// then from [`T_CANDIDATE`] the candidate attributes (in both tables).
+type Targets = u32;
 
 const T_SERVICE_NAME: u32 = MAX_DIMENSIONS as u32;
 const T_SERVICE_VERSION: u32 = MAX_DIMENSIONS as u32 + 1;
@@ -242,8 +251,11 @@ const T_HTTP_STATUS: u32 = MAX_DIMENSIONS as u32;
 const T_HTTP_STATUS_OLD: u32 = MAX_DIMENSIONS as u32 + 1;
 const T_GRPC_STATUS: u32 = MAX_DIMENSIONS as u32 + 2;
 const DIM_MASK: Targets = (1 << MAX_DIMENSIONS) - 1;
+/// The bit of the first candidate attribute ([`SpanRecord::candidates`]).
+const T_CANDIDATE: u32 = 16;
+const CANDIDATE_MASK: Targets = (((1u64 << MAX_CANDIDATES) - 1) << T_CANDIDATE) as Targets;
 
-const MAX_KEYS: usize = MAX_DIMENSIONS + 3;
+const MAX_KEYS: usize = MAX_DIMENSIONS + 3 + MAX_CANDIDATES;
 
 /// The attribute keys one level (resource or span) extracts, each with the targets it fills.
 #[derive(Debug)]
@@ -251,10 +263,23 @@ struct KeyTable<'s> {
     keys: [&'s [u8]; MAX_KEYS],
     /// The first 8 bytes of each key, zero-padded: most candidates are rejected on these.
     prefixes: [u64; MAX_KEYS],
+    /// The last 8 bytes of each key (0 when shorter): with the prefix and the length they
+    /// decide keys of up to 16 bytes without comparing bytes.
+    suffixes: [u64; MAX_KEYS],
     targets: [Targets; MAX_KEYS],
     len: usize,
-    /// Bit `min(len, 63)` is set for every key length present: most keys are rejected here.
-    lengths: u64,
+    /// By key length (`min(len, 63)`), the keys of that length as bits: most keys are
+    /// rejected here, the others compared only with keys of their length.
+    by_len: [u32; 64],
+}
+
+/// The last 8 bytes of `key` as one word; 0 for keys shorter than that.
+#[inline]
+fn suffix(key: &[u8]) -> u64 {
+    match key.last_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => 0,
+    }
 }
 
 /// The first 8 bytes of `key`, zero-padded, as one word.
@@ -271,9 +296,10 @@ impl<'s> KeyTable<'s> {
         Self {
             keys: [&[]; MAX_KEYS],
             prefixes: [0; MAX_KEYS],
+            suffixes: [0; MAX_KEYS],
             targets: [0; MAX_KEYS],
             len: 0,
-            lengths: 0,
+            by_len: [0; 64],
         }
     }
 
@@ -285,23 +311,34 @@ impl<'s> KeyTable<'s> {
         } else {
             self.keys[self.len] = key;
             self.prefixes[self.len] = prefix(key);
+            self.suffixes[self.len] = suffix(key);
             self.targets[self.len] = bit;
+            self.by_len[key.len().min(63)] |= 1 << self.len;
             self.len += 1;
-            self.lengths |= 1 << key.len().min(63);
         }
     }
 
     /// The targets `key` fills; 0 for keys not extracted.
     #[inline]
     fn lookup(&self, key: &[u8]) -> Targets {
-        if self.lengths & (1 << key.len().min(63)) == 0 {
+        let mut same_len = self.by_len[key.len().min(63)];
+        if same_len == 0 {
             return 0;
         }
-        let p = prefix(key);
-        for i in 0..self.len {
-            if self.prefixes[i] == p && self.keys[i] == key {
+        let (p, s) = (prefix(key), suffix(key));
+        let n = key.len();
+        while same_len != 0 {
+            let i = same_len.trailing_zeros() as usize;
+            // Same length (below 63, the bucket says so), first and last 8 bytes: the middle
+            // of keys longer than 16 bytes is left to compare.
+            if self.prefixes[i] == p
+                && self.suffixes[i] == s
+                && self.keys[i].len() == n
+                && (n <= 16 || self.keys[i][8..n - 8] == key[8..n - 8])
+            {
                 return self.targets[i];
             }
+            same_len &= same_len - 1;
         }
         0
     }
@@ -395,6 +432,12 @@ impl<'s> Keys<'s> {
             }
             span.add(key, slot as u32);
         }
+        // Candidates: read on the span, else on its resource (the span's value overrides the
+        // one the template copied from the resource).
+        for (i, key) in spec.candidate_keys.iter().take(MAX_CANDIDATES).enumerate() {
+            resource.add(key, T_CANDIDATE + i as u32);
+            span.add(key, T_CANDIDATE + i as u32);
+        }
         Self {
             resource,
             alternatives,
@@ -412,11 +455,15 @@ impl<'s> Keys<'s> {
 /// that merge), then the spans, each starting from a copy of the resource-level values.
 fn scan_resource_spans<'a>(
     r: Reader<'a>,
+    request: &'a [u8],
     keys: &Keys<'_>,
     out: &mut Vec<SpanRecord<'a>>,
 ) -> Result<(), ScanError> {
     const BUDGET: u32 = RECURSION_LIMIT - DEPTH_RESOURCE_SPANS;
-    let mut template = SpanRecord::default();
+    let mut template = SpanRecord {
+        request,
+        ..SpanRecord::default()
+    };
     let mut found: Targets = 0;
     let mut fallback = Fallback::default();
     let mut has_scopes = false;
@@ -515,17 +562,18 @@ fn scan_resource<'a>(
                 Reader::expect(wt, LEN, field, RESOURCE, at)?;
                 let attribute = keys.attribute(&mut r, at)?;
                 for (rank, table) in keys.alternatives[..keys.n_alternatives].iter().enumerate() {
-                    let (targets, value) =
+                    let (targets, value, _) =
                         scan_attribute(attribute.clone(), table, 0, DEPTH_RESOURCE + 1)?;
                     if targets != 0 {
                         fallback.offer(targets, rank, value);
                     }
                 }
-                let (targets, value) =
+                let (targets, value, raw) =
                     scan_attribute(attribute, &keys.resource, *found, DEPTH_RESOURCE + 1)?;
                 if targets != 0 {
                     *found |= targets;
                     fill_dims(&mut template.dims, targets, value);
+                    fill_candidates(&mut template.candidates, targets, raw);
                     let s = match value {
                         AttrValue::Str(s) => Some(s),
                         _ => None,
@@ -600,7 +648,7 @@ fn scan_span<'a>(
             9 => {
                 Reader::expect(wt, LEN, field, SPAN, at)?;
                 attributes += 1;
-                let (targets, value) = scan_attribute(
+                let (targets, value, raw) = scan_attribute(
                     keys.attribute(&mut r, at)?,
                     &keys.span,
                     found,
@@ -609,6 +657,7 @@ fn scan_span<'a>(
                 if targets != 0 {
                     found |= targets;
                     fill_dims(&mut rec.dims, targets, value);
+                    fill_candidates(&mut rec.candidates, targets, raw);
                     if targets & (1 << T_HTTP_STATUS) != 0 {
                         http = value;
                     }
@@ -643,7 +692,13 @@ fn scan_span<'a>(
             }
             1 | 2 | 4 => {
                 Reader::expect(wt, LEN, field, SPAN, at)?;
-                ids[(field as usize).min(3) - 1] = r.bytes()?.0.len();
+                let id = r.bytes()?.0;
+                ids[(field as usize).min(3) - 1] = id.len();
+                match field {
+                    1 => rec.trace_id = id,
+                    2 => rec.span_id = id,
+                    _ => {}
+                }
             }
             3 => {
                 Reader::expect(wt, LEN, field, SPAN, at)?;
@@ -665,6 +720,11 @@ fn scan_span<'a>(
             count: attributes,
             limit,
         });
+    }
+    // Ids of the wrong length (only where the id check is off) name no exemplar.
+    if ids[0] != 16 || ids[1] != 8 {
+        rec.trace_id = &[];
+        rec.span_id = &[];
     }
     rec.http_status_code = http.as_i64().or_else(|| http_old.as_i64());
     rec.rpc_grpc_status_code = grpc.as_i64();
@@ -692,14 +752,16 @@ fn scan_status(mut r: Reader<'_>, status: &mut StatusCode) -> Result<(), ScanErr
 }
 
 /// `KeyValue` at nesting `depth`: returns the targets its key fills that are not `found` yet,
-/// and its value (decoded only then).
+/// its value (decoded only when a target other than a candidate asks for it) and, for the
+/// candidates, where the encoded value is (the offset of its length prefix, of the last
+/// occurrence of the field; 0 without one).
 #[inline(always)]
 fn scan_attribute<'a>(
     mut kv: Reader<'a>,
     table: &KeyTable<'_>,
     found: Targets,
     depth: u32,
-) -> Result<(Targets, AttrValue<'a>), ScanError> {
+) -> Result<(Targets, AttrValue<'a>, u32), ScanError> {
     // Fast path for the layout every encoder writes: the key, then one value, each shorter
     // than 128 bytes.
     let d = kv.rest();
@@ -711,17 +773,21 @@ fn scan_attribute<'a>(
                 let key = &d[2..2 + klen];
                 let targets = table.lookup(key) & !found;
                 if targets == 0 {
-                    return Ok((0, AttrValue::Absent));
+                    return Ok((0, AttrValue::Absent, 0));
                 }
+                let at = offset32(kv.offset() + klen + 3);
                 let mut value = AttrValue::Absent;
-                scan_any_value(kv.sub(klen + 4, d.len()), key, depth + 1, &mut value)?;
-                return Ok((targets, value));
+                if targets & !CANDIDATE_MASK != 0 {
+                    scan_any_value(kv.sub(klen + 4, d.len()), key, depth + 1, &mut value)?;
+                }
+                return Ok((targets, value, at));
             }
         }
     }
     let whole = kv.clone();
     let mut key: &[u8] = &[];
     let mut first_value = None;
+    let mut last_value = 0u32;
     let mut values = 0u32;
     while !kv.is_empty() {
         let at = kv.offset();
@@ -733,6 +799,7 @@ fn scan_attribute<'a>(
             }
             2 => {
                 Reader::expect(wt, LEN, field, KEY_VALUE, at)?;
+                last_value = offset32(kv.offset());
                 let value = kv.message()?;
                 if values == 0 {
                     first_value = Some(value);
@@ -745,9 +812,12 @@ fn scan_attribute<'a>(
     }
     let targets = table.lookup(key) & !found;
     if targets == 0 {
-        return Ok((0, AttrValue::Absent));
+        return Ok((0, AttrValue::Absent, 0));
     }
     let mut value = AttrValue::Absent;
+    if targets & !CANDIDATE_MASK == 0 {
+        return Ok((targets, value, last_value));
+    }
     match first_value {
         Some(v) if values == 1 => scan_any_value(v, key, depth + 1, &mut value)?,
         Some(_) => {
@@ -765,7 +835,7 @@ fn scan_attribute<'a>(
         }
         None => {}
     }
-    Ok((targets, value))
+    Ok((targets, value, last_value))
 }
 
 /// `AnyValue` at nesting `depth`, merged into `value`: the last oneof member set wins, and an
@@ -865,6 +935,22 @@ fn fill_dims<'a>(
         dims[slots.trailing_zeros() as usize] = value;
         slots &= slots - 1;
     }
+}
+
+/// Stores the offset `at` of an encoded value in every candidate slot among `targets`.
+#[inline]
+fn fill_candidates(candidates: &mut [u32; MAX_CANDIDATES], targets: Targets, at: u32) {
+    let mut slots = targets & CANDIDATE_MASK;
+    while slots != 0 {
+        candidates[(slots.trailing_zeros() - T_CANDIDATE) as usize] = at;
+        slots &= slots - 1;
+    }
+}
+
+/// An offset in the request as a candidate stores it: 0 (none) past 4 GiB.
+#[inline]
+fn offset32(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(0)
 }
 
 /// Checks that a string the scanner returns is UTF-8; `what` names it in the error.

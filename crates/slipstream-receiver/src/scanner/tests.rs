@@ -8,7 +8,9 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
-use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode};
+use slipstream_core::{
+    AttrValue, MAX_CANDIDATES, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode,
+};
 use slipstream_test_support::otlp::kv_value as kv;
 
 use super::{ScanError, scan_traces};
@@ -77,11 +79,25 @@ fn reference<'a>(req: &'a ExportTraceServiceRequest, spec: &ScanSpec) -> Vec<Spa
                     rpc_grpc_status_code: attr(attrs, "rpc.grpc.status_code").as_i64(),
                     dims,
                     sampling_threshold: threshold_of(&span.trace_state),
+                    candidates: [0; MAX_CANDIDATES],
+                    request: &[],
+                    // Ids only when both are valid (a span may lack them with the id check off).
+                    trace_id: ids_of(span).0,
+                    span_id: ids_of(span).1,
                 });
             }
         }
     }
     out
+}
+
+/// A span's trace and span ids as a record holds them: both, when 16 and 8 bytes; else none.
+fn ids_of(span: &Span) -> (&[u8], &[u8]) {
+    if span.trace_id.len() == 16 && span.span_id.len() == 8 {
+        (&span.trace_id, &span.span_id)
+    } else {
+        (&[], &[])
+    }
 }
 
 /// The OpenTelemetry sampling threshold of a trace state, read as the specification words it:
@@ -1200,4 +1216,124 @@ fn the_last_trace_state_of_a_span_counts_and_each_span_has_its_own() {
     let got = scan(&buf, &ScanSpec::default()).unwrap();
     assert_eq!(got[0].sampling_threshold, Some(0x80_0000_0000_0000));
     assert_eq!(got[1].sampling_threshold, None);
+}
+
+/// A candidate's encoded value, decoded by prost (`None` when it is empty: not found).
+fn candidate(raw: &[u8]) -> Option<Value> {
+    if raw.is_empty() {
+        return None;
+    }
+    AnyValue::decode(raw)
+        .expect("a candidate is an encoded AnyValue")
+        .value
+}
+
+#[test]
+fn candidates_are_read_on_the_span_then_on_the_resource() {
+    let dims = spec(&["k8s.pod.name"], &["http.route"]);
+    let spec = ScanSpec {
+        candidate_keys: [
+            "http.route",
+            "k8s.pod.name",
+            "http.response.status_code",
+            "absent",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        ..dims.clone()
+    };
+    let resource = vec![
+        kv("service.name", s("checkout")),
+        kv("k8s.pod.name", s("pod-1")),
+        kv("k8s.pod.name", s("pod-2")),
+    ];
+    let spans = vec![
+        server_span(
+            "GET /pay",
+            vec![
+                kv("http.route", s("/pay")),
+                kv("http.response.status_code", Value::IntValue(503)),
+                kv("http.route", s("/later")),
+            ],
+        ),
+        server_span("GET /", vec![kv("k8s.pod.name", s("pod-9"))]),
+    ];
+    let buf = request(resource, spans).encode_to_vec();
+    let got = scan(&buf, &spec).unwrap();
+    // The first occurrence on the span; else the resource's first; absent is empty.
+    assert_eq!(candidate(got[0].candidate(0)), Some(s("/pay")));
+    assert_eq!(candidate(got[0].candidate(1)), Some(s("pod-1")));
+    assert_eq!(candidate(got[0].candidate(2)), Some(Value::IntValue(503)));
+    assert_eq!(candidate(got[0].candidate(3)), None);
+    assert_eq!(candidate(got[1].candidate(0)), None);
+    assert_eq!(candidate(got[1].candidate(1)), Some(s("pod-9")));
+    assert!(
+        got.iter()
+            .all(|r| r.candidates[4..].iter().all(|&c| c == 0))
+    );
+    assert!(
+        got.iter()
+            .all(|r| (4..MAX_CANDIDATES).all(|i| r.candidate(i).is_empty()))
+    );
+    // Dimensions and the fixed fields read as without candidates.
+    let plain = scan(&buf, &dims).unwrap();
+    for (a, b) in got.iter().zip(&plain) {
+        assert_eq!(
+            SpanRecord {
+                candidates: [0; MAX_CANDIDATES],
+                request: &[],
+                ..*a
+            },
+            *b
+        );
+    }
+    assert_eq!(got[0].dims[0], AttrValue::Str("pod-1"));
+    assert_eq!(got[0].http_status_code, Some(503));
+}
+
+#[test]
+fn candidates_agree_with_the_decoded_tree() {
+    let keys = [
+        "http.route",
+        "service.version",
+        "k8s.pod.name",
+        "error.type",
+    ];
+    let spec = ScanSpec {
+        candidate_keys: keys.map(str::to_owned).to_vec(),
+        ..ScanSpec::default()
+    };
+    let resource = vec![
+        kv("service.name", s("a")),
+        kv("service.version", s("1.2")),
+        kv("k8s.pod.name", Value::BoolValue(true)),
+    ];
+    let spans = (0..6)
+        .map(|i| {
+            let mut attrs = vec![kv("http.route", s(&format!("/r{i}")))];
+            if i % 2 == 0 {
+                attrs.push(kv("error.type", Value::IntValue(i)));
+                attrs.push(kv("service.version", Value::DoubleValue(2.5)));
+            }
+            server_span("x", attrs)
+        })
+        .collect();
+    let req = request(resource, spans);
+    let buf = req.encode_to_vec();
+    let got = scan(&buf, &spec).unwrap();
+    let rs = &req.resource_spans[0];
+    let res = &rs.resource.as_ref().unwrap().attributes;
+    for (rec, span) in got.iter().zip(&rs.scope_spans[0].spans) {
+        for (i, key) in keys.iter().enumerate() {
+            let find = |attrs: &[KeyValue]| {
+                attrs
+                    .iter()
+                    .find(|kv| kv.key == *key)
+                    .and_then(|kv| kv.value.clone())
+                    .and_then(|v| v.value)
+            };
+            let expected = find(&span.attributes).or_else(|| find(res));
+            assert_eq!(candidate(rec.candidate(i)), expected, "{key}");
+        }
+    }
 }

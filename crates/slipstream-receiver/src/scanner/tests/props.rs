@@ -199,6 +199,7 @@ fn spec_strategy() -> impl Strategy<Value = ScanSpec> {
                 resource_keys,
                 resource_alternatives,
                 span_keys,
+                candidate_keys: Vec::new(),
             },
         )
 }
