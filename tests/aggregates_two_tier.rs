@@ -5,6 +5,10 @@
 //! one gateway, the same SLO windows, budgets and burn rates, and the same burn-rate alerts.
 //! The gateways take partial aggregates only from the sidecars: their own token, their names
 //! listed, plausible shipments; forged shipments leave a firing page as it was.
+//!
+//! Replicated: with three gateways at `replicas: 2` and a clustered pair of real
+//! Alertmanagers, a gateway killed with `kill -9` leaves its pages active (once each) through
+//! its peer, and once restarted catches up from the sidecars' queues to the reference's SLOs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -837,4 +841,491 @@ async fn a_reload_rereads_the_sidecar_token_file() {
     assert_eq!(post("first-t0ken").await, 401);
     assert_eq!(post("second-t0ken").await, 200);
     app.shutdown().await;
+}
+
+// === replicated gateways ===
+
+/// A gateway run as its own process that can be killed with `kill -9` and started again on
+/// the same OTLP/HTTP port and state directory, as a StatefulSet pod comes back.
+struct Gateway {
+    name: String,
+    http: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+    alertmanagers: String,
+    proc: Option<slipstream_e2e::process::Slipstream>,
+}
+
+impl Gateway {
+    async fn start(name: &str, alertmanagers: &[String]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let alertmanagers = alertmanagers.join(", ");
+        let (proc, http, admin) = Self::run(&dir, "127.0.0.1:0", &alertmanagers).await;
+        Gateway {
+            name: name.to_owned(),
+            http,
+            admin,
+            dir,
+            alertmanagers,
+            proc: Some(proc),
+        }
+    }
+
+    /// Starts the process on `http` (`host:port`), its state under `dir`; returns it with its
+    /// OTLP/HTTP and admin addresses.
+    async fn run(
+        dir: &tempfile::TempDir,
+        http: &str,
+        alertmanagers: &str,
+    ) -> (
+        slipstream_e2e::process::Slipstream,
+        std::net::SocketAddr,
+        std::net::SocketAddr,
+    ) {
+        let receiver: String = gateway_receiver()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        let yaml = format!(
+            "receivers:\n  otlp:\n    grpc: null\n    http:\n      endpoint: {http}\n{receiver}admin:\n  endpoint: 127.0.0.1:0\nstate:\n  dir: {}\n  snapshot_interval: 1s\nexporters:\n  prometheus:\n    endpoint: null\n  alertmanager:\n    endpoints: [{alertmanagers}]\n    resend_interval: 1s\n    retry:\n      initial_interval: 50ms\n      max_interval: 200ms\n{COMMON}",
+            dir.path().join("state").display()
+        );
+        let path = dir.path().join("slipstream.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let proc = slipstream_e2e::process::Slipstream::start(&path).await;
+        let (http, admin) = (proc.ready.otlp_http(), proc.admin);
+        (proc, http, admin)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// `kill -9`: what it merged since its last snapshot is lost.
+    fn kill9(&mut self) {
+        self.proc.take().expect("running").kill9();
+    }
+
+    /// Starts it again on its port, from its state file.
+    async fn restart(&mut self) {
+        assert!(self.proc.is_none(), "{} is running", self.name);
+        let (proc, http, admin) =
+            Self::run(&self.dir, &self.http.to_string(), &self.alertmanagers).await;
+        assert_eq!(http, self.http);
+        self.admin = admin;
+        self.proc = Some(proc);
+    }
+
+    async fn api(&self, path: &str) -> Value {
+        let (status, body) = slipstream_e2e::http_get(self.admin, path).await;
+        assert_eq!(status, 200, "{}: {path}: {body}", self.name);
+        serde_json::from_str(&body).unwrap()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        slipstream_e2e::self_metric(self.admin, name, &[]).await
+    }
+}
+
+/// An Alertmanager of a two-member cluster on loopback, with a null receiver.
+struct ClusteredAlertmanager {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ClusteredAlertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ClusteredAlertmanager {
+    /// Starts one on ports of its own choosing (web and gossip), joining `peer` (another
+    /// member's gossip address) when given; waits until it answers.
+    async fn start(peer: Option<&str>) -> ClusteredAlertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: 'null'\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: 'null'\n",
+        )
+        .unwrap();
+        let log = dir.path().join("alertmanager.log");
+        let mut cmd = std::process::Command::new(
+            std::env::var("ALERTMANAGER_BIN").unwrap_or_else(|_| "prometheus-alertmanager".into()),
+        );
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--cluster.listen-address=127.0.0.1:0")
+            .arg("--cluster.settle-timeout=1s")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(p) = peer {
+            cmd.arg(format!("--cluster.peer={p}"));
+        }
+        let child = cmd.spawn().expect("prometheus-alertmanager on PATH");
+        let log = &log;
+        let addr: std::net::SocketAddr = eventually_async(
+            "Alertmanager to say where it listens",
+            Duration::from_secs(20),
+            || async move {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                text.lines()
+                    .find(|l| l.contains("msg=\"Listening on\""))
+                    .and_then(|l| l.split("address=").nth(1))
+                    .and_then(|a| a.trim().parse().ok())
+                    .ok_or(text)
+            },
+        )
+        .await;
+        eventually_async(
+            "Alertmanager ready",
+            Duration::from_secs(20),
+            || async move { slipstream_e2e::http_get(addr, "/-/ready").await.0 == 200 },
+        )
+        .await;
+        ClusteredAlertmanager {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+
+    async fn status(&self) -> Value {
+        let (status, body) = slipstream_e2e::http_get(self.addr, "/api/v2/status").await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// This member's gossip address, as the cluster knows it.
+    async fn gossip_address(&self) -> String {
+        let s = self.status().await;
+        let name = s["cluster"]["name"].clone();
+        s["cluster"]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["address"].as_str())
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The active alerts (`GET /api/v2/alerts?active=true&silenced=false&inhibited=false`).
+    async fn active(&self) -> Vec<Value> {
+        let (status, body) = slipstream_e2e::http_get(
+            self.addr,
+            "/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=true",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Vec<Value>>(&body).unwrap()
+    }
+}
+
+/// One round of steady load: per service a tenth of its [`ROLES`] spans (at least one),
+/// ending in the last second, numbered from `round` so that no two rounds share a span id,
+/// spread over the sidecars.
+fn load_round(role: Role, round: usize, now: u64) -> Vec<(usize, Span)> {
+    let n = (role.spans / 10).max(1);
+    (0..n)
+        .map(|j| {
+            let i = round * n + j;
+            let slow = i % 10 < role.slow_per_10;
+            let ms = if slow {
+                1_100 + (i as u64 * 37) % 1_900
+            } else {
+                4 + (i as u64 * 53) % 900
+            };
+            let end = now - SEC + (j as u64 * SEC) / n as u64;
+            let span = Span {
+                trace_id: (i as u128 + 1).to_be_bytes().to_vec(),
+                span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                name: "GET /".into(),
+                kind: 2,
+                start_time_unix_nano: end - ms * 1_000_000,
+                end_time_unix_nano: end,
+                status: (i % 10 >= 10 - role.failing_per_10).then(|| Status {
+                    code: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            (i % 3, span)
+        })
+        .collect()
+}
+
+/// Sends `rounds` rounds of load, from round `first`, to the sidecars and the reference;
+/// returns how many spans went out.
+async fn steady_load(sidecars: &[Node], reference: &Node, first: usize, rounds: usize) -> usize {
+    let mut sent = 0;
+    for round in first..first + rounds {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        for role in ROLES {
+            let spans = load_round(role, round, now);
+            sent += spans.len();
+            let mut per_sidecar: BTreeMap<usize, Vec<Span>> = BTreeMap::new();
+            for (i, s) in &spans {
+                per_sidecar.entry(*i).or_default().push(s.clone());
+            }
+            for (i, spans) in per_sidecar {
+                export(sidecars[i].http, &request(role.name, spans)).await;
+            }
+            let all: Vec<Span> = spans.into_iter().map(|(_, s)| s).collect();
+            export(reference.http, &request(role.name, all)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sent
+}
+
+/// The reference's SLOs of the services `gateway` ranks among its replicas, and the
+/// gateway's own SLOs, once they are equal (and the reference holds `sent` requests per SLO
+/// kind); fails after `within` showing both.
+async fn gateway_matches_reference(
+    reference: &Node,
+    gateway: &Gateway,
+    owns: &BTreeSet<&str>,
+    sent: usize,
+    within: Duration,
+) {
+    let what = format!("{}: its SLOs to equal the reference's", gateway.name);
+    eventually_async(&what, within, || async move {
+        let all = slos(reference).await;
+        let complete = all
+            .values()
+            .map(|s| s["period_total"].as_f64().unwrap_or(0.0) as u64)
+            .sum::<u64>()
+            == 2 * sent as u64;
+        let want: BTreeMap<String, Value> = all
+            .into_iter()
+            .filter(|(_, s)| owns.contains(s["service"].as_str().unwrap()))
+            .collect();
+        let got: BTreeMap<String, Value> = gateway.api("/api/v1/slos").await["slos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap().to_owned(), comparable_slo(s)))
+            .collect();
+        if complete && got == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "complete: {complete}\nreference: {want:#?}\ngateway: {got:#?}"
+            ))
+        }
+    })
+    .await;
+}
+
+/// The reference's firing pages as `(slo, long window, short window)`, from its SLOs.
+async fn firing_pages(reference: &Node) -> BTreeSet<(String, String, String)> {
+    let mut pages = BTreeSet::new();
+    for slo in slos(reference).await.values() {
+        for a in slo["alerts"].as_array().unwrap() {
+            if a["firing"] == true && a["severity"] == "page" {
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                pages.insert((s(&slo["name"]), s(&a["long_window"]), s(&a["short_window"])));
+            }
+        }
+    }
+    pages
+}
+
+/// Waits until each Alertmanager holds every page in `pages` active exactly once, and no
+/// other page.
+async fn pages_active_once(
+    alertmanagers: &[ClusteredAlertmanager],
+    pages: &BTreeSet<(String, String, String)>,
+    within: Duration,
+) {
+    for am in alertmanagers {
+        eventually_async(
+            "every page of the reference active once in Alertmanager",
+            within,
+            || async move {
+                let active = am.active().await;
+                let mut seen: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+                for a in &active {
+                    let l = &a["labels"];
+                    if l["severity"] != "page" {
+                        continue;
+                    }
+                    let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                    *seen
+                        .entry((s("slo"), s("long_window"), s("short_window")))
+                        .or_default() += 1;
+                }
+                let want: BTreeMap<_, usize> = pages.iter().map(|p| (p.clone(), 1)).collect();
+                if seen == want {
+                    Ok(())
+                } else {
+                    Err(format!("want {want:?}\nactive {active:#?}"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Three gateways at `replicas: 2`, three sidecars, a reference fed every span and a
+/// clustered pair of real Alertmanagers, under steady load with two incidents (`cart` fails,
+/// `auth` is slow). While one gateway owning `cart` is down (`kill -9`), its peer keeps the
+/// pages active in Alertmanager, once each; the sidecars hold its shipments; restarted on its
+/// port from its state file, it takes them and its SLOs equal the reference's again: windows,
+/// budgets and alert states. The kill comes after its last snapshot holds everything it merged
+/// (the load paused): what a gateway merged after its last snapshot is lost with it, and
+/// only a peer's state (not the sidecars' queues, which saw it delivered) could give it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
+    let first = ClusteredAlertmanager::start(None).await;
+    let peer = first.gossip_address().await;
+    let second = ClusteredAlertmanager::start(Some(&peer)).await;
+    let alertmanagers = [first, second];
+    eventually_async(
+        "the Alertmanagers to form a cluster of two",
+        Duration::from_secs(20),
+        || async {
+            alertmanagers[1].status().await["cluster"]["peers"]
+                .as_array()
+                .map(Vec::len)
+                == Some(2)
+        },
+    )
+    .await;
+    let am_urls: Vec<String> = alertmanagers
+        .iter()
+        .map(|a| format!("http://{}", a.addr))
+        .collect();
+
+    let mut gateways = Vec::new();
+    for i in 0..3 {
+        gateways.push(Gateway::start(&format!("gateway-{i}"), &am_urls).await);
+    }
+    let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
+    let route = Rendezvous::for_endpoints(&urls);
+    let owns: Vec<BTreeSet<&str>> = (0..3)
+        .map(|g| {
+            ROLES
+                .iter()
+                .map(|r| r.name)
+                .filter(|s| route.pick_n(s.as_bytes(), 2).contains(&g))
+                .collect()
+        })
+        .collect();
+    let mut sidecars = Vec::new();
+    for i in 0..3 {
+        let cfg = sidecar_config(i, &urls);
+        let cfg = NodeConfig {
+            yaml: cfg
+                .yaml
+                .replacen("  aggregates:\n", "  aggregates:\n    replicas: 2\n", 1),
+        };
+        sidecars.push(Node::start(&format!("sidecar-{i}"), cfg).await);
+    }
+    let reference = Node::start("reference", Node::config(COMMON, "")).await;
+
+    // Steady load until both incidents page on the reference, and on every gateway that
+    // owns them.
+    let mut sent = steady_load(&sidecars, &reference, 0, 10).await;
+    for (g, gateway) in gateways.iter().enumerate() {
+        gateway_matches_reference(&reference, gateway, &owns[g], sent, Duration::from_secs(30))
+            .await;
+    }
+    let pages = firing_pages(&reference).await;
+    let slos_paging: BTreeSet<&str> = pages.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        slos_paging,
+        BTreeSet::from(["auth-latency", "cart-availability"])
+    );
+    pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
+
+    // The gateway ranked first for `cart` goes down once its state file holds all it merged.
+    let victim = route.pick(b"cart").unwrap();
+    let snapshots = gateways[victim]
+        .metric("slipstream_state_snapshots_total")
+        .await;
+    eventually_async(
+        "a snapshot after the last merge",
+        Duration::from_secs(10),
+        || async {
+            gateways[victim]
+                .metric("slipstream_state_snapshots_total")
+                .await
+                >= snapshots + 2.0
+        },
+    )
+    .await;
+    gateways[victim].kill9();
+
+    // Away: the load goes on; its peers keep their SLOs equal to the reference's, and the
+    // pages stay active, once each.
+    sent += steady_load(&sidecars, &reference, 10, 10).await;
+    for (g, gateway) in gateways.iter().enumerate() {
+        if g != victim {
+            gateway_matches_reference(&reference, gateway, &owns[g], sent, Duration::from_secs(30))
+                .await;
+        }
+    }
+    let pages = firing_pages(&reference).await;
+    pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
+    let queued: f64 = {
+        let mut q = 0.0;
+        for s in &sidecars {
+            q += s
+                .metric(
+                    "slipstream_exporter_queue_length",
+                    &["exporter=\"aggregates\""],
+                )
+                .await;
+        }
+        q
+    };
+    assert!(
+        queued >= 1.0,
+        "the sidecars hold the shipments of the gateway away"
+    );
+
+    // Back on its port from its state file: the queued shipments reach it, and its SLOs are
+    // the reference's again; the other gateways' too.
+    gateways[victim].restart().await;
+    sent += steady_load(&sidecars, &reference, 20, 3).await;
+    for (g, gateway) in gateways.iter().enumerate() {
+        gateway_matches_reference(&reference, gateway, &owns[g], sent, Duration::from_secs(30))
+            .await;
+    }
+    let pages = firing_pages(&reference).await;
+    pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
+    for s in &sidecars {
+        assert_eq!(
+            s.metric(
+                "slipstream_exporter_dropped_total",
+                &["exporter=\"aggregates\""]
+            )
+            .await,
+            0.0,
+            "{}",
+            s.name
+        );
+    }
+    for g in &gateways {
+        assert_eq!(
+            g.metric("slipstream_receiver_aggregates_refused_total")
+                .await,
+            0.0,
+            "{}",
+            g.name
+        );
+    }
 }
