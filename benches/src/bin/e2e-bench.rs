@@ -8,7 +8,8 @@
 //! cargo build --release -p slipstream -p slipstream-benches --bin slipstream --bin loadgen --bin e2e-bench
 //! target/release/e2e-bench [--protocol grpc|http] [--gzip] [--forward] [--series 1000|100000]
 //!                          [--duration SECS] [--mode gateway|sidecar] [--rate SPANS_PER_S] [--idle]
-//!                          [--tick DURATION]
+//!                          [--tick DURATION] [--forward-compression none|gzip|zstd] [--refuse]
+//!                          [--error-rate SHARE] [--no-explain] [--no-exemplars]
 //! ```
 //!
 //! `--tick` sets slipstream's `aggregator.tick_interval` (default `5s`, slipstream's own
@@ -16,6 +17,17 @@
 //! they cost the Export calls. Each line also gives the evaluation steps run during the
 //! load and the mean CPU and wall time of one (CPU from /proc, wall time from slipstream's
 //! `slipstream_evaluation_step_seconds_total`).
+//!
+//! `--error-rate R` makes that share of the load's spans fail (loadgen's default otherwise);
+//! `--no-explain` turns `aggregator.explain` off, to measure what counting the candidate
+//! attributes costs against a run with it on (the default). `--no-exemplars` sets
+//! `exemplars.enabled: false`, to measure what keeping exemplars costs likewise.
+//!
+//! `--forward-compression` forwards (as `--forward`) with that `forward.compression`.
+//! `--refuse` forwards to a sink that holds every export unanswered, with a 1 MiB
+//! forward queue: once the queue is full every request is refused (`queue_full`), and the line
+//! gives refused requests per slipstream CPU-second, to hold against the accepted requests per
+//! CPU-second of a run without it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -123,8 +135,10 @@ fn steps_so_far(admin: SocketAddr) -> (f64, f64) {
     )
 }
 
-/// A downstream that accepts every OTLP export (gRPC and HTTP) and discards it.
-fn start_null_sink() -> SocketAddr {
+/// A downstream that accepts every OTLP export (gRPC and HTTP) and discards it; with `stall`,
+/// it answers only empty exports (the forwarder's reachability probes) and holds every other
+/// one unanswered.
+fn start_null_sink(stall: bool) -> SocketAddr {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -144,28 +158,33 @@ fn start_null_sink() -> SocketAddr {
                 };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
-                    let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                        let grpc = req
-                            .headers()
-                            .get("content-type")
-                            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-                        let _ = req.into_body().collect().await;
-                        let body = if grpc {
-                            let mut t = http::HeaderMap::new();
-                            t.insert("grpc-status", http::HeaderValue::from_static("0"));
-                            GrpcOk(Some(t)).boxed()
-                        } else {
-                            Full::new(bytes::Bytes::new()).boxed()
-                        };
-                        let mut resp = http::Response::new(body);
-                        if grpc {
-                            resp.headers_mut().insert(
-                                "content-type",
-                                http::HeaderValue::from_static("application/grpc"),
-                            );
-                        }
-                        Ok::<_, std::convert::Infallible>(resp)
-                    });
+                    let svc = service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| async move {
+                            let grpc = req
+                                .headers()
+                                .get("content-type")
+                                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            if stall && body.is_ok_and(|b| b.len() > 5) {
+                                std::future::pending::<()>().await;
+                            }
+                            let body = if grpc {
+                                let mut t = http::HeaderMap::new();
+                                t.insert("grpc-status", http::HeaderValue::from_static("0"));
+                                GrpcOk(Some(t)).boxed()
+                            } else {
+                                Full::new(bytes::Bytes::new()).boxed()
+                            };
+                            let mut resp = http::Response::new(body);
+                            if grpc {
+                                resp.headers_mut().insert(
+                                    "content-type",
+                                    http::HeaderValue::from_static("application/grpc"),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
+                        },
+                    );
                     let mut builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     builder
@@ -212,19 +231,25 @@ impl Drop for Slipstream {
 }
 
 fn start_slipstream(
-    tick: &str,
-    mode: &str,
+    o: &Opts,
     forward: Option<SocketAddr>,
     series_dims: bool,
     grpc_forward: bool,
 ) -> Slipstream {
+    let (tick, mode) = (&o.tick, &o.mode);
     let (g, h, a) = (free_port(), free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("slipstream-e2e-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let forward = match forward {
         Some(addr) => format!(
-            "forward:\n  endpoint: http://{addr}\n  protocol: {}\n",
-            if grpc_forward { "grpc" } else { "http" }
+            "forward:\n  endpoint: http://{addr}\n  protocol: {}\n  compression: {}\n{}",
+            if grpc_forward { "grpc" } else { "http" },
+            o.forward_compression,
+            if o.refuse {
+                "  queue:\n    max_bytes: 1MiB\n"
+            } else {
+                ""
+            }
         ),
         None => String::new(),
     };
@@ -233,8 +258,18 @@ fn start_slipstream(
     } else {
         ""
     };
+    let explain = if o.explain {
+        ""
+    } else {
+        "  explain:\n    enabled: false\n"
+    };
+    let exemplars = if o.exemplars {
+        ""
+    } else {
+        "exemplars:\n  enabled: false\n"
+    };
     let config = format!(
-        "mode: {mode}\nlog:\n  level: error\nreceivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{g}\n    http:\n      endpoint: 127.0.0.1:{h}\nadmin:\n  endpoint: 127.0.0.1:{a}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n{dims}  tick_interval: {tick}\n{forward}"
+        "{exemplars}mode: {mode}\nlog:\n  level: error\nreceivers:\n  otlp:\n    grpc:\n      endpoint: 127.0.0.1:{g}\n    http:\n      endpoint: 127.0.0.1:{h}\nadmin:\n  endpoint: 127.0.0.1:{a}\nexporters:\n  prometheus:\n    endpoint: null\nstate:\n  dir: null\naggregator:\n{dims}{explain}  tick_interval: {tick}\n{forward}"
     );
     let path = dir.join("slipstream.yaml");
     std::fs::write(&path, config).unwrap();
@@ -277,6 +312,8 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     refused: u64,
+    /// Requests refused (retryable answers) per slipstream CPU-second.
+    refused_per_cpu_second: f64,
 }
 
 impl Run {
@@ -300,6 +337,9 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         .args(["--duration", &args.duration.to_string()])
         .args(["--concurrency", "8"])
         .arg("--json");
+    if let Some(e) = args.error_rate {
+        cmd.args(["--error-rate", &e.to_string()]);
+    }
     if args.gzip {
         cmd.arg("--gzip");
     }
@@ -339,6 +379,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("loadgen report");
     let spans = v["spans_ok"].as_f64().unwrap_or(0.0);
+    let refused = v["requests_refused"].as_u64().unwrap_or(0);
     Run {
         spans_per_second: v["spans_per_second"].as_f64().unwrap_or(0.0),
         spans_per_cpu_second: spans / cpu.max(1e-9),
@@ -349,8 +390,8 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         rss_peak_mib: rss_peak as f64 / 1024.0,
         p50_ms: v["latency_us"]["p50"].as_f64().unwrap_or(0.0) / 1000.0,
         p99_ms: v["latency_us"]["p99"].as_f64().unwrap_or(0.0) / 1000.0,
-        refused: v["requests_refused"].as_u64().unwrap_or(0)
-            + v["requests_failed"].as_u64().unwrap_or(0),
+        refused: refused + v["requests_failed"].as_u64().unwrap_or(0),
+        refused_per_cpu_second: refused as f64 / cpu.max(1e-9),
     }
 }
 
@@ -366,6 +407,16 @@ struct Opts {
     idle: bool,
     /// `aggregator.tick_interval`: how often the evaluation step runs.
     tick: String,
+    /// `forward.compression`.
+    forward_compression: String,
+    /// Forward to a sink that never answers, through a small queue, so requests are refused.
+    refuse: bool,
+    /// Share of the load's spans that fail (`loadgen --error-rate`; its default when unset).
+    error_rate: Option<f64>,
+    /// Leave `aggregator.explain` on (slipstream's default) or turn it off.
+    explain: bool,
+    /// Leave `exemplars` on (slipstream's default) or turn them off.
+    exemplars: bool,
 }
 
 fn main() {
@@ -379,6 +430,11 @@ fn main() {
         rate: None,
         idle: false,
         tick: "5s".into(),
+        forward_compression: "none".into(),
+        refuse: false,
+        error_rate: None,
+        explain: true,
+        exemplars: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(f) = it.next() {
@@ -393,29 +449,76 @@ fn main() {
             "--rate" => o.rate = Some(v().parse().expect("spans per second")),
             "--idle" => o.idle = true,
             "--tick" => o.tick = v(),
+            "--forward-compression" => {
+                o.forward_compression = v();
+                o.forward = true;
+            }
+            "--refuse" => {
+                o.refuse = true;
+                o.forward = true;
+            }
+            "--error-rate" => o.error_rate = Some(v().parse().expect("a share, 0 to 1")),
+            "--no-explain" => o.explain = false,
+            "--no-exemplars" => o.exemplars = false,
             _ => {
                 eprintln!("unknown flag {f}: see the file's documentation");
                 std::process::exit(64);
             }
         }
     }
-    let sink = o.forward.then(start_null_sink);
-    let s = start_slipstream(&o.tick, &o.mode, sink, o.series >= 100_000, o.grpc);
+    let sink = o.forward.then(|| start_null_sink(o.refuse));
+    let s = start_slipstream(&o, sink, o.series >= 100_000, o.grpc);
     let variant = format!(
         "{} {}{} forward {} {} series {}",
         o.mode,
         if o.grpc { "grpc" } else { "http" },
         if o.gzip { "+gzip" } else { "" },
-        if o.forward { "on" } else { "off" },
+        match (o.refuse, o.forward) {
+            (true, _) => "stalled (refusing)".to_owned(),
+            (false, true) => format!("on ({})", o.forward_compression),
+            (false, false) => "off".to_owned(),
+        },
         o.series,
         if o.rate.is_some() { "fixed rate" } else { "" }
     );
+    let variant = match (o.explain, o.error_rate) {
+        (true, None) => variant,
+        (explain, e) => format!(
+            "{variant} explain {}{}",
+            if explain { "on" } else { "off" },
+            e.map_or_else(String::new, |e| format!(" errors {:.0}%", e * 100.0))
+        ),
+    };
+    let variant = if o.exemplars {
+        variant
+    } else {
+        format!("{variant} exemplars off")
+    };
     if o.idle {
         std::thread::sleep(Duration::from_secs(3));
         let pid = s.child.id();
         println!(
             "| {variant} idle | RSS {:.1} MiB |",
             status_kib(pid, "VmRSS") as f64 / 1024.0
+        );
+        return;
+    }
+    if o.refuse {
+        // Fill the queue first, so the measured run is all refusals.
+        let warm = Opts {
+            duration: 2.0,
+            ..o.clone()
+        };
+        run_load(&s, &warm, None);
+        let r = run_load(&s, &o, o.rate);
+        println!(
+            "| {variant} | {:.0} requests refused per slipstream CPU-s ({} refused, {:.0} spans accepted, {:.1} CPU-s) | p50 {:.2} ms | p99 {:.2} ms |",
+            r.refused_per_cpu_second,
+            r.refused,
+            r.spans_per_second * o.duration,
+            r.cpu_seconds,
+            r.p50_ms,
+            r.p99_ms
         );
         return;
     }
