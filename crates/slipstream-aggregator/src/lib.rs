@@ -34,6 +34,7 @@
 #![deny(unsafe_code)]
 
 mod changes;
+mod explain;
 mod histogram;
 mod key;
 mod loom;
@@ -58,12 +59,14 @@ use slipstream_core::{
 };
 
 pub use changes::{SeriesChange, SlotChange};
+pub use explain::{Explained, MIN_BAD_SHARE, OUTCOME_ATTRIBUTES, SlotCounts};
 pub use histogram::{
     Histogram, SparseHistogram, bucket_high, bucket_low, bucket_of, bucket_value, rank,
 };
 pub use key::{Labels, OVERFLOW_LABEL, SERVICE_LABEL, SPAN_KIND_LABEL, SPAN_NAME_LABEL};
 pub use snapshot::{
-    QUANTILES, SeriesData, SeriesId, SlotData, Snapshot, Totals, VersionSeen, WindowStats,
+    EXEMPLAR_SLOTS, ExemplarSlots, QUANTILES, SeriesData, SeriesId, SlotData, Snapshot, Totals,
+    VersionSeen, WindowStats,
 };
 pub use threshold::{AboveCounts, MAX_LATENCY_THRESHOLDS, Thresholds};
 
@@ -148,6 +151,13 @@ pub mod names {
         "Slots of partial aggregates merged without exact counts for this aggregator's latency thresholds (an older sender, or one counting other thresholds); latency SLOs estimate them from the histogram."
     );
     metric!(
+        EXPLAIN_UNCOUNTED,
+        "slipstream_aggregator_explain_uncounted_total",
+        Counter,
+        [],
+        "Requests left out of what the bad requests share (aggregator.explain) because their service was beyond aggregator.explain.max_services."
+    );
+    metric!(
         SHARDS,
         "slipstream_aggregator_shards",
         Gauge,
@@ -174,6 +184,7 @@ pub mod names {
         &CLAMPED_SPANS,
         &FILTERED_SPANS,
         &MERGED_SLOTS_ESTIMATED,
+        &EXPLAIN_UNCOUNTED,
         &SHARDS,
         &TICKS,
     ];
@@ -194,6 +205,7 @@ struct Metrics {
     clamped_adjusted_count: StdArc<Counter>,
     filtered: StdArc<Counter>,
     merged_slots_estimated: StdArc<Counter>,
+    explain_uncounted: StdArc<Counter>,
     shards: StdArc<Gauge>,
     ticks: StdArc<Counter>,
 }
@@ -215,6 +227,7 @@ impl Metrics {
             clamped_adjusted_count: r.counter(&CLAMPED_SPANS, &["adjusted_count"]),
             filtered: r.counter(&FILTERED_SPANS, &[]),
             merged_slots_estimated: r.counter(&MERGED_SLOTS_ESTIMATED, &[]),
+            explain_uncounted: r.counter(&EXPLAIN_UNCOUNTED, &[]),
             shards: r.gauge(&SHARDS, &[]),
             ticks: r.counter(&TICKS, &[]),
         }
@@ -244,6 +257,8 @@ impl Metrics {
         self.merged_slots_estimated
             .add(new.merged_slots_estimated - old.merged_slots_estimated);
         self.ticks.add(new.ticks - old.ticks);
+        self.explain_uncounted
+            .add(new.explain_uncounted - old.explain_uncounted);
         self.series_active.set(new.series_active as i64);
         self.shards.set(new.shards as i64);
     }
@@ -289,7 +304,21 @@ impl Aggregator {
     /// An aggregator for a validated configuration, reading time from `clock` and registering
     /// its self-metrics ([`names::ALL`]) on `registry`.
     pub fn new(cfg: &AggregatorConfig, clock: StdArc<dyn Clock>, registry: &Registry) -> Self {
-        let shard_cfg = StdArc::new(shard_config(cfg));
+        Self::with_exemplars(cfg, clock, registry, true)
+    }
+
+    /// [`Aggregator::new`], keeping a few example requests per series and slot
+    /// ([`SeriesData::slot_exemplars`]) or not.
+    pub fn with_exemplars(
+        cfg: &AggregatorConfig,
+        clock: StdArc<dyn Clock>,
+        registry: &Registry,
+        exemplars: bool,
+    ) -> Self {
+        let shard_cfg = StdArc::new(ShardConfig {
+            exemplars,
+            ..shard_config(cfg)
+        });
         let store = Store::new(
             shard_cfg.clone(),
             StoreConfig {
@@ -505,6 +534,12 @@ fn shard_config(cfg: &AggregatorConfig) -> ShardConfig {
         max_local: cfg.max_series.saturating_mul(2).saturating_add(1024),
         max_pending: cfg.max_pending_per_shard.max(1),
         max_versions: cfg.max_versions_per_series,
+        exemplars: true,
+        explain: explain::Spec::new(
+            &cfg.explain,
+            (cfg.retention.as_nanos() as u64 / slot_ns).max(1),
+            slot_ns,
+        ),
     }
 }
 

@@ -7,7 +7,7 @@
 //! ticker hands back cleared, so steady-state recording allocates nothing.
 
 use slipstream_core::{
-    Outcome, OutcomeRules, SAMPLING_THRESHOLD_RANGE, SpanKind, SpanRecord, UnixNanos,
+    Exemplars, Outcome, OutcomeRules, SAMPLING_THRESHOLD_RANGE, SpanKind, SpanRecord, UnixNanos,
 };
 
 use crate::histogram::{CHUNK, bucket_of};
@@ -35,6 +35,10 @@ pub(crate) struct ShardConfig {
     pub(crate) max_local: usize,
     pub(crate) max_pending: usize,
     pub(crate) max_versions: usize,
+    /// Whether requests with ids are offered as exemplars.
+    pub(crate) exemplars: bool,
+    /// What the bad requests share: the candidate attributes counted.
+    pub(crate) explain: crate::explain::Spec,
 }
 
 impl ShardConfig {
@@ -185,6 +189,20 @@ pub(crate) struct Delta {
     /// the delta starts recording), and a copy for the record path.
     pub(crate) thresholds: std::sync::Arc<Thresholds>,
     inline_thresholds: Inline,
+    /// The example requests of each local series recorded into this delta, by local number;
+    /// in use when stamped with this delta's epoch (as `primary`).
+    exemplars: Vec<Reservoir>,
+    /// What the bad requests of this delta share ([`crate::explain`]).
+    pub(crate) explain: crate::explain::Counts,
+}
+
+/// A local series' exemplars in one delta, and the latency a request must reach to be kept
+/// as slow (checked first: most requests are neither bad nor slow enough, and read no more).
+#[derive(Debug, Clone, Copy, Default)]
+struct Reservoir {
+    stamp: u32,
+    floor: u64,
+    set: Exemplars,
 }
 
 /// The bucket counters of a delta's chunked accumulators.
@@ -241,6 +259,44 @@ impl Delta {
     /// Number of accumulators in use; [`Delta::acc`] numbers them `0..len`.
     pub(crate) fn len(&self) -> usize {
         self.touched.len() + self.secondary.len()
+    }
+
+    /// The exemplars local series `l` recorded into this delta, if any.
+    pub(crate) fn exemplars_of(&self, l: u32) -> Option<&Exemplars> {
+        self.exemplars
+            .get(l as usize)
+            .filter(|r| r.stamp == self.epoch && !r.set.is_empty())
+            .map(|r| &r.set)
+    }
+
+    /// Offers a request of local series `l` as an exemplar: a comparison unless it is bad or
+    /// slower than the slow ones kept.
+    #[inline(always)]
+    fn offer_exemplar(&mut self, l: u32, span: &SpanRecord<'_>, bad: bool) {
+        match self.exemplars.get(l as usize) {
+            Some(r) if r.stamp == self.epoch && !bad && span.duration_nanos() < r.floor => {}
+            _ => self.keep_exemplar(l, span, bad),
+        }
+    }
+
+    /// [`Delta::offer_exemplar`] of a request that may be kept.
+    #[inline(never)]
+    fn keep_exemplar(&mut self, l: u32, span: &SpanRecord<'_>, bad: bool) {
+        let Some(e) = span.exemplar(bad) else {
+            return;
+        };
+        let l = l as usize;
+        if l >= self.exemplars.len() {
+            self.exemplars.resize(l + 1, Reservoir::default());
+        }
+        let r = &mut self.exemplars[l];
+        if r.stamp != self.epoch {
+            *r = Reservoir {
+                stamp: self.epoch,
+                ..Reservoir::default()
+            };
+        }
+        r.floor = r.set.offer(e);
     }
 
     /// Accumulator `a` (of `0..len`); `None` past the end.
@@ -314,6 +370,9 @@ impl Delta {
     fn prefetch_primary(&self, l: usize) {
         if let Some(acc) = self.primary.get(l) {
             prefetch(acc);
+        }
+        if let Some(r) = self.exemplars.get(l) {
+            prefetch(r);
         }
     }
 
@@ -425,6 +484,9 @@ impl Delta {
             if let Some(acc) = self.primary.get_mut(l as usize) {
                 acc.stamp = 0;
             }
+            if let Some(r) = self.exemplars.get_mut(l as usize) {
+                r.stamp = 0;
+            }
         }
         self.touched.clear();
         self.secondary.clear();
@@ -434,6 +496,7 @@ impl Delta {
         self.current_versions.clear();
         self.switched.clear();
         self.counters = Counters::default();
+        self.explain.clear();
     }
 }
 
@@ -1132,6 +1195,14 @@ impl Shard {
                 }
                 observed += 1;
                 hot.last_seen = now;
+                if cfg.exemplars && !span.trace_id.is_empty() {
+                    delta.offer_exemplar(hot.local, span, obs.bad);
+                }
+                if cfg.explain.on() {
+                    delta
+                        .explain
+                        .offer(&cfg.explain, span, slot, obs.bad, obs.w);
+                }
                 if let Some(v) = span.service_version
                     && hot.local != OVERFLOW_LOCAL
                     && cfg.max_versions > 0

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use slipstream_core::UnixNanos;
 use slipstream_core::aggregates::{self, Overflow};
+use slipstream_core::{Exemplars, UnixNanos};
 
 use crate::histogram::{Histogram, SparseHistogram};
 use crate::key::{self, Labels};
@@ -30,6 +30,88 @@ pub struct SlotData {
     /// Spans counted and, of those, spans that carried a sampling threshold; `None` when every
     /// span counted once and carried none (`total` spans), which saves the slot the bytes.
     pub(crate) sampling: Option<Box<[u64; 2]>>,
+}
+
+/// The newest slots of a series that keep their exemplars; older ones drop them, so that a
+/// series holds at most this many sets (about 200 bytes each) whatever the retention.
+pub const EXEMPLAR_SLOTS: usize = 5;
+
+/// The exemplars of a series: one bounded set per slot, for its [`EXEMPLAR_SLOTS`] newest
+/// slots that have any. Held by the series rather than by each slot, so that the slots of a
+/// series cost nothing more however long the retention.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExemplarSlots {
+    /// `(slot start, set)`; an empty set marks an unused entry.
+    slots: [(UnixNanos, Exemplars); EXEMPLAR_SLOTS],
+}
+
+impl ExemplarSlots {
+    /// The set of the slot starting at `start`.
+    pub fn get(&self, start: UnixNanos) -> Option<&Exemplars> {
+        self.slots
+            .iter()
+            .find(|(s, e)| *s == start && !e.is_empty())
+            .map(|(_, e)| e)
+    }
+
+    /// `(slot start, set)` of every slot that has exemplars, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (UnixNanos, &Exemplars)> {
+        let mut v: Vec<(UnixNanos, &Exemplars)> = self
+            .slots
+            .iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(s, e)| (*s, e))
+            .collect();
+        v.sort_unstable_by_key(|(s, _)| *s);
+        v.into_iter()
+    }
+
+    /// Adds `e` to the set of the slot starting at `start`: a slot new to the series takes
+    /// the entry of its oldest (or an unused one); one older than every kept slot, when all
+    /// are in use, is not kept. Whether anything changed.
+    pub(crate) fn add(&mut self, start: UnixNanos, e: &Exemplars) -> bool {
+        let i = match self
+            .slots
+            .iter()
+            .position(|(s, x)| *s == start && !x.is_empty())
+        {
+            Some(i) => i,
+            None => {
+                let (i, oldest) = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (s, x))| if x.is_empty() { 0 } else { s.saturating_add(1) })
+                    .map(|(i, (s, x))| (i, (!x.is_empty()).then_some(*s)))
+                    .expect("EXEMPLAR_SLOTS > 0");
+                if oldest.is_some_and(|o| o > start) {
+                    return false;
+                }
+                self.slots[i] = (start, Exemplars::default());
+                i
+            }
+        };
+        let before = self.slots[i].1;
+        self.slots[i].1.merge(e);
+        self.slots[i].1 != before
+    }
+
+    /// Forgets the slots that start before `start`; whether any was kept.
+    pub(crate) fn drop_before(&mut self, start: UnixNanos) -> bool {
+        let mut kept = false;
+        for (s, x) in &mut self.slots {
+            if *s < start {
+                *x = Exemplars::default();
+            }
+            kept |= !x.is_empty();
+        }
+        kept
+    }
+
+    /// Whether any slot starting before `start` has exemplars.
+    pub(crate) fn has_before(&self, start: UnixNanos) -> bool {
+        self.slots.iter().any(|(s, x)| *s < start && !x.is_empty())
+    }
 }
 
 impl SlotData {
@@ -92,6 +174,8 @@ pub struct SeriesData {
     /// The key (for a service's overflow series, its service part; empty for the global one).
     pub(crate) key: Arc<[u8]>,
     pub(crate) overflow: Overflow,
+    /// Example requests of the newest slots; `None` before the first (shared between copies).
+    pub(crate) exemplars: Option<Arc<ExemplarSlots>>,
 }
 
 impl Clone for SeriesData {
@@ -109,6 +193,7 @@ impl Clone for SeriesData {
             last_seen: self.last_seen,
             key: self.key.clone(),
             overflow: self.overflow,
+            exemplars: self.exemplars.clone(),
         }
     }
 }
@@ -150,6 +235,32 @@ impl SeriesData {
     /// When the series last received an observation (tick time, Unix nanoseconds).
     pub fn last_seen_unix_nanos(&self) -> UnixNanos {
         self.last_seen
+    }
+
+    /// Example requests of the slot starting at `start`: its most recent bad ones and its
+    /// slowest ones. Kept for a series' [`EXEMPLAR_SLOTS`] newest slots that have any.
+    pub fn slot_exemplars(&self, start: UnixNanos) -> Option<&Exemplars> {
+        self.exemplars.as_ref()?.get(start)
+    }
+
+    /// `(slot start, exemplars)` of every slot that keeps some, oldest first.
+    pub fn exemplar_slots(&self) -> Vec<(UnixNanos, &Exemplars)> {
+        self.exemplars
+            .as_ref()
+            .map(|x| x.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The exemplars of the slots starting in `[from, to)`, merged into one bounded set (the
+    /// most recent bad requests and the slowest of them all).
+    pub fn exemplars_between(&self, from: UnixNanos, to: UnixNanos) -> Exemplars {
+        let mut out = Exemplars::default();
+        for (start, e) in self.exemplar_slots() {
+            if (from..to).contains(&start) {
+                out.merge(e);
+            }
+        }
+        out
     }
 
     /// Totals and merged histogram of the slots starting in `[from, to)`.
@@ -256,6 +367,9 @@ pub struct Totals {
     pub shards: u64,
     /// Ticks run.
     pub ticks: u64,
+    /// Requests left out of what the bad requests share (`aggregator.explain`): their
+    /// service was beyond `explain.max_services`.
+    pub explain_uncounted: u64,
 }
 
 // === impl Snapshot ===
@@ -268,6 +382,7 @@ pub struct Snapshot {
     pub(crate) retention_slots: u64,
     pub(crate) series: Vec<Arc<SeriesData>>,
     pub(crate) totals: Totals,
+    pub(crate) explain: Arc<crate::explain::Explained>,
 }
 
 impl Snapshot {
@@ -291,6 +406,11 @@ impl Snapshot {
         self.taken_at / self.slot_ns.max(1) * self.slot_ns
     }
 
+    /// What the bad requests of each service share, over the kept slots.
+    pub fn explained(&self) -> &crate::explain::Explained {
+        &self.explain
+    }
+
     /// Every series (with data or within its idle timeout), in id order.
     pub fn series(&self) -> &[Arc<SeriesData>] {
         &self.series
@@ -312,6 +432,16 @@ impl Snapshot {
             .clamp(1, self.retention_slots.max(1));
         let to = self.current_slot_start() + self.slot_ns;
         series.stats_between(to.saturating_sub(slots * self.slot_ns), to)
+    }
+
+    /// The exemplars of `series` over the window of `window` ending with the current slot
+    /// (whole slots, as [`Snapshot::window`]).
+    pub fn window_exemplars(&self, series: &SeriesData, window: Duration) -> Exemplars {
+        let slots = (window.as_nanos() as u64)
+            .div_ceil(self.slot_ns.max(1))
+            .clamp(1, self.retention_slots.max(1));
+        let to = self.current_slot_start() + self.slot_ns;
+        series.exemplars_between(to.saturating_sub(slots * self.slot_ns), to)
     }
 
     /// Cumulative counters (the values the self-metrics were set from).

@@ -10,14 +10,16 @@
 use std::sync::Arc as StdArc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use slipstream_core::UnixNanos;
 use slipstream_core::aggregates::Overflow;
+use slipstream_core::{Exemplars, UnixNanos};
 
 use crate::histogram::bucket_of;
 use crate::key::{Labels, service_name, service_part};
 use crate::loom::{Arc, Mutex, lock};
 use crate::merge::{MergeSeries, SlotCounts};
 use crate::shard::{Delta, OVERFLOW_LOCAL, Shard, ShardConfig, Sweep};
+#[cfg(doc)]
+use crate::snapshot::EXEMPLAR_SLOTS;
 use crate::snapshot::{SeriesData, SeriesId, SlotData, Snapshot, Totals, VersionSeen};
 use crate::threshold::{AboveCounts, Thresholds};
 
@@ -97,6 +99,8 @@ pub(crate) struct Store {
     /// The latency thresholds counted exactly now.
     thresholds: StdArc<Thresholds>,
     totals: Totals,
+    /// What the bad requests share, per service and slot.
+    explain: crate::explain::Kept,
 }
 
 impl Store {
@@ -109,7 +113,9 @@ impl Store {
             last_seen: 0,
             key: StdArc::from(&[][..]),
             overflow: Overflow::Global,
+            exemplars: None,
         };
+        let explain = crate::explain::Kept::new(cfg.explain.clone());
         Store {
             cfg,
             limits,
@@ -129,6 +135,7 @@ impl Store {
             above: Vec::new(),
             thresholds: StdArc::default(),
             totals: Totals::default(),
+            explain,
         }
     }
 
@@ -193,6 +200,8 @@ impl Store {
         }
         self.free.extend(retired);
         self.age(now, oldest);
+        self.explain.age(now_slot);
+        self.totals.explain_uncounted = self.explain.dropped;
         self.totals.ticks += 1;
         self.totals.shards = self.shards.len() as u64;
         self.totals.series_active = (self.live + 1) as u64;
@@ -200,6 +209,7 @@ impl Store {
             taken_at: now,
             slot_ns,
             retention_slots: self.cfg.retention_slots,
+            explain: self.explain.snapshot(slot_ns),
             series: self
                 .series
                 .iter()
@@ -293,8 +303,23 @@ impl Store {
         }
         order.clear();
         self.order = order;
+        if self.cfg.exemplars {
+            let latest = now.saturating_add(self.cfg.future_skew_ns) / self.cfg.slot_ns;
+            for &l in delta.touched() {
+                let Some(set) = delta.exemplars_of(l) else {
+                    continue;
+                };
+                let g = if l == OVERFLOW_LOCAL {
+                    GLOBAL_OVERFLOW
+                } else {
+                    self.shards[shard].global_of[l as usize]
+                };
+                self.add_exemplars(g, set, None, now / self.cfg.slot_ns, latest);
+            }
+        }
         self.scratch = pairs;
         self.above = above;
+        self.explain.absorb(&delta.explain);
         let c = &delta.counters;
         let t = &mut self.totals;
         t.dropped_late += c.late;
@@ -350,6 +375,9 @@ impl Store {
                     self.totals.merged_slots_estimated += 1;
                 }
                 self.add(g, counts, &pairs, exact, now, oldest);
+                if !slot.exemplars.is_empty() && counts.slot >= oldest {
+                    self.add_exemplars(g, &slot.exemplars, Some(counts.slot), now_slot, latest);
+                }
             }
         }
     }
@@ -449,6 +477,49 @@ impl Store {
         }
     }
 
+    /// Adds the exemplars `set` to the slots of series `g` their requests ended in (`slot`:
+    /// all to that one), as their counts were: an end after slot `latest` counts in
+    /// `now_slot`; a slot the series does not hold (dropped as late) takes none. The series
+    /// keeps those of its [`EXEMPLAR_SLOTS`] newest slots with some.
+    fn add_exemplars(
+        &mut self,
+        g: u32,
+        set: &Exemplars,
+        slot: Option<u64>,
+        now_slot: u64,
+        latest: u64,
+    ) {
+        let slot_ns = self.cfg.slot_ns;
+        let Some(e) = self.series[g as usize].as_mut() else {
+            return;
+        };
+        let d = StdArc::make_mut(&mut e.data);
+        for x in set.iter() {
+            let s = slot.unwrap_or_else(|| {
+                let s = x.end_unix_nanos / slot_ns;
+                if s > latest { now_slot } else { s }
+            });
+            let start = s * slot_ns;
+            if d.slots
+                .binary_search_by_key(&start, |s| s.start_unix_nanos)
+                .is_err()
+            {
+                continue;
+            }
+            let mut one = Exemplars::default();
+            one.offer(*x);
+            let slots = d.exemplars.get_or_insert_with(StdArc::default);
+            if slots.get(start).is_some_and(|kept| {
+                let mut merged = *kept;
+                merged.merge(&one);
+                merged == *kept
+            }) {
+                continue;
+            }
+            StdArc::make_mut(slots).add(start, &one);
+        }
+    }
+
     /// Remembers that series `g` served `service.version` `v`, first at `first` and last at
     /// `last` (the earliest first and the latest last win when it was already known),
     /// forgetting the least recently seen beyond the limit.
@@ -540,6 +611,7 @@ impl Store {
             last_seen: now,
             key: key.into(),
             overflow: kind,
+            exemplars: None,
         };
         let e = Entry {
             data: StdArc::new(data),
@@ -572,6 +644,18 @@ impl Store {
                     .slots
                     .partition_point(|s| s.start_unix_nanos < oldest_start);
                 d.slots.drain(..n);
+            }
+            if e.data
+                .exemplars
+                .as_ref()
+                .is_some_and(|x| x.has_before(oldest_start))
+            {
+                let d = StdArc::make_mut(&mut e.data);
+                if let Some(x) = d.exemplars.as_mut()
+                    && !StdArc::make_mut(x).drop_before(oldest_start)
+                {
+                    d.exemplars = None;
+                }
             }
             if e.kind() == Overflow::Global || e.data.last_seen >= idle_before {
                 continue;

@@ -1,0 +1,642 @@
+//! What the bad requests share: per service and event-time slot, the bad requests and all
+//! requests counted by the value of each candidate attribute
+//! ([`SpanRecord::candidate`]), in sketches of a fixed size.
+//!
+//! # Sketches and their error
+//!
+//! A worker's shard counts, per (service, slot) it sees between two ticks, each candidate
+//! attribute's values in two Space-Saving sketches of `counters` (K) entries: one over the bad
+//! requests, one over all. A value already held adds its weight; a new one takes a free entry,
+//! or replaces the entry with the lowest count and starts from that count plus its weight (so
+//! a count overestimates by at most `N / K`, `N` the sketch's total). The tick merges the
+//! shards' sketches into the kept ones Misra-Gries style: counts of a value add up and, past
+//! K values, the (K+1)-th largest count is subtracted from all and the values left at zero
+//! dropped (underestimating by at most `N / (K + 1)`). A value holding more than `1 / K` of
+//! the requests is never dropped, and a share read from the sketches is within about `1 / K`
+//! of the exact one. Totals (the denominators) are exact sums.
+//!
+//! Good requests are counted one in `good_sample` (chosen by a hash of the span id, random
+//! per the W3C trace context, so the same requests are chosen live and in a replay), each as
+//! `good_sample` requests, so the shares of all requests are unbiased; bad requests are all
+//! counted. Requests carry their adjusted count
+//! ([`crate::SlotData::spans`]) as weight.
+//!
+//! Recording allocates nothing once a shard's tables exist (they are reused across ticks,
+//! with their capacity); values are kept inline, cut at [`VALUE_BYTES`] bytes.
+//!
+//! # Ranking
+//!
+//! [`Explained::shares`] merges the kept slots of a window and ranks, across attributes, the
+//! values by their share of the bad requests less their share of all requests (values no
+//! more frequent among the bad requests than among all are left out, and so are values under
+//! [`MIN_BAD_SHARE`] of the bad requests); the first `top` are named. Values of
+//! [`OUTCOME_ATTRIBUTES`] (status codes, error types) say how requests fail rather than where,
+//! and often hold every bad request by definition: they rank after the others.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use slipstream_config::ExplainConfig;
+use slipstream_core::explain::ValueShare;
+use slipstream_core::{MAX_CANDIDATES, SpanRecord, UnixNanos};
+
+use crate::key::fingerprint;
+
+/// Bytes of a value (its encoded `AnyValue`) or service name kept; longer ones are cut.
+pub(crate) const VALUE_BYTES: usize = 46;
+/// The smallest share of the bad requests a value must hold to be named.
+pub const MIN_BAD_SHARE: f64 = 0.1;
+
+/// Attributes that say how a request failed rather than where: ranked after the others.
+pub const OUTCOME_ATTRIBUTES: &[&str] = &[
+    "http.response.status_code",
+    "http.status_code",
+    "rpc.grpc.status_code",
+    "error.type",
+];
+
+/// Sketch of all requests, then of bad requests, for each attribute: sketch `2 * a + class`.
+const ALL: usize = 0;
+const BAD: usize = 1;
+
+// === Spec ===
+
+/// What the shards and the store count, from `aggregator.explain`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Spec {
+    /// Candidate attributes counted (0: off).
+    pub(crate) attrs: usize,
+    /// Their names, for the ranking.
+    names: Arc<[String]>,
+    k: usize,
+    good_sample: u32,
+    /// Tables a shard holds between two ticks.
+    max_tables: usize,
+    max_services: usize,
+    /// Slots kept per service.
+    window_slots: u64,
+    pub(crate) top: usize,
+}
+
+impl Spec {
+    pub(crate) fn new(cfg: &ExplainConfig, retention_slots: u64, slot_ns: u64) -> Self {
+        let names: Vec<String> = cfg.candidate_keys();
+        let window = (cfg.window.as_nanos() as u64).div_ceil(slot_ns.max(1));
+        Spec {
+            attrs: names.len().min(MAX_CANDIDATES),
+            names: names.into(),
+            k: cfg.counters.max(1),
+            good_sample: cfg.good_sample.max(1),
+            // A tick's spans fall in one or two slots, a few in older ones.
+            max_tables: cfg.max_services.saturating_mul(2).max(1),
+            max_services: cfg.max_services.max(1),
+            window_slots: window.clamp(1, retention_slots.max(1)),
+            top: cfg.top,
+        }
+    }
+
+    /// Whether anything is counted.
+    #[inline(always)]
+    pub(crate) fn on(&self) -> bool {
+        self.attrs > 0
+    }
+}
+
+// === Val ===
+
+/// Bytes kept inline (a value's encoding or a service name), cut at [`VALUE_BYTES`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Val {
+    len: u8,
+    /// Whether bytes were cut off.
+    cut: bool,
+    bytes: [u8; VALUE_BYTES],
+}
+
+impl Default for Val {
+    fn default() -> Self {
+        Val {
+            len: 0,
+            cut: false,
+            bytes: [0; VALUE_BYTES],
+        }
+    }
+}
+
+impl Val {
+    #[inline]
+    fn new(b: &[u8]) -> Self {
+        let n = b.len().min(VALUE_BYTES);
+        let mut v = Val {
+            len: n as u8,
+            cut: b.len() > n,
+            bytes: [0; VALUE_BYTES],
+        };
+        v.bytes[..n].copy_from_slice(&b[..n]);
+        v
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_slice()))
+    }
+}
+
+/// The text of an encoded `AnyValue` (`cut`: its end is missing): strings as they are,
+/// numbers and booleans as written, other types `?`.
+pub(crate) fn value_text(raw: &[u8], cut: bool) -> String {
+    let mut r = slipstream_core::wire::Reader::new(raw);
+    let mut text = String::from("?");
+    while !r.is_empty() {
+        let Ok((field, wt)) = r.key("AnyValue") else {
+            break;
+        };
+        let read = match (field, wt) {
+            (1, slipstream_core::wire::LEN) => {
+                // A cut string holds fewer bytes than its length says: take those there are.
+                let rest = r.rest();
+                let mut len = slipstream_core::wire::Reader::new(rest);
+                match len.varint() {
+                    Ok(n) => {
+                        let start = len.offset();
+                        let end = (start + n as usize).min(rest.len());
+                        text = String::from_utf8_lossy(&rest[start..end]).into_owned();
+                        if cut && start + n as usize > rest.len() {
+                            text.push('…');
+                        }
+                        r.skip(field, wt, 0, 1).ok()
+                    }
+                    Err(_) => None,
+                }
+            }
+            (2, slipstream_core::wire::VARINT) => r.varint().ok().map(|v| {
+                text = (v != 0).to_string();
+            }),
+            (3, slipstream_core::wire::VARINT) => r.varint().ok().map(|v| {
+                text = (v as i64).to_string();
+            }),
+            (4, slipstream_core::wire::I64) => r.fixed64(field).ok().map(|v| {
+                text = f64::from_bits(v).to_string();
+            }),
+            _ => {
+                text = "?".to_owned();
+                r.skip(field, wt, 0, 1).ok()
+            }
+        };
+        if read.is_none() {
+            break;
+        }
+    }
+    text
+}
+
+// === shard side ===
+
+/// One (service, slot)'s sketches in a shard, between two ticks.
+#[derive(Debug, Clone)]
+struct Table {
+    service: Val,
+    service_hash: u64,
+    slot: u64,
+    /// Weighted requests counted, all and bad (exact).
+    all: u64,
+    bad: u64,
+    /// Entries in use per sketch.
+    n: Vec<u16>,
+    hashes: Vec<u64>,
+    counts: Vec<u64>,
+    vals: Vec<Val>,
+}
+
+impl Table {
+    fn new(spec: &Spec) -> Self {
+        let sketches = 2 * spec.attrs;
+        Table {
+            service: Val::default(),
+            service_hash: 0,
+            slot: 0,
+            all: 0,
+            bad: 0,
+            n: vec![0; sketches],
+            hashes: Vec::new(),
+            counts: Vec::new(),
+            vals: Vec::new(),
+        }
+    }
+
+    /// Takes the sketches' memory, on the first value a table counts (a service whose spans
+    /// carry no candidate attribute takes none).
+    #[cold]
+    fn grow(&mut self, k: usize) {
+        let entries = self.n.len() * k;
+        self.hashes.resize(entries, 0);
+        self.counts.resize(entries, 0);
+        self.vals.resize(entries, Val::default());
+    }
+
+    fn reset(&mut self, service: &[u8], hash: u64, slot: u64) {
+        self.service = Val::new(service);
+        self.service_hash = hash;
+        self.slot = slot;
+        self.all = 0;
+        self.bad = 0;
+        self.n.fill(0);
+    }
+
+    /// Space-Saving: counts value `raw` (hash `h`) with weight `w` in sketch `s`.
+    #[inline]
+    fn add(&mut self, k: usize, s: usize, h: u64, raw: &[u8], w: u64) {
+        if self.hashes.is_empty() {
+            self.grow(k);
+        }
+        let base = s * k;
+        let n = usize::from(self.n[s]);
+        if let Some(i) = self.hashes[base..base + n].iter().position(|&x| x == h) {
+            self.counts[base + i] += w;
+            return;
+        }
+        let i = if n < k {
+            self.n[s] += 1;
+            self.counts[base + n] = 0;
+            base + n
+        } else {
+            let counts = &self.counts[base..base + k];
+            let mut min = 0;
+            for (j, &c) in counts.iter().enumerate() {
+                if c < counts[min] {
+                    min = j;
+                }
+            }
+            base + min
+        };
+        self.hashes[i] = h;
+        self.vals[i] = Val::new(raw);
+        self.counts[i] += w;
+    }
+
+    /// The entries of sketch `s`: (hash, value, count).
+    fn entries(&self, k: usize, s: usize) -> impl Iterator<Item = (u64, &Val, u64)> + '_ {
+        let base = s * k;
+        (base..base + usize::from(self.n[s]))
+            .map(move |i| (self.hashes[i], &self.vals[i], self.counts[i]))
+    }
+}
+
+/// A shard's sketches between two ticks (part of its delta).
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    tables: Vec<Table>,
+    used: usize,
+    /// The table of the last request counted: (service name address and length, slot,
+    /// table): the spans of a request mostly share both.
+    last: Option<(usize, usize, u64, usize)>,
+    /// Requests not counted (weighted as counted): their service found no table.
+    pub(crate) dropped: u64,
+}
+
+impl Counts {
+    /// Offers a request recorded in `slot`: counted when bad, else one in `good_sample`
+    /// ([`sampled`]).
+    #[inline(always)]
+    pub(crate) fn offer(
+        &mut self,
+        spec: &Spec,
+        span: &SpanRecord<'_>,
+        slot: u64,
+        bad: bool,
+        weight: u32,
+    ) {
+        let w = u64::from(weight.max(1));
+        if bad {
+            self.count(spec, span, slot, true, w);
+        } else if sampled(span, spec.good_sample) {
+            self.count(spec, span, slot, false, w * u64::from(spec.good_sample));
+        }
+    }
+
+    #[inline(never)]
+    fn count(&mut self, spec: &Spec, span: &SpanRecord<'_>, slot: u64, bad: bool, w: u64) {
+        let service = span.service_name.unwrap_or("");
+        let Some(t) = self.table(spec, service, slot) else {
+            self.dropped += w;
+            return;
+        };
+        let t = &mut self.tables[t];
+        t.all += w;
+        if bad {
+            t.bad += w;
+        }
+        for a in 0..spec.attrs {
+            let raw = span.candidate(a);
+            if raw.is_empty() {
+                continue;
+            }
+            let h = fingerprint(raw);
+            t.add(spec.k, 2 * a + ALL, h, raw, w);
+            if bad {
+                t.add(spec.k, 2 * a + BAD, h, raw, w);
+            }
+        }
+    }
+
+    /// The table of (`service`, `slot`), taken when new; `None` when all are in use.
+    #[inline]
+    fn table(&mut self, spec: &Spec, service: &str, slot: u64) -> Option<usize> {
+        let key = (service.as_ptr() as usize, service.len(), slot);
+        if let Some((p, l, s, t)) = self.last
+            && (p, l, s) == key
+        {
+            return Some(t);
+        }
+        let b = service.as_bytes();
+        let h = fingerprint(b);
+        let found = self.tables[..self.used]
+            .iter()
+            .position(|t| t.service_hash == h && t.slot == slot && t.service.as_slice() == cut(b));
+        let t = match found {
+            Some(t) => t,
+            None => {
+                if self.used >= spec.max_tables {
+                    return None;
+                }
+                if self.used == self.tables.len() {
+                    self.tables.push(Table::new(spec));
+                }
+                self.tables[self.used].reset(b, h, slot);
+                self.used += 1;
+                self.used - 1
+            }
+        };
+        self.last = Some((key.0, key.1, key.2, t));
+        Some(t)
+    }
+
+    /// Empties the counts, keeping the tables.
+    pub(crate) fn clear(&mut self) {
+        self.used = 0;
+        self.last = None;
+        self.dropped = 0;
+    }
+}
+
+fn cut(b: &[u8]) -> &[u8] {
+    &b[..b.len().min(VALUE_BYTES)]
+}
+
+/// Whether a good request is one of the one in `n` counted: chosen by a hash of its span id
+/// (random by the W3C trace context; its end time when it has none), so that the choice is
+/// the same whichever worker records it, live or replayed.
+#[inline(always)]
+pub(crate) fn sampled(span: &SpanRecord<'_>, n: u32) -> bool {
+    if n <= 1 {
+        return true;
+    }
+    let x = match span.span_id.first_chunk::<8>() {
+        Some(id) => u64::from_le_bytes(*id),
+        None => span.end_unix_nano ^ span.start_unix_nano.rotate_left(32),
+    };
+    // Multiplied (Fibonacci hashing), so that sequential ids are spread too.
+    let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    h % u64::from(n) == 0
+}
+
+// === kept side ===
+
+/// One entry of a kept sketch: the value's hash, value and count.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: u64,
+    val: Val,
+    count: u64,
+}
+
+/// A service's counts in one slot, merged from every shard.
+#[derive(Debug, Clone, Default)]
+pub struct SlotCounts {
+    /// Requests counted (weighted; good ones sampled and scaled).
+    pub all: u64,
+    /// Bad requests counted (weighted).
+    pub bad: u64,
+    /// Per sketch (`2 * attribute + class`), at most K entries.
+    sketches: Vec<Vec<Entry>>,
+}
+
+impl SlotCounts {
+    fn merge_table(&mut self, spec: &Spec, t: &Table) {
+        self.all += t.all;
+        self.bad += t.bad;
+        if t.n.iter().all(|&n| n == 0) {
+            return;
+        }
+        self.sketches.resize_with(2 * spec.attrs, Vec::new);
+        for (s, kept) in self.sketches.iter_mut().enumerate() {
+            for (hash, val, count) in t.entries(spec.k, s) {
+                add_entry(kept, hash, val, count);
+            }
+            prune(kept, spec.k);
+        }
+    }
+}
+
+fn add_entry(list: &mut Vec<Entry>, hash: u64, val: &Val, count: u64) {
+    match list.iter_mut().find(|e| e.hash == hash) {
+        Some(e) => e.count += count,
+        None => list.push(Entry {
+            hash,
+            val: *val,
+            count,
+        }),
+    }
+}
+
+/// Misra-Gries: past `k` entries, subtracts the (k+1)-th largest count from all and drops
+/// those left at zero.
+fn prune(list: &mut Vec<Entry>, k: usize) {
+    if list.len() <= k {
+        return;
+    }
+    list.sort_unstable_by_key(|e| std::cmp::Reverse(e.count));
+    let c = list[k].count;
+    list.truncate(k);
+    for e in list.iter_mut() {
+        e.count -= c;
+    }
+    list.retain(|e| e.count > 0);
+}
+
+/// A service's kept slots, ascending: (slot, counts).
+type Slots = Vec<(u64, Arc<SlotCounts>)>;
+
+/// The kept counts of every service, by slot (the store's side).
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    spec: Spec,
+    /// By service name (as cut): its slots, ascending.
+    services: FxHashMap<Box<[u8]>, Slots>,
+    /// Requests not counted (weighted as counted, good ones sampled): their service was
+    /// beyond `max_services` or a shard's tables.
+    pub(crate) dropped: u64,
+}
+
+impl Kept {
+    pub(crate) fn new(spec: Spec) -> Self {
+        Kept {
+            spec,
+            ..Kept::default()
+        }
+    }
+
+    /// Adds a shard's counts (of slots from `oldest` on; older ones are dropped).
+    pub(crate) fn absorb(&mut self, counts: &Counts) {
+        self.dropped += counts.dropped;
+        for t in &counts.tables[..counts.used] {
+            let service = t.service.as_slice();
+            let slots = match self.services.get_mut(service) {
+                Some(s) => s,
+                None => {
+                    if self.services.len() >= self.spec.max_services {
+                        self.dropped += t.all;
+                        continue;
+                    }
+                    self.services.entry(service.into()).or_default()
+                }
+            };
+            let i = match slots.binary_search_by_key(&t.slot, |(s, _)| *s) {
+                Ok(i) => i,
+                Err(i) => {
+                    slots.insert(i, (t.slot, Arc::default()));
+                    i
+                }
+            };
+            Arc::make_mut(&mut slots[i].1).merge_table(&self.spec, t);
+        }
+    }
+
+    /// Forgets slots before the window that ends with `now_slot`, and services left without.
+    pub(crate) fn age(&mut self, now_slot: u64) {
+        let oldest = (now_slot + 1).saturating_sub(self.spec.window_slots);
+        self.services.retain(|_, slots| {
+            let old = slots.partition_point(|(s, _)| *s < oldest);
+            slots.drain(..old);
+            !slots.is_empty()
+        });
+    }
+
+    /// What readers see.
+    pub(crate) fn snapshot(&self, slot_ns: u64) -> Arc<Explained> {
+        Arc::new(Explained {
+            names: self.spec.names.clone(),
+            top: self.spec.top,
+            slot_ns,
+            services: self
+                .services
+                .iter()
+                .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone()))
+                .collect(),
+        })
+    }
+}
+
+// === readers ===
+
+/// The kept counts of a snapshot: per service, per slot, what the bad requests share
+/// ([`crate::Snapshot::explained`]).
+#[derive(Debug, Default)]
+pub struct Explained {
+    names: Arc<[String]>,
+    top: usize,
+    slot_ns: u64,
+    services: FxHashMap<String, Slots>,
+}
+
+impl Explained {
+    /// The candidate attributes counted (none when `aggregator.explain` is off).
+    pub fn attributes(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The values that concentrate the bad requests of `service` in the slots that end after
+    /// `from` and start before `to` (Unix nanoseconds), best ranked first, at most
+    /// `aggregator.explain.top` (see the [module docs](self) for the score). Empty without bad
+    /// requests in the window.
+    pub fn shares(&self, service: &str, from: UnixNanos, to: UnixNanos) -> Vec<ValueShare> {
+        self.shares_top(service, from, to, self.top)
+    }
+
+    /// [`Explained::shares`], at most `top` of them.
+    pub fn shares_top(
+        &self,
+        service: &str,
+        from: UnixNanos,
+        to: UnixNanos,
+        top: usize,
+    ) -> Vec<ValueShare> {
+        // Kept under the name as cut (a name longer than that is rare).
+        let name = String::from_utf8_lossy(cut(service.as_bytes()));
+        let Some(slots) = self.services.get(name.as_ref()) else {
+            return Vec::new();
+        };
+        let slot_ns = self.slot_ns.max(1);
+        let (mut all, mut bad) = (0u64, 0u64);
+        let mut merged: Vec<Vec<Entry>> = vec![Vec::new(); 2 * self.names.len()];
+        for (slot, counts) in slots {
+            let start = slot * slot_ns;
+            if start.saturating_add(slot_ns) <= from || start >= to {
+                continue;
+            }
+            all += counts.all;
+            bad += counts.bad;
+            for (s, list) in counts.sketches.iter().enumerate() {
+                for e in list {
+                    add_entry(&mut merged[s], e.hash, &e.val, e.count);
+                }
+            }
+        }
+        if bad == 0 || all == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (a, name) in self.names.iter().enumerate() {
+            let (all_list, bad_list) = (&merged[2 * a + ALL], &merged[2 * a + BAD]);
+            for e in bad_list {
+                let bad_share = e.count as f64 / bad as f64;
+                // Every bad request is counted among all: its count there is at least this.
+                let in_all = all_list
+                    .iter()
+                    .find(|x| x.hash == e.hash)
+                    .map_or(0, |x| x.count)
+                    .max(e.count);
+                let all_share = (in_all as f64 / all as f64).min(1.0);
+                let share = ValueShare {
+                    attribute: name.clone(),
+                    value: value_text(e.val.as_slice(), e.val.cut),
+                    bad_share: bad_share.min(1.0),
+                    all_share,
+                };
+                if share.bad_share >= MIN_BAD_SHARE && share.score() > 0.0 {
+                    out.push(share);
+                }
+            }
+        }
+        // Values that say how requests fail rather than where come after the others.
+        let how = |s: &ValueShare| OUTCOME_ATTRIBUTES.contains(&s.attribute.as_str());
+        out.sort_by(|x, y| {
+            how(x)
+                .cmp(&how(y))
+                .then_with(|| y.score().total_cmp(&x.score()))
+                .then_with(|| y.bad_share.total_cmp(&x.bad_share))
+                .then_with(|| x.attribute.cmp(&y.attribute))
+                .then_with(|| x.value.cmp(&y.value))
+        });
+        out.truncate(top);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
