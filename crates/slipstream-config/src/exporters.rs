@@ -57,6 +57,8 @@ pub const DEFAULT_AGGREGATES_MAX_REQUEST_SIZE: ByteSize = ByteSize::mib(4);
 pub const DEFAULT_AGGREGATES_MAX_SERIES_PER_REQUEST: usize = 10_000;
 /// Default number of gateways each service's partial aggregates go to.
 pub const DEFAULT_AGGREGATES_REPLICAS: usize = 1;
+/// Default name of the label `exporters.replica_label` adds to pushed SLI series.
+pub const DEFAULT_REPLICA_LABEL_NAME: &str = "replica";
 
 /// `exporters`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -78,6 +80,31 @@ pub struct ExportersConfig {
     pub stdout: StdoutConfig,
     /// Two-tier mode: partial aggregates shipped to gateways; `null` (default) is off.
     pub aggregates: Option<AggregatesConfig>,
+    /// A label naming this slipstream on the SLI series it pushes (remote write, OTLP
+    /// metrics), so that the series of replicated gateways stay apart and Prometheus-side
+    /// deduplication can drop it; `null` (default) adds none.
+    pub replica_label: Option<ReplicaLabelConfig>,
+}
+
+/// `exporters.replica_label`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaLabelConfig {
+    /// The label's name (Prometheus-safe: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`);
+    /// it replaces a series label of the same name.
+    pub name: String,
+    /// Its value; `null` takes the `HOSTNAME` environment variable (the pod name on
+    /// Kubernetes), else the host name.
+    pub value: Option<String>,
+}
+
+impl Default for ReplicaLabelConfig {
+    fn default() -> Self {
+        ReplicaLabelConfig {
+            name: DEFAULT_REPLICA_LABEL_NAME.to_owned(),
+            value: None,
+        }
+    }
 }
 
 /// Metric names of the SLO series.
@@ -612,6 +639,25 @@ impl DeliveryConfig {
 
 impl ExportersConfig {
     pub(crate) fn validate(&self, path: &str, errs: &mut Errors) {
+        if let Some(r) = &self.replica_label {
+            let mut chars = r.name.chars();
+            errs.check(
+                chars
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !r.name.starts_with("__"),
+                format!("{path}.replica_label.name"),
+                "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+            );
+            if let Some(v) = &r.value {
+                errs.check(
+                    !v.trim().is_empty(),
+                    format!("{path}.replica_label.value"),
+                    "expected a value (or null for the host name)",
+                );
+            }
+        }
         if let Some(e) = &self.prometheus.endpoint {
             check_socket_addr(errs, &format!("{path}.prometheus.endpoint"), e);
         }

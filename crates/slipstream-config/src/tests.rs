@@ -235,6 +235,28 @@ fn the_aggregates_exporter_parses_with_defaults_and_mistakes_name_their_fields()
     .unwrap();
 }
 
+#[test]
+fn the_replica_label_defaults_to_replica_and_checks_its_name() {
+    let c = Config::from_yaml("exporters:\n  replica_label: {}\n").unwrap();
+    let r = c.exporters.replica_label.unwrap();
+    assert_eq!(r.name, exporters::DEFAULT_REPLICA_LABEL_NAME);
+    assert_eq!(r.value, None);
+    assert_eq!(Config::default().exporters.replica_label, None);
+    let c =
+        Config::from_yaml("exporters:\n  replica_label: {name: pod, value: gateway-0}\n").unwrap();
+    assert_eq!(
+        c.exporters.replica_label.unwrap().value.as_deref(),
+        Some("gateway-0")
+    );
+    for bad in ["'1pod'", "__name__", "pod-name", "''"] {
+        let err = Config::from_yaml(&format!("exporters:\n  replica_label: {{name: {bad}}}\n"))
+            .unwrap_err();
+        assert_eq!(err.errors[0].path, "exporters.replica_label.name", "{bad}");
+    }
+    let err = Config::from_yaml("exporters:\n  replica_label: {value: ' '}\n").unwrap_err();
+    assert_eq!(err.errors[0].path, "exporters.replica_label.value");
+}
+
 // === environment values are scalars ===
 
 #[test]

@@ -526,7 +526,7 @@ async fn ship_every(shared: Arc<Shared>, interval: Duration) {
 }
 
 /// The host name: `HOSTNAME` (set by Kubernetes to the pod name), else the kernel's.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())

@@ -16,6 +16,10 @@
 //! with [`shutdown_all`]. A new exporter is a module with a constructor and an [`Exporter`]
 //! (or [`EventExporter`]) impl, plus one line: in [`crate::events::EventExporters::start`] for
 //! an event exporter, in [`start_series_exporters`] for a series exporter.
+//!
+//! With `exporters.replica_label` set, the series exporters' source is wrapped so that every
+//! point they push carries that label ([`with_replica_label`]): replicated gateways push the
+//! same series, told apart by it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,6 +75,13 @@ pub fn start_series_exporters(
     registry: &Registry,
 ) -> Result<Vec<Box<dyn Exporter>>, Error> {
     let mut started: Vec<Box<dyn Exporter>> = Vec::new();
+    let replica = cfg.replica_label.as_ref().map(|r| {
+        (
+            r.name.clone(),
+            r.value.clone().unwrap_or_else(crate::aggregates::host_name),
+        )
+    });
+    let source = |naming: MetricNaming| labelled(source(naming), replica.clone());
     if let Some(c) = &cfg.remote_write {
         started.push(Box::new(RemoteWriter::start(
             c,
@@ -86,6 +97,38 @@ pub fn start_series_exporters(
         )?));
     }
     Ok(started)
+}
+
+/// `inner`, with the label `(name, value)` on every point when `replica` is given.
+fn labelled(
+    inner: Arc<dyn MetricsSource>,
+    replica: Option<(String, String)>,
+) -> Arc<dyn MetricsSource> {
+    match replica {
+        None => inner,
+        Some((name, value)) => Arc::new(move || {
+            let mut snapshot = inner.collect();
+            with_replica_label(&mut snapshot, &name, &value);
+            snapshot
+        }),
+    }
+}
+
+/// Sets the label `name` to `value` on every point of `snapshot`, keeping each point's labels
+/// sorted by name and unique (a label of that name is replaced).
+pub fn with_replica_label(
+    snapshot: &mut slipstream_core::MetricsSnapshot,
+    name: &str,
+    value: &str,
+) {
+    for family in &mut snapshot.families {
+        for point in &mut family.points {
+            match point.labels.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+                Ok(i) => point.labels[i].1 = value.to_owned(),
+                Err(i) => point.labels.insert(i, (name.to_owned(), value.to_owned())),
+            }
+        }
+    }
 }
 
 /// `Exporter` for a type whose inherent `async fn shutdown(self, Duration) -> usize` drains

@@ -92,3 +92,61 @@ async fn stdout_has_nothing_to_drain() {
         vec![("events", 0)]
     );
 }
+
+#[test]
+fn the_replica_label_is_set_on_every_pushed_point_in_label_order() {
+    use slipstream_core::export::{MetricFamily, MetricKind, Point, PointValue};
+    let point = |labels: &[(&str, &str)]| Point {
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        service: None,
+        value: PointValue::Number(1.0),
+        start_time: 0,
+        exemplars: Vec::new(),
+    };
+    let snapshot = MetricsSnapshot {
+        at: 1,
+        families: vec![MetricFamily {
+            name: "slipstream_sli_requests_total".into(),
+            help: String::new(),
+            unit: "",
+            kind: MetricKind::Counter,
+            points: vec![
+                point(&[("service", "cart"), ("slo", "cart-availability")]),
+                point(&[("replica", "old"), ("service", "auth")]),
+                point(&[]),
+            ],
+        }],
+    };
+    let inner: Arc<dyn MetricsSource> = {
+        let s = snapshot.clone();
+        Arc::new(move || s.clone())
+    };
+    // Without the option, the source is the series' own.
+    assert_eq!(labelled(inner.clone(), None).collect(), snapshot);
+    let got = labelled(inner, Some(("replica".into(), "gateway-1".into()))).collect();
+    let labels: Vec<Vec<(String, String)>> = got.families[0]
+        .points
+        .iter()
+        .map(|p| p.labels.clone())
+        .collect();
+    let pairs = |l: &[(&str, &str)]| -> Vec<(String, String)> {
+        l.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        labels,
+        [
+            pairs(&[
+                ("replica", "gateway-1"),
+                ("service", "cart"),
+                ("slo", "cart-availability")
+            ]),
+            pairs(&[("replica", "gateway-1"), ("service", "auth")]),
+            pairs(&[("replica", "gateway-1")]),
+        ]
+    );
+}
