@@ -152,6 +152,35 @@ fn with_kind(mut v: Value, row: &PolicyRow) -> Value {
     v
 }
 
+/// Example requests shown per SLO: this many most recent bad ones, and as many slowest ones.
+pub const API_EXEMPLARS: usize = 3;
+
+/// An SLO's example requests as the API shows them: `bad` (most recent first) and `slow`
+/// (slowest first), each with its ids, end time, latency, outcome and, with a trace URL
+/// template, the link to its trace.
+pub fn exemplars_json(mut found: Vec<slipstream_core::Exemplar>, trace_url: Option<&str>) -> Value {
+    let one = |e: &slipstream_core::Exemplar| {
+        json!({
+            "trace_id": e.trace_id_hex(),
+            "span_id": e.span_id_hex(),
+            "end": time(Some(e.end_unix_nanos)),
+            "duration_seconds": e.duration_nanos as f64 / 1e9,
+            "bad": e.bad,
+            "url": trace_url.map(|t| e.link(t)),
+        })
+    };
+    found.sort_by_key(|x| std::cmp::Reverse(x.end_unix_nanos));
+    let bad: Vec<Value> = found
+        .iter()
+        .filter(|e| e.bad)
+        .take(API_EXEMPLARS)
+        .map(one)
+        .collect();
+    found.sort_by_key(|x| std::cmp::Reverse(x.duration_nanos));
+    let slow: Vec<Value> = found.iter().take(API_EXEMPLARS).map(one).collect();
+    json!({ "bad": bad, "slow": slow })
+}
+
 /// One alert event as the API (and `replay --output json`) shows it.
 pub fn event_json(e: &AlertEvent) -> Value {
     let v = json!({
@@ -172,6 +201,7 @@ pub fn event_json(e: &AlertEvent) -> Value {
         "firing_since": time(Some(e.firing_since)),
         "repeat": e.repeat,
         "superseded_by_page": e.superseded_by_page,
+        "bad_requests_share": e.bad_requests_share,
     });
     with_kind(v, &e.row)
 }
@@ -474,11 +504,23 @@ pub async fn handle(
     let resp = match (method, path.as_str()) {
         (Method::GET, "/api/v1/slos") => {
             let p = live.published();
+            let slos: Vec<Value> = live.with_evaluator(|ev| {
+                p.slos
+                    .slos
+                    .iter()
+                    .map(|s| {
+                        let mut v = slo_json(s);
+                        let found = ev.slo_exemplars(&p.series, s.id, 0);
+                        v["exemplars"] = exemplars_json(found, ev.trace_url());
+                        v
+                    })
+                    .collect()
+            });
             json_response(
                 StatusCode::OK,
                 &json!({
                     "evaluated_at": time(Some(p.slos.at).filter(|t| *t > 0)),
-                    "slos": p.slos.slos.iter().map(slo_json).collect::<Vec<_>>(),
+                    "slos": slos,
                     "uncataloged_services": p.slos.uncataloged_services,
                     "services_over_limit": {
                         "count": p.slos.services_over_limit_count,

@@ -294,7 +294,12 @@ impl App {
             } else {
                 (Arc::new(()), None)
             };
-        let aggregator = Arc::new(Aggregator::new(&cfg.aggregator, clock.clone(), &registry));
+        let aggregator = Arc::new(Aggregator::with_exemplars(
+            &cfg.aggregator,
+            clock.clone(),
+            &registry,
+            cfg.exemplars.enabled,
+        ));
         aggregator.set_latency_thresholds(slipstream_step::evaluate::latency_thresholds(&cfg.slo));
         let engine =
             slipstream_slo::SloEngine::new(&cfg.slo, clock.clone(), &registry).map_err(|errs| {
@@ -309,13 +314,10 @@ impl App {
         let events = EventExportersSink::new(EventExporters::start(&cfg.exporters, &registry)?);
         let sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(events.clone())];
         let mut exporters: Vec<Box<dyn Exporter>> = vec![Box::new(events)];
-        let mut live = Live::new(
-            Evaluator::new(aggregator.clone(), engine, clock.clone()),
-            cfg.slo.catalog.clone(),
-            &*clock,
-            sinks,
-        )
-        .with_metrics(&registry);
+        let mut evaluator = Evaluator::new(aggregator.clone(), engine, clock.clone());
+        evaluator.set_trace_url(cfg.exemplars.trace_url.clone());
+        let mut live =
+            Live::new(evaluator, cfg.slo.catalog.clone(), &*clock, sinks).with_metrics(&registry);
         // Two-tier mode, sidecar side: what the aggregator gains goes to the gateways too.
         if let Some(c) = &cfg.exporters.aggregates {
             let exporter = AggregatesExporter::start(c, aggregator.aggregates_header(), &registry)?;

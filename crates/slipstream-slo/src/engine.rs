@@ -1008,6 +1008,8 @@ impl SloEngine {
                 firing_since: slo.rows[k].since,
                 labels,
                 annotations: spec.annotations.clone(),
+                bad_requests_share: Vec::new(),
+                exemplars: Vec::new(),
             });
         }
         let status = SloStatus {

@@ -77,7 +77,18 @@ pub struct AlertEvent {
     pub labels: BTreeMap<String, String>,
     /// Annotations: summary, description, runbook_url, catalog links.
     pub annotations: BTreeMap<String, String>,
+    /// The attribute values that concentrate the bad requests of the short window, best
+    /// ranked first (filled where events are published, from the aggregator's counts; empty
+    /// when none stands out or `aggregator.explain` is off).
+    pub bad_requests_share: Vec<slipstream_core::explain::ValueShare>,
+    /// Example bad requests of the SLO's series in the short window, most recent first (at
+    /// most [`MAX_EVENT_EXEMPLARS`]; filled where events are published, from the aggregator's
+    /// exemplars; empty when exemplars are off or none was kept).
+    pub exemplars: Vec<slipstream_core::Exemplar>,
 }
+
+/// The most example requests an [`AlertEvent`] carries.
+pub const MAX_EVENT_EXEMPLARS: usize = 3;
 
 /// A silence or maintenance window, as the engine holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -357,6 +357,8 @@ impl SavedEvent {
             firing_since: self.firing_since,
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
+            bad_requests_share: Vec::new(),
+            exemplars: Vec::new(),
         }
     }
 }

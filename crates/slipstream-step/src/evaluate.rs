@@ -79,6 +79,8 @@ pub struct Evaluator {
     /// The engine's generation `slo_totals` was last pruned for.
     totals_generation: u64,
     ship_aggregates: bool,
+    /// The trace URL template exemplars link to in event annotations (`None`: ids only).
+    trace_url: Option<String>,
 }
 
 impl Evaluator {
@@ -96,7 +98,14 @@ impl Evaluator {
             slo_totals: BTreeMap::new(),
             totals_generation: 0,
             ship_aggregates: false,
+            trace_url: None,
         }
+    }
+
+    /// Links the example requests of event annotations to their traces through `template`
+    /// (`{trace_id}` and `{span_id}` replaced by the ids); `None`: the annotation names ids.
+    pub fn set_trace_url(&mut self, template: Option<String>) {
+        self.trace_url = template;
     }
 
     /// Makes every step also return what the aggregator gained as partial aggregates
@@ -135,7 +144,9 @@ impl Evaluator {
         let (slos, events) = if force || now >= self.next_evaluation {
             let interval = nanos(self.engine.evaluation_interval()).max(1);
             self.next_evaluation = (now / interval + 1) * interval;
-            let events = self.engine.tick();
+            let mut events = self.engine.tick();
+            explain(&series, &self.engine, &mut events);
+            self.attach_exemplars(&series, &mut events);
             (Some(self.engine.snapshot()), events)
         } else {
             (None, Vec::new())
@@ -361,6 +372,114 @@ fn delta(sli: Sli, slot: &SlotData, prev: Option<&SlotData>) -> (u64, u64) {
         good(slot).saturating_sub(good_before),
         slot.total.saturating_sub(total_before),
     )
+}
+
+/// Names, in each firing event of an availability SLO, the attribute values its bad requests
+/// in the row's short window share ([`AlertEvent::bad_requests_share`], and the annotation
+/// `bad_requests_share`), from the aggregator's counts of the event's service.
+fn explain(series: &Snapshot, engine: &SloEngine, events: &mut [AlertEvent]) {
+    use slipstream_core::explain::{SHARES_ANNOTATION, render_shares};
+    let explained = series.explained();
+    if explained.attributes().is_empty() {
+        return;
+    }
+    for e in events
+        .iter_mut()
+        .filter(|e| e.state == slipstream_slo::AlertState::Firing)
+    {
+        if !matches!(
+            engine.spec(e.slo_id).map(|s| s.sli),
+            Some(Sli::Availability)
+        ) {
+            continue;
+        }
+        let from = e.at.saturating_sub(nanos(e.row.short));
+        e.bad_requests_share = explained.shares(&e.service, from, e.at.saturating_add(1));
+        if !e.bad_requests_share.is_empty() {
+            e.annotations.insert(
+                SHARES_ANNOTATION.to_owned(),
+                render_shares(&e.bad_requests_share),
+            );
+        }
+    }
+}
+
+/// The annotation that lists an event's example requests, one per line: a link to the trace
+/// where a trace URL template is set, else the trace id; then the latency.
+pub const EXEMPLARS_ANNOTATION: &str = "example_traces";
+
+impl Evaluator {
+    /// Gives each event the example bad requests of its SLO's series in the row's short window
+    /// (for a latency SLO, those above its threshold), most recent first
+    /// ([`AlertEvent::exemplars`]), and the annotation [`EXEMPLARS_ANNOTATION`].
+    fn attach_exemplars(&self, series: &Snapshot, events: &mut [AlertEvent]) {
+        for e in events.iter_mut() {
+            let sli = self.engine.spec(e.slo_id).map(|s| s.sli);
+            let from = e.at.saturating_sub(nanos(e.row.short));
+            let mut found = self.slo_exemplars(series, e.slo_id, from);
+            found.retain(|x| match sli {
+                Some(Sli::Latency { threshold }) => x.duration_nanos > nanos(threshold),
+                _ => x.bad,
+            });
+            found.sort_by_key(|x| std::cmp::Reverse(x.end_unix_nanos));
+            found.truncate(slipstream_slo::MAX_EVENT_EXEMPLARS);
+            if !found.is_empty() {
+                let lines: Vec<String> = found
+                    .iter()
+                    .map(|x| {
+                        let at = match &self.trace_url {
+                            Some(t) => x.link(t),
+                            None => x.trace_id_hex(),
+                        };
+                        format!("{at} ({:.3}s)", x.duration_nanos as f64 / 1e9)
+                    })
+                    .collect();
+                e.annotations
+                    .insert(EXEMPLARS_ANNOTATION.to_owned(), lines.join("\n"));
+            }
+            e.exemplars = found;
+        }
+    }
+
+    /// Every exemplar the aggregator keeps for the series SLO `slo` counts, in slots that end
+    /// after `from`, each request once (in no particular order).
+    pub fn slo_exemplars(
+        &self,
+        series: &Snapshot,
+        slo: SloId,
+        from: UnixNanos,
+    ) -> Vec<slipstream_core::Exemplar> {
+        let slot_ns = series.slot_width().as_nanos() as u64;
+        let mut found: Vec<slipstream_core::Exemplar> = Vec::new();
+        for (id, tracked) in &self.totals {
+            let counts = tracked
+                .route
+                .as_ref()
+                .is_some_and(|(_, targets)| targets.iter().any(|t| t.id == slo));
+            let Some(s) = counts
+                .then(|| series.series().binary_search_by_key(id, |s| s.id()).ok())
+                .flatten()
+                .map(|i| &series.series()[i])
+            else {
+                continue;
+            };
+            for (_, set) in s
+                .exemplar_slots()
+                .into_iter()
+                .filter(|(start, _)| start.saturating_add(slot_ns) > from)
+            {
+                found.extend(set.iter());
+            }
+        }
+        found.sort_unstable_by_key(|x| (x.trace_id, x.span_id));
+        found.dedup();
+        found
+    }
+
+    /// The trace URL template exemplars link to ([`Evaluator::set_trace_url`]).
+    pub fn trace_url(&self) -> Option<&str> {
+        self.trace_url.as_deref()
+    }
 }
 
 /// The latency thresholds of the `slo` section: those of the explicit latency objectives and

@@ -340,7 +340,15 @@ fn print_event(out: &mut dyn Write, format: OutputFormat, e: &AlertEvent) -> std
                 e.budget_remaining
                     .map_or_else(|| "-".to_owned(), |b| format!("{:.1}%", b * 100.0)),
                 versions
-            )
+            )?;
+            if !e.bad_requests_share.is_empty() {
+                writeln!(
+                    out,
+                    "    bad requests share {}",
+                    slipstream_core::explain::render_shares(&e.bad_requests_share)
+                )?;
+            }
+            Ok(())
         }
     }
 }

@@ -311,7 +311,34 @@ function eventItem(e, withSlo) {
     + (withSlo ? `<strong>${esc(e.slo)}</strong> ` : '')
     + (e.kind && e.kind !== 'burn_rate' ? `${esc(rowName(e))} · ` : '')
     + `burn rate ${esc(e.long_window)} ${burn(e.long_burn_rate)} · ${esc(e.short_window)} ${burn(e.short_burn_rate)} (threshold ${esc(e.factor)}×), `
-    + `budget ${pct(e.budget_remaining)}${e.repeat ? ' <small>(repeat)</small>' : ''} ${versions}</li>`;
+    + `budget ${pct(e.budget_remaining)}${e.repeat ? ' <small>(repeat)</small>' : ''} ${versions}${shares(e)}</li>`;
+}
+
+// What the bad requests of the event's short window share: each value's share of the bad
+// requests against its share of all requests.
+function shares(e) {
+  const list = e.bad_requests_share || [];
+  if (!list.length) return '';
+  const item = (s) => `<li><code>${esc(s.attribute)}=${esc(s.value)}</code>: `
+    + `<strong>${Math.round(s.bad_share * 100)}%</strong> of bad, ${Math.round(s.all_share * 100)}% of all</li>`;
+  return `<div class="shares">bad requests share <ul>${list.map(item).join('')}</ul></div>`;
+}
+
+// Example requests of an SLO (from the list of SLOs): linked to their traces where
+// `exemplars.trace_url` is set (http and https links only), else their trace ids.
+function exemplarItem(e) {
+  const id = /^https?:\/\//.test(e.url || '')
+    ? `<a href="${esc(e.url)}" rel="noopener noreferrer">${esc(e.trace_id)}</a>`
+    : `<code>${esc(e.trace_id)}</code>`;
+  return `<li>${id} ${timeTag(e.end)} ${(e.duration_seconds * 1000).toFixed(1)} ms`
+    + `${e.bad ? ' <span class="state firing">bad</span>' : ''}</li>`;
+}
+
+function exemplars(name) {
+  const ex = state.slos.find((s) => s.name === name)?.exemplars;
+  if (!ex || (!ex.bad.length && !ex.slow.length)) return '<p class="empty">No example requests kept.</p>';
+  const list = (items) => (items.length ? `<ul class="exemplars">${items.map(exemplarItem).join('')}</ul>` : '<p class="empty">None.</p>');
+  return `<h4>Most recent bad</h4>${list(ex.bad)}<h4>Slowest</h4>${list(ex.slow)}`;
 }
 
 function detail(name) {
@@ -325,6 +352,7 @@ function detail(name) {
     + '<section><h3>Windows</h3><table class="small"><thead><tr><th scope="col">Window</th><th scope="col" class="n">Requests</th>'
     + `<th scope="col" class="n">Bad</th><th scope="col" class="n">SLI</th><th scope="col" class="n">Burn</th></tr></thead><tbody>${windows}</tbody></table></section>`
     + `<section><h3>Event timeline</h3>${events.length ? `<ol class="timeline">${[...events].reverse().map((e) => eventItem(e, false)).join('')}</ol>` : '<p class="empty">No burn-rate events.</p>'}</section>`
+    + `<section><h3>Example traces</h3>${exemplars(name)}</section>`
     + `<section><h3>Deploys</h3>${dep.length ? `<ul class="deploys">${dep.map((e) => `<li><span class="marker-dot" aria-hidden="true"></span><strong>${esc(e.newest_version)}</strong> first seen ${timeTag(e.newest_version_since)} <small>${esc(ago(e.newest_version_since))}</small></li>`).join('')}</ul>` : '<p class="empty">No version seen in an event yet.</p>'}</section>`
     + '</div>';
 }
