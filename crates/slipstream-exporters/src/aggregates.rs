@@ -313,6 +313,13 @@ impl AggregatesExporter {
             replicas: cfg.replicas.max(1),
         });
         if dns.is_none() {
+            if cfg.replicas > cfg.endpoints.len() {
+                tracing::warn!(
+                    replicas = cfg.replicas,
+                    gateways = cfg.endpoints.len(),
+                    "exporters.aggregates.replicas is above the number of gateways: every gateway gets every service"
+                );
+            }
             shared.set_gateways(cfg.endpoints.clone())?;
         }
         let timer = tokio::spawn(ship_every(shared.clone(), cfg.interval));
