@@ -35,7 +35,7 @@ pub const MIN_COUNTERS: usize = 4;
 /// Most counters a sketch may keep.
 pub const MAX_COUNTERS: usize = 256;
 /// Default sampling of good requests: one in this many is counted, as this many.
-pub const DEFAULT_GOOD_SAMPLE: u32 = 16;
+pub const DEFAULT_GOOD_SAMPLE: u32 = 64;
 /// Largest `good_sample`.
 pub const MAX_GOOD_SAMPLE: u32 = 4096;
 /// Default limit on services counted.
@@ -62,8 +62,8 @@ pub struct ExplainConfig {
     /// 256). A share is within about `1 / counters` of the exact one (6% at 16).
     pub counters: usize,
     /// One in this many good requests is counted, as this many (1: all), chosen by a hash of
-    /// the span id:
-    /// the shares stay unbiased and the cost falls with it. Bad requests are all counted.
+    /// the span id: the shares stay unbiased and the cost falls with it. Bad requests are all
+    /// counted.
     pub good_sample: u32,
     /// Most services counted per worker between two merges and kept; requests of services
     /// beyond are not counted.

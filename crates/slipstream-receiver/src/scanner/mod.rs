@@ -266,11 +266,23 @@ struct KeyTable<'s> {
     /// The last 8 bytes of each key (0 when shorter): with the prefix and the length they
     /// decide keys of up to 16 bytes without comparing bytes.
     suffixes: [u64; MAX_KEYS],
+    /// Bytes 8 to 16 of each key longer than 16 bytes (else 0): with the others they decide
+    /// keys of up to 24 bytes.
+    middles: [u64; MAX_KEYS],
     targets: [Targets; MAX_KEYS],
     len: usize,
     /// By key length (`min(len, 63)`), the keys of that length as bits: most keys are
     /// rejected here, the others compared only with keys of their length.
     by_len: [u32; 64],
+}
+
+/// Bytes 8 to 16 of `key` as one word, for keys longer than 16 bytes; else 0.
+#[inline]
+fn middle(key: &[u8]) -> u64 {
+    match key.get(8..16) {
+        Some(w) if key.len() > 16 => u64::from_le_bytes(w.try_into().unwrap_or_default()),
+        _ => 0,
+    }
 }
 
 /// The last 8 bytes of `key` as one word; 0 for keys shorter than that.
@@ -297,6 +309,7 @@ impl<'s> KeyTable<'s> {
             keys: [&[]; MAX_KEYS],
             prefixes: [0; MAX_KEYS],
             suffixes: [0; MAX_KEYS],
+            middles: [0; MAX_KEYS],
             targets: [0; MAX_KEYS],
             len: 0,
             by_len: [0; 64],
@@ -312,6 +325,7 @@ impl<'s> KeyTable<'s> {
             self.keys[self.len] = key;
             self.prefixes[self.len] = prefix(key);
             self.suffixes[self.len] = suffix(key);
+            self.middles[self.len] = middle(key);
             self.targets[self.len] = bit;
             self.by_len[key.len().min(63)] |= 1 << self.len;
             self.len += 1;
@@ -329,12 +343,14 @@ impl<'s> KeyTable<'s> {
         let n = key.len();
         while same_len != 0 {
             let i = same_len.trailing_zeros() as usize;
-            // Same length (below 63, the bucket says so), first and last 8 bytes: the middle
-            // of keys longer than 16 bytes is left to compare.
+            // Same length (below 63, the bucket says so), first, second and last 8 bytes:
+            // only keys longer than 24 bytes have bytes left to compare.
             if self.prefixes[i] == p
                 && self.suffixes[i] == s
                 && self.keys[i].len() == n
-                && (n <= 16 || self.keys[i][8..n - 8] == key[8..n - 8])
+                && (n <= 16
+                    || (self.middles[i] == middle(key)
+                        && (n <= 24 || self.keys[i][16..n - 8] == key[16..n - 8])))
             {
                 return self.targets[i];
             }
