@@ -562,7 +562,9 @@ impl Explained {
 
     /// The values that concentrate the bad requests of `service` in the slots that end after
     /// `from` and start before `to` (Unix nanoseconds), best ranked first, at most
-    /// `aggregator.explain.top` (see the [module docs](self) for the score). Empty without bad
+    /// `aggregator.explain.top`, ranked by share of the bad requests less share of all (values
+    /// under [`MIN_BAD_SHARE`] of the bad requests left out; status codes and error types,
+    /// [`OUTCOME_ATTRIBUTES`], after the others). Empty without bad
     /// requests in the window.
     pub fn shares(&self, service: &str, from: UnixNanos, to: UnixNanos) -> Vec<ValueShare> {
         self.shares_top(service, from, to, self.top)

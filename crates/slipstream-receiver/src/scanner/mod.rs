@@ -28,7 +28,11 @@
 //! - [`SpanRecord::http_status_code`] is `http.response.status_code` read as an integer
 //!   ([`AttrValue::as_i64`]: an int, or a string or integral double holding one), or else
 //!   `http.status_code` read the same way; [`SpanRecord::rpc_grpc_status_code`] is
-//!   `rpc.grpc.status_code` read the same way.
+//!   `rpc.grpc.status_code` read the same way;
+//! - each of [`ScanSpec::candidate_keys`] is the span's attribute of that key (its first
+//!   occurrence), else the resource's; [`SpanRecord::candidate`] gives its `AnyValue` as
+//!   encoded, never decoded or checked here (an attribute whose value field appears more than
+//!   once gives its last occurrence), and [`SpanRecord::candidates`] where it is.
 //!
 //! A request that prost rejects is rejected too, with one deliberate exception: the interior
 //! of fields the scanner skips (ids, trace state, events, links, scopes, status messages,
@@ -36,8 +40,8 @@
 //! checked only for fitting in its length, not decoded, so invalid UTF-8 or a malformed nested
 //! message there goes unnoticed. Strings the scanner does return are always valid UTF-8.
 //!
-//! [`ScanSpec`] keys beyond [`MAX_DIMENSIONS`] in total are ignored (configuration validation
-//! refuses such specs).
+//! [`ScanSpec`] keys beyond [`MAX_DIMENSIONS`] in total, and candidate keys beyond
+//! [`MAX_CANDIDATES`], are ignored (configuration validation refuses such specs).
 
 use slipstream_core::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT, WireError};
 use slipstream_core::{
