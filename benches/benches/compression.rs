@@ -2,9 +2,11 @@
 //!
 //! The request is the load generator's (`Workload::default()`: 512 spans of about 390 bytes
 //! each, protobuf). `inflate`: a gzip body as the load generator sends it (deflate level 1),
-//! decompressed the way the receiver does (a `MultiGzDecoder` into a buffer of the trailer's
-//! size). `gzip_N` and `zstd_N`: the body compressed at level N into a buffer of a quarter of
-//! its size, as the forward exporter does (a new compressor each time: the exporter keeps
+//! decompressed the way the receiver streams one (a `MultiGzDecoder` into a buffer of the
+//! trailer's size); `inflate_libdeflate`: the same body inflated whole by libdeflate, as the
+//! receiver does for a one-member body whose trailer is within the limit. `gzip_N` and
+//! `zstd_N`: the body compressed at level N into a buffer of a quarter of its size, as the
+//! forward exporter does (a new compressor each time: the exporter keeps
 //! one per thread, so it pays a little less). Time is the thread's CPU time (other work on the
 //! machine does not count) and throughput is in spans, so criterion's figure is spans per
 //! CPU-second of one core. The compressed size of each level is printed once, on stderr, for
@@ -59,6 +61,18 @@ fn gunzip(gz: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Inflates `gz` as the receiver does for a one-member body: the body searched for a second
+/// member's header, then libdeflate into a zeroed buffer of the trailer's size and one byte.
+fn gunzip_whole(d: &mut libdeflater::Decompressor, gz: &[u8]) -> Vec<u8> {
+    let n = gz.len();
+    let hint = u32::from_le_bytes([gz[n - 4], gz[n - 3], gz[n - 2], gz[n - 1]]) as usize;
+    assert!(memchr::memmem::find(&gz[10..n - 8], &[0x1f, 0x8b, 0x08]).is_none());
+    let mut out = vec![0; hint + 1];
+    let len = d.gzip_decompress(gz, &mut out).expect("valid gzip");
+    out.truncate(len);
+    out
+}
+
 /// The thread's CPU time for `iters` runs of `f`.
 fn cpu<T>(iters: u64, mut f: impl FnMut() -> T) -> Duration {
     let start = ThreadTime::now();
@@ -78,6 +92,12 @@ fn compression(c: &mut Criterion) {
     assert_eq!(gunzip(&gz), body);
     group.bench_function("inflate", |b| {
         b.iter_custom(|n| cpu(n, || gunzip(black_box(&gz))))
+    });
+
+    let mut d = libdeflater::Decompressor::new();
+    assert_eq!(gunzip_whole(&mut d, &gz), body);
+    group.bench_function("inflate_libdeflate", |b| {
+        b.iter_custom(|n| cpu(n, || gunzip_whole(&mut d, black_box(&gz))))
     });
 
     let zs = zstd(&body, 1);

@@ -160,16 +160,42 @@ where
 /// stopped after `limit` bytes of output, never expanded in full). The output buffer is
 /// reserved on `reservation` before each time it grows; past [`INLINE_DECOMPRESS`] bytes of
 /// output the rest runs on a blocking thread, so a large body does not hold an async worker.
+///
+/// A gzip body of one member whose trailer announces a size within the limit is inflated
+/// whole by libdeflate into a buffer of that size (about twice as fast as streaming it); one
+/// that is not, or that libdeflate cannot inflate into that buffer, is streamed by flate2,
+/// which enforces the limit and gives the errors.
 pub(crate) async fn decompress(
     encoding: Encoding,
     data: Bytes,
     limit: usize,
     reservation: &Reservation,
 ) -> Result<Bytes, ExportError> {
+    let whole = match encoding {
+        Encoding::Gzip => whole_gzip_size(&data, limit),
+        _ => None,
+    };
     let mut inflate = match Inflate::new(encoding, data, limit)? {
         Ok(inflate) => inflate,
         Err(identity) => return Ok(identity),
     };
+    if let Some(size) = whole {
+        if size > INLINE_DECOMPRESS {
+            let reservation = reservation.clone();
+            return tokio::task::spawn_blocking(move || {
+                if inflate.whole(size, &reservation)? {
+                    return Ok(inflate.finish());
+                }
+                inflate.run(usize::MAX, &reservation)?;
+                Ok(inflate.finish())
+            })
+            .await
+            .map_err(|e| ExportError::Invalid(format!("decompression failed: {e}")))?;
+        }
+        if inflate.whole(size, reservation)? {
+            return Ok(inflate.finish());
+        }
+    }
     if inflate.run(INLINE_DECOMPRESS, reservation)? {
         return Ok(inflate.finish());
     }
@@ -182,6 +208,31 @@ pub(crate) async fn decompress(
     .map_err(|e| ExportError::Invalid(format!("decompression failed: {e}")))?
 }
 
+/// The size a gzip body announces in its trailer, when it can be inflated whole: it is within
+/// `limit`, and the body holds one member. A second member would start with the gzip magic and
+/// method (`1f 8b 08`); compressed data holds those three bytes now and then by chance, and
+/// such a body is streamed, which is only slower. (libdeflate inflates one member and checks
+/// that member's own trailer, so the size alone cannot tell one member from several of equal
+/// size.)
+fn whole_gzip_size(data: &[u8], limit: usize) -> Option<usize> {
+    const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+    let n = data.len();
+    if n < 18 || data[..3] != MAGIC {
+        return None;
+    }
+    let size = u32::from_le_bytes([data[n - 4], data[n - 3], data[n - 2], data[n - 1]]) as usize;
+    if size > limit || memchr::memmem::find(&data[10..n - 8], &MAGIC).is_some() {
+        return None;
+    }
+    Some(size)
+}
+
+thread_local! {
+    /// libdeflate's inflate state, one per thread (allocated once, not per request).
+    static GUNZIP: std::cell::RefCell<libdeflater::Decompressor> =
+        std::cell::RefCell::new(libdeflater::Decompressor::new());
+}
+
 /// A decompression in progress.
 struct Inflate {
     reader: Box<dyn Read + Send>,
@@ -190,6 +241,8 @@ struct Inflate {
     what: &'static str,
     /// The output size the body announces (gzip's trailer), 0 when unknown.
     hint: usize,
+    /// The compressed body, for an inflate of it whole.
+    data: Bytes,
 }
 
 impl Inflate {
@@ -240,7 +293,29 @@ impl Inflate {
             limit,
             what,
             hint,
+            data,
         }))
+    }
+
+    /// Inflates a one-member gzip body whole into a buffer of the `size` its trailer announces
+    /// (and one byte more, as [`Inflate::run`] sizes it), reserved first: `Ok(true)` when the
+    /// output is that size. Otherwise (the trailer lies, the body is corrupt) `Ok(false)`, and
+    /// the buffer, emptied, is left for [`Inflate::run`] to stream into from the start.
+    fn whole(&mut self, size: usize, reservation: &Reservation) -> Result<bool, ExportError> {
+        let want = size.saturating_add(1).min(self.limit + 1);
+        reservation.grow(want)?;
+        self.out.reserve_exact(want);
+        self.out.resize(want, 0);
+        let data = &self.data;
+        let inflated = GUNZIP.with_borrow_mut(|d| d.gzip_decompress(data, &mut self.out));
+        if let Ok(n) = inflated
+            && n == size
+        {
+            self.out.truncate(n);
+            return Ok(true);
+        }
+        self.out.clear();
+        Ok(false)
     }
 
     /// Decompresses until the end (`Ok(true)`) or until at least `upto` bytes of output

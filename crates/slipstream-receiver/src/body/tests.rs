@@ -11,7 +11,7 @@ use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
-use super::{Announced, Encoding, decompress, read_limited};
+use super::{Announced, Encoding, decompress, read_limited, whole_gzip_size};
 use crate::pipeline::{ExportError, InFlight, MemoryGate};
 use crate::test_support::{Harness, gzip, harness};
 
@@ -234,4 +234,142 @@ fn encodings_parse_as_the_receivers_accept_them() {
     ] {
         assert_eq!(parse(v), e, "{v:?}");
     }
+}
+
+/// `gz` with its trailer's size replaced by `size`.
+fn with_trailer_size(gz: &[u8], size: u32) -> Bytes {
+    let mut out = gz.to_vec();
+    let n = out.len();
+    out[n - 4..].copy_from_slice(&size.to_le_bytes());
+    Bytes::from(out)
+}
+
+#[tokio::test]
+async fn a_gzip_trailer_over_the_limit_is_streamed_and_bounded() {
+    let (h, budget) = gated(1 << 20);
+    let data = vec![4u8; 5000];
+    // Honest and over the limit: refused after the limit, not allocated at the trailer's size.
+    let r = h.pipeline.reserve();
+    let err = decompress(Encoding::Gzip, gzip(&data), 4000, &r)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ExportError::TooLarge("gzip body decompresses to more than the limit of 4000 bytes".into())
+    );
+    assert!(r.bytes() <= 4001, "reserved {}", r.bytes());
+    drop(r);
+    // Claiming more than the limit for a small body: nothing of the claim is reserved, and the
+    // trailer is found wrong at the end.
+    let r = h.pipeline.reserve();
+    let err = decompress(
+        Encoding::Gzip,
+        with_trailer_size(&gzip(&data), 900_000),
+        8000,
+        &r,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ExportError::Invalid(ref m) if m.starts_with("invalid gzip body")),
+        "{err:?}"
+    );
+    assert!(r.bytes() <= 8001, "reserved {}", r.bytes());
+    drop(r);
+    assert_eq!(budget.held(), 0);
+}
+
+#[tokio::test]
+async fn a_gzip_trailer_that_understates_the_size_stays_bounded() {
+    let (h, _) = gated(1 << 20);
+    let data = vec![5u8; 50_000];
+    let r = h.pipeline.reserve();
+    let err = decompress(
+        Encoding::Gzip,
+        with_trailer_size(&gzip(&data), 10),
+        20_000,
+        &r,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ExportError::TooLarge(
+            "gzip body decompresses to more than the limit of 20000 bytes".into()
+        )
+    );
+    assert!(r.bytes() <= 20_001, "reserved {}", r.bytes());
+}
+
+#[tokio::test]
+async fn gzip_members_are_all_inflated() {
+    let r = Default::default();
+    let a: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let b = vec![9u8; 700];
+    // Members of different sizes, and of the same size and content (the last trailer matches
+    // what the first member alone inflates to).
+    for (first, second) in [(&a, &b), (&a, &a), (&b, &b)] {
+        let mut body = gzip(first).to_vec();
+        body.extend_from_slice(&gzip(second));
+        let out = decompress(Encoding::Gzip, Bytes::from(body), 1 << 20, &r)
+            .await
+            .unwrap();
+        let mut want = first.clone();
+        want.extend_from_slice(second);
+        assert_eq!(out.len(), want.len());
+        assert!(out[..] == want[..]);
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_gzip_body_is_refused_with_a_clear_error() {
+    let r = Default::default();
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let gz = gzip(&data);
+    // The stream damaged in the middle, the checksum wrong, the body cut short.
+    let mut middle = gz.to_vec();
+    let mid = middle.len() / 2;
+    for b in &mut middle[mid..mid + 8] {
+        *b ^= 0x5a;
+    }
+    let mut crc = gz.to_vec();
+    let n = crc.len();
+    crc[n - 8] ^= 1;
+    let mut cut = gz.to_vec();
+    cut.drain(mid..mid + 16);
+    for body in [middle, crc, cut] {
+        let err = decompress(Encoding::Gzip, Bytes::from(body), 1 << 20, &r)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ExportError::Invalid(ref m) if m.starts_with("invalid gzip body")),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_large_gzip_body_inflates_whole_off_the_worker() {
+    // Larger than what is inflated on the async worker: on a current-thread runtime this
+    // still completes (the work goes to the blocking pool).
+    let r = Default::default();
+    let data: Vec<u8> = (0..(super::INLINE_DECOMPRESS as u32 + 4096))
+        .map(|i| (i % 13) as u8)
+        .collect();
+    let out = decompress(Encoding::Gzip, gzip(&data), 4 << 20, &r)
+        .await
+        .unwrap();
+    assert!(out[..] == data[..]);
+}
+
+#[test]
+fn only_one_member_within_the_limit_is_inflated_whole() {
+    let data = vec![6u8; 3000];
+    let one = gzip(&data);
+    assert_eq!(whole_gzip_size(&one, 3000), Some(3000));
+    assert_eq!(whole_gzip_size(&one, 2999), None, "over the limit");
+    let mut two = one.to_vec();
+    two.extend_from_slice(&one);
+    assert_eq!(whole_gzip_size(&two, 1 << 20), None, "two members");
+    assert_eq!(whole_gzip_size(b"not gzip at all, not gzip", 1 << 20), None);
 }
