@@ -9,7 +9,9 @@
 //! around nothing measures, throughput in spans. The shards are merged (untimed) after each sample, as the tick would.
 //! No latency thresholds are counted, except in `{series}_series_3_thresholds`: 1 ms, 10 ms
 //! and 100 ms, which most spans of the workload exceed at least one of (each then counted in
-//! its accumulator's above counters).
+//! its accumulator's above counters). In `{series}_series_ids_exemplars_{on,off}` every span
+//! carries a trace and span id, recorded with exemplars kept or not: the cost of offering
+//! each span as an exemplar (a comparison, and a copy for the bad and the slowest).
 //!
 //! `tick`: merging one span per series from one shard into the window store and publishing
 //! the snapshot; at 100,000 series also with every series holding the 60 one-minute slots
@@ -37,13 +39,13 @@ use slipstream_core::{
 const SPANS: usize = RecordWorkload::SPANS;
 const REQUESTS: usize = RecordWorkload::REQUESTS;
 
-fn aggregator(series: usize) -> Aggregator {
+fn aggregator(series: usize, exemplars: bool) -> Aggregator {
     let cfg = AggregatorConfig {
         max_series: series * 2,
         max_series_per_service: series,
         ..AggregatorConfig::default()
     };
-    Aggregator::new(&cfg, Arc::new(SystemClock), &Registry::new())
+    Aggregator::with_exemplars(&cfg, Arc::new(SystemClock), &Registry::new(), exemplars)
 }
 
 /// What reading the thread's CPU clock around nothing measures (the clock is a system call,
@@ -92,9 +94,48 @@ fn record(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SPANS as u64));
     for series in [1_000, 100_000] {
         let names = RecordWorkload::new(series);
-        let reqs = names.requests(series, SystemClock.now_unix_nanos());
-        for (threads, thresholds) in [(1usize, 0), (2, 0), (1, 3)] {
-            let agg = aggregator(series);
+        let plain = names.requests(series, SystemClock.now_unix_nanos());
+        // The same requests with ids (24 random bytes per span).
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
+        let ids: Vec<[u8; 24]> = (0..SPANS * REQUESTS)
+            .map(|_| {
+                let mut id = [0u8; 24];
+                for c in id.chunks_mut(8) {
+                    c.copy_from_slice(&rng.next_u64().to_le_bytes());
+                }
+                id
+            })
+            .collect();
+        let with_ids: Vec<Vec<SpanRecord<'_>>> = plain
+            .iter()
+            .enumerate()
+            .map(|(r, req)| {
+                req.iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let id = &ids[r * SPANS + i];
+                        SpanRecord {
+                            trace_id: &id[..16],
+                            span_id: &id[16..],
+                            ..*s
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        for (threads, thresholds, exemplars) in [
+            (1usize, 0, None),
+            (2, 0, None),
+            (1, 3, None),
+            (1, 0, Some(false)),
+            (1, 0, Some(true)),
+        ] {
+            let reqs = if exemplars.is_some() {
+                &with_ids
+            } else {
+                &plain
+            };
+            let agg = aggregator(series, exemplars.unwrap_or(true));
             agg.set_latency_thresholds(
                 [1, 10, 100]
                     .into_iter()
@@ -104,18 +145,23 @@ fn record(c: &mut Criterion) {
             let mut shards: Vec<_> = (0..threads).map(|_| agg.shard()).collect();
             // Every series seen once: the bench measures steady state, not creation.
             for h in &shards {
-                for r in &reqs {
+                for r in reqs.iter() {
                     h.record(r);
                 }
             }
             agg.tick();
-            let name = match thresholds {
-                0 => format!("{series}_series"),
-                n => format!("{series}_series_{n}_thresholds"),
+            let name = match (thresholds, exemplars) {
+                (_, Some(on)) => {
+                    format!(
+                        "{series}_series_ids_exemplars_{}",
+                        if on { "on" } else { "off" }
+                    )
+                }
+                (0, None) => format!("{series}_series"),
+                (n, None) => format!("{series}_series_{n}_thresholds"),
             };
             g.bench_function(BenchmarkId::new(name, format!("{threads}_threads")), |b| {
                 b.iter_custom(|iters| {
-                    let reqs = &reqs;
                     let mean = mean_over_threads(&mut shards, |t, h| {
                         // As after the scanner: the request's spans were just written, so
                         // they are in cache (copying them is not timed); the series they
@@ -148,7 +194,7 @@ fn tick(c: &mut Criterion) {
     for (series, history) in [(1_000, 0), (100_000, 0), (100_000, HISTORY_SLOTS)] {
         let names = RecordWorkload::new(series);
         let services = names.services.len();
-        let agg = aggregator(series);
+        let agg = aggregator(series, true);
         let shard = agg.shard();
         let now = SystemClock.now_unix_nanos();
         // One span per series, in requests of 512.

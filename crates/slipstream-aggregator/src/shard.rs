@@ -7,7 +7,8 @@
 //! ticker hands back cleared, so steady-state recording allocates nothing.
 
 use slipstream_core::{
-    Exemplars, Outcome, OutcomeRules, SAMPLING_THRESHOLD_RANGE, SpanKind, SpanRecord, UnixNanos,
+    Exemplar, Exemplars, Outcome, OutcomeRules, SAMPLING_THRESHOLD_RANGE, SpanKind, SpanRecord,
+    UnixNanos,
 };
 
 use crate::histogram::{CHUNK, bucket_of};
@@ -189,21 +190,32 @@ pub(crate) struct Delta {
     /// the delta starts recording), and a copy for the record path.
     pub(crate) thresholds: std::sync::Arc<Thresholds>,
     inline_thresholds: Inline,
-    /// The example requests of each local series recorded into this delta, by local number;
-    /// in use when stamped with this delta's epoch (as `primary`).
-    exemplars: Vec<Reservoir>,
+    /// Per local series (by local number), whether and what it kept as exemplars in this
+    /// delta: a dense array read for every span with ids (see [`Gate`]).
+    gates: Vec<Gate>,
+    /// Per local series, the exemplars it kept in this delta: `[most recent bad, slowest]`,
+    /// valid as its gate says. Written only when a request is kept.
+    kept: Vec<[Exemplar; 2]>,
     /// What the bad requests of this delta share ([`crate::explain`]).
     pub(crate) explain: crate::explain::Counts,
 }
 
-/// A local series' exemplars in one delta, and the latency a request must reach to be kept
-/// as slow (checked first: most requests are neither bad nor slow enough, and read no more).
+/// What a span with ids is compared with, 16 bytes per local series so that the comparison
+/// rarely misses the cache: in use when stamped with the delta's epoch (as `primary`).
 #[derive(Debug, Clone, Copy, Default)]
-struct Reservoir {
+struct Gate {
     stamp: u32,
+    /// [`KEPT_BAD`] and [`KEPT_SLOW`].
+    kept: u32,
+    /// The latency a request must reach to be kept as the slowest (one more than the kept
+    /// one's; 0 before the first).
     floor: u64,
-    set: Exemplars,
 }
+
+/// [`Gate::kept`]: a bad request is kept.
+const KEPT_BAD: u32 = 1;
+/// [`Gate::kept`]: a slowest request is kept.
+const KEPT_SLOW: u32 = 2;
 
 /// The bucket counters of a delta's chunked accumulators.
 #[derive(Debug, Default)]
@@ -261,20 +273,31 @@ impl Delta {
         self.touched.len() + self.secondary.len()
     }
 
-    /// The exemplars local series `l` recorded into this delta, if any.
-    pub(crate) fn exemplars_of(&self, l: u32) -> Option<&Exemplars> {
-        self.exemplars
+    /// The exemplars local series `l` recorded into this delta, if any: its most recent bad
+    /// request and its slowest one (a delta keeps one of each per series; the slots' sets,
+    /// two of each, gather them across deltas).
+    pub(crate) fn exemplars_of(&self, l: u32) -> Option<Exemplars> {
+        let g = self
+            .gates
             .get(l as usize)
-            .filter(|r| r.stamp == self.epoch && !r.set.is_empty())
-            .map(|r| &r.set)
+            .filter(|g| g.stamp == self.epoch && g.kept != 0)?;
+        let kept = &self.kept[l as usize];
+        let mut set = Exemplars::default();
+        if g.kept & KEPT_BAD != 0 {
+            set.offer(kept[0]);
+        }
+        if g.kept & KEPT_SLOW != 0 {
+            set.offer(kept[1]);
+        }
+        Some(set)
     }
 
     /// Offers a request of local series `l` as an exemplar: a comparison unless it is bad or
-    /// slower than the slow ones kept.
+    /// the slowest of its series in this delta.
     #[inline(always)]
     fn offer_exemplar(&mut self, l: u32, span: &SpanRecord<'_>, bad: bool) {
-        match self.exemplars.get(l as usize) {
-            Some(r) if r.stamp == self.epoch && !bad && span.duration_nanos() < r.floor => {}
+        match self.gates.get(l as usize) {
+            Some(g) if g.stamp == self.epoch && !bad && span.duration_nanos() < g.floor => {}
             _ => self.keep_exemplar(l, span, bad),
         }
     }
@@ -286,17 +309,27 @@ impl Delta {
             return;
         };
         let l = l as usize;
-        if l >= self.exemplars.len() {
-            self.exemplars.resize(l + 1, Reservoir::default());
+        if l >= self.gates.len() {
+            self.gates.resize(l + 1, Gate::default());
+            self.kept.resize(l + 1, [Exemplar::default(); 2]);
         }
-        let r = &mut self.exemplars[l];
-        if r.stamp != self.epoch {
-            *r = Reservoir {
+        let g = &mut self.gates[l];
+        if g.stamp != self.epoch {
+            *g = Gate {
                 stamp: self.epoch,
-                ..Reservoir::default()
+                ..Gate::default()
             };
         }
-        r.floor = r.set.offer(e);
+        let kept = &mut self.kept[l];
+        if bad && (g.kept & KEPT_BAD == 0 || e.end_unix_nanos >= kept[0].end_unix_nanos) {
+            kept[0] = e;
+            g.kept |= KEPT_BAD;
+        }
+        if e.duration_nanos >= g.floor {
+            kept[1] = e;
+            g.kept |= KEPT_SLOW;
+            g.floor = e.duration_nanos.saturating_add(1);
+        }
     }
 
     /// Accumulator `a` (of `0..len`); `None` past the end.
@@ -371,8 +404,8 @@ impl Delta {
         if let Some(acc) = self.primary.get(l) {
             prefetch(acc);
         }
-        if let Some(r) = self.exemplars.get(l) {
-            prefetch(r);
+        if let Some(g) = self.gates.get(l) {
+            prefetch(g);
         }
     }
 
@@ -484,8 +517,8 @@ impl Delta {
             if let Some(acc) = self.primary.get_mut(l as usize) {
                 acc.stamp = 0;
             }
-            if let Some(r) = self.exemplars.get_mut(l as usize) {
-                r.stamp = 0;
+            if let Some(g) = self.gates.get_mut(l as usize) {
+                g.stamp = 0;
             }
         }
         self.touched.clear();

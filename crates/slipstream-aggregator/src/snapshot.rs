@@ -34,7 +34,7 @@ pub struct SlotData {
 
 /// The newest slots of a series that keep their exemplars; older ones drop them, so that a
 /// series holds at most this many sets (about 200 bytes each) whatever the retention.
-pub const EXEMPLAR_SLOTS: usize = 5;
+pub const EXEMPLAR_SLOTS: usize = 3;
 
 /// The exemplars of a series: one bounded set per slot, for its [`EXEMPLAR_SLOTS`] newest
 /// slots that have any. Held by the series rather than by each slot, so that the slots of a

@@ -309,6 +309,7 @@ impl Store {
                 let Some(set) = delta.exemplars_of(l) else {
                     continue;
                 };
+                let set = &set;
                 let g = if l == OVERFLOW_LOCAL {
                     GLOBAL_OVERFLOW
                 } else {

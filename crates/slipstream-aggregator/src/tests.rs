@@ -1092,7 +1092,8 @@ fn a_slot_keeps_its_most_recent_bad_requests_and_its_slowest() {
         }
         spans.push(s);
     }
-    // Split over two ticks: the sets of both deltas merge into the slot's.
+    // Split over two ticks: each delta keeps its most recent bad request and its slowest, and
+    // the slot gathers those of both (two of each).
     agg.record(&spans[..15]);
     agg.tick();
     agg.record(&spans[15..]);
@@ -1102,8 +1103,22 @@ fn a_slot_keeps_its_most_recent_bad_requests_and_its_slowest() {
     let set = series
         .slot_exemplars(series.slots()[0].start_unix_nanos)
         .expect("exemplars");
-    assert_eq!(ids_of(set.bad()), [28, 24]);
+    assert_eq!(ids_of(set.bad()), [28, 12]);
     assert_eq!(ids_of(set.slow()), [11, 23]);
+    // Three more ticks of bad requests only: the slot keeps the two most recent.
+    for n in [29, 30, 31] {
+        let mut s = with_ids(span("api", "prod", T0 - 5 * SEC + n as u64, 1_000), n);
+        s.status = StatusCode::Error;
+        agg.record(&[s]);
+        agg.tick();
+    }
+    let later = agg.snapshot();
+    let later = later.find(&labels("api", "prod")).unwrap();
+    let newest = later
+        .slot_exemplars(later.slots()[0].start_unix_nanos)
+        .unwrap();
+    assert_eq!(ids_of(newest.bad()), [31, 30]);
+    assert_eq!(ids_of(newest.slow()), [11, 23]);
     let e = set.slow().next().unwrap();
     assert_eq!(e.duration_nanos, 900_000_000);
     assert_eq!(e.end_unix_nanos, T0 - 15 * SEC + 11 * SEC / 4);

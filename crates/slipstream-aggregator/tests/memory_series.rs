@@ -3,7 +3,9 @@
 //!
 //! The 100,000-series figure of docs/benchmarks.md:
 //! `cargo test -p slipstream-aggregator --release --test memory_series -- --ignored --nocapture`
-//! (`SPANS_PER_SLOT=20` for a busier hour; default 5).
+//! (`SPANS_PER_SLOT=20` for a busier hour; default 5). `IDS=1` gives every span a trace and
+//! span id, as real spans have, so that the figure includes the exemplars kept; without it
+//! the spans have none (the workload of the figures before exemplars).
 
 use std::sync::Arc;
 
@@ -42,7 +44,9 @@ fn bytes_per_series(series: usize, per_slot: usize) -> Option<f64> {
         rng ^= rng << 17;
         rng
     };
-    let mut req = Vec::with_capacity(per_slot);
+    let with_ids = std::env::var("IDS").is_ok_and(|v| v == "1");
+    assert!(per_slot <= 32, "at most 32 spans per slot");
+    let mut id_rng = 0x2545_F491_4F6C_DD1Du64;
     // The default tick interval, 5 s: each series' spans of a minute spread over 12 ticks.
     for minute in 0..60u64 {
         for tick in 0..12u64 {
@@ -50,7 +54,15 @@ fn bytes_per_series(series: usize, per_slot: usize) -> Option<f64> {
             clock.set(now);
             let end = now - SEC;
             for i in 0..series {
-                req.clear();
+                // Ids from a generator of their own: the latencies are those without ids.
+                let mut ids = [[0u8; 24]; 32];
+                let mut req = Vec::with_capacity(per_slot);
+                for id in ids.iter_mut().take(per_slot).filter(|_| with_ids) {
+                    for c in id.chunks_mut(8) {
+                        id_rng = id_rng.wrapping_mul(0x5851_F42D_4C95_7F2D).wrapping_add(1);
+                        c.copy_from_slice(&id_rng.to_le_bytes());
+                    }
+                }
                 let mut dims = [AttrValue::Absent; MAX_DIMENSIONS];
                 dims[0] = AttrValue::Str(&envs[i / 1000]);
                 for j in 0..per_slot as u64 {
@@ -60,12 +72,15 @@ fn bytes_per_series(series: usize, per_slot: usize) -> Option<f64> {
                     let r = next();
                     // 0.25 ms .. 64 ms, log-uniform: a realistic spread of latencies.
                     let dur = (250_000u64 << (r % 8)) + (r >> 40) % 250_000;
+                    let id = &ids[j as usize];
                     req.push(SpanRecord {
                         service_name: Some(&services[i % 1000]),
                         kind: SpanKind::Server,
                         start_unix_nano: end - dur,
                         end_unix_nano: end,
                         dims,
+                        trace_id: if with_ids { &id[..16] } else { &[] },
+                        span_id: if with_ids { &id[16..] } else { &[] },
                         ..SpanRecord::default()
                     });
                 }

@@ -14,7 +14,9 @@ pub const DEFAULT_TRACE_URL: Option<&str> = None;
 #[serde(deny_unknown_fields, default)]
 pub struct ExemplarsConfig {
     /// Keep a few example requests (trace id, span id, end time, latency, outcome) per series
-    /// and slot: its two most recent bad requests and its two slowest. They are published as
+    /// and slot: its two most recent bad requests and its two slowest (each tick brings the
+    /// most recent bad one and the slowest of each series), for the three newest slots of a
+    /// series that have any. They are published as
     /// OpenMetrics and OTLP exemplars, in burn-rate events, in the API and on the status page.
     /// `false` keeps none.
     pub enabled: bool,

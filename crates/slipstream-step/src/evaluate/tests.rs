@@ -221,3 +221,48 @@ fn spans_sampled_at_one_in_four_count_as_four_times_the_traffic() {
     assert_eq!(window(&f).sampled_share(), Some(0.0));
     assert_eq!((window(&s).spans, window(&f).spans), (40, 160));
 }
+
+#[test]
+fn a_burn_rate_event_carries_the_short_windows_bad_exemplars() {
+    let cfg = Config::from_yaml(CONFIG).unwrap();
+    let clock = ManualClock::new(T0);
+    let (agg, mut ev) = evaluator(&cfg, &clock);
+    ev.set_trace_url(Some("https://tempo.example/trace/{trace_id}".to_owned()));
+    let ids: Vec<([u8; 16], [u8; 8])> = (1..=40u8).map(|n| ([n; 16], [n; 8])).collect();
+    let mut spans = Vec::new();
+    for (i, (t, s)) in ids.iter().enumerate() {
+        // Ten seconds apart, all within the 5m short window; every other one fails.
+        let mut x = span("cart", T0 - 200 * SEC + i as u64 * 5 * SEC, 10 * MS);
+        x.trace_id = t;
+        x.span_id = s;
+        if i % 2 == 1 {
+            x.status = slipstream_core::StatusCode::Error;
+        }
+        spans.push(x);
+    }
+    // Four ticks of ten: each keeps the most recent bad request of its ten (requests 10, 20,
+    // 30 and 40, numbered from 1).
+    for chunk in spans.chunks(10) {
+        agg.record(chunk);
+        agg.tick();
+    }
+    let step = ev.step(true);
+    let e = step
+        .events
+        .iter()
+        .find(|e| e.slo == "cart-up" && e.row.short == Duration::from_secs(300))
+        .expect("cart-up pages");
+    // The most recent bad ones kept, most recent first.
+    let got: Vec<u8> = e.exemplars.iter().map(|x| x.trace_id[0]).collect();
+    assert_eq!(got, [40, 30, 20]);
+    assert!(e.exemplars.iter().all(|x| x.bad));
+    let links = &e.annotations[EXEMPLARS_ANNOTATION];
+    assert_eq!(
+        links.lines().next().unwrap(),
+        format!("https://tempo.example/trace/{} (0.010s)", "28".repeat(16))
+    );
+    // The event the exporters send lists them too.
+    let out = crate::series::burn_rate_event(e, 0.999);
+    assert_eq!(out.example_traces.len(), 3);
+    assert_eq!(out.example_traces[0].trace_id, "28".repeat(16));
+}
