@@ -159,16 +159,7 @@ pub const API_EXEMPLARS: usize = 3;
 /// (slowest first), each with its ids, end time, latency, outcome and, with a trace URL
 /// template, the link to its trace.
 pub fn exemplars_json(mut found: Vec<slipstream_core::Exemplar>, trace_url: Option<&str>) -> Value {
-    let one = |e: &slipstream_core::Exemplar| {
-        json!({
-            "trace_id": e.trace_id_hex(),
-            "span_id": e.span_id_hex(),
-            "end": time(Some(e.end_unix_nanos)),
-            "duration_seconds": e.duration_nanos as f64 / 1e9,
-            "bad": e.bad,
-            "url": trace_url.map(|t| e.link(t)),
-        })
-    };
+    let one = |e: &slipstream_core::Exemplar| exemplar_json(e, trace_url);
     found.sort_by_key(|x| std::cmp::Reverse(x.end_unix_nanos));
     let bad: Vec<Value> = found
         .iter()
@@ -179,6 +170,19 @@ pub fn exemplars_json(mut found: Vec<slipstream_core::Exemplar>, trace_url: Opti
     found.sort_by_key(|x| std::cmp::Reverse(x.duration_nanos));
     let slow: Vec<Value> = found.iter().take(API_EXEMPLARS).map(one).collect();
     json!({ "bad": bad, "slow": slow })
+}
+
+/// One example request as the API (and `replay --output json`) shows it: its ids, end time,
+/// latency, outcome and, with a trace URL template, the link to its trace.
+pub fn exemplar_json(e: &slipstream_core::Exemplar, trace_url: Option<&str>) -> Value {
+    json!({
+        "trace_id": e.trace_id_hex(),
+        "span_id": e.span_id_hex(),
+        "end": time(Some(e.end_unix_nanos)),
+        "duration_seconds": e.duration_nanos as f64 / 1e9,
+        "bad": e.bad,
+        "url": trace_url.map(|t| e.link(t)),
+    })
 }
 
 /// One alert event as the API (and `replay --output json`) shows it.

@@ -115,6 +115,8 @@ struct Replayer {
     every: Option<u64>,
     next_print: Option<u64>,
     output: OutputFormat,
+    /// `exemplars.trace_url`: what example traces link to.
+    trace_url: Option<String>,
     out: Box<dyn Write>,
 }
 
@@ -136,8 +138,12 @@ impl Replayer {
         let interval = u64::try_from(engine.evaluation_interval().as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
+        // Example traces link to their traces as in the live events.
+        let trace_url = opts.config.exemplars.trace_url.clone();
+        let mut evaluator = Evaluator::new(aggregator.clone(), engine, shared.clone());
+        evaluator.set_trace_url(trace_url.clone());
         let live = Live::new(
-            Evaluator::new(aggregator.clone(), engine, shared.clone()),
+            evaluator,
             opts.config.slo.catalog.clone(),
             &*shared,
             Vec::new(),
@@ -155,6 +161,7 @@ impl Replayer {
             every: opts.every.map(|d| (d.as_nanos() as u64).max(1)),
             next_print: None,
             output: opts.output,
+            trace_url,
             out,
         })
     }
@@ -185,7 +192,7 @@ impl Replayer {
     fn evaluate(&mut self, force: bool) -> anyhow::Result<()> {
         let step = self.live.step(force);
         for e in &step.events {
-            print_event(&mut self.out, self.output, e)?;
+            print_event(&mut self.out, self.output, e, self.trace_url.as_deref())?;
         }
         self.events.extend(step.events);
         let now = self.clock.now_unix_nanos();
@@ -295,14 +302,26 @@ fn clock_for(spans: &[SpanRecord<'_>], now: Option<u64>, skew: u64) -> Option<u6
         .max()
 }
 
-fn print_event(out: &mut dyn Write, format: OutputFormat, e: &AlertEvent) -> std::io::Result<()> {
+/// Prints one event: in JSON, the API's event object with its `example_traces` (each linked
+/// through `trace_url`); in text, a line, then what the bad requests share and the example
+/// traces as the live events' annotations name them.
+fn print_event(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    e: &AlertEvent,
+    trace_url: Option<&str>,
+) -> std::io::Result<()> {
     match format {
         OutputFormat::Json => {
-            writeln!(
-                out,
-                "{}",
-                serde_json::json!({ "event": slipstream_app::api::event_json(e) })
-            )
+            let mut event = slipstream_app::api::event_json(e);
+            if !e.exemplars.is_empty() {
+                event["example_traces"] = e
+                    .exemplars
+                    .iter()
+                    .map(|x| slipstream_app::api::exemplar_json(x, trace_url))
+                    .collect();
+            }
+            writeln!(out, "{}", serde_json::json!({ "event": event }))
         }
         OutputFormat::Text => {
             let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
@@ -347,6 +366,12 @@ fn print_event(out: &mut dyn Write, format: OutputFormat, e: &AlertEvent) -> std
                     "    bad requests share {}",
                     slipstream_core::explain::render_shares(&e.bad_requests_share)
                 )?;
+            }
+            let examples = e
+                .annotations
+                .get(slipstream_step::evaluate::EXEMPLARS_ANNOTATION);
+            for line in examples.into_iter().flat_map(|a| a.lines()) {
+                writeln!(out, "    example trace {line}")?;
             }
             Ok(())
         }

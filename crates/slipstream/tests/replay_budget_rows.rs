@@ -1,5 +1,6 @@
 //! `slipstream replay` backtests time-to-exhaustion and budget-drop rows: their events come
-//! out with the row's parameter, in text and in JSON.
+//! out with the row's parameter, in text and in JSON, and with their example traces, linked
+//! through `exemplars.trace_url` as the live events are.
 
 use std::io::Write;
 use std::path::Path;
@@ -65,9 +66,8 @@ fn input(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn run(input: &Path, output: OutputFormat) -> (String, slipstream::replay::ReplayReport) {
-    let config = Config::from_yaml(
-        "slo:
+/// The SLO of `api` with one time-to-exhaustion and one budget-drop row.
+const BUDGET_ROWS: &str = "slo:
   templates: { availability: null, latency: null }
   objectives:
     - name: api
@@ -77,9 +77,19 @@ fn run(input: &Path, output: OutputFormat) -> (String, slipstream::replay::Repla
       alerts:
         - { severity: page, exhausts_within: 30m, window: 10m }
         - { severity: ticket, budget_drop_percent: 20, within: 10m }
-",
-    )
-    .unwrap();
+";
+
+fn run(input: &Path, output: OutputFormat) -> (String, slipstream::replay::ReplayReport) {
+    run_with(BUDGET_ROWS, input, output)
+}
+
+/// Replays `input` under the configuration `yaml`; returns what was printed and the report.
+fn run_with(
+    yaml: &str,
+    input: &Path,
+    output: OutputFormat,
+) -> (String, slipstream::replay::ReplayReport) {
+    let config = Config::from_yaml(yaml).unwrap();
     let out = Out::default();
     let report = replay(
         &ReplayOptions {
@@ -157,4 +167,63 @@ fn replay_prints_budget_row_events_with_their_parameters() {
     assert_eq!(first["budget_drop_percent"], serde_json::Value::Null);
     let drop = events.iter().find(|e| e["kind"] == "budget_drop").unwrap();
     assert_eq!(drop["budget_drop_percent"], 20.0);
+}
+
+#[test]
+fn replay_links_example_traces_through_the_trace_url_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path());
+    let template = "https://tempo.example/trace/{trace_id}?span={span_id}";
+    let yaml = format!("exemplars: {{ trace_url: \"{template}\" }}\n{BUDGET_ROWS}");
+    let (text, report) = run_with(&yaml, &input, OutputFormat::Text);
+    let firing = report
+        .events
+        .iter()
+        .find(|e| e.state == AlertState::Firing)
+        .unwrap();
+    assert!(!firing.exemplars.is_empty(), "{text}");
+    // The input fails spans 0-4 of each request: the examples are those, linked.
+    for x in &firing.exemplars {
+        assert!(x.bad);
+        let span = u64::from_str_radix(&x.span_id_hex(), 16).unwrap();
+        assert!((1..=5).contains(&span), "span {span} was not sent failing");
+        let url = format!(
+            "https://tempo.example/trace/{}?span={}",
+            x.trace_id_hex(),
+            x.span_id_hex()
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == format!("    example trace {url} (0.010s)")),
+            "{url} missing: {text}"
+        );
+    }
+
+    let (json, _) = run_with(&yaml, &input, OutputFormat::Json);
+    let event: serde_json::Value = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("event").cloned())
+        .find(|e| e["state"] == "firing")
+        .unwrap();
+    let examples = event["example_traces"].as_array().unwrap();
+    assert_eq!(examples.len(), firing.exemplars.len(), "{event}");
+    for (v, x) in examples.iter().zip(&firing.exemplars) {
+        assert_eq!(v["trace_id"], x.trace_id_hex());
+        assert_eq!(v["span_id"], x.span_id_hex());
+        assert_eq!(v["url"], x.link(template));
+        assert_eq!(v["bad"], true);
+    }
+
+    // Without a template: the ids, no links.
+    let (text, report) = run(&input, OutputFormat::Text);
+    let x = report.events[0].exemplars[0];
+    assert!(
+        text.lines()
+            .any(|l| l == format!("    example trace {} (0.010s)", x.trace_id_hex())),
+        "{text}"
+    );
+    assert!(!text.contains("https://"), "{text}");
+    let (json, _) = run(&input, OutputFormat::Json);
+    assert!(json.contains("\"url\":null"), "{json}");
 }
