@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::forward::{ForwardProtocol, RetryConfig};
+use crate::forward::{ForwardProtocol, RetryConfig, StatefulSetConfig};
 use crate::tls::{ClientTlsConfig, check_tls_scheme};
 use crate::{ByteSize, Errors, check_socket_addr};
 
@@ -513,6 +513,11 @@ pub struct AggregatesConfig {
     /// How often `dns` is looked up again; a failed lookup keeps the gateways.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// Instead of `endpoints` or `dns`: the gateways are the pods of a StatefulSet, each
+    /// reached at its stable DNS name and ranked by its pod name, so a gateway that restarts
+    /// with a new address keeps its services. Scale by changing `statefulset.replicas` and
+    /// reloading (SIGHUP).
+    pub statefulset: Option<StatefulSetConfig>,
     /// This sender's name in the requests' header; `null` takes the `HOSTNAME` environment
     /// variable (the pod name on Kubernetes), else the host name.
     pub instance: Option<String>,
@@ -548,6 +553,20 @@ pub struct AggregatesConfig {
 }
 
 impl AggregatesConfig {
+    /// Whether `other` differs from this only in what a running exporter takes on reload:
+    /// the gateways (`endpoints`, `dns`, `refresh_interval`, `statefulset`) and `replicas`.
+    pub fn same_apart_from_gateways(&self, other: &AggregatesConfig) -> bool {
+        let gateways_aside = |c: &AggregatesConfig| AggregatesConfig {
+            endpoints: Vec::new(),
+            replicas: DEFAULT_AGGREGATES_REPLICAS,
+            dns: None,
+            refresh_interval: crate::forward::DEFAULT_DNS_REFRESH_INTERVAL,
+            statefulset: None,
+            ..c.clone()
+        };
+        gateways_aside(self) == gateways_aside(other)
+    }
+
     /// The bearer token to send: `bearer_token`, or the contents of `bearer_token_file`
     /// (trimmed); `None` when neither is set.
     pub fn token(&self) -> Result<Option<String>, String> {
@@ -580,6 +599,7 @@ impl Default for AggregatesConfig {
             endpoints: Vec::new(),
             replicas: DEFAULT_AGGREGATES_REPLICAS,
             dns: None,
+            statefulset: None,
             refresh_interval: crate::forward::DEFAULT_DNS_REFRESH_INTERVAL,
             instance: None,
             interval: DEFAULT_AGGREGATES_INTERVAL,
@@ -729,11 +749,17 @@ impl ExportersConfig {
         }
         if let Some(a) = &self.aggregates {
             let p = format!("{path}.aggregates");
+            let sources = usize::from(!a.endpoints.is_empty())
+                + usize::from(a.dns.is_some())
+                + usize::from(a.statefulset.is_some());
             errs.check(
-                a.endpoints.is_empty() != a.dns.is_none(),
+                sources == 1,
                 format!("{p}.endpoints"),
-                "expected at least one gateway URL, or `dns` instead",
+                "expected at least one gateway URL, or `dns` or `statefulset` instead (one of the three)",
             );
+            if let Some(s) = &a.statefulset {
+                s.validate(&format!("{p}.statefulset"), errs, &p, a.tls.as_ref());
+            }
             if let Some(d) = &a.dns {
                 check_url(errs, &format!("{p}.dns"), d);
                 check_tls_scheme(errs, &p, d, a.tls.as_ref());
@@ -804,3 +830,6 @@ impl ExportersConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -102,6 +102,131 @@ impl Default for RoutingConfig {
     }
 }
 
+/// Default scheme of a StatefulSet's pods.
+pub const DEFAULT_STATEFULSET_SCHEME: &str = "http";
+
+/// `exporters.aggregates.statefulset`: the pods of a
+/// Kubernetes StatefulSet, `<name>-0` to `<name>-<replicas - 1>`. Each is reached at its
+/// stable DNS name under the StatefulSet's headless Service,
+/// `<scheme>://<name>-<i>.<service>.<namespace>.svc:<port>`, and ranked by its pod name
+/// `<name>-<i>`: a pod that restarts keeps its name (and its services) even when its address
+/// changes, and every process configured alike ranks the pods alike. Scaling the StatefulSet
+/// means changing `replicas` here and reloading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatefulSetConfig {
+    /// The StatefulSet's name (`metadata.name`), e.g. `slipstream-gateway`.
+    pub name: String,
+    /// Its headless Service (`spec.serviceName`), e.g. `slipstream-gateway-headless`.
+    pub service: String,
+    /// Its namespace; `null` for this pod's own (the names then resolve through the pod's
+    /// DNS search path).
+    pub namespace: Option<String>,
+    /// Number of pods (the StatefulSet's `spec.replicas`).
+    pub replicas: usize,
+    /// Port of every pod: 4317 for OTLP/gRPC, 4318 for OTLP/HTTP.
+    pub port: u16,
+    /// `http`, or `https` for TLS.
+    pub scheme: String,
+}
+
+impl Default for StatefulSetConfig {
+    fn default() -> Self {
+        StatefulSetConfig {
+            name: String::new(),
+            service: String::new(),
+            namespace: None,
+            replicas: 0,
+            port: 0,
+            scheme: DEFAULT_STATEFULSET_SCHEME.to_owned(),
+        }
+    }
+}
+
+/// One pod of a StatefulSet: its name (the rendezvous key) and its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulSetPod {
+    /// `<name>-<i>`.
+    pub name: String,
+    /// `<scheme>://<name>-<i>.<service>.<namespace>.svc:<port>`.
+    pub url: String,
+}
+
+impl StatefulSetConfig {
+    /// Every pod, in ordinal order.
+    pub fn pods(&self) -> Vec<StatefulSetPod> {
+        let domain = match &self.namespace {
+            Some(ns) => format!("{}.{ns}.svc", self.service),
+            None => self.service.clone(),
+        };
+        (0..self.replicas)
+            .map(|i| {
+                let name = format!("{}-{i}", self.name);
+                let url = format!("{}://{name}.{domain}:{}", self.scheme, self.port);
+                StatefulSetPod { name, url }
+            })
+            .collect()
+    }
+
+    /// Checks the fields under `path`; `tls` is the section's TLS settings and `section` the
+    /// path they are under.
+    pub(crate) fn validate(
+        &self,
+        path: &str,
+        errs: &mut Errors,
+        section: &str,
+        tls: Option<&ClientTlsConfig>,
+    ) {
+        // A pod's name is a DNS label: the StatefulSet's name, a dash and the ordinal.
+        let ordinal_len = self.replicas.saturating_sub(1).to_string().len();
+        errs.check(
+            is_dns_label(&self.name) && self.name.len() + 1 + ordinal_len <= 63,
+            format!("{path}.name"),
+            "expected a StatefulSet name (lowercase letters, digits and -, its pod names at most 63 characters)",
+        );
+        errs.check(
+            is_dns_label(&self.service),
+            format!("{path}.service"),
+            "expected the name of its headless Service (lowercase letters, digits and -)",
+        );
+        if let Some(ns) = &self.namespace {
+            errs.check(
+                is_dns_label(ns),
+                format!("{path}.namespace"),
+                "expected a namespace name (lowercase letters, digits and -), or null",
+            );
+        }
+        errs.check(
+            self.replicas >= 1,
+            format!("{path}.replicas"),
+            "expected the number of pods, at least 1",
+        );
+        errs.check(
+            self.port != 0,
+            format!("{path}.port"),
+            "expected the pods' port (4317 for OTLP/gRPC, 4318 for OTLP/HTTP)",
+        );
+        errs.check(
+            self.scheme == "http" || self.scheme == "https",
+            format!("{path}.scheme"),
+            "expected http or https",
+        );
+        if let Some(pod) = self.pods().first() {
+            check_tls_scheme(errs, section, &pod.url, tls);
+        }
+    }
+}
+
+/// Whether `s` is an RFC 1123 label, as Kubernetes names of Services, namespaces and pods are.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
 impl ForwardConfig {
     /// Whether requests are forwarded anywhere.
     pub fn enabled(&self) -> bool {

@@ -39,14 +39,7 @@ impl Rendezvous {
     /// service the same way; by `host:port` when hosts repeat (several endpoints on one
     /// machine). Indexes follow the order of `urls`.
     pub fn for_endpoints<S: AsRef<str>>(urls: &[S]) -> Self {
-        let (authorities, hosts): (Vec<String>, Vec<String>) =
-            urls.iter().map(|u| endpoint_names(u.as_ref())).unzip();
-        let distinct = hosts
-            .iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            == hosts.len();
-        Rendezvous::new(if distinct { &hosts } else { &authorities })
+        Rendezvous::new(&endpoint_keys(urls))
     }
 
     /// Number of endpoints.
@@ -91,6 +84,20 @@ impl Rendezvous {
         scored.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         scored.into_iter().take(r).map(|(_, i)| i).collect()
     }
+}
+
+/// The names [`Rendezvous::for_endpoints`] ranks `urls` by, in their order: each URL's host
+/// when the hosts are all different, else each one's `host:port`. Give them with the URLs to
+/// [`Rendezvous::new`] when some endpoints are named otherwise (e.g. by a stable pod name).
+pub fn endpoint_keys<S: AsRef<str>>(urls: &[S]) -> Vec<String> {
+    let (authorities, hosts): (Vec<String>, Vec<String>) =
+        urls.iter().map(|u| endpoint_names(u.as_ref())).unzip();
+    let distinct = hosts
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        == hosts.len();
+    if distinct { hosts } else { authorities }
 }
 
 /// An endpoint URL's authority (`host:port`, as written) and host (an IPv6 address without
@@ -378,6 +385,50 @@ mod tests {
             .map(|s| local.pick(format!("s{s}").as_bytes()))
             .collect();
         assert_eq!(picks.len(), 2);
+    }
+
+    #[test]
+    fn ranked_by_address_a_pod_with_a_new_address_moves_services() {
+        // Pod gw-1 restarts and gets a new address.
+        let (before, after) = (
+            [
+                "http://10.0.0.1:4318",
+                "http://10.0.0.2:4318",
+                "http://10.0.0.3:4318",
+            ],
+            [
+                "http://10.0.0.1:4318",
+                "http://10.0.0.9:4318",
+                "http://10.0.0.3:4318",
+            ],
+        );
+        assert_eq!(
+            endpoint_keys(&before),
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+            "what for_endpoints ranks by"
+        );
+        let sets = |ring: &Rendezvous| -> Vec<Vec<usize>> {
+            (0..300)
+                .map(|s| ring.pick_n(format!("service-{s}").as_bytes(), 2))
+                .collect()
+        };
+        let by_address = (
+            sets(&Rendezvous::for_endpoints(&before)),
+            sets(&Rendezvous::for_endpoints(&after)),
+        );
+        let moved = by_address
+            .0
+            .iter()
+            .zip(&by_address.1)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(moved > 100, "ranked by address, {moved} of 300 sets change");
+        // Ranked by pod name, the addresses take no part.
+        let pods = ["gw-0", "gw-1", "gw-2"];
+        assert_eq!(
+            Rendezvous::new(&pods),
+            Rendezvous::new(&pods.map(String::from))
+        );
     }
 
     /// The authority and host as they were cut out of a URL by hand before `http::Uri` did it:

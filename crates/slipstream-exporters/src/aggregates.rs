@@ -6,10 +6,16 @@
 //! slot in an outbox, and every `interval` ships the outbox:
 //!
 //! - each series goes to the gateway that owns its service: rendezvous hashing of
-//!   `service.name` over `endpoints` ([`Rendezvous`]), so a service's aggregates, from every
+//!   `service.name` over the gateways ([`Rendezvous`]), so a service's aggregates, from every
 //!   sidecar, meet on one gateway; with `replicas: R`, to the R gateways ranked highest
 //!   ([`Rendezvous::pick_n`]), which all get the same series (series with the same set of
 //!   gateways are packed and encoded once, and the bytes queued to each of them);
+//! - the gateways are `endpoints` (each ranked by its host, [`endpoint_keys`]), the
+//!   addresses of a `dns` name (ranked by address), or the pods of a `statefulset`, each
+//!   reached at its stable DNS name and ranked by its pod name, so that a gateway that
+//!   restarts with a new address keeps its services; [`AggregatesExporter::reload`] takes a
+//!   new set (a scaled StatefulSet) without a restart, keeping the queues of the gateways that
+//!   stay;
 //! - per gateway, the series are packed into requests of at most `max_request_size` bytes
 //!   and `max_series_per_request` series (a series larger than that is cut between its
 //!   slots); each request carries the header
@@ -28,7 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +45,7 @@ use slipstream_config::exporters::AggregatesConfig;
 use slipstream_core::aggregates::{
     ExportAggregatesRequest, HTTP_PATH, Header, Series, Slot, Value, Version,
 };
-use slipstream_core::route::Rendezvous;
+use slipstream_core::route::{Rendezvous, endpoint_keys};
 use slipstream_core::{Exemplars, Registry};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -189,11 +195,32 @@ impl Outbox {
     }
 }
 
+/// One gateway: the name it is ranked by, and its URL.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Member {
+    /// The rendezvous key: the same for this gateway on every sidecar.
+    key: String,
+    url: String,
+}
+
+impl Member {
+    /// Gateways named as [`Rendezvous::for_endpoints`] names URLs.
+    fn from_urls(mut urls: Vec<String>) -> Vec<Member> {
+        urls.sort();
+        urls.dedup();
+        endpoint_keys(&urls)
+            .into_iter()
+            .zip(urls)
+            .map(|(key, url)| Member { key, url })
+            .collect()
+    }
+}
+
 /// The gateways shipments go to, and how services map to them.
 #[derive(Debug, Default)]
 struct Gateways {
-    /// Sorted.
-    endpoints: Vec<String>,
+    /// Sorted by URL.
+    members: Vec<Member>,
     route: Rendezvous,
     queues: Vec<DeliveryQueue<Bytes>>,
 }
@@ -230,7 +257,7 @@ struct Shared {
     max_series: usize,
     gzip: bool,
     /// Gateways each series goes to.
-    replicas: usize,
+    replicas: AtomicUsize,
 }
 
 /// The running exporter of partial aggregates.
@@ -238,7 +265,10 @@ struct Shared {
 pub struct AggregatesExporter {
     shared: Arc<Shared>,
     timer: JoinHandle<()>,
-    resolver: Option<JoinHandle<()>>,
+    /// Follows `dns`, when the gateways are found there.
+    resolver: Mutex<Option<JoinHandle<()>>>,
+    /// The `dns` and `refresh_interval` the resolver follows.
+    following: Mutex<Option<(String, Duration)>>,
 }
 
 impl AggregatesExporter {
@@ -262,14 +292,10 @@ impl AggregatesExporter {
         if cfg.gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        let dns = match &cfg.dns {
-            Some(url) => {
-                // The TLS files are read now, not at the first lookup.
-                delivery::http_client(section, cfg.timeout, cfg.tls.as_ref())?;
-                Some(DnsName::parse("exporters.aggregates.dns", url)?)
-            }
-            None => None,
-        };
+        if cfg.dns.is_some() {
+            // The TLS files are read now, not at the first lookup.
+            delivery::http_client(section, cfg.timeout, cfg.tls.as_ref())?;
+        }
         let (delivery_cfg, registry) = (cfg.delivery(), registry.clone());
         let maker = QueueMaker {
             make: Box::new(move |endpoint: &str| {
@@ -310,33 +336,79 @@ impl AggregatesExporter {
             max_request: usize::try_from(cfg.max_request_size.0).unwrap_or(usize::MAX),
             max_series: cfg.max_series_per_request.max(1),
             gzip: cfg.gzip,
-            replicas: cfg.replicas.max(1),
+            replicas: AtomicUsize::new(cfg.replicas.max(1)),
         });
-        if dns.is_none() {
-            if cfg.replicas > cfg.endpoints.len() {
-                tracing::warn!(
-                    replicas = cfg.replicas,
-                    gateways = cfg.endpoints.len(),
-                    "exporters.aggregates.replicas is above the number of gateways: every gateway gets every service"
-                );
-            }
-            shared.set_gateways(cfg.endpoints.clone())?;
-        }
         let timer = tokio::spawn(ship_every(shared.clone(), cfg.interval));
-        let resolver = dns.map(|dns| {
-            crate::resolve::follow(
-                dns,
-                cfg.refresh_interval,
-                Arc::downgrade(&shared),
-                "exporters.aggregates.dns",
-                Shared::set_gateways,
-            )
-        });
-        Ok(AggregatesExporter {
+        let exporter = AggregatesExporter {
             shared,
             timer,
-            resolver,
-        })
+            resolver: Mutex::default(),
+            following: Mutex::default(),
+        };
+        exporter.reload(cfg)?;
+        Ok(exporter)
+    }
+
+    /// Ships to the gateways `cfg` names from now on, each series to `cfg.replicas` of them:
+    /// `endpoints`, the pods of `statefulset` (a scaled StatefulSet), or the addresses of `dns`
+    /// (looked up every `refresh_interval`). Queues of gateways that stay are kept, new ones
+    /// started, those of gateways that left are delivered in the background for at most
+    /// `timeout`. The rest of `cfg` is the one the exporter started with (see
+    /// [`AggregatesConfig::same_apart_from_gateways`]). A URL or DNS name the exporter cannot
+    /// use fails, and the gateways in use stay.
+    pub fn reload(&self, cfg: &AggregatesConfig) -> Result<(), Error> {
+        let field = "exporters.aggregates.dns";
+        let dns = cfg
+            .dns
+            .as_ref()
+            .map(|url| DnsName::parse(field, url))
+            .transpose()?;
+        let replicas = cfg.replicas.max(1);
+        let mut following = lock(&self.following);
+        let wanted = cfg.dns.clone().map(|d| (d, cfg.refresh_interval));
+        if dns.is_none() || *following != wanted {
+            if let Some(r) = lock(&self.resolver).take() {
+                r.abort();
+            }
+            *following = None;
+        }
+        self.shared.replicas.store(replicas, Ordering::Relaxed);
+        let members = match &cfg.statefulset {
+            Some(s) => s
+                .pods()
+                .into_iter()
+                .map(|p| Member {
+                    key: p.name,
+                    url: p.url,
+                })
+                .collect(),
+            None => Member::from_urls(cfg.endpoints.clone()),
+        };
+        match dns {
+            None => {
+                if replicas > members.len() {
+                    tracing::warn!(
+                        replicas,
+                        gateways = members.len(),
+                        "exporters.aggregates.replicas is above the number of gateways: every gateway gets every service"
+                    );
+                }
+                self.shared.set_members(members)?;
+            }
+            Some(dns) if following.is_none() => {
+                *lock(&self.resolver) = Some(crate::resolve::follow(
+                    dns,
+                    cfg.refresh_interval,
+                    Arc::downgrade(&self.shared),
+                    field,
+                    Shared::set_gateways,
+                ));
+                *following = wanted;
+            }
+            // The same name, followed already.
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// Adds what the aggregator gained in one tick to the next shipment; never waits.
@@ -359,7 +431,7 @@ impl AggregatesExporter {
     /// Ships what the outbox holds, then delivers what the queues hold within `deadline`;
     /// returns how many requests were dropped.
     pub async fn shutdown(self, deadline: Duration) -> usize {
-        if let Some(r) = self.resolver {
+        if let Some(r) = lock(&self.resolver).take() {
             r.abort();
         }
         self.timer.abort();
@@ -391,32 +463,40 @@ impl Shared {
             .clone()
     }
 
-    /// Ships to `endpoints` from now on: queues of gateways still listed are kept, new ones
+    /// Ships to the gateways at `endpoints` (a DNS answer), each ranked by its address.
+    fn set_gateways(&self, endpoints: Vec<String>) -> Result<(), Error> {
+        self.set_members(Member::from_urls(endpoints))
+    }
+
+    /// Ships to `members` from now on: queues of gateways still listed are kept, new ones
     /// started, the others drained in the background for `retire_deadline`.
-    fn set_gateways(&self, mut endpoints: Vec<String>) -> Result<(), Error> {
-        endpoints.sort();
-        endpoints.dedup();
-        if self.gateways().endpoints == endpoints {
+    fn set_members(&self, mut members: Vec<Member>) -> Result<(), Error> {
+        members.sort_by(|a, b| a.url.cmp(&b.url).then_with(|| a.key.cmp(&b.key)));
+        members.dedup_by(|a, b| a.url == b.url);
+        if self.gateways().members == members {
             return Ok(());
         }
         let mut deliveries = lock(&self.deliveries);
-        for e in &endpoints {
-            if !deliveries.contains_key(e) {
-                let queue = (self.maker.make)(e)?;
-                deliveries.insert(e.clone(), queue);
+        for m in &members {
+            if !deliveries.contains_key(&m.url) {
+                let queue = (self.maker.make)(&m.url)?;
+                deliveries.insert(m.url.clone(), queue);
             }
         }
         let leaving: Vec<String> = deliveries
             .keys()
-            .filter(|k| !endpoints.contains(k))
+            .filter(|k| !members.iter().any(|m| &m.url == *k))
             .cloned()
             .collect();
         let gateways = Gateways {
-            route: Rendezvous::for_endpoints(&endpoints),
-            queues: endpoints.iter().map(|e| deliveries[e].queue()).collect(),
-            endpoints,
+            route: Rendezvous::new(&members.iter().map(|m| &m.key).collect::<Vec<_>>()),
+            queues: members.iter().map(|m| deliveries[&m.url].queue()).collect(),
+            members,
         };
-        tracing::info!(gateways = ?gateways.endpoints, "aggregates: gateways");
+        tracing::info!(
+            gateways = ?gateways.members.iter().map(|m| (&m.key, &m.url)).collect::<Vec<_>>(),
+            "aggregates: gateways"
+        );
         *self
             .gateways
             .write()
@@ -442,9 +522,10 @@ impl Shared {
         if series.is_empty() {
             return;
         }
+        let replicas = self.replicas.load(Ordering::Relaxed);
         let mut per_owners: BTreeMap<Vec<usize>, Vec<Series>> = BTreeMap::new();
         for s in series {
-            let mut owners = gateways.route.pick_n(s.service().as_bytes(), self.replicas);
+            let mut owners = gateways.route.pick_n(s.service().as_bytes(), replicas);
             if owners.is_empty() {
                 continue;
             }

@@ -9,7 +9,7 @@ use slipstream_core::aggregates::{
 };
 use slipstream_core::route::Rendezvous;
 
-use super::{AggregatesExporter, Outbox, pack};
+use super::{AggregatesExporter, Member, Outbox, pack};
 use crate::events::fixture::{Received, Recorder, fast_retry};
 
 fn header() -> Header {
@@ -463,4 +463,170 @@ fn the_outbox_keeps_one_bounded_set_of_exemplars_per_slot() {
         .collect();
     // The two most recent bad (5, then 3), the two slowest (2, then 3 again: listed once).
     assert_eq!(kept, [(5, true), (3, true), (2, false)]);
+}
+
+/// The services each gateway got since `from[i]` requests, by gateway index.
+fn services_at(gateways: &[&Recorder], from: &[usize]) -> Vec<Vec<String>> {
+    gateways
+        .iter()
+        .zip(from)
+        .map(|(g, &n)| {
+            let mut names: Vec<String> = g.received()[n..]
+                .iter()
+                .flat_map(|r| decode(r).series)
+                .map(|s| s.service().to_owned())
+                .collect();
+            names.sort();
+            names
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_gateway_that_changes_address_but_not_name_keeps_its_services() {
+    let (a, b, c) = (
+        Recorder::start([]).await,
+        Recorder::start([]).await,
+        Recorder::start([]).await,
+    );
+    // `gw-1` restarts on a new address (a StatefulSet pod's new IP): a new recorder.
+    let b2 = Recorder::start([]).await;
+    let exporter =
+        AggregatesExporter::start(&config(vec![a.url()]), header(), &Registry::new()).unwrap();
+    let member = |key: &str, g: &Recorder| Member {
+        key: key.into(),
+        url: g.url(),
+    };
+    let services: Vec<String> = (0..30).map(|i| format!("svc-{i}")).collect();
+    let ship = |exporter: &AggregatesExporter| {
+        exporter.add(
+            services
+                .iter()
+                .map(|s| series(s, &[(60, 1, 0, &[(10, 1)])]))
+                .collect(),
+        );
+        exporter.ship();
+    };
+    let wait_all = async |gateways: &[&Recorder], from: &[usize]| {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = services_at(gateways, from);
+            if got.iter().map(Vec::len).sum::<usize>() == services.len() {
+                return got;
+            }
+            assert!(std::time::Instant::now() < until, "shipped so far: {got:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // Ships every service to gw-0, `gw1` and gw-2; what each got since `from`.
+    let round = async |gw1: &Recorder, from: [usize; 3]| {
+        let members = vec![member("gw-0", &a), member("gw-1", gw1), member("gw-2", &c)];
+        exporter.shared.set_members(members).unwrap();
+        ship(&exporter);
+        wait_all(&[&a, gw1, &c], &from).await
+    };
+    let before = round(&b, [0, 0, 0]).await;
+    assert!(before.iter().all(|s| !s.is_empty()), "{before:?}");
+    let seen: Vec<usize> = [&a, &c].iter().map(|g| g.received().len()).collect();
+    let after = round(&b2, [seen[0], 0, seen[1]]).await;
+    assert_eq!(after, before, "every service stays with the same name");
+    assert_eq!(exporter.shutdown(Duration::from_secs(1)).await, 0);
+}
+
+#[tokio::test]
+async fn a_reload_takes_a_scaled_statefulset_or_new_endpoints_and_replicas() {
+    let gateways = [
+        Recorder::start([]).await,
+        Recorder::start([]).await,
+        Recorder::start([]).await,
+    ];
+    let urls: Vec<String> = gateways.iter().map(Recorder::url).collect();
+    let cfg = config(urls[..2].to_vec());
+    let exporter = AggregatesExporter::start(&cfg, header(), &Registry::new()).unwrap();
+    let services: Vec<String> = (0..12).map(|i| format!("svc-{i}")).collect();
+    // Scale up from two gateways to three, each service to two of them.
+    let scaled = AggregatesConfig {
+        endpoints: urls.clone(),
+        replicas: 2,
+        ..cfg.clone()
+    };
+    assert!(cfg.same_apart_from_gateways(&scaled));
+    exporter.reload(&scaled).unwrap();
+    exporter.add(
+        services
+            .iter()
+            .map(|s| series(s, &[(60, 1, 0, &[(10, 1)])]))
+            .collect(),
+    );
+    exporter.ship();
+    let route = Rendezvous::for_endpoints(&urls);
+    let refs: Vec<&Recorder> = gateways.iter().collect();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let want: Vec<Vec<String>> = (0..3)
+        .map(|i| {
+            let mut w: Vec<String> = services
+                .iter()
+                .filter(|s| route.pick_n(s.as_bytes(), 2).contains(&i))
+                .cloned()
+                .collect();
+            w.sort();
+            w
+        })
+        .collect();
+    loop {
+        let got = services_at(&refs, &[0, 0, 0]);
+        if got == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{got:?} != {want:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A StatefulSet: each pod at its stable name, ranked by its pod name; scaling it keeps
+    // the queues of the pods that stay.
+    let mut statefulset = slipstream_config::forward::StatefulSetConfig {
+        name: "gw".into(),
+        service: "gw-headless".into(),
+        namespace: Some("observability".into()),
+        replicas: 3,
+        port: 4318,
+        ..Default::default()
+    };
+    let sts = |s: &slipstream_config::forward::StatefulSetConfig| AggregatesConfig {
+        endpoints: Vec::new(),
+        statefulset: Some(s.clone()),
+        ..cfg.clone()
+    };
+    exporter.reload(&sts(&statefulset)).unwrap();
+    let members = exporter.shared.gateways().members.clone();
+    let keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["gw-0", "gw-1", "gw-2"]);
+    assert_eq!(
+        members[0].url,
+        "http://gw-0.gw-headless.observability.svc:4318"
+    );
+    assert_eq!(
+        exporter.shared.gateways().route,
+        Rendezvous::new(&["gw-0", "gw-1", "gw-2"])
+    );
+    statefulset.replicas = 4;
+    exporter.reload(&sts(&statefulset)).unwrap();
+    let keys: Vec<String> = exporter
+        .shared
+        .gateways()
+        .members
+        .iter()
+        .map(|m| m.key.clone())
+        .collect();
+    assert_eq!(keys, ["gw-0", "gw-1", "gw-2", "gw-3"]);
+    assert_eq!(super::lock(&exporter.shared.deliveries).len(), 4);
+    // A name that is no URL fails, and the gateways in use stay.
+    let bad = AggregatesConfig {
+        dns: Some("gateways:4318".into()),
+        ..sts(&statefulset)
+    };
+    assert!(exporter.reload(&bad).is_err());
+    assert_eq!(exporter.shared.gateways().members.len(), 4);
+    // Nothing listens at the pods' names: what is queued for them is dropped at shutdown.
+    exporter.shutdown(Duration::from_millis(100)).await;
 }
