@@ -7,6 +7,8 @@
 //! limits. A shipment merges counts straight into SLO state, so whoever can send one can move
 //! an error budget; these settings decide who can.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Errors;
@@ -24,6 +26,113 @@ pub const DEFAULT_MAX_REQUESTS_PER_SLOT: u64 = 10_000_000;
 /// Default largest number of series in one shipment (the sidecar's
 /// `exporters.aggregates.max_series_per_request` has the same default).
 pub const DEFAULT_MAX_SERIES_PER_REQUEST: usize = 10_000;
+
+/// Default longest time a gateway holds a service new to it while it asks its peers for the
+/// service's state. It waits until a peer's state holds every shipment it held back from each
+/// sidecar still shipping the service, so it must cover the time the sidecars take to find the
+/// new gateway: the sidecars' default DNS `refresh_interval` (30s) plus a shipment `interval`
+/// (10s). A service no peer holds is not held (the peers say so at once); the sidecars keep
+/// what is held back (their queues hold hours), and the service's other gateways go on
+/// evaluating it meanwhile.
+pub const DEFAULT_PEERS_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// `receivers.otlp.aggregates.peers`: the other gateways, which a gateway asks for the state
+/// of a service it newly owns (a scale-up, or a replacement without its state file) before it
+/// evaluates the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeersConfig {
+    /// Admin base URLs of the other gateways (`http://slipstream-gateway-1.slipstream-gateway:8888`);
+    /// each serves `GET /api/v1/state/services/{service}`. Empty (the default): a service new
+    /// to this gateway starts from empty windows and a full budget.
+    pub endpoints: Vec<String>,
+    /// The bearer token presented to the peers (`Authorization: Bearer <token>`): one of their
+    /// `receivers.otlp.aggregates.auth` tokens. Required with `endpoints`.
+    pub bearer_token: Option<String>,
+    /// Instead of `bearer_token`: a file holding it (surrounding whitespace ignored); read
+    /// whenever a peer is asked.
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// Longest time a service new to this gateway is held (its shipments answered 503 with
+    /// `Retry-After`, so the sidecars keep them) while the peers are asked for its state, until
+    /// a peer's state holds every shipment held back from each sidecar still shipping it. At the
+    /// end, the latest state a peer gave is taken; without any (no peer answered), the service
+    /// starts empty, as without peers. Every sidecar must find this gateway within it.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        PeersConfig {
+            endpoints: Vec::new(),
+            bearer_token: None,
+            bearer_token_file: None,
+            timeout: DEFAULT_PEERS_TIMEOUT,
+        }
+    }
+}
+
+impl PeersConfig {
+    /// The token to present: `bearer_token`, or the contents of `bearer_token_file` (trimmed).
+    pub fn token(&self) -> Result<String, String> {
+        let path = "receivers.otlp.aggregates.peers";
+        if let Some(t) = &self.bearer_token {
+            return Ok(t.clone());
+        }
+        let Some(f) = &self.bearer_token_file else {
+            return Err(format!("{path}: no bearer_token configured"));
+        };
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| format!("{path}.bearer_token_file: cannot read {}: {e}", f.display()))?;
+        let t = text.trim();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{path}.bearer_token_file: {} does not hold one token of visible ASCII characters",
+                f.display()
+            ));
+        }
+        Ok(t.to_owned())
+    }
+
+    fn validate(&self, path: &str, errs: &mut Errors) {
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let host = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            errs.check(
+                host.is_some_and(|h| !h.is_empty() && !h.starts_with('/')),
+                format!("{path}.endpoints[{i}]"),
+                format!(
+                    "`{e}` is not a URL (expected the http://host:port of a peer's admin server)"
+                ),
+            );
+        }
+        if let Some(t) = &self.bearer_token {
+            errs.check(
+                !t.trim().is_empty() && t.bytes().all(|b| b.is_ascii_graphic()),
+                format!("{path}.bearer_token"),
+                "expected a non-empty token of visible ASCII characters",
+            );
+        }
+        errs.check(
+            !(self.bearer_token.is_some() && self.bearer_token_file.is_some()),
+            format!("{path}.bearer_token_file"),
+            "expected bearer_token or bearer_token_file, not both",
+        );
+        errs.check(
+            self.endpoints.is_empty()
+                || self.bearer_token.is_some()
+                || self.bearer_token_file.is_some(),
+            format!("{path}.bearer_token"),
+            "expected bearer_token or bearer_token_file: a peer serves state only to a holder of one of its receivers.otlp.aggregates.auth tokens",
+        );
+        errs.check(
+            !self.timeout.is_zero() && self.timeout <= Duration::from_secs(600),
+            format!("{path}.timeout"),
+            "expected a duration above 0 and at most 10m",
+        );
+    }
+}
 
 /// `receivers.otlp.aggregates`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +158,10 @@ pub struct AggregatesReceiverConfig {
     /// `reason="implausible"`). Keep the sidecars' `exporters.aggregates.max_series_per_request`
     /// at or below it.
     pub max_series_per_request: usize,
+    /// The other gateways, asked for the state of a service this one newly owns before it
+    /// evaluates it; this gateway answers theirs (to holders of an `auth` token) on its admin
+    /// server.
+    pub peers: PeersConfig,
 }
 
 impl Default for AggregatesReceiverConfig {
@@ -59,6 +172,7 @@ impl Default for AggregatesReceiverConfig {
             senders: Vec::new(),
             max_requests_per_slot: DEFAULT_MAX_REQUESTS_PER_SLOT,
             max_series_per_request: DEFAULT_MAX_SERIES_PER_REQUEST,
+            peers: PeersConfig::default(),
         }
     }
 }
@@ -136,6 +250,7 @@ impl AggregatesReceiverConfig {
             format!("{path}.max_series_per_request"),
             "expected a number above 0",
         );
+        self.peers.validate(&format!("{path}.peers"), errs);
         if !self.enabled {
             return;
         }

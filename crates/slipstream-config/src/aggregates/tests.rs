@@ -85,3 +85,28 @@ fn limits_and_patterns_are_checked() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn peers_are_off_by_default_and_need_urls_a_token_and_a_timeout() {
+    let c = Config::from_yaml("# nothing\n").unwrap();
+    let p = &c.receivers.otlp.aggregates.peers;
+    assert!(p.endpoints.is_empty());
+    assert_eq!(p.timeout, super::DEFAULT_PEERS_TIMEOUT);
+
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        endpoints: ['gateway-1:8888', 'http://gateway-2:8888']\n        timeout: 0s\n";
+    let paths: Vec<String> = errors(yaml).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "receivers.otlp.aggregates.peers.endpoints[0]",
+            "receivers.otlp.aggregates.peers.bearer_token",
+            "receivers.otlp.aggregates.peers.timeout",
+        ]
+    );
+
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      enabled: true\n      auth:\n        bearer_tokens: [s1decar]\n      senders: ['*']\n      peers:\n        endpoints: ['http://gateway-1:8888']\n        bearer_token: s1decar\n        timeout: 2s\n";
+    let c = Config::from_yaml(yaml).unwrap();
+    let p = &c.receivers.otlp.aggregates.peers;
+    assert_eq!(p.token().unwrap(), "s1decar");
+    assert_eq!(p.timeout, std::time::Duration::from_secs(2));
+}
