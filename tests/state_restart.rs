@@ -1,6 +1,7 @@
 //! The SLO state survives restarts: after a graceful restart the budget, the windows and a
 //! firing alert are where they were (no second firing event); a corrupt state file gives a
-//! fresh start, not a crash; an unusable state directory leaves slipstream running.
+//! fresh start, not a crash; an unusable state directory leaves slipstream running. A firing
+//! alert re-sent after a restart names the example traces it fired with.
 
 use std::sync::Arc;
 
@@ -108,6 +109,58 @@ async fn a_graceful_restart_keeps_budget_windows_and_alerts() {
         .collect();
     assert_eq!(pages, ["resolved"]);
     assert!(app.save_state().await.unwrap());
+    app.shutdown().await;
+}
+
+/// A page firing when slipstream stops is re-sent after the restart (`repeat_interval`) with
+/// the example traces it fired with, though the restarted aggregator holds none of the
+/// incident's requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_alert_is_re_sent_with_the_example_traces_it_fired_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "exemplars: {{ trace_url: \"https://tempo.example/trace/{{trace_id}}\" }}\n{}",
+        SLO.replace(
+            "  evaluation_interval: 1m\n",
+            "  evaluation_interval: 1m\n  repeat_interval: 1m\n"
+        )
+    );
+    let config = || {
+        let mut cfg = test_config(None, &yaml);
+        cfg.state.dir = Some(dir.path().to_owned());
+        cfg
+    };
+    let page = |e: &&slipstream_slo::AlertEvent| {
+        e.severity.as_str() == "page" && e.row.long.as_secs() == 3600
+    };
+    let clock = ManualClock::new(START);
+    let app = App::start_with(config(), Arc::new(clock.clone()), false)
+        .await
+        .unwrap();
+    let events = feed(&app, &clock, 0, 35).await;
+    assert!(events.iter().filter(page).any(|e| !e.repeat), "{events:#?}");
+    // What the page was last sent with (re-sent every minute).
+    let fired = events.iter().rfind(page).unwrap();
+    let links = fired.annotations.get("example_traces").cloned();
+    assert!(
+        links
+            .as_deref()
+            .is_some_and(|l| l.starts_with("https://tempo.example/trace/")),
+        "{fired:#?}"
+    );
+    app.shutdown().await;
+
+    // Restarted a minute later, past the repeat interval, with no traffic since.
+    clock.set(START + 36 * MIN);
+    let app = App::start_with(config(), Arc::new(clock.clone()), false)
+        .await
+        .unwrap();
+    let events = app.step().await.events;
+    let repeat = events.iter().find(page).expect("the page is re-sent");
+    assert!(repeat.repeat && repeat.state.as_str() == "firing");
+    assert_eq!(repeat.annotations.get("example_traces"), links.as_ref());
+    assert_eq!(repeat.exemplars, fired.exemplars);
+    assert_eq!(repeat.bad_requests_share, fired.bad_requests_share);
     app.shutdown().await;
 }
 

@@ -55,7 +55,7 @@ pub fn month_start(t: UnixNanos) -> UnixNanos {
     first.max(0) as u64 * DAY
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct RowState {
     condition: bool,
     firing: bool,
@@ -65,6 +65,21 @@ struct RowState {
     held_counted: bool,
     superseded_counted: bool,
     superseded: bool,
+    /// What the row's firing events were last published with (see
+    /// [`SloEngine::remember_sent`]); cleared when its resolved event is sent.
+    sent: SentContext,
+}
+
+/// What a firing row's events were published with beyond the engine's own numbers: the
+/// attribute values its bad requests share and its example requests, both found where events
+/// are published (from the aggregator's counts and exemplars). Kept per row and saved with
+/// it, so that a re-sent firing event carries them when the evaluation that re-sends it finds
+/// none of its own: after a restart, the aggregator starts empty while the engine's windows
+/// and alert rows come back.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct SentContext {
+    bad_requests_share: Vec<slipstream_core::explain::ValueShare>,
+    exemplars: Vec<slipstream_core::Exemplar>,
 }
 
 #[derive(Debug)]
@@ -822,6 +837,37 @@ impl SloEngine {
         events
     }
 
+    /// Keeps, on the alert row of each firing event of `events` (the events of the last
+    /// [`tick`](Self::tick), as published: with [`AlertEvent::bad_requests_share`] and
+    /// [`AlertEvent::exemplars`] filled), what the event was sent with. The row's later firing
+    /// events (repeats on `slo.repeat_interval`) start from it, and
+    /// [`export_state`](Self::export_state) saves it with the row, so an alert re-sent after a
+    /// restart names what it fired with until the publisher finds values and requests of its
+    /// own again. A row's resolved event clears it. Events of rows not notified as firing (or
+    /// of SLOs no longer there) change nothing.
+    pub fn remember_sent(&mut self, events: &[AlertEvent]) {
+        for e in events.iter().filter(|e| e.state == AlertState::Firing) {
+            let Some(slo) = self.slos.get_mut(e.slo_id.0 as usize) else {
+                continue;
+            };
+            if slo.spec.name != e.slo {
+                continue;
+            }
+            let row = slo
+                .spec
+                .policy
+                .iter()
+                .zip(slo.rows.iter_mut())
+                .find(|(row, st)| **row == e.row && st.notified);
+            if let Some((_, st)) = row {
+                st.sent = SentContext {
+                    bad_requests_share: e.bad_requests_share.clone(),
+                    exemplars: e.exemplars.clone(),
+                };
+            }
+        }
+    }
+
     fn evaluate(&mut self, i: usize, now: UnixNanos) -> (SloStatus, Vec<AlertEvent>) {
         let slo = &mut self.slos[i];
         slo.store.advance(now);
@@ -954,6 +1000,9 @@ impl SloEngine {
                         st.notified = effective;
                         st.last_sent = now;
                         st.held_counted = false;
+                        if !effective {
+                            st.sent = SentContext::default();
+                        }
                     }
                 }
             } else {
@@ -990,6 +1039,12 @@ impl SloEngine {
             for (k, v) in row.kind_labels() {
                 labels.insert(k.to_owned(), v);
             }
+            // A firing event starts from what the row was last sent with (nothing for a row
+            // that starts firing); the publisher replaces what it finds anew.
+            let sent = match state {
+                AlertState::Firing => slo.rows[k].sent.clone(),
+                AlertState::Resolved => SentContext::default(),
+            };
             events.push(AlertEvent {
                 slo_id: SloId(i as u32),
                 slo: spec.name.clone(),
@@ -1008,8 +1063,8 @@ impl SloEngine {
                 firing_since: slo.rows[k].since,
                 labels,
                 annotations: spec.annotations.clone(),
-                bad_requests_share: Vec::new(),
-                exemplars: Vec::new(),
+                bad_requests_share: sent.bad_requests_share,
+                exemplars: sent.exemplars,
             });
         }
         let status = SloStatus {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use slipstream_config::slo::{Period, Severity, SilenceKind};
-use slipstream_core::UnixNanos;
+use slipstream_core::explain::ValueShare;
+use slipstream_core::{Exemplar, UnixNanos};
 
 use crate::model::{AlertEvent, AlertState, Silence, SilenceId, SloId};
 use crate::spec::{PolicyRow, RowKind, Sli, SloSpec};
@@ -189,7 +190,7 @@ impl SavedKind {
 
 /// One alert row's state, keyed by severity, windows and kind with its parameters (not the
 /// factor: a rescaled policy keeps its rows).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SavedRow {
     pub(crate) severity: Severity,
     pub(crate) long: Duration,
@@ -204,6 +205,90 @@ pub(crate) struct SavedRow {
     pub(crate) held_counted: bool,
     pub(crate) superseded_counted: bool,
     pub(crate) superseded: bool,
+    /// What the row's firing events were last sent with: the attribute values the bad
+    /// requests share and the example requests. Left out when there are none, and absent in
+    /// states written before they were kept (the row then has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bad_requests_share: Vec<SavedShare>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) exemplars: Vec<SavedExemplar>,
+}
+
+/// An attribute value the bad requests share, as a row last sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SavedShare {
+    attribute: String,
+    value: String,
+    bad_share: f64,
+    all_share: f64,
+}
+
+impl SavedShare {
+    pub(crate) fn new(s: &ValueShare) -> SavedShare {
+        SavedShare {
+            attribute: s.attribute.clone(),
+            value: s.value.clone(),
+            bad_share: s.bad_share,
+            all_share: s.all_share,
+        }
+    }
+
+    pub(crate) fn share(&self) -> ValueShare {
+        ValueShare {
+            attribute: self.attribute.clone(),
+            value: self.value.clone(),
+            bad_share: self.bad_share,
+            all_share: self.all_share,
+        }
+    }
+}
+
+/// An example request, as a row last sent it: the ids in lower-case hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SavedExemplar {
+    trace_id: String,
+    span_id: String,
+    end_unix_nanos: UnixNanos,
+    duration_nanos: u64,
+    bad: bool,
+}
+
+impl SavedExemplar {
+    pub(crate) fn new(e: &Exemplar) -> SavedExemplar {
+        SavedExemplar {
+            trace_id: e.trace_id_hex(),
+            span_id: e.span_id_hex(),
+            end_unix_nanos: e.end_unix_nanos,
+            duration_nanos: e.duration_nanos,
+            bad: e.bad,
+        }
+    }
+
+    /// The exemplar; `None` when the ids are not 32 and 16 hex digits (or the trace id is
+    /// all zero).
+    pub(crate) fn exemplar(&self) -> Option<Exemplar> {
+        let trace: [u8; 16] = unhex(&self.trace_id)?;
+        let span: [u8; 8] = unhex(&self.span_id)?;
+        Exemplar::new(
+            &trace,
+            &span,
+            self.end_unix_nanos,
+            self.duration_nanos,
+            self.bad,
+        )
+    }
+}
+
+/// `N` bytes from `2 * N` hex digits.
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 impl SavedRow {

@@ -595,3 +595,99 @@ fn an_invalid_reconfigure_changes_nothing() {
     assert_eq!(h.engine.export_state(), before);
     assert_eq!(h.engine.evaluation_interval(), Duration::from_secs(10));
 }
+
+/// A firing page keeps what its events were published with (the attribute values the bad
+/// requests share, the example requests). Restored after a restart, its re-sent events carry
+/// them while the publisher finds none of its own; its resolved event and a later firing start
+/// without them; a state written before they were kept still loads, without them.
+#[test]
+fn a_restored_firing_page_is_re_sent_with_what_it_fired_with() {
+    use slipstream_core::Exemplar;
+    use slipstream_core::explain::ValueShare;
+    const YAML: &str = "  repeat_interval: 5m
+  templates: { availability: null, latency: null }
+  objectives:
+    - name: api
+      service: api
+      objective: 99.9
+";
+    let mut h = harness(YAML);
+    let id = h.id("api");
+    h.history(id, START, START + HOUR, 600, 0);
+    let onset = h.now();
+    let mut evs = h.run(id, onset + 8 * MIN, 10 * SEC, 100, 100);
+    let fired = firing_page(&evs).into_iter().filter(|e| !e.repeat).count();
+    assert_eq!(fired, 1, "{evs:#?}");
+    // What the publisher found for the incident.
+    let share = ValueShare {
+        attribute: "http.route".into(),
+        value: "/pay".into(),
+        bad_share: 0.92,
+        all_share: 0.07,
+    };
+    let example = Exemplar::new(&[7; 16], &[9; 8], onset + MIN, 1_500_000_000, true).unwrap();
+    for e in evs.iter_mut().filter(|e| e.state == AlertState::Firing) {
+        e.bad_requests_share = vec![share.clone()];
+        e.exemplars = vec![example];
+    }
+    h.engine.remember_sent(&evs);
+
+    let json = serde_json::to_value(h.engine.export_state()).unwrap();
+    let row = &json["slos"][0]["rows"][0];
+    assert_eq!(row["exemplars"][0]["trace_id"], "07".repeat(16), "{row}");
+    assert_eq!(row["bad_requests_share"][0]["value"], "/pay", "{row}");
+
+    let (mut r, report) = restart(&h, YAML, 2 * MIN);
+    assert_eq!(report.restored, ["api"]);
+    let evs = r.run(id, r.now() + 10 * MIN, 10 * SEC, 100, 100);
+    let repeats: Vec<&AlertEvent> = evs.iter().filter(|e| e.repeat).collect();
+    assert!(
+        repeats
+            .iter()
+            .any(|e| e.row.long == Duration::from_secs(3600)),
+        "the 1h/5m page is re-sent: {evs:#?}"
+    );
+    for e in &repeats {
+        assert_eq!(e.bad_requests_share, std::slice::from_ref(&share), "{e:#?}");
+        assert_eq!(e.exemplars, [example], "{e:#?}");
+    }
+
+    // Resolved: nothing carried; firing again later: a fresh start.
+    let evs = r.run(id, r.now() + 2 * HOUR, 10 * SEC, 100, 0);
+    let resolved: Vec<&AlertEvent> = evs
+        .iter()
+        .filter(|e| e.state == AlertState::Resolved)
+        .collect();
+    assert!(!resolved.is_empty(), "{evs:#?}");
+    assert!(
+        resolved
+            .iter()
+            .all(|e| e.bad_requests_share.is_empty() && e.exemplars.is_empty())
+    );
+    let evs = r.run(id, r.now() + 8 * MIN, 10 * SEC, 100, 100);
+    let again: Vec<&AlertEvent> = firing_page(&evs)
+        .into_iter()
+        .filter(|e| !e.repeat)
+        .collect();
+    assert_eq!(again.len(), 1, "{evs:#?}");
+    assert!(again[0].bad_requests_share.is_empty() && again[0].exemplars.is_empty());
+
+    // A state without the keys, as an older build wrote it, loads; its rows carry nothing.
+    let mut old = serde_json::to_value(h.engine.export_state()).unwrap();
+    for row in old["slos"][0]["rows"].as_array_mut().unwrap() {
+        let o = row.as_object_mut().unwrap();
+        assert!(o.remove("exemplars").is_some() == o.remove("bad_requests_share").is_some());
+    }
+    let mut o = harness(YAML);
+    o.clock.set(h.now() + 2 * MIN);
+    let report = o
+        .engine
+        .restore_state(serde_json::from_value::<EngineState>(old).unwrap());
+    assert_eq!(report.restored, ["api"]);
+    let evs = o.run(id, o.now() + 10 * MIN, 10 * SEC, 100, 100);
+    assert!(evs.iter().any(|e| e.repeat), "{evs:#?}");
+    assert!(
+        evs.iter()
+            .all(|e| e.bad_requests_share.is_empty() && e.exemplars.is_empty())
+    );
+}

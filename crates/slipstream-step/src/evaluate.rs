@@ -147,6 +147,9 @@ impl Evaluator {
             let mut events = self.engine.tick();
             explain(&series, &self.engine, &mut events);
             self.attach_exemplars(&series, &mut events);
+            // A re-sent alert names what it fired with while nothing new is found (after a
+            // restart, before the aggregator holds the incident's requests again).
+            self.engine.remember_sent(&events);
             (Some(self.engine.snapshot()), events)
         } else {
             (None, Vec::new())
@@ -376,13 +379,12 @@ fn delta(sli: Sli, slot: &SlotData, prev: Option<&SlotData>) -> (u64, u64) {
 
 /// Names, in each firing event of an availability SLO, the attribute values its bad requests
 /// in the row's short window share ([`AlertEvent::bad_requests_share`], and the annotation
-/// `bad_requests_share`), from the aggregator's counts of the event's service.
+/// `bad_requests_share`), from the aggregator's counts of the event's service. Where the
+/// counts name none, an event keeps those its row was last sent with (the engine fills them
+/// in a re-sent event).
 fn explain(series: &Snapshot, engine: &SloEngine, events: &mut [AlertEvent]) {
     use slipstream_core::explain::{SHARES_ANNOTATION, render_shares};
     let explained = series.explained();
-    if explained.attributes().is_empty() {
-        return;
-    }
     for e in events
         .iter_mut()
         .filter(|e| e.state == slipstream_slo::AlertState::Firing)
@@ -393,8 +395,13 @@ fn explain(series: &Snapshot, engine: &SloEngine, events: &mut [AlertEvent]) {
         ) {
             continue;
         }
-        let from = e.at.saturating_sub(nanos(e.row.short));
-        e.bad_requests_share = explained.shares(&e.service, from, e.at.saturating_add(1));
+        if !explained.attributes().is_empty() {
+            let from = e.at.saturating_sub(nanos(e.row.short));
+            let found = explained.shares(&e.service, from, e.at.saturating_add(1));
+            if !found.is_empty() {
+                e.bad_requests_share = found;
+            }
+        }
         if !e.bad_requests_share.is_empty() {
             e.annotations.insert(
                 SHARES_ANNOTATION.to_owned(),
@@ -411,7 +418,9 @@ pub const EXEMPLARS_ANNOTATION: &str = "example_traces";
 impl Evaluator {
     /// Gives each event the example bad requests of its SLO's series in the row's short window
     /// (for a latency SLO, those above its threshold), most recent first
-    /// ([`AlertEvent::exemplars`]), and the annotation [`EXEMPLARS_ANNOTATION`].
+    /// ([`AlertEvent::exemplars`]), and the annotation [`EXEMPLARS_ANNOTATION`]. Where the
+    /// series keep none, an event keeps those its row was last sent with (the engine fills
+    /// them in a re-sent firing event).
     fn attach_exemplars(&self, series: &Snapshot, events: &mut [AlertEvent]) {
         for e in events.iter_mut() {
             let sli = self.engine.spec(e.slo_id).map(|s| s.sli);
@@ -424,7 +433,11 @@ impl Evaluator {
             found.sort_by_key(|x| std::cmp::Reverse(x.end_unix_nanos));
             found.truncate(slipstream_slo::MAX_EVENT_EXEMPLARS);
             if !found.is_empty() {
-                let lines: Vec<String> = found
+                e.exemplars = found;
+            }
+            if !e.exemplars.is_empty() {
+                let lines: Vec<String> = e
+                    .exemplars
                     .iter()
                     .map(|x| {
                         let at = match &self.trace_url {
@@ -437,7 +450,6 @@ impl Evaluator {
                 e.annotations
                     .insert(EXEMPLARS_ANNOTATION.to_owned(), lines.join("\n"));
             }
-            e.exemplars = found;
         }
     }
 

@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use slipstream_config::ConfigError;
 use slipstream_config::slo::SloConfig;
 
-use super::{DiscoveryRule, RECENT_EVENTS, RowState, SloEngine, SloState};
+use super::{DiscoveryRule, RECENT_EVENTS, RowState, SentContext, SloEngine, SloState};
 use crate::model::{Silence, SilenceId, SloId};
 use crate::persist::{
     DropReason, DroppedSlo, ENGINE_STATE_FORMAT, EngineState, Fingerprint, ReconfigureReport,
-    RestoreReport, SavedEvent, SavedKind, SavedRow, SavedSeen, SavedSilence, SavedSlo,
-    SavedVersion,
+    RestoreReport, SavedEvent, SavedExemplar, SavedKind, SavedRow, SavedSeen, SavedShare,
+    SavedSilence, SavedSlo, SavedVersion,
 };
 use crate::spec::{PolicyRow, SloSource, SloSpec};
 
@@ -39,6 +39,13 @@ fn save_row(row: &PolicyRow, st: &RowState) -> SavedRow {
         held_counted: st.held_counted,
         superseded_counted: st.superseded_counted,
         superseded: st.superseded,
+        bad_requests_share: st
+            .sent
+            .bad_requests_share
+            .iter()
+            .map(SavedShare::new)
+            .collect(),
+        exemplars: st.sent.exemplars.iter().map(SavedExemplar::new).collect(),
     }
 }
 
@@ -52,6 +59,14 @@ fn load_row(s: &SavedRow) -> RowState {
         held_counted: s.held_counted,
         superseded_counted: s.superseded_counted,
         superseded: s.superseded,
+        sent: SentContext {
+            bad_requests_share: s.bad_requests_share.iter().map(SavedShare::share).collect(),
+            exemplars: s
+                .exemplars
+                .iter()
+                .filter_map(SavedExemplar::exemplar)
+                .collect(),
+        },
     }
 }
 
@@ -80,7 +95,7 @@ fn match_rows(policy: &[PolicyRow], saved: &[SavedRow]) -> (Vec<RowState>, bool)
     (rows, lost)
 }
 
-fn saved_slo(s: &SloState) -> SavedSlo {
+pub(super) fn saved_slo(s: &SloState) -> SavedSlo {
     SavedSlo {
         name: s.spec.name.clone(),
         template: s.spec.source == SloSource::Template,
