@@ -65,6 +65,19 @@ pub trait ForwardSink: Send + Sync + 'static {
     /// the client can retry it.
     fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure>;
 
+    /// [`ForwardSink::forward`] of a request that arrived as `gzip`, one gzip member the
+    /// receiver inflated to exactly `body`: a sink that sends gzip may send those bytes as they
+    /// arrived rather than compress `body` again (bytes in, bytes out). The default drops them.
+    fn forward_gzipped(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        gzip: Bytes,
+    ) -> Result<(), Backpressure> {
+        drop(gzip);
+        self.forward(signal, body)
+    }
+
     /// Whether a request of `len` bytes would be refused now: the receivers ask before they
     /// scan a request, so that under overload a refusal costs little next to an accepted
     /// request. A cheap look, not a promise: [`ForwardSink::forward`] decides. `None` (the

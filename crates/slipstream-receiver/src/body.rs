@@ -165,45 +165,69 @@ where
 /// whole by libdeflate into a buffer of that size (in three quarters of the CPU of streaming
 /// it); one that is not, or that libdeflate cannot inflate into that buffer, is streamed by
 /// flate2, which enforces the limit and gives the errors. Bodies announcing more than
-/// [`INLINE_DECOMPRESS`] are inflated whole on a blocking thread.
+/// [`INLINE_DECOMPRESS`] are inflated whole on a blocking thread. (The receivers call
+/// [`decompress_keeping`], which also keeps the gzip member.)
+#[cfg(test)]
 pub(crate) async fn decompress(
     encoding: Encoding,
     data: Bytes,
     limit: usize,
     reservation: &Reservation,
 ) -> Result<Bytes, ExportError> {
+    Ok(decompress_keeping(encoding, data, limit, reservation)
+        .await?
+        .body)
+}
+
+/// A decompressed body, and the gzip member it came from when that member was inflated whole
+/// (one member whose trailer matches its output): those bytes, as they arrived, can be
+/// forwarded as the gzip encoding of `body` without compressing it again.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub(crate) body: Bytes,
+    pub(crate) gzip: Option<Bytes>,
+}
+
+/// [`decompress`], keeping the gzip member (see [`Decoded`]); no copy, the same `Bytes`.
+pub(crate) async fn decompress_keeping(
+    encoding: Encoding,
+    data: Bytes,
+    limit: usize,
+    reservation: &Reservation,
+) -> Result<Decoded, ExportError> {
+    let plain = |body| Decoded { body, gzip: None };
     let whole = match encoding {
         Encoding::Gzip => whole_gzip_size(&data, limit),
         _ => None,
     };
     let mut inflate = match Inflate::new(encoding, data, limit)? {
         Ok(inflate) => inflate,
-        Err(identity) => return Ok(identity),
+        Err(identity) => return Ok(plain(identity)),
     };
     if let Some(size) = whole {
         if size > INLINE_DECOMPRESS {
             let reservation = reservation.clone();
             return tokio::task::spawn_blocking(move || {
                 if inflate.whole(size, &reservation)? {
-                    return Ok(inflate.finish());
+                    return Ok(inflate.finish_whole());
                 }
                 inflate.run(usize::MAX, &reservation)?;
-                Ok(inflate.finish())
+                Ok(plain(inflate.finish()))
             })
             .await
             .map_err(|e| ExportError::Invalid(format!("decompression failed: {e}")))?;
         }
         if inflate.whole(size, reservation)? {
-            return Ok(inflate.finish());
+            return Ok(inflate.finish_whole());
         }
     }
     if inflate.run(INLINE_DECOMPRESS, reservation)? {
-        return Ok(inflate.finish());
+        return Ok(plain(inflate.finish()));
     }
     let reservation = reservation.clone();
     tokio::task::spawn_blocking(move || {
         inflate.run(usize::MAX, &reservation)?;
-        Ok(inflate.finish())
+        Ok(plain(inflate.finish()))
     })
     .await
     .map_err(|e| ExportError::Invalid(format!("decompression failed: {e}")))?
@@ -367,6 +391,14 @@ impl Inflate {
 
     fn finish(self) -> Bytes {
         Bytes::from(self.out)
+    }
+
+    /// The output of [`Inflate::whole`], with the member it inflated.
+    fn finish_whole(self) -> Decoded {
+        Decoded {
+            body: Bytes::from(self.out),
+            gzip: Some(self.data),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use prost::Message;
 use slipstream_core::Signal;
 use slipstream_core::rpc::{GrpcCode, RpcStatus, base64_encode};
 
-use crate::body::{Announced, Encoding, ResponseBody, decompress, read_limited};
+use crate::body::{Announced, Decoded, Encoding, ResponseBody, decompress_keeping, read_limited};
 use crate::pipeline::{ExportError, Pipeline, Reservation, Transport, span_records_estimate};
 use crate::refusal::Refusal;
 
@@ -109,21 +109,28 @@ where
         Ok(m) => m,
         Err(e) => return refuse(e.refusal(), status_for(&e)),
     };
-    match pipeline.export_reserved(signal, Transport::Grpc, message, &reservation) {
+    match pipeline.export_reserved_gzip(
+        signal,
+        Transport::Grpc,
+        message.body,
+        message.gzip,
+        &reservation,
+    ) {
         Ok(()) => ok_response(),
         Err(e) => status_only(&status_for(&e)),
     }
 }
 
 /// Takes the single length-prefixed message out of a unary request body and decompresses it,
-/// its output reserved on `reservation`.
+/// its output reserved on `reservation`. A gzip message is the same member an HTTP gzip body
+/// is, so one inflated whole is kept to be forwarded as it arrived.
 async fn unframe(
     raw: Bytes,
     encoding: Encoding,
     max_recv: usize,
     max_decompressed: usize,
     reservation: &Reservation,
-) -> Result<Bytes, ExportError> {
+) -> Result<Decoded, ExportError> {
     if raw.len() < 5 {
         return Err(ExportError::Invalid(format!(
             "gRPC body of {} bytes is shorter than a message header (5 bytes)",
@@ -153,14 +160,17 @@ async fn unframe(
     }
     let payload = raw.slice(5..);
     if !compressed {
-        return Ok(payload);
+        return Ok(Decoded {
+            body: payload,
+            gzip: None,
+        });
     }
     if encoding == Encoding::Identity {
         return Err(ExportError::Invalid(
             "compressed gRPC message without a grpc-encoding header".to_owned(),
         ));
     }
-    decompress(encoding, payload, max_decompressed, reservation).await
+    decompress_keeping(encoding, payload, max_decompressed, reservation).await
 }
 
 /// The gRPC status for an export error (OTLP spec: INVALID_ARGUMENT, RESOURCE_EXHAUSTED,

@@ -491,8 +491,21 @@ impl Pipeline {
         body: Bytes,
         reservation: &Reservation,
     ) -> Result<(), ExportError> {
-        let len = body.len();
-        let result = self.export_inner(signal, body, reservation);
+        self.export_reserved_gzip(signal, transport, body, None, reservation)
+    }
+
+    /// [`Pipeline::export_reserved`] of a body that arrived as the one gzip member `gzip`
+    /// (inflated whole to `body`): the forward queue may send those bytes as they arrived.
+    pub(crate) fn export_reserved_gzip(
+        &self,
+        signal: Signal,
+        transport: Transport,
+        body: Bytes,
+        gzip: Option<Bytes>,
+        reservation: &Reservation,
+    ) -> Result<(), ExportError> {
+        let len = body.len() + gzip.as_ref().map_or(0, Bytes::len);
+        let result = self.export_inner(signal, body, gzip, reservation);
         let c = &self.counters[index(signal, transport)];
         match &result {
             Ok(items) => {
@@ -509,6 +522,7 @@ impl Pipeline {
         &self,
         signal: Signal,
         body: Bytes,
+        gzip: Option<Bytes>,
         reservation: &Reservation,
     ) -> Result<u64, ExportError> {
         if body.len() > self.limits.max_decompressed_size {
@@ -564,29 +578,31 @@ impl Pipeline {
                         "ExportTraceServiceRequest",
                     ));
                 }
-                self.admit(signal, body.clone())?;
+                self.admit(signal, body.clone(), gzip)?;
                 self.sink.record(&spans);
                 Ok(spans.len() as u64)
             }
             Signal::Metrics => {
                 let points = scanner::walk_metrics(&body)
                     .map_err(|e| scan_error(e, "ExportMetricsServiceRequest"))?;
-                self.admit(signal, body)?;
+                self.admit(signal, body, gzip)?;
                 Ok(points)
             }
             Signal::Logs => {
                 let records = scanner::walk_logs(&body)
                     .map_err(|e| scan_error(e, "ExportLogsServiceRequest"))?;
-                self.admit(signal, body)?;
+                self.admit(signal, body, gzip)?;
                 Ok(records)
             }
         }
     }
 
-    fn admit(&self, signal: Signal, body: Bytes) -> Result<(), ExportError> {
-        self.forward
-            .forward(signal, body)
-            .map_err(|b| ExportError::Backpressure(b.retry_after))
+    fn admit(&self, signal: Signal, body: Bytes, gzip: Option<Bytes>) -> Result<(), ExportError> {
+        match gzip {
+            Some(gzip) => self.forward.forward_gzipped(signal, body, gzip),
+            None => self.forward.forward(signal, body),
+        }
+        .map_err(|b| ExportError::Backpressure(b.retry_after))
     }
 
     /// Decodes an OTLP/JSON body (serde, once) and re-encodes it as protobuf for the rest of

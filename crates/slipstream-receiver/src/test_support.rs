@@ -21,6 +21,8 @@ use crate::pipeline::{Limits, Pipeline, Transport};
 #[derive(Debug, Default)]
 pub(crate) struct Downstream {
     pub(crate) forwarded: Mutex<Vec<(Signal, Bytes)>>,
+    /// The gzip members handed with bodies ([`ForwardSink::forward_gzipped`]), in order.
+    pub(crate) gzipped: Mutex<Vec<Bytes>>,
     pub(crate) full: AtomicBool,
 }
 
@@ -32,6 +34,17 @@ impl ForwardSink for Downstream {
             });
         }
         self.forwarded.lock().unwrap().push((signal, body));
+        Ok(())
+    }
+
+    fn forward_gzipped(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        gzip: Bytes,
+    ) -> Result<(), Backpressure> {
+        self.forward(signal, body)?;
+        self.gzipped.lock().unwrap().push(gzip);
         Ok(())
     }
 }

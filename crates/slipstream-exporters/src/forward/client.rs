@@ -257,6 +257,15 @@ impl OtlpTarget {
         }
     }
 
+    /// [`OtlpTarget::encode_body`] of a queued request: its gzip member as it arrived when the
+    /// export is gzip and the receiver kept one.
+    fn encode_item(&self, item: &Item) -> Bytes {
+        match (&item.gzip, self.compression) {
+            (Some(gzip), ForwardCompression::Gzip) => gzip.clone(),
+            _ => self.encode_body(&item.body),
+        }
+    }
+
     /// The `Content-Encoding` / `grpc-encoding` value, `None` when sent as is.
     fn encoding(&self) -> Option<&'static str> {
         match self.compression {
@@ -416,6 +425,7 @@ impl Dispatcher {
                 s.next().map(|r| Item {
                     signal: r.signal,
                     body: r.body,
+                    gzip: None,
                     spilled: Some(r.at),
                 })
             };
@@ -462,7 +472,7 @@ impl Dispatcher {
                 }
                 match (item.spilled, spill) {
                     (Some(at), Some(spill)) => spill.ack(at),
-                    _ => queue.release(item.signal, item.body.len()),
+                    _ => queue.release(item.signal, item.held()),
                 }
                 Delivered::Done
             });
@@ -495,7 +505,7 @@ impl Dispatcher {
         if item.spilled.is_some() {
             return;
         }
-        let len = item.body.len();
+        let len = item.held();
         let spilled = self.spill.as_ref().is_some_and(|s| {
             match s.append(item.signal, &item.body, SpillReason::Shutdown) {
                 Ok(()) => true,
@@ -518,7 +528,7 @@ impl Dispatcher {
 /// Sends one request until it is delivered, rejected for good, or retries run out.
 async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, counters: &ForwardCounters) {
     let signal = item.signal.as_str();
-    let body = target.otlp.encode_body(&item.body);
+    let body = target.otlp.encode_item(item);
     let started = Instant::now();
     let mut attempt: u32 = 0;
     loop {

@@ -17,6 +17,9 @@ use super::spill::{AppendError, RecordAt, Spill};
 pub(crate) struct Item {
     pub(crate) signal: Signal,
     pub(crate) body: Bytes,
+    /// The gzip member `body` arrived as, when the receiver kept it: sent as is when the
+    /// export is gzip, instead of compressing `body` again.
+    pub(crate) gzip: Option<Bytes>,
     /// Where it waits: in memory, or in the disk spill (acknowledged there once done).
     pub(crate) spilled: Option<RecordAt>,
 }
@@ -37,6 +40,13 @@ pub struct ForwardQueue {
     bytes_gauge: Arc<Gauge>,
     requests_gauge: Arc<Gauge>,
     capacity_gauge: Arc<Gauge>,
+}
+
+impl Item {
+    /// The bytes it holds in memory (the body, and its gzip member when kept).
+    pub(crate) fn held(&self) -> usize {
+        self.body.len() + self.gzip.as_ref().map_or(0, Bytes::len)
+    }
 }
 
 impl ForwardQueue {
@@ -109,13 +119,44 @@ impl ForwardQueue {
 
 impl ForwardSink for ForwardQueue {
     fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure> {
+        self.push(signal, body, None)
+    }
+
+    fn forward_gzipped(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        gzip: Bytes,
+    ) -> Result<(), Backpressure> {
+        self.push(signal, body, Some(gzip))
+    }
+
+    fn would_refuse(&self, _signal: Signal, len: usize) -> Option<Backpressure> {
+        let refuse = Some(Backpressure {
+            retry_after: self.retry_after,
+        });
+        if self.closed.load(Ordering::Acquire) {
+            return refuse;
+        }
+        // With a spill, a full queue still takes the request (on disk) until the spill is full.
+        let before = self.bytes.load(Ordering::Acquire);
+        if self.spill.is_none() && before > 0 && before + len > self.capacity {
+            return refuse;
+        }
+        None
+    }
+}
+
+impl ForwardQueue {
+    /// Queues a request (its body in memory, or in the spill when memory is full).
+    fn push(&self, signal: Signal, body: Bytes, gzip: Option<Bytes>) -> Result<(), Backpressure> {
         let refuse = Backpressure {
             retry_after: self.retry_after,
         };
         if self.closed.load(Ordering::Acquire) {
             return Err(refuse);
         }
-        let len = body.len();
+        let len = body.len() + gzip.as_ref().map_or(0, Bytes::len);
         let before = self.bytes.fetch_add(len, Ordering::AcqRel);
         // One request larger than the whole queue is let in when the queue is empty, or it
         // could never be delivered.
@@ -138,6 +179,7 @@ impl ForwardSink for ForwardQueue {
         let item = Item {
             signal,
             body,
+            gzip,
             spilled: None,
         };
         if self.tx.send(item).is_err() {
@@ -147,21 +189,6 @@ impl ForwardSink for ForwardQueue {
         self.bytes_gauge.add(len as i64);
         self.requests_gauge.add(1);
         Ok(())
-    }
-
-    fn would_refuse(&self, _signal: Signal, len: usize) -> Option<Backpressure> {
-        let refuse = Some(Backpressure {
-            retry_after: self.retry_after,
-        });
-        if self.closed.load(Ordering::Acquire) {
-            return refuse;
-        }
-        // With a spill, a full queue still takes the request (on disk) until the spill is full.
-        let before = self.bytes.load(Ordering::Acquire);
-        if self.spill.is_none() && before > 0 && before + len > self.capacity {
-            return refuse;
-        }
-        None
     }
 }
 

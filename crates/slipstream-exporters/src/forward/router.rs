@@ -277,6 +277,51 @@ impl ForwardRouter {
 
 impl ForwardSink for ForwardRouter {
     fn forward(&self, signal: Signal, body: Bytes) -> Result<(), Backpressure> {
+        self.route(signal, body, None)
+    }
+
+    fn forward_gzipped(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        gzip: Bytes,
+    ) -> Result<(), Backpressure> {
+        self.route(signal, body, Some(gzip))
+    }
+
+    fn would_refuse(&self, signal: Signal, len: usize) -> Option<Backpressure> {
+        let refuse = Some(Backpressure {
+            retry_after: self.cfg.queue.retry_after,
+        });
+        if self.closed.load(Ordering::Acquire) {
+            return refuse;
+        }
+        // With several lanes the request may be split; each lane decides when it is queued.
+        match self.routes().lanes.as_slice() {
+            [] => refuse,
+            [lane] => lane.queue.would_refuse(signal, len),
+            _ => None,
+        }
+    }
+}
+
+/// Queues `body` on `queue`, with the gzip member it arrived as when there is one.
+fn put(
+    queue: &ForwardQueue,
+    signal: Signal,
+    body: Bytes,
+    gzip: Option<Bytes>,
+) -> Result<(), Backpressure> {
+    match gzip {
+        Some(gzip) => queue.forward_gzipped(signal, body, gzip),
+        None => queue.forward(signal, body),
+    }
+}
+
+impl ForwardRouter {
+    /// Queues a request on the lane that owns it, or splits it over several (a split part is
+    /// compressed anew: `gzip` goes only with a request queued whole).
+    fn route(&self, signal: Signal, body: Bytes, gzip: Option<Bytes>) -> Result<(), Backpressure> {
         let refuse = Backpressure {
             retry_after: self.cfg.queue.retry_after,
         };
@@ -286,19 +331,19 @@ impl ForwardSink for ForwardRouter {
         let routes = self.routes();
         match routes.lanes.len() {
             0 => return Err(refuse),
-            1 => return routes.lanes[0].queue.forward(signal, body),
+            1 => return put(&routes.lanes[0].queue, signal, body, gzip),
             _ => {}
         }
         let lane_of = |service: &[u8]| routes.ring.pick(service).expect("there are lanes");
         let Ok(entries) = resources(&body) else {
             // Not valid at the top level (the receivers let through what they do not scan):
             // forwarded whole, for the downstream to judge.
-            return routes.lanes[lane_of(b"")].queue.forward(signal, body);
+            return put(&routes.lanes[lane_of(b"")].queue, signal, body, gzip);
         };
         let owners: Vec<usize> = entries.iter().map(|e| lane_of(e.service)).collect();
         let first = owners.first().copied().unwrap_or_else(|| lane_of(b""));
         if owners.iter().all(|&o| o == first) {
-            return routes.lanes[first].queue.forward(signal, body);
+            return put(&routes.lanes[first].queue, signal, body, gzip);
         }
         // Split: one request per lane, entries in their original order. If a lane refuses,
         // the client retries the whole request and the lanes that took their part get it
@@ -317,21 +362,6 @@ impl ForwardSink for ForwardRouter {
             }
         }
         result
-    }
-
-    fn would_refuse(&self, signal: Signal, len: usize) -> Option<Backpressure> {
-        let refuse = Some(Backpressure {
-            retry_after: self.cfg.queue.retry_after,
-        });
-        if self.closed.load(Ordering::Acquire) {
-            return refuse;
-        }
-        // With several lanes the request may be split; each lane decides when it is queued.
-        match self.routes().lanes.as_slice() {
-            [] => refuse,
-            [lane] => lane.queue.would_refuse(signal, len),
-            _ => None,
-        }
     }
 }
 

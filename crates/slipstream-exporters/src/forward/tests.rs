@@ -256,7 +256,7 @@ mod router {
     use crate::forward::ForwardRouter;
 
     /// A logs request with one resource of `service` (routing reads every signal alike).
-    fn request(service: &str) -> Bytes {
+    pub(super) fn request(service: &str) -> Bytes {
         use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
         use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
         use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
@@ -408,6 +408,7 @@ mod compression {
         protocol: ForwardProtocol,
         compression: ForwardCompression,
         sent: &Bytes,
+        member: Option<&Bytes>,
     ) -> (Received, Option<String>, Vec<u8>) {
         let downstream = Recorder::start([]).await;
         let cfg = ForwardConfig {
@@ -418,7 +419,11 @@ mod compression {
             ..Default::default()
         };
         let router = ForwardRouter::start(&cfg, &Registry::new()).await.unwrap();
-        router.forward(Signal::Traces, sent.clone()).unwrap();
+        match member {
+            Some(m) => router.forward_gzipped(Signal::Traces, sent.clone(), m.clone()),
+            None => router.forward(Signal::Traces, sent.clone()),
+        }
+        .unwrap();
         let until = std::time::Instant::now() + Duration::from_secs(5);
         let found = loop {
             let found = downstream.received().into_iter().find_map(|r| {
@@ -453,7 +458,7 @@ mod compression {
                 (ForwardCompression::Zstd, Some("zstd")),
             ] {
                 let what = format!("{protocol:?} {compression:?}");
-                let (got, encoding, plain) = forwarded(protocol, compression, &sent).await;
+                let (got, encoding, plain) = forwarded(protocol, compression, &sent, None).await;
                 assert_eq!(encoding.as_deref(), name, "{what}");
                 assert_eq!(plain, sent, "{what}");
                 if name.is_some() {
@@ -465,5 +470,103 @@ mod compression {
                 }
             }
         }
+    }
+
+    /// `plain` as one gzip member at the default level (not what the forwarder would make).
+    fn member(plain: &[u8]) -> Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, plain).unwrap();
+        Bytes::from(enc.finish().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_gzip_request_forwarded_whole_arrives_as_it_came_in() {
+        let sent = Bytes::from(
+            (0..20_000u32)
+                .flat_map(|i| (i % 89).to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        let came = member(&sent);
+        for protocol in [ForwardProtocol::Grpc, ForwardProtocol::Http] {
+            let (got, encoding, plain) =
+                forwarded(protocol, ForwardCompression::Gzip, &sent, Some(&came)).await;
+            assert_eq!(encoding.as_deref(), Some("gzip"), "{protocol:?}");
+            assert_eq!(plain, sent, "{protocol:?}");
+            let body = match protocol {
+                ForwardProtocol::Grpc => got.body.slice(5..),
+                ForwardProtocol::Http => got.body.clone(),
+            };
+            assert_eq!(body, came, "{protocol:?}: the member byte for byte");
+            // Another export encoding compresses the body as before.
+            for (compression, name) in [
+                (ForwardCompression::None, None),
+                (ForwardCompression::Zstd, Some("zstd")),
+            ] {
+                let (_, encoding, plain) =
+                    forwarded(protocol, compression, &sent, Some(&came)).await;
+                assert_eq!(encoding.as_deref(), name, "{protocol:?} {compression:?}");
+                assert_eq!(plain, sent, "{protocol:?} {compression:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_split_by_routing_is_compressed_anew_per_part() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use prost::Message;
+        use slipstream_core::route::Rendezvous;
+
+        let downstreams = [Recorder::start([]).await, Recorder::start([]).await];
+        let urls: Vec<String> = downstreams.iter().map(Recorder::url).collect();
+        let ring = Rendezvous::for_endpoints(&urls);
+        let of = |lane: usize| {
+            (0..)
+                .map(|i| format!("svc-{i}"))
+                .find(|s| ring.pick(s.as_bytes()) == Some(lane))
+                .unwrap()
+        };
+        let services = [of(0), of(1), of(0)];
+        let parts: Vec<Bytes> = services.iter().map(|s| super::router::request(s)).collect();
+        let whole = Bytes::from(parts.concat());
+        let cfg = ForwardConfig {
+            routing: Some(slipstream_config::forward::RoutingConfig {
+                endpoints: urls.clone(),
+                ..Default::default()
+            }),
+            protocol: ForwardProtocol::Http,
+            compression: ForwardCompression::Gzip,
+            retry: fast_retry(),
+            ..Default::default()
+        };
+        let router = ForwardRouter::start(&cfg, &Registry::new()).await.unwrap();
+        router
+            .forward_gzipped(Signal::Logs, whole.clone(), member(&whole))
+            .unwrap();
+        for (lane, want) in [
+            [parts[0].clone(), parts[2].clone()].concat(),
+            parts[1].to_vec(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            let got = loop {
+                let got = downstreams[lane].received().into_iter().find_map(|r| {
+                    let (encoding, plain) = decoded(ForwardProtocol::Http, &r);
+                    (!plain.is_empty()).then_some((encoding, plain))
+                });
+                if let Some(got) = got {
+                    break got;
+                }
+                assert!(std::time::Instant::now() < until, "lane {lane}: nothing");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            assert_eq!(got.0.as_deref(), Some("gzip"), "lane {lane}");
+            assert_eq!(got.1, want, "lane {lane}: its resources, in order");
+            let logs = ExportLogsServiceRequest::decode(&got.1[..]).unwrap();
+            let expected = if lane == 0 { 2 } else { 1 };
+            assert_eq!(logs.resource_logs.len(), expected, "lane {lane}");
+        }
+        router.shutdown(Duration::from_secs(1)).await;
     }
 }

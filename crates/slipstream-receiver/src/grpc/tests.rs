@@ -225,3 +225,29 @@ fn grpc_messages_are_percent_encoded() {
     assert_eq!(percent_encode("50% off\n"), "50%25 off%0A");
     assert_eq!(percent_encode("é"), "%C3%A9");
 }
+
+#[tokio::test]
+async fn a_gzip_message_is_kept_to_forward_as_it_arrived() {
+    let h = harness(|p| p);
+    let message = traces(2);
+    let member = gzip(&message);
+    let req = request().header("grpc-encoding", "gzip");
+    let (status, _, _, _) = parts(call(&h.pipeline, req, frame(1, &member)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.downstream.bodies(), std::slice::from_ref(&message));
+    assert_eq!(
+        *h.downstream.gzipped.lock().unwrap(),
+        [member],
+        "the member, byte for byte, without its gRPC prefix"
+    );
+
+    // Other encodings and uncompressed messages have no member to keep.
+    let h = harness(|p| p);
+    let zstd = Bytes::from(zstd::encode_all(&message[..], 1).unwrap());
+    let req = request().header("grpc-encoding", "zstd");
+    parts(call(&h.pipeline, req, frame(1, &zstd)).await).await;
+    let req = request().header("grpc-encoding", "gzip");
+    parts(call(&h.pipeline, req, frame(0, &message)).await).await;
+    assert_eq!(h.downstream.bodies(), [message.clone(), message]);
+    assert!(h.downstream.gzipped.lock().unwrap().is_empty());
+}

@@ -11,7 +11,7 @@ use prost::Message;
 use slipstream_core::Signal;
 use slipstream_core::rpc::{GrpcCode, RpcStatus};
 
-use crate::body::{Announced, Encoding, ResponseBody, decompress, read_limited};
+use crate::body::{Announced, Encoding, ResponseBody, decompress_keeping, read_limited};
 use crate::pipeline::{ExportError, Pipeline, Reservation, span_records_estimate};
 use crate::refusal::Refusal;
 
@@ -49,6 +49,9 @@ pub(crate) struct Counting<'a> {
 pub(crate) struct Admitted {
     pub(crate) format: Format,
     pub(crate) body: Bytes,
+    /// The gzip member `body` was inflated from, whole, as it arrived (see
+    /// [`crate::body::Decoded`]).
+    pub(crate) gzip: Option<Bytes>,
     pub(crate) reservation: Reservation,
 }
 
@@ -149,7 +152,7 @@ where
     .await
     .map_err(refuse)?;
     (count.bytes)(raw.len());
-    let body = decompress(
+    let decoded = decompress_keeping(
         encoding,
         raw,
         pipeline.limits().max_decompressed_size,
@@ -159,7 +162,8 @@ where
     .map_err(refuse)?;
     Ok(Admitted {
         format,
-        body,
+        body: decoded.body,
+        gzip: decoded.gzip,
         reservation,
     })
 }

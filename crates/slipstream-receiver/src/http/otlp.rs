@@ -37,22 +37,24 @@ where
     let Admitted {
         format,
         body,
+        gzip,
         reservation,
     } = match admit(pipeline, max_body, req, true, true, &counting).await {
         Ok(a) => a,
         Err(refused) => return refused,
     };
-    let protobuf = match format {
-        Format::Protobuf => body,
+    // A protobuf body's gzip member is its encoding as it may be forwarded; a JSON body's is not.
+    let (protobuf, gzip) = match format {
+        Format::Protobuf => (body, gzip),
         Format::Json => match json_to_protobuf(signal, body, &reservation).await {
-            Ok(b) => b,
+            Ok(b) => (b, None),
             Err(e) => {
                 pipeline.count_refused(signal, Transport::Http, e.refusal());
                 return error_response(format, &e);
             }
         },
     };
-    match pipeline.export_reserved(signal, Transport::Http, protobuf, &reservation) {
+    match pipeline.export_reserved_gzip(signal, Transport::Http, protobuf, gzip, &reservation) {
         Ok(()) => {
             // An empty Export*ServiceResponse: zero bytes in protobuf, `{}` in JSON.
             let body = match format {
@@ -87,3 +89,6 @@ async fn json_to_protobuf(
     .await
     .map_err(|e| ExportError::Invalid(format!("JSON conversion failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests;
