@@ -15,9 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use slipstream_config::ForwardConfig;
 use slipstream_config::forward::RoutingConfig;
@@ -49,7 +50,9 @@ struct Routes {
 /// The forward stage the receivers push into: one or several downstream endpoints.
 #[derive(Debug)]
 pub struct ForwardRouter {
-    routes: RwLock<Arc<Routes>>,
+    /// Read per request without a lock or a reference count (a snapshot swapped whole when
+    /// the endpoints change).
+    routes: ArcSwap<Routes>,
     cfg: ForwardConfig,
     registry: Registry,
     closed: AtomicBool,
@@ -67,7 +70,7 @@ impl ForwardRouter {
     /// returns; until it finds an address, requests are refused with the retryable answer.
     pub async fn start(cfg: &ForwardConfig, registry: &Registry) -> Result<Arc<Self>, Error> {
         let router = Arc::new(ForwardRouter {
-            routes: RwLock::default(),
+            routes: ArcSwap::from_pointee(Routes::default()),
             cfg: cfg.clone(),
             registry: registry.clone(),
             closed: AtomicBool::new(false),
@@ -154,7 +157,7 @@ impl ForwardRouter {
             ring: Rendezvous::for_endpoints(&endpoints),
             lanes,
         });
-        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        self.routes.store(routes);
         self.endpoints_gauge.set(endpoints.len() as i64);
         tracing::info!(?endpoints, "forward endpoints");
         let deadline = self.cfg_drain_deadline();
@@ -198,10 +201,7 @@ impl ForwardRouter {
     }
 
     fn routes(&self) -> Arc<Routes> {
-        self.routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.routes.load_full()
     }
 
     /// The endpoints in use, sorted.
@@ -297,7 +297,7 @@ impl ForwardSink for ForwardRouter {
             return refuse;
         }
         // With several lanes the request may be split; each lane decides when it is queued.
-        match self.routes().lanes.as_slice() {
+        match self.routes.load().lanes.as_slice() {
             [] => refuse,
             [lane] => lane.queue.would_refuse(signal, len),
             _ => None,
@@ -328,7 +328,7 @@ impl ForwardRouter {
         if self.closed.load(Ordering::Acquire) {
             return Err(refuse);
         }
-        let routes = self.routes();
+        let routes = self.routes.load();
         match routes.lanes.len() {
             0 => return Err(refuse),
             1 => return put(&routes.lanes[0].queue, signal, body, gzip),
