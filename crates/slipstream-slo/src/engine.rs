@@ -22,6 +22,7 @@ use crate::spec::{CURRENT_BURN_WINDOW, RowKind, SloSource, SloSpec};
 use crate::window::{Counts, DAY, Stored, WindowStore};
 
 mod persist;
+mod transfer;
 
 /// How far in the future (relative to the clock) a slot may start before its counts are
 /// refused (`reason="future"`).
