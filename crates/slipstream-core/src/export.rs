@@ -164,6 +164,11 @@ pub struct BurnRateEvent {
     /// out of the JSON when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub example_traces: Vec<ExampleTrace>,
+    /// The attribute values that concentrate the bad requests of the short window, best
+    /// ranked first (what the `bad_requests_share` annotation renders as text); left out of
+    /// the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bad_requests_share: Vec<crate::explain::ValueShare>,
 }
 
 /// An example request of a burn-rate event, as the JSON of an event names it.
@@ -180,17 +185,29 @@ pub struct ExampleTrace {
     /// Whether the request was bad (per the outcome rules; a latency SLO's slow requests may
     /// not be).
     pub bad: bool,
+    /// The link to its trace from `exemplars.trace_url`; `null` without a template.
+    pub url: Option<String>,
 }
 
-impl From<&crate::Exemplar> for ExampleTrace {
-    fn from(e: &crate::Exemplar) -> Self {
+impl ExampleTrace {
+    /// The example request `e`, linked through `trace_url` ([`crate::Exemplar::link`]) when
+    /// a template is given.
+    pub fn linked(e: &crate::Exemplar, trace_url: Option<&str>) -> Self {
         ExampleTrace {
             trace_id: e.trace_id_hex(),
             span_id: e.span_id_hex(),
             end_unix_nanos: e.end_unix_nanos,
             duration_seconds: e.duration_nanos as f64 / 1e9,
             bad: e.bad,
+            url: trace_url.map(|t| e.link(t)),
         }
+    }
+}
+
+impl From<&crate::Exemplar> for ExampleTrace {
+    /// Without a link.
+    fn from(e: &crate::Exemplar) -> Self {
+        ExampleTrace::linked(e, None)
     }
 }
 

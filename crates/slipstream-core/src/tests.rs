@@ -237,6 +237,7 @@ fn burn_rate_event_json_names_windows_and_nulls() {
         labels: Default::default(),
         annotations: Default::default(),
         example_traces: Vec::new(),
+        bad_requests_share: Vec::new(),
     };
     let v: serde_json::Value = serde_json::to_value(&e).unwrap();
     assert_eq!(v["state"], "firing");

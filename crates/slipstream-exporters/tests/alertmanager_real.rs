@@ -115,6 +115,7 @@ fn event(state: EventState) -> BurnRateEvent {
             "http://runbooks.example/checkout".to_owned(),
         )]),
         example_traces: Vec::new(),
+        bad_requests_share: Vec::new(),
     }
 }
 

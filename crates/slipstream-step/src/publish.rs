@@ -257,7 +257,7 @@ impl Live {
             .iter()
             .map(|e| {
                 let objective = ev.engine().spec(e.slo_id).map_or(0.0, |s| s.objective);
-                series::burn_rate_event(e, objective)
+                series::burn_rate_event_linked(e, objective, ev.trace_url())
             })
             .collect();
         {

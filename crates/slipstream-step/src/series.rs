@@ -12,8 +12,8 @@ use slipstream_aggregator::{QUANTILES, Snapshot, bucket_high, bucket_low};
 use slipstream_config::exporters::MetricNaming;
 use slipstream_config::slo::CatalogEntry;
 use slipstream_core::export::{
-    BurnRateEvent, EventState, HistogramValue, MetricFamily, MetricKind, MetricsSnapshot, Point,
-    PointValue, format_duration,
+    BurnRateEvent, EventState, ExampleTrace, HistogramValue, MetricFamily, MetricKind,
+    MetricsSnapshot, Point, PointValue, format_duration,
 };
 use slipstream_slo::{AlertEvent, AlertState, Period, SloSnapshot, SloStatus};
 
@@ -703,8 +703,20 @@ fn sloth_families(f: &mut Families, slo: &SloStatus, at: u64) {
     f.push(&SLOTH_INFO, "", point(info, service, num(1.0), at));
 }
 
-/// The event every event exporter sends for an engine alert event.
+/// The event every event exporter sends for an engine alert event, its example requests
+/// without links ([`burn_rate_event_linked`]).
 pub fn burn_rate_event(e: &AlertEvent, objective: f64) -> BurnRateEvent {
+    burn_rate_event_linked(e, objective, None)
+}
+
+/// The event every event exporter sends for an engine alert event: its example requests
+/// linked through the trace URL template `trace_url` (`exemplars.trace_url`), and the
+/// attribute values its bad requests share.
+pub fn burn_rate_event_linked(
+    e: &AlertEvent,
+    objective: f64,
+    trace_url: Option<&str>,
+) -> BurnRateEvent {
     let long = format_duration(e.row.long);
     let short = format_duration(e.row.short);
     let mut labels = e.labels.clone();
@@ -736,6 +748,11 @@ pub fn burn_rate_event(e: &AlertEvent, objective: f64) -> BurnRateEvent {
         firing_since: e.firing_since,
         labels,
         annotations: e.annotations.clone(),
-        example_traces: e.exemplars.iter().map(Into::into).collect(),
+        example_traces: e
+            .exemplars
+            .iter()
+            .map(|x| ExampleTrace::linked(x, trace_url))
+            .collect(),
+        bad_requests_share: e.bad_requests_share.clone(),
     }
 }

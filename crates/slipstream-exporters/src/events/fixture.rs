@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use slipstream_core::BurnRateEvent;
-use slipstream_core::export::EventState;
+use slipstream_core::explain::ValueShare;
+use slipstream_core::export::{EventState, ExampleTrace};
 
 /// 2025-01-02T03:04:05Z in Unix nanoseconds.
 pub(crate) const AT: u64 = 1_735_787_045_000_000_000;
@@ -55,11 +56,13 @@ pub(crate) fn event(state: EventState) -> BurnRateEvent {
         labels,
         annotations,
         example_traces: Vec::new(),
+        bad_requests_share: Vec::new(),
     }
 }
 
 /// [`event`] with two example requests and their `example_traces` annotation, linked as the
-/// evaluator writes it with a trace URL template.
+/// evaluator writes it with a trace URL template, and one value the bad requests share with
+/// its `bad_requests_share` annotation.
 pub(crate) fn event_with_example_traces(state: EventState) -> BurnRateEvent {
     let mut e = event(state);
     for n in [1u8, 2] {
@@ -71,8 +74,21 @@ pub(crate) fn event_with_example_traces(state: EventState) -> BurnRateEvent {
             true,
         )
         .expect("valid ids");
-        e.example_traces.push((&x).into());
+        e.example_traces.push(ExampleTrace::linked(
+            &x,
+            Some("https://tempo.example/trace/{trace_id}"),
+        ));
     }
+    e.bad_requests_share = vec![ValueShare {
+        attribute: "http.route".to_owned(),
+        value: "/pay".to_owned(),
+        bad_share: 0.92,
+        all_share: 0.07,
+    }];
+    e.annotations.insert(
+        "bad_requests_share".to_owned(),
+        "http.route=/pay: 92% of bad, 7% of all".to_owned(),
+    );
     e.annotations.insert(
         "example_traces".to_owned(),
         format!(

@@ -186,3 +186,42 @@ fn the_event_json_lists_its_example_traces() {
     let plain = serde_json::to_value(event(EventState::Firing)).unwrap();
     assert!(plain.get("example_traces").is_none());
 }
+
+#[tokio::test]
+async fn the_body_carries_shares_and_example_traces_as_structured_json() {
+    let server = Recorder::start([]).await;
+    let hook = WebhookExporter::start(&config(server.url(), None), &Registry::new()).unwrap();
+    hook.publish(&[crate::events::fixture::event_with_example_traces(
+        EventState::Firing,
+    )]);
+    let got = server.wait_for(1).await;
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        body["bad_requests_share"],
+        serde_json::json!([
+            { "attribute": "http.route", "value": "/pay", "bad_share": 0.92, "all_share": 0.07 }
+        ])
+    );
+    assert_eq!(
+        body["example_traces"][0],
+        serde_json::json!({
+            "trace_id": "01".repeat(16),
+            "span_id": "01".repeat(8),
+            "end_unix_nanos": crate::events::fixture::AT - 1,
+            "duration_seconds": 1.5,
+            "bad": true,
+            "url": format!("https://tempo.example/trace/{}", "01".repeat(16)),
+        })
+    );
+    assert_eq!(body["example_traces"].as_array().unwrap().len(), 2);
+    // The annotations still render both as text.
+    assert_eq!(
+        body["annotations"]["bad_requests_share"],
+        "http.route=/pay: 92% of bad, 7% of all"
+    );
+    assert!(body["annotations"]["example_traces"].is_string());
+    // Without them, neither key is there.
+    let plain = serde_json::to_value(event(EventState::Firing)).unwrap();
+    assert!(plain.get("bad_requests_share").is_none());
+    assert_eq!(hook.shutdown(Duration::from_secs(1)).await, 0);
+}

@@ -265,4 +265,21 @@ fn a_burn_rate_event_carries_the_short_windows_bad_exemplars() {
     let out = crate::series::burn_rate_event(e, 0.999);
     assert_eq!(out.example_traces.len(), 3);
     assert_eq!(out.example_traces[0].trace_id, "28".repeat(16));
+    assert_eq!(out.example_traces[0].url, None);
+    // Linked as the annotation links them, for the webhook's JSON.
+    let out = crate::series::burn_rate_event_linked(e, 0.999, ev.trace_url());
+    assert_eq!(
+        out.example_traces[0].url.as_deref(),
+        Some(format!("https://tempo.example/trace/{}", "28".repeat(16)).as_str())
+    );
+    // So are the values the bad requests share.
+    let mut shared = e.clone();
+    shared.bad_requests_share = vec![slipstream_core::explain::ValueShare {
+        attribute: "http.route".to_owned(),
+        value: "/pay".to_owned(),
+        bad_share: 0.92,
+        all_share: 0.07,
+    }];
+    let out = crate::series::burn_rate_event_linked(&shared, 0.999, None);
+    assert_eq!(out.bad_requests_share, shared.bad_requests_share);
 }
