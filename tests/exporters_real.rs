@@ -1,6 +1,7 @@
 //! The exporters against the real thing: a real Prometheus scrapes slipstream's SLI endpoint
 //! and receives its remote writes, and both give the values slipstream computed; a real
-//! Alertmanager shows a burn-rate incident produced by real OTLP traffic, then its recovery.
+//! Alertmanager shows a burn-rate incident produced by real OTLP traffic, then its recovery,
+//! and the time-to-exhaustion page the same incident fires, with its labels.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -199,6 +200,7 @@ slo:
       objective: 99.9
       alerts:
         - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }
+        - { severity: page, exhausts_within: 4h, window: 1h }
 ",
     );
     cfg.exporters.alertmanager = Some(AlertmanagerConfig {
@@ -211,13 +213,21 @@ slo:
 
     // The incident: 50 requests, every one answered 503, from the real OTel SDK.
     emit(http_exporter(http), "checkout", 50, |_| true).await;
-    let ours = |a: &serde_json::Value| a["labels"]["slo"] == "checkout-availability";
-    let alert = eventually_async(
-        "our alert in Alertmanager",
+    let named = |a: &serde_json::Value, name: &str| {
+        a["labels"]["slo"] == "checkout-availability" && a["labels"]["alertname"] == name
+    };
+    let ours = |a: &serde_json::Value| named(a, "SlipstreamErrorBudgetBurn");
+    let (alert, exhaustion) = eventually_async(
+        "our burn-rate and exhaustion alerts in Alertmanager",
         Duration::from_secs(20),
         || async {
             let alerts = am.alerts().await;
-            alerts.iter().find(|a| ours(a)).cloned().ok_or(alerts)
+            let burn = alerts.iter().find(|a| ours(a)).cloned();
+            let exhaustion = alerts
+                .iter()
+                .find(|a| named(a, "SlipstreamErrorBudgetExhaustion"))
+                .cloned();
+            burn.zip(exhaustion).ok_or(alerts)
         },
     )
     .await;
@@ -233,6 +243,20 @@ slo:
         alert["annotations"]["runbook_url"],
         "https://runbooks.example/checkout"
     );
+    assert!(
+        alert["labels"].get("exhausts_within").is_none(),
+        "{alert:#}"
+    );
+    // The budget is spent (every request failed): the exhaustion page fires, named by its
+    // parameter, over its one window.
+    assert_eq!(exhaustion["status"]["state"], "active", "{exhaustion:#}");
+    let labels = &exhaustion["labels"];
+    assert_eq!(labels["exhausts_within"], "4h");
+    assert_eq!(labels["service"], "checkout");
+    assert_eq!(labels["severity"], "page");
+    assert_eq!(labels["long_window"], "1h");
+    assert_eq!(labels["short_window"], "1h");
+    assert_eq!(labels["owner"], "team-payments");
 
     // Recovery: enough good requests that the 5m window burns below 14.4 (50 bad of 10,050
     // is a burn rate of 5).
@@ -253,12 +277,17 @@ slo:
     .await;
     let events: serde_json::Value =
         serde_json::from_str(&http_get(app.admin_addr.unwrap(), "/api/v1/events").await.1).unwrap();
-    let states: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["firing", "resolved"]);
+    let states = |kind: &str| -> Vec<&str> {
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .map(|e| e["state"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(states("burn_rate"), ["firing", "resolved"]);
+    // The budget stays overspent and the hour holds the bad requests: still firing.
+    assert_eq!(states("exhaustion"), ["firing"]);
     app.shutdown().await;
 }
