@@ -115,7 +115,7 @@ fn notified(saved: &SavedSlo) -> bool {
     saved.rows.iter().any(|r| r.notified)
 }
 
-fn record(report: &mut RestoreReport, name: String, applied: Applied) {
+pub(super) fn record(report: &mut RestoreReport, name: String, applied: Applied) {
     if applied.firing_dropped {
         report.firing_dropped.push(name.clone());
     }

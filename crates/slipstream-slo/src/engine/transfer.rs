@@ -10,10 +10,9 @@
 use std::collections::BTreeMap;
 
 use super::SloEngine;
-use super::persist::{Applied, saved_slo};
+use super::persist::{Applied, record, saved_slo};
 use crate::persist::{
-    DropReason, DroppedSlo, ENGINE_STATE_FORMAT, EngineState, RestoreReport, SavedSeen,
-    SavedVersion,
+    DropReason, ENGINE_STATE_FORMAT, EngineState, RestoreReport, SavedSeen, SavedVersion,
 };
 
 // === impl SloEngine: one service's state ===
@@ -158,16 +157,6 @@ impl SloEngine {
             }
         }
         report
-    }
-}
-
-fn record(report: &mut RestoreReport, name: String, applied: Applied) {
-    if applied.firing_dropped {
-        report.firing_dropped.push(name.clone());
-    }
-    match applied.dropped {
-        None => report.restored.push(name),
-        Some(reason) => report.dropped.push(DroppedSlo { name, reason }),
     }
 }
 
