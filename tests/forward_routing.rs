@@ -1,7 +1,8 @@
 //! Forwarding by service over several endpoints: each service's spans reach exactly one
 //! downstream, requests holding several services are split without losing or repeating a
-//! span, adding an endpoint moves about 1/N of the services (and only to it), and a DNS name
-//! with several addresses routes over all of them.
+//! span, adding an endpoint moves about 1/N of the services (and only to it), a DNS name
+//! with several addresses routes over all of them, and with `replicas: 2` each span reaches
+//! exactly its service's two highest-ranked downstreams, once each.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -34,6 +35,11 @@ fn mixed_request(services: &[String], tag: &str) -> Vec<u8> {
 }
 
 fn routing_config(endpoints: &[String]) -> slipstream_config::Config {
+    replicated_config(endpoints, 1)
+}
+
+/// Routing over `endpoints`, each service to `replicas` of them.
+fn replicated_config(endpoints: &[String], replicas: usize) -> slipstream_config::Config {
     let list = endpoints
         .iter()
         .map(|e| format!("\"{e}\""))
@@ -42,7 +48,7 @@ fn routing_config(endpoints: &[String]) -> slipstream_config::Config {
     test_config(
         None,
         &format!(
-            "forward:\n  protocol: grpc\n  routing:\n    endpoints: [{list}]\n  retry:\n    initial_interval: 50ms\n    max_interval: 200ms\n"
+            "forward:\n  protocol: grpc\n  routing:\n    endpoints: [{list}]\n    replicas: {replicas}\n  retry:\n    initial_interval: 50ms\n    max_interval: 200ms\n"
         ),
     )
 }
@@ -195,5 +201,45 @@ async fn a_dns_name_routes_over_every_address_it_has() {
         addrs.len(),
         "every address got services"
     );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_replicas_each_span_reaches_its_two_ranked_endpoints_once_each() {
+    let sinks = vec![
+        Sink::start().await,
+        Sink::start().await,
+        Sink::start().await,
+    ];
+    let urls: Vec<String> = sinks.iter().map(Sink::url).collect();
+    let app = start(replicated_config(&urls, 2)).await;
+    let sent = send_all(app.http_addr.unwrap(), "replicated").await;
+    wait_spans(&sinks, 2 * sent).await;
+    let ring = slipstream_core::route::Rendezvous::for_endpoints(&urls);
+    let mut copies: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, sink) in sinks.iter().enumerate() {
+        for span in spans_in(&sink.received()) {
+            copies.entry(span).or_default().push(i);
+        }
+    }
+    assert_eq!(copies.len(), sent, "every span arrived");
+    for ((svc, span), mut at) in copies {
+        at.sort_unstable();
+        let mut want = ring.pick_n(svc.as_bytes(), 2);
+        want.sort_unstable();
+        assert_eq!(
+            at, want,
+            "{span} of {svc}: once at each of its two endpoints"
+        );
+    }
+    // Every pair of the three endpoints replicates some services: mixed requests were split.
+    let pairs: BTreeSet<Vec<usize>> = (0..SERVICES)
+        .map(|i| {
+            let mut p = ring.pick_n(service(i).as_bytes(), 2);
+            p.sort_unstable();
+            p
+        })
+        .collect();
+    assert_eq!(pairs.len(), 3);
     app.shutdown().await;
 }

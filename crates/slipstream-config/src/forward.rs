@@ -90,7 +90,18 @@ pub struct RoutingConfig {
     /// How often `dns` is looked up again; a failed lookup keeps the last endpoints.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// Instead of `endpoints` or `dns`: the pods of a StatefulSet, each reached by its stable
+    /// DNS name and ranked by its pod name, so a pod that restarts with a new address keeps
+    /// its services.
+    pub statefulset: Option<StatefulSetConfig>,
+    /// Endpoints each service's spans go to: the `replicas` ranked highest for its
+    /// `service.name`, each through its own queue. With fewer endpoints, every endpoint gets
+    /// every service.
+    pub replicas: usize,
 }
+
+/// Default number of endpoints each service's spans go to under `forward.routing`.
+pub const DEFAULT_ROUTING_REPLICAS: usize = 1;
 
 impl Default for RoutingConfig {
     fn default() -> Self {
@@ -98,6 +109,8 @@ impl Default for RoutingConfig {
             endpoints: Vec::new(),
             dns: None,
             refresh_interval: DEFAULT_DNS_REFRESH_INTERVAL,
+            statefulset: None,
+            replicas: DEFAULT_ROUTING_REPLICAS,
         }
     }
 }
@@ -105,7 +118,7 @@ impl Default for RoutingConfig {
 /// Default scheme of a StatefulSet's pods.
 pub const DEFAULT_STATEFULSET_SCHEME: &str = "http";
 
-/// `exporters.aggregates.statefulset`: the pods of a
+/// `forward.routing.statefulset`, `exporters.aggregates.statefulset`: the pods of a
 /// Kubernetes StatefulSet, `<name>-0` to `<name>-<replicas - 1>`. Each is reached at its
 /// stable DNS name under the StatefulSet's headless Service,
 /// `<scheme>://<name>-<i>.<service>.<namespace>.svc:<port>`, and ranked by its pod name
@@ -360,10 +373,21 @@ impl ForwardConfig {
                 format!("{path}.endpoint"),
                 "set either endpoint or routing, not both",
             );
+            let sources = usize::from(!r.endpoints.is_empty())
+                + usize::from(r.dns.is_some())
+                + usize::from(r.statefulset.is_some());
             errs.check(
-                r.endpoints.is_empty() != r.dns.is_none(),
+                sources == 1,
                 p.clone(),
-                "set either endpoints (a non-empty list) or dns",
+                "set one of endpoints (a non-empty list), dns or statefulset",
+            );
+            if let Some(s) = &r.statefulset {
+                s.validate(&format!("{p}.statefulset"), errs, path, self.tls.as_ref());
+            }
+            errs.check(
+                r.replicas >= 1,
+                format!("{p}.replicas"),
+                "expected at least 1",
             );
             for (i, e) in r.endpoints.iter().enumerate() {
                 check_url(errs, format!("{p}.endpoints[{i}]"), e);

@@ -12,6 +12,16 @@
 //! With `routing.dns`, the name is looked up every `refresh_interval`; endpoints that appear
 //! get a lane, and those that disappear stop taking requests and are drained in the background
 //! (their spill stays on disk for when they come back). A failed lookup keeps the endpoints.
+//! With `routing.statefulset`, the endpoints are the pods' stable DNS names, each ranked by its
+//! pod name rather than its URL.
+//!
+//! With `routing.replicas: R` above 1, each resource entry goes to the R lanes ranked highest
+//! for its service ([`Rendezvous::pick_n`]), each copy through that lane's own queue: a request
+//! whose entries all have the same lanes is queued whole on each of them, others are split
+//! into one request per lane holding the entries that lane replicates. A lane that refuses its
+//! copy while another lane of every entry's set took it loses that copy (counted as dropped,
+//! `reason="replica_refused"`) rather than making the client send the others again; only when
+//! every lane of some entry refuses is the request refused.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,12 +32,13 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use slipstream_config::ForwardConfig;
 use slipstream_config::forward::RoutingConfig;
-use slipstream_core::route::{Rendezvous, resources};
-use slipstream_core::telemetry::{Gauge, names};
+use slipstream_core::route::{Rendezvous, endpoint_keys, resources};
+use slipstream_core::telemetry::{Counter, Gauge, names};
 use slipstream_core::{Backpressure, ForwardSink, Registry, Signal};
 use tokio::task::JoinHandle;
 
 use super::client::{DrainReport, Forwarder, ForwarderHandle};
+use super::counters::PerSignal;
 use super::queue::ForwardQueue;
 use crate::Error;
 use crate::resolve::DnsName;
@@ -44,6 +55,8 @@ struct Lane {
 #[derive(Debug, Default)]
 struct Routes {
     ring: Rendezvous,
+    /// What `ring` ranks each lane by, in the order of `lanes`.
+    keys: Vec<String>,
     lanes: Vec<Arc<Lane>>,
 }
 
@@ -62,6 +75,10 @@ pub struct ForwardRouter {
     /// Cuts the retired lanes' drains short (at shutdown).
     cut_retired: tokio::sync::watch::Sender<bool>,
     resolver: Mutex<Option<JoinHandle<()>>>,
+    /// Lanes each resource entry goes to (`routing.replicas`, 1 without routing).
+    replicas: usize,
+    /// Copies a replica's lane refused while another lane took them (with `replicas` above 1).
+    replica_refused: Option<PerSignal<Arc<Counter>>>,
 }
 
 impl ForwardRouter {
@@ -69,6 +86,7 @@ impl ForwardRouter {
     /// [`ForwardConfig::enabled`]. With `routing.dns`, the first lookup happens before this
     /// returns; until it finds an address, requests are refused with the retryable answer.
     pub async fn start(cfg: &ForwardConfig, registry: &Registry) -> Result<Arc<Self>, Error> {
+        let replicas = cfg.routing.as_ref().map_or(1, |r| r.replicas.max(1));
         let router = Arc::new(ForwardRouter {
             routes: ArcSwap::from_pointee(Routes::default()),
             cfg: cfg.clone(),
@@ -78,9 +96,26 @@ impl ForwardRouter {
             retired: Mutex::default(),
             cut_retired: tokio::sync::watch::channel(false).0,
             resolver: Mutex::default(),
+            replicas,
+            replica_refused: (replicas > 1).then(|| {
+                PerSignal::new(|s| {
+                    registry.counter(&names::DROPPED_REQUESTS, &[s.as_str(), REPLICA_REFUSED])
+                })
+            }),
         });
         match (&cfg.endpoint, &cfg.routing) {
             (Some(e), _) => router.set_endpoints(vec![e.clone()])?,
+            (
+                None,
+                Some(RoutingConfig {
+                    statefulset: Some(sts),
+                    ..
+                }),
+            ) => {
+                let pods: BTreeMap<String, String> =
+                    sts.pods().into_iter().map(|p| (p.url, p.name)).collect();
+                router.set_lanes(pods.keys().cloned().collect(), Some(&pods))?;
+            }
             (
                 None,
                 Some(RoutingConfig {
@@ -120,9 +155,20 @@ impl ForwardRouter {
         Ok(router)
     }
 
-    /// Routes over `endpoints` from now on: lanes of endpoints still listed are kept, new ones
-    /// started, and the others retired (drained in the background).
-    pub(crate) fn set_endpoints(&self, mut endpoints: Vec<String>) -> Result<(), Error> {
+    /// Routes over `endpoints` from now on, each ranked by its host (or `host:port`,
+    /// [`endpoint_keys`]): lanes of endpoints still listed are kept, new ones started, and the
+    /// others retired (drained in the background).
+    pub(crate) fn set_endpoints(&self, endpoints: Vec<String>) -> Result<(), Error> {
+        self.set_lanes(endpoints, None)
+    }
+
+    /// [`ForwardRouter::set_endpoints`], each endpoint ranked by its name in `names` when
+    /// given (a StatefulSet pod's name, by URL).
+    fn set_lanes(
+        &self,
+        mut endpoints: Vec<String>,
+        names: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), Error> {
         endpoints.sort();
         endpoints.dedup();
         {
@@ -132,12 +178,17 @@ impl ForwardRouter {
             retired.retain(|(_, h)| !h.is_finished());
             endpoints.retain(|e| !retired.iter().any(|(r, _)| r == e));
         }
+        let keys = match names {
+            Some(names) => endpoints.iter().map(|e| names[e].clone()).collect(),
+            None => endpoint_keys(&endpoints),
+        };
         let current = self.routes();
         if current
             .lanes
             .iter()
             .map(|l| &l.endpoint)
             .eq(endpoints.iter())
+            && current.keys == keys
         {
             return Ok(());
         }
@@ -154,7 +205,8 @@ impl ForwardRouter {
             }
         }
         let routes = Arc::new(Routes {
-            ring: Rendezvous::for_endpoints(&endpoints),
+            ring: Rendezvous::new(&keys),
+            keys,
             lanes,
         });
         self.routes.store(routes);
@@ -334,6 +386,9 @@ impl ForwardRouter {
             1 => return put(&routes.lanes[0].queue, signal, body, gzip),
             _ => {}
         }
+        if self.replicas > 1 {
+            return self.replicate(&routes, signal, body, gzip);
+        }
         let lane_of = |service: &[u8]| routes.ring.pick(service).expect("there are lanes");
         let Ok(entries) = resources(&body) else {
             // Not valid at the top level (the receivers let through what they do not scan):
@@ -365,6 +420,93 @@ impl ForwardRouter {
     }
 }
 
+// === impl ForwardRouter: replicas ===
+
+/// The `reason` of a copy a replica's lane refused while another took it.
+const REPLICA_REFUSED: &str = "replica_refused";
+
+impl ForwardRouter {
+    /// Queues each resource entry on the `replicas` lanes ranked highest for its service:
+    /// whole on each lane when every entry has the same lanes, else one part per lane.
+    fn replicate(
+        &self,
+        routes: &Routes,
+        signal: Signal,
+        body: Bytes,
+        gzip: Option<Bytes>,
+    ) -> Result<(), Backpressure> {
+        let r = self.replicas.min(routes.lanes.len());
+        let lanes_of = |service: &[u8]| {
+            let mut lanes = routes.ring.pick_n(service, r);
+            lanes.sort_unstable();
+            lanes
+        };
+        let entries = resources(&body).unwrap_or_default();
+        let sets: Vec<Vec<usize>> = entries.iter().map(|e| lanes_of(e.service)).collect();
+        let whole = match sets.first() {
+            // Not valid at the top level, or no entries: forwarded whole, for the downstream
+            // to judge.
+            None => Some(lanes_of(b"")),
+            Some(first) if sets.iter().all(|s| s == first) => Some(first.clone()),
+            Some(_) => None,
+        };
+        let mut refused = vec![false; routes.lanes.len()];
+        let mut refusal = None;
+        let mut queue = |lane: usize, result: Result<(), Backpressure>| {
+            if let Err(e) = result {
+                refused[lane] = true;
+                refusal = Some(e);
+            }
+        };
+        match whole {
+            Some(lanes) => {
+                for &lane in &lanes {
+                    let q = &routes.lanes[lane].queue;
+                    queue(lane, put(q, signal, body.clone(), gzip.clone()));
+                }
+                return self.settle(signal, std::slice::from_ref(&lanes), &refused, refusal);
+            }
+            None => {
+                let mut lanes: Vec<usize> = sets.concat();
+                lanes.sort_unstable();
+                lanes.dedup();
+                for lane in lanes {
+                    let mut part = Vec::with_capacity(body.len());
+                    for (entry, _) in entries.iter().zip(&sets).filter(|(_, s)| s.contains(&lane)) {
+                        part.extend_from_slice(&body[entry.range.clone()]);
+                    }
+                    let q = &routes.lanes[lane].queue;
+                    queue(lane, q.forward(signal, Bytes::from(part)));
+                }
+            }
+        }
+        self.settle(signal, &sets, &refused, refusal)
+    }
+
+    /// The answer to a request whose copies went to the lanes of `sets`: refused when every
+    /// lane of some set refused (the client sends it again; lanes that took their copy get it
+    /// twice, as with a split), else taken, each refused copy counted as dropped.
+    fn settle(
+        &self,
+        signal: Signal,
+        sets: &[Vec<usize>],
+        refused: &[bool],
+        refusal: Option<Backpressure>,
+    ) -> Result<(), Backpressure> {
+        let Some(refusal) = refusal else {
+            return Ok(());
+        };
+        if sets.iter().any(|set| set.iter().all(|&l| refused[l])) {
+            return Err(refusal);
+        }
+        let lost = refused.iter().filter(|&&r| r).count();
+        if let Some(counters) = &self.replica_refused {
+            counters.get(signal).add(lost as u64);
+        }
+        Ok(())
+    }
+}
+
 /// A directory name for an endpoint's spill: its URL with every character that is not a
 /// letter, digit, `.` or `-` replaced by `_`.
 fn dir_name(endpoint: &str) -> String {
@@ -379,3 +521,6 @@ fn dir_name(endpoint: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
