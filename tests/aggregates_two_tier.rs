@@ -863,6 +863,177 @@ async fn a_reload_rereads_the_sidecar_token_file() {
     app.shutdown().await;
 }
 
+/// Two gateways in this process, on the system clock with steps driven by the test: `a`
+/// took a sidecar's shipments 1 and 2 of `cart` (half of them failing); `b`, which knows `a`
+/// as its peer, gets `cart` from shipment 3 on, which the sidecar sends to both. `b` holds
+/// shipment 3 back (503) while it takes `cart`'s state from `a`, then takes it again without
+/// counting it (the state it took holds it), and counts shipment 4: both show the same SLO,
+/// every request once. A service no peer holds starts empty; the state is served only with a
+/// sidecar token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_new_to_a_service_takes_its_state_from_a_peer_and_counts_each_shipment_once() {
+    use prost::Message;
+    use slipstream_core::aggregates::{
+        ExportAggregatesRequest, HTTP_PATH, Overflow, Series, Slot, value,
+    };
+    use slipstream_e2e::raw::post_http;
+
+    let start = |peers: Option<std::net::SocketAddr>| async move {
+        let mut cfg = slipstream_e2e::test_config(None, "");
+        cfg.receivers.otlp.aggregates = sidecars_only();
+        if let Some(admin) = peers {
+            let p = &mut cfg.receivers.otlp.aggregates.peers;
+            p.endpoints = vec![format!("http://{admin}")];
+            p.bearer_token = Some(SIDECAR_TOKEN.into());
+            p.timeout = Duration::from_secs(10);
+        }
+        slipstream_app::app::App::start_with(
+            cfg,
+            std::sync::Arc::new(slipstream_core::SystemClock),
+            false,
+        )
+        .await
+        .unwrap()
+    };
+    let a = start(None).await;
+    let b = start(a.admin_addr).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let minute = now / (60 * SEC) * 60 * SEC;
+    let mut header = a.aggregator.aggregates_header();
+    header.instance = "sidecar-1".into();
+    header.instance_started_unix_nanos = now;
+    // Shipment `sequence` of `service`: `total` requests (`bad` failing) in the slot starting
+    // `ago` minutes before the current one.
+    let shipment = |service: &str, sequence: u64, ago: u64, total: u64, bad: u64| {
+        let mut header = header.clone();
+        header.sequence = sequence;
+        let string = |s: &str| slipstream_core::aggregates::Value {
+            value: Some(value::Value::StringValue(s.into())),
+        };
+        ExportAggregatesRequest {
+            header: Some(header),
+            series: vec![Series {
+                key: vec![string(service), string("prod")],
+                overflow: Overflow::None as i32,
+                slots: vec![Slot {
+                    start_unix_nanos: minute - ago * 60 * SEC,
+                    total,
+                    bad,
+                    bucket_indexes: vec![900],
+                    bucket_counts: vec![total],
+                    ..Slot::default()
+                }],
+                versions: vec![],
+            }],
+        }
+        .encode_to_vec()
+    };
+    let post = |to: std::net::SocketAddr, body: Vec<u8>| async move {
+        post_http(
+            to,
+            HTTP_PATH,
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("authorization", "Bearer s1decar-t0ken"),
+            ],
+            body,
+        )
+        .await
+        .status
+    };
+    let (a_http, b_http) = (a.http_addr.unwrap(), b.http_addr.unwrap());
+    assert_eq!(post(a_http, shipment("cart", 1, 2, 100, 50)).await, 200);
+    assert_eq!(post(a_http, shipment("cart", 2, 1, 100, 50)).await, 200);
+    a.step().await;
+
+    // The state is served to sidecar-token holders only.
+    let path = "/api/v1/state/services/cart";
+    let (status, _) = slipstream_e2e::http_get(a.admin_addr.unwrap(), path).await;
+    assert_eq!(status, 401);
+
+    // Shipment 3 goes to both; `b` holds it back until it has `cart`'s state, then takes it
+    // without adding it again.
+    let third = shipment("cart", 3, 0, 10, 0);
+    assert_eq!(post(a_http, third.clone()).await, 200);
+    assert_eq!(post(b_http, third.clone()).await, 503, "held back");
+    eventually_async(
+        "b to take shipment 3 once it has cart's state",
+        Duration::from_secs(10),
+        || {
+            let third = third.clone();
+            async move { post(b_http, third).await == 200 }
+        },
+    )
+    .await;
+    let fourth = shipment("cart", 4, 0, 20, 0);
+    assert_eq!(post(a_http, fourth.clone()).await, 200);
+    assert_eq!(post(b_http, fourth).await, 200);
+
+    let cart = |app: &slipstream_app::app::App| {
+        let admin = app.admin_addr.unwrap();
+        async move {
+            let (_, body) = slipstream_e2e::http_get(admin, "/api/v1/slos").await;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["slos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == "cart-availability")
+                .map(comparable_slo)
+        }
+    };
+    let (a, b) = (&a, &b);
+    eventually_async(
+        "b's cart SLO to equal a's, every request counted once",
+        Duration::from_secs(10),
+        || async move {
+            a.step().await;
+            b.step().await;
+            let (x, y) = (cart(a).await, cart(b).await);
+            let total = x.as_ref().map(|x| x["period_total"].clone());
+            if x.is_some() && x == y && total == Some(Value::from(230.0)) {
+                Ok(())
+            } else {
+                Err(format!("a: {x:#?}\nb: {y:#?}"))
+            }
+        },
+    )
+    .await;
+    let transfers = |app: &slipstream_app::app::App, outcome: &str| {
+        let admin = app.admin_addr.unwrap();
+        let label = format!("outcome=\"{outcome}\"");
+        async move {
+            slipstream_e2e::self_metric(admin, "slipstream_state_transfers_total", &[&label]).await
+        }
+    };
+    assert_eq!(transfers(b, "imported").await, 1.0);
+    assert_eq!(
+        slipstream_e2e::self_metric(
+            a.admin_addr.unwrap(),
+            "slipstream_state_transfers_served_total",
+            &[]
+        )
+        .await,
+        1.0
+    );
+
+    // A service no peer holds starts empty once the peer says so.
+    let fresh = shipment("fresh", 5, 0, 7, 0);
+    eventually_async(
+        "b to take a service no peer holds",
+        Duration::from_secs(10),
+        || {
+            let fresh = fresh.clone();
+            async move { post(b_http, fresh).await == 200 }
+        },
+    )
+    .await;
+    assert_eq!(transfers(b, "empty").await, 1.0);
+}
+
 // === replicated gateways ===
 
 /// A gateway run as its own process that can be killed with `kill -9` and started again on
@@ -873,20 +1044,37 @@ struct Gateway {
     admin: std::net::SocketAddr,
     dir: tempfile::TempDir,
     alertmanagers: String,
+    /// Lines of `receivers.otlp.aggregates` naming its peers (empty: none).
+    peers: String,
     proc: Option<slipstream_e2e::process::Slipstream>,
 }
 
 impl Gateway {
     async fn start(name: &str, alertmanagers: &[String]) -> Gateway {
+        Self::start_with_peers(name, alertmanagers, &[]).await
+    }
+
+    /// A gateway that asks the gateways whose admin servers are at `peers` for the state of
+    /// a service new to it.
+    async fn start_with_peers(name: &str, alertmanagers: &[String], peers: &[String]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let alertmanagers = alertmanagers.join(", ");
-        let (proc, http, admin) = Self::run(&dir, "127.0.0.1:0", &alertmanagers).await;
+        let peers = if peers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  peers:\n    endpoints: [{}]\n    bearer_token: {SIDECAR_TOKEN}\n    timeout: 20s\n",
+                peers.join(", ")
+            )
+        };
+        let (proc, http, admin) = Self::run(&dir, "127.0.0.1:0", &alertmanagers, &peers).await;
         Gateway {
             name: name.to_owned(),
             http,
             admin,
             dir,
             alertmanagers,
+            peers,
             proc: Some(proc),
         }
     }
@@ -897,12 +1085,13 @@ impl Gateway {
         dir: &tempfile::TempDir,
         http: &str,
         alertmanagers: &str,
+        peers: &str,
     ) -> (
         slipstream_e2e::process::Slipstream,
         std::net::SocketAddr,
         std::net::SocketAddr,
     ) {
-        let receiver: String = gateway_receiver()
+        let receiver: String = (gateway_receiver() + peers)
             .lines()
             .map(|l| format!("    {l}\n"))
             .collect();
@@ -929,8 +1118,13 @@ impl Gateway {
     /// Starts it again on its port, from its state file.
     async fn restart(&mut self) {
         assert!(self.proc.is_none(), "{} is running", self.name);
-        let (proc, http, admin) =
-            Self::run(&self.dir, &self.http.to_string(), &self.alertmanagers).await;
+        let (proc, http, admin) = Self::run(
+            &self.dir,
+            &self.http.to_string(),
+            &self.alertmanagers,
+            &self.peers,
+        )
+        .await;
         assert_eq!(http, self.http);
         self.admin = admin;
         self.proc = Some(proc);
@@ -1085,7 +1279,12 @@ fn load_round(role: Role, round: usize, now: u64) -> Vec<(usize, Span)> {
 
 /// Sends `rounds` rounds of load, from round `first`, to the sidecars and the reference;
 /// returns how many spans went out.
-async fn steady_load(sidecars: &[Node], reference: &Node, first: usize, rounds: usize) -> usize {
+async fn steady_load(
+    sidecars: &[std::net::SocketAddr],
+    reference: &Node,
+    first: usize,
+    rounds: usize,
+) -> usize {
     let mut sent = 0;
     for round in first..first + rounds {
         let now = SystemTime::now()
@@ -1100,7 +1299,7 @@ async fn steady_load(sidecars: &[Node], reference: &Node, first: usize, rounds: 
                 per_sidecar.entry(*i).or_default().push(s.clone());
             }
             for (i, spans) in per_sidecar {
-                export(sidecars[i].http, &request(role.name, spans)).await;
+                export(sidecars[i], &request(role.name, spans)).await;
             }
             let all: Vec<Span> = spans.into_iter().map(|(_, s)| s).collect();
             export(reference.http, &request(role.name, all)).await;
@@ -1111,12 +1310,14 @@ async fn steady_load(sidecars: &[Node], reference: &Node, first: usize, rounds: 
 }
 
 /// The reference's SLOs of the services `gateway` ranks among its replicas, and the
-/// gateway's own SLOs, once they are equal (and the reference holds `sent` requests per SLO
-/// kind); fails after `within` showing both.
+/// gateway's own SLOs (those of the services in `left` aside: it ranked them before a
+/// scale-up and holds what it had), once they are equal (and the reference holds `sent`
+/// requests per SLO kind); fails after `within` showing both.
 async fn gateway_matches_reference(
     reference: &Node,
     gateway: &Gateway,
     owns: &BTreeSet<&str>,
+    left: &BTreeSet<&str>,
     sent: usize,
     within: Duration,
 ) {
@@ -1137,6 +1338,7 @@ async fn gateway_matches_reference(
             .as_array()
             .unwrap()
             .iter()
+            .filter(|s| !left.contains(s["service"].as_str().unwrap()))
             .map(|s| (s["name"].as_str().unwrap().to_owned(), comparable_slo(s)))
             .collect();
         if complete && got == want {
@@ -1200,16 +1402,8 @@ async fn pages_active_once(
     }
 }
 
-/// Three gateways at `replicas: 2`, three sidecars, a reference fed every span and a
-/// clustered pair of real Alertmanagers, under steady load with two incidents (`cart` fails,
-/// `auth` is slow). While one gateway owning `cart` is down (`kill -9`), its peer keeps the
-/// pages active in Alertmanager, once each; the sidecars hold its shipments; restarted on its
-/// port from its state file, it takes them and its SLOs equal the reference's again: windows,
-/// budgets and alert states. The kill comes after its last snapshot holds everything it merged
-/// (the load paused): what a gateway merged after its last snapshot is lost with it, and
-/// only a peer's state (not the sidecars' queues, which saw it delivered) could give it back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
+/// Two Alertmanagers clustered on loopback, once they see each other; with their URLs.
+async fn alertmanager_pair() -> ([ClusteredAlertmanager; 2], Vec<String>) {
     let first = ClusteredAlertmanager::start(None).await;
     let peer = first.gossip_address().await;
     let second = ClusteredAlertmanager::start(Some(&peer)).await;
@@ -1229,6 +1423,25 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
         .iter()
         .map(|a| format!("http://{}", a.addr))
         .collect();
+    (alertmanagers, am_urls)
+}
+
+/// The OTLP/HTTP addresses of `nodes`.
+fn addrs(nodes: &[Node]) -> Vec<std::net::SocketAddr> {
+    nodes.iter().map(|n| n.http).collect()
+}
+
+/// Three gateways at `replicas: 2`, three sidecars, a reference fed every span and a
+/// clustered pair of real Alertmanagers, under steady load with two incidents (`cart` fails,
+/// `auth` is slow). While one gateway owning `cart` is down (`kill -9`), its peer keeps the
+/// pages active in Alertmanager, once each; the sidecars hold its shipments; restarted on its
+/// port from its state file, it takes them and its SLOs equal the reference's again: windows,
+/// budgets and alert states. The kill comes after its last snapshot holds everything it merged
+/// (the load paused): what a gateway merged after its last snapshot is lost with it, and
+/// only a peer's state (not the sidecars' queues, which saw it delivered) could give it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
+    let (alertmanagers, am_urls) = alertmanager_pair().await;
 
     let mut gateways = Vec::new();
     for i in 0..3 {
@@ -1259,10 +1472,17 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
 
     // Steady load until both incidents page on the reference, and on every gateway that
     // owns them.
-    let mut sent = steady_load(&sidecars, &reference, 0, 10).await;
+    let mut sent = steady_load(&addrs(&sidecars), &reference, 0, 10).await;
     for (g, gateway) in gateways.iter().enumerate() {
-        gateway_matches_reference(&reference, gateway, &owns[g], sent, Duration::from_secs(30))
-            .await;
+        gateway_matches_reference(
+            &reference,
+            gateway,
+            &owns[g],
+            &BTreeSet::new(),
+            sent,
+            Duration::from_secs(30),
+        )
+        .await;
     }
     let pages = firing_pages(&reference).await;
     let slos_paging: BTreeSet<&str> = pages.iter().map(|p| p.0.as_str()).collect();
@@ -1292,11 +1512,18 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
 
     // Away: the load goes on; its peers keep their SLOs equal to the reference's, and the
     // pages stay active, once each.
-    sent += steady_load(&sidecars, &reference, 10, 10).await;
+    sent += steady_load(&addrs(&sidecars), &reference, 10, 10).await;
     for (g, gateway) in gateways.iter().enumerate() {
         if g != victim {
-            gateway_matches_reference(&reference, gateway, &owns[g], sent, Duration::from_secs(30))
-                .await;
+            gateway_matches_reference(
+                &reference,
+                gateway,
+                &owns[g],
+                &BTreeSet::new(),
+                sent,
+                Duration::from_secs(30),
+            )
+            .await;
         }
     }
     let pages = firing_pages(&reference).await;
@@ -1321,10 +1548,17 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
     // Back on its port from its state file: the queued shipments reach it, and its SLOs are
     // the reference's again; the other gateways' too.
     gateways[victim].restart().await;
-    sent += steady_load(&sidecars, &reference, 20, 3).await;
+    sent += steady_load(&addrs(&sidecars), &reference, 20, 3).await;
     for (g, gateway) in gateways.iter().enumerate() {
-        gateway_matches_reference(&reference, gateway, &owns[g], sent, Duration::from_secs(30))
-            .await;
+        gateway_matches_reference(
+            &reference,
+            gateway,
+            &owns[g],
+            &BTreeSet::new(),
+            sent,
+            Duration::from_secs(30),
+        )
+        .await;
     }
     let pages = firing_pages(&reference).await;
     pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
@@ -1348,5 +1582,170 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
             "{}",
             g.name
         );
+    }
+}
+
+/// A sidecar run as its own process at `replicas: 2`, whose gateways a reload (SIGHUP) of its
+/// rewritten config file replaces.
+struct Sidecar {
+    http: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    name: String,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    proc: slipstream_e2e::process::Slipstream,
+}
+
+impl Sidecar {
+    async fn start(i: usize, gateways: &[String]) -> Sidecar {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipstream.yaml");
+        std::fs::write(&path, Self::yaml(i, gateways)).unwrap();
+        let proc = slipstream_e2e::process::Slipstream::start(&path).await;
+        Sidecar {
+            http: proc.ready.otlp_http(),
+            admin: proc.admin,
+            name: format!("sidecar-{i}"),
+            path,
+            _dir: dir,
+            proc,
+        }
+    }
+
+    fn yaml(i: usize, gateways: &[String]) -> String {
+        sidecar_config(i, gateways).yaml.replacen(
+            "  aggregates:\n",
+            "  aggregates:\n    replicas: 2\n",
+            1,
+        )
+    }
+
+    /// Ships to `gateways` from now on: the config rewritten, then SIGHUP.
+    fn reload(&self, i: usize, gateways: &[String]) {
+        std::fs::write(&self.path, Self::yaml(i, gateways)).unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.proc.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "SIGHUP to {}", self.name);
+    }
+
+    async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        slipstream_e2e::self_metric(self.admin, name, labels).await
+    }
+}
+
+/// Three gateways at `replicas: 2`, three sidecars, a reference fed every span and a
+/// clustered pair of real Alertmanagers, under steady load with two incidents; then a fourth
+/// gateway, which knows the other three as its peers, and the sidecars reloaded to ship to
+/// all four. Each service the fourth now ranks among its two is held back there until it has
+/// the service's state from a peer: windows, budgets and alert states. Under more load, every
+/// gateway's SLOs of the services it ranks equal the reference's (nothing counted twice,
+/// nothing missed), and every page is active once in each Alertmanager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_from_three_gateways_to_four_hands_the_new_one_its_services_state() {
+    let (alertmanagers, am_urls) = alertmanager_pair().await;
+    let mut gateways = Vec::new();
+    for i in 0..3 {
+        gateways.push(Gateway::start(&format!("gateway-{i}"), &am_urls).await);
+    }
+    let ranked = |gateways: &[Gateway]| -> Vec<BTreeSet<&'static str>> {
+        let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
+        let route = Rendezvous::for_endpoints(&urls);
+        (0..gateways.len())
+            .map(|g| {
+                ROLES
+                    .iter()
+                    .map(|r| r.name)
+                    .filter(|s| route.pick_n(s.as_bytes(), 2).contains(&g))
+                    .collect()
+            })
+            .collect()
+    };
+    let before = ranked(&gateways);
+    let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
+    let mut sidecars = Vec::new();
+    for i in 0..3 {
+        sidecars.push(Sidecar::start(i, &urls).await);
+    }
+    let sidecar_addrs: Vec<std::net::SocketAddr> = sidecars.iter().map(|s| s.http).collect();
+    let reference = Node::start("reference", Node::config(COMMON, "")).await;
+
+    let none = BTreeSet::new();
+    let mut sent = steady_load(&sidecar_addrs, &reference, 0, 10).await;
+    for (g, gateway) in gateways.iter().enumerate() {
+        let within = Duration::from_secs(30);
+        gateway_matches_reference(&reference, gateway, &before[g], &none, sent, within).await;
+    }
+    let pages = firing_pages(&reference).await;
+    let slos_paging: BTreeSet<&str> = pages.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        slos_paging,
+        BTreeSet::from(["auth-latency", "cart-availability"])
+    );
+    pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
+
+    // A fourth gateway, its ports the system's choice: started until it ranks among the two
+    // of a paging service, so that it must take a firing page's state.
+    let peers: Vec<String> = gateways
+        .iter()
+        .map(|g| format!("http://{}", g.admin))
+        .collect();
+    let after = loop {
+        gateways.push(Gateway::start_with_peers("gateway-3", &am_urls, &peers).await);
+        let after = ranked(&gateways);
+        if after[3].contains("cart") || after[3].contains("auth") {
+            break after;
+        }
+        gateways.pop();
+    };
+    let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
+    for (i, s) in sidecars.iter().enumerate() {
+        s.reload(i, &urls);
+    }
+    sent += steady_load(&sidecar_addrs, &reference, 10, 10).await;
+    for (g, gateway) in gateways.iter().enumerate() {
+        let left: BTreeSet<&str> = before
+            .get(g)
+            .map(|b| b.difference(&after[g]).copied().collect())
+            .unwrap_or_default();
+        let within = Duration::from_secs(40);
+        gateway_matches_reference(&reference, gateway, &after[g], &left, sent, within).await;
+    }
+    let pages = firing_pages(&reference).await;
+    pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
+
+    // The new gateway took every service it ranks from a peer, and served none.
+    let new = &gateways[3];
+    let transfers = |outcome: &str| {
+        let label = format!("outcome=\"{outcome}\"");
+        async move {
+            slipstream_e2e::self_metric(new.admin, "slipstream_state_transfers_total", &[&label])
+                .await
+        }
+    };
+    assert_eq!(transfers("imported").await, after[3].len() as f64);
+    assert_eq!(transfers("failed").await + transfers("empty").await, 0.0);
+    // Nothing was dropped or refused, but what the new gateway held back meanwhile.
+    for s in &sidecars {
+        let dropped = s
+            .metric(
+                "slipstream_exporter_dropped_total",
+                &["exporter=\"aggregates\""],
+            )
+            .await;
+        assert_eq!(dropped, 0.0, "{}", s.name);
+    }
+    for g in &gateways {
+        let refused = g
+            .metric("slipstream_receiver_aggregates_refused_total")
+            .await;
+        let busy = slipstream_e2e::self_metric(
+            g.admin,
+            "slipstream_receiver_aggregates_refused_total",
+            &["reason=\"busy\""],
+        )
+        .await;
+        assert_eq!(refused, busy, "{}", g.name);
     }
 }

@@ -70,6 +70,7 @@ pub async fn start(
     readiness: Readiness,
     live: Arc<Live>,
     access: Arc<Access>,
+    peers: Option<Arc<crate::peers::Peers>>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(endpoint)
@@ -78,14 +79,32 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let connections = registry.clone();
     let handler: Handler = Arc::new(move |req| {
-        let (registry, readiness, live, access) = (
+        let (registry, readiness, live, access, peers) = (
             registry.clone(),
             readiness.clone(),
             live.clone(),
             access.clone(),
+            peers.clone(),
         );
         Box::pin(async move {
             const PLAIN: &str = "text/plain; charset=utf-8";
+            // A peer gateway asking for a service's state (blocking: it merges and exports).
+            if let Some(p) = peers
+                && req.uri().path().starts_with(crate::peers::STATE_PATH)
+            {
+                let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+                let headers = req.headers().clone();
+                let served =
+                    tokio::task::spawn_blocking(move || p.handle(&method, &path, &headers)).await;
+                if let Ok(Some(r)) = served {
+                    return r;
+                }
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "state export failed\n".into(),
+                    PLAIN,
+                );
+            }
             if (req.method() == Method::GET || req.method() == Method::HEAD)
                 && let Some(r) = crate::ui::handle(req.uri().path())
             {

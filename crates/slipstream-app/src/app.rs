@@ -266,6 +266,10 @@ pub struct App {
     forwarder: Option<Arc<ForwardRouter>>,
     admin: Option<tokio::task::JoinHandle<()>>,
     admin_access: Arc<crate::api::Access>,
+    /// Replicated gateways' state transfer (with `receivers.otlp.aggregates.enabled`).
+    peers: Option<Arc<crate::peers::Peers>>,
+    /// The partial-aggregates exporter (sidecar side), whose gateways a reload replaces.
+    aggregates: Option<AggregatesExporterSink>,
     prometheus: Option<tokio::task::JoinHandle<()>>,
     persistence: Option<Arc<Persistence>>,
     snapshots: Option<tokio::task::JoinHandle<()>>,
@@ -319,11 +323,13 @@ impl App {
         let mut live =
             Live::new(evaluator, cfg.slo.catalog.clone(), &*clock, sinks).with_metrics(&registry);
         // Two-tier mode, sidecar side: what the aggregator gains goes to the gateways too.
+        let mut aggregates = None;
         if let Some(c) = &cfg.exporters.aggregates {
             let exporter = AggregatesExporter::start(c, aggregator.aggregates_header(), &registry)?;
             let sink = AggregatesExporterSink::new(exporter);
             live = live.with_aggregates(Arc::new(sink.clone()));
-            exporters.push(Box::new(sink));
+            exporters.push(Box::new(sink.clone()));
+            aggregates = Some(sink);
         }
         let live = Arc::new(live);
         let sink: Arc<dyn ObservationSink> = aggregator.clone();
@@ -344,14 +350,26 @@ impl App {
         );
         // Two-tier mode, gateway side: partial aggregates only when turned on, and then only
         // from configured senders holding a sidecar token, within the plausibility limits.
+        // Shipments pass through the peers' bookkeeping, which also asks the other gateways
+        // for the state of a service new to this one.
         let aggregates_cfg = &cfg.receivers.otlp.aggregates;
+        let mut peers = None;
         if aggregates_cfg.enabled {
             let tokens = aggregates_cfg
                 .tokens(cfg.receivers.otlp.auth.as_ref())
                 .map_err(anyhow::Error::msg)?;
+            let p = Arc::new(crate::peers::Peers::new(
+                aggregator.clone(),
+                live.clone(),
+                clock.clone(),
+                &aggregates_cfg.peers,
+                tokens.clone(),
+                &registry,
+            )?);
+            peers = Some(p.clone());
             pipeline = pipeline.with_aggregates(Arc::new(
                 slipstream_receiver::AggregatesIntake::from_config(
-                    aggregator.clone(),
+                    Arc::new(crate::peers::PeersSink(p)),
                     aggregates_cfg,
                     tokens,
                 ),
@@ -387,6 +405,7 @@ impl App {
                     readiness,
                     live.clone(),
                     admin_access.clone(),
+                    peers.clone(),
                     shutdown_rx.clone(),
                 )
                 .await?;
@@ -461,6 +480,8 @@ impl App {
             forwarder,
             admin,
             admin_access,
+            peers,
+            aggregates,
             prometheus,
             persistence,
             snapshots,
@@ -481,7 +502,9 @@ impl App {
     /// (unchanged SLOs keep their windows and alert states), and the receivers' TLS
     /// certificates, keys and client CAs are read again from their files (all or nothing; a
     /// certificate that cannot be used leaves the running one in place), and so are the bearer
-    /// tokens (the OTLP receivers' and the sidecars'); an invalid file is
+    /// tokens (the OTLP receivers' and the sidecars'); a sidecar takes new gateways
+    /// (`exporters.aggregates` `endpoints`, `dns`, `statefulset`, `replicas`) and a gateway
+    /// new peers (`receivers.otlp.aggregates.peers`) at once. An invalid file is
     /// refused with its errors logged and the running config keeps working. Changes to other
     /// sections are logged as needing a restart.
     pub fn reload(&self, path: &std::path::Path) {
@@ -543,6 +566,9 @@ impl App {
             let otlp = new.receivers.otlp.auth.as_ref();
             match new.receivers.otlp.aggregates.tokens(otlp) {
                 Ok(t) => {
+                    if let Some(p) = &self.peers {
+                        p.reload(&new.receivers.otlp.aggregates.peers, t.clone());
+                    }
                     intake.replace_tokens(t);
                     tracing::info!(
                         "config reload: sidecar bearer tokens (partial aggregates) re-read"
@@ -553,16 +579,40 @@ impl App {
                 ),
             }
         }
+        // The sidecar's gateways (and how many of them get each service) change in place.
+        let mut exporters = self.cfg.exporters.clone();
+        if let (Some(sink), Some(old), Some(c)) = (
+            &self.aggregates,
+            &self.cfg.exporters.aggregates,
+            &new.exporters.aggregates,
+        ) && old.same_apart_from_gateways(c)
+            && old != c
+        {
+            match sink.reload(c) {
+                Ok(()) => {
+                    exporters.aggregates = Some(c.clone());
+                    tracing::info!("config reload: exporters.aggregates gateways taken");
+                }
+                Err(e) => tracing::error!(
+                    "config reload: exporters.aggregates gateways not taken, the running ones stay: {e}"
+                ),
+            }
+        }
+        // So do a gateway's peers (with its sidecar tokens, above).
+        let mut receivers = self.cfg.receivers.clone();
+        if self.peers.is_some() {
+            receivers.otlp.aggregates.peers = new.receivers.otlp.aggregates.peers.clone();
+        }
         let mut restart = Vec::new();
         let old = &self.cfg;
         for (name, changed) in [
             ("mode", old.mode != new.mode),
             ("log", old.log != new.log),
-            ("receivers", old.receivers != new.receivers),
+            ("receivers", receivers != new.receivers),
             ("forward", old.forward != new.forward),
             ("admin", old.admin != new.admin),
             ("aggregator", old.aggregator != new.aggregator),
-            ("exporters", old.exporters != new.exporters),
+            ("exporters", exporters != new.exporters),
             ("state", old.state != new.state),
             ("shutdown", old.shutdown != new.shutdown),
         ] {

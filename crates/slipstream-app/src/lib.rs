@@ -1,5 +1,6 @@
 //! The running collector: the wiring of the pipeline ([`app`]), the admin server ([`admin`],
-//! [`api`], [`ui`]), the memory limit ([`memory`], [`allocator`]) and saved state ([`state`]).
+//! [`api`], [`ui`]), the memory limit ([`memory`], [`allocator`]), saved state ([`state`]) and state
+//! taken from peer gateways ([`peers`]).
 //!
 //! The components (receiver, aggregator, SLO engine, exporters, state) never see each other;
 //! this crate builds each from its config section and plugs them together through the traits
@@ -11,6 +12,7 @@ pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod memory;
+pub mod peers;
 pub mod sinks;
 pub mod state;
 pub mod ui;

@@ -77,6 +77,20 @@ impl EventSink for Fed<EventExporters> {
     }
 }
 
+impl Fed<AggregatesExporter> {
+    /// Ships to the gateways `cfg` names from now on ([`AggregatesExporter::reload`]); nothing
+    /// once the exporter was taken out.
+    pub fn reload(
+        &self,
+        cfg: &slipstream_config::exporters::AggregatesConfig,
+    ) -> Result<(), slipstream_exporters::Error> {
+        match lock(&self.exporter).as_ref() {
+            Some(e) => e.reload(cfg),
+            None => Ok(()),
+        }
+    }
+}
+
 impl AggregatesSink for Fed<AggregatesExporter> {
     fn add(&self, series: Vec<slipstream_core::aggregates::Series>) {
         if let Some(e) = lock(&self.exporter).as_ref() {

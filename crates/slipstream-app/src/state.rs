@@ -48,8 +48,29 @@ pub mod names {
         "SLOs whose windows and alert states were restored at start."
     );
 
+    metric!(
+        TRANSFERS,
+        "slipstream_state_transfers_total",
+        Counter,
+        ["outcome"],
+        "Services new to this gateway whose state was asked of its peers, by outcome (imported, empty: no peer holds it, failed: no answer in time)."
+    );
+    metric!(
+        TRANSFERS_SERVED,
+        "slipstream_state_transfers_served_total",
+        Counter,
+        [],
+        "Services' states served to peer gateways."
+    );
+
     /// Every metric of this module.
-    pub const ALL: &[&MetricDesc] = &[&SNAPSHOTS, &SNAPSHOT_BYTES, &RESTORED_SLOS];
+    pub const ALL: &[&MetricDesc] = &[
+        &SNAPSHOTS,
+        &SNAPSHOT_BYTES,
+        &RESTORED_SLOS,
+        &TRANSFERS,
+        &TRANSFERS_SERVED,
+    ];
 }
 
 /// The open store and its counters.
