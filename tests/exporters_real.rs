@@ -5,11 +5,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use slipstream_config::exporters::{AlertmanagerConfig, RemoteWriteConfig};
+use slipstream_config::exporters::RemoteWriteConfig;
 use slipstream_e2e::otlp::{Minute, scenario};
 use slipstream_e2e::procs::{Alertmanager, Prometheus};
 use slipstream_e2e::sdk::{emit, http_exporter};
-use slipstream_e2e::{eventually_async, http_get, start, test_config};
+use slipstream_e2e::{eventually_async, http_get, one_slo, start};
 
 const MIN: u64 = 60_000_000_000;
 
@@ -31,22 +31,11 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_and_receives_the_values_slipstream_computed() {
-    let mut cfg = test_config(
-        None,
-        "aggregator:
-  tick_interval: 1s
-slo:
-  evaluation_interval: 1s
-  templates: { availability: null, latency: null }
-  catalog:
-    checkout: { owner: team-payments, tier: tier-1 }
-  objectives:
-    - name: checkout-availability
-      service: checkout
-      sli: { kind: availability }
-      objective: 99.9
-",
-    );
+    let mut cfg = one_slo("checkout")
+        .tick_interval("1s")
+        .evaluation_interval("1s")
+        .catalog("{ owner: team-payments, tier: tier-1 }")
+        .config();
     cfg.exporters.prometheus.naming = slipstream_config::exporters::MetricNaming::Sloth;
     // The same Prometheus scrapes slipstream and receives its remote writes.
     let prom = Prometheus::start(&[]).await;
@@ -184,30 +173,14 @@ slo:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burn_rate_incident_from_real_otlp_traffic_fires_and_resolves_in_alertmanager() {
     let am = Alertmanager::start().await;
-    let mut cfg = test_config(
-        None,
-        "aggregator:
-  tick_interval: 1s
-slo:
-  evaluation_interval: 1s
-  templates: { availability: null, latency: null }
-  catalog:
-    checkout: { owner: team-payments, runbook_url: https://runbooks.example/checkout }
-  objectives:
-    - name: checkout-availability
-      service: checkout
-      sli: { kind: availability }
-      objective: 99.9
-      alerts:
-        - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }
-        - { severity: page, exhausts_within: 4h, window: 1h }
-",
-    );
-    cfg.exporters.alertmanager = Some(AlertmanagerConfig {
-        endpoints: vec![format!("http://{}", am.addr)],
-        resend_interval: Duration::from_secs(1),
-        ..Default::default()
-    });
+    let cfg = one_slo("checkout")
+        .tick_interval("1s")
+        .evaluation_interval("1s")
+        .catalog("{ owner: team-payments, runbook_url: https://runbooks.example/checkout }")
+        .alert("{ severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }")
+        .alert("{ severity: page, exhausts_within: 4h, window: 1h }")
+        .alertmanager(am.addr)
+        .config();
     let app = start(cfg).await;
     let http = app.http_addr.unwrap();
 

@@ -4,17 +4,14 @@
 //! spans from clients whose clocks run hours ahead and spans that arrive late among them.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use slipstream::replay::{InputFormat, OutputFormat, ReplayOptions, replay};
-use slipstream_app::app::App;
-use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, scenario};
-use slipstream_e2e::test_config;
+use slipstream_e2e::{OneSlo, one_slo};
 
 const MIN: u64 = 60_000_000_000;
 const HOUR: u64 = 60 * MIN;
@@ -23,15 +20,10 @@ const SKEW: u64 = MIN;
 /// 2026-01-01T00:00:00Z.
 const START: u64 = 1_767_225_600_000_000_000;
 
-const SLO: &str = "slo:
-  evaluation_interval: 30s
-  templates: { availability: null, latency: null }
-  objectives:
-    - name: checkout-availability
-      service: checkout
-      sli: { kind: availability }
-      objective: 99.9
-";
+/// `checkout-availability`, evaluated every 30 s.
+fn slo() -> OneSlo {
+    one_slo("checkout")
+}
 
 /// Spans ending further ahead than the skew (clamped and counted, live and replayed).
 const FUTURE_SPANS: u64 = 2;
@@ -99,11 +91,8 @@ fn base_traffic() -> Vec<ExportTraceServiceRequest> {
 /// end time among its spans that is not past the skew (a span further ahead comes from a
 /// client whose clock is wrong, not from the future).
 async fn live_events(requests: &[ExportTraceServiceRequest]) -> Vec<slipstream_slo::AlertEvent> {
-    let cfg = test_config(None, SLO);
     let clock = ManualClock::new(START);
-    let app = App::start_with(cfg, Arc::new(clock.clone()), false)
-        .await
-        .unwrap();
+    let app = slo().start_on(&clock).await;
     let http = app.http_addr.unwrap();
     let interval = 30_000_000_000;
     let mut events = Vec::new();
@@ -166,7 +155,7 @@ fn replay_events(path: &std::path::Path, format: InputFormat) -> Vec<slipstream_
 }
 
 fn replay_report(path: &std::path::Path, format: InputFormat) -> slipstream::replay::ReplayReport {
-    let config = Config::from_yaml(SLO).unwrap();
+    let config = slo().config();
     let opts = ReplayOptions {
         config,
         input: path.to_owned(),
@@ -256,7 +245,7 @@ fn replay_follows_a_recording_that_skips_ahead() {
     requests.extend(scenario("checkout", START + 4 * HOUR, 60, vec![ok; 60]));
     let pb = write_length_prefixed(&requests);
     let opts = ReplayOptions {
-        config: Config::from_yaml(SLO).unwrap(),
+        config: slo().config(),
         input: pb.path().to_owned(),
         format: InputFormat::Protobuf,
         output: OutputFormat::Json,
@@ -283,7 +272,7 @@ fn replay_refuses_a_truncated_protobuf_file_with_a_clear_error() {
     let cut = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(cut.path(), &bytes[..bytes.len() - 10]).unwrap();
     let opts = ReplayOptions {
-        config: Config::from_yaml(SLO).unwrap(),
+        config: slo().config(),
         input: cut.path().to_owned(),
         format: InputFormat::Protobuf,
         output: OutputFormat::Text,

@@ -3,29 +3,16 @@
 //! to, and a page an hour after the rollback names only it. The whole pipeline (OTLP/HTTP
 //! receiver, aggregator, SLO engine) on a manual clock.
 
-use std::sync::Arc;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use slipstream_app::app::App;
 use slipstream_core::ManualClock;
+use slipstream_e2e::one_slo;
 use slipstream_e2e::otlp::{Minute, scenario};
-use slipstream_e2e::test_config;
 
 const MIN: u64 = 60_000_000_000;
 const HOUR: u64 = 60 * MIN;
 /// 2026-01-01T00:00:00Z.
 const START: u64 = 1_767_225_600_000_000_000;
 const INTERVAL: u64 = 30_000_000_000;
-
-const SLO: &str = "slo:
-  evaluation_interval: 30s
-  templates: { availability: null, latency: null }
-  objectives:
-    - name: checkout-availability
-      service: checkout
-      sli: { kind: availability }
-      objective: 99.9
-";
 
 /// The version of each minute: an hour of 1.4.0, 1.5.0 from +1h to +1h55m, then 1.4.0
 /// again; from +2h58m every request fails (on 1.4.0).
@@ -63,9 +50,7 @@ async fn after_a_rollback_events_name_the_version_rolled_back_to() {
     let minutes = minutes();
     let requests: Vec<ExportTraceServiceRequest> = scenario("checkout", START, 60, minutes.clone());
     let clock = ManualClock::new(START);
-    let app = App::start_with(test_config(None, SLO), Arc::new(clock.clone()), false)
-        .await
-        .unwrap();
+    let app = one_slo("checkout").start_on(&clock).await;
     let http = app.http_addr.unwrap();
     // Where the running version is checked: before, during and after the deploy, around
     // the rollback, and at the page.
