@@ -185,7 +185,7 @@ impl Peers {
     fn asks(&self) -> bool {
         self.cfg
             .read()
-            .map(|c| !c.endpoints.is_empty())
+            .map(|c| !c.endpoints.is_empty() || c.statefulset.is_some())
             .unwrap_or(false)
     }
 
@@ -279,6 +279,8 @@ impl Peers {
     /// the service's shipments through.
     async fn ask(self: Arc<Self>, service: String) {
         let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let own = std::env::var("HOSTNAME").ok();
+        let peers = cfg.urls(own.as_deref());
         let started = tokio::time::Instant::now();
         let deadline = started + cfg.timeout;
         let url = |base: &String| {
@@ -292,7 +294,7 @@ impl Peers {
         let (outcome, best) = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let token = cfg.token();
-            let asks = cfg.endpoints.iter().map(|base| {
+            let asks = peers.iter().map(|base| {
                 let (client, token, url) = (self.client.clone(), token.clone(), url(base));
                 async move {
                     match tokio::time::timeout(left, fetch(&client, &url, &token?)).await {

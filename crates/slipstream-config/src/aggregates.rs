@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Errors;
+use crate::forward::StatefulSetConfig;
 use crate::receiver::AuthConfig;
 
 /// Default: partial aggregates are not taken.
@@ -46,6 +47,11 @@ pub struct PeersConfig {
     /// each serves `GET /api/v1/state/services/{service}`. Empty (the default): a service new
     /// to this gateway starts from empty windows and a full budget.
     pub endpoints: Vec<String>,
+    /// Besides `endpoints`: the gateways are the pods of this StatefulSet (the gateways' own,
+    /// the one the sidecars' `exporters.aggregates.statefulset` names, with `port` the admin
+    /// port, 8888), each asked at its stable DNS name; this gateway's own pod (the `HOSTNAME`
+    /// environment variable) is left out. Scale by changing `replicas` and reloading (SIGHUP).
+    pub statefulset: Option<StatefulSetConfig>,
     /// The bearer token presented to the peers (`Authorization: Bearer <token>`): one of their
     /// `receivers.otlp.aggregates.auth` tokens. Required with `endpoints`.
     pub bearer_token: Option<String>,
@@ -65,6 +71,7 @@ impl Default for PeersConfig {
     fn default() -> Self {
         PeersConfig {
             endpoints: Vec::new(),
+            statefulset: None,
             bearer_token: None,
             bearer_token_file: None,
             timeout: DEFAULT_PEERS_TIMEOUT,
@@ -73,6 +80,17 @@ impl Default for PeersConfig {
 }
 
 impl PeersConfig {
+    /// The admin base URLs of the peers: `endpoints`, then the pods of `statefulset` but the
+    /// one named `own` (this gateway's pod name).
+    pub fn urls(&self, own: Option<&str>) -> Vec<String> {
+        let pods = self.statefulset.iter().flat_map(StatefulSetConfig::pods);
+        self.endpoints
+            .iter()
+            .cloned()
+            .chain(pods.filter(|p| own != Some(p.name.as_str())).map(|p| p.url))
+            .collect()
+    }
+
     /// The token to present: `bearer_token`, or the contents of `bearer_token_file` (trimmed).
     pub fn token(&self) -> Result<String, String> {
         let path = "receivers.otlp.aggregates.peers";
@@ -119,8 +137,11 @@ impl PeersConfig {
             format!("{path}.bearer_token_file"),
             "expected bearer_token or bearer_token_file, not both",
         );
+        if let Some(s) = &self.statefulset {
+            s.validate(&format!("{path}.statefulset"), errs, path, None);
+        }
         errs.check(
-            self.endpoints.is_empty()
+            (self.endpoints.is_empty() && self.statefulset.is_none())
                 || self.bearer_token.is_some()
                 || self.bearer_token_file.is_some(),
             format!("{path}.bearer_token"),

@@ -110,3 +110,30 @@ fn peers_are_off_by_default_and_need_urls_a_token_and_a_timeout() {
     assert_eq!(p.token().unwrap(), "s1decar");
     assert_eq!(p.timeout, std::time::Duration::from_secs(2));
 }
+
+#[test]
+fn peers_may_be_the_pods_of_the_gateways_statefulset_but_this_one() {
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        endpoints: ['http://other:8888']\n        statefulset: { name: slipstream-gateway, service: slipstream-gateway-headless, namespace: obs, replicas: 3, port: 8888 }\n        bearer_token: s1decar\n";
+    let c = Config::from_yaml(yaml).unwrap();
+    let p = &c.receivers.otlp.aggregates.peers;
+    assert_eq!(
+        p.urls(Some("slipstream-gateway-1")),
+        [
+            "http://other:8888",
+            "http://slipstream-gateway-0.slipstream-gateway-headless.obs.svc:8888",
+            "http://slipstream-gateway-2.slipstream-gateway-headless.obs.svc:8888",
+        ]
+    );
+    assert_eq!(p.urls(None).len(), 4);
+
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        statefulset: { name: Gateway, service: gw, replicas: 0, port: 8888 }\n";
+    let paths: Vec<String> = errors(yaml).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "receivers.otlp.aggregates.peers.statefulset.name",
+            "receivers.otlp.aggregates.peers.statefulset.replicas",
+            "receivers.otlp.aggregates.peers.bearer_token",
+        ]
+    );
+}
