@@ -14,6 +14,8 @@
 //!   and its recent events.
 //! - `GET /api/v1/series?sort=traffic|errors&limit=N&window=5m`: the top series by requests or
 //!   by bad requests over the window.
+//! - `GET /api/v1/state/services/{service}`: one service's state for a peer gateway, answered
+//!   by [`crate::peers`] (with a sidecar token).
 //!
 //! Every write (`POST`, `PUT`, `PATCH`, `DELETE`) must pass [`Access::check_write`], before
 //! its body is read: no cross-origin `Origin` and no `Sec-Fetch-Site: cross-site` (403), the
@@ -35,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/silences"),
     ("POST", "/api/v1/silences"),
     ("DELETE", "/api/v1/silences/{id}"),
+    // Served by `crate::peers` to peer gateways.
+    ("GET", "/api/v1/state/services/{service}"),
 ];
 
 use std::sync::{Arc, RwLock};

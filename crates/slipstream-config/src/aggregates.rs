@@ -44,8 +44,9 @@ pub const DEFAULT_PEERS_TIMEOUT: Duration = Duration::from_secs(45);
 #[serde(deny_unknown_fields, default)]
 pub struct PeersConfig {
     /// Admin base URLs of the other gateways (`http://slipstream-gateway-1.slipstream-gateway:8888`);
-    /// each serves `GET /api/v1/state/services/{service}`. Empty (the default): a service new
-    /// to this gateway starts from empty windows and a full budget.
+    /// each serves `GET /api/v1/state/services/{service}`. Without these and `statefulset`
+    /// (the default), a service new to this gateway starts from empty windows and a full
+    /// budget.
     pub endpoints: Vec<String>,
     /// Besides `endpoints`: the gateways are the pods of this StatefulSet (the gateways' own,
     /// the one the sidecars' `exporters.aggregates.statefulset` names, with `port` the admin
