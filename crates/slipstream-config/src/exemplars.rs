@@ -21,8 +21,9 @@ pub struct ExemplarsConfig {
     /// `false` keeps none.
     pub enabled: bool,
     /// A URL template that turns an exemplar into a link to its trace, in Alertmanager
-    /// annotations, webhooks and the status page: `{trace_id}` (required) and `{span_id}`
-    /// are replaced by the ids in hex, for example `https://tempo.example/trace/{trace_id}`.
+    /// annotations, webhooks, `slipstream replay`'s events and the status page: `{trace_id}`
+    /// (required) and `{span_id}` are replaced by the ids in hex, for example
+    /// `https://tempo.example/trace/{trace_id}`.
     /// `null`: no links, ids only.
     pub trace_url: Option<String>,
 }
