@@ -863,52 +863,55 @@ async fn a_reload_rereads_the_sidecar_token_file() {
     app.shutdown().await;
 }
 
-/// Two gateways in this process, on the system clock with steps driven by the test: `a`
-/// took a sidecar's shipments 1 and 2 of `cart` (half of them failing); `b`, which knows `a`
-/// as its peer, gets `cart` from shipment 3 on, which the sidecar sends to both. `b` holds
-/// shipment 3 back (503) while it takes `cart`'s state from `a`, then takes it again without
-/// counting it (the state it took holds it), and counts shipment 4: both show the same SLO,
-/// every request once. A service no peer holds starts empty; the state is served only with a
-/// sidecar token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_new_to_a_service_takes_its_state_from_a_peer_and_counts_each_shipment_once() {
-    use prost::Message;
-    use slipstream_core::aggregates::{
-        ExportAggregatesRequest, HTTP_PATH, Overflow, Series, Slot, value,
-    };
-    use slipstream_e2e::raw::post_http;
+/// A gateway in this process taking the sidecars' shipments, asking the gateways whose
+/// admin servers are at `peers` (with a 10 s timeout) for a new service's state; on the system
+/// clock, its steps driven by the test.
+async fn gateway_in_process(peers: &[std::net::SocketAddr]) -> slipstream_app::app::App {
+    let mut cfg = slipstream_e2e::test_config(None, "");
+    cfg.receivers.otlp.aggregates = sidecars_only();
+    if !peers.is_empty() {
+        let p = &mut cfg.receivers.otlp.aggregates.peers;
+        p.endpoints = peers.iter().map(|a| format!("http://{a}")).collect();
+        p.bearer_token = Some(SIDECAR_TOKEN.into());
+        p.timeout = Duration::from_secs(10);
+    }
+    slipstream_app::app::App::start_with(
+        cfg,
+        std::sync::Arc::new(slipstream_core::SystemClock),
+        false,
+    )
+    .await
+    .unwrap()
+}
 
-    let start = |peers: Option<std::net::SocketAddr>| async move {
-        let mut cfg = slipstream_e2e::test_config(None, "");
-        cfg.receivers.otlp.aggregates = sidecars_only();
-        if let Some(admin) = peers {
-            let p = &mut cfg.receivers.otlp.aggregates.peers;
-            p.endpoints = vec![format!("http://{admin}")];
-            p.bearer_token = Some(SIDECAR_TOKEN.into());
-            p.timeout = Duration::from_secs(10);
+/// One sidecar run's shipments to in-process gateways.
+struct Shipments {
+    header: slipstream_core::aggregates::Header,
+    /// The start of the current minute's slot.
+    minute: u64,
+}
+
+impl Shipments {
+    fn new(gateway: &slipstream_app::app::App) -> Shipments {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mut header = gateway.aggregator.aggregates_header();
+        header.instance = "sidecar-1".into();
+        header.instance_started_unix_nanos = now;
+        Shipments {
+            header,
+            minute: now / (60 * SEC) * 60 * SEC,
         }
-        slipstream_app::app::App::start_with(
-            cfg,
-            std::sync::Arc::new(slipstream_core::SystemClock),
-            false,
-        )
-        .await
-        .unwrap()
-    };
-    let a = start(None).await;
-    let b = start(a.admin_addr).await;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let minute = now / (60 * SEC) * 60 * SEC;
-    let mut header = a.aggregator.aggregates_header();
-    header.instance = "sidecar-1".into();
-    header.instance_started_unix_nanos = now;
-    // Shipment `sequence` of `service`: `total` requests (`bad` failing) in the slot starting
-    // `ago` minutes before the current one.
-    let shipment = |service: &str, sequence: u64, ago: u64, total: u64, bad: u64| {
-        let mut header = header.clone();
+    }
+
+    /// Shipment `sequence` of `service`: `total` requests (`bad` failing) in the slot starting
+    /// `ago` minutes before the current one.
+    fn shipment(&self, service: &str, sequence: u64, ago: u64, total: u64, bad: u64) -> Vec<u8> {
+        use prost::Message;
+        use slipstream_core::aggregates::{ExportAggregatesRequest, Overflow, Series, Slot, value};
+        let mut header = self.header.clone();
         header.sequence = sequence;
         let string = |s: &str| slipstream_core::aggregates::Value {
             value: Some(value::Value::StringValue(s.into())),
@@ -919,7 +922,7 @@ async fn a_gateway_new_to_a_service_takes_its_state_from_a_peer_and_counts_each_
                 key: vec![string(service), string("prod")],
                 overflow: Overflow::None as i32,
                 slots: vec![Slot {
-                    start_unix_nanos: minute - ago * 60 * SEC,
+                    start_unix_nanos: self.minute - ago * 60 * SEC,
                     total,
                     bad,
                     bucket_indexes: vec![900],
@@ -930,20 +933,117 @@ async fn a_gateway_new_to_a_service_takes_its_state_from_a_peer_and_counts_each_
             }],
         }
         .encode_to_vec()
+    }
+}
+
+/// Posts a shipment with the sidecar token; the status.
+async fn post_shipment(to: std::net::SocketAddr, body: Vec<u8>) -> u16 {
+    slipstream_e2e::raw::post_http(
+        to,
+        slipstream_core::aggregates::HTTP_PATH,
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("authorization", "Bearer s1decar-t0ken"),
+        ],
+        body,
+    )
+    .await
+    .status
+}
+
+/// `slipstream_state_transfers_total{outcome}` of an in-process gateway.
+async fn transfers(app: &slipstream_app::app::App, outcome: &str) -> f64 {
+    let label = format!("outcome=\"{outcome}\"");
+    slipstream_e2e::self_metric(
+        app.admin_addr.unwrap(),
+        "slipstream_state_transfers_total",
+        &[&label],
+    )
+    .await
+}
+
+/// A peer that is down (its port refuses connections) while another holds the service: the
+/// state comes from the one that answers. Every peer down: the service is held for
+/// `peers.timeout`, then starts empty, counted as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_down_is_passed_over_and_with_every_peer_down_the_service_starts_empty() {
+    let down = slipstream_e2e::process::HeldPort::hold();
+    let a = gateway_in_process(&[]).await;
+    let b = gateway_in_process(&[down.addr(), a.admin_addr.unwrap()]).await;
+    let sidecar = Shipments::new(&a);
+    let (a_http, b_http) = (a.http_addr.unwrap(), b.http_addr.unwrap());
+    assert_eq!(
+        post_shipment(a_http, sidecar.shipment("cart", 1, 1, 100, 50)).await,
+        200
+    );
+    let second = sidecar.shipment("cart", 2, 0, 10, 0);
+    assert_eq!(post_shipment(a_http, second.clone()).await, 200);
+    assert_eq!(post_shipment(b_http, second.clone()).await, 503);
+    eventually_async("b to take cart from a", Duration::from_secs(10), || {
+        let second = second.clone();
+        async move { post_shipment(b_http, second).await == 200 }
+    })
+    .await;
+    assert_eq!(transfers(&b, "imported").await, 1.0);
+    assert_eq!(transfers(&b, "failed").await, 0.0);
+
+    // Only the peer that is down: held until the timeout, then empty.
+    let mut cfg = slipstream_e2e::test_config(None, "");
+    cfg.receivers.otlp.aggregates = sidecars_only();
+    let p = &mut cfg.receivers.otlp.aggregates.peers;
+    p.endpoints = vec![format!("http://{}", down.addr())];
+    p.bearer_token = Some(SIDECAR_TOKEN.into());
+    p.timeout = Duration::from_secs(1);
+    let c = slipstream_app::app::App::start_with(
+        cfg,
+        std::sync::Arc::new(slipstream_core::SystemClock),
+        false,
+    )
+    .await
+    .unwrap();
+    let c_http = c.http_addr.unwrap();
+    let third = sidecar.shipment("cart", 3, 0, 7, 0);
+    let held = std::time::Instant::now();
+    assert_eq!(post_shipment(c_http, third.clone()).await, 503);
+    eventually_async("c to start cart empty", Duration::from_secs(10), || {
+        let third = third.clone();
+        async move { post_shipment(c_http, third).await == 200 }
+    })
+    .await;
+    assert!(
+        held.elapsed() >= Duration::from_secs(1),
+        "held for the timeout"
+    );
+    assert_eq!(transfers(&c, "failed").await, 1.0);
+    c.step().await;
+    let (_, body) = slipstream_e2e::http_get(c.admin_addr.unwrap(), "/api/v1/slos").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let cart = v["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cart-availability")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cart["period_total"], 7.0, "{cart:#}");
+}
+
+/// Two gateways in this process, on the system clock with steps driven by the test: `a`
+/// took a sidecar's shipments 1 and 2 of `cart` (half of them failing); `b`, which knows `a`
+/// as its peer, gets `cart` from shipment 3 on, which the sidecar sends to both. `b` holds
+/// shipment 3 back (503) while it takes `cart`'s state from `a`, then takes it again without
+/// counting it (the state it took holds it), and counts shipment 4: both show the same SLO,
+/// every request once. A service no peer holds starts empty; the state is served only with a
+/// sidecar token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_new_to_a_service_takes_its_state_from_a_peer_and_counts_each_shipment_once() {
+    let a = gateway_in_process(&[]).await;
+    let b = gateway_in_process(&[a.admin_addr.unwrap()]).await;
+    let sidecar = Shipments::new(&a);
+    let shipment = |service: &str, sequence: u64, ago: u64, total: u64, bad: u64| {
+        sidecar.shipment(service, sequence, ago, total, bad)
     };
-    let post = |to: std::net::SocketAddr, body: Vec<u8>| async move {
-        post_http(
-            to,
-            HTTP_PATH,
-            &[
-                ("content-type", "application/x-protobuf"),
-                ("authorization", "Bearer s1decar-t0ken"),
-            ],
-            body,
-        )
-        .await
-        .status
-    };
+    let post = post_shipment;
     let (a_http, b_http) = (a.http_addr.unwrap(), b.http_addr.unwrap());
     assert_eq!(post(a_http, shipment("cart", 1, 2, 100, 50)).await, 200);
     assert_eq!(post(a_http, shipment("cart", 2, 1, 100, 50)).await, 200);
@@ -1002,13 +1102,6 @@ async fn a_gateway_new_to_a_service_takes_its_state_from_a_peer_and_counts_each_
         },
     )
     .await;
-    let transfers = |app: &slipstream_app::app::App, outcome: &str| {
-        let admin = app.admin_addr.unwrap();
-        let label = format!("outcome=\"{outcome}\"");
-        async move {
-            slipstream_e2e::self_metric(admin, "slipstream_state_transfers_total", &[&label]).await
-        }
-    };
     assert_eq!(transfers(b, "imported").await, 1.0);
     assert_eq!(
         slipstream_e2e::self_metric(
