@@ -20,6 +20,10 @@ pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Default delay a refused client is asked to wait before retrying.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Default limit of requests joined into one export: 0, each request sent as it came.
+pub const DEFAULT_MAX_BATCH_BYTES: ByteSize = ByteSize(0);
+/// The largest `max_batch_bytes`: the largest request a receiver takes by default.
+pub const MAX_BATCH_BYTES_LIMIT: ByteSize = ByteSize::mib(64);
 
 /// `forward`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,13 +48,20 @@ pub struct ForwardConfig {
     /// `none`, `gzip` or `zstd` (OTLP/gRPC and OTLP/HTTP both allow zstd; the downstream
     /// must accept it). Requests that arrived compressed are forwarded decompressed and
     /// re-compressed only when this says so. Each request is compressed once, before its
-    /// first attempt, at level 1 (gzip and zstd; `docs/benchmarks.md`, "Compression").
+    /// first attempt, at level 1 (gzip and zstd; `docs/benchmarks.md`, "Compression"). With
+    /// `gzip`, a request that arrived as one gzip member and is forwarded whole is sent as
+    /// those bytes, not compressed again.
     pub compression: ForwardCompression,
     /// Time allowed for one export call.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Number of export calls in flight at once.
     pub concurrency: usize,
+    /// Requests of one signal already waiting in the queue when an export call is free are
+    /// joined into one export of up to this many bytes (uncompressed), each still counted as
+    /// a request; 0 (the default) sends each request as it came. The downstream must take
+    /// requests this large (4 MiB is gRPC's usual limit).
+    pub max_batch_bytes: ByteSize,
     /// The bounded queue between the receivers and the exporter.
     pub queue: QueueConfig,
     /// Retries of failed exports.
@@ -68,6 +79,7 @@ impl Default for ForwardConfig {
             compression: ForwardCompression::None,
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             queue: QueueConfig::default(),
             retry: RetryConfig::default(),
         }
@@ -425,6 +437,11 @@ impl ForwardConfig {
             self.concurrency >= 1,
             format!("{path}.concurrency"),
             "expected at least 1",
+        );
+        errs.check(
+            self.max_batch_bytes.0 <= MAX_BATCH_BYTES_LIMIT.0,
+            format!("{path}.max_batch_bytes"),
+            format!("expected at most {MAX_BATCH_BYTES_LIMIT}"),
         );
         errs.check(
             !self.timeout.is_zero(),

@@ -144,6 +144,7 @@ impl Forwarder {
                 phase: phase_rx,
                 reachable: reachable.clone(),
                 counters: Arc::new(ForwardCounters::new(registry)),
+                max_batch: usize::try_from(cfg.max_batch_bytes.0).unwrap_or(usize::MAX),
             }
             .run(rx, cfg.concurrency),
         );
@@ -266,6 +267,23 @@ impl OtlpTarget {
         }
     }
 
+    /// The body of one export of `batch` (requests of one signal), in parts sent one after the
+    /// other: uncompressed, the requests' own buffers, not copied; compressed, their bodies
+    /// joined and compressed once (a request alone as [`OtlpTarget::encode_item`] does).
+    fn encode_batch(&self, batch: &[Item]) -> Vec<Bytes> {
+        match (batch, self.compression) {
+            ([item], _) => vec![self.encode_item(item)],
+            (_, ForwardCompression::None) => batch.iter().map(|i| i.body.clone()).collect(),
+            _ => {
+                let mut joined = Vec::with_capacity(batch.iter().map(|i| i.body.len()).sum());
+                for item in batch {
+                    joined.extend_from_slice(&item.body);
+                }
+                vec![self.encode_body(&Bytes::from(joined))]
+            }
+        }
+    }
+
     /// The `Content-Encoding` / `grpc-encoding` value, `None` when sent as is.
     fn encoding(&self) -> Option<&'static str> {
         match self.compression {
@@ -277,9 +295,14 @@ impl OtlpTarget {
 
     /// One export of an (already encoded) body over gRPC or HTTP.
     pub(crate) async fn send(&self, signal: Signal, body: Bytes) -> Result<(), SendError> {
+        self.send_parts(signal, vec![body]).await
+    }
+
+    /// [`OtlpTarget::send`] of a body in parts, sent one after the other.
+    async fn send_parts(&self, signal: Signal, parts: Vec<Bytes>) -> Result<(), SendError> {
         match self.protocol {
-            ForwardProtocol::Grpc => send_grpc(self, signal, body).await,
-            ForwardProtocol::Http => send_http(self, signal, body).await,
+            ForwardProtocol::Grpc => send_grpc(self, signal, parts).await,
+            ForwardProtocol::Http => send_http(self, signal, parts).await,
         }
     }
 }
@@ -381,6 +404,8 @@ struct Dispatcher {
     phase: watch::Receiver<Phase>,
     reachable: Arc<AtomicBool>,
     counters: Arc<ForwardCounters>,
+    /// `forward.max_batch_bytes`: 0 sends each request alone.
+    max_batch: usize,
 }
 
 /// How one delivery ended.
@@ -388,7 +413,7 @@ enum Delivered {
     /// Delivered, or dropped for good (counted).
     Done,
     /// Stopped by [`Phase::Abandon`] before it was delivered.
-    Abandoned(Item),
+    Abandoned(Vec<Item>),
 }
 
 impl Dispatcher {
@@ -402,6 +427,8 @@ impl Dispatcher {
         let mut report = DrainReport::default();
         // Memory and spill take turns, so neither starves the other.
         let mut spill_turn = false;
+        // A request taken from memory that could not join the last batch: sent next.
+        let mut held: Option<Item> = None;
         loop {
             let phase = *self.phase.borrow_and_update();
             if phase == Phase::Abandon {
@@ -431,7 +458,7 @@ impl Dispatcher {
             };
             let item = match (spill, spill_turn) {
                 (Some(s), true) => from_spill(s),
-                _ => match rx.try_recv() {
+                _ => match held.take().map_or_else(|| rx.try_recv(), Ok) {
                     Ok(item) => Some(item),
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                     Err(mpsc::error::TryRecvError::Empty) => match spill {
@@ -453,6 +480,7 @@ impl Dispatcher {
             };
             spill_turn = !spill_turn;
             let Some(item) = item else { continue };
+            let batch = self.batch(item, &mut rx, &mut held);
             let (target, reachable, counters, queue, spill, mut phase) = (
                 self.target.clone(),
                 self.reachable.clone(),
@@ -463,16 +491,18 @@ impl Dispatcher {
             );
             inflight.spawn(async move {
                 let abandoned = tokio::select! {
-                    () = deliver(&target, &item, &reachable, &counters) => false,
+                    () = deliver(&target, &batch, &reachable, &counters) => false,
                     _ = phase.wait_for(|p| *p == Phase::Abandon) => true,
                 };
                 drop(permit);
                 if abandoned {
-                    return Delivered::Abandoned(item);
+                    return Delivered::Abandoned(batch);
                 }
-                match (item.spilled, spill) {
-                    (Some(at), Some(spill)) => spill.ack(at),
-                    _ => queue.release(item.signal, item.held()),
+                for item in &batch {
+                    match (item.spilled, &spill) {
+                        (Some(at), Some(spill)) => spill.ack(at),
+                        _ => queue.release(item.signal, item.held()),
+                    }
                 }
                 Delivered::Done
             });
@@ -483,17 +513,57 @@ impl Dispatcher {
             self.settle(done, &mut report);
         }
         rx.close();
+        if let Some(item) = held.take() {
+            self.abandon(item, &mut report);
+        }
         while let Ok(item) = rx.try_recv() {
             self.abandon(item, &mut report);
         }
         report
     }
 
+    /// `first` and the requests already waiting in memory behind it that can go in the same
+    /// export: of the same signal, up to `forward.max_batch_bytes` together. Export requests are a
+    /// repeated field at the top level, so their bodies joined are one request holding them
+    /// all. A batch never waits for more requests: under light load each goes alone. A request
+    /// from the spill, or one sent as the gzip member it arrived as, goes alone; a request
+    /// that cannot join is kept in `held`, to go next.
+    fn batch(
+        &self,
+        first: Item,
+        rx: &mut mpsc::UnboundedReceiver<Item>,
+        held: &mut Option<Item>,
+    ) -> Vec<Item> {
+        let alone = |item: &Item| {
+            item.spilled.is_some()
+                || (item.gzip.is_some() && self.target.otlp.compression == ForwardCompression::Gzip)
+        };
+        if self.max_batch == 0 || alone(&first) || held.is_some() {
+            return vec![first];
+        }
+        let (signal, mut bytes) = (first.signal, first.body.len());
+        let mut batch = vec![first];
+        while bytes < self.max_batch {
+            let Ok(next) = rx.try_recv() else { break };
+            if next.signal != signal || alone(&next) || bytes + next.body.len() > self.max_batch {
+                *held = Some(next);
+                break;
+            }
+            bytes += next.body.len();
+            batch.push(next);
+        }
+        batch
+    }
+
     /// Accounts for one finished delivery task.
     fn settle(&self, done: Result<Delivered, tokio::task::JoinError>, report: &mut DrainReport) {
         match done {
             Ok(Delivered::Done) => {}
-            Ok(Delivered::Abandoned(item)) => self.abandon(item, report),
+            Ok(Delivered::Abandoned(batch)) => {
+                for item in batch {
+                    self.abandon(item, report);
+                }
+            }
             Err(e) => tracing::error!("a forward delivery task failed: {e}"),
         }
     }
@@ -525,24 +595,34 @@ impl Dispatcher {
     }
 }
 
-/// Sends one request until it is delivered, rejected for good, or retries run out.
-async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, counters: &ForwardCounters) {
-    let signal = item.signal.as_str();
-    let body = target.otlp.encode_item(item);
+/// Sends one export (a batch of requests joined) until it is delivered, rejected for good, or
+/// retries run out. Each request of the batch is counted as it would be alone.
+async fn deliver(
+    target: &Target,
+    batch: &[Item],
+    reachable: &AtomicBool,
+    counters: &ForwardCounters,
+) {
+    let signal = batch[0].signal;
+    let body = target.otlp.encode_batch(batch);
     let started = Instant::now();
     let mut attempt: u32 = 0;
     loop {
-        let result =
-            match tokio::time::timeout(target.timeout, target.otlp.send(item.signal, body.clone()))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(SendError::timeout(target.timeout)),
-            };
+        let result = match tokio::time::timeout(
+            target.timeout,
+            target.otlp.send_parts(signal, body.clone()),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(SendError::timeout(target.timeout)),
+        };
         let failure = match result {
             Ok(()) => {
                 reachable.store(true, Ordering::Release);
-                counters.delivered(item.signal, item.body.len());
+                for item in batch {
+                    counters.delivered(item.signal, item.body.len());
+                }
                 return;
             }
             Err(f) => f,
@@ -550,9 +630,12 @@ async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, counters:
         if failure.reason == FailureReason::Unreachable {
             reachable.store(false, Ordering::Release);
         }
+        let (requests, signal_name) = (batch.len(), signal.as_str());
         let Retry::After(asked) = failure.retry else {
-            counters.dropped(item.signal, ForwardDrop::RejectedDownstream);
-            tracing::warn!(signal, detail = %failure.detail, "downstream rejected a request permanently; dropped");
+            for item in batch {
+                counters.dropped(item.signal, ForwardDrop::RejectedDownstream);
+            }
+            tracing::warn!(signal = signal_name, requests, detail = %failure.detail, "downstream rejected an export permanently; its requests dropped");
             return;
         };
         let backoff = backoff(target.initial, target.max_interval, attempt);
@@ -560,12 +643,16 @@ async fn deliver(target: &Target, item: &Item, reachable: &AtomicBool, counters:
         if let Some(max) = target.max_elapsed
             && started.elapsed() + delay > max
         {
-            counters.dropped(item.signal, ForwardDrop::RetriesExhausted);
-            tracing::warn!(signal, detail = %failure.detail, "giving up on a request after {max:?} of retries; dropped");
+            for item in batch {
+                counters.dropped(item.signal, ForwardDrop::RetriesExhausted);
+            }
+            tracing::warn!(signal = signal_name, requests, detail = %failure.detail, "giving up on an export after {max:?} of retries; its requests dropped");
             return;
         }
-        counters.retried(item.signal, failure.reason);
-        tracing::debug!(signal, attempt, reason = failure.reason.as_str(), detail = %failure.detail, ?delay, "export failed; retrying");
+        for item in batch {
+            counters.retried(item.signal, failure.reason);
+        }
+        tracing::debug!(signal = signal_name, requests, attempt, reason = failure.reason.as_str(), detail = %failure.detail, ?delay, "export failed; retrying");
         tokio::time::sleep(delay).await;
         attempt = attempt.saturating_add(1);
     }
@@ -651,10 +738,17 @@ fn build_request(
     Ok(req)
 }
 
-async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), SendError> {
+async fn send_grpc(
+    target: &OtlpTarget,
+    signal: Signal,
+    parts: Vec<Bytes>,
+) -> Result<(), SendError> {
     let mut prefix = BytesMut::with_capacity(5);
     prefix.put_u8(u8::from(target.encoding().is_some()));
-    prefix.put_u32(body.len() as u32);
+    prefix.put_u32(parts.iter().map(Bytes::len).sum::<usize>() as u32);
+    let mut chunks = Vec::with_capacity(parts.len() + 1);
+    chunks.push(prefix.freeze());
+    chunks.extend(parts);
     let req = build_request(
         target,
         signal.grpc_path(),
@@ -663,7 +757,7 @@ async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(
             (header::TE, "trailers"),
         ],
         HeaderName::from_static("grpc-encoding"),
-        Chunks::new([prefix.freeze(), body]),
+        Chunks::new(chunks),
     )?;
     let resp = target
         .client
@@ -702,13 +796,17 @@ async fn send_grpc(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(
     grpc_status(code, &message, delay)
 }
 
-async fn send_http(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(), SendError> {
+async fn send_http(
+    target: &OtlpTarget,
+    signal: Signal,
+    parts: Vec<Bytes>,
+) -> Result<(), SendError> {
     let req = build_request(
         target,
         signal.http_path(),
         &[(header::CONTENT_TYPE, "application/x-protobuf")],
         header::CONTENT_ENCODING,
-        Chunks::new([body, Bytes::new()]),
+        Chunks::new(parts),
     )?;
     let resp = target
         .client
@@ -727,22 +825,22 @@ async fn send_http(target: &OtlpTarget, signal: Signal, body: Bytes) -> Result<(
     classify(RetryPolicy::Otlp, status, retry_after)
 }
 
-/// A request body of two chunks sent one after the other (the gRPC prefix, then the
-/// message), so that the message is sent from the buffer it is queued in, not copied to join
-/// them.
+/// A request body of chunks sent one after the other (the gRPC prefix, then the message or
+/// the requests of a batch), so that each is sent from the buffer it is queued in, not copied
+/// to join them.
 #[derive(Debug)]
 pub(crate) struct Chunks {
-    chunks: [Bytes; 2],
+    chunks: Vec<Bytes>,
     next: usize,
 }
 
 impl Chunks {
-    fn new(chunks: [Bytes; 2]) -> Self {
+    fn new(chunks: Vec<Bytes>) -> Self {
         Chunks { chunks, next: 0 }
     }
 
     fn left(&self) -> &[Bytes] {
-        &self.chunks[self.next.min(2)..]
+        &self.chunks[self.next.min(self.chunks.len())..]
     }
 }
 
@@ -754,7 +852,7 @@ impl hyper::body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        while self.next < 2 {
+        while self.next < self.chunks.len() {
             let i = self.next;
             self.next += 1;
             let chunk = std::mem::take(&mut self.chunks[i]);
