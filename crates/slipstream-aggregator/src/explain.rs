@@ -1,6 +1,7 @@
 //! What the bad requests share: per service and event-time slot, the bad requests and all
 //! requests counted by the value of each candidate attribute
-//! ([`SpanRecord::candidate`]), in sketches of a fixed size.
+//! ([`CandidateKeys::values`], looked up only in the spans counted), in sketches of a fixed
+//! size.
 //!
 //! # Sketches and their error
 //!
@@ -37,13 +38,19 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use slipstream_config::ExplainConfig;
-use slipstream_core::explain::ValueShare;
+use slipstream_core::explain::{CandidateKeys, ResourceValues, ValueShare};
 use slipstream_core::{MAX_CANDIDATES, SpanRecord, UnixNanos};
 
 use crate::key::fingerprint;
 
 /// Bytes of a value (its encoded `AnyValue`) or service name kept; longer ones are cut.
 pub(crate) const VALUE_BYTES: usize = 46;
+/// Bad requests (weighted) of a (service, slot) that a shard counts in the sketches, between
+/// two ticks, before it samples them ([`BAD_SAMPLE`]).
+pub(crate) const BAD_EXACT: u64 = 512;
+/// Past [`BAD_EXACT`], one bad request in this many is counted in the sketches (by a hash of
+/// its span id), as this many.
+pub(crate) const BAD_SAMPLE: u32 = 8;
 /// The smallest share of the bad requests a value must hold to be named.
 pub const MIN_BAD_SHARE: f64 = 0.1;
 
@@ -68,8 +75,13 @@ pub(crate) struct Spec {
     pub(crate) attrs: usize,
     /// Their names, for the ranking.
     names: Arc<[String]>,
+    /// The same, to find their values in a counted span.
+    keys: CandidateKeys,
     k: usize,
     good_sample: u32,
+    /// [`BAD_EXACT`] and [`BAD_SAMPLE`].
+    bad_exact: u64,
+    bad_sample: u32,
     /// Tables a shard holds between two ticks.
     max_tables: usize,
     max_services: usize,
@@ -84,9 +96,12 @@ impl Spec {
         let window = (cfg.window.as_nanos() as u64).div_ceil(slot_ns.max(1));
         Spec {
             attrs: names.len().min(MAX_CANDIDATES),
+            keys: CandidateKeys::new(&names),
             names: names.into(),
             k: cfg.counters.max(1),
             good_sample: cfg.good_sample.max(1),
+            bad_exact: BAD_EXACT,
+            bad_sample: BAD_SAMPLE,
             // A tick's spans fall in one or two slots, a few in older ones.
             max_tables: cfg.max_services.saturating_mul(2).max(1),
             max_services: cfg.max_services.max(1),
@@ -297,9 +312,17 @@ pub(crate) struct Counts {
     last: Option<(usize, usize, u64, usize)>,
     /// Requests not counted (weighted as counted): their service found no table.
     pub(crate) dropped: u64,
+    /// The candidate values of the last resource looked up in the request being recorded.
+    resource: ResourceValues,
 }
 
 impl Counts {
+    /// Starts a request: values looked up in the one before are forgotten.
+    #[inline]
+    pub(crate) fn new_request(&mut self) {
+        self.resource.clear();
+    }
+
     /// Offers a request recorded in `slot`: counted when bad, else one in `good_sample`
     /// ([`sampled`]).
     #[inline(always)]
@@ -327,12 +350,26 @@ impl Counts {
             return;
         };
         let t = &mut self.tables[t];
-        t.all += w;
+        let mut w = w;
         if bad {
+            // Totals stay exact; past `bad_exact`, the sketches count a sample.
+            let before = t.bad;
+            t.all += w;
             t.bad += w;
+            if before >= spec.bad_exact {
+                if !sampled(span, spec.bad_sample) {
+                    return;
+                }
+                w *= u64::from(spec.bad_sample);
+            }
+        } else {
+            t.all += w;
         }
-        for a in 0..spec.attrs {
-            let raw = span.candidate(a);
+        let mut vals = [&[][..]; MAX_CANDIDATES];
+        if spec.keys.values_cached(span, &mut vals, &mut self.resource) == 0 {
+            return;
+        }
+        for (a, &raw) in vals.iter().enumerate().take(spec.attrs) {
             if raw.is_empty() {
                 continue;
             }

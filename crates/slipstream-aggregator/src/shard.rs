@@ -1132,6 +1132,9 @@ impl Shard {
         if AHEAD {
             ahead.start(cfg, keys, delta, spans);
         }
+        if cfg.explain.on() {
+            delta.explain.new_request();
+        }
         let block = if AHEAD { BLOCK } else { spans.len().max(1) };
         // The previous span and its series (local number), across blocks.
         let mut last: Option<(&SpanRecord<'_>, u32)> = None;

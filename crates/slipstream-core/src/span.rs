@@ -5,7 +5,7 @@ use std::fmt;
 /// The most attribute dimensions (resource and span together) a series key may carry.
 pub const MAX_DIMENSIONS: usize = 8;
 
-/// The most candidate attributes ([`ScanSpec::candidate_keys`]) the scanner reads per span.
+/// The most candidate attributes ([`ScanSpec::candidate_keys`]) read per span.
 pub const MAX_CANDIDATES: usize = 16;
 
 /// OTLP `Span.SpanKind`.
@@ -153,8 +153,9 @@ pub struct ScanSpec {
     /// Span attribute keys (for example `http.route`).
     pub span_keys: Vec<String>,
     /// Candidate attributes (at most [`MAX_CANDIDATES`]), whose values say what the bad
-    /// requests share: each is looked up on the span first, then on its resource. Their
-    /// values land in [`SpanRecord::candidates`], in this order.
+    /// requests share: each is looked up on the span first, then on its resource, by
+    /// [`crate::explain::CandidateKeys::values`] (the scanner only notes where the span and
+    /// its resource are).
     pub candidate_keys: Vec<String>,
 }
 
@@ -203,13 +204,16 @@ pub struct SpanRecord<'a> {
     /// The span's `span_id` (8 bytes) when it has a valid one, else empty.
     pub span_id: &'a [u8],
     /// The request the span was read from, when [`ScanSpec::candidate_keys`] asked for
-    /// values in it ([`SpanRecord::candidate`]); else empty.
+    /// values in it ([`crate::explain::CandidateKeys::values`]); else empty.
     pub request: &'a [u8],
-    /// Where the values of [`ScanSpec::candidate_keys`] are in `request`, in order: the
-    /// offset of the length prefix of each attribute's encoded `AnyValue` (the span's, else
-    /// its resource's), 0 when neither has it. Offsets keep the record small; the values are
-    /// read only for the requests that are counted.
-    pub candidates: [u32; MAX_CANDIDATES],
+    /// Where the span's own `Span` message is in `request` (start and end offsets; `[0, 0]`
+    /// without a request). Offsets keep the record small; the candidate attributes are looked
+    /// up only in the spans that are counted.
+    pub span_at: [u32; 2],
+    /// Where the fields of its `ResourceSpans` that hold the `Resource` are in `request`
+    /// (from the first piece's key to the end of the last piece; other fields may lie
+    /// between).
+    pub resource_at: [u32; 2],
 }
 
 /// `2^56`: one more than the largest sampling threshold ([`SpanRecord::sampling_threshold`]).
@@ -219,20 +223,6 @@ impl<'a> SpanRecord<'a> {
     /// `end - start` in nanoseconds, zero when the end precedes the start.
     pub fn duration_nanos(&self) -> u64 {
         self.end_unix_nano.saturating_sub(self.start_unix_nano)
-    }
-
-    /// The encoded `AnyValue` of candidate attribute `i` ([`SpanRecord::candidates`]), not
-    /// decoded; empty when the span has none.
-    #[inline]
-    pub fn candidate(&self, i: usize) -> &'a [u8] {
-        let request: &'a [u8] = self.request;
-        match self.candidates.get(i) {
-            Some(&at) if at != 0 => request
-                .get(at as usize..)
-                .and_then(|rest| crate::wire::Reader::new(rest).bytes().ok())
-                .map_or(&[], |(value, _)| value),
-            _ => &[],
-        }
     }
 }
 

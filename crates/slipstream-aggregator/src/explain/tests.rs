@@ -32,21 +32,25 @@ fn spec(attributes: &[&str], counters: usize, good_sample: u32) -> Spec {
     Spec::new(&cfg, 60, SLOT)
 }
 
-fn span<'a>(service: &'a str, values: &[&[u8]]) -> SpanRecord<'a> {
-    // As the scanner leaves it: each value's length prefix at its offset in the request.
-    let mut request = vec![0u8];
-    let mut rec = SpanRecord {
-        service_name: Some(service),
-        ..SpanRecord::default()
-    };
-    for (i, v) in values.iter().enumerate() {
-        assert!(v.len() < 128);
-        rec.candidates[i] = request.len() as u32;
-        request.push(v.len() as u8);
+fn span<'a>(spec: &Spec, service: &'a str, values: &[&[u8]]) -> SpanRecord<'a> {
+    // As the scanner leaves it: a request holding the span, whose attributes are the values
+    // under the spec's names, in order.
+    let mut request = Vec::new();
+    for (name, v) in spec.names.iter().zip(values) {
+        assert!(name.len() + v.len() + 4 < 128);
+        request.push(0x4a); // field 9, attributes
+        request.push((name.len() + v.len() + 4) as u8);
+        request.extend_from_slice(&[0x0a, name.len() as u8]);
+        request.extend_from_slice(name.as_bytes());
+        request.extend_from_slice(&[0x12, v.len() as u8]);
         request.extend_from_slice(v);
     }
-    rec.request = Box::leak(request.into_boxed_slice());
-    rec
+    SpanRecord {
+        service_name: Some(service),
+        span_at: [0, request.len() as u32],
+        request: Box::leak(request.into_boxed_slice()),
+        ..SpanRecord::default()
+    }
 }
 
 /// Counts, absorbs and reads back.
@@ -88,7 +92,7 @@ fn the_value_the_bad_requests_share_is_ranked_first() {
         for (r, route) in routes.iter().enumerate() {
             for (p, pod) in pods.iter().enumerate() {
                 let bad = r == 3 && p == 7;
-                let rec = span("checkout", &[route, pod]);
+                let rec = span(&spec, "checkout", &[route, pod]);
                 counts.offer(&spec, &rec, 5, bad, 0);
                 // Extra bad requests on the incident's route and pod.
                 if bad && round < 9 {
@@ -126,7 +130,7 @@ fn status_codes_rank_after_where_the_requests_fail() {
     for _ in 0..50 {
         for (i, r) in routes.iter().enumerate() {
             let bad = i == 0;
-            let rec = span("a", &[if bad { &boom } else { &ok }, r]);
+            let rec = span(&spec, "a", &[if bad { &boom } else { &ok }, r]);
             counts.offer(&spec, &rec, 1, bad, 0);
         }
     }
@@ -141,7 +145,7 @@ fn memory_is_bounded_whatever_the_cardinality() {
     let mut counts = Counts::default();
     for i in 0..10_000 {
         let v = string(&format!("/distinct/{i}"));
-        counts.offer(&spec, &span("a", &[&v]), 1, i % 2 == 0, 0);
+        counts.offer(&spec, &span(&spec, "a", &[&v]), 1, i % 2 == 0, 0);
     }
     assert_eq!(counts.used, 1);
     let t = &counts.tables[0];
@@ -162,7 +166,7 @@ fn services_beyond_the_limit_are_not_counted() {
     let v = string("/x");
     let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
     for name in &names {
-        counts.offer(&cfg_spec, &span(name, &[&v]), 1, true, 0);
+        counts.offer(&cfg_spec, &span(&cfg_spec, name, &[&v]), 1, true, 0);
     }
     assert_eq!(counts.used, 2);
     assert_eq!(counts.dropped, 3);
@@ -182,7 +186,7 @@ fn good_requests_are_sampled_without_bias() {
         let v = if i % 4 == 0 { &a } else { &b };
         let rec = SpanRecord {
             span_id: id,
-            ..span("s", &[v])
+            ..span(&spec, "s", &[v])
         };
         counts.offer(&spec, &rec, 1, false, 0);
     }
@@ -205,7 +209,7 @@ fn slots_outside_the_window_are_forgotten() {
     let v = string("/x");
     for slot in 0..6 {
         let mut counts = Counts::default();
-        counts.offer(&s, &span("a", &[&v]), slot, true, 0);
+        counts.offer(&s, &span(&s, "a", &[&v]), slot, true, 0);
         kept.absorb(&counts);
     }
     kept.age(5);
@@ -213,6 +217,43 @@ fn slots_outside_the_window_are_forgotten() {
     assert_eq!(slots, vec![3, 4, 5]);
     kept.age(100);
     assert!(kept.services.is_empty());
+}
+
+#[test]
+fn bad_requests_past_the_exact_count_are_sampled_without_bias() {
+    let spec = spec(&["http.route"], 8, 64);
+    let mut counts = Counts::default();
+    let (a, b) = (string("/a"), string("/b"));
+    // 40,000 bad requests with sequential span ids: a quarter on /a.
+    let n = 40_000u64;
+    let ids: Vec<[u8; 8]> = (0..n).map(u64::to_le_bytes).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let v = if i % 4 == 0 { &a } else { &b };
+        let rec = SpanRecord {
+            span_id: id,
+            ..span(&spec, "s", &[v])
+        };
+        counts.offer(&spec, &rec, 1, true, 0);
+    }
+    let t = &counts.tables[0];
+    // Totals are exact.
+    assert_eq!((t.all, t.bad), (n, n));
+    let count = |s: usize, v: &[u8]| {
+        t.entries(spec.k, s)
+            .find(|(_, x, _)| x.as_slice() == v)
+            .map_or(0, |e| e.2) as f64
+    };
+    let (in_bad, in_all) = (count(BAD, &a), count(ALL, &a));
+    // The sketch sums to about the total; /a's share within sampling error (one in 8 of
+    // 39,488 requests: a standard deviation of about 0.6%).
+    let sum: u64 = t.entries(spec.k, BAD).map(|e| e.2).sum();
+    assert!((sum as f64 / n as f64 - 1.0).abs() < 0.05, "{sum}");
+    assert!(
+        (in_bad / n as f64 - 0.25).abs() < 0.025,
+        "{}",
+        in_bad / n as f64
+    );
+    assert_eq!(in_bad, in_all);
 }
 
 proptest! {
@@ -223,14 +264,16 @@ proptest! {
         stream in prop::collection::vec((0u8..40, 0u8..4, 1u32..4), 1..2_000),
         k in 4usize..16,
     ) {
-        let spec = spec(&["v"], k, 1);
+        let mut spec = spec(&["v"], k, 1);
+        // The sketches' own bound, every bad request counted.
+        spec.bad_exact = u64::MAX;
         let mut shards: [Counts; 4] = Default::default();
         let mut exact: HashMap<u8, u64> = HashMap::new();
         let values: Vec<Vec<u8>> = (0..40).map(int).collect();
         for &(v, shard, w) in &stream {
             // Skewed: low values are frequent.
             let v = v % (1 + v / 4);
-            shards[usize::from(shard)].offer(&spec, &span("s", &[&values[usize::from(v)]]), 1, true, w);
+            shards[usize::from(shard)].offer(&spec, &span(&spec, "s", &[&values[usize::from(v)]]), 1, true, w);
             *exact.entry(v).or_default() += u64::from(w);
         }
         let refs: Vec<&Counts> = shards.iter().collect();

@@ -29,10 +29,11 @@
 //!   ([`AttrValue::as_i64`]: an int, or a string or integral double holding one), or else
 //!   `http.status_code` read the same way; [`SpanRecord::rpc_grpc_status_code`] is
 //!   `rpc.grpc.status_code` read the same way;
-//! - each of [`ScanSpec::candidate_keys`] is the span's attribute of that key (its first
-//!   occurrence), else the resource's; [`SpanRecord::candidate`] gives its `AnyValue` as
-//!   encoded, never decoded or checked here (an attribute whose value field appears more than
-//!   once gives its last occurrence), and [`SpanRecord::candidates`] where it is.
+//! - with [`ScanSpec::candidate_keys`], [`SpanRecord::request`] is the request and
+//!   [`SpanRecord::span_at`] and [`SpanRecord::resource_at`] say where the span and its
+//!   resource are in it; the candidate keys are not matched here, but only for the spans the
+//!   aggregator counts (`slipstream_core::explain::CandidateKeys::values`), so most spans
+//!   pay nothing for them.
 //!
 //! A request that prost rejects is rejected too, with one deliberate exception: the interior
 //! of fields the scanner skips (ids, trace state, events, links, scopes, status messages,
@@ -40,13 +41,11 @@
 //! checked only for fitting in its length, not decoded, so invalid UTF-8 or a malformed nested
 //! message there goes unnoticed. Strings the scanner does return are always valid UTF-8.
 //!
-//! [`ScanSpec`] keys beyond [`MAX_DIMENSIONS`] in total, and candidate keys beyond
-//! [`MAX_CANDIDATES`], are ignored (configuration validation refuses such specs).
+//! [`ScanSpec`] keys beyond [`MAX_DIMENSIONS`] in total are ignored (configuration
+//! validation refuses such specs).
 
 use slipstream_core::wire::{I32, I64, LEN, RECURSION_LIMIT, Reader, VARINT, WireError};
-use slipstream_core::{
-    AttrValue, MAX_CANDIDATES, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode,
-};
+use slipstream_core::{AttrValue, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode};
 
 mod tracestate;
 mod walk;
@@ -245,8 +244,7 @@ const DEPTH_STATUS: u32 = 4;
 // === key lookup ===
 
 /// Targets a key fills, as bits: 0..MAX_DIMENSIONS are dimension slots, then the fixed ones,
-/// numbered separately in the resource table (`T_SERVICE_*`) and the span table (`T_*_STATUS*`),
-/// then from [`T_CANDIDATE`] the candidate attributes (in both tables).
+/// numbered separately in the resource table (`T_SERVICE_*`) and the span table (`T_*_STATUS*`).
 type Targets = u32;
 
 const T_SERVICE_NAME: u32 = MAX_DIMENSIONS as u32;
@@ -255,11 +253,8 @@ const T_HTTP_STATUS: u32 = MAX_DIMENSIONS as u32;
 const T_HTTP_STATUS_OLD: u32 = MAX_DIMENSIONS as u32 + 1;
 const T_GRPC_STATUS: u32 = MAX_DIMENSIONS as u32 + 2;
 const DIM_MASK: Targets = (1 << MAX_DIMENSIONS) - 1;
-/// The bit of the first candidate attribute ([`SpanRecord::candidates`]).
-const T_CANDIDATE: u32 = 16;
-const CANDIDATE_MASK: Targets = (((1u64 << MAX_CANDIDATES) - 1) << T_CANDIDATE) as Targets;
 
-const MAX_KEYS: usize = MAX_DIMENSIONS + 3 + MAX_CANDIDATES;
+const MAX_KEYS: usize = MAX_DIMENSIONS + 3;
 
 /// The attribute keys one level (resource or span) extracts, each with the targets it fills.
 #[derive(Debug)]
@@ -452,12 +447,6 @@ impl<'s> Keys<'s> {
             }
             span.add(key, slot as u32);
         }
-        // Candidates: read on the span, else on its resource (the span's value overrides the
-        // one the template copied from the resource).
-        for (i, key) in spec.candidate_keys.iter().take(MAX_CANDIDATES).enumerate() {
-            resource.add(key, T_CANDIDATE + i as u32);
-            span.add(key, T_CANDIDATE + i as u32);
-        }
         Self {
             resource,
             alternatives,
@@ -501,6 +490,14 @@ fn scan_resource_spans<'a>(
                     &mut found,
                     &mut fallback,
                 )?;
+                if !request.is_empty() {
+                    // From the first piece to the end of the last: candidate values are
+                    // looked up there for the spans counted.
+                    if template.resource_at[1] == 0 {
+                        template.resource_at[0] = offset32(at);
+                    }
+                    template.resource_at[1] = offset32(pass.offset());
+                }
             }
             2 => {
                 pass.skip_known(field, wt, LEN, RESOURCE_SPANS, at)?;
@@ -582,18 +579,17 @@ fn scan_resource<'a>(
                 Reader::expect(wt, LEN, field, RESOURCE, at)?;
                 let attribute = keys.attribute(&mut r, at)?;
                 for (rank, table) in keys.alternatives[..keys.n_alternatives].iter().enumerate() {
-                    let (targets, value, _) =
+                    let (targets, value) =
                         scan_attribute(attribute.clone(), table, 0, DEPTH_RESOURCE + 1)?;
                     if targets != 0 {
                         fallback.offer(targets, rank, value);
                     }
                 }
-                let (targets, value, raw) =
+                let (targets, value) =
                     scan_attribute(attribute, &keys.resource, *found, DEPTH_RESOURCE + 1)?;
                 if targets != 0 {
                     *found |= targets;
                     fill_dims(&mut template.dims, targets, value);
-                    fill_candidates(&mut template.candidates, targets, raw);
                     let s = match value {
                         AttrValue::Str(s) => Some(s),
                         _ => None,
@@ -634,7 +630,12 @@ fn scan_scope_spans<'a>(
                 // Filled in place: no copy of the record through the stack.
                 out.push(*template);
                 let last = out.len() - 1;
-                scan_span(span, keys, &mut out[last])?;
+                let rec = &mut out[last];
+                if !rec.request.is_empty() {
+                    let start = span.offset();
+                    rec.span_at = [offset32(start), offset32(start + span.rest().len())];
+                }
+                scan_span(span, keys, rec)?;
             }
             1 | 3 => r.skip_known(field, wt, LEN, SCOPE_SPANS, at)?,
             _ => r.skip(field, wt, at, RECURSION_LIMIT - DEPTH_SCOPE_SPANS)?,
@@ -668,7 +669,7 @@ fn scan_span<'a>(
             9 => {
                 Reader::expect(wt, LEN, field, SPAN, at)?;
                 attributes += 1;
-                let (targets, value, raw) = scan_attribute(
+                let (targets, value) = scan_attribute(
                     keys.attribute(&mut r, at)?,
                     &keys.span,
                     found,
@@ -677,7 +678,6 @@ fn scan_span<'a>(
                 if targets != 0 {
                     found |= targets;
                     fill_dims(&mut rec.dims, targets, value);
-                    fill_candidates(&mut rec.candidates, targets, raw);
                     if targets & (1 << T_HTTP_STATUS) != 0 {
                         http = value;
                     }
@@ -771,17 +771,15 @@ fn scan_status(mut r: Reader<'_>, status: &mut StatusCode) -> Result<(), ScanErr
     Ok(())
 }
 
-/// `KeyValue` at nesting `depth`: returns the targets its key fills that are not `found` yet,
-/// its value (decoded only when a target other than a candidate asks for it) and, for the
-/// candidates, where the encoded value is (the offset of its length prefix, of the last
-/// occurrence of the field; 0 without one).
+/// `KeyValue` at nesting `depth`: returns the targets its key fills that are not `found` yet
+/// and its value.
 #[inline(always)]
 fn scan_attribute<'a>(
     mut kv: Reader<'a>,
     table: &KeyTable<'_>,
     found: Targets,
     depth: u32,
-) -> Result<(Targets, AttrValue<'a>, u32), ScanError> {
+) -> Result<(Targets, AttrValue<'a>), ScanError> {
     // Fast path for the layout every encoder writes: the key, then one value, each shorter
     // than 128 bytes.
     let d = kv.rest();
@@ -793,21 +791,17 @@ fn scan_attribute<'a>(
                 let key = &d[2..2 + klen];
                 let targets = table.lookup(key) & !found;
                 if targets == 0 {
-                    return Ok((0, AttrValue::Absent, 0));
+                    return Ok((0, AttrValue::Absent));
                 }
-                let at = offset32(kv.offset() + klen + 3);
                 let mut value = AttrValue::Absent;
-                if targets & !CANDIDATE_MASK != 0 {
-                    scan_any_value(kv.sub(klen + 4, d.len()), key, depth + 1, &mut value)?;
-                }
-                return Ok((targets, value, at));
+                scan_any_value(kv.sub(klen + 4, d.len()), key, depth + 1, &mut value)?;
+                return Ok((targets, value));
             }
         }
     }
     let whole = kv.clone();
     let mut key: &[u8] = &[];
     let mut first_value = None;
-    let mut last_value = 0u32;
     let mut values = 0u32;
     while !kv.is_empty() {
         let at = kv.offset();
@@ -819,7 +813,6 @@ fn scan_attribute<'a>(
             }
             2 => {
                 Reader::expect(wt, LEN, field, KEY_VALUE, at)?;
-                last_value = offset32(kv.offset());
                 let value = kv.message()?;
                 if values == 0 {
                     first_value = Some(value);
@@ -832,12 +825,9 @@ fn scan_attribute<'a>(
     }
     let targets = table.lookup(key) & !found;
     if targets == 0 {
-        return Ok((0, AttrValue::Absent, 0));
+        return Ok((0, AttrValue::Absent));
     }
     let mut value = AttrValue::Absent;
-    if targets & !CANDIDATE_MASK == 0 {
-        return Ok((targets, value, last_value));
-    }
     match first_value {
         Some(v) if values == 1 => scan_any_value(v, key, depth + 1, &mut value)?,
         Some(_) => {
@@ -855,7 +845,7 @@ fn scan_attribute<'a>(
         }
         None => {}
     }
-    Ok((targets, value, last_value))
+    Ok((targets, value))
 }
 
 /// `AnyValue` at nesting `depth`, merged into `value`: the last oneof member set wins, and an
@@ -957,17 +947,7 @@ fn fill_dims<'a>(
     }
 }
 
-/// Stores the offset `at` of an encoded value in every candidate slot among `targets`.
-#[inline]
-fn fill_candidates(candidates: &mut [u32; MAX_CANDIDATES], targets: Targets, at: u32) {
-    let mut slots = targets & CANDIDATE_MASK;
-    while slots != 0 {
-        candidates[(slots.trailing_zeros() - T_CANDIDATE) as usize] = at;
-        slots &= slots - 1;
-    }
-}
-
-/// An offset in the request as a candidate stores it: 0 (none) past 4 GiB.
+/// An offset in the request as a record stores it: 0 (none) past 4 GiB.
 #[inline]
 fn offset32(at: usize) -> u32 {
     u32::try_from(at).unwrap_or(0)

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
+use slipstream_core::explain::CandidateKeys;
 use slipstream_core::{
     AttrValue, MAX_CANDIDATES, MAX_DIMENSIONS, ScanSpec, SpanKind, SpanRecord, StatusCode,
 };
@@ -79,8 +80,9 @@ fn reference<'a>(req: &'a ExportTraceServiceRequest, spec: &ScanSpec) -> Vec<Spa
                     rpc_grpc_status_code: attr(attrs, "rpc.grpc.status_code").as_i64(),
                     dims,
                     sampling_threshold: threshold_of(&span.trace_state),
-                    candidates: [0; MAX_CANDIDATES],
                     request: &[],
+                    span_at: [0, 0],
+                    resource_at: [0, 0],
                     // Ids only when both are valid (a span may lack them with the id check off).
                     trace_id: ids_of(span).0,
                     span_id: ids_of(span).1,
@@ -1228,6 +1230,13 @@ fn candidate(raw: &[u8]) -> Option<Value> {
         .value
 }
 
+/// The candidate values of `rec`, as the aggregator looks them up.
+fn candidates<'a>(spec: &ScanSpec, rec: &SpanRecord<'a>) -> [&'a [u8]; MAX_CANDIDATES] {
+    let mut out = [&[][..]; MAX_CANDIDATES];
+    CandidateKeys::new(&spec.candidate_keys).values(rec, &mut out);
+    out
+}
+
 #[test]
 fn candidates_are_read_on_the_span_then_on_the_resource() {
     let dims = spec(&["k8s.pod.name"], &["http.route"]);
@@ -1261,27 +1270,22 @@ fn candidates_are_read_on_the_span_then_on_the_resource() {
     let buf = request(resource, spans).encode_to_vec();
     let got = scan(&buf, &spec).unwrap();
     // The first occurrence on the span; else the resource's first; absent is empty.
-    assert_eq!(candidate(got[0].candidate(0)), Some(s("/pay")));
-    assert_eq!(candidate(got[0].candidate(1)), Some(s("pod-1")));
-    assert_eq!(candidate(got[0].candidate(2)), Some(Value::IntValue(503)));
-    assert_eq!(candidate(got[0].candidate(3)), None);
-    assert_eq!(candidate(got[1].candidate(0)), None);
-    assert_eq!(candidate(got[1].candidate(1)), Some(s("pod-9")));
-    assert!(
-        got.iter()
-            .all(|r| r.candidates[4..].iter().all(|&c| c == 0))
-    );
-    assert!(
-        got.iter()
-            .all(|r| (4..MAX_CANDIDATES).all(|i| r.candidate(i).is_empty()))
-    );
+    let (c0, c1) = (candidates(&spec, &got[0]), candidates(&spec, &got[1]));
+    assert_eq!(candidate(c0[0]), Some(s("/pay")));
+    assert_eq!(candidate(c0[1]), Some(s("pod-1")));
+    assert_eq!(candidate(c0[2]), Some(Value::IntValue(503)));
+    assert_eq!(candidate(c0[3]), None);
+    assert_eq!(candidate(c1[0]), None);
+    assert_eq!(candidate(c1[1]), Some(s("pod-9")));
+    assert!([c0, c1].iter().all(|c| c[4..].iter().all(|v| v.is_empty())));
     // Dimensions and the fixed fields read as without candidates.
     let plain = scan(&buf, &dims).unwrap();
     for (a, b) in got.iter().zip(&plain) {
         assert_eq!(
             SpanRecord {
-                candidates: [0; MAX_CANDIDATES],
                 request: &[],
+                span_at: [0, 0],
+                resource_at: [0, 0],
                 ..*a
             },
             *b
@@ -1289,6 +1293,63 @@ fn candidates_are_read_on_the_span_then_on_the_resource() {
     }
     assert_eq!(got[0].dims[0], AttrValue::Str("pod-1"));
     assert_eq!(got[0].http_status_code, Some(503));
+    // Without candidate keys the record says nothing of where the span is.
+    assert!(
+        plain
+            .iter()
+            .all(|r| r.request.is_empty() && r.span_at == [0, 0])
+    );
+}
+
+#[test]
+fn candidates_are_read_from_a_resource_in_pieces() {
+    // A resource in two pieces, one after the spans: the first occurrence of a key across
+    // the pieces counts, as in the merged tree.
+    let spec = ScanSpec {
+        candidate_keys: ["k8s.pod.name", "cloud.region", "http.route"]
+            .map(str::to_owned)
+            .to_vec(),
+        ..ScanSpec::default()
+    };
+    let piece = |attributes: Vec<KeyValue>, spans: Vec<Span>| {
+        ResourceSpans {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_spans: if spans.is_empty() {
+                Vec::new()
+            } else {
+                vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }]
+            },
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let rs = [
+        piece(
+            vec![kv("service.name", s("a")), kv("k8s.pod.name", s("pod-1"))],
+            vec![server_span("x", vec![kv("http.route", s("/r"))])],
+        ),
+        piece(
+            vec![
+                kv("k8s.pod.name", s("pod-2")),
+                kv("cloud.region", s("eu-1")),
+            ],
+            Vec::new(),
+        ),
+    ]
+    .concat();
+    let buf = len_field(1, &rs);
+    let got = scan(&buf, &spec).unwrap();
+    assert_eq!(got.len(), 1);
+    let c = candidates(&spec, &got[0]);
+    assert_eq!(candidate(c[0]), Some(s("pod-1")));
+    assert_eq!(candidate(c[1]), Some(s("eu-1")));
+    assert_eq!(candidate(c[2]), Some(s("/r")));
 }
 
 #[test]
@@ -1333,7 +1394,7 @@ fn candidates_agree_with_the_decoded_tree() {
                     .and_then(|v| v.value)
             };
             let expected = find(&span.attributes).or_else(|| find(res));
-            assert_eq!(candidate(rec.candidate(i)), expected, "{key}");
+            assert_eq!(candidate(candidates(&spec, rec)[i]), expected, "{key}");
         }
     }
 }
