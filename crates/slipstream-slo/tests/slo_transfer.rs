@@ -133,3 +133,57 @@ fn an_explicit_objective_takes_its_windows_and_nothing_is_held_for_an_unknown_se
     a.engine.tick();
     assert_eq!((status(&b, "api")), (status(&a, "api")));
 }
+
+#[test]
+fn a_service_forgotten_and_taken_again_equals_the_peers_and_nothing_else_changes() {
+    let mut a = peer();
+    // `b` saw `cart` for 90 minutes only, then nothing of it (it left its replicas).
+    let mut b = harness(CONFIG);
+    for m in 0..120 {
+        let t = b.now();
+        b.engine.service_seen("web");
+        let web = b.id("web-availability");
+        b.engine.observe(web, t, 100, 100);
+        if m < 90 {
+            b.engine.service_seen("cart");
+            let cart = b.id("cart-availability");
+            b.engine.observe(cart, t, 1000 - m % 3, 1000);
+        }
+        b.clock.set(t + MIN);
+        b.engine.tick();
+    }
+    assert_eq!(b.engine.last_traffic("cart"), Some(START + 89 * MIN));
+    assert_eq!(b.engine.last_traffic("nobody"), None);
+    assert_eq!(b.now(), a.now());
+    let web_before = status(&b, "web-availability");
+
+    b.engine.forget_service("cart");
+    assert!(!b.engine.is_tracked("cart") && b.engine.id("cart-availability").is_none());
+    assert_eq!(b.engine.last_traffic("cart"), None);
+    let state = through_json(a.engine.export_service("cart").unwrap());
+    let report = b.engine.import_service("cart", state);
+    assert_eq!(report.restored, vec!["cart-availability".to_owned()]);
+    a.engine.tick();
+    let events = b.engine.tick();
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(
+        status(&b, "cart-availability"),
+        status(&a, "cart-availability")
+    );
+    assert_eq!(
+        status(&b, "web-availability").windows,
+        web_before.windows,
+        "another service keeps its data"
+    );
+
+    // An explicit objective is reset in place, then takes the peer's windows.
+    b.engine.service_seen("api");
+    let api = b.id("api");
+    b.engine.observe(api, b.now() - MIN, 5, 10);
+    b.engine.forget_service("api");
+    let state = through_json(a.engine.export_service("api").unwrap());
+    b.engine.import_service("api", state);
+    b.engine.tick();
+    a.engine.tick();
+    assert_eq!(status(&b, "api"), status(&a, "api"));
+}

@@ -9,11 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use super::SloEngine;
+use slipstream_core::UnixNanos;
+
 use super::persist::{Applied, record, saved_slo};
+use super::{RowState, SloEngine};
+use crate::model::SloId;
 use crate::persist::{
     DropReason, ENGINE_STATE_FORMAT, EngineState, RestoreReport, SavedSeen, SavedVersion,
 };
+use crate::spec::SloSource;
+use crate::window::WindowStore;
 
 // === impl SloEngine: one service's state ===
 
@@ -76,6 +81,44 @@ impl SloEngine {
             versions,
             recent_events: Vec::new(),
         })
+    }
+
+    /// When `service` last had traffic (clock time), as far as this engine knows: `None` when
+    /// it holds nothing of it. A gateway whose data of a service is older than its
+    /// aggregator's retention takes the service from a peer again ([`forget_service`](Self::forget_service), then
+    /// [`import_service`](Self::import_service)).
+    pub fn last_traffic(&self, service: &str) -> Option<UnixNanos> {
+        let seen = self.seen.get(service)?;
+        Some(seen.last.max(self.last_observed(service)))
+    }
+
+    /// Drops what the engine holds of `service`, to take it from a peer afresh: its templated
+    /// SLOs and the data kept aside for them go, its explicit SLOs start from empty windows and
+    /// clear alert rows, and it is no longer seen (its versions go too). Nothing is sent for a
+    /// row that was firing: the state imported next says whether it fires.
+    pub fn forget_service(&mut self, service: &str) {
+        if self.seen.remove(service).is_some() {
+            self.versions.remove(service);
+            if !self.explicit_services.contains(service) {
+                self.discovered -= 1;
+                self.metrics.discovered.add(-1);
+            }
+            if !self.catalog.contains_key(service) {
+                self.metrics.uncataloged.add(-1);
+            }
+        }
+        self.pending
+            .retain(|_, saved| saved.fingerprint.service() != service);
+        let ids: Vec<SloId> = self.by_service.get(service).cloned().unwrap_or_default();
+        for id in ids {
+            let slo = &mut self.slos[id.0 as usize];
+            if slo.spec.source == SloSource::Explicit {
+                slo.store = WindowStore::new(slo.spec.longest_window());
+                slo.rows = vec![RowState::default(); slo.spec.policy.len()];
+                slo.last_observed = 0;
+            }
+        }
+        self.remove_slos(|spec| spec.source == SloSource::Template && spec.service == service);
     }
 
     /// Adds the state of `service` from `state` (another engine's
@@ -163,7 +206,7 @@ impl SloEngine {
 impl EngineState {
     /// When `service` last had traffic, as far as this state knows (`None`: not seen in it).
     /// Of two peers' states for a service, the one seen later holds more.
-    pub fn last_seen(&self, service: &str) -> Option<slipstream_core::UnixNanos> {
+    pub fn last_seen(&self, service: &str) -> Option<UnixNanos> {
         if !self.seen.iter().any(|s| s == service) {
             return None;
         }
