@@ -9,24 +9,24 @@ use slipstream_app::app::App;
 use slipstream_config::Config;
 use slipstream_core::ManualClock;
 use slipstream_e2e::otlp::{Minute, play_minute, scenario};
-use slipstream_e2e::{http_get, self_metric, test_config};
+use slipstream_e2e::{OneSlo, http_get, one_slo, self_metric};
 
 const MIN: u64 = 60_000_000_000;
 /// 2026-05-01T00:00:00Z.
 const START: u64 = 1_777_593_600_000_000_000;
 
-const SLO: &str = "slo:
-  evaluation_interval: 1m
-  templates: { availability: null, latency: null }
-  objectives:
-    - name: cart-availability
-      service: cart
-      sli: { kind: availability }
-      objective: 99.9
-";
+/// `cart-availability`, evaluated every minute.
+fn slo() -> OneSlo {
+    one_slo("cart").evaluation_interval("1m")
+}
 
+/// [`slo`] with its state in `dir`.
 fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = test_config(None, SLO);
+    with_state(slo(), dir)
+}
+
+fn with_state(slo: OneSlo, dir: &std::path::Path) -> Config {
+    let mut cfg = slo.config();
     cfg.state.dir = Some(dir.to_owned());
     cfg
 }
@@ -118,17 +118,11 @@ async fn a_graceful_restart_keeps_budget_windows_and_alerts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_alert_is_re_sent_with_the_example_traces_it_fired_with() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "exemplars: {{ trace_url: \"https://tempo.example/trace/{{trace_id}}\" }}\n{}",
-        SLO.replace(
-            "  evaluation_interval: 1m\n",
-            "  evaluation_interval: 1m\n  repeat_interval: 1m\n"
-        )
-    );
     let config = || {
-        let mut cfg = test_config(None, &yaml);
-        cfg.state.dir = Some(dir.path().to_owned());
-        cfg
+        let slo = slo()
+            .repeat_interval("1m")
+            .trace_url("https://tempo.example/trace/{trace_id}");
+        with_state(slo, dir.path())
     };
     let page = |e: &&slipstream_slo::AlertEvent| {
         e.severity.as_str() == "page" && e.row.long.as_secs() == 3600

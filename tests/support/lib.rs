@@ -41,8 +41,8 @@ pub async fn start(cfg: Config) -> App {
 /// A slipstream with one availability SLO, `<service>-availability` at 99.9% and no templated
 /// SLOs: what most end-to-end SLO tests start. By default it is evaluated every 30 s with the
 /// default alert policy and no event exporter; [`OneSlo::evaluation_interval`],
-/// [`OneSlo::tick_interval`], [`OneSlo::catalog`], [`OneSlo::alert`] and
-/// [`OneSlo::alertmanager`] change that.
+/// [`OneSlo::repeat_interval`], [`OneSlo::tick_interval`], [`OneSlo::catalog`],
+/// [`OneSlo::alert`], [`OneSlo::trace_url`] and [`OneSlo::alertmanager`] change that.
 ///
 /// ```no_run
 /// # async fn example(clock: slipstream_core::ManualClock) {
@@ -57,7 +57,9 @@ pub async fn start(cfg: Config) -> App {
 pub struct OneSlo {
     service: String,
     evaluation_interval: String,
+    repeat_interval: Option<String>,
     tick_interval: Option<String>,
+    trace_url: Option<String>,
     catalog: Option<String>,
     alerts: Vec<String>,
     alertmanager: Option<std::net::SocketAddr>,
@@ -68,7 +70,9 @@ pub fn one_slo(service: &str) -> OneSlo {
     OneSlo {
         service: service.to_owned(),
         evaluation_interval: "30s".to_owned(),
+        repeat_interval: None,
         tick_interval: None,
+        trace_url: None,
         catalog: None,
         alerts: Vec::new(),
         alertmanager: None,
@@ -79,6 +83,18 @@ impl OneSlo {
     /// `slo.evaluation_interval` (`1s`, `30s`).
     pub fn evaluation_interval(mut self, every: &str) -> Self {
         every.clone_into(&mut self.evaluation_interval);
+        self
+    }
+
+    /// `slo.repeat_interval`: how often a firing alert is sent again.
+    pub fn repeat_interval(mut self, every: &str) -> Self {
+        self.repeat_interval = Some(every.to_owned());
+        self
+    }
+
+    /// `exemplars.trace_url`: the template example requests link to.
+    pub fn trace_url(mut self, template: &str) -> Self {
+        self.trace_url = Some(template.to_owned());
         self
     }
 
@@ -111,10 +127,13 @@ impl OneSlo {
         format!("{}-availability", self.service)
     }
 
-    /// The configuration as top-level YAML (`aggregator:` when a tick interval is set, and
-    /// `slo:`).
+    /// The configuration as top-level YAML (`exemplars:` when a trace URL is set,
+    /// `aggregator:` when a tick interval is, and `slo:`).
     pub fn yaml(&self) -> String {
         let mut y = String::new();
+        if let Some(t) = &self.trace_url {
+            y.push_str(&format!("exemplars:\n  trace_url: \"{t}\"\n"));
+        }
         if let Some(t) = &self.tick_interval {
             y.push_str(&format!("aggregator:\n  tick_interval: {t}\n"));
         }
@@ -122,6 +141,9 @@ impl OneSlo {
             "slo:\n  evaluation_interval: {}\n  templates: {{ availability: null, latency: null }}\n",
             self.evaluation_interval
         ));
+        if let Some(r) = &self.repeat_interval {
+            y.push_str(&format!("  repeat_interval: {r}\n"));
+        }
         if let Some(c) = &self.catalog {
             y.push_str(&format!("  catalog:\n    {}: {c}\n", self.service));
         }
