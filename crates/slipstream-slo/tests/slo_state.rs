@@ -156,26 +156,35 @@ fn a_restored_engine_continues_exactly_like_the_original() {
     assert!(b.engine.remove_silence(api_silence));
 }
 
-/// A page firing at shutdown goes on firing after a two-minute restart without a second
-/// firing event, and resolves later with exactly one resolved event.
-#[test]
-fn a_firing_page_stays_firing_across_a_restart_and_resolves_once() {
-    const YAML: &str = "  templates: { availability: null, latency: null }
+/// One SLO, `api` at 99.9%, with the default policy.
+const API_ONLY: &str = "  templates: { availability: null, latency: null }
   objectives:
     - name: api
       service: api
       objective: 99.9
 ";
-    let mut h = harness(YAML);
+
+/// An engine for `yaml` with `api` (of [`API_ONLY`]) after an hour of clean traffic and
+/// then eight minutes of failing requests; its SLO id, when the failures began and the events.
+fn api_incident(yaml: &str) -> (Harness, slipstream_slo::SloId, u64, Vec<AlertEvent>) {
+    let mut h = harness(yaml);
     let id = h.id("api");
     h.history(id, START, START + HOUR, 600, 0);
     let onset = h.now();
     let evs = h.run(id, onset + 8 * MIN, 10 * SEC, 100, 100);
+    (h, id, onset, evs)
+}
+
+/// A page firing at shutdown goes on firing after a two-minute restart without a second
+/// firing event, and resolves later with exactly one resolved event.
+#[test]
+fn a_firing_page_stays_firing_across_a_restart_and_resolves_once() {
+    let (h, id, _, evs) = api_incident(API_ONLY);
     let fired = firing_page(&evs);
     assert_eq!(fired.len(), 1);
     let since = fired[0].at;
 
-    let (mut r, report) = restart(&h, YAML, 2 * MIN);
+    let (mut r, report) = restart(&h, API_ONLY, 2 * MIN);
     assert_eq!(report.restored, ["api"]);
     let snap_alerts = |h: &Harness| h.engine.snapshot().slo("api").unwrap().alerts.clone();
     let evs = r.run(id, r.now() + 10 * SEC, 10 * SEC, 100, 100);
@@ -604,18 +613,8 @@ fn an_invalid_reconfigure_changes_nothing() {
 fn a_restored_firing_page_is_re_sent_with_what_it_fired_with() {
     use slipstream_core::Exemplar;
     use slipstream_core::explain::ValueShare;
-    const YAML: &str = "  repeat_interval: 5m
-  templates: { availability: null, latency: null }
-  objectives:
-    - name: api
-      service: api
-      objective: 99.9
-";
-    let mut h = harness(YAML);
-    let id = h.id("api");
-    h.history(id, START, START + HOUR, 600, 0);
-    let onset = h.now();
-    let mut evs = h.run(id, onset + 8 * MIN, 10 * SEC, 100, 100);
+    let yaml = format!("  repeat_interval: 5m\n{API_ONLY}");
+    let (mut h, id, onset, mut evs) = api_incident(&yaml);
     let fired = firing_page(&evs).into_iter().filter(|e| !e.repeat).count();
     assert_eq!(fired, 1, "{evs:#?}");
     // What the publisher found for the incident.
@@ -637,7 +636,7 @@ fn a_restored_firing_page_is_re_sent_with_what_it_fired_with() {
     assert_eq!(row["exemplars"][0]["trace_id"], "07".repeat(16), "{row}");
     assert_eq!(row["bad_requests_share"][0]["value"], "/pay", "{row}");
 
-    let (mut r, report) = restart(&h, YAML, 2 * MIN);
+    let (mut r, report) = restart(&h, &yaml, 2 * MIN);
     assert_eq!(report.restored, ["api"]);
     let evs = r.run(id, r.now() + 10 * MIN, 10 * SEC, 100, 100);
     let repeats: Vec<&AlertEvent> = evs.iter().filter(|e| e.repeat).collect();
@@ -678,7 +677,7 @@ fn a_restored_firing_page_is_re_sent_with_what_it_fired_with() {
         let o = row.as_object_mut().unwrap();
         assert!(o.remove("exemplars").is_some() == o.remove("bad_requests_share").is_some());
     }
-    let mut o = harness(YAML);
+    let mut o = harness(&yaml);
     o.clock.set(h.now() + 2 * MIN);
     let report = o
         .engine
