@@ -897,6 +897,11 @@ impl Shipments {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64;
+        Shipments::at(gateway, now)
+    }
+
+    /// Shipments of a run started at `now`, into the slots around it.
+    fn at(gateway: &slipstream_app::app::App, now: u64) -> Shipments {
         let mut header = gateway.aggregator.aggregates_header();
         header.instance = "sidecar-1".into();
         header.instance_started_unix_nanos = now;
@@ -1026,6 +1031,91 @@ async fn a_peer_down_is_passed_over_and_with_every_peer_down_the_service_starts_
         .cloned()
         .unwrap_or_default();
     assert_eq!(cart["period_total"], 7.0, "{cart:#}");
+}
+
+/// A gateway whose data of a service is older than its aggregator's retention (the service
+/// left its replicas and came back two hours later, on a manual clock): the next shipment is
+/// held back while a peer's state replaces its own, so the shipment it counted two hours ago
+/// is not counted twice and those it never got are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_data_is_stale_takes_the_service_from_a_peer_again() {
+    use slipstream_core::ManualClock;
+    const MIN: u64 = 60 * SEC;
+    // 2026-03-01T00:00:30Z.
+    const START: u64 = 1_772_323_230_000_000_000;
+    let clock = ManualClock::new(START);
+    let start = |peers: Option<std::net::SocketAddr>| {
+        let clock = clock.clone();
+        async move {
+            let mut cfg = slipstream_e2e::test_config(None, "");
+            cfg.receivers.otlp.aggregates = sidecars_only();
+            if let Some(admin) = peers {
+                let p = &mut cfg.receivers.otlp.aggregates.peers;
+                p.endpoints = vec![format!("http://{admin}")];
+                p.bearer_token = Some(SIDECAR_TOKEN.into());
+                p.timeout = Duration::from_secs(10);
+            }
+            slipstream_app::app::App::start_with(cfg, std::sync::Arc::new(clock), false)
+                .await
+                .unwrap()
+        }
+    };
+    let a = start(None).await;
+    let b = start(a.admin_addr).await;
+    let (a_http, b_http) = (a.http_addr.unwrap(), b.http_addr.unwrap());
+    let taken = |to: std::net::SocketAddr, body: Vec<u8>| async move {
+        eventually_async("the shipment taken", Duration::from_secs(10), || {
+            let body = body.clone();
+            async move { post_shipment(to, body).await == 200 }
+        })
+        .await;
+    };
+
+    // Both gateways get shipment 1; `b` takes `cart` from `a` for it.
+    let early = Shipments::at(&a, START);
+    let first = early.shipment("cart", 1, 0, 100, 40);
+    taken(a_http, first.clone()).await;
+    a.step().await;
+    taken(b_http, first).await;
+    b.step().await;
+    assert_eq!(transfers(&b, "imported").await, 1.0);
+
+    // Two hours on, `cart` is back on `b`: meanwhile only `a` got shipment 2.
+    clock.set(START + 120 * MIN);
+    let late = Shipments::at(&a, START + 120 * MIN);
+    let second = Shipments {
+        header: early.header.clone(),
+        minute: late.minute,
+    };
+    taken(a_http, second.shipment("cart", 2, 1, 50, 0)).await;
+    let third = second.shipment("cart", 3, 0, 10, 0);
+    taken(a_http, third.clone()).await;
+    a.step().await;
+    assert_eq!(post_shipment(b_http, third.clone()).await, 503, "held back");
+    taken(b_http, third).await;
+    assert_eq!(transfers(&b, "imported").await, 2.0);
+
+    let cart = |app: &slipstream_app::app::App| {
+        let admin = app.admin_addr.unwrap();
+        async move {
+            let (_, body) = slipstream_e2e::http_get(admin, "/api/v1/slos").await;
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v["slos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == "cart-availability")
+                .map(comparable_slo)
+        }
+    };
+    a.step().await;
+    b.step().await;
+    let (x, y) = (cart(&a).await, cart(&b).await);
+    assert_eq!(
+        x.as_ref().map(|x| x["period_total"].clone()),
+        Some(Value::from(160.0))
+    );
+    assert_eq!(x, y);
 }
 
 /// Two gateways in this process, on the system clock with steps driven by the test: `a`

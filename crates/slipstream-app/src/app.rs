@@ -364,6 +364,7 @@ impl App {
                 clock.clone(),
                 &aggregates_cfg.peers,
                 tokens.clone(),
+                cfg.aggregator.retention,
                 &registry,
             )?);
             peers = Some(p.clone());

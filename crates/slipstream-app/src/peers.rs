@@ -21,6 +21,10 @@
 //!   imported ([`slipstream_slo::SloEngine::import_service`]), and from then on a series of
 //!   the service in a shipment the peer had counted (its run, at or below its sequence) is
 //!   left out: the rest is new to both. No answer: the service starts empty, as without peers.
+//! - **Replacing stale data**: a service this gateway holds data of that is older than its
+//!   `aggregator.retention` (it was away longer, or the service left its replicas and came
+//!   back) is asked for the same way, and a peer's state replaces its own
+//!   ([`slipstream_slo::SloEngine::forget_service`]); with no answer it goes on from its own.
 //!
 //! Nothing here runs per span: one lock and a map lookup per series of a shipment.
 
@@ -106,6 +110,10 @@ struct Book {
     /// Per imported service: when it was imported, and per sender run the last sequence the
     /// peer's state holds.
     counted: HashMap<String, (UnixNanos, HashMap<Run, u64>)>,
+    /// When a shipment with each service was last taken.
+    last_taken: HashMap<String, UnixNanos>,
+    /// Services being asked for whose own data is stale: a peer's state replaces it.
+    replacing: HashSet<String>,
     /// When runs not heard from were last forgotten.
     pruned: UnixNanos,
 }
@@ -121,6 +129,8 @@ pub struct Peers {
     tokens: RwLock<Vec<String>>,
     client: slipstream_exporters::delivery::HttpClient,
     runtime: tokio::runtime::Handle,
+    /// How old this gateway's data of a service may be before a peer's replaces it.
+    stale_after: u64,
     transfers: [Arc<Counter>; 3],
     served: Arc<Counter>,
 }
@@ -149,6 +159,7 @@ impl Peers {
         clock: Arc<dyn Clock>,
         cfg: &PeersConfig,
         tokens: Vec<String>,
+        stale_after: Duration,
         registry: &Registry,
     ) -> anyhow::Result<Peers> {
         let client = slipstream_exporters::delivery::http_client(
@@ -167,6 +178,7 @@ impl Peers {
             tokens: RwLock::new(tokens),
             client,
             runtime: tokio::runtime::Handle::current(),
+            stale_after: u64::try_from(stale_after.as_nanos()).unwrap_or(u64::MAX),
             transfers: [
                 transfer(Outcome::Imported),
                 transfer(Outcome::Empty),
@@ -353,15 +365,21 @@ impl Peers {
     /// Imports `transfer` (when there is one) for `service` and lets its shipments through.
     fn take(&self, service: &str, outcome: Outcome, transfer: Option<Transfer>) {
         let mut book = lock(&self.book);
+        let replace = book.replacing.remove(service);
         match transfer {
             Some(t) => {
-                let report = self
-                    .live
-                    .with_evaluator(|e| e.engine_mut().import_service(service, t.state));
+                let report = self.live.with_evaluator(|e| {
+                    let engine = e.engine_mut();
+                    if replace {
+                        engine.forget_service(service);
+                    }
+                    engine.import_service(service, t.state)
+                });
                 tracing::info!(
                     service = %service,
                     imported = ?report.restored,
                     dropped = report.dropped.len(),
+                    replaced = replace,
                     "state transfer: took the service's state from a peer"
                 );
                 let now = self.clock.now_unix_nanos();
@@ -372,6 +390,11 @@ impl Peers {
                     .collect();
                 book.counted.insert(service.to_owned(), (now, runs));
             }
+            None if replace => tracing::warn!(
+                service = %service,
+                outcome = outcome.as_str(),
+                "state transfer: no peer's state for the service; it goes on from this gateway's own, however old"
+            ),
             None => tracing::warn!(
                 service = %service,
                 outcome = outcome.as_str(),
@@ -383,9 +406,10 @@ impl Peers {
         book.known.insert(service.to_owned());
     }
 
-    /// Whether every service of `services` may be merged now; starts asking for those new to
-    /// this gateway, and notes the first shipment held back from `run` (sequence `sequence`)
-    /// for each service held.
+    /// Whether every service of `services` may be merged now. Starts asking for those new to
+    /// this gateway, and for those whose data here is older than `stale_after` (a peer's
+    /// state will replace it); notes the first shipment held back from `run` (sequence
+    /// `sequence`) for each service held.
     fn ready(
         self: &Arc<Self>,
         book: &mut Book,
@@ -395,14 +419,28 @@ impl Peers {
     ) -> bool {
         let mut ready = true;
         let now = self.clock.now_unix_nanos();
+        let stale = |t: UnixNanos| now.saturating_sub(t) > self.stale_after;
         for &s in services {
-            if s.is_empty() || book.known.contains(s) {
+            if s.is_empty() {
                 continue;
             }
-            if !book.asking.contains_key(s) {
-                if self.live.with_evaluator(|e| e.engine().is_tracked(s)) {
-                    book.known.insert(s.to_owned());
+            if book.known.contains(s) {
+                if !book.last_taken.get(s).is_some_and(|&t| stale(t)) {
                     continue;
+                }
+                book.known.remove(s);
+                book.replacing.insert(s.to_owned());
+            }
+            if !book.asking.contains_key(s) {
+                match self.live.with_evaluator(|e| e.engine().last_traffic(s)) {
+                    Some(t) if !stale(t) => {
+                        book.known.insert(s.to_owned());
+                        continue;
+                    }
+                    Some(_) => {
+                        book.replacing.insert(s.to_owned());
+                    }
+                    None => {}
                 }
                 book.asking.insert(s.to_owned(), HashMap::new());
                 self.runtime.spawn(self.clone().ask(s.to_owned()));
@@ -627,9 +665,20 @@ impl AggregatesSink for PeersSink {
         let merged = peers.inner.merge(request)?;
         if merged == Merged::Accepted && sequence > 0 {
             let now = peers.clock.now_unix_nanos();
-            let b = book.merged.entry(run).or_default();
+            let Book {
+                merged: runs,
+                last_taken,
+                ..
+            } = &mut *book;
+            let b = runs.entry(run).or_default();
             b.at = now;
             for s in names.iter().filter(|s| !s.is_empty()) {
+                match last_taken.get_mut(*s) {
+                    Some(t) => *t = now,
+                    None => {
+                        last_taken.insert((*s).to_owned(), now);
+                    }
+                }
                 match b.services.get_mut(*s) {
                     Some((n, at)) => {
                         *n = (*n).max(sequence);
