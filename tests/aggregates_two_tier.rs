@@ -1033,6 +1033,41 @@ async fn a_peer_down_is_passed_over_and_with_every_peer_down_the_service_starts_
     assert_eq!(cart["period_total"], 7.0, "{cart:#}");
 }
 
+/// Peers found by DNS (`localhost` at the peer's admin port): the state is taken from the
+/// addresses the name has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_found_by_dns_hand_over_the_state() {
+    let a = gateway_in_process(&[]).await;
+    let mut cfg = slipstream_e2e::test_config(None, "");
+    cfg.receivers.otlp.aggregates = sidecars_only();
+    let p = &mut cfg.receivers.otlp.aggregates.peers;
+    p.dns = Some(format!("http://localhost:{}", a.admin_addr.unwrap().port()));
+    p.bearer_token = Some(SIDECAR_TOKEN.into());
+    p.timeout = Duration::from_secs(10);
+    let b = slipstream_app::app::App::start_with(
+        cfg,
+        std::sync::Arc::new(slipstream_core::SystemClock),
+        false,
+    )
+    .await
+    .unwrap();
+    let sidecar = Shipments::new(&a);
+    let (a_http, b_http) = (a.http_addr.unwrap(), b.http_addr.unwrap());
+    assert_eq!(
+        post_shipment(a_http, sidecar.shipment("cart", 1, 1, 100, 50)).await,
+        200
+    );
+    let second = sidecar.shipment("cart", 2, 0, 10, 0);
+    assert_eq!(post_shipment(a_http, second.clone()).await, 200);
+    assert_eq!(post_shipment(b_http, second.clone()).await, 503);
+    eventually_async("b to take cart from a", Duration::from_secs(10), || {
+        let second = second.clone();
+        async move { post_shipment(b_http, second).await == 200 }
+    })
+    .await;
+    assert_eq!(transfers(&b, "imported").await, 1.0);
+}
+
 /// A gateway whose data of a service is older than its aggregator's retention (the service
 /// left its replicas and came back two hours later, on a manual clock): the next shipment is
 /// held back while a peer's state replaces its own, so the shipment it counted two hours ago

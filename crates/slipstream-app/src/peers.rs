@@ -53,6 +53,11 @@ const MAX_ANSWER: usize = 64 << 20;
 const FORGET_RUN_AFTER: u64 = 3_600_000_000_000;
 /// How long a sidecar is asked to wait before it sends a held-back shipment again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The config field of the peers found by DNS.
+const DNS_FIELD: &str = "receivers.otlp.aggregates.peers.dns";
+/// The header a gateway names itself with when it asks, so that asking itself (found by DNS)
+/// gets a 404.
+const ASKER: &str = "x-slipstream-peer";
 /// How often the peers are asked again while no answer holds what was held back.
 const ASK_AGAIN: Duration = Duration::from_millis(250);
 
@@ -131,6 +136,9 @@ pub struct Peers {
     runtime: tokio::runtime::Handle,
     /// How old this gateway's data of a service may be before a peer's replaces it.
     stale_after: u64,
+    /// This gateway's name in its own requests to peers ([`ASKER`]): its start time and
+    /// process id.
+    me: String,
     transfers: [Arc<Counter>; 3],
     served: Arc<Counter>,
 }
@@ -179,6 +187,13 @@ impl Peers {
             client,
             runtime: tokio::runtime::Handle::current(),
             stale_after: u64::try_from(stale_after.as_nanos()).unwrap_or(u64::MAX),
+            me: format!(
+                "{:x}-{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+                std::process::id()
+            ),
             transfers: [
                 transfer(Outcome::Imported),
                 transfer(Outcome::Empty),
@@ -195,10 +210,7 @@ impl Peers {
     }
 
     fn asks(&self) -> bool {
-        self.cfg
-            .read()
-            .map(|c| !c.endpoints.is_empty() || c.statefulset.is_some())
-            .unwrap_or(false)
+        self.cfg.read().map(|c| c.any()).unwrap_or(false)
     }
 
     /// The state of `service` with the sequences it holds, as served to a peer; `None` when
@@ -274,6 +286,15 @@ impl Peers {
             return Some(r);
         }
         let service = percent_decode(encoded);
+        if headers
+            .get(ASKER)
+            .is_some_and(|v| v.as_bytes() == self.me.as_bytes())
+        {
+            return Some(answer(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": "this gateway is the one asking" }),
+            ));
+        }
         Some(match self.export(&service) {
             Some(v) => {
                 self.served.inc();
@@ -292,7 +313,17 @@ impl Peers {
     async fn ask(self: Arc<Self>, service: String) {
         let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
         let own = std::env::var("HOSTNAME").ok();
-        let peers = cfg.urls(own.as_deref());
+        let mut peers = cfg.urls(own.as_deref());
+        if let Some(d) = &cfg.dns {
+            let found = match slipstream_exporters::DnsName::parse(DNS_FIELD, d) {
+                Ok(name) => name.lookup().await,
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(urls) => peers.extend(urls),
+                Err(e) => tracing::warn!(service = %service, "state transfer: {DNS_FIELD}: {e}"),
+            }
+        }
         let started = tokio::time::Instant::now();
         let deadline = started + cfg.timeout;
         let url = |base: &String| {
@@ -308,8 +339,9 @@ impl Peers {
             let token = cfg.token();
             let asks = peers.iter().map(|base| {
                 let (client, token, url) = (self.client.clone(), token.clone(), url(base));
+                let me = self.me.clone();
                 async move {
-                    match tokio::time::timeout(left, fetch(&client, &url, &token?)).await {
+                    match tokio::time::timeout(left, fetch(&client, &url, &token?, &me)).await {
                         Ok(answer) => answer,
                         Err(_) => Err(format!("{url}: no answer in time")),
                     }
@@ -505,9 +537,11 @@ async fn fetch(
     client: &slipstream_exporters::delivery::HttpClient,
     url: &str,
     token: &str,
+    me: &str,
 ) -> Result<Option<Transfer>, String> {
     let req = http::Request::get(url)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(ASKER, me)
         .body(Full::new(Bytes::new()))
         .map_err(|e| format!("{url}: {e}"))?;
     let resp = client

@@ -53,6 +53,11 @@ pub struct PeersConfig {
     /// port, 8888), each asked at its stable DNS name; this gateway's own pod (the `HOSTNAME`
     /// environment variable) is left out. Scale by changing `replicas` and reloading (SIGHUP).
     pub statefulset: Option<StatefulSetConfig>,
+    /// Besides `endpoints`: a URL whose host has one address per gateway (a headless Service,
+    /// `http://slipstream-gateway-headless.observability.svc:8888`, the admin port), looked
+    /// up whenever a service is asked for; each address is a peer `scheme://address:port`
+    /// (this gateway's own answers that it is itself).
+    pub dns: Option<String>,
     /// The bearer token presented to the peers (`Authorization: Bearer <token>`): one of their
     /// `receivers.otlp.aggregates.auth` tokens. Required with `endpoints`.
     pub bearer_token: Option<String>,
@@ -73,6 +78,7 @@ impl Default for PeersConfig {
         PeersConfig {
             endpoints: Vec::new(),
             statefulset: None,
+            dns: None,
             bearer_token: None,
             bearer_token_file: None,
             timeout: DEFAULT_PEERS_TIMEOUT,
@@ -113,17 +119,33 @@ impl PeersConfig {
         Ok(t.to_owned())
     }
 
+    /// Whether any peer is configured.
+    pub fn any(&self) -> bool {
+        !self.endpoints.is_empty() || self.statefulset.is_some() || self.dns.is_some()
+    }
+
     fn validate(&self, path: &str, errs: &mut Errors) {
+        let url = |e: &str| {
+            e.strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"))
+                .is_some_and(|h| !h.is_empty() && !h.starts_with('/'))
+        };
         for (i, e) in self.endpoints.iter().enumerate() {
-            let host = e
-                .strip_prefix("http://")
-                .or_else(|| e.strip_prefix("https://"));
             errs.check(
-                host.is_some_and(|h| !h.is_empty() && !h.starts_with('/')),
+                url(e),
                 format!("{path}.endpoints[{i}]"),
                 format!(
                     "`{e}` is not a URL (expected the http://host:port of a peer's admin server)"
                 ),
+            );
+        }
+        if let Some(d) = &self.dns {
+            errs.check(
+                url(d)
+                    && d.rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
+                format!("{path}.dns"),
+                format!("`{d}` is not a URL with a port (expected scheme://name:port)"),
             );
         }
         if let Some(t) = &self.bearer_token {
@@ -142,7 +164,7 @@ impl PeersConfig {
             s.validate(&format!("{path}.statefulset"), errs, path, None);
         }
         errs.check(
-            (self.endpoints.is_empty() && self.statefulset.is_none())
+            !self.any()
                 || self.bearer_token.is_some()
                 || self.bearer_token_file.is_some(),
             format!("{path}.bearer_token"),

@@ -41,3 +41,4 @@ pub use error::Error;
 pub use failure::{FailureReason, RetryPolicy, SendError};
 pub use forward::{DrainReport, ForwardQueue, ForwardRouter, Forwarder, ForwarderHandle};
 pub use lifecycle::{EventExporter, Exporter, shutdown_all, start_series_exporters};
+pub use resolve::DnsName;

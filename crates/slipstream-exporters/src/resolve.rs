@@ -4,7 +4,7 @@ use crate::Error;
 
 /// A DNS name standing for several endpoints: the scheme, host and port to look up.
 #[derive(Debug, Clone)]
-pub(crate) struct DnsName {
+pub struct DnsName {
     scheme: String,
     host: String,
     port: u16,
@@ -12,7 +12,7 @@ pub(crate) struct DnsName {
 
 impl DnsName {
     /// Parses `scheme://name:port`; `field` names the config field in errors.
-    pub(crate) fn parse(field: &str, url: &str) -> Result<DnsName, Error> {
+    pub fn parse(field: &str, url: &str) -> Result<DnsName, Error> {
         let uri: http::Uri = url.parse().map_err(|e| Error::url(field, url, e))?;
         let (Some(scheme), Some(host), Some(port)) = (uri.scheme_str(), uri.host(), uri.port_u16())
         else {
@@ -26,7 +26,7 @@ impl DnsName {
     }
 
     /// Every address the name has, as endpoint URLs.
-    pub(crate) async fn lookup(&self) -> Result<Vec<String>, Error> {
+    pub async fn lookup(&self) -> Result<Vec<String>, Error> {
         let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
             .map_err(|cause| Error::DnsLookup {

@@ -137,3 +137,19 @@ fn peers_may_be_the_pods_of_the_gateways_statefulset_but_this_one() {
         ]
     );
 }
+
+#[test]
+fn peers_may_be_found_by_dns() {
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        dns: http://slipstream-gateway-headless:8888\n        bearer_token: s1decar\n";
+    let c = Config::from_yaml(yaml).unwrap();
+    assert!(c.receivers.otlp.aggregates.peers.any());
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        dns: slipstream-gateway-headless\n";
+    let paths: Vec<String> = errors(yaml).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "receivers.otlp.aggregates.peers.dns",
+            "receivers.otlp.aggregates.peers.bearer_token",
+        ]
+    );
+}
