@@ -1,7 +1,8 @@
 //! An incident whose bad requests all come from one route on one pod, among 20 routes and 10
 //! pods, is named in the page: the pod and the route ranked first, with their shares of the
 //! bad and of all requests, in a real Alertmanager's alert annotations and in the events of
-//! `slipstream replay` over a recording of the same traffic.
+//! `slipstream replay` over a recording of the same traffic. The same for a latency
+//! incident (the route slow on the pod, not failing): the latency SLO's page names them.
 
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,7 +39,23 @@ const SLO: &str = "slo:
       objective: 99.9
       alerts:
         - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }
+    - name: checkout-latency
+      service: checkout
+      sli: { kind: latency, threshold: 300ms }
+      objective: 99.9
+      alerts:
+        - { severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4 }
 ";
+
+/// What goes wrong with the failing route on the failing pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Incident {
+    None,
+    /// Its requests answer 500.
+    Failing,
+    /// Its requests take 2 s (and succeed).
+    Slow,
+}
 
 fn route(r: usize) -> String {
     if r == BAD_ROUTE {
@@ -49,10 +66,10 @@ fn route(r: usize) -> String {
 }
 
 /// One minute of `checkout` traffic ending at `end`: each pod (a resource with its
-/// `k8s.pod.name`) serves every route once per round, the failing route ten times; when
-/// `failing`, every request of the failing route on the failing pod answers 500. `seq`
+/// `k8s.pod.name`) serves every route once per round, the failing route ten times; every
+/// request of the failing route on the failing pod goes wrong as `incident` says. `seq`
 /// numbers the spans (their ids).
-fn minute(end: u64, failing: bool, seq: &mut u64) -> ExportTraceServiceRequest {
+fn minute(end: u64, incident: Incident, seq: &mut u64) -> ExportTraceServiceRequest {
     let resource_spans = (0..PODS)
         .map(|p| {
             let mut spans = Vec::new();
@@ -63,16 +80,18 @@ fn minute(end: u64, failing: bool, seq: &mut u64) -> ExportTraceServiceRequest {
                         *seq += 1;
                         let t = end - MIN
                             + ((round * 31 + r * 11 + i * 3 + p) as u64 % 59) * 1_000_000_000;
+                        let here = r == BAD_ROUTE && p == BAD_POD;
+                        let slow = here && incident == Incident::Slow;
                         let mut span = server_span(
                             seq.to_be_bytes().repeat(2),
                             seq.to_le_bytes().to_vec(),
                             "HTTP",
-                            t - 15_000_000,
+                            t - if slow { 2_000_000_000 } else { 15_000_000 },
                             t,
                         );
                         span.attributes.push(kv("http.route", &route(r)));
                         span.attributes.push(kv("http.request.method", "GET"));
-                        let bad = failing && r == BAD_ROUTE && p == BAD_POD;
+                        let bad = here && incident == Incident::Failing;
                         span.attributes.push(kv_int(
                             "http.response.status_code",
                             if bad { 500 } else { 200 },
@@ -136,12 +155,15 @@ fn check_annotation(text: &str) {
     );
 }
 
-#[test]
-fn replay_names_the_route_and_the_pod_of_the_bad_requests() {
-    // Ten quiet minutes, then ten in which /pay fails on one pod.
+/// The events of `slipstream replay` over ten quiet minutes and ten of `incident`, and what
+/// it printed.
+fn replay_incident(incident: Incident) -> (Vec<slipstream_slo::AlertEvent>, String) {
     let mut seq = 0;
     let requests: Vec<_> = (0..20)
-        .map(|m| minute(START + (m + 1) * MIN, m >= 10, &mut seq))
+        .map(|m| {
+            let now = if m >= 10 { incident } else { Incident::None };
+            minute(START + (m + 1) * MIN, now, &mut seq)
+        })
         .collect();
     let mut file = tempfile::NamedTempFile::new().unwrap();
     for r in &requests {
@@ -160,20 +182,42 @@ fn replay_names_the_route_and_the_pod_of_the_bad_requests() {
         progress: false,
     };
     let report = replay(&opts, Box::new(out.reopen().unwrap())).unwrap();
-    let page = report
-        .events
-        .iter()
-        .find(|e| e.state.as_str() == "firing")
-        .unwrap_or_else(|| panic!("no firing event: {:#?}", report.events));
-    assert!(page.at > START + 10 * MIN, "{page:#?}");
-    check_shares(&page.bad_requests_share);
-    check_annotation(&page.annotations["bad_requests_share"]);
-    // The printed event says it too.
     let mut printed = String::new();
     std::fs::File::open(out.path())
         .unwrap()
         .read_to_string(&mut printed)
         .unwrap();
+    (report.events, printed)
+}
+
+/// The first firing event of `slo` (and no other SLO's), which names the shares.
+fn page_of<'e>(
+    events: &'e [slipstream_slo::AlertEvent],
+    slo: &str,
+) -> &'e slipstream_slo::AlertEvent {
+    let firing: Vec<_> = events
+        .iter()
+        .filter(|e| e.state.as_str() == "firing")
+        .collect();
+    assert!(
+        firing.iter().all(|e| e.slo == slo),
+        "only {slo} fires: {firing:#?}"
+    );
+    let page = firing
+        .first()
+        .unwrap_or_else(|| panic!("no firing event: {events:#?}"));
+    assert!(page.at > START + 10 * MIN, "{page:#?}");
+    page
+}
+
+#[test]
+fn replay_names_the_route_and_the_pod_of_the_bad_requests() {
+    // Ten quiet minutes, then ten in which /pay fails on one pod.
+    let (events, printed) = replay_incident(Incident::Failing);
+    let page = page_of(&events, "checkout-availability");
+    check_shares(&page.bad_requests_share);
+    check_annotation(&page.annotations["bad_requests_share"]);
+    // The printed event says it too.
     let line = printed
         .lines()
         .find(|l| l.trim_start().starts_with("bad requests share "))
@@ -181,8 +225,32 @@ fn replay_names_the_route_and_the_pod_of_the_bad_requests() {
     check_annotation(line.trim_start().trim_start_matches("bad requests share "));
 }
 
+#[test]
+fn replay_names_the_route_and_the_pod_of_the_slow_requests() {
+    // Ten quiet minutes, then ten in which /pay takes 2 s on one pod, and succeeds.
+    let (events, printed) = replay_incident(Incident::Slow);
+    let page = page_of(&events, "checkout-latency");
+    check_shares(&page.bad_requests_share);
+    check_annotation(&page.annotations["bad_requests_share"]);
+    assert!(
+        printed.contains("bad requests share k8s.pod.name=checkout-pod-3: 100% of bad"),
+        "{printed}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_shows_the_route_and_the_pod_of_the_bad_requests() {
+    alertmanager_names_the_incident(Incident::Failing, "checkout-availability").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_shows_the_route_and_the_pod_of_the_slow_requests() {
+    alertmanager_names_the_incident(Incident::Slow, "checkout-latency").await;
+}
+
+/// Two minutes of `incident`, ending now, sent to slipstream: the page of `slo` in a real
+/// Alertmanager names the pod and the route.
+async fn alertmanager_names_the_incident(incident: Incident, slo: &str) {
     let am = Alertmanager::start().await;
     let mut cfg = test_config(
         None,
@@ -203,9 +271,9 @@ async fn alertmanager_shows_the_route_and_the_pod_of_the_bad_requests() {
     // Two minutes of the incident, ending now.
     let mut seq = 0;
     for m in 0..2 {
-        export(http, &minute(now - (1 - m) * MIN, true, &mut seq)).await;
+        export(http, &minute(now - (1 - m) * MIN, incident, &mut seq)).await;
     }
-    let ours = |a: &serde_json::Value| a["labels"]["slo"] == "checkout-availability";
+    let ours = |a: &serde_json::Value| a["labels"]["slo"] == slo;
     let alert = eventually_async(
         "our alert in Alertmanager, with the shares",
         Duration::from_secs(30),

@@ -19,15 +19,32 @@
 //! Good requests are counted one in `good_sample` (chosen by a hash of the span id, random
 //! per the W3C trace context, so the same requests are chosen live and in a replay), each as
 //! `good_sample` requests, so the shares of all requests are unbiased; bad requests are all
-//! counted. Requests carry their adjusted count
-//! ([`crate::SlotData::spans`]) as weight.
+//! counted in the totals, and in the sketches the first [`BAD_EXACT`] of a (service, slot)
+//! per shard between two ticks, then one in [`BAD_SAMPLE`] (chosen the same way) as that
+//! many: a share's sampling error is then at most `sqrt(2 / N)` for `N` bad requests (one
+//! standard deviation). Requests carry their adjusted count ([`crate::SlotData::spans`]) as
+//! weight.
+//!
+//! # Bad requests per SLO kind
+//!
+//! "Bad" is counted in classes, each with its own sketches ([`BadRequests`]): the errors
+//! (what an availability SLO counts bad), and, for each of the lowest [`MAX_SLOW`] latency
+//! thresholds of the aggregator's set (every latency SLO's), the requests slower than it
+//! (what that latency SLO counts bad), whatever their outcome. A table holds at most
+//! `2 + MAX_SLOW` sets of sketches (all requests, errors, the slow classes), each taken on
+//! the first value it counts: at most `6 * attributes * K` entries of 64 bytes (80 KiB with
+//! the defaults) per (service, slot) between two ticks, and a service without slow requests
+//! takes none for the slow classes. A latency SLO whose threshold is beyond the lowest
+//! [`MAX_SLOW`] names no values. Kept slots store the threshold of each slow class, so a
+//! reload that changes the set leaves each slot's counts readable by threshold.
 //!
 //! Recording allocates nothing once a shard's tables exist (they are reused across ticks,
 //! with their capacity); values are kept inline, cut at [`VALUE_BYTES`] bytes.
 //!
 //! # Ranking
 //!
-//! [`Explained::shares`] merges the kept slots of a window and ranks, across attributes, the
+//! [`Explained::shares`] (errors; [`Explained::shares_of`] for the slow requests of a
+//! threshold) merges the kept slots of a window and ranks, across attributes, the
 //! values by their share of the bad requests less their share of all requests (values no
 //! more frequent among the bad requests than among all are left out, and so are values under
 //! [`MIN_BAD_SHARE`] of the bad requests); the first `top` are named. Values of
@@ -62,9 +79,27 @@ pub const OUTCOME_ATTRIBUTES: &[&str] = &[
     "error.type",
 ];
 
-/// Sketch of all requests, then of bad requests, for each attribute: sketch `2 * a + class`.
+/// Latency thresholds (the lowest of the aggregator's set) whose slow requests are counted in
+/// sketches of their own: with all requests and the bad ones, at most `2 + MAX_SLOW` sets of
+/// sketches per (service, slot).
+pub const MAX_SLOW: usize = 4;
+
+/// The sets of sketches, one sketch per attribute in each (sketch `set * attributes + a`):
+/// all requests, the bad ones (errors), then those slower than each latency threshold
+/// counted (`SLOW + j`).
 const ALL: usize = 0;
 const BAD: usize = 1;
+const SLOW: usize = 2;
+const SETS: usize = SLOW + MAX_SLOW;
+
+/// Which requests are bad, for [`Explained::shares_of`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequests {
+    /// Those whose outcome is an error (an availability SLO's).
+    Errors,
+    /// Those slower than this many nanoseconds (a latency SLO's threshold).
+    SlowerThan(u64),
+}
 
 // === Spec ===
 
@@ -218,9 +253,13 @@ struct Table {
     service: Val,
     service_hash: u64,
     slot: u64,
-    /// Weighted requests counted, all and bad (exact).
+    /// Weighted requests counted, all (good ones sampled) and bad per class: errors, then
+    /// slower than each of `slow` (exact).
     all: u64,
-    bad: u64,
+    bad: [u64; 1 + MAX_SLOW],
+    /// The latency thresholds of the slow classes (the shard's, when the table was taken).
+    slow: [u64; MAX_SLOW],
+    n_slow: usize,
     /// Entries in use per sketch.
     n: Vec<u16>,
     hashes: Vec<u64>,
@@ -230,13 +269,15 @@ struct Table {
 
 impl Table {
     fn new(spec: &Spec) -> Self {
-        let sketches = 2 * spec.attrs;
+        let sketches = SETS * spec.attrs;
         Table {
             service: Val::default(),
             service_hash: 0,
             slot: 0,
             all: 0,
-            bad: 0,
+            bad: [0; 1 + MAX_SLOW],
+            slow: [0; MAX_SLOW],
+            n_slow: 0,
             n: vec![0; sketches],
             hashes: Vec::new(),
             counts: Vec::new(),
@@ -244,30 +285,49 @@ impl Table {
         }
     }
 
-    /// Takes the sketches' memory, on the first value a table counts (a service whose spans
-    /// carry no candidate attribute takes none).
+    /// Takes the memory of the sketches up to sketch `s`, on the first value counted there (a
+    /// service whose spans carry no candidate attribute takes none, one without slow
+    /// requests none for the slow classes).
     #[cold]
-    fn grow(&mut self, k: usize) {
-        let entries = self.n.len() * k;
+    fn grow(&mut self, k: usize, s: usize, attrs: usize) {
+        let entries = (s / attrs.max(1) + 1) * attrs * k;
         self.hashes.resize(entries, 0);
         self.counts.resize(entries, 0);
         self.vals.resize(entries, Val::default());
     }
 
-    fn reset(&mut self, service: &[u8], hash: u64, slot: u64) {
+    fn reset(&mut self, service: &[u8], hash: u64, slot: u64, slow: &[u64]) {
         self.service = Val::new(service);
         self.service_hash = hash;
         self.slot = slot;
         self.all = 0;
-        self.bad = 0;
+        self.bad = [0; 1 + MAX_SLOW];
+        self.n_slow = slow.len().min(MAX_SLOW);
+        self.slow[..self.n_slow].copy_from_slice(&slow[..self.n_slow]);
         self.n.fill(0);
+    }
+
+    /// Counts a bad request of weight `w` in class `c` (0: errors, `1 + j`: slower than
+    /// `slow[j]`); returns its weight in the sketches: `w` for the first `bad_exact`, then
+    /// `w * bad_sample` for one in `bad_sample` (by span id), else 0.
+    #[inline]
+    fn take(&mut self, spec: &Spec, span: &SpanRecord<'_>, c: usize, w: u64) -> u64 {
+        let before = self.bad[c];
+        self.bad[c] += w;
+        if before < spec.bad_exact {
+            w
+        } else if sampled(span, spec.bad_sample) {
+            w * u64::from(spec.bad_sample)
+        } else {
+            0
+        }
     }
 
     /// Space-Saving: counts value `raw` (hash `h`) with weight `w` in sketch `s`.
     #[inline]
-    fn add(&mut self, k: usize, s: usize, h: u64, raw: &[u8], w: u64) {
-        if self.hashes.is_empty() {
-            self.grow(k);
+    fn add(&mut self, k: usize, attrs: usize, s: usize, h: u64, raw: &[u8], w: u64) {
+        if self.hashes.len() < (s + 1) * k {
+            self.grow(k, s, attrs);
         }
         let base = s * k;
         let n = usize::from(self.n[s]);
@@ -323,9 +383,11 @@ impl Counts {
         self.resource.clear();
     }
 
-    /// Offers a request recorded in `slot`: counted when bad, else one in `good_sample`
-    /// ([`sampled`]).
+    /// Offers a request recorded in `slot`, `bad` by its outcome and slower than the lowest
+    /// `above` of the latency thresholds `slow` (ascending): counted when bad or slow, else
+    /// one in `good_sample` ([`sampled`]).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn offer(
         &mut self,
         spec: &Spec,
@@ -333,37 +395,51 @@ impl Counts {
         slot: u64,
         bad: bool,
         weight: u32,
+        slow: &[u64],
+        above: usize,
     ) {
-        let w = u64::from(weight.max(1));
-        if bad {
-            self.count(spec, span, slot, true, w);
-        } else if sampled(span, spec.good_sample) {
-            self.count(spec, span, slot, false, w * u64::from(spec.good_sample));
+        if bad || (above > 0 && !slow.is_empty()) || sampled(span, spec.good_sample) {
+            self.count(spec, span, slot, bad, u64::from(weight.max(1)), slow, above);
         }
     }
 
     #[inline(never)]
-    fn count(&mut self, spec: &Spec, span: &SpanRecord<'_>, slot: u64, bad: bool, w: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        &mut self,
+        spec: &Spec,
+        span: &SpanRecord<'_>,
+        slot: u64,
+        bad: bool,
+        w: u64,
+        slow: &[u64],
+        above: usize,
+    ) {
         let service = span.service_name.unwrap_or("");
-        let Some(t) = self.table(spec, service, slot) else {
+        let Some(t) = self.table(spec, service, slot, slow) else {
             self.dropped += w;
             return;
         };
         let t = &mut self.tables[t];
-        let mut w = w;
+        // Each set's weight in the sketches (0: not counted there). Totals stay exact; past
+        // `bad_exact`, the sketches of a class count a sample.
+        let mut ws = [0u64; SETS];
         if bad {
-            // Totals stay exact; past `bad_exact`, the sketches count a sample.
-            let before = t.bad;
             t.all += w;
-            t.bad += w;
-            if before >= spec.bad_exact {
-                if !sampled(span, spec.bad_sample) {
-                    return;
-                }
-                w *= u64::from(spec.bad_sample);
-            }
-        } else {
-            t.all += w;
+            ws[BAD] = t.take(spec, span, 0, w);
+            ws[ALL] = ws[BAD];
+        } else if sampled(span, spec.good_sample) {
+            let g = w * u64::from(spec.good_sample);
+            t.all += g;
+            ws[ALL] = g;
+        }
+        let above = above.min(t.n_slow);
+        for j in 0..above {
+            ws[SLOW + j] = t.take(spec, span, 1 + j, w);
+        }
+        let sets = SLOW + above;
+        if ws[..sets].iter().all(|&x| x == 0) {
+            return;
         }
         let mut vals = [&[][..]; MAX_CANDIDATES];
         if spec.keys.values_cached(span, &mut vals, &mut self.resource) == 0 {
@@ -374,16 +450,18 @@ impl Counts {
                 continue;
             }
             let h = fingerprint(raw);
-            t.add(spec.k, 2 * a + ALL, h, raw, w);
-            if bad {
-                t.add(spec.k, 2 * a + BAD, h, raw, w);
+            for (set, &x) in ws[..sets].iter().enumerate() {
+                if x != 0 {
+                    t.add(spec.k, spec.attrs, set * spec.attrs + a, h, raw, x);
+                }
             }
         }
     }
 
-    /// The table of (`service`, `slot`), taken when new; `None` when all are in use.
+    /// The table of (`service`, `slot`), taken when new (counting the slow requests of the
+    /// thresholds `slow`); `None` when all are in use.
     #[inline]
-    fn table(&mut self, spec: &Spec, service: &str, slot: u64) -> Option<usize> {
+    fn table(&mut self, spec: &Spec, service: &str, slot: u64, slow: &[u64]) -> Option<usize> {
         let key = (service.as_ptr() as usize, service.len(), slot);
         if let Some((p, l, s, t)) = self.last
             && (p, l, s) == key
@@ -404,7 +482,7 @@ impl Counts {
                 if self.used == self.tables.len() {
                     self.tables.push(Table::new(spec));
                 }
-                self.tables[self.used].reset(b, h, slot);
+                self.tables[self.used].reset(b, h, slot, slow);
                 self.used += 1;
                 self.used - 1
             }
@@ -459,23 +537,48 @@ pub struct SlotCounts {
     pub all: u64,
     /// Bad requests counted (weighted).
     pub bad: u64,
-    /// Per sketch (`2 * attribute + class`), at most K entries.
+    /// Per latency threshold counted (nanoseconds): the requests slower than it (weighted).
+    pub slow: Vec<(u64, u64)>,
+    /// Per sketch (`set * attributes + attribute`, the slow sets in the order of `slow`), at
+    /// most K entries.
     sketches: Vec<Vec<Entry>>,
 }
 
 impl SlotCounts {
     fn merge_table(&mut self, spec: &Spec, t: &Table) {
         self.all += t.all;
-        self.bad += t.bad;
+        self.bad += t.bad[0];
+        // The table's sets, as this slot numbers them.
+        let mut sets = [ALL; SETS];
+        sets[BAD] = BAD;
+        for j in 0..t.n_slow {
+            let i = match self.slow.iter().position(|(x, _)| *x == t.slow[j]) {
+                Some(i) => i,
+                None => {
+                    self.slow.push((t.slow[j], 0));
+                    self.slow.len() - 1
+                }
+            };
+            self.slow[i].1 += t.bad[1 + j];
+            sets[SLOW + j] = SLOW + i;
+        }
         if t.n.iter().all(|&n| n == 0) {
             return;
         }
-        self.sketches.resize_with(2 * spec.attrs, Vec::new);
-        for (s, kept) in self.sketches.iter_mut().enumerate() {
-            for (hash, val, count) in t.entries(spec.k, s) {
-                add_entry(kept, hash, val, count);
+        let attrs = spec.attrs;
+        let held = (SLOW + self.slow.len()) * attrs;
+        if self.sketches.len() < held {
+            self.sketches.resize_with(held, Vec::new);
+        }
+        let table_sets = (t.hashes.len() / (spec.k * attrs).max(1)).min(SLOW + t.n_slow);
+        for (set, &to) in sets.iter().enumerate().take(table_sets) {
+            for a in 0..attrs {
+                let kept = &mut self.sketches[to * attrs + a];
+                for (hash, val, count) in t.entries(spec.k, set * attrs + a) {
+                    add_entry(kept, hash, val, count);
+                }
+                prune(kept, spec.k);
             }
-            prune(kept, spec.k);
         }
     }
 }
@@ -597,6 +700,11 @@ impl Explained {
         &self.names
     }
 
+    /// Values named at most (`aggregator.explain.top`).
+    pub fn top(&self) -> usize {
+        self.top
+    }
+
     /// The values that concentrate the bad requests of `service` in the slots that end after
     /// `from` and start before `to` (Unix nanoseconds), best ranked first, at most
     /// `aggregator.explain.top`, ranked by share of the bad requests less share of all (values
@@ -615,6 +723,21 @@ impl Explained {
         to: UnixNanos,
         top: usize,
     ) -> Vec<ValueShare> {
+        self.shares_of(service, BadRequests::Errors, from, to, top)
+    }
+
+    /// [`Explained::shares_top`], the bad requests being `bad`: for a latency SLO, those
+    /// slower than its threshold, counted when the threshold is one of the lowest
+    /// [`MAX_SLOW`] of the aggregator's (else, and in slots counted before the threshold
+    /// was, none).
+    pub fn shares_of(
+        &self,
+        service: &str,
+        bad_requests: BadRequests,
+        from: UnixNanos,
+        to: UnixNanos,
+        top: usize,
+    ) -> Vec<ValueShare> {
         // Kept under the name as cut (a name longer than that is rare).
         let name = String::from_utf8_lossy(cut(service.as_bytes()));
         let Some(slots) = self.services.get(name.as_ref()) else {
@@ -622,17 +745,33 @@ impl Explained {
         };
         let slot_ns = self.slot_ns.max(1);
         let (mut all, mut bad) = (0u64, 0u64);
-        let mut merged: Vec<Vec<Entry>> = vec![Vec::new(); 2 * self.names.len()];
+        let attrs = self.names.len();
+        // The sketches of all requests, then of the bad ones, per attribute.
+        let mut merged: Vec<Vec<Entry>> = vec![Vec::new(); 2 * attrs];
         for (slot, counts) in slots {
             let start = slot * slot_ns;
             if start.saturating_add(slot_ns) <= from || start >= to {
                 continue;
             }
             all += counts.all;
-            bad += counts.bad;
-            for (s, list) in counts.sketches.iter().enumerate() {
-                for e in list {
-                    add_entry(&mut merged[s], e.hash, &e.val, e.count);
+            let set = match bad_requests {
+                BadRequests::Errors => {
+                    bad += counts.bad;
+                    Some(BAD)
+                }
+                BadRequests::SlowerThan(t) => {
+                    counts.slow.iter().position(|(x, _)| *x == t).map(|i| {
+                        bad += counts.slow[i].1;
+                        SLOW + i
+                    })
+                }
+            };
+            for (class, set) in [(ALL, Some(ALL)), (BAD, set)] {
+                let Some(set) = set else { continue };
+                for a in 0..attrs {
+                    for e in counts.sketches.get(set * attrs + a).into_iter().flatten() {
+                        add_entry(&mut merged[class * attrs + a], e.hash, &e.val, e.count);
+                    }
                 }
             }
         }
@@ -641,10 +780,11 @@ impl Explained {
         }
         let mut out = Vec::new();
         for (a, name) in self.names.iter().enumerate() {
-            let (all_list, bad_list) = (&merged[2 * a + ALL], &merged[2 * a + BAD]);
+            let (all_list, bad_list) = (&merged[ALL * attrs + a], &merged[BAD * attrs + a]);
             for e in bad_list {
                 let bad_share = e.count as f64 / bad as f64;
-                // Every bad request is counted among all: its count there is at least this.
+                // A value's requests are at least its bad ones (errors are all counted among
+                // all requests; slow ones that are not errors only as sampled).
                 let in_all = all_list
                     .iter()
                     .find(|x| x.hash == e.hash)

@@ -59,7 +59,9 @@ use slipstream_core::{
 };
 
 pub use changes::{SeriesChange, SlotChange};
-pub use explain::{Explained, MIN_BAD_SHARE, OUTCOME_ATTRIBUTES, SlotCounts};
+pub use explain::{
+    BadRequests, Explained, MAX_SLOW, MIN_BAD_SHARE, OUTCOME_ATTRIBUTES, SlotCounts,
+};
 pub use histogram::{
     Histogram, SparseHistogram, bucket_high, bucket_low, bucket_of, bucket_value, rank,
 };

@@ -1235,9 +1235,15 @@ impl Shard {
                     delta.offer_exemplar(hot.local, span, obs.bad);
                 }
                 if cfg.explain.on() {
-                    delta
-                        .explain
-                        .offer(&cfg.explain, span, slot, obs.bad, obs.w);
+                    delta.explain.offer(
+                        &cfg.explain,
+                        span,
+                        slot,
+                        obs.bad,
+                        obs.w,
+                        &thresholds.values[..thresholds.len],
+                        obs.k,
+                    );
                 }
                 if let Some(v) = span.service_version
                     && hot.local != OVERFLOW_LOCAL

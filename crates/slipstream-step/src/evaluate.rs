@@ -377,9 +377,11 @@ fn delta(sli: Sli, slot: &SlotData, prev: Option<&SlotData>) -> (u64, u64) {
     )
 }
 
-/// Names, in each firing event of an availability SLO, the attribute values its bad requests
-/// in the row's short window share ([`AlertEvent::bad_requests_share`], and the annotation
-/// `bad_requests_share`), from the aggregator's counts of the event's service. Where the
+/// Names, in each firing event, the attribute values its bad requests in the row's short
+/// window share ([`AlertEvent::bad_requests_share`], and the annotation
+/// `bad_requests_share`), from the aggregator's counts of the event's service: of an
+/// availability SLO, the requests that failed; of a latency SLO, those slower than its
+/// threshold. Where the
 /// counts name none, an event keeps those its row was last sent with (the engine fills them
 /// in a re-sent event).
 fn explain(series: &Snapshot, engine: &SloEngine, events: &mut [AlertEvent]) {
@@ -389,15 +391,17 @@ fn explain(series: &Snapshot, engine: &SloEngine, events: &mut [AlertEvent]) {
         .iter_mut()
         .filter(|e| e.state == slipstream_slo::AlertState::Firing)
     {
-        if !matches!(
-            engine.spec(e.slo_id).map(|s| s.sli),
-            Some(Sli::Availability)
-        ) {
-            continue;
-        }
+        let bad = match engine.spec(e.slo_id).map(|s| s.sli) {
+            Some(Sli::Availability) => slipstream_aggregator::BadRequests::Errors,
+            Some(Sli::Latency { threshold }) => {
+                slipstream_aggregator::BadRequests::SlowerThan(nanos(threshold))
+            }
+            None => continue,
+        };
         if !explained.attributes().is_empty() {
             let from = e.at.saturating_sub(nanos(e.row.short));
-            let found = explained.shares(&e.service, from, e.at.saturating_add(1));
+            let to = e.at.saturating_add(1);
+            let found = explained.shares_of(&e.service, bad, from, to, explained.top());
             if !found.is_empty() {
                 e.bad_requests_share = found;
             }

@@ -93,10 +93,10 @@ fn the_value_the_bad_requests_share_is_ranked_first() {
             for (p, pod) in pods.iter().enumerate() {
                 let bad = r == 3 && p == 7;
                 let rec = span(&spec, "checkout", &[route, pod]);
-                counts.offer(&spec, &rec, 5, bad, 0);
+                counts.offer(&spec, &rec, 5, bad, 0, &[], 0);
                 // Extra bad requests on the incident's route and pod.
                 if bad && round < 9 {
-                    counts.offer(&spec, &rec, 5, true, 0);
+                    counts.offer(&spec, &rec, 5, true, 0, &[], 0);
                 }
             }
         }
@@ -122,6 +122,79 @@ fn the_value_the_bad_requests_share_is_ranked_first() {
 }
 
 #[test]
+fn slow_requests_name_their_own_values_per_latency_threshold() {
+    const MS: u64 = 1_000_000;
+    // Errors on /r1; requests slower than 100 ms on /r2 of pod-4, the slowest above 1 s.
+    let spec = spec(&["http.route", "k8s.pod.name"], 8, 1);
+    let thresholds = [100 * MS, 1_000 * MS];
+    let mut shards: [Counts; 2] = Default::default();
+    let routes: Vec<Vec<u8>> = (0..5).map(|i| string(&format!("/r{i}"))).collect();
+    let pods: Vec<Vec<u8>> = (0..5).map(|i| string(&format!("pod-{i}"))).collect();
+    for round in 0..20 {
+        for (r, route) in routes.iter().enumerate() {
+            for (p, pod) in pods.iter().enumerate() {
+                let rec = span(&spec, "checkout", &[route, pod]);
+                let above = match (r, p) {
+                    (2, 4) if round % 2 == 0 => 2,
+                    (2, 4) => 1,
+                    _ => 0,
+                };
+                shards[round % 2].offer(&spec, &rec, 5, r == 1, 0, &thresholds, above);
+            }
+        }
+    }
+    let e = explained(&spec, &shards.iter().collect::<Vec<_>>());
+    let kept = &e.services["checkout"][0].1;
+    assert_eq!(kept.bad, 100);
+    assert_eq!(kept.slow, vec![(100 * MS, 20), (1_000 * MS, 10)]);
+    let of = |bad| e.shares_of("checkout", bad, 0, u64::MAX, 5);
+    let errors = of(BadRequests::Errors);
+    assert_eq!(
+        (errors[0].attribute.as_str(), errors[0].value.as_str()),
+        ("http.route", "/r1")
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors, e.shares("checkout", 0, u64::MAX));
+    for t in thresholds {
+        let slow = of(BadRequests::SlowerThan(t));
+        assert_eq!(slow.len(), 2, "{slow:?}");
+        let named: Vec<(&str, &str)> = slow
+            .iter()
+            .map(|s| (s.attribute.as_str(), s.value.as_str()))
+            .collect();
+        assert!(named.contains(&("http.route", "/r2")), "{slow:?}");
+        assert!(named.contains(&("k8s.pod.name", "pod-4")), "{slow:?}");
+        assert!(slow.iter().all(|s| (s.bad_share - 1.0).abs() < 1e-9));
+    }
+    // A threshold not counted names nothing.
+    assert!(of(BadRequests::SlowerThan(5_000 * MS)).is_empty());
+}
+
+#[test]
+fn slow_classes_merge_by_threshold_across_shards_that_count_different_sets() {
+    const MS: u64 = 1_000_000;
+    let spec = spec(&["http.route"], 8, 1);
+    let v = string("/slow");
+    let rec = span(&spec, "s", &[&v]);
+    let mut a = Counts::default();
+    let mut b = Counts::default();
+    // Before and after a reload that added a lower threshold.
+    a.offer(&spec, &rec, 1, false, 0, &[300 * MS], 1);
+    b.offer(&spec, &rec, 1, false, 0, &[50 * MS, 300 * MS], 2);
+    let e = explained(&spec, &[&a, &b]);
+    let kept = &e.services["s"][0].1;
+    assert_eq!(kept.slow, vec![(300 * MS, 2), (50 * MS, 1)]);
+    assert_eq!(kept.bad, 0);
+    let slow = e.shares_of("s", BadRequests::SlowerThan(300 * MS), 0, u64::MAX, 3);
+    assert!(
+        slow.is_empty(),
+        "every request is slow: no value stands out: {slow:?}"
+    );
+    assert_eq!(kept.sketches[SLOW][0].count, 2);
+    assert_eq!(kept.sketches[SLOW + 1][0].count, 1);
+}
+
+#[test]
 fn status_codes_rank_after_where_the_requests_fail() {
     let spec = spec(&["http.response.status_code", "http.route"], 8, 1);
     let mut counts = Counts::default();
@@ -131,7 +204,7 @@ fn status_codes_rank_after_where_the_requests_fail() {
         for (i, r) in routes.iter().enumerate() {
             let bad = i == 0;
             let rec = span(&spec, "a", &[if bad { &boom } else { &ok }, r]);
-            counts.offer(&spec, &rec, 1, bad, 0);
+            counts.offer(&spec, &rec, 1, bad, 0, &[], 0);
         }
     }
     let shares = explained(&spec, &[&counts]).shares("a", 0, u64::MAX);
@@ -145,7 +218,7 @@ fn memory_is_bounded_whatever_the_cardinality() {
     let mut counts = Counts::default();
     for i in 0..10_000 {
         let v = string(&format!("/distinct/{i}"));
-        counts.offer(&spec, &span(&spec, "a", &[&v]), 1, i % 2 == 0, 0);
+        counts.offer(&spec, &span(&spec, "a", &[&v]), 1, i % 2 == 0, 0, &[], 0);
     }
     assert_eq!(counts.used, 1);
     let t = &counts.tables[0];
@@ -166,7 +239,7 @@ fn services_beyond_the_limit_are_not_counted() {
     let v = string("/x");
     let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
     for name in &names {
-        counts.offer(&cfg_spec, &span(&cfg_spec, name, &[&v]), 1, true, 0);
+        counts.offer(&cfg_spec, &span(&cfg_spec, name, &[&v]), 1, true, 0, &[], 0);
     }
     assert_eq!(counts.used, 2);
     assert_eq!(counts.dropped, 3);
@@ -188,7 +261,7 @@ fn good_requests_are_sampled_without_bias() {
             span_id: id,
             ..span(&spec, "s", &[v])
         };
-        counts.offer(&spec, &rec, 1, false, 0);
+        counts.offer(&spec, &rec, 1, false, 0, &[], 0);
     }
     let t = &counts.tables[0];
     let all = t.all as f64;
@@ -209,7 +282,7 @@ fn slots_outside_the_window_are_forgotten() {
     let v = string("/x");
     for slot in 0..6 {
         let mut counts = Counts::default();
-        counts.offer(&s, &span(&s, "a", &[&v]), slot, true, 0);
+        counts.offer(&s, &span(&s, "a", &[&v]), slot, true, 0, &[], 0);
         kept.absorb(&counts);
     }
     kept.age(5);
@@ -233,11 +306,11 @@ fn bad_requests_past_the_exact_count_are_sampled_without_bias() {
             span_id: id,
             ..span(&spec, "s", &[v])
         };
-        counts.offer(&spec, &rec, 1, true, 0);
+        counts.offer(&spec, &rec, 1, true, 0, &[], 0);
     }
     let t = &counts.tables[0];
     // Totals are exact.
-    assert_eq!((t.all, t.bad), (n, n));
+    assert_eq!((t.all, t.bad[0]), (n, n));
     let count = |s: usize, v: &[u8]| {
         t.entries(spec.k, s)
             .find(|(_, x, _)| x.as_slice() == v)
@@ -273,7 +346,7 @@ proptest! {
         for &(v, shard, w) in &stream {
             // Skewed: low values are frequent.
             let v = v % (1 + v / 4);
-            shards[usize::from(shard)].offer(&spec, &span(&spec, "s", &[&values[usize::from(v)]]), 1, true, w);
+            shards[usize::from(shard)].offer(&spec, &span(&spec, "s", &[&values[usize::from(v)]]), 1, true, w, &[], 0);
             *exact.entry(v).or_default() += u64::from(w);
         }
         let refs: Vec<&Counts> = shards.iter().collect();
