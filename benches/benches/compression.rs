@@ -12,6 +12,11 @@
 //! CPU-second of one core. The compressed size of each level is printed once, on stderr, for
 //! the ratio.
 //!
+//! `gzip_1_kept`: level 1 with one flate2 state reset per request, as the forward exporter
+//! keeps one per thread; `libdeflate_N`: libdeflate at level N with its compressor kept, into
+//! a scratch buffer of the bound kept with it, the compressed bytes copied out (what the
+//! exporter would do with it).
+//!
 //! The gzip backend is flate2's, chosen workspace-wide by its feature in the workspace
 //! `Cargo.toml`; compare two backends with `--save-baseline` on one and `--baseline` on the
 //! other.
@@ -48,6 +53,38 @@ fn gzip(data: &[u8], level: u32) -> Vec<u8> {
 
 fn zstd(data: &[u8], level: i32) -> Vec<u8> {
     zstd::bulk::compress(data, level).expect("compressing into a Vec")
+}
+
+/// gzip at level 1 through a kept flate2 state, as the forward exporter compresses.
+fn gzip_kept(deflate: &mut flate2::Compress, data: &[u8]) -> Vec<u8> {
+    deflate.reset();
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    loop {
+        let read = deflate.total_in() as usize;
+        let status = deflate
+            .compress_vec(&data[read..], &mut out, flate2::FlushCompress::Finish)
+            .expect("deflate of a whole buffer");
+        if status == flate2::Status::StreamEnd {
+            break;
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// gzip through a kept libdeflate compressor into a kept scratch buffer, copied out.
+fn gzip_libdeflate(c: &mut libdeflater::Compressor, scratch: &mut Vec<u8>, data: &[u8]) -> Vec<u8> {
+    let bound = c.gzip_compress_bound(data.len());
+    if scratch.len() < bound {
+        scratch.resize(bound, 0);
+    }
+    let n = c.gzip_compress(data, scratch).expect("the bound fits");
+    scratch[..n].to_vec()
 }
 
 /// Inflates `gz` as the receiver does: one allocation of the trailer's size, then reads.
@@ -118,6 +155,30 @@ fn compression(c: &mut Criterion) {
         );
         group.bench_function(format!("gzip_{level}"), |b| {
             b.iter_custom(|n| cpu(n, || gzip(black_box(&body), level)))
+        });
+    }
+    let mut deflate = flate2::Compress::new(flate2::Compression::fast(), false);
+    assert_eq!(gunzip(&gzip_kept(&mut deflate, &body)), body);
+    group.bench_function("gzip_1_kept", |b| {
+        b.iter_custom(|n| cpu(n, || gzip_kept(&mut deflate, black_box(&body))))
+    });
+    for level in [1, 2, 3, 6] {
+        let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
+        let mut scratch = Vec::new();
+        let out = gzip_libdeflate(&mut c, &mut scratch, &body);
+        assert_eq!(gunzip(&out), body);
+        eprintln!(
+            "libdeflate level {level}: {} -> {} bytes ({:.1}x)",
+            body.len(),
+            out.len(),
+            body.len() as f64 / out.len() as f64
+        );
+        group.bench_function(format!("libdeflate_{level}"), |b| {
+            b.iter_custom(|n| {
+                cpu(n, || {
+                    gzip_libdeflate(&mut c, &mut scratch, black_box(&body))
+                })
+            })
         });
     }
     for level in [-1, 1, 3] {

@@ -10,6 +10,7 @@
 //!                          [--duration SECS] [--mode gateway|sidecar] [--rate SPANS_PER_S] [--idle]
 //!                          [--tick DURATION] [--forward-compression none|gzip|zstd] [--refuse]
 //!                          [--error-rate SHARE] [--no-explain] [--no-exemplars]
+//!                          [--batch SIZE]
 //! ```
 //!
 //! `--tick` sets slipstream's `aggregator.tick_interval` (default `5s`, slipstream's own
@@ -24,6 +25,8 @@
 //! `exemplars.enabled: false`, to measure what keeping exemplars costs likewise.
 //!
 //! `--forward-compression` forwards (as `--forward`) with that `forward.compression`.
+//! `--batch SIZE` forwards (as `--forward`) with `forward.max_batch_bytes: SIZE` (`2MiB`),
+//! requests waiting in the queue joined into one export.
 //! `--refuse` forwards to a sink that holds every export unanswered, with a 1 MiB
 //! forward queue: once the queue is full every request is refused (`queue_full`), and the line
 //! gives refused requests per slipstream CPU-second, to hold against the accepted requests per
@@ -242,9 +245,12 @@ fn start_slipstream(
     std::fs::create_dir_all(&dir).unwrap();
     let forward = match forward {
         Some(addr) => format!(
-            "forward:\n  endpoint: http://{addr}\n  protocol: {}\n  compression: {}\n{}",
+            "forward:\n  endpoint: http://{addr}\n  protocol: {}\n  compression: {}\n{}{}",
             if grpc_forward { "grpc" } else { "http" },
             o.forward_compression,
+            o.batch
+                .as_ref()
+                .map_or_else(String::new, |b| format!("  max_batch_bytes: {b}\n")),
             if o.refuse {
                 "  queue:\n    max_bytes: 1MiB\n"
             } else {
@@ -409,6 +415,8 @@ struct Opts {
     tick: String,
     /// `forward.compression`.
     forward_compression: String,
+    /// `forward.max_batch_bytes`, when set.
+    batch: Option<String>,
     /// Forward to a sink that never answers, through a small queue, so requests are refused.
     refuse: bool,
     /// Share of the load's spans that fail (`loadgen --error-rate`; its default when unset).
@@ -431,6 +439,7 @@ fn main() {
         idle: false,
         tick: "5s".into(),
         forward_compression: "none".into(),
+        batch: None,
         refuse: false,
         error_rate: None,
         explain: true,
@@ -451,6 +460,10 @@ fn main() {
             "--tick" => o.tick = v(),
             "--forward-compression" => {
                 o.forward_compression = v();
+                o.forward = true;
+            }
+            "--batch" => {
+                o.batch = Some(v());
                 o.forward = true;
             }
             "--refuse" => {
@@ -475,7 +488,13 @@ fn main() {
         if o.gzip { "+gzip" } else { "" },
         match (o.refuse, o.forward) {
             (true, _) => "stalled (refusing)".to_owned(),
-            (false, true) => format!("on ({})", o.forward_compression),
+            (false, true) => format!(
+                "on ({}{})",
+                o.forward_compression,
+                o.batch
+                    .as_ref()
+                    .map_or_else(String::new, |b| format!(", batches of {b}"))
+            ),
             (false, false) => "off".to_owned(),
         },
         o.series,
