@@ -33,13 +33,14 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use slipstream_aggregator::Aggregator;
 use slipstream_config::Config;
-use slipstream_core::{Clock, ManualClock, ObservationSink, Registry, Signal, SpanRecord};
-use slipstream_receiver::Pipeline;
+use slipstream_core::{Clock, ManualClock, ObservationSink, Registry, SpanRecord};
 use slipstream_receiver::scanner::scan_traces;
 use slipstream_slo::{AlertEvent, SloEngine, SloSnapshot};
 
 use slipstream_step::evaluate::Evaluator;
 use slipstream_step::publish::Live;
+
+pub mod json;
 
 /// How the input file is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -519,9 +520,12 @@ impl Records {
     }
 }
 
-/// Decodes one line of OTLP JSON (an `ExportTraceServiceRequest`) into protobuf bytes.
+/// Decodes one line of OTLP JSON (an `ExportTraceServiceRequest`) into protobuf bytes that
+/// hold what the span scanner reads ([`json`]).
 pub fn decode_json_line(line: &[u8]) -> Result<Bytes, String> {
-    Pipeline::json_to_protobuf(Signal::Traces, line).map_err(|e| e.to_string())
+    let mut out = Vec::new();
+    json::to_protobuf(line, &mut out).map_err(|e| e.to_string())?;
+    Ok(Bytes::from(out))
 }
 
 /// Starts a reader thread and one decoding thread per core; returns, in file order, one
@@ -531,7 +535,7 @@ fn spawn_json_decoders(
 ) -> crossbeam_channel::Receiver<crossbeam_channel::Receiver<Vec<Record>>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<(
-        Vec<String>,
+        Vec<Vec<u8>>,
         crossbeam_channel::Sender<Vec<Record>>,
     )>(workers * 2);
     let (order_tx, order_rx) = crossbeam_channel::bounded(workers * 4);
@@ -541,22 +545,28 @@ fn spawn_json_decoders(
             for (lines, done) in jobs {
                 let records = lines
                     .iter()
-                    .map(|l| (decode_json_line(l.as_bytes()), l.len() as u64))
+                    .map(|l| (decode_json_line(l), l.len() as u64))
                     .collect();
                 let _ = done.send(records);
             }
         });
     }
     std::thread::spawn(move || {
+        // Lines are read as bytes (the decoder checks that they are UTF-8) into buffers sized
+        // from the line before, so that long lines are not grown by doubling.
+        let mut last = 0;
         loop {
             let mut lines = Vec::with_capacity(JSON_CHUNK);
             let mut failed = None;
             while lines.len() < JSON_CHUNK {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
+                let mut line = Vec::with_capacity(last + last / 8 + 64);
+                match reader.read_until(b'\n', &mut line) {
                     Ok(0) => break,
-                    Ok(_) if line.trim().is_empty() => continue,
-                    Ok(_) => lines.push(line),
+                    Ok(_) if line.iter().all(u8::is_ascii_whitespace) => {}
+                    Ok(n) => {
+                        last = n;
+                        lines.push(line);
+                    }
                     Err(e) => {
                         failed = Some(e.to_string());
                         break;
