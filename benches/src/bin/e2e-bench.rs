@@ -10,7 +10,7 @@
 //!                          [--duration SECS] [--mode gateway|sidecar] [--rate SPANS_PER_S] [--idle]
 //!                          [--tick DURATION] [--forward-compression none|gzip|zstd] [--refuse]
 //!                          [--error-rate SHARE] [--no-explain] [--no-exemplars]
-//!                          [--batch SIZE]
+//!                          [--batch SIZE] [--sink-delay MS]
 //! ```
 //!
 //! `--tick` sets slipstream's `aggregator.tick_interval` (default `5s`, slipstream's own
@@ -26,7 +26,9 @@
 //!
 //! `--forward-compression` forwards (as `--forward`) with that `forward.compression`.
 //! `--batch SIZE` forwards (as `--forward`) with `forward.max_batch_bytes: SIZE` (`2MiB`),
-//! requests waiting in the queue joined into one export.
+//! requests waiting in the queue joined into one export. `--sink-delay MS` forwards (as
+//! `--forward`) to a sink that answers each export after MS milliseconds, a downstream far
+//! away or slow: with 4 export calls in flight, at most 4000/MS exports a second get through.
 //! `--refuse` forwards to a sink that holds every export unanswered, with a 1 MiB
 //! forward queue: once the queue is full every request is refused (`queue_full`), and the line
 //! gives refused requests per slipstream CPU-second, to hold against the accepted requests per
@@ -138,10 +140,10 @@ fn steps_so_far(admin: SocketAddr) -> (f64, f64) {
     )
 }
 
-/// A downstream that accepts every OTLP export (gRPC and HTTP) and discards it; with `stall`,
-/// it answers only empty exports (the forwarder's reachability probes) and holds every other
-/// one unanswered.
-fn start_null_sink(stall: bool) -> SocketAddr {
+/// A downstream that accepts every OTLP export (gRPC and HTTP) and discards it, after `delay`;
+/// with `stall`, it answers only empty exports (the forwarder's reachability probes) and holds
+/// every other one unanswered.
+fn start_null_sink(stall: bool, delay: Duration) -> SocketAddr {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -168,8 +170,12 @@ fn start_null_sink(stall: bool) -> SocketAddr {
                                 .get("content-type")
                                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
                             let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                            if stall && body.is_ok_and(|b| b.len() > 5) {
+                            let data = body.is_ok_and(|b| b.len() > 5);
+                            if stall && data {
                                 std::future::pending::<()>().await;
+                            }
+                            if data && !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
                             }
                             let body = if grpc {
                                 let mut t = http::HeaderMap::new();
@@ -417,6 +423,8 @@ struct Opts {
     forward_compression: String,
     /// `forward.max_batch_bytes`, when set.
     batch: Option<String>,
+    /// How long the sink takes to answer an export, in milliseconds.
+    sink_delay_ms: u64,
     /// Forward to a sink that never answers, through a small queue, so requests are refused.
     refuse: bool,
     /// Share of the load's spans that fail (`loadgen --error-rate`; its default when unset).
@@ -440,6 +448,7 @@ fn main() {
         tick: "5s".into(),
         forward_compression: "none".into(),
         batch: None,
+        sink_delay_ms: 0,
         refuse: false,
         error_rate: None,
         explain: true,
@@ -462,6 +471,10 @@ fn main() {
                 o.forward_compression = v();
                 o.forward = true;
             }
+            "--sink-delay" => {
+                o.sink_delay_ms = v().parse().expect("milliseconds");
+                o.forward = true;
+            }
             "--batch" => {
                 o.batch = Some(v());
                 o.forward = true;
@@ -479,7 +492,9 @@ fn main() {
             }
         }
     }
-    let sink = o.forward.then(|| start_null_sink(o.refuse));
+    let sink = o
+        .forward
+        .then(|| start_null_sink(o.refuse, Duration::from_millis(o.sink_delay_ms)));
     let s = start_slipstream(&o, sink, o.series >= 100_000, o.grpc);
     let variant = format!(
         "{} {}{} forward {} {} series {}",
@@ -489,11 +504,15 @@ fn main() {
         match (o.refuse, o.forward) {
             (true, _) => "stalled (refusing)".to_owned(),
             (false, true) => format!(
-                "on ({}{})",
+                "on ({}{}){}",
                 o.forward_compression,
                 o.batch
                     .as_ref()
-                    .map_or_else(String::new, |b| format!(", batches of {b}"))
+                    .map_or_else(String::new, |b| format!(", batches of {b}")),
+                match o.sink_delay_ms {
+                    0 => String::new(),
+                    ms => format!(" to a sink answering in {ms} ms"),
+                }
             ),
             (false, false) => "off".to_owned(),
         },
