@@ -3,7 +3,10 @@
 //! bad and of all requests, in a real Alertmanager's alert annotations and in the events of
 //! `slipstream replay` over a recording of the same traffic. The same for a latency
 //! incident (the route slow on the pod, not failing): the latency SLO's page names them.
+//! Each named value carries one of its bad requests as an example, linked through
+//! `exemplars.trace_url`.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,7 +32,9 @@ const BAD_POD: usize = 3;
 /// Requests of the failing route per request of each other one.
 const BAD_ROUTE_WEIGHT: usize = 10;
 
-const SLO: &str = "slo:
+const SLO: &str = "exemplars:
+  trace_url: https://tempo.example/trace/{trace_id}
+slo:
   evaluation_interval: 30s
   templates: { availability: null, latency: null }
   objectives:
@@ -119,9 +124,37 @@ fn minute(end: u64, incident: Incident, seq: &mut u64) -> ExportTraceServiceRequ
     ExportTraceServiceRequest { resource_spans }
 }
 
+/// The trace ids (hex) of the requests in `requests` that failed or took over 300 ms.
+fn bad_traces(requests: &[ExportTraceServiceRequest]) -> HashSet<String> {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    requests
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .filter(|s| {
+            s.status.as_ref().is_some_and(|st| st.code == 2)
+                || s.end_time_unix_nano - s.start_time_unix_nano > 300_000_000
+        })
+        .map(|s| hex(&s.trace_id))
+        .collect()
+}
+
 /// Checks the shares an event names: the failing pod and the failing route first (pod first:
-/// it holds a smaller share of all requests), each with every bad request.
-fn check_shares(shares: &[ValueShare]) {
+/// it holds a smaller share of all requests), each with every bad request, and with one of
+/// the bad requests (`bad`, trace ids) as its example, linked.
+fn check_shares(shares: &[ValueShare], bad: &HashSet<String>) {
+    for s in &shares[..2.min(shares.len())] {
+        let x = s
+            .example
+            .as_ref()
+            .unwrap_or_else(|| panic!("no example: {s:?}"));
+        assert!(bad.contains(&x.trace_id), "{s:?} names a good request");
+        assert_eq!(
+            x.url.as_deref(),
+            Some(format!("https://tempo.example/trace/{}", x.trace_id).as_str())
+        );
+    }
     assert!(shares.len() >= 2, "{shares:?}");
     assert_eq!(shares[0].attribute, "k8s.pod.name", "{shares:?}");
     assert_eq!(shares[0].value, format!("checkout-pod-{BAD_POD}"));
@@ -139,10 +172,17 @@ fn check_shares(shares: &[ValueShare]) {
     );
 }
 
-/// The same check on the annotation's text: `attr=value: B% of bad, A% of all; ...`.
-fn check_annotation(text: &str) {
+/// The same check on the annotation's text: `attr=value: B% of bad, A% of all (example:
+/// <link>); ...`.
+fn check_annotation(text: &str, bad: &HashSet<String>) {
     let parts: Vec<&str> = text.split("; ").collect();
     assert!(parts.len() >= 2, "{text}");
+    for part in &parts[..2] {
+        let (_, link) = part
+            .split_once(" (example: https://tempo.example/trace/")
+            .unwrap_or_else(|| panic!("no example link: {text}"));
+        assert!(bad.contains(link.trim_end_matches(')')), "{text}");
+    }
     assert!(
         parts[0].starts_with(&format!(
             "k8s.pod.name=checkout-pod-{BAD_POD}: 100% of bad, "
@@ -157,7 +197,9 @@ fn check_annotation(text: &str) {
 
 /// The events of `slipstream replay` over ten quiet minutes and ten of `incident`, and what
 /// it printed.
-fn replay_incident(incident: Incident) -> (Vec<slipstream_slo::AlertEvent>, String) {
+fn replay_incident(
+    incident: Incident,
+) -> (Vec<slipstream_slo::AlertEvent>, String, HashSet<String>) {
     let mut seq = 0;
     let requests: Vec<_> = (0..20)
         .map(|m| {
@@ -187,7 +229,7 @@ fn replay_incident(incident: Incident) -> (Vec<slipstream_slo::AlertEvent>, Stri
         .unwrap()
         .read_to_string(&mut printed)
         .unwrap();
-    (report.events, printed)
+    (report.events, printed, bad_traces(&requests))
 }
 
 /// The first firing event of `slo` (and no other SLO's), which names the shares.
@@ -213,25 +255,28 @@ fn page_of<'e>(
 #[test]
 fn replay_names_the_route_and_the_pod_of_the_bad_requests() {
     // Ten quiet minutes, then ten in which /pay fails on one pod.
-    let (events, printed) = replay_incident(Incident::Failing);
+    let (events, printed, bad) = replay_incident(Incident::Failing);
     let page = page_of(&events, "checkout-availability");
-    check_shares(&page.bad_requests_share);
-    check_annotation(&page.annotations["bad_requests_share"]);
+    check_shares(&page.bad_requests_share, &bad);
+    check_annotation(&page.annotations["bad_requests_share"], &bad);
     // The printed event says it too.
     let line = printed
         .lines()
         .find(|l| l.trim_start().starts_with("bad requests share "))
         .unwrap_or_else(|| panic!("no shares printed:\n{printed}"));
-    check_annotation(line.trim_start().trim_start_matches("bad requests share "));
+    check_annotation(
+        line.trim_start().trim_start_matches("bad requests share "),
+        &bad,
+    );
 }
 
 #[test]
 fn replay_names_the_route_and_the_pod_of_the_slow_requests() {
     // Ten quiet minutes, then ten in which /pay takes 2 s on one pod, and succeeds.
-    let (events, printed) = replay_incident(Incident::Slow);
+    let (events, printed, slow) = replay_incident(Incident::Slow);
     let page = page_of(&events, "checkout-latency");
-    check_shares(&page.bad_requests_share);
-    check_annotation(&page.annotations["bad_requests_share"]);
+    check_shares(&page.bad_requests_share, &slow);
+    check_annotation(&page.annotations["bad_requests_share"], &slow);
     assert!(
         printed.contains("bad requests share k8s.pod.name=checkout-pod-3: 100% of bad"),
         "{printed}"
@@ -270,8 +315,11 @@ async fn alertmanager_names_the_incident(incident: Incident, slo: &str) {
         .as_nanos() as u64;
     // Two minutes of the incident, ending now.
     let mut seq = 0;
+    let mut sent = Vec::new();
     for m in 0..2 {
-        export(http, &minute(now - (1 - m) * MIN, incident, &mut seq)).await;
+        let request = minute(now - (1 - m) * MIN, incident, &mut seq);
+        export(http, &request).await;
+        sent.push(request);
     }
     let ours = |a: &serde_json::Value| a["labels"]["slo"] == slo;
     let alert = eventually_async(
@@ -288,6 +336,9 @@ async fn alertmanager_names_the_incident(incident: Incident, slo: &str) {
     )
     .await;
     assert_eq!(alert["labels"]["severity"], "page", "{alert:#}");
-    check_annotation(alert["annotations"]["bad_requests_share"].as_str().unwrap());
+    check_annotation(
+        alert["annotations"]["bad_requests_share"].as_str().unwrap(),
+        &bad_traces(&sent),
+    );
     app.shutdown().await;
 }

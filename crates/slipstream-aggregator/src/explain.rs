@@ -55,7 +55,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use slipstream_config::ExplainConfig;
-use slipstream_core::explain::{CandidateKeys, ResourceValues, ValueShare};
+use slipstream_core::explain::{CandidateKeys, ResourceValues, ValueExample, ValueShare};
 use slipstream_core::{MAX_CANDIDATES, SpanRecord, UnixNanos};
 
 use crate::key::fingerprint;
@@ -265,6 +265,23 @@ struct Table {
     hashes: Vec<u64>,
     counts: Vec<u64>,
     vals: Vec<Val>,
+    /// Per entry of a bad set, the last request counted with it: trace id and span id
+    /// (zeros: none).
+    ids: Vec<Ids>,
+}
+
+/// A request's trace id and span id, side by side (zeros: none).
+type Ids = [u8; 24];
+
+/// The ids of `span`, zeros when it has no valid ones.
+#[inline]
+fn ids_of(span: &SpanRecord<'_>) -> Ids {
+    let mut ids = [0; 24];
+    if span.trace_id.len() == 16 && span.span_id.len() == 8 {
+        ids[..16].copy_from_slice(span.trace_id);
+        ids[16..].copy_from_slice(span.span_id);
+    }
+    ids
 }
 
 impl Table {
@@ -282,6 +299,7 @@ impl Table {
             hashes: Vec::new(),
             counts: Vec::new(),
             vals: Vec::new(),
+            ids: Vec::new(),
         }
     }
 
@@ -294,6 +312,7 @@ impl Table {
         self.hashes.resize(entries, 0);
         self.counts.resize(entries, 0);
         self.vals.resize(entries, Val::default());
+        self.ids.resize(entries, [0; 24]);
     }
 
     fn reset(&mut self, service: &[u8], hash: u64, slot: u64, slow: &[u64]) {
@@ -323,9 +342,20 @@ impl Table {
         }
     }
 
-    /// Space-Saving: counts value `raw` (hash `h`) with weight `w` in sketch `s`.
+    /// Space-Saving: counts value `raw` (hash `h`) with weight `w` in sketch `s`, and, in a
+    /// sketch of bad requests, `ids` as its last request.
     #[inline]
-    fn add(&mut self, k: usize, attrs: usize, s: usize, h: u64, raw: &[u8], w: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        k: usize,
+        attrs: usize,
+        s: usize,
+        h: u64,
+        raw: &[u8],
+        w: u64,
+        ids: Option<&Ids>,
+    ) {
         if self.hashes.len() < (s + 1) * k {
             self.grow(k, s, attrs);
         }
@@ -333,6 +363,11 @@ impl Table {
         let n = usize::from(self.n[s]);
         if let Some(i) = self.hashes[base..base + n].iter().position(|&x| x == h) {
             self.counts[base + i] += w;
+            if let Some(ids) = ids
+                && ids[0..16] != [0; 16]
+            {
+                self.ids[base + i] = *ids;
+            }
             return;
         }
         let i = if n < k {
@@ -352,13 +387,20 @@ impl Table {
         self.hashes[i] = h;
         self.vals[i] = Val::new(raw);
         self.counts[i] += w;
+        self.ids[i] = ids.copied().unwrap_or([0; 24]);
     }
 
     /// The entries of sketch `s`: (hash, value, count).
+    #[cfg(test)]
     fn entries(&self, k: usize, s: usize) -> impl Iterator<Item = (u64, &Val, u64)> + '_ {
+        self.entries_ids(k, s).map(|(h, v, c, _)| (h, v, c))
+    }
+
+    /// [`Table::entries`], with each one's last request.
+    fn entries_ids(&self, k: usize, s: usize) -> impl Iterator<Item = (u64, &Val, u64, &Ids)> + '_ {
         let base = s * k;
         (base..base + usize::from(self.n[s]))
-            .map(move |i| (self.hashes[i], &self.vals[i], self.counts[i]))
+            .map(move |i| (self.hashes[i], &self.vals[i], self.counts[i], &self.ids[i]))
     }
 }
 
@@ -445,6 +487,7 @@ impl Counts {
         if spec.keys.values_cached(span, &mut vals, &mut self.resource) == 0 {
             return;
         }
+        let ids = ids_of(span);
         for (a, &raw) in vals.iter().enumerate().take(spec.attrs) {
             if raw.is_empty() {
                 continue;
@@ -452,7 +495,8 @@ impl Counts {
             let h = fingerprint(raw);
             for (set, &x) in ws[..sets].iter().enumerate() {
                 if x != 0 {
-                    t.add(spec.k, spec.attrs, set * spec.attrs + a, h, raw, x);
+                    let ids = (set != ALL).then_some(&ids);
+                    t.add(spec.k, spec.attrs, set * spec.attrs + a, h, raw, x, ids);
                 }
             }
         }
@@ -522,12 +566,14 @@ pub(crate) fn sampled(span: &SpanRecord<'_>, n: u32) -> bool {
 
 // === kept side ===
 
-/// One entry of a kept sketch: the value's hash, value and count.
+/// One entry of a kept sketch: the value's hash, value and count, and (of bad requests) the
+/// last request counted with it.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     hash: u64,
     val: Val,
     count: u64,
+    ids: Ids,
 }
 
 /// A service's counts in one slot, merged from every shard.
@@ -574,8 +620,8 @@ impl SlotCounts {
         for (set, &to) in sets.iter().enumerate().take(table_sets) {
             for a in 0..attrs {
                 let kept = &mut self.sketches[to * attrs + a];
-                for (hash, val, count) in t.entries(spec.k, set * attrs + a) {
-                    add_entry(kept, hash, val, count);
+                for (hash, val, count, ids) in t.entries_ids(spec.k, set * attrs + a) {
+                    add_entry(kept, hash, val, count, ids);
                 }
                 prune(kept, spec.k);
             }
@@ -583,13 +629,20 @@ impl SlotCounts {
     }
 }
 
-fn add_entry(list: &mut Vec<Entry>, hash: u64, val: &Val, count: u64) {
+/// Adds `count` to the value's entry (the request `ids`, when any, becomes its last).
+fn add_entry(list: &mut Vec<Entry>, hash: u64, val: &Val, count: u64, ids: &Ids) {
     match list.iter_mut().find(|e| e.hash == hash) {
-        Some(e) => e.count += count,
+        Some(e) => {
+            e.count += count;
+            if ids[..16] != [0; 16] {
+                e.ids = *ids;
+            }
+        }
         None => list.push(Entry {
             hash,
             val: *val,
             count,
+            ids: *ids,
         }),
     }
 }
@@ -770,7 +823,13 @@ impl Explained {
                 let Some(set) = set else { continue };
                 for a in 0..attrs {
                     for e in counts.sketches.get(set * attrs + a).into_iter().flatten() {
-                        add_entry(&mut merged[class * attrs + a], e.hash, &e.val, e.count);
+                        add_entry(
+                            &mut merged[class * attrs + a],
+                            e.hash,
+                            &e.val,
+                            e.count,
+                            &e.ids,
+                        );
                     }
                 }
             }
@@ -796,6 +855,7 @@ impl Explained {
                     value: value_text(e.val.as_slice(), e.val.cut),
                     bad_share: bad_share.min(1.0),
                     all_share,
+                    example: ValueExample::new(&e.ids[..16], &e.ids[16..]),
                 };
                 if share.bad_share >= MIN_BAD_SHARE && share.score() > 0.0 {
                     out.push(share);

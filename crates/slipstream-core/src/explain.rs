@@ -24,6 +24,34 @@ pub struct ValueShare {
     pub bad_share: f64,
     /// Share of all the window's requests that carry it (0 to 1).
     pub all_share: f64,
+    /// One bad request that carries the value (the last one counted with it), when the
+    /// spans had valid ids; left out of the JSON without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<ValueExample>,
+}
+
+/// An example bad request of a [`ValueShare`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ValueExample {
+    /// W3C trace id, 32 lower-case hex digits.
+    pub trace_id: String,
+    /// Span id, 16 lower-case hex digits.
+    pub span_id: String,
+    /// The link to its trace from `exemplars.trace_url`; `null` without a template.
+    pub url: Option<String>,
+}
+
+impl ValueExample {
+    /// The request of `trace_id` (16 bytes) and `span_id` (8 bytes); `None` when either
+    /// has another length or the trace id is all zeros.
+    pub fn new(trace_id: &[u8], span_id: &[u8]) -> Option<Self> {
+        let e = crate::Exemplar::new(trace_id, span_id, 0, 0, true)?;
+        Some(ValueExample {
+            trace_id: e.trace_id_hex(),
+            span_id: e.span_id_hex(),
+            url: None,
+        })
+    }
 }
 
 impl ValueShare {
@@ -31,10 +59,23 @@ impl ValueShare {
     pub fn score(&self) -> f64 {
         self.bad_share - self.all_share
     }
+
+    /// Links the example request through the trace URL template (`exemplars.trace_url`,
+    /// `{trace_id}` and `{span_id}` replaced by the hex ids).
+    pub fn link(&mut self, template: &str) {
+        if let Some(x) = &mut self.example {
+            x.url = Some(
+                template
+                    .replace("{trace_id}", &x.trace_id)
+                    .replace("{span_id}", &x.span_id),
+            );
+        }
+    }
 }
 
 impl fmt::Display for ValueShare {
-    /// `http.route=/pay: 92% of bad, 7% of all`.
+    /// `http.route=/pay: 92% of bad, 7% of all`, then, with an example request,
+    /// ` (example: <its link, else its trace id>)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -43,7 +84,11 @@ impl fmt::Display for ValueShare {
             self.value,
             self.bad_share * 100.0,
             self.all_share * 100.0
-        )
+        )?;
+        if let Some(x) = &self.example {
+            write!(f, " (example: {})", x.url.as_ref().unwrap_or(&x.trace_id))?;
+        }
+        Ok(())
     }
 }
 

@@ -239,6 +239,7 @@ impl SavedShare {
             value: self.value.clone(),
             bad_share: self.bad_share,
             all_share: self.all_share,
+            example: None,
         }
     }
 }

@@ -623,6 +623,7 @@ fn a_restored_firing_page_is_re_sent_with_what_it_fired_with() {
         value: "/pay".into(),
         bad_share: 0.92,
         all_share: 0.07,
+        example: None,
     };
     let example = Exemplar::new(&[7; 16], &[9; 8], onset + MIN, 1_500_000_000, true).unwrap();
     for e in evs.iter_mut().filter(|e| e.state == AlertState::Firing) {

@@ -145,7 +145,12 @@ impl Evaluator {
             let interval = nanos(self.engine.evaluation_interval()).max(1);
             self.next_evaluation = (now / interval + 1) * interval;
             let mut events = self.engine.tick();
-            explain(&series, &self.engine, &mut events);
+            explain(
+                &series,
+                &self.engine,
+                self.trace_url.as_deref(),
+                &mut events,
+            );
             self.attach_exemplars(&series, &mut events);
             // A re-sent alert names what it fired with while nothing new is found (after a
             // restart, before the aggregator holds the incident's requests again).
@@ -383,8 +388,14 @@ fn delta(sli: Sli, slot: &SlotData, prev: Option<&SlotData>) -> (u64, u64) {
 /// availability SLO, the requests that failed; of a latency SLO, those slower than its
 /// threshold. Where the
 /// counts name none, an event keeps those its row was last sent with (the engine fills them
-/// in a re-sent event).
-fn explain(series: &Snapshot, engine: &SloEngine, events: &mut [AlertEvent]) {
+/// in a re-sent event). Each value's example request is linked through `trace_url`
+/// (`exemplars.trace_url`) where it is set.
+fn explain(
+    series: &Snapshot,
+    engine: &SloEngine,
+    trace_url: Option<&str>,
+    events: &mut [AlertEvent],
+) {
     use slipstream_core::explain::{SHARES_ANNOTATION, render_shares};
     let explained = series.explained();
     for e in events
@@ -401,7 +412,10 @@ fn explain(series: &Snapshot, engine: &SloEngine, events: &mut [AlertEvent]) {
         if !explained.attributes().is_empty() {
             let from = e.at.saturating_sub(nanos(e.row.short));
             let to = e.at.saturating_add(1);
-            let found = explained.shares_of(&e.service, bad, from, to, explained.top());
+            let mut found = explained.shares_of(&e.service, bad, from, to, explained.top());
+            if let Some(t) = trace_url {
+                found.iter_mut().for_each(|s| s.link(t));
+            }
             if !found.is_empty() {
                 e.bad_requests_share = found;
             }

@@ -119,3 +119,43 @@ fn keys_of_one_length_are_told_apart_and_repeated_keys_fill_both() {
     assert_eq!(text(out[1]), "https");
     assert_eq!(text(out[2]), "/x");
 }
+
+#[test]
+fn a_share_shows_its_example_linked_through_the_trace_url() {
+    let mut share = ValueShare {
+        attribute: "http.route".into(),
+        value: "/pay".into(),
+        bad_share: 0.92,
+        all_share: 0.07,
+        example: None,
+    };
+    assert_eq!(share.to_string(), "http.route=/pay: 92% of bad, 7% of all");
+    share.link("https://tempo.example/trace/{trace_id}");
+    assert_eq!(share.example, None);
+    share.example = ValueExample::new(&[0xab; 16], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let trace = "ab".repeat(16);
+    assert_eq!(
+        share.to_string(),
+        format!("http.route=/pay: 92% of bad, 7% of all (example: {trace})")
+    );
+    share.link("https://tempo.example/trace/{trace_id}?span={span_id}");
+    assert_eq!(
+        share.to_string(),
+        format!(
+            "http.route=/pay: 92% of bad, 7% of all (example: \
+             https://tempo.example/trace/{trace}?span=0102030405060708)"
+        )
+    );
+    let json = serde_json::to_value(&share).unwrap();
+    assert_eq!(json["example"]["span_id"], "0102030405060708");
+    // Without one, the JSON is as before.
+    share.example = None;
+    assert!(
+        serde_json::to_value(&share)
+            .unwrap()
+            .get("example")
+            .is_none()
+    );
+    assert_eq!(ValueExample::new(&[0; 16], &[1; 8]), None);
+    assert_eq!(ValueExample::new(&[1; 15], &[1; 8]), None);
+}

@@ -84,6 +84,7 @@ pub(crate) fn event_with_example_traces(state: EventState) -> BurnRateEvent {
         value: "/pay".to_owned(),
         bad_share: 0.92,
         all_share: 0.07,
+        example: None,
     }];
     e.annotations.insert(
         "bad_requests_share".to_owned(),

@@ -279,6 +279,7 @@ fn a_burn_rate_event_carries_the_short_windows_bad_exemplars() {
         value: "/pay".to_owned(),
         bad_share: 0.92,
         all_share: 0.07,
+        example: None,
     }];
     let out = crate::series::burn_rate_event_linked(&shared, 0.999, None);
     assert_eq!(out.bad_requests_share, shared.bad_requests_share);
