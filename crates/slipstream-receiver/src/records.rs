@@ -1,9 +1,11 @@
 //! Recorded export requests in a file, as `slipstream replay` reads them: length-prefixed
 //! protobuf, each record a 4-byte big-endian length and then that many bytes of an
-//! `ExportTraceServiceRequest`. (Its other input, OTLP JSON lines, decodes with
-//! [`crate::Pipeline::json_to_protobuf`].)
+//! `ExportTraceServiceRequest`; and its other input, OTLP JSON lines, each decoded by
+//! [`json::to_protobuf`] into what the span scanner reads.
 
 use std::io::{self, Read};
+
+pub mod json;
 
 /// Reads one length-prefixed record; `None` at a clean end of input. Memory grows with the
 /// bytes actually read, never with the length a hostile header announces. A file that ends

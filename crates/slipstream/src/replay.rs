@@ -40,8 +40,6 @@ use slipstream_slo::{AlertEvent, SloEngine, SloSnapshot};
 use slipstream_step::evaluate::Evaluator;
 use slipstream_step::publish::Live;
 
-pub mod json;
-
 /// How the input file is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
@@ -521,10 +519,10 @@ impl Records {
 }
 
 /// Decodes one line of OTLP JSON (an `ExportTraceServiceRequest`) into protobuf bytes that
-/// hold what the span scanner reads ([`json`]).
+/// hold what the span scanner reads ([`slipstream_receiver::records::json`]).
 pub fn decode_json_line(line: &[u8]) -> Result<Bytes, String> {
     let mut out = Vec::new();
-    json::to_protobuf(line, &mut out).map_err(|e| e.to_string())?;
+    slipstream_receiver::records::json::to_protobuf(line, &mut out).map_err(|e| e.to_string())?;
     Ok(Bytes::from(out))
 }
 

@@ -1,5 +1,5 @@
-//! The one-pass decoder against the serde decoding of the OTLP types (the receiver's
-//! `Pipeline::json_to_protobuf`), which stays the reference: for generated requests, both
+//! The one-pass decoder against the serde decoding of the OTLP types
+//! ([`crate::Pipeline::json_to_protobuf`], the OTLP/HTTP receiver's), which stays the reference: for generated requests, both
 //! give the same request once the fields replay does not read are left out, and the same
 //! scan.
 
@@ -12,10 +12,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use proptest::prelude::*;
 use prost::Message;
 use slipstream_core::{ScanSpec, Signal, SpanRecord};
-use slipstream_receiver::Pipeline;
-use slipstream_receiver::scanner::scan_traces;
 
 use super::{JsonError, plain_run, to_protobuf};
+use crate::Pipeline;
+use crate::scanner::scan_traces;
 
 /// The new decoder's protobuf, decoded.
 fn decode_new(json: &[u8]) -> Result<ExportTraceServiceRequest, JsonError> {
