@@ -57,6 +57,24 @@ static GLOBAL: Counting = Counting;
 
 const SEC: u64 = 1_000_000_000;
 
+/// A length-delimited protobuf field.
+fn field(n: u8, body: &[u8]) -> Vec<u8> {
+    assert!(body.len() < 128);
+    [&[n << 3 | 2, body.len() as u8][..], body].concat()
+}
+
+/// A `KeyValue` attribute (field `n`) of a string value.
+fn attribute(n: u8, key: &str, value: &str) -> Vec<u8> {
+    field(
+        n,
+        &[
+            field(1, key.as_bytes()),
+            field(2, &field(1, value.as_bytes())),
+        ]
+        .concat(),
+    )
+}
+
 #[test]
 fn recording_allocates_nothing_in_steady_state() {
     let clock = ManualClock::new(1_700_000_000 * SEC);
@@ -65,8 +83,31 @@ fn recording_allocates_nothing_in_steady_state() {
         ..Default::default()
     };
     let agg = Aggregator::new(&cfg, Arc::new(clock.clone()), &Registry::new());
+    // Slow requests of a latency threshold are counted by `aggregator.explain` too.
+    agg.set_latency_thresholds([std::time::Duration::from_millis(10)]);
     let services: Vec<String> = (0..50).map(|i| format!("service-{i}")).collect();
     let routes: Vec<String> = (0..20).map(|i| format!("/api/v1/thing-{i}")).collect();
+    // A request holding a resource (with a pod) and, per route, a span with its route, for
+    // the candidate attributes of `aggregator.explain` (on by default).
+    let mut request = attribute(1, "k8s.pod.name", "pod-7");
+    let resource_at = [0, request.len() as u32];
+    let mut span_at = Vec::new();
+    for r in &routes {
+        let span = attribute(9, "http.route", r);
+        span_at.push([request.len() as u32, (request.len() + span.len()) as u32]);
+        request.extend(span);
+    }
+    let request = &request;
+    // Span ids: the good requests of even routes are among the one in 64 counted (chosen by
+    // a multiplicative hash of the span id), the others not.
+    let counted = (1u64..)
+        .find(|x| (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 64 == 0)
+        .unwrap()
+        .to_le_bytes();
+    let trace_id = [7u8; 16];
+    let span_ids: Vec<[u8; 8]> = (0..routes.len())
+        .map(|ri| if ri % 2 == 0 { counted } else { [9; 8] })
+        .collect();
     let requests = |now: u64| -> Vec<Vec<SpanRecord<'_>>> {
         let mut out = Vec::new();
         for (si, s) in services.iter().enumerate() {
@@ -94,6 +135,11 @@ fn recording_allocates_nothing_in_steady_state() {
                     end_unix_nano: now - 2 * SEC,
                     http_status_code: Some(200),
                     dims,
+                    trace_id: &trace_id,
+                    span_id: &span_ids[ri],
+                    request,
+                    span_at: span_at[ri],
+                    resource_at,
                     ..SpanRecord::default()
                 });
             }
@@ -132,5 +178,13 @@ fn recording_allocates_nothing_in_steady_state() {
         "every server span's series is there"
     );
     assert!(snap.totals().observations > 0);
+    // The explain counts saw the candidate values, with examples.
+    let shares = snap.explained().shares("service-0", 0, u64::MAX);
+    assert!(
+        shares
+            .iter()
+            .any(|s| s.value == "/api/v1/thing-7" && s.example.is_some()),
+        "{shares:?}"
+    );
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
 }
