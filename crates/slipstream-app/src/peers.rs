@@ -313,17 +313,7 @@ impl Peers {
     async fn ask(self: Arc<Self>, service: String) {
         let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
         let own = std::env::var("HOSTNAME").ok();
-        let mut peers = cfg.urls(own.as_deref());
-        if let Some(d) = &cfg.dns {
-            let found = match slipstream_exporters::DnsName::parse(DNS_FIELD, d) {
-                Ok(name) => name.lookup().await,
-                Err(e) => Err(e),
-            };
-            match found {
-                Ok(urls) => peers.extend(urls),
-                Err(e) => tracing::warn!(service = %service, "state transfer: {DNS_FIELD}: {e}"),
-            }
-        }
+        let listed = cfg.urls(own.as_deref());
         let started = tokio::time::Instant::now();
         let deadline = started + cfg.timeout;
         let url = |base: &String| {
@@ -336,6 +326,20 @@ impl Peers {
         let mut logged = false;
         let (outcome, best) = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            // Found by DNS: looked up again each round; a failed lookup counts as a peer
+            // that did not answer.
+            let mut peers = listed.clone();
+            let mut unresolved = None;
+            if let Some(d) = &cfg.dns {
+                let found = match slipstream_exporters::DnsName::parse(DNS_FIELD, d) {
+                    Ok(name) => name.lookup().await,
+                    Err(e) => Err(e),
+                };
+                match found {
+                    Ok(urls) => peers.extend(urls),
+                    Err(e) => unresolved = Some(format!("{DNS_FIELD}: {e}")),
+                }
+            }
             let token = cfg.token();
             let asks = peers.iter().map(|base| {
                 let (client, token, url) = (self.client.clone(), token.clone(), url(base));
@@ -347,7 +351,8 @@ impl Peers {
                     }
                 }
             });
-            let answers = join_all(asks).await;
+            let mut answers = join_all(asks).await;
+            answers.extend(unresolved.map(Err));
             let failed = answers.iter().filter(|a| a.is_err()).count();
             if failed > 0 && !logged {
                 logged = true;
