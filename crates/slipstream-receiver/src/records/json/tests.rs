@@ -387,6 +387,17 @@ fn scan_traces_of(json: &[u8]) -> Vec<SpanRecord<'static>> {
 }
 
 #[test]
+fn the_resource_may_come_after_its_spans() {
+    let json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a","kind":2,"endTimeUnixNano":"5","attributes":[{"key":"http.route","value":{"stringValue":"/x"}}]}]}],"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"cart"}},{"key":"env","value":{"stringValue":"prod"}}]}}]}"#;
+    let mut new = Vec::new();
+    to_protobuf(json, &mut new).unwrap();
+    let old = Pipeline::json_to_protobuf(Signal::Traces, json).unwrap();
+    let spans = scan(&new);
+    assert_eq!(spans, scan(&old));
+    assert_eq!(spans[0].service_name, Some("cart"));
+}
+
+#[test]
 fn lines_of_other_signals_hold_no_spans() {
     let json = br#"{"resourceMetrics":[{"resource":{},"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":[{"asDouble":1.5}]}}]}]}]}"#;
     assert_eq!(
