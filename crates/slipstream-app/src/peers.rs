@@ -14,13 +14,16 @@
 //!   `receivers.otlp.aggregates.auth` token: the service's state in the persisted format
 //!   ([`slipstream_slo::EngineState`]) with the sequences it holds. The accepted shipments are
 //!   merged first, under the same lock that takes new ones, so the two agree.
-//! - **Asking**, with `receivers.otlp.aggregates.peers.endpoints` set: the first shipment for a
-//!   service this gateway holds nothing of (after its own restore) is answered 503 with
-//!   `Retry-After`, and so is every shipment with that service, while the peers are asked
-//!   (at most `peers.timeout`); the sidecars keep them queued. The answer seen latest is
-//!   imported ([`slipstream_slo::SloEngine::import_service`]), and from then on a series of
-//!   the service in a shipment the peer had counted (its run, at or below its sequence) is
-//!   left out: the rest is new to both. No answer: the service starts empty, as without peers.
+//! - **Asking**, with `receivers.otlp.aggregates.peers` set (`endpoints`, `statefulset` or
+//!   `dns`): the first shipment for a service this gateway holds nothing of (after its own
+//!   restore) is answered 503 with `Retry-After`, and so is every shipment with that service,
+//!   while the peers are asked, every 250 ms until an answer holds every shipment held back
+//!   from each sender run still shipping the service (`pick`) or `peers.timeout` passes; the
+//!   sidecars keep them queued. The answer is imported
+//!   ([`slipstream_slo::SloEngine::import_service`]), and from then on a series of the
+//!   service in a shipment the peer had counted (its run, at or below its sequence) is left
+//!   out: the rest is new to both. Every peer saying it holds nothing: the service starts
+//!   empty at once; no answer at all: it starts empty at the timeout.
 //! - **Replacing stale data**: a service this gateway holds data of that is older than its
 //!   `aggregator.retention` (it was away longer, or the service left its replicas and came
 //!   back) is asked for the same way, and a peer's state replaces its own
@@ -308,7 +311,7 @@ impl Peers {
     }
 
     /// Asks the peers for `service` until one answer holds every shipment this gateway held
-    /// back (see [`complete`]) or `peers.timeout` passes, imports the best answer, and lets
+    /// back (see [`pick`]) or `peers.timeout` passes, imports the best answer, and lets
     /// the service's shipments through.
     async fn ask(self: Arc<Self>, service: String) {
         let cfg = self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone();
