@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use slipstream_e2e::otlp::{kv, server_span};
+use slipstream_e2e::otlp::{kv, resource_entries, server_span};
 use slipstream_e2e::process::Slipstream;
 use slipstream_e2e::{Sink, SinkMode, eventually_async, http_get, raw, self_metric};
 
@@ -239,10 +239,12 @@ slo:
         },
     )
     .await;
+    // Exports may join queued requests: a request (one resource) is delivered when an export
+    // holds an entry equal to its body.
     let delivered: HashSet<Vec<u8>> = sink
         .received()
-        .into_iter()
-        .map(|r| r.body.to_vec())
+        .iter()
+        .flat_map(|r| resource_entries(&r.body).into_iter().map(<[u8]>::to_vec))
         .collect();
     let lost: Vec<usize> = log
         .accepted

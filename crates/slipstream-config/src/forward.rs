@@ -20,8 +20,10 @@ pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Default delay a refused client is asked to wait before retrying.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// Default limit of requests joined into one export: 0, each request sent as it came.
-pub const DEFAULT_MAX_BATCH_BYTES: ByteSize = ByteSize(0);
+/// Default limit of requests joined into one export: 2 MiB, half of gRPC's usual 4 MiB
+/// message limit. Requests join only when they already wait in the queue, so under light
+/// load each still goes alone.
+pub const DEFAULT_MAX_BATCH_BYTES: ByteSize = ByteSize::mib(2);
 /// The largest `max_batch_bytes`: the largest request a receiver takes by default.
 pub const MAX_BATCH_BYTES_LIMIT: ByteSize = ByteSize::mib(64);
 
@@ -59,8 +61,8 @@ pub struct ForwardConfig {
     pub concurrency: usize,
     /// Requests of one signal already waiting in the queue when an export call is free are
     /// joined into one export of up to this many bytes (uncompressed), each still counted as
-    /// a request; 0 (the default) sends each request as it came. The downstream must take
-    /// requests this large (4 MiB is gRPC's usual limit).
+    /// a request; 0 sends each request as it came. The downstream must take requests this
+    /// large (4 MiB is gRPC's usual limit; the default is 2 MiB).
     pub max_batch_bytes: ByteSize,
     /// The bounded queue between the receivers and the exporter.
     pub queue: QueueConfig,
