@@ -403,7 +403,21 @@ impl Peers {
     }
 
     /// Imports `transfer` (when there is one) for `service` and lets its shipments through.
-    fn take(&self, service: &str, outcome: Outcome, transfer: Option<Transfer>) {
+    fn take(&self, service: &str, mut outcome: Outcome, mut transfer: Option<Transfer>) {
+        // A peer of another build (a rolling upgrade) may save another layout: nothing of it
+        // is taken, and this gateway's own data stays.
+        if let Some(v) = transfer
+            .as_ref()
+            .map(|t| t.state.format_version())
+            .filter(|v| *v != slipstream_slo::ENGINE_STATE_FORMAT)
+        {
+            tracing::warn!(
+                service = %service,
+                format = v,
+                "state transfer: the peer's state has another format"
+            );
+            (outcome, transfer) = (Outcome::Failed, None);
+        }
         let mut book = lock(&self.book);
         let replace = book.replacing.remove(service);
         match transfer {
