@@ -37,6 +37,10 @@ pub const DEFAULT_MAX_SERIES_PER_REQUEST: usize = 10_000;
 /// evaluating it meanwhile.
 pub const DEFAULT_PEERS_TIMEOUT: Duration = Duration::from_secs(45);
 
+/// Default `peers.replicas`: 0, this gateway does not know how many gateways replicate each
+/// service, and never hands a service off.
+pub const DEFAULT_PEERS_REPLICAS: usize = 0;
+
 /// `receivers.otlp.aggregates.peers`: the other gateways, which a gateway asks for the state
 /// of a service it newly owns (a scale-up, or a replacement without its state file) before it
 /// evaluates the service.
@@ -71,6 +75,19 @@ pub struct PeersConfig {
     /// starts empty, as without peers. Every sidecar must find this gateway within it.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// The sidecars' `exporters.aggregates.replicas`: how many gateways each service's
+    /// shipments go to. Set, a gateway that no longer ranks among a service's `replicas`
+    /// (ranked over `statefulset`'s pods, this one its `HOSTNAME`, or over `members`) hands
+    /// the service off: it sends no more events for it and lets its firing alerts go without
+    /// resolving them, while the gateways that rank it keep them active. 0 (the default):
+    /// never hands off.
+    pub replicas: usize,
+    /// Without `statefulset`: the gateways as the sidecars' `exporters.aggregates.endpoints`
+    /// list them (their OTLP/HTTP URLs, this gateway's included), ranked as the sidecars rank
+    /// them. Used with `replicas` only.
+    pub members: Vec<String>,
+    /// This gateway's own entry in `members`.
+    pub member: Option<String>,
 }
 
 impl Default for PeersConfig {
@@ -82,6 +99,9 @@ impl Default for PeersConfig {
             bearer_token: None,
             bearer_token_file: None,
             timeout: DEFAULT_PEERS_TIMEOUT,
+            replicas: DEFAULT_PEERS_REPLICAS,
+            members: Vec::new(),
+            member: None,
         }
     }
 }
@@ -175,6 +195,54 @@ impl PeersConfig {
             format!("{path}.timeout"),
             "expected a duration above 0 and at most 10m",
         );
+        if self.replicas > 0 {
+            errs.check(
+                self.any(),
+                format!("{path}.replicas"),
+                "expected peers (endpoints, statefulset or dns) with replicas: a gateway that newly ranks a service takes it from them",
+            );
+            errs.check(
+                self.statefulset.is_some() || !self.members.is_empty(),
+                format!("{path}.members"),
+                "expected the gateways as the sidecars list them (or a statefulset) with replicas",
+            );
+        }
+        if let Some(m) = &self.member {
+            errs.check(
+                self.members.contains(m),
+                format!("{path}.member"),
+                format!("`{m}` is not one of members"),
+            );
+        }
+        errs.check(
+            self.members.is_empty() || self.statefulset.is_some() || self.member.is_some(),
+            format!("{path}.member"),
+            "expected this gateway's own entry in members",
+        );
+    }
+
+    /// The gateways that rank services and this gateway's index among them, as the sidecars
+    /// rank them: `statefulset`'s pod names with this one `own` (its pod name), else
+    /// `members` with this one `member`. `None` when `replicas` is 0 or this gateway is not
+    /// among them.
+    pub fn ranking(
+        &self,
+        own: Option<&str>,
+    ) -> Option<(slipstream_core::route::Rendezvous, usize)> {
+        use slipstream_core::route::{Rendezvous, endpoint_keys};
+        if self.replicas == 0 {
+            return None;
+        }
+        if let Some(s) = &self.statefulset {
+            let names: Vec<String> = s.pods().into_iter().map(|p| p.name).collect();
+            let me = names.iter().position(|n| Some(n.as_str()) == own)?;
+            return Some((Rendezvous::new(&names), me));
+        }
+        let mut urls = self.members.clone();
+        urls.sort();
+        urls.dedup();
+        let me = urls.iter().position(|u| Some(u) == self.member.as_ref())?;
+        Some((Rendezvous::new(&endpoint_keys(&urls)), me))
     }
 }
 

@@ -153,3 +153,49 @@ fn peers_may_be_found_by_dns() {
         ]
     );
 }
+
+#[test]
+fn peers_know_the_replica_count_and_rank_as_the_sidecars_do() {
+    use slipstream_core::route::Rendezvous;
+    let c = Config::from_yaml("# nothing\n").unwrap();
+    let p = &c.receivers.otlp.aggregates.peers;
+    assert_eq!(p.replicas, super::DEFAULT_PEERS_REPLICAS);
+    assert!(p.ranking(Some("slipstream-gateway-0")).is_none(), "off");
+
+    // The StatefulSet form: ranked by pod name, this one its HOSTNAME.
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        statefulset: { name: slipstream-gateway, service: gw, replicas: 3, port: 8888 }\n        bearer_token: s1decar\n        replicas: 2\n";
+    let c = Config::from_yaml(yaml).unwrap();
+    let p = &c.receivers.otlp.aggregates.peers;
+    let (route, me) = p.ranking(Some("slipstream-gateway-2")).unwrap();
+    assert_eq!(me, 2);
+    let pods = [
+        "slipstream-gateway-0",
+        "slipstream-gateway-1",
+        "slipstream-gateway-2",
+    ];
+    assert_eq!(route, Rendezvous::new(&pods));
+    assert!(p.ranking(Some("elsewhere")).is_none());
+
+    // Listed: ranked as the sidecars rank the same URLs, in any order.
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        endpoints: ['http://10.0.0.2:8888']\n        bearer_token: s1decar\n        replicas: 1\n        members: ['http://10.0.0.2:4318', 'http://10.0.0.1:4318']\n        member: 'http://10.0.0.1:4318'\n";
+    let c = Config::from_yaml(yaml).unwrap();
+    let (route, me) = c.receivers.otlp.aggregates.peers.ranking(None).unwrap();
+    assert_eq!(me, 0);
+    assert_eq!(
+        route,
+        Rendezvous::for_endpoints(&["http://10.0.0.1:4318", "http://10.0.0.2:4318"])
+    );
+
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        replicas: 2\n        members: ['http://a:4318']\n        member: 'http://b:4318'\n";
+    let paths: Vec<String> = errors(yaml).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "receivers.otlp.aggregates.peers.replicas",
+            "receivers.otlp.aggregates.peers.member",
+        ]
+    );
+    let yaml = "receivers:\n  otlp:\n    aggregates:\n      peers:\n        endpoints: ['http://a:8888']\n        bearer_token: s1decar\n        replicas: 2\n";
+    let paths: Vec<String> = errors(yaml).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, ["receivers.otlp.aggregates.peers.members"]);
+}
