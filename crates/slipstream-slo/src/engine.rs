@@ -258,6 +258,9 @@ pub struct SloEngine {
     snapshot: Arc<SloSnapshot>,
     dropped: Dropped,
     metrics: Metrics,
+    /// Services handed off to other gateways: still evaluated, their events not sent (see
+    /// [`hand_off`](Self::hand_off)).
+    handed_off: HashSet<String>,
 }
 
 impl SloEngine {
@@ -302,6 +305,7 @@ impl SloEngine {
             snapshot: Arc::new(SloSnapshot::default()),
             dropped: Dropped::default(),
             metrics: Metrics::new(registry),
+            handed_off: HashSet::new(),
         };
         for o in &config.objectives {
             let spec =
@@ -788,7 +792,10 @@ impl SloEngine {
         let mut statuses = Vec::with_capacity(self.slos.len());
         let (mut firing_page, mut firing_ticket) = (0i64, 0i64);
         for i in 0..self.slos.len() {
-            let (status, evs) = self.evaluate(i, now);
+            let (status, mut evs) = self.evaluate(i, now);
+            if !self.handed_off.is_empty() && self.handed_off.contains(&self.slos[i].spec.service) {
+                evs.clear();
+            }
             firing_page += status
                 .alerts
                 .iter()

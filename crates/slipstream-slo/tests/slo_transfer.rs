@@ -187,3 +187,28 @@ fn a_service_forgotten_and_taken_again_equals_the_peers_and_nothing_else_changes
     a.engine.tick();
     assert_eq!(status(&b, "api"), status(&a, "api"));
 }
+
+#[test]
+fn a_service_handed_off_sends_no_event_keeps_its_state_and_is_taken_back() {
+    let mut a = peer();
+    assert!(a.engine.hand_off("cart"));
+    assert!(!a.engine.hand_off("cart"), "handed off once");
+    assert!(a.engine.is_handed_off("cart"));
+    assert!(a.engine.services().contains(&"cart".to_owned()));
+    // An hour without traffic: cart's pages resolve in its own evaluation, and nothing is
+    // sent for it; web, still this engine's, goes on.
+    let mut sent = Vec::new();
+    for _ in 0..60 {
+        let t = a.now();
+        let web = a.id("web-availability");
+        a.engine.observe(web, t, 0, 100);
+        a.clock.set(t + MIN);
+        sent.extend(a.engine.tick());
+    }
+    assert!(sent.iter().all(|e| e.service != "cart"), "{sent:#?}");
+    assert!(sent.iter().any(|e| e.service == "web"));
+    assert!(a.engine.export_service("cart").is_some(), "the state stays");
+    assert!(a.engine.take_back("cart"));
+    assert!(!a.engine.is_handed_off("cart"));
+    assert!(!a.engine.take_back("cart"));
+}

@@ -92,6 +92,34 @@ impl SloEngine {
         Some(seen.last.max(self.last_observed(service)))
     }
 
+    /// Hands `service` off to the gateways that now rank it: its SLOs are still evaluated
+    /// (the state stays, for a peer that asks for it and for a later return) but no event of
+    /// it is sent, neither a resolved one for a row that was firing nor a repeat. Returns
+    /// whether it was not handed off already.
+    pub fn hand_off(&mut self, service: &str) -> bool {
+        self.handed_off.insert(service.to_owned())
+    }
+
+    /// Takes `service` back after [`hand_off`](Self::hand_off): its events are sent again.
+    /// Returns whether it was handed off.
+    pub fn take_back(&mut self, service: &str) -> bool {
+        self.handed_off.remove(service)
+    }
+
+    /// Whether `service` is handed off.
+    pub fn is_handed_off(&self, service: &str) -> bool {
+        self.handed_off.contains(service)
+    }
+
+    /// The services this engine holds state of (seen in traffic or with SLOs).
+    pub fn services(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.seen.keys().cloned().collect();
+        out.extend(self.by_service.keys().cloned());
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Drops what the engine holds of `service`, to take it from a peer afresh: its templated
     /// SLOs and the data kept aside for them go, its explicit SLOs start from empty windows and
     /// clear alert rows, and it is no longer seen (its versions go too). Nothing is sent for a
