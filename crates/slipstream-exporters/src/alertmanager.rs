@@ -150,6 +150,17 @@ impl AlertmanagerExporter {
         }
     }
 
+    /// Forgets the firing alerts of `service` (its `service` label) without sending them
+    /// resolved: they are no longer re-sent, and Alertmanager keeps each one active while
+    /// another gateway that evaluates the service re-sends it (else until its `endsAt`).
+    /// What is already queued is delivered. Returns how many were forgotten.
+    pub fn forget_service(&self, service: &str) -> usize {
+        let mut firing = self.firing.lock().unwrap_or_else(|e| e.into_inner());
+        let before = firing.len();
+        firing.retain(|labels, _| labels.get("service").map(String::as_str) != Some(service));
+        before - firing.len()
+    }
+
     /// Alerts currently firing (re-sent every `resend_interval`).
     pub fn firing(&self) -> Vec<Alert> {
         let firing = self.firing.lock().unwrap_or_else(|e| e.into_inner());
@@ -174,6 +185,10 @@ crate::lifecycle::exporter!(AlertmanagerExporter, EXPORTER);
 impl crate::lifecycle::EventExporter for AlertmanagerExporter {
     fn publish(&self, events: &[BurnRateEvent]) {
         AlertmanagerExporter::publish(self, events);
+    }
+
+    fn forget_service(&self, service: &str) -> usize {
+        AlertmanagerExporter::forget_service(self, service)
     }
 }
 

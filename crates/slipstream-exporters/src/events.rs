@@ -76,6 +76,16 @@ impl EventExporters {
         }
     }
 
+    /// Lets go of the firing alerts of `service` (handed off to other gateways) without
+    /// sending them resolved; webhooks and OTLP logs hold nothing between events. Returns
+    /// how many alerts were let go.
+    pub fn forget_service(&self, service: &str) -> usize {
+        self.exporters
+            .iter()
+            .map(|e| e.forget_service(service))
+            .sum()
+    }
+
     /// Delivers what the exporters still hold, all at once, for at most `deadline`; returns
     /// how many queued items (alert batches, webhook events, log requests) were dropped.
     pub async fn shutdown(self, deadline: Duration) -> usize {

@@ -52,6 +52,13 @@ pub trait Exporter: Send + std::fmt::Debug {
 pub trait EventExporter: Exporter + Sync {
     /// Hands it one evaluation's events (never empty); never waits on the target.
     fn publish(&self, events: &[BurnRateEvent]);
+
+    /// Lets go of what it holds of `service` (handed off to other gateways) without sending
+    /// anything for it, e.g. firing alerts it re-sends; returns how many it let go. Exporters
+    /// that hold nothing between events do nothing.
+    fn forget_service(&self, _service: &str) -> usize {
+        0
+    }
 }
 
 /// Shuts every exporter down at once, each within `deadline`; returns each one's name and

@@ -187,6 +187,37 @@ async fn firing_alerts_are_resent_to_every_endpoint_until_resolved() {
 }
 
 #[tokio::test]
+async fn a_service_handed_off_is_forgotten_without_a_resolved_alert() {
+    let a = Recorder::start([]).await;
+    let am = AlertmanagerExporter::start(
+        &config(vec![a.url()], Duration::from_millis(20)),
+        &Registry::new(),
+    )
+    .unwrap();
+    am.publish(&[event(EventState::Firing)]);
+    a.wait_for(2).await;
+    assert_eq!(am.forget_service("other"), 0);
+    assert_eq!(am.forget_service("checkout"), 1);
+    assert!(am.firing().is_empty());
+    // One re-send may have been queued before the alert was forgotten; after it, nothing for
+    // ten re-send intervals, and no post ever says the alert resolved.
+    let settled = a.received().len() + 1;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = a.received();
+    assert!(
+        got.len() <= settled,
+        "re-sent after forgetting: {}",
+        got.len()
+    );
+    for r in &got {
+        for alert in alerts_in(r) {
+            assert_ne!(alert["endsAt"], rfc3339(AT), "a resolved alert was posted");
+        }
+    }
+    assert_eq!(am.shutdown(Duration::from_secs(1)).await, 0);
+}
+
+#[tokio::test]
 async fn a_dead_endpoint_does_not_hold_up_a_live_one() {
     let live = Recorder::start([]).await;
     let dead = {
