@@ -32,11 +32,14 @@
 //! thresholds of the aggregator's set (every latency SLO's), the requests slower than it
 //! (what that latency SLO counts bad), whatever their outcome. A table holds at most
 //! `2 + MAX_SLOW` sets of sketches (all requests, errors, the slow classes), each taken on
-//! the first value it counts: at most `6 * attributes * K` entries of 64 bytes (80 KiB with
-//! the defaults) per (service, slot) between two ticks, and a service without slow requests
-//! takes none for the slow classes. A latency SLO whose threshold is beyond the lowest
-//! [`MAX_SLOW`] names no values. Kept slots store the threshold of each slow class, so a
-//! reload that changes the set leaves each slot's counts readable by threshold.
+//! the first value it counts: at most `6 * attributes * K` entries of 88 bytes (value,
+//! count, hash and the example's ids; 107 KiB with the defaults) per (service, slot) between
+//! two ticks, and a service without slow requests takes none for the slow classes. A kept
+//! slot holds at most as many, where every class sees `counters` values of every attribute
+//! (a service's sketches hold only the values its requests carry). A latency SLO whose
+//! threshold is beyond the lowest [`MAX_SLOW`] names no values. Kept slots store the
+//! threshold of each slow class, so a reload that changes the set leaves each slot's counts
+//! readable by threshold.
 //!
 //! Recording allocates nothing once a shard's tables exist (they are reused across ticks,
 //! with their capacity); values are kept inline, cut at [`VALUE_BYTES`] bytes.
