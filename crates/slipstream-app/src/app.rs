@@ -317,6 +317,7 @@ impl App {
             })?;
         let events = EventExportersSink::new(EventExporters::start(&cfg.exporters, &registry)?);
         let sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(events.clone())];
+        let handed_off_events = events.clone();
         let mut exporters: Vec<Box<dyn Exporter>> = vec![Box::new(events)];
         let mut evaluator = Evaluator::new(aggregator.clone(), engine, clock.clone());
         evaluator.set_trace_url(cfg.exemplars.trace_url.clone());
@@ -367,6 +368,7 @@ impl App {
                 cfg.aggregator.retention,
                 &registry,
             )?);
+            p.on_hand_off(move |service| handed_off_events.forget_service(service));
             peers = Some(p.clone());
             pipeline = pipeline.with_aggregates(Arc::new(
                 slipstream_receiver::AggregatesIntake::from_config(

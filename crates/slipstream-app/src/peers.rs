@@ -29,10 +29,19 @@
 //!   back) is asked for the same way, and a peer's state replaces its own
 //!   ([`slipstream_slo::SloEngine::forget_service`]); with no answer it goes on from its own.
 //!
+//! - **Handing off**, with `peers.replicas` set: a service this gateway no longer ranks among
+//!   the top `replicas` of (ranked as the sidecars rank the gateways: `peers.statefulset`'s
+//!   pod names or `peers.members`) is handed off, at start, at a reload and at its next
+//!   shipment: its SLOs are still fed and evaluated, and kept for a peer that asks and for a
+//!   later return, but no event of it is sent
+//!   ([`slipstream_slo::SloEngine::hand_off`]), and the Alertmanager exporter lets its firing
+//!   alerts go without posting them resolved: the gateways that rank it keep them active. A
+//!   service ranked again is taken from a peer afresh, as a stale one is.
+//!
 //! Nothing here runs per span: one lock and a map lookup per series of a shipment.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +50,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use serde_json::{Value, json};
 use slipstream_config::aggregates::PeersConfig;
 use slipstream_core::aggregates::ExportAggregatesRequest;
+use slipstream_core::route::Rendezvous;
 use slipstream_core::telemetry::Counter;
 use slipstream_core::{AggregatesSink, Clock, MergeError, Merged, Registry, UnixNanos};
 use slipstream_receiver::ResponseBody;
@@ -124,7 +134,45 @@ struct Book {
     replacing: HashSet<String>,
     /// When runs not heard from were last forgotten.
     pruned: UnixNanos,
+    /// Services handed off: this gateway no longer ranks among their replicas.
+    handed_off: HashSet<String>,
 }
+
+/// How the sidecars rank the gateways (`peers.replicas` with `statefulset` or `members`).
+#[derive(Debug, Clone)]
+struct Ranking {
+    route: Rendezvous,
+    /// This gateway's index in `route`.
+    me: usize,
+    replicas: usize,
+}
+
+impl Ranking {
+    fn of(cfg: &PeersConfig) -> Option<Ranking> {
+        let own = std::env::var("HOSTNAME").ok();
+        let ranking = cfg.ranking(own.as_deref());
+        if ranking.is_none() && cfg.replicas > 0 {
+            tracing::warn!(
+                hostname = ?own,
+                "receivers.otlp.aggregates.peers.replicas: this gateway is not among the ranked gateways (statefulset pods or member); it hands no service off"
+            );
+        }
+        ranking.map(|(route, me)| Ranking {
+            route,
+            me,
+            replicas: cfg.replicas,
+        })
+    }
+
+    fn ranks(&self, service: &str) -> bool {
+        self.route
+            .pick_n(service.as_bytes(), self.replicas)
+            .contains(&self.me)
+    }
+}
+
+/// What lets go of a handed-off service's firing alerts (the event exporters).
+type Forget = Box<dyn Fn(&str) -> usize + Send + Sync>;
 
 /// The partial-aggregates sink of a gateway with replicated state (see the module docs).
 pub struct Peers {
@@ -144,6 +192,10 @@ pub struct Peers {
     me: String,
     transfers: [Arc<Counter>; 3],
     served: Arc<Counter>,
+    /// How the gateways rank services; `None`: nothing is handed off.
+    ranking: RwLock<Option<Ranking>>,
+    forget: OnceLock<Forget>,
+    handoffs: Arc<Counter>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -180,7 +232,8 @@ impl Peers {
         )?;
         let transfer =
             |o: Outcome| registry.counter(&crate::state::names::TRANSFERS, &[o.as_str()]);
-        Ok(Peers {
+        let ranking = RwLock::new(Ranking::of(cfg));
+        let peers = Peers {
             inner,
             live,
             clock,
@@ -203,13 +256,70 @@ impl Peers {
                 transfer(Outcome::Failed),
             ],
             served: registry.counter(&crate::state::names::TRANSFERS_SERVED, &[]),
-        })
+            ranking,
+            forget: OnceLock::new(),
+            handoffs: registry.counter(&crate::state::names::HANDOFFS, &[]),
+        };
+        peers.hand_off_unranked();
+        Ok(peers)
+    }
+
+    /// Sets what lets go of a handed-off service's firing alerts (once; later calls are
+    /// ignored), and lets go of those of the services handed off so far.
+    pub fn on_hand_off(&self, forget: impl Fn(&str) -> usize + Send + Sync + 'static) {
+        if self.forget.set(Box::new(forget)).is_ok() {
+            let handed: Vec<String> = lock(&self.book).handed_off.iter().cloned().collect();
+            if let Some(f) = self.forget.get() {
+                for s in handed {
+                    f(&s);
+                }
+            }
+        }
+    }
+
+    /// Whether this gateway ranks among the replicas of `service` (always, without a ranking).
+    fn ranks(&self, service: &str) -> bool {
+        self.ranking
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|r| r.ranks(service))
+    }
+
+    /// Hands `service` off (see the module docs); once per service until it is taken back.
+    fn hand_off(&self, book: &mut Book, service: &str) {
+        if !book.handed_off.insert(service.to_owned()) {
+            return;
+        }
+        self.live
+            .with_evaluator(|e| e.engine_mut().hand_off(service));
+        let alerts = self.forget.get().map_or(0, |f| f(service));
+        self.handoffs.inc();
+        tracing::info!(
+            service = %service,
+            alerts_let_go = alerts,
+            "hand-off: this gateway no longer ranks among the service's replicas; it sends no events for it"
+        );
+    }
+
+    /// Hands off every service the engine holds that this gateway does not rank.
+    fn hand_off_unranked(&self) {
+        if self.ranking.read().map(|r| r.is_none()).unwrap_or(true) {
+            return;
+        }
+        let services = self.live.with_evaluator(|e| e.engine().services());
+        let mut book = lock(&self.book);
+        for s in services.iter().filter(|s| !self.ranks(s)) {
+            self.hand_off(&mut book, s);
+        }
     }
 
     /// Takes new peers and tokens (a reload); transfers under way keep the old ones.
     pub fn reload(&self, cfg: &PeersConfig, tokens: Vec<String>) {
         *self.cfg.write().unwrap_or_else(|e| e.into_inner()) = cfg.clone();
         *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = tokens;
+        *self.ranking.write().unwrap_or_else(|e| e.into_inner()) = Ranking::of(cfg);
+        self.hand_off_unranked();
     }
 
     fn asks(&self) -> bool {
@@ -420,6 +530,11 @@ impl Peers {
         }
         let mut book = lock(&self.book);
         let replace = book.replacing.remove(service);
+        if book.handed_off.remove(service) {
+            self.live
+                .with_evaluator(|e| e.engine_mut().take_back(service));
+            tracing::info!(service = %service, "hand-off: this gateway ranks the service again; it sends its events again");
+        }
         match transfer {
             Some(t) => {
                 let report = self.live.with_evaluator(|e| {
@@ -478,6 +593,16 @@ impl Peers {
             if s.is_empty() {
                 continue;
             }
+            // Not ranked: merged (a peer may ask for it), its events not sent. Ranked again:
+            // taken from a peer afresh, its own data being short of what went elsewhere.
+            if !self.ranks(s) {
+                self.hand_off(book, s);
+                continue;
+            }
+            if book.handed_off.contains(s) && !book.asking.contains_key(s) {
+                book.known.remove(s);
+                book.replacing.insert(s.to_owned());
+            }
             if book.known.contains(s) {
                 if !book.last_taken.get(s).is_some_and(|&t| stale(t)) {
                     continue;
@@ -486,7 +611,9 @@ impl Peers {
                 book.replacing.insert(s.to_owned());
             }
             if !book.asking.contains_key(s) {
+                let returning = book.replacing.contains(s) && book.handed_off.contains(s);
                 match self.live.with_evaluator(|e| e.engine().last_traffic(s)) {
+                    _ if returning => {}
                     Some(t) if !stale(t) => {
                         book.known.insert(s.to_owned());
                         continue;

@@ -77,6 +77,16 @@ impl EventSink for Fed<EventExporters> {
     }
 }
 
+impl Fed<EventExporters> {
+    /// Lets go of the firing alerts of `service` without sending them resolved
+    /// ([`EventExporters::forget_service`]); 0 once the exporters were taken out.
+    pub fn forget_service(&self, service: &str) -> usize {
+        lock(&self.exporter)
+            .as_ref()
+            .map_or(0, |e| e.forget_service(service))
+    }
+}
+
 impl Fed<AggregatesExporter> {
     /// Ships to the gateways `cfg` names from now on ([`AggregatesExporter::reload`]); nothing
     /// once the exporter was taken out.

@@ -62,6 +62,13 @@ pub mod names {
         [],
         "Services' states served to peer gateways."
     );
+    metric!(
+        HANDOFFS,
+        "slipstream_state_handoffs_total",
+        Counter,
+        [],
+        "Services this gateway handed off because it no longer ranks among their replicas: no events sent for them, their firing alerts let go without a resolved post."
+    );
 
     /// Every metric of this module.
     pub const ALL: &[&MetricDesc] = &[
@@ -70,6 +77,7 @@ pub mod names {
         &RESTORED_SLOS,
         &TRANSFERS,
         &TRANSFERS_SERVED,
+        &HANDOFFS,
     ];
 }
 
