@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
@@ -19,8 +21,8 @@ use slipstream_config::tls::ClientTlsConfig;
 use slipstream_core::rpc::{RpcStatus, base64_decode};
 use slipstream_core::telemetry::LabelValue as _;
 use slipstream_core::{Registry, Signal};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::counters::{ForwardCounters, ForwardDrop, SpillReason};
 use super::queue::{ForwardQueue, Item};
@@ -284,6 +286,15 @@ impl OtlpTarget {
         }
     }
 
+    /// Whether the export of `batch` is compressed here (not sent as it is queued).
+    fn compresses(&self, batch: &[Item]) -> bool {
+        match (batch, self.compression) {
+            (_, ForwardCompression::None) => false,
+            ([item], ForwardCompression::Gzip) => item.gzip.is_none(),
+            _ => true,
+        }
+    }
+
     /// The `Content-Encoding` / `grpc-encoding` value, `None` when sent as is.
     fn encoding(&self) -> Option<&'static str> {
         match self.compression {
@@ -408,6 +419,19 @@ struct Dispatcher {
     max_batch: usize,
 }
 
+/// One delivery in flight.
+type Delivery = std::pin::Pin<Box<dyn Future<Output = Delivered> + Send>>;
+
+/// A delivery on a task of its own, stopped when the dispatcher drops it (as the deliveries it
+/// polls itself are).
+struct AbortOnDrop(JoinHandle<Delivered>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How one delivery ended.
 enum Delivered {
     /// Delivered, or dropped for good (counted).
@@ -422,8 +446,9 @@ impl Dispatcher {
         mut rx: mpsc::UnboundedReceiver<Item>,
         concurrency: usize,
     ) -> DrainReport {
-        let permits = Arc::new(Semaphore::new(concurrency));
-        let mut inflight: JoinSet<Delivered> = JoinSet::new();
+        // Deliveries in flight, polled by this task: a request that needs no compressing costs
+        // no task of its own (no spawn, no wakeup of another task when it is answered).
+        let mut inflight: FuturesUnordered<Delivery> = FuturesUnordered::new();
         let mut report = DrainReport::default();
         // Memory and spill take turns, so neither starves the other.
         let mut spill_turn = false;
@@ -437,12 +462,12 @@ impl Dispatcher {
             if phase == Phase::Draining {
                 rx.close();
             }
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                _ = self.phase.changed() => continue,
-            };
-            while let Some(done) = inflight.try_join_next() {
-                self.settle(done, &mut report);
+            if inflight.len() >= concurrency {
+                tokio::select! {
+                    Some(done) = inflight.next() => self.settle(done, &mut report),
+                    _ = self.phase.changed() => {}
+                }
+                continue;
             }
             let spill = self
                 .spill
@@ -471,6 +496,10 @@ impl Dispatcher {
                                     Some(item) => Some(item),
                                     None => break,
                                 },
+                                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                                    self.settle(done, &mut report);
+                                    None
+                                }
                                 _ = async { watch_spill.as_ref().expect("guarded").appended().await }, if watch_spill.is_some() => None,
                                 _ = self.phase.changed() => None,
                             }
@@ -481,6 +510,7 @@ impl Dispatcher {
             spill_turn = !spill_turn;
             let Some(item) = item else { continue };
             let batch = self.batch(item, &mut rx, &mut held);
+            let compresses = self.target.otlp.compresses(&batch);
             let (target, reachable, counters, queue, spill, mut phase) = (
                 self.target.clone(),
                 self.reachable.clone(),
@@ -489,12 +519,11 @@ impl Dispatcher {
                 self.spill.clone(),
                 self.phase.clone(),
             );
-            inflight.spawn(async move {
+            let delivery = async move {
                 let abandoned = tokio::select! {
                     () = deliver(&target, &batch, &reachable, &counters) => false,
                     _ = phase.wait_for(|p| *p == Phase::Abandon) => true,
                 };
-                drop(permit);
                 if abandoned {
                     return Delivered::Abandoned(batch);
                 }
@@ -505,11 +534,23 @@ impl Dispatcher {
                     }
                 }
                 Delivered::Done
-            });
+            };
+            if compresses {
+                // Compressing is CPU work: on a task of its own, it runs beside the others.
+                let mut task = AbortOnDrop(tokio::spawn(delivery));
+                inflight.push(Box::pin(async move {
+                    (&mut task.0).await.unwrap_or_else(|e| {
+                        tracing::error!("a forward delivery task failed: {e}");
+                        Delivered::Done
+                    })
+                }));
+            } else {
+                inflight.push(Box::pin(delivery));
+            }
         }
         // Memory is drained or the deadline passed: finish what is in flight (deliveries stop
         // at the deadline and hand their request back).
-        while let Some(done) = inflight.join_next().await {
+        while let Some(done) = inflight.next().await {
             self.settle(done, &mut report);
         }
         rx.close();
@@ -555,16 +596,12 @@ impl Dispatcher {
         batch
     }
 
-    /// Accounts for one finished delivery task.
-    fn settle(&self, done: Result<Delivered, tokio::task::JoinError>, report: &mut DrainReport) {
-        match done {
-            Ok(Delivered::Done) => {}
-            Ok(Delivered::Abandoned(batch)) => {
-                for item in batch {
-                    self.abandon(item, report);
-                }
+    /// Accounts for one finished delivery.
+    fn settle(&self, done: Delivered, report: &mut DrainReport) {
+        if let Delivered::Abandoned(batch) = done {
+            for item in batch {
+                self.abandon(item, report);
             }
-            Err(e) => tracing::error!("a forward delivery task failed: {e}"),
         }
     }
 
