@@ -9,8 +9,12 @@
 //! Replicated: with three gateways at `replicas: 2` and a clustered pair of real
 //! Alertmanagers, a gateway killed with `kill -9` leaves its pages active (once each) through
 //! its peer, and once restarted catches up from the sidecars' queues to the reference's SLOs.
+//! A gateway that no longer ranks among a paging service's replicas (scaled from two to
+//! three) hands it off: the page stays active in Alertmanager throughout, and the gateway
+//! neither posts it resolved nor re-sends it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -1309,6 +1313,19 @@ impl Gateway {
         std::net::SocketAddr,
         std::net::SocketAddr,
     ) {
+        let path = Self::write_config(dir, http, alertmanagers, peers);
+        let proc = slipstream_e2e::process::Slipstream::start(&path).await;
+        let (http, admin) = (proc.ready.otlp_http(), proc.admin);
+        (proc, http, admin)
+    }
+
+    /// Writes the config file under `dir`; returns its path.
+    fn write_config(
+        dir: &tempfile::TempDir,
+        http: &str,
+        alertmanagers: &str,
+        peers: &str,
+    ) -> std::path::PathBuf {
         let receiver: String = (gateway_receiver() + peers)
             .lines()
             .map(|l| format!("    {l}\n"))
@@ -1319,9 +1336,25 @@ impl Gateway {
         );
         let path = dir.path().join("slipstream.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let proc = slipstream_e2e::process::Slipstream::start(&path).await;
-        let (http, admin) = (proc.ready.otlp_http(), proc.admin);
-        (proc, http, admin)
+        path
+    }
+
+    /// Takes `peers` (lines of `receivers.otlp.aggregates`) from now on: the config rewritten
+    /// on its port, then SIGHUP.
+    fn reload(&mut self, peers: String) {
+        self.peers = peers;
+        Self::write_config(
+            &self.dir,
+            &self.http.to_string(),
+            &self.alertmanagers,
+            &self.peers,
+        );
+        let pid = self.proc.as_ref().expect("running").pid();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "SIGHUP to {}", self.name);
     }
 
     fn url(&self) -> String {
@@ -1666,16 +1699,7 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
         gateways.push(Gateway::start(&format!("gateway-{i}"), &am_urls).await);
     }
     let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
-    let route = Rendezvous::for_endpoints(&urls);
-    let owns: Vec<BTreeSet<&str>> = (0..3)
-        .map(|g| {
-            ROLES
-                .iter()
-                .map(|r| r.name)
-                .filter(|s| route.pick_n(s.as_bytes(), 2).contains(&g))
-                .collect()
-        })
-        .collect();
+    let owns = ranked_at_two(&urls);
     let mut sidecars = Vec::new();
     for i in 0..3 {
         let cfg = sidecar_config(i, &urls);
@@ -1711,7 +1735,7 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
     pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
 
     // The gateway ranked first for `cart` goes down once its state file holds all it merged.
-    let victim = route.pick(b"cart").unwrap();
+    let victim = Rendezvous::for_endpoints(&urls).pick(b"cart").unwrap();
     let snapshots = gateways[victim]
         .metric("slipstream_state_snapshots_total")
         .await;
@@ -1803,6 +1827,35 @@ async fn a_gateway_killed_and_restarted_catches_up_from_the_sidecars_queues() {
     }
 }
 
+/// Per gateway of `urls` (as the sidecars list them), the services of [`ROLES`] it ranks
+/// among the two of at `replicas: 2`.
+fn ranked_at_two(urls: &[String]) -> Vec<BTreeSet<&'static str>> {
+    let route = Rendezvous::for_endpoints(urls);
+    (0..urls.len())
+        .map(|g| {
+            ROLES
+                .iter()
+                .map(|r| r.name)
+                .filter(|s| route.pick_n(s.as_bytes(), 2).contains(&g))
+                .collect()
+        })
+        .collect()
+}
+
+/// Three sidecars at `replicas: 2` shipping to `urls`, with their OTLP/HTTP addresses, and a
+/// reference fed every span.
+async fn sidecars_and_reference(
+    urls: &[String],
+) -> (Vec<Sidecar>, Vec<std::net::SocketAddr>, Node) {
+    let mut sidecars = Vec::new();
+    for i in 0..3 {
+        sidecars.push(Sidecar::start(i, urls).await);
+    }
+    let addrs = sidecars.iter().map(|s| s.http).collect();
+    let reference = Node::start("reference", Node::config(COMMON, "")).await;
+    (sidecars, addrs, reference)
+}
+
 /// A sidecar run as its own process at `replicas: 2`, whose gateways a reload (SIGHUP) of its
 /// rewritten config file replaces.
 struct Sidecar {
@@ -1867,27 +1920,12 @@ async fn scaling_from_three_gateways_to_four_hands_the_new_one_its_services_stat
     for i in 0..3 {
         gateways.push(Gateway::start(&format!("gateway-{i}"), &am_urls).await);
     }
-    let ranked = |gateways: &[Gateway]| -> Vec<BTreeSet<&'static str>> {
-        let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
-        let route = Rendezvous::for_endpoints(&urls);
-        (0..gateways.len())
-            .map(|g| {
-                ROLES
-                    .iter()
-                    .map(|r| r.name)
-                    .filter(|s| route.pick_n(s.as_bytes(), 2).contains(&g))
-                    .collect()
-            })
-            .collect()
+    let ranked = |gateways: &[Gateway]| {
+        ranked_at_two(&gateways.iter().map(Gateway::url).collect::<Vec<_>>())
     };
     let before = ranked(&gateways);
     let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
-    let mut sidecars = Vec::new();
-    for i in 0..3 {
-        sidecars.push(Sidecar::start(i, &urls).await);
-    }
-    let sidecar_addrs: Vec<std::net::SocketAddr> = sidecars.iter().map(|s| s.http).collect();
-    let reference = Node::start("reference", Node::config(COMMON, "")).await;
+    let (sidecars, sidecar_addrs, reference) = sidecars_and_reference(&urls).await;
 
     let none = BTreeSet::new();
     let mut sent = steady_load(&sidecar_addrs, &reference, 0, 10).await;
@@ -1965,5 +2003,211 @@ async fn scaling_from_three_gateways_to_four_hands_the_new_one_its_services_stat
         )
         .await;
         assert_eq!(refused, busy, "{}", g.name);
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time as the Alertmanager exporter writes
+/// it (`2026-12-07T09:00:00.123Z`).
+fn unix_seconds(t: &str) -> f64 {
+    let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs: f64 = t[17..t.len() - 1].parse().unwrap();
+    (days * 86_400 + n(11..13) * 3_600 + n(14..16) * 60) as f64 + secs
+}
+
+/// Two gateways at `replicas: 2` (each holds every service) paging for `cart` and `auth`,
+/// then a third that ranks among the two of a paging service. The two old ones are reloaded
+/// knowing the three and `peers.replicas: 2`, before the sidecars: the one that no longer
+/// ranks a paging service hands it off. Polled all along, each page of the reference stays
+/// active in both Alertmanagers; the handing-off gateway never posts such a page resolved and,
+/// once it handed it off, stops re-sending it (the other replica and the new gateway, which
+/// took the state from a peer, keep it active).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_stops_ranking_a_paging_service_lets_go_without_resolving_it() {
+    let (alertmanagers, am_urls) = alertmanager_pair().await;
+    // Each gateway also posts to a recorder of its own, which shows what it sent.
+    let mut recorders = Vec::new();
+    let mut gateways = Vec::new();
+    let start = |i: usize, peers: Vec<String>| {
+        let am_urls = am_urls.clone();
+        async move {
+            let arrived: Arc<Mutex<Vec<f64>>> = Arc::default();
+            let times = arrived.clone();
+            let (addr, log) = slipstream_test_support::recorder::serve(move |_, _| {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+                times.lock().unwrap().push(now.as_secs_f64());
+                http::Response::new(http_body_util::Full::new(bytes::Bytes::new()))
+            })
+            .await;
+            let mut urls = am_urls;
+            urls.push(format!("http://{addr}"));
+            let g = Gateway::start_with_peers(&format!("gateway-{i}"), &urls, &peers).await;
+            (g, (log, arrived))
+        }
+    };
+    for i in 0..2 {
+        let (g, r) = start(i, Vec::new()).await;
+        gateways.push(g);
+        recorders.push(r);
+    }
+    let urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
+    let (sidecars, sidecar_addrs, reference) = sidecars_and_reference(&urls).await;
+    let all: BTreeSet<&str> = ROLES.iter().map(|r| r.name).collect();
+    let none = BTreeSet::new();
+    let mut sent = steady_load(&sidecar_addrs, &reference, 0, 10).await;
+    for g in &gateways {
+        gateway_matches_reference(&reference, g, &all, &none, sent, Duration::from_secs(30)).await;
+    }
+    let pages = firing_pages(&reference).await;
+    pages_active_once(&alertmanagers, &pages, Duration::from_secs(20)).await;
+
+    // A third gateway, started until it ranks among the two of a paging service; it asks
+    // the two old ones for the state of what it newly ranks.
+    let admins: Vec<String> = gateways
+        .iter()
+        .map(|g| format!("http://{}", g.admin))
+        .collect();
+    let (after, urls) = loop {
+        let (g, r) = start(2, admins.clone()).await;
+        let mut urls: Vec<String> = gateways.iter().map(Gateway::url).collect();
+        urls.push(g.url());
+        let after = ranked_at_two(&urls);
+        if after[2].contains("cart") || after[2].contains("auth") {
+            gateways.push(g);
+            recorders.push(r);
+            break (after, urls);
+        }
+    };
+    let paging: BTreeSet<&str> = ["cart", "auth"].into();
+
+    // Both Alertmanagers polled from here to the end: every page must stay active.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, pages) = (stop.clone(), pages.clone());
+        let ams: Vec<std::net::SocketAddr> = alertmanagers.iter().map(|a| a.addr).collect();
+        tokio::spawn(async move {
+            let (mut polls, mut gaps) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for am in &ams {
+                    let (status, body) = slipstream_e2e::http_get(
+                        *am,
+                        "/api/v2/alerts?active=true&silenced=false&inhibited=false&unprocessed=true",
+                    )
+                    .await;
+                    assert_eq!(status, 200, "{body}");
+                    let active: Vec<Value> = serde_json::from_str(&body).unwrap();
+                    let s = |l: &Value, k: &str| l[k].as_str().unwrap_or_default().to_owned();
+                    let seen: BTreeSet<(String, String, String)> = active
+                        .iter()
+                        .map(|a| &a["labels"])
+                        .map(|l| (s(l, "slo"), s(l, "long_window"), s(l, "short_window")))
+                        .collect();
+                    let missing: Vec<_> = pages.difference(&seen).cloned().collect();
+                    if !missing.is_empty() {
+                        gaps.push((am.to_string(), missing));
+                    }
+                }
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (polls, gaps)
+        })
+    };
+
+    // The old gateways learn the three and the replica count, before the sidecars: each
+    // hands off what it no longer ranks (at once, the services it holds).
+    let mut handing_off = Vec::new();
+    for g in 0..2 {
+        let others: Vec<String> = gateways
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != g)
+            .map(|(_, o)| format!("http://{}", o.admin))
+            .collect();
+        gateways[g].reload(format!(
+            "  peers:\n    endpoints: [{}]\n    bearer_token: {SIDECAR_TOKEN}\n    timeout: 20s\n    replicas: 2\n    members: [{}]\n    member: {}\n",
+            others.join(", "),
+            urls.join(", "),
+            urls[g]
+        ));
+        let unranked: BTreeSet<&str> = all.difference(&after[g]).copied().collect();
+        let gateway = &gateways[g];
+        eventually_async(
+            &format!("{}: to hand off {unranked:?}", gateway.name),
+            Duration::from_secs(20),
+            || async {
+                let n = gateway.metric("slipstream_state_handoffs_total").await;
+                (n == unranked.len() as f64).then_some(()).ok_or(n)
+            },
+        )
+        .await;
+        let posted = recorders[g].0.lock().unwrap().len();
+        let let_go: BTreeSet<&str> = unranked.intersection(&paging).copied().collect();
+        if !let_go.is_empty() {
+            handing_off.push((g, let_go, posted));
+        }
+    }
+    assert!(!handing_off.is_empty(), "an old gateway hands a page off");
+    for (i, s) in sidecars.iter().enumerate() {
+        s.reload(i, &urls);
+    }
+    sent += steady_load(&sidecar_addrs, &reference, 10, 10).await;
+    gateway_matches_reference(
+        &reference,
+        &gateways[2],
+        &after[2],
+        &none,
+        sent,
+        Duration::from_secs(40),
+    )
+    .await;
+    let pages_now = firing_pages(&reference).await;
+    assert!(
+        pages.is_subset(&pages_now),
+        "the reference's pages went on firing"
+    );
+    pages_active_once(&alertmanagers, &pages_now, Duration::from_secs(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (polls, gaps) = poller.await.unwrap();
+    assert!(polls > 10, "polled {polls} times");
+    assert!(gaps.is_empty(), "pages not active at times: {gaps:#?}");
+
+    // What each handing-off gateway posted: never a handed-off page resolved (a resolved
+    // alert ends when it is sent; a firing one four re-send intervals later), and, a re-send
+    // that was already queued aside, nothing of it after the hand-off.
+    for (g, let_go, posted) in handing_off {
+        let (log, arrived) = &recorders[g];
+        let log = log.lock().unwrap().clone();
+        let arrived = arrived.lock().unwrap().clone();
+        let mut after_hand_off = 0;
+        for (n, (post, at)) in log.iter().zip(&arrived).enumerate() {
+            let alerts: Vec<Value> = serde_json::from_slice(&post.body).unwrap();
+            for a in alerts
+                .iter()
+                .filter(|a| let_go.contains(a["labels"]["service"].as_str().unwrap_or("")))
+            {
+                let ends = unix_seconds(a["endsAt"].as_str().unwrap());
+                assert!(
+                    ends > at + 2.0,
+                    "{} posted a resolved alert of a service it handed off: {a:#}",
+                    gateways[g].name
+                );
+                if n > posted + 1 {
+                    after_hand_off += 1;
+                }
+            }
+        }
+        assert_eq!(
+            after_hand_off, 0,
+            "{} re-sent alerts of {let_go:?} after handing them off",
+            gateways[g].name
+        );
     }
 }
