@@ -25,7 +25,8 @@
 //! `exemplars.enabled: false`, to measure what keeping exemplars costs likewise.
 //!
 //! `--forward-compression` forwards (as `--forward`) with that `forward.compression`.
-//! `--batch SIZE` forwards (as `--forward`) with `forward.max_batch_bytes: SIZE` (`2MiB`),
+//! `--batch SIZE` forwards (as `--forward`) with `forward.max_batch_bytes: SIZE` (`0` sends
+//! each request alone; the default is `2MiB`),
 //! requests waiting in the queue joined into one export. `--sink-delay MS` forwards (as
 //! `--forward`) to a sink that answers each export after MS milliseconds, a downstream far
 //! away or slow: with 4 export calls in flight, at most 4000/MS exports a second get through.
@@ -95,6 +96,30 @@ fn stat_cpu_seconds(path: &str) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the ')'.
     (ticks(11) + ticks(12)) / clk_tck()
+}
+
+/// Context switches (voluntary and not) of `pid`'s threads so far: how often its threads
+/// parked and woke, a measure of the task hops the work takes.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let mut n = 0;
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        for l in status.lines() {
+            if l.starts_with("voluntary_ctxt_switches")
+                || l.starts_with("nonvoluntary_ctxt_switches")
+            {
+                n += l
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    n
 }
 
 /// A `/proc/<pid>/status` value in KiB (`VmRSS`, `VmHWM`).
@@ -229,13 +254,15 @@ struct Slipstream {
     grpc: SocketAddr,
     http: SocketAddr,
     admin: SocketAddr,
-    _dir: PathBuf,
+    /// The run's directory (its config), removed when the run ends.
+    dir: PathBuf,
 }
 
 impl Drop for Slipstream {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -306,7 +333,7 @@ fn start_slipstream(
         grpc: format!("127.0.0.1:{g}").parse().unwrap(),
         http: format!("127.0.0.1:{h}").parse().unwrap(),
         admin,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -320,6 +347,8 @@ struct Run {
     /// Their wall time, seconds.
     step_wall_seconds: f64,
     cpu_seconds: f64,
+    /// Context switches of slipstream's threads per million spans accepted.
+    switches_per_m_spans: f64,
     rss_peak_mib: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -368,6 +397,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
     }
     let pid = s.child.id();
     let cpu0 = cpu_seconds(pid);
+    let switches0 = context_switches(pid);
     let step0 = step_cpu_seconds(pid);
     let (steps0, step_wall0) = steps_so_far(s.admin);
     let mut child = cmd
@@ -380,6 +410,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         std::thread::sleep(Duration::from_millis(100));
     }
     let cpu = cpu_seconds(pid) - cpu0;
+    let switches = context_switches(pid) - switches0;
     let step_cpu = step_cpu_seconds(pid) - step0;
     let (steps1, step_wall1) = steps_so_far(s.admin);
     let mut out = String::new();
@@ -396,6 +427,7 @@ fn run_load(s: &Slipstream, args: &Opts, rate: Option<f64>) -> Run {
         spans_per_second: v["spans_per_second"].as_f64().unwrap_or(0.0),
         spans_per_cpu_second: spans / cpu.max(1e-9),
         cpu_seconds: cpu,
+        switches_per_m_spans: switches as f64 * 1e6 / spans.max(1.0),
         step_cpu_seconds: step_cpu,
         steps: steps1 - steps0,
         step_wall_seconds: step_wall1 - step_wall0,
@@ -562,11 +594,12 @@ fn main() {
     }
     let max = run_load(&s, &o, o.rate);
     println!(
-        "| {variant} | {:.0} spans/s | {:.0} spans per slipstream CPU-s ({:.1} CPU-s, step {:.2}) | {} | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
+        "| {variant} | {:.0} spans/s | {:.0} spans per slipstream CPU-s ({:.1} CPU-s, step {:.2}) | {:.0} context switches per M spans | {} | RSS peak {:.1} MiB | p50 {:.2} ms | p99 {:.2} ms | refused {} |",
         max.spans_per_second,
         max.spans_per_cpu_second,
         max.cpu_seconds,
         max.step_cpu_seconds,
+        max.switches_per_m_spans,
         max.steps_summary(),
         max.rss_peak_mib,
         max.p50_ms,
