@@ -315,22 +315,33 @@ function eventItem(e, withSlo) {
 }
 
 // What the bad requests of the event's short window share: each value's share of the bad
-// requests against its share of all requests.
+// requests against its share of all requests, and an example bad request of its own (linked
+// to its trace where `exemplars.trace_url` is set, http and https links only).
+function shareExample(x) {
+  return x ? ` (example ${traceLink(x.trace_id, x.url)})` : '';
+}
+
 function shares(e) {
   const list = e.bad_requests_share || [];
   if (!list.length) return '';
   const item = (s) => `<li><code>${esc(s.attribute)}=${esc(s.value)}</code>: `
-    + `<strong>${Math.round(s.bad_share * 100)}%</strong> of bad, ${Math.round(s.all_share * 100)}% of all</li>`;
+    + `<strong>${Math.round(s.bad_share * 100)}%</strong> of bad, ${Math.round(s.all_share * 100)}% of all`
+    + `${shareExample(s.example)}</li>`;
   return `<div class="shares">bad requests share <ul>${list.map(item).join('')}</ul></div>`;
 }
 
+// A trace id, linked to its trace where `exemplars.trace_url` gave a link (http and https
+// links only).
+function traceLink(traceId, url) {
+  return /^https?:\/\//.test(url || '')
+    ? `<a href="${esc(url)}" rel="noopener noreferrer">${esc(traceId)}</a>`
+    : `<code>${esc(traceId)}</code>`;
+}
+
 // Example requests of an SLO (from the list of SLOs): linked to their traces where
-// `exemplars.trace_url` is set (http and https links only), else their trace ids.
+// `exemplars.trace_url` is set, else their trace ids.
 function exemplarItem(e) {
-  const id = /^https?:\/\//.test(e.url || '')
-    ? `<a href="${esc(e.url)}" rel="noopener noreferrer">${esc(e.trace_id)}</a>`
-    : `<code>${esc(e.trace_id)}</code>`;
-  return `<li>${id} ${timeTag(e.end)} ${(e.duration_seconds * 1000).toFixed(1)} ms`
+  return `<li>${traceLink(e.trace_id, e.url)} ${timeTag(e.end)} ${(e.duration_seconds * 1000).toFixed(1)} ms`
     + `${e.bad ? ' <span class="state firing">bad</span>' : ''}</li>`;
 }
 
