@@ -530,7 +530,8 @@ impl Peers {
         }
         let mut book = lock(&self.book);
         let replace = book.replacing.remove(service);
-        if book.handed_off.remove(service) {
+        if book.handed_off.contains(service) && self.ranks(service) {
+            book.handed_off.remove(service);
             self.live
                 .with_evaluator(|e| e.engine_mut().take_back(service));
             tracing::info!(service = %service, "hand-off: this gateway ranks the service again; it sends its events again");
@@ -595,9 +596,13 @@ impl Peers {
             }
             // Not ranked: merged (a peer may ask for it), its events not sent. Ranked again:
             // taken from a peer afresh, its own data being short of what went elsewhere.
+            // (One whose state is being asked for stays held: what is merged meanwhile would
+            // count twice once the peer's state is imported.)
             if !self.ranks(s) {
                 self.hand_off(book, s);
-                continue;
+                if !book.asking.contains_key(s) {
+                    continue;
+                }
             }
             if book.handed_off.contains(s) && !book.asking.contains_key(s) {
                 book.known.remove(s);
