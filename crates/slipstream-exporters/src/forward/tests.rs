@@ -734,6 +734,109 @@ mod batch {
         router.shutdown(Duration::from_secs(1)).await;
     }
 
+    /// A downstream that holds each export until the test lets one through, and notes the
+    /// most exports it held at once (the empty reachability probes, plain or zstd, are
+    /// answered at once).
+    struct Gate {
+        url: String,
+        open: std::sync::Arc<tokio::sync::Semaphore>,
+        /// (held now, the most held at once, answered).
+        seen: std::sync::Arc<std::sync::Mutex<(usize, usize, usize)>>,
+    }
+
+    async fn gate() -> Gate {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let open = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((0, 0, 0)));
+        let (o, s) = (open.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (o, s) = (o.clone(), s.clone());
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (o, s) = (o.clone(), s.clone());
+                        async move {
+                            let zstd = req.headers().contains_key(http::header::CONTENT_ENCODING);
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let plain = if zstd {
+                                zstd::decode_all(&body[..]).unwrap()
+                            } else {
+                                body.to_vec()
+                            };
+                            if !plain.is_empty() {
+                                {
+                                    let mut s = s.lock().unwrap();
+                                    s.0 += 1;
+                                    s.1 = s.1.max(s.0);
+                                }
+                                o.acquire().await.unwrap().forget();
+                                let mut s = s.lock().unwrap();
+                                s.0 -= 1;
+                                s.2 += 1;
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(Bytes::new()),
+                            ))
+                        }
+                    });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        Gate { url, open, seen }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_concurrency_exports_are_in_flight_compressed_or_not() {
+        for compression in [ForwardCompression::None, ForwardCompression::Zstd] {
+            let downstream = gate().await;
+            let cfg = ForwardConfig {
+                endpoint: Some(downstream.url.clone()),
+                protocol: ForwardProtocol::Http,
+                compression,
+                concurrency: 2,
+                max_batch_bytes: slipstream_config::ByteSize(0),
+                retry: fast_retry(),
+                timeout: Duration::from_secs(30),
+                ..Default::default()
+            };
+            let router = ForwardRouter::start(&cfg, &Registry::new()).await.unwrap();
+            for r in requests(6) {
+                router.forward(Signal::Logs, r).unwrap();
+            }
+            // Let the exports through one at a time, each once two are held.
+            for answered in 0..6 {
+                let until = std::time::Instant::now() + Duration::from_secs(5);
+                loop {
+                    let (held, _, done) = *downstream.seen.lock().unwrap();
+                    if done == answered && held == 2.min(6 - answered) {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < until,
+                        "{compression:?}: {held} held, {done} answered; waited for {} held",
+                        2.min(6 - answered)
+                    );
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                downstream.open.add_permits(1);
+            }
+            let (_, most, _) = *downstream.seen.lock().unwrap();
+            assert_eq!(
+                most, 2,
+                "{compression:?}: forward.concurrency exports at most"
+            );
+            router.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_request_sent_as_its_gzip_member_goes_alone() {
         let downstream = Recorder::start([]).await;
