@@ -40,6 +40,9 @@ use slipstream_slo::{AlertEvent, SloEngine, SloSnapshot};
 use slipstream_step::evaluate::Evaluator;
 use slipstream_step::publish::Live;
 
+#[cfg(test)]
+mod tests;
+
 /// How the input file is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
