@@ -17,7 +17,9 @@ use slipstream_test_support::process::Running;
 const BIN: &str = env!("CARGO_BIN_EXE_slipstream");
 const MIB: u64 = 1 << 20;
 
-/// An OTLP/HTTP downstream answering 503 until `up`, then 200; counts what it accepted.
+/// An OTLP/HTTP downstream answering 503 until `up`, then 200; counts the `ResourceSpans`
+/// entries it accepted. Each request the test sends holds one, and the forwarder may join
+/// queued requests into one export, so entries, not exports, are what must all arrive.
 struct Downstream {
     port: u16,
     up: Arc<AtomicBool>,
@@ -49,7 +51,7 @@ fn serve(mut s: TcpStream, up: Arc<AtomicBool>, accepted: Arc<AtomicU64>) {
             return;
         }
         let answer = if up.load(Ordering::SeqCst) {
-            accepted.fetch_add(1, Ordering::SeqCst);
+            accepted.fetch_add(resource_spans(&body), Ordering::SeqCst);
             "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
         } else {
             "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n"
@@ -58,6 +60,38 @@ fn serve(mut s: TcpStream, up: Arc<AtomicBool>, accepted: Arc<AtomicU64>) {
             return;
         }
     }
+}
+
+/// The top-level field 1 entries (`resource_spans`) of a protobuf `ExportTraceServiceRequest`.
+fn resource_spans(body: &[u8]) -> u64 {
+    fn varint(b: &[u8], at: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        while let Some(&byte) = b.get(*at) {
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        v
+    }
+    let (mut at, mut n) = (0usize, 0u64);
+    while at < body.len() {
+        let tag = varint(body, &mut at);
+        at += match tag & 7 {
+            0 => {
+                varint(body, &mut at);
+                0
+            }
+            1 => 8,
+            2 => varint(body, &mut at) as usize,
+            5 => 4,
+            other => panic!("wire type {other} in a forwarded body"),
+        };
+        n += u64::from(tag >> 3 == 1);
+    }
+    n
 }
 
 impl Downstream {
