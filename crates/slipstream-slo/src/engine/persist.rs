@@ -206,12 +206,8 @@ impl SloEngine {
     /// A state of another [`format_version`](EngineState::format_version) restores nothing
     /// (`incompatible_format` is set).
     pub fn restore_state(&mut self, state: EngineState) -> RestoreReport {
-        let mut report = RestoreReport {
-            saved_at: state.saved_at,
-            ..RestoreReport::default()
-        };
-        if state.format_version != ENGINE_STATE_FORMAT {
-            report.incompatible_format = Some(state.format_version);
+        let mut report = report_for(&state);
+        if report.incompatible_format.is_some() {
             return report;
         }
         let EngineState {
@@ -563,5 +559,16 @@ impl SloEngine {
             self.config_silences.insert(id);
         }
         self.silences.sort_by_key(|(id, _)| *id);
+    }
+}
+
+/// The report of restoring or importing `state`, started with its save time, with
+/// `incompatible_format` set when `state` is of another format and nothing may be taken.
+pub(super) fn report_for(state: &EngineState) -> RestoreReport {
+    RestoreReport {
+        saved_at: state.saved_at,
+        incompatible_format: (state.format_version != ENGINE_STATE_FORMAT)
+            .then_some(state.format_version),
+        ..RestoreReport::default()
     }
 }

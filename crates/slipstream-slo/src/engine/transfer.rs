@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use slipstream_core::UnixNanos;
 
-use super::persist::{Applied, record, saved_slo};
+use super::persist::{Applied, record, report_for, saved_slo};
 use super::{RowState, SloEngine};
 use crate::model::SloId;
 use crate::persist::{
@@ -162,12 +162,8 @@ impl SloEngine {
     /// silences and events. A state of another format imports nothing
     /// (`incompatible_format` is set).
     pub fn import_service(&mut self, service: &str, state: EngineState) -> RestoreReport {
-        let mut report = RestoreReport {
-            saved_at: state.saved_at,
-            ..RestoreReport::default()
-        };
-        if state.format_version != ENGINE_STATE_FORMAT {
-            report.incompatible_format = Some(state.format_version);
+        let mut report = report_for(&state);
+        if report.incompatible_format.is_some() {
             return report;
         }
         let EngineState {
